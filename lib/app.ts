@@ -1,0 +1,72 @@
+/**
+ * Builds one environment (a stage, and for ephemeral stages an experiment) into a CDK app.
+ * `bin/app.ts`, the tests and `scripts/synth-all.ts` all build through here.
+ */
+import { App, type AppProps, Tags } from 'aws-cdk-lib';
+import { attachComplianceChecks } from './compliance/checks';
+import { loadConfig, type ResolvedConfig, type StageSelection } from './config/load';
+import { AuditStack } from './stacks/audit-stack';
+import { DataLakeStack } from './stacks/data-lake-stack';
+import { NetworkStack } from './stacks/network-stack';
+
+/** Feature flags this project is written against (kept here, not in cdk.json, so tests use them too). */
+export const FEATURE_FLAGS: Record<string, boolean> = {
+  '@aws-cdk/aws-ec2:restrictDefaultSecurityGroup': true,
+  '@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy': true,
+  '@aws-cdk/aws-s3:createDefaultLoggingPolicy': true,
+  '@aws-cdk/aws-iam:minimizePolicies': true,
+  '@aws-cdk/core:enablePartitionLiterals': true,
+  '@aws-cdk/aws-kms:reduceCrossAccountRegionPolicyScope': true,
+  '@aws-cdk/aws-logs:useDefaultLogGroupClass': true,
+};
+
+/** The stacks of one environment. */
+export interface Platform {
+  readonly config: ResolvedConfig;
+  readonly network: NetworkStack;
+  readonly dataLake: DataLakeStack;
+  /** Present where the stage audits (production). */
+  readonly audit?: AuditStack;
+}
+
+/** Creates an app with this project's feature flags. */
+export function createApp(props: AppProps = {}): App {
+  return new App({ ...props, context: { ...FEATURE_FLAGS, ...props.context } });
+}
+
+/** Adds the stacks of the selected environment to `app`, tags them and attaches the compliance checks. */
+export function buildPlatform(app: App, selection: StageSelection): Platform {
+  const config = loadConfig(selection);
+  const env = { account: config.account, region: config.region };
+  const name = (part: string): string => `${config.prefix}-${config.envId}-${part}`;
+  const common = { env, config, terminationProtection: config.behaviour.terminationProtection };
+
+  const network = new NetworkStack(app, name('network'), {
+    ...common,
+    description: `Isolated VPC, endpoints and flow logs of ${config.prefix}-${config.envId}`,
+  });
+  const dataLake = new DataLakeStack(app, name('data-lake'), {
+    ...common,
+    description: `KMS-encrypted S3 data lake and Glue/Athena catalog of ${config.prefix}-${config.envId}`,
+  });
+  const audit = config.audit.cloudTrail
+    ? new AuditStack(app, name('audit'), {
+        ...common,
+        description: `CloudTrail audit trail of ${config.prefix}-${config.envId}`,
+        dataBuckets: Object.values(dataLake.buckets),
+        accessLogsBucket: dataLake.accessLogsBucket,
+      })
+    : undefined;
+
+  const tags: Record<string, string> = {
+    project: config.tags.project,
+    stage: config.stage,
+    experiment: config.experiment ?? 'none',
+    owner: config.tags.owner,
+    'cost-center': config.tags.costCenter,
+  };
+  for (const [key, value] of Object.entries(tags)) Tags.of(app).add(key, value);
+
+  attachComplianceChecks(app);
+  return { config, network, dataLake, audit };
+}

@@ -1,0 +1,119 @@
+/**
+ * The gates every environment must pass: synthesis with the three cdk-nag packs and zero
+ * unacknowledged findings, and AWS's template linter cfn-lint with zero errors.
+ * Used by the main job (`scripts/synth-all.ts`) and by the tests.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import * as path from 'node:path';
+import { type App, Stack } from 'aws-cdk-lib';
+import { buildPlatform, createApp, type Platform } from '../app';
+import type { StageSelection } from '../config/load';
+import { type AcknowledgmentRecord, collectAcknowledgments } from './checks';
+
+/** An unacknowledged cdk-nag finding. */
+export interface Finding {
+  readonly pack: string;
+  readonly rule: string;
+  readonly path: string;
+  readonly description: string;
+}
+
+export interface StackSummary {
+  readonly name: string;
+  readonly template: string;
+  readonly resources: number;
+  readonly terminationProtection: boolean;
+}
+
+export interface SynthResult {
+  readonly app: App;
+  readonly platform: Platform;
+  readonly outdir: string;
+  readonly stacks: readonly StackSummary[];
+  readonly findings: readonly Finding[];
+  readonly acknowledgments: readonly AcknowledgmentRecord[];
+}
+
+/** Synthesizes one environment into `outdir`; findings are returned, not thrown. */
+export function synthesizeEnvironment(selection: StageSelection, outdir: string): SynthResult {
+  rmSync(outdir, { recursive: true, force: true });
+  const app = createApp({ outdir });
+  const platform = buildPlatform(app, selection);
+  let findings: Finding[] = [];
+  try {
+    app.synth();
+  } catch (err) {
+    const report = path.join(outdir, 'validation-report.json');
+    if (!existsSync(report)) throw err;
+    findings = readFindings(report);
+    if (findings.length === 0) throw err;
+  }
+  const stacks = app.node.children
+    .filter((c): c is Stack => c instanceof Stack)
+    .map((stack) => {
+      const template = path.join(outdir, stack.templateFile);
+      const resources = existsSync(template)
+        ? Object.keys((JSON.parse(readFileSync(template, 'utf8')) as { Resources?: object }).Resources ?? {}).length
+        : 0;
+      return { name: stack.stackName, template, resources, terminationProtection: stack.terminationProtection };
+    });
+  return { app, platform, outdir, stacks, findings, acknowledgments: collectAcknowledgments(app) };
+}
+
+interface ValidationReport {
+  pluginReports: {
+    pluginName: string;
+    violations: { ruleName: string; description: string; violatingConstructs: { constructPath: string }[] }[];
+  }[];
+}
+
+function readFindings(reportFile: string): Finding[] {
+  const report = JSON.parse(readFileSync(reportFile, 'utf8')) as ValidationReport;
+  return report.pluginReports.flatMap((plugin) =>
+    plugin.violations.flatMap((violation) =>
+      violation.violatingConstructs.map((c) => ({
+        pack: plugin.pluginName,
+        rule: violation.ruleName,
+        path: c.constructPath,
+        description: violation.description.split(' - (Control IDs')[0] ?? violation.description,
+      })),
+    ),
+  );
+}
+
+/** One cfn-lint match. */
+export interface LintMatch {
+  readonly level: 'Error' | 'Warning' | 'Informational';
+  readonly rule: string;
+  readonly message: string;
+  readonly file: string;
+}
+
+/** Where the project's Python tools are installed (`make` creates it). */
+export const VENV_BIN = path.join(__dirname, '..', '..', '.venv', 'bin');
+
+/** Runs cfn-lint on `templates` for `region`; throws if cfn-lint is not installed. */
+export function runCfnLint(templates: readonly string[], region: string): LintMatch[] {
+  const cfnLint = path.join(VENV_BIN, 'cfn-lint');
+  if (!existsSync(cfnLint)) {
+    throw new Error(`cfn-lint is not installed at ${cfnLint}; run 'make test' (or 'make install') first`);
+  }
+  let stdout: string;
+  try {
+    stdout = execFileSync(cfnLint, ['--format', 'json', '--regions', region, '--', ...templates], { encoding: 'utf8' });
+  } catch (err) {
+    // cfn-lint exits non-zero whenever it finds something; its JSON is still on stdout.
+    const out = (err as { stdout?: string }).stdout;
+    if (out === undefined || out.trim() === '') throw err;
+    stdout = out;
+  }
+  const matches = JSON.parse(stdout || '[]') as { Level: LintMatch['level']; Rule: { Id: string }; Message: string; Filename: string }[];
+  return matches.map((m) => ({ level: m.Level, rule: m.Rule.Id, message: m.Message, file: m.Filename }));
+}
+
+/** The environments the main job and the tests synthesize: production and one example experiment. */
+export const ENVIRONMENTS: readonly StageSelection[] = [
+  { stage: 'production' },
+  { stage: 'experiment', experiment: 'demo' },
+];

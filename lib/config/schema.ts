@@ -1,0 +1,175 @@
+/**
+ * The platform's configuration: one validated object per stage.
+ *
+ * Stage files live in `config/<stage>.json` and hold every setting; `cdk.json` context only
+ * selects a stage (`-c stage=...`) and, for ephemeral stages, an experiment (`-c experiment=NAME`).
+ * Behaviour that must not drift with a typo (removal policies, termination protection, audit in
+ * production) is derived from the stage in `stageBehaviour`, not configurable.
+ */
+import { z } from 'zod';
+
+/** Stages this platform knows. */
+export const STAGES = ['experiment', 'production'] as const;
+export type Stage = (typeof STAGES)[number];
+
+/** CloudWatch Logs accepts only these retention periods (days). */
+export const LOG_RETENTION_DAYS = [
+  1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288,
+  3653,
+] as const;
+
+/**
+ * Interface endpoints the private subnets may need, by the short name used in config files.
+ * Training needs ECR, Logs, STS, CloudWatch metrics; evaluation adds Bedrock, SageMaker runtime,
+ * Secrets Manager, Glue/Athena; everything reads SSM parameters and KMS keys.
+ */
+export const INTERFACE_ENDPOINT_NAMES = [
+  'ecr.api',
+  'ecr.dkr',
+  'logs',
+  'monitoring',
+  'sts',
+  'ssm',
+  'kms',
+  'secretsmanager',
+  'bedrock-runtime',
+  'sagemaker.runtime',
+  'sagemaker.api',
+  'glue',
+  'athena',
+  'states',
+  'batch',
+] as const;
+export type InterfaceEndpointName = (typeof INTERFACE_ENDPOINT_NAMES)[number];
+
+/** Endpoints without which the platform does not work; a config that drops one is rejected. */
+export const REQUIRED_INTERFACE_ENDPOINTS: readonly InterfaceEndpointName[] = [
+  'ecr.api',
+  'ecr.dkr',
+  'logs',
+  'sts',
+];
+
+const TAG_VALUE = /^[\p{L}\p{N} _.:/=+\-@]{1,256}$/u;
+const tagValue = z.string().regex(TAG_VALUE, 'must be 1-256 letters, digits, spaces or _.:/=+-@');
+
+const retentionDays = z
+  .number()
+  .refine((d) => (LOG_RETENTION_DAYS as readonly number[]).includes(d), {
+    message: `must be one of CloudWatch Logs' retention periods: ${LOG_RETENTION_DAYS.join(', ')}`,
+  });
+
+const positiveDays = z.int().min(1, 'must be at least 1 day').max(3650, 'must be at most 3650 days');
+
+export const NetworkConfigSchema = z.strictObject({
+  /** IPv4 CIDR of the VPC; /16 leaves room for P5's 32 EFA interfaces per node. */
+  cidr: z
+    .string()
+    .regex(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/, 'must be an IPv4 CIDR such as 10.40.0.0/16')
+    .refine((c) => {
+      const mask = Number(c.split('/')[1]);
+      return mask >= 16 && mask <= 20;
+    }, 'prefix length must be between /16 and /20'),
+  /** Availability zones to spread the subnets over. */
+  maxAzs: z.int().min(1, 'must be at least 1').max(6, 'must be at most 6'),
+  /** Prefix length of each training subnet (one per AZ); P5 nodes take 32 addresses each. */
+  trainingSubnetMask: z.int().min(16).max(24),
+  /** Prefix length of each evaluation subnet (Lambda ENIs, eval jobs). */
+  evalSubnetMask: z.int().min(16).max(26),
+  /** Prefix length of each subnet that holds the interface endpoints. */
+  endpointSubnetMask: z.int().min(20).max(27),
+  /** Interface endpoints to create (S3 and DynamoDB gateway endpoints are always created). */
+  interfaceEndpoints: z
+    .array(z.enum(INTERFACE_ENDPOINT_NAMES))
+    .min(1)
+    .refine((names) => new Set(names).size === names.length, 'must not list an endpoint twice'),
+});
+
+export const DataLakeConfigSchema = z.strictObject({
+  /** Days after which an unfinished multipart upload is aborted. */
+  abortIncompleteUploadDays: positiveDays,
+  /** Days a replaced or deleted object version is kept before it expires. */
+  noncurrentVersionExpirationDays: positiveDays,
+  /** Days server access logs are kept. */
+  accessLogExpirationDays: positiveDays,
+});
+
+export const AuditConfigSchema = z.strictObject({
+  /** Record management events and the lake's S3 data events in a CloudTrail trail. */
+  cloudTrail: z.boolean(),
+  /** Record read events too (GetObject); write events are always recorded when the trail is on. */
+  recordS3ReadEvents: z.boolean(),
+});
+
+export const PlatformConfigSchema = z
+  .strictObject({
+    /** Which stage this file configures; must match the file name. */
+    stage: z.enum(STAGES),
+    /** AWS account id; when absent, the CLI's default account (CDK_DEFAULT_ACCOUNT) is used. */
+    account: z
+      .string()
+      .regex(/^\d{12}$/, 'must be a 12-digit AWS account id')
+      .optional(),
+    /** AWS region; P5 instances are offered in a subset of regions. */
+    region: z.string().regex(/^[a-z]{2}(-gov)?-[a-z]+-\d$/, 'must be an AWS region such as us-east-1'),
+    /** Prefix of every stack, SSM parameter and resource name: lowercase letters, digits, dashes. */
+    prefix: z.string().regex(/^[a-z][a-z0-9-]{1,14}$/, 'must be 2-15 lowercase letters, digits or dashes, starting with a letter'),
+    /** Cost-allocation tags put on every resource (stage and experiment are added from the stage). */
+    tags: z.strictObject({ project: tagValue, owner: tagValue, costCenter: tagValue }),
+    /** Retention of every CloudWatch log group the platform creates (VPC flow logs, trail, Lambda). */
+    logRetentionDays: retentionDays,
+    network: NetworkConfigSchema,
+    dataLake: DataLakeConfigSchema,
+    audit: AuditConfigSchema,
+  })
+  ;
+
+/**
+ * Rules that relate several fields. They run on the raw input too, so a file with both a type
+ * error and a cross-field problem reports both at once (zod skips object refinements once a
+ * field fails).
+ */
+export function crossFieldProblems(raw: unknown): { path: string[]; message: string }[] {
+  const problems: { path: string[]; message: string }[] = [];
+  const config = (raw ?? {}) as {
+    stage?: unknown;
+    network?: { cidr?: unknown; interfaceEndpoints?: unknown; [k: string]: unknown };
+    audit?: { cloudTrail?: unknown };
+  };
+  const endpoints = config.network?.interfaceEndpoints;
+  if (Array.isArray(endpoints)) {
+    for (const required of REQUIRED_INTERFACE_ENDPOINTS) {
+      if (!endpoints.includes(required)) {
+        problems.push({
+          path: ['network', 'interfaceEndpoints'],
+          message: `must include '${required}': training pulls images and writes logs with no internet route`,
+        });
+      }
+    }
+  }
+  const cidr = config.network?.cidr;
+  const vpcMask = typeof cidr === 'string' ? Number(cidr.split('/')[1]) : NaN;
+  for (const key of ['trainingSubnetMask', 'evalSubnetMask', 'endpointSubnetMask']) {
+    const mask = config.network?.[key];
+    if (typeof mask === 'number' && !Number.isNaN(vpcMask) && mask <= vpcMask) {
+      problems.push({ path: ['network', key], message: `must be longer than the VPC's /${vpcMask}` });
+    }
+  }
+  if (config.stage === 'production' && config.audit?.cloudTrail === false) {
+    problems.push({
+      path: ['audit', 'cloudTrail'],
+      message: 'must be true in production: the audited environment records every API call',
+    });
+  }
+  return problems;
+}
+
+export type PlatformConfig = z.infer<typeof PlatformConfigSchema>;
+export type NetworkConfig = z.infer<typeof NetworkConfigSchema>;
+export type DataLakeConfig = z.infer<typeof DataLakeConfigSchema>;
+
+/** An experiment name selected with `-c experiment=NAME`; it becomes part of stack and bucket names. */
+export const ExperimentNameSchema = z
+  .string()
+  .regex(/^[a-z][a-z0-9-]{0,19}$/, 'must be 1-20 lowercase letters, digits or dashes, starting with a letter')
+  .refine((n) => !n.endsWith('-') && !n.includes('--'), 'must not end with a dash or contain two dashes in a row');

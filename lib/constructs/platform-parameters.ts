@@ -1,0 +1,64 @@
+/**
+ * What platform stacks publish for the stacks that come and go beside them.
+ *
+ * Values travel through SSM parameters under `/<prefix>/<envId>/...` instead of CloudFormation
+ * exports, so an experiment stack can be created and destroyed without locking the platform's
+ * outputs (an export in use cannot change or be deleted).
+ */
+import * as ssm from 'aws-cdk-lib/aws-ssm';
+import { Construct } from 'constructs';
+
+/** Every parameter a platform publishes, by key. The path is `<ssmRoot>/<value>`. */
+export const PLATFORM_PARAMETERS = {
+  vpcId: 'network/vpc-id',
+  vpcCidr: 'network/vpc-cidr',
+  availabilityZones: 'network/availability-zones',
+  trainingSubnetIds: 'network/subnets/training',
+  evalSubnetIds: 'network/subnets/eval',
+  efaSecurityGroupId: 'network/security-groups/efa',
+  endpointSecurityGroupId: 'network/security-groups/endpoints',
+  lakeKeyArn: 'datalake/kms-key-arn',
+  rawBucket: 'datalake/buckets/raw',
+  curatedBucket: 'datalake/buckets/curated',
+  datasetsBucket: 'datalake/buckets/datasets',
+  modelsBucket: 'datalake/buckets/models',
+  evalBucket: 'datalake/buckets/eval',
+  artifactsBucket: 'datalake/buckets/artifacts',
+  accessLogsBucket: 'datalake/buckets/access-logs',
+  glueDatabase: 'datalake/glue-database',
+  athenaWorkGroup: 'datalake/athena-workgroup',
+} as const;
+export type PlatformParameterKey = keyof typeof PLATFORM_PARAMETERS;
+
+/** Full SSM path of a parameter, e.g. `/dapt/prod/network/vpc-id`. Lists are comma-joined. */
+export function platformParameterName(ssmRoot: string, key: PlatformParameterKey): string {
+  return `${ssmRoot}/${PLATFORM_PARAMETERS[key]}`;
+}
+
+/** Publishes platform values as SSM String parameters under one root. */
+export class PlatformParameters extends Construct {
+  constructor(
+    scope: Construct,
+    id: string,
+    private readonly ssmRoot: string,
+  ) {
+    super(scope, id);
+  }
+
+  /** Publishes `value` (a string or a token) under `key`. */
+  publish(key: PlatformParameterKey, value: string, description: string): ssm.StringParameter {
+    return new ssm.StringParameter(this, key.charAt(0).toUpperCase() + key.slice(1), {
+      parameterName: platformParameterName(this.ssmRoot, key),
+      stringValue: value,
+      description,
+    });
+  }
+}
+
+/**
+ * Reads a platform value in a stack that must not hold an export lock on the platform: the
+ * template gets an `AWS::SSM::Parameter::Value<String>` parameter resolved at deploy time.
+ */
+export function readPlatformParameter(scope: Construct, ssmRoot: string, key: PlatformParameterKey): string {
+  return ssm.StringParameter.valueForStringParameter(scope, platformParameterName(ssmRoot, key));
+}

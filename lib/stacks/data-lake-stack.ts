@@ -1,0 +1,146 @@
+import { Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import * as athena from 'aws-cdk-lib/aws-athena';
+import * as glue from 'aws-cdk-lib/aws-glue';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import type { Construct } from 'constructs';
+import { acknowledge } from '../compliance/acknowledge';
+import type { ResolvedConfig } from '../config/load';
+import { PlatformKey } from '../constructs/platform-key';
+import { PlatformParameters, type PlatformParameterKey } from '../constructs/platform-parameters';
+import { SecureBucket } from '../constructs/secure-bucket';
+
+/**
+ * The zones of the lake, in the order data moves through them:
+ * raw (as ingested) -> curated (cleaned, redacted) -> datasets (versioned training mixes)
+ * -> models (checkpoints, merged weights, adapters) -> eval (benchmarks, per-item results)
+ * -> artifacts (reports, manifests, anything else a run records).
+ */
+export const LAKE_ZONES = ['raw', 'curated', 'datasets', 'models', 'eval', 'artifacts'] as const;
+export type LakeZone = (typeof LAKE_ZONES)[number];
+
+/** Prefix of Athena query results in the eval bucket. */
+export const ATHENA_RESULTS_PREFIX = 'athena-results/';
+
+export interface DataLakeStackProps extends StackProps {
+  readonly config: ResolvedConfig;
+}
+
+/**
+ * The S3 data lake: one bucket per zone, all encrypted with one customer-managed key, logged to
+ * an access-logs bucket, and a Glue database plus Athena workgroup to query evaluation results.
+ */
+export class DataLakeStack extends Stack {
+  readonly key: kms.Key;
+  readonly buckets: Readonly<Record<LakeZone, s3.Bucket>>;
+  readonly accessLogsBucket: s3.Bucket;
+  readonly glueDatabaseName: string;
+  readonly athenaWorkGroupName: string;
+
+  constructor(scope: Construct, id: string, props: DataLakeStackProps) {
+    super(scope, id, props);
+    const { config } = props;
+    const destroyOnDelete = config.behaviour.destroyOnDelete;
+
+    this.key = new PlatformKey(this, 'LakeKey', {
+      alias: `${config.prefix}-${config.envId}-lake`,
+      description: `Encrypts every zone of the ${config.prefix}-${config.envId} data lake`,
+      destroyOnDelete,
+    }).key;
+
+    this.accessLogsBucket = createAccessLogsBucket(this, config);
+
+    const buckets = {} as Record<LakeZone, s3.Bucket>;
+    for (const zone of LAKE_ZONES) {
+      buckets[zone] = new SecureBucket(this, zoneId(zone), {
+        encryptionKey: this.key,
+        accessLogsBucket: this.accessLogsBucket,
+        accessLogsPrefix: `${zone}/`,
+        abortIncompleteUploadDays: config.dataLake.abortIncompleteUploadDays,
+        noncurrentVersionExpirationDays: config.dataLake.noncurrentVersionExpirationDays,
+        destroyOnDelete,
+      }).bucket;
+    }
+    this.buckets = buckets;
+
+    this.glueDatabaseName = `${config.prefix}_${config.envId}_eval`.replace(/-/g, '_');
+    new glue.CfnDatabase(this, 'EvalDatabase', {
+      catalogId: this.account,
+      databaseInput: {
+        name: this.glueDatabaseName,
+        description: 'Evaluation results (per-item and aggregated) of this environment, queried with Athena',
+      },
+    }).applyRemovalPolicy(destroyOnDelete ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN);
+
+    this.athenaWorkGroupName = `${config.prefix}-${config.envId}-eval`;
+    new athena.CfnWorkGroup(this, 'EvalWorkGroup', {
+      name: this.athenaWorkGroupName,
+      description: 'Queries over evaluation results; results encrypted with the lake key',
+      recursiveDeleteOption: destroyOnDelete,
+      workGroupConfiguration: {
+        enforceWorkGroupConfiguration: true,
+        publishCloudWatchMetricsEnabled: true,
+        resultConfiguration: {
+          outputLocation: buckets.eval.s3UrlForObject(ATHENA_RESULTS_PREFIX),
+          encryptionConfiguration: { encryptionOption: 'SSE_KMS', kmsKey: this.key.keyArn },
+        },
+      },
+    }).applyRemovalPolicy(destroyOnDelete ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN);
+
+    const parameters = new PlatformParameters(this, 'Parameters', config.ssmRoot);
+    parameters.publish('lakeKeyArn', this.key.keyArn, 'KMS key of every lake zone');
+    for (const zone of LAKE_ZONES) {
+      parameters.publish(`${zone}Bucket` as PlatformParameterKey, buckets[zone].bucketName, `Lake zone '${zone}'`);
+    }
+    parameters.publish('accessLogsBucket', this.accessLogsBucket.bucketName, 'Server access logs of the lake');
+    parameters.publish('glueDatabase', this.glueDatabaseName, 'Glue database of evaluation results');
+    parameters.publish('athenaWorkGroup', this.athenaWorkGroupName, 'Athena workgroup for evaluation queries');
+  }
+}
+
+/**
+ * S3 server access logs can only be delivered to a bucket with SSE-S3 default encryption, and a
+ * log bucket logging to itself would loop; both findings are acknowledged here, nowhere else.
+ */
+function createAccessLogsBucket(scope: Construct, config: ResolvedConfig): s3.Bucket {
+  const destroyOnDelete = config.behaviour.destroyOnDelete;
+  const bucket = new s3.Bucket(scope, 'AccessLogsBucket', {
+    encryption: s3.BucketEncryption.S3_MANAGED,
+    enforceSSL: true,
+    minimumTLSVersion: 1.2,
+    blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+    objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+    versioned: true,
+    lifecycleRules: [
+      {
+        id: 'expire-access-logs',
+        expiration: Duration.days(config.dataLake.accessLogExpirationDays),
+        noncurrentVersionExpiration: Duration.days(config.dataLake.noncurrentVersionExpirationDays),
+        abortIncompleteMultipartUploadAfter: Duration.days(config.dataLake.abortIncompleteUploadDays),
+      },
+    ],
+    removalPolicy: destroyOnDelete ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN,
+    autoDeleteObjects: destroyOnDelete,
+  });
+  acknowledge(
+    bucket,
+    ['AwsSolutions-S1', 'NIST.800.53.R5-S3BucketLoggingEnabled', 'HIPAA.Security-S3BucketLoggingEnabled'],
+    'This is the server-access-log destination; logging it into itself would loop, and CloudTrail data events cover access to it in production.',
+  );
+  acknowledge(
+    bucket,
+    ['NIST.800.53.R5-S3DefaultEncryptionKMS', 'HIPAA.Security-S3DefaultEncryptionKMS'],
+    'S3 delivers server access logs only to buckets whose default encryption is SSE-S3 (AES-256); SSE-KMS is not supported for this destination.',
+  );
+  acknowledge(
+    bucket,
+    ['NIST.800.53.R5-S3BucketReplicationEnabled', 'HIPAA.Security-S3BucketReplicationEnabled'],
+    'Access logs stay in-region with the data they describe; replication is a per-deployment data-residency decision.',
+  );
+  return bucket;
+}
+
+/** `raw` -> `RawZone`. */
+function zoneId(zone: LakeZone): string {
+  return `${zone.charAt(0).toUpperCase()}${zone.slice(1)}Zone`;
+}

@@ -1,0 +1,40 @@
+import { mkdtempSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Template } from 'aws-cdk-lib/assertions';
+import { buildPlatform, createApp, type Platform } from '../lib/app';
+
+export const PRODUCTION = { stage: 'production' } as const;
+export const EXPERIMENT = { stage: 'experiment', experiment: 'unit' } as const;
+
+/** Builds an environment into a fresh app (with the compliance checks attached, as in bin/app.ts). */
+export function platformFor(selection: { stage: string; experiment?: string }): Platform {
+  const app = createApp({ outdir: mkdtempSync(path.join(os.tmpdir(), 'dapt-test-')) });
+  return buildPlatform(app, selection);
+}
+
+export interface Templates {
+  readonly platform: Platform;
+  readonly network: Template;
+  readonly dataLake: Template;
+  readonly audit?: Template;
+}
+
+const cache = new Map<string, Templates>();
+
+/** Templates of every stack of an environment, synthesized once per test file. */
+export function templatesFor(selection: { stage: string; experiment?: string }): Templates {
+  const key = JSON.stringify(selection);
+  let templates = cache.get(key);
+  if (!templates) {
+    const platform = platformFor(selection);
+    templates = {
+      platform,
+      network: Template.fromStack(platform.network),
+      dataLake: Template.fromStack(platform.dataLake),
+      audit: platform.audit ? Template.fromStack(platform.audit) : undefined,
+    };
+    cache.set(key, templates);
+  }
+  return templates;
+}
