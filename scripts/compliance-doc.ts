@@ -4,7 +4,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { renderComplianceDoc } from '../lib/compliance/doc';
+import { environmentLabel, renderComplianceDoc } from '../lib/compliance/doc';
 import { ENVIRONMENTS, synthesizeEnvironment } from '../lib/compliance/gates';
 
 export const COMPLIANCE_DOC = path.join(__dirname, '..', 'docs', 'compliance.md');
@@ -14,7 +14,7 @@ export function generateComplianceDoc(): string {
     ENVIRONMENTS.map((selection) => {
       const result = synthesizeEnvironment(selection, path.join(os.tmpdir(), `dapt-compliance-${selection.stage}`));
       return {
-        environment: selection.experiment ? `${selection.stage} (experiment '${selection.experiment}')` : `${selection.stage}`,
+        environment: environmentLabel(selection),
         acknowledgments: result.acknowledgments,
       };
     }),

@@ -20,10 +20,9 @@ export const IGNORE_ACKNOWLEDGMENTS_ENV = 'DAPT_NAG_IGNORE_ACKNOWLEDGMENTS';
 /** Acknowledges `ruleIds` on `scope` (a resource or a construct holding resources) for `reason`. */
 export function acknowledge(scope: IConstruct, ruleIds: readonly string[], reason: string): void {
   const where = scope.node.path || '(app)';
-  if (scope instanceof Stack || scope instanceof Stage || scope instanceof App) {
-    throw new Error(
-      `acknowledge at '${where}': a whole ${scope.constructor.name} is too wide; acknowledge on the resource the finding is about`,
-    );
+  const wide = scope instanceof App ? 'app' : scope instanceof Stage ? 'stage' : scope instanceof Stack ? 'stack' : undefined;
+  if (wide) {
+    throw new Error(`acknowledge at '${where}': a whole ${wide} is too wide; acknowledge on the resource the finding is about`);
   }
   if (reason.trim().length < MIN_REASON_LENGTH) {
     throw new Error(
@@ -36,5 +35,6 @@ export function acknowledge(scope: IConstruct, ruleIds: readonly string[], reaso
     }
   }
   if (process.env[IGNORE_ACKNOWLEDGMENTS_ENV] === '1') return;
-  for (const id of ruleIds) Validations.of(scope).acknowledge({ id, reason });
+  // Qualified as '<pack>::<rule>', the form cdk-nag's reports print, so the audit trail names the pack.
+  for (const id of ruleIds) Validations.of(scope).acknowledge({ id: `${id.split('-')[0]}::${id}`, reason });
 }

@@ -31,6 +31,8 @@ export function collectAcknowledgments(root: IConstruct): AcknowledgmentRecord[]
     for (const entry of construct.node.metadata) {
       if (entry.type !== Validations.ACKNOWLEDGED_RULES_METADATA_KEY) continue;
       for (const ack of asAcknowledgments(entry.data)) {
+        // aws-cdk-lib acknowledges some findings of its own CloudFormation-Validate plugin; only ours are listed.
+        if (!RULE_PACKS.some((pack) => ack.id.startsWith(`${pack}::`))) continue;
         records.push({ path: construct.node.path, ruleId: ack.id, reason: ack.reason });
       }
     }

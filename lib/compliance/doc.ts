@@ -11,6 +11,11 @@ export interface EnvironmentAcknowledgments {
   readonly acknowledgments: readonly AcknowledgmentRecord[];
 }
 
+/** How an environment is named in the document, e.g. `experiment (experiment 'demo')`. */
+export function environmentLabel(selection: { stage?: string; experiment?: string }): string {
+  return selection.experiment ? `${selection.stage} (experiment '${selection.experiment}')` : `${selection.stage}`;
+}
+
 /** The whole markdown document. */
 export function renderComplianceDoc(environments: readonly EnvironmentAcknowledgments[]): string {
   const lines = [

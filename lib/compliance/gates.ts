@@ -35,12 +35,17 @@ export interface SynthResult {
   readonly acknowledgments: readonly AcknowledgmentRecord[];
 }
 
-/** Synthesizes one environment into `outdir`; findings are returned, not thrown. */
-export function synthesizeEnvironment(selection: StageSelection, outdir: string): SynthResult {
+/**
+ * Synthesizes one environment into `outdir`; findings are returned, not thrown. With `quiet`,
+ * the validation report aws-cdk-lib prints on failure is not echoed (the findings are returned).
+ */
+export function synthesizeEnvironment(selection: StageSelection, outdir: string, options: { quiet?: boolean } = {}): SynthResult {
   rmSync(outdir, { recursive: true, force: true });
   const app = createApp({ outdir });
   const platform = buildPlatform(app, selection);
   let findings: Finding[] = [];
+  const consoleError = console.error;
+  if (options.quiet) console.error = () => undefined;
   try {
     app.synth();
   } catch (err) {
@@ -48,6 +53,8 @@ export function synthesizeEnvironment(selection: StageSelection, outdir: string)
     if (!existsSync(report)) throw err;
     findings = readFindings(report);
     if (findings.length === 0) throw err;
+  } finally {
+    console.error = consoleError;
   }
   const stacks = app.node.children
     .filter((c): c is Stack => c instanceof Stack)

@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { Stack } from 'aws-cdk-lib';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { acknowledge, IGNORE_ACKNOWLEDGMENTS_ENV } from '../lib/compliance/acknowledge';
+import { environmentLabel, renderComplianceDoc } from '../lib/compliance/doc';
+import { ENVIRONMENTS, runCfnLint, synthesizeEnvironment, type SynthResult } from '../lib/compliance/gates';
+import { createApp } from '../lib/app';
+
+const outdir = (name: string): string => path.join(os.tmpdir(), `dapt-compliance-test-${process.pid}-${name}`);
+const results: SynthResult[] = ENVIRONMENTS.map((s) => synthesizeEnvironment(s, outdir(`${s.stage}`)));
+
+for (const result of results) {
+  const label = environmentLabel(result.platform.config);
+
+  test(`${label}: zero unacknowledged findings in AwsSolutions, NIST 800-53 R5 and HIPAA Security`, () => {
+    assert.deepEqual(result.findings.map((f) => `${f.pack} ${f.rule} at ${f.path}`), []);
+    assert.ok(result.stacks.length >= 2);
+  });
+
+  test(`${label}: cfn-lint reports zero errors`, () => {
+    const matches = runCfnLint(result.stacks.map((s) => s.template), result.platform.config.region);
+    assert.deepEqual(matches.filter((m) => m.level === 'Error').map((m) => `${m.rule} ${m.file}: ${m.message}`), []);
+  });
+
+  test(`${label}: every acknowledgment is on a resource inside a stack, with a reason`, () => {
+    const stackNames = new Set(result.stacks.map((s) => s.name));
+    for (const ack of result.acknowledgments) {
+      assert.ok(!stackNames.has(ack.path) && ack.path.includes('/'), `${ack.ruleId} acknowledged on a whole stack: ${ack.path}`);
+      assert.ok(ack.reason.length >= 30, `${ack.path} ${ack.ruleId}: reason too short`);
+    }
+  });
+}
+
+test('every acknowledgment still covers a real finding (none outlives its reason)', () => {
+  process.env[IGNORE_ACKNOWLEDGMENTS_ENV] = '1';
+  try {
+    for (const [i, selection] of ENVIRONMENTS.entries()) {
+      const bare = synthesizeEnvironment(selection, outdir(`bare-${selection.stage}`), { quiet: true });
+      const acknowledged = results[i]!.acknowledgments;
+      assert.equal(bare.acknowledgments.length, 0, 'acknowledgments were not switched off');
+      for (const ack of acknowledged) {
+        const rule = ack.ruleId.replace(/^[^:]+::/, '');
+        const covered = bare.findings.some((f) => f.rule === rule && (f.path === ack.path || f.path.startsWith(`${ack.path}/`)));
+        assert.ok(covered, `acknowledgment ${rule} at ${ack.path} covers no finding; remove it`);
+      }
+      for (const finding of bare.findings) {
+        const covered = acknowledged.some((a) => a.ruleId.endsWith(finding.rule) && (finding.path === a.path || finding.path.startsWith(`${a.path}/`)));
+        assert.ok(covered, `finding ${finding.rule} at ${finding.path} has no acknowledgment`);
+      }
+      assert.ok(bare.findings.length > 0, 'switching acknowledgments off should surface the acknowledged findings');
+    }
+  } finally {
+    delete process.env[IGNORE_ACKNOWLEDGMENTS_ENV];
+  }
+});
+
+test('docs/compliance.md lists exactly the acknowledgments in the code', () => {
+  const expected = renderComplianceDoc(results.map((r, i) => ({ environment: environmentLabel(ENVIRONMENTS[i]!), acknowledgments: r.acknowledgments })));
+  const committed = readFileSync(path.join(__dirname, '..', 'docs', 'compliance.md'), 'utf8');
+  assert.equal(committed, expected, "docs/compliance.md is out of date: run 'npm run compliance:doc'");
+});
+
+test('acknowledge refuses a whole stack, a vague reason and an unknown rule id', () => {
+  const app = createApp();
+  const stack = new Stack(app, 'S');
+  const bucket = new s3.Bucket(stack, 'B');
+  const reason = 'A reason long enough to explain why the rule does not apply.';
+  assert.throws(() => acknowledge(stack, ['AwsSolutions-S1'], reason), /a whole stack is too wide/);
+  assert.throws(() => acknowledge(bucket, ['AwsSolutions-S1'], 'because'), /shorter than 30 characters/);
+  assert.throws(() => acknowledge(bucket, ['S3-Logging'], reason), /is not a rule of the AwsSolutions, NIST.800.53.R5 or HIPAA.Security packs/);
+  assert.doesNotThrow(() => acknowledge(bucket, ['AwsSolutions-IAM5[Action::s3:*]'], reason));
+});
