@@ -1,0 +1,1 @@
+"""dapt-eval: evaluation core for domain-adapted LLMs."""

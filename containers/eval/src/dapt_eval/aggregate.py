@@ -1,0 +1,164 @@
+"""Turn per-item results of one run into a JSON report.
+
+A report covers exactly one (benchmark version, model, decoding, mode): mixing them would
+average incomparable numbers, so `aggregate` refuses and names what is mixed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from dapt_eval.benchmark import Manifest
+from dapt_eval.metrics import (
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    Outcome,
+    accuracy_report,
+    classification_report,
+    mean_with_ci,
+)
+from dapt_eval.results import ItemResult
+from dapt_eval.schemas import Task
+
+PRIMARY_METRIC: dict[Task, str] = {
+    Task.QA: "judge_pass_rate",
+    Task.MCQ: "accuracy",
+    Task.CLASSIFICATION: "macro_f1",
+    Task.SUMMARIZATION: "rouge_l",
+}
+
+
+class AggregationError(ValueError):
+    """Results cannot be aggregated together; the message names the mixed field and values."""
+
+
+def check_homogeneous(results: Sequence[ItemResult]) -> None:
+    """Refuse mixed benchmarks, models, decoding or modes (all problems reported together)."""
+    fields: dict[str, Callable[[ItemResult], str]] = {
+        "benchmark": lambda r: f"{r.benchmark}@{r.benchmark_version}",
+        "model": lambda r: f"{r.model.provider}:{r.model.model_id}@{r.model.revision}",
+        "mode": lambda r: r.mode,
+        "decoding": lambda r: str(sorted(r.decoding.items())),
+        "task": lambda r: r.task,
+    }
+    problems = []
+    for name, get in fields.items():
+        values = sorted({get(r) for r in results})
+        if len(values) > 1:
+            problems.append(f"'{name}' takes {len(values)} values {values}")
+    if problems:
+        raise AggregationError("cannot aggregate mixed results: " + "; ".join(problems))
+
+
+def aggregate(
+    results: Sequence[ItemResult],
+    manifest: Manifest,
+    expected_per_prompt: int | None = None,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+) -> dict[str, Any]:
+    """Report per prompt, the primary prompt's metrics, and the format-spread range."""
+    if not results:
+        raise AggregationError(f"no results to aggregate for benchmark '{manifest.name}'")
+    check_homogeneous(results)
+    by_prompt: dict[str, list[ItemResult]] = defaultdict(list)
+    for result in results:
+        by_prompt[result.prompt_id].append(result)
+    per_prompt = {
+        prompt_id: prompt_report(group, manifest, expected_per_prompt, n_resamples, seed)
+        for prompt_id, group in sorted(by_prompt.items())
+    }
+    primary_id = manifest.prompt.id
+    if primary_id not in per_prompt:
+        raise AggregationError(
+            f"no results for the primary prompt '{primary_id}' of '{manifest.name}'"
+        )
+    first = results[0]
+    metric = PRIMARY_METRIC[manifest.task]
+    return {
+        "benchmark": manifest.name,
+        "benchmark_version": manifest.version,
+        "task": manifest.task.value,
+        "model": first.model.model_dump(),
+        "decoding": first.decoding,
+        "mode": first.mode,
+        "primary_prompt": primary_id,
+        "primary_metric": metric,
+        "primary": per_prompt[primary_id],
+        "format_spread": spread(per_prompt, metric),
+        "per_prompt": per_prompt,
+        "notes": REPORT_NOTES,
+    }
+
+
+def prompt_report(
+    results: Sequence[ItemResult],
+    manifest: Manifest,
+    expected: int | None,
+    n_resamples: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Metrics of one prompt: counts and completion, then the task's metrics."""
+    finished = sum(1 for r in results if r.status in ("ok", "unparseable"))
+    total = expected if expected is not None else len(results)
+    report: dict[str, Any] = {
+        "n_results": len(results),
+        "n_expected": total,
+        "n_missing": max(0, total - len(results)),
+        "completion_rate": finished / total if total else None,
+        **accuracy_report([Outcome(r.status, r.correct) for r in results]),
+    }
+    if manifest.task is Task.CLASSIFICATION:
+        scored = [r for r in results if r.status == "ok"]
+        report["classification"] = classification_report(
+            [str(r.details["gold_label"]) for r in scored],
+            [str(r.details["parsed_label"]) for r in scored],
+            manifest.labels or [],
+            n_resamples,
+            seed,
+        )
+    if manifest.task is Task.SUMMARIZATION:
+        scores = [r.score for r in results if r.status == "ok" and r.score is not None]
+        strict = [r.score if r.status == "ok" and r.score is not None else 0.0 for r in results]
+        report["rouge_l"] = mean_with_ci(scores, n_resamples, seed)
+        report["rouge_l_strict"] = mean_with_ci(strict, n_resamples, seed)
+    report["primary_value"] = primary_value(report, manifest.task)
+    return report
+
+
+def primary_value(report: dict[str, Any], task: Task) -> dict[str, float | None]:
+    """The headline number with its CI bounds, in one shape for every task (used by charts)."""
+    if task is Task.CLASSIFICATION:
+        block = report["classification"]
+        return {
+            "value": block["macro_f1"],
+            "low": block["macro_f1_ci"]["low"],
+            "high": block["macro_f1_ci"]["high"],
+        }
+    if task is Task.SUMMARIZATION:
+        block = report["rouge_l"]
+        return {"value": block["mean"], "low": block["ci"]["low"], "high": block["ci"]["high"]}
+    block = report["accuracy"]
+    return {"value": block["rate"], "low": block["ci"]["low"], "high": block["ci"]["high"]}
+
+
+def spread(per_prompt: dict[str, dict[str, Any]], metric: str) -> dict[str, Any]:
+    """Min-max of the primary metric over prompt variants: sensitivity to wording."""
+    values = {pid: r["primary_value"]["value"] for pid, r in per_prompt.items()}
+    defined = [v for v in values.values() if v is not None]
+    return {
+        "metric": metric,
+        "n_prompts": len(values),
+        "min": min(defined) if defined else None,
+        "max": max(defined) if defined else None,
+        "per_prompt": values,
+    }
+
+
+REPORT_NOTES = (
+    "accuracy excludes errored and unparseable items from its denominator; strict_accuracy "
+    "counts them as failures. For qa, accuracy is the judge pass rate. Intervals: Wilson for "
+    "proportions, seeded percentile bootstrap for macro-F1 and ROUGE-L."
+)

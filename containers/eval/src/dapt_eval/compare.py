@@ -1,0 +1,266 @@
+"""Side-by-side comparison of N runs of the same benchmark: JSON plus a self-contained HTML.
+
+Paired statistics (bootstrap of the difference, exact McNemar) use only items that both runs
+completed with status `ok` on the primary prompt: an item one model errored on says nothing
+about the difference between the models.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dapt_eval.aggregate import AggregationError
+from dapt_eval.metrics import DEFAULT_RESAMPLES, DEFAULT_SEED, mcnemar_exact, paired_bootstrap
+from dapt_eval.results import ItemResult
+from dapt_eval.schemas import Task
+
+
+@dataclass(frozen=True)
+class RunView:
+    """One run as the comparison needs it: its label, report, and primary-prompt results."""
+
+    label: str
+    report: dict[str, Any]
+    results: list[ItemResult]
+
+
+def compare(
+    runs: Sequence[RunView], n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED
+) -> dict[str, Any]:
+    """Metrics of every run and paired tests of each run against the first (the baseline)."""
+    if len(runs) < MIN_RUNS:
+        raise AggregationError(f"compare needs at least {MIN_RUNS} runs, got {len(runs)}")
+    _check_comparable(runs)
+    task = Task(runs[0].report["task"])
+    baseline = runs[0]
+    return {
+        "benchmark": baseline.report["benchmark"],
+        "benchmark_version": baseline.report["benchmark_version"],
+        "task": task.value,
+        "mode": baseline.report["mode"],
+        "primary_metric": baseline.report["primary_metric"],
+        "baseline": baseline.label,
+        "models": [_model_row(run) for run in runs],
+        "paired": [
+            paired_comparison(baseline, other, task, n_resamples, seed) for other in runs[1:]
+        ],
+    }
+
+
+def paired_comparison(
+    a: RunView, b: RunView, task: Task, n_resamples: int, seed: int
+) -> dict[str, Any]:
+    """Difference b - a on items both completed; McNemar for right/wrong tasks."""
+    primary = a.report["primary_prompt"]
+    a_ok = _ok_by_item(a.results, primary)
+    b_ok = _ok_by_item(b.results, primary)
+    shared = sorted(a_ok.keys() & b_ok.keys())
+    a_values = [_item_value(a_ok[i], task) for i in shared]
+    b_values = [_item_value(b_ok[i], task) for i in shared]
+    result: dict[str, Any] = {
+        "a": a.label,
+        "b": b.label,
+        "n_shared_completed": len(shared),
+        "statistic": "rouge_l" if task is Task.SUMMARIZATION else "accuracy",
+        "difference_b_minus_a": paired_bootstrap(b_values, a_values, n_resamples, seed),
+    }
+    if task is not Task.SUMMARIZATION:
+        result["mcnemar_exact"] = mcnemar_exact(
+            [bool(v) for v in a_values], [bool(v) for v in b_values]
+        )
+    return result
+
+
+def _ok_by_item(results: Sequence[ItemResult], prompt_id: str) -> dict[str, ItemResult]:
+    return {
+        r.item_id: r
+        for r in results
+        if r.prompt_id == prompt_id
+        and r.status == "ok"
+        and (r.correct is not None or r.score is not None)
+    }
+
+
+def _item_value(result: ItemResult, task: Task) -> float:
+    if task is Task.SUMMARIZATION:
+        return float(result.score or 0.0)
+    return 1.0 if result.correct else 0.0
+
+
+def _check_comparable(runs: Sequence[RunView]) -> None:
+    keys = ("benchmark", "benchmark_version", "task", "mode", "primary_prompt")
+    problems = []
+    for key in keys:
+        values = sorted({str(run.report[key]) for run in runs})
+        if len(values) > 1:
+            problems.append(f"'{key}' differs across runs: {values}")
+    if problems:
+        raise AggregationError("runs are not comparable: " + "; ".join(problems))
+
+
+def _model_row(run: RunView) -> dict[str, Any]:
+    primary = run.report["primary"]
+    return {
+        "label": run.label,
+        "model": run.report["model"],
+        "primary": primary["primary_value"],
+        "n_items": primary["n_items"],
+        "n_errored": primary["n_errored"],
+        "n_unparseable": primary["n_unparseable"],
+        "strict_accuracy": primary["strict_accuracy"]["rate"],
+        "format_spread": {k: run.report["format_spread"][k] for k in ("min", "max", "n_prompts")},
+    }
+
+
+def render_html(comparison: dict[str, Any]) -> str:
+    """A self-contained page: a table and an inline SVG bar chart with CI whiskers. No JS."""
+    title = (
+        f"{comparison['benchmark']} v{comparison['benchmark_version']} "
+        f"({comparison['task']}, {comparison['mode']})"
+    )
+    model_header = _header_row(
+        "model",
+        "value",
+        "CI low",
+        "CI high",
+        "strict accuracy",
+        "items",
+        "errored",
+        "unparseable",
+        "format spread",
+    )
+    paired_header = _header_row(
+        "model", "shared items", "difference (b&minus;a)", "95% CI", "McNemar exact p"
+    )
+    rows = "".join(_table_row(m) for m in comparison["models"])
+    paired = "".join(_paired_row(p) for p in comparison["paired"])
+    metric = html.escape(comparison["primary_metric"])
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            f"<title>{html.escape(title)}</title>",
+            f"<style>{PAGE_CSS}</style>",
+            "</head><body>",
+            f"<h1>{html.escape(title)}</h1>",
+            f"<p>Primary metric: <b>{metric}</b>; bars show the value, whiskers the 95% CI. "
+            "Errored and unparseable items are excluded from the metric and counted separately; "
+            "strict accuracy counts them as failures.</p>",
+            bar_chart_svg(comparison["models"]),
+            f"<table>{model_header}{rows}</table>",
+            f"<h2>Paired comparisons against {html.escape(comparison['baseline'])}</h2>",
+            "<p>Only items both runs completed (status ok) on the primary prompt.</p>",
+            f"<table>{paired_header}{paired}</table>",
+            "</body></html>",
+            "",
+        ]
+    )
+
+
+def bar_chart_svg(models: Sequence[dict[str, Any]]) -> str:
+    """Horizontal bars on a 0..1 scale with CI whiskers, one per model."""
+    height = CHART_TOP + len(models) * CHART_ROW + CHART_BOTTOM
+    svg = {"xmlns": "http://www.w3.org/2000/svg", "width": CHART_WIDTH, "height": height}
+    parts = [f'<svg {_attrs(svg)} role="img">']
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        x = _x(tick)
+        line = {
+            "x1": x,
+            "y1": CHART_TOP - 5,
+            "x2": x,
+            "y2": height - CHART_BOTTOM,
+            "stroke": "#eee",
+        }
+        parts.append(f"<line {_attrs(line)}/>")
+        label = {"x": x, "y": CHART_TOP - 8, "font-size": 10, "text-anchor": "middle"}
+        parts.append(f"<text {_attrs(label)}>{tick:g}</text>")
+    for index, model in enumerate(models):
+        parts += _bar(CHART_TOP + index * CHART_ROW, model)
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def _bar(y: float, model: dict[str, Any]) -> list[str]:
+    value, low, high = (model["primary"][k] for k in ("value", "low", "high"))
+    label = {"x": CHART_LABEL_WIDTH - 6, "y": y + 15, "font-size": 12, "text-anchor": "end"}
+    parts = [f"<text {_attrs(label)}>{html.escape(model['label'])}</text>"]
+    if value is not None:
+        rect = {"x": _x(0), "y": y + 4, "width": _x(value) - _x(0), "height": 16, "fill": "#4c78a8"}
+        parts.append(f"<rect {_attrs(rect)}><title>{value:.3f}</title></rect>")
+    if low is not None and high is not None:
+        mid = y + 12
+        whisker = {"x1": _x(low), "y1": mid, "x2": _x(high), "y2": mid, "stroke": "#000"}
+        parts.append(f"<line {_attrs(whisker)}/>")
+        for end in (low, high):
+            cap = {"x1": _x(end), "y1": mid - 5, "x2": _x(end), "y2": mid + 5, "stroke": "#000"}
+            parts.append(f"<line {_attrs(cap)}/>")
+    return parts
+
+
+def _attrs(values: dict[str, Any]) -> str:
+    def fmt(v: Any) -> str:
+        return f"{v:.1f}" if isinstance(v, float) else html.escape(str(v), quote=True)
+
+    return " ".join(f'{k}="{fmt(v)}"' for k, v in values.items())
+
+
+def _header_row(*names: str) -> str:
+    return "<tr>" + "".join(f"<th>{n}</th>" for n in names) + "</tr>\n"
+
+
+def _x(value: float) -> float:
+    return CHART_LABEL_WIDTH + max(0.0, min(1.0, value)) * (
+        CHART_WIDTH - CHART_LABEL_WIDTH - CHART_RIGHT
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "&ndash;" if value is None else f"{value:.3f}"
+
+
+def _table_row(model: dict[str, Any]) -> str:
+    p, s = model["primary"], model["format_spread"]
+    spread = "&ndash;" if s["n_prompts"] < 2 else f"{_fmt(s['min'])}&ndash;{_fmt(s['max'])}"
+    cells = [
+        html.escape(model["label"]),
+        _fmt(p["value"]),
+        _fmt(p["low"]),
+        _fmt(p["high"]),
+        _fmt(model["strict_accuracy"]),
+        str(model["n_items"]),
+        str(model["n_errored"]),
+        str(model["n_unparseable"]),
+        spread,
+    ]
+    return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>\n"
+
+
+def _paired_row(pair: dict[str, Any]) -> str:
+    diff = pair["difference_b_minus_a"]
+    ci = f"{_fmt(diff['ci']['low'])} to {_fmt(diff['ci']['high'])}"
+    p_value = _fmt(pair["mcnemar_exact"]["p_value"]) if "mcnemar_exact" in pair else "n/a"
+    cells = [
+        html.escape(pair["b"]),
+        str(pair["n_shared_completed"]),
+        _fmt(diff["mean_difference"]),
+        ci,
+        p_value,
+    ]
+    return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>\n"
+
+
+MIN_RUNS = 2
+PAGE_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:2rem}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}"
+    "th:first-child,td:first-child{text-align:left}"
+)
+CHART_WIDTH = 640
+CHART_LABEL_WIDTH = 220
+CHART_RIGHT = 20
+CHART_TOP = 24
+CHART_ROW = 28
+CHART_BOTTOM = 10

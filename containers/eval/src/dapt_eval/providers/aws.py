@@ -1,0 +1,207 @@
+"""Amazon Bedrock (Converse API) and SageMaker real-time endpoint providers.
+
+boto3's own retries are turned off (`max_attempts=1`) so `retry.call_with_retry` is the single
+retry layer for every provider and throttles are counted the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from dapt_eval.providers.base import (
+    DEFAULT_REVISION,
+    DecodingParams,
+    Generation,
+    Oracle,
+    PermanentError,
+    Provider,
+    ProviderError,
+    ThrottledError,
+    TransientError,
+    Usage,
+)
+
+THROTTLE_CODES = frozenset(
+    {"ThrottlingException", "TooManyRequestsException", "ServiceQuotaExceededException"}
+)
+TRANSIENT_CODES = frozenset(
+    {
+        "ServiceUnavailableException",
+        "ServiceUnavailable",
+        "InternalServerException",
+        "InternalFailure",
+        "ModelNotReadyException",
+        "ModelTimeoutException",
+    }
+)
+DEFAULT_READ_TIMEOUT_S = 120
+
+
+def make_client(service: str, region: str | None) -> Any:
+    """A boto3 client with SDK retries off and a generous read timeout for long generations."""
+    config = Config(
+        retries={"max_attempts": 1, "mode": "standard"}, read_timeout=DEFAULT_READ_TIMEOUT_S
+    )
+    return boto3.client(service, region_name=region, config=config)
+
+
+def classify_client_error(service: str, err: ClientError) -> ProviderError:
+    """Map an AWS error code to throttled / transient / permanent, keeping code and message."""
+    code = str(err.response.get("Error", {}).get("Code", "Unknown"))
+    message = f"{service}: {code}: {err.response.get('Error', {}).get('Message', '')}"
+    if code in THROTTLE_CODES:
+        return ThrottledError(message)
+    if code in TRANSIENT_CODES:
+        return TransientError(message)
+    return PermanentError(message)
+
+
+class BedrockConverseProvider(Provider):
+    """Bedrock `converse` with one user turn; model ids are versioned, so revision is optional."""
+
+    name = "bedrock"
+
+    def __init__(
+        self,
+        model_id: str,
+        revision: str = DEFAULT_REVISION,
+        region: str | None = None,
+        client: Any = None,
+    ) -> None:
+        self.model_id = model_id
+        self.revision = revision
+        self._client = client or make_client("bedrock-runtime", region)
+
+    def generate(
+        self, prompt: str, params: DecodingParams, oracle: Oracle | None = None
+    ) -> Generation:
+        """Call Converse; Bedrock has no seed parameter, so `params.seed` is not sent."""
+        request = converse_request(self.model_id, prompt, params)
+        started = time.perf_counter()
+        try:
+            response = self._client.converse(**request)
+        except ClientError as err:
+            raise classify_client_error("bedrock", err) from err
+        except BotoCoreError as err:
+            raise TransientError(f"bedrock: {err}") from err
+        latency_ms = (time.perf_counter() - started) * 1000
+        return Generation(
+            text=converse_text(response),
+            usage=Usage(
+                int(response.get("usage", {}).get("inputTokens", 0)),
+                int(response.get("usage", {}).get("outputTokens", 0)),
+            ),
+            latency_ms=float(response.get("metrics", {}).get("latencyMs", latency_ms)),
+            provider=self.name,
+            model=self.model_id,
+            revision=self.revision,
+        )
+
+
+def converse_request(model_id: str, prompt: str, params: DecodingParams) -> dict[str, Any]:
+    """The keyword arguments of `bedrock-runtime.converse` for one user prompt."""
+    inference: dict[str, Any] = {
+        "maxTokens": params.max_tokens,
+        "temperature": params.temperature,
+        "topP": params.top_p,
+    }
+    if params.stop:
+        inference["stopSequences"] = list(params.stop)
+    return {
+        "modelId": model_id,
+        "messages": [{"role": "user", "content": [{"text": prompt}]}],
+        "inferenceConfig": inference,
+    }
+
+
+def converse_text(response: dict[str, Any]) -> str:
+    """Concatenate the text blocks of the assistant message (tool-use blocks carry no text)."""
+    try:
+        blocks = response["output"]["message"]["content"]
+    except (KeyError, TypeError) as err:
+        raise PermanentError(
+            f"bedrock: response lacks output.message.content: {response!r:.300}"
+        ) from err
+    return "".join(str(block["text"]) for block in blocks if "text" in block)
+
+
+class SageMakerEndpointProvider(Provider):
+    """A SageMaker real-time endpoint serving TGI or LMI (`{"inputs", "parameters"}` JSON)."""
+
+    name = "sagemaker"
+
+    def __init__(
+        self,
+        endpoint_name: str,
+        model_id: str | None = None,
+        revision: str = DEFAULT_REVISION,
+        region: str | None = None,
+        client: Any = None,
+    ) -> None:
+        self.endpoint_name = endpoint_name
+        self.model_id = model_id or endpoint_name
+        self.revision = revision
+        self._client = client or make_client("sagemaker-runtime", region)
+
+    def generate(
+        self, prompt: str, params: DecodingParams, oracle: Oracle | None = None
+    ) -> Generation:
+        """Invoke the endpoint and read `generated_text` from the TGI/LMI response shape."""
+        started = time.perf_counter()
+        try:
+            response = self._client.invoke_endpoint(
+                EndpointName=self.endpoint_name,
+                ContentType="application/json",
+                Accept="application/json",
+                Body=json.dumps(tgi_request(prompt, params)),
+            )
+            body = response["Body"].read()
+        except ClientError as err:
+            raise classify_client_error("sagemaker", err) from err
+        except BotoCoreError as err:
+            raise TransientError(f"sagemaker: {err}") from err
+        latency_ms = (time.perf_counter() - started) * 1000
+        text, usage = tgi_response_text(body)
+        return Generation(text, usage, latency_ms, self.name, self.model_id, self.revision)
+
+
+def tgi_request(prompt: str, params: DecodingParams) -> dict[str, Any]:
+    """TGI/LMI request body. TGI rejects temperature 0, so greedy decoding is `do_sample: false`."""
+    parameters: dict[str, Any] = {
+        "max_new_tokens": params.max_tokens,
+        "return_full_text": False,
+        "seed": params.seed,
+        "details": True,
+    }
+    if params.temperature > 0:
+        parameters.update(do_sample=True, temperature=params.temperature)
+        if params.top_p < 1.0:
+            parameters["top_p"] = params.top_p
+    else:
+        parameters["do_sample"] = False
+    if params.stop:
+        parameters["stop"] = list(params.stop)
+    return {"inputs": prompt, "parameters": parameters}
+
+
+def tgi_response_text(body: bytes) -> tuple[str, Usage]:
+    """Accept TGI's `[{"generated_text": ...}]` and LMI's `{"generated_text": ...}`."""
+    try:
+        data = json.loads(body)
+    except ValueError as err:
+        raise PermanentError(f"sagemaker: endpoint returned non-JSON body: {body[:200]!r}") from err
+    first = data[0] if isinstance(data, list) and data else data
+    if not isinstance(first, dict) or "generated_text" not in first:
+        raise PermanentError(f"sagemaker: response lacks 'generated_text': {data!r:.300}")
+    details = first.get("details") or {}
+    usage = Usage(
+        input_tokens=len(details.get("prefill", []) or []),
+        output_tokens=int(details.get("generated_tokens", 0) or 0),
+    )
+    return str(first["generated_text"]), usage

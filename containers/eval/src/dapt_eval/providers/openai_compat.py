@@ -1,0 +1,184 @@
+"""OpenAI-compatible HTTP provider (vLLM, TGI's OpenAI route, LiteLLM, OpenAI itself).
+
+`generate` uses /v1/chat/completions; `loglik` uses /v1/completions with `echo` and
+`logprobs`, summing the log-probabilities of the tokens that fall inside the continuation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from dapt_eval.providers.base import (
+    DEFAULT_REVISION,
+    DecodingParams,
+    Generation,
+    Oracle,
+    PermanentError,
+    Provider,
+    ProviderError,
+    ThrottledError,
+    TransientError,
+    Usage,
+)
+
+DEFAULT_TIMEOUT_S = 120.0
+
+
+class OpenAICompatibleProvider(Provider):
+    """Talks to `{base_url}/v1/...`; `api_key` is optional for local servers."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        model_id: str,
+        revision: str = DEFAULT_REVISION,
+        api_key: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        loglik_supported: bool = True,
+    ) -> None:
+        self.model_id = model_id
+        self.revision = revision
+        self._loglik_supported = loglik_supported
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s
+        )
+
+    def generate(
+        self, prompt: str, params: DecodingParams, oracle: Oracle | None = None
+    ) -> Generation:
+        """One chat completion with a single user message."""
+        body: dict[str, Any] = {
+            "model": self.model_id,
+            "messages": [{"role": "user", "content": prompt}],
+            "temperature": params.temperature,
+            "max_tokens": params.max_tokens,
+            "top_p": params.top_p,
+            "seed": params.seed,
+        }
+        if params.stop:
+            body["stop"] = list(params.stop)
+        started = time.perf_counter()
+        data = self._post("/v1/chat/completions", body)
+        latency_ms = (time.perf_counter() - started) * 1000
+        try:
+            text = data["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError) as err:
+            raise PermanentError(
+                f"openai: response lacks choices[0].message.content: {data!r:.300}"
+            ) from err
+        usage = data.get("usage") or {}
+        return Generation(
+            text=str(text or ""),
+            usage=Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))),
+            latency_ms=latency_ms,
+            provider=self.name,
+            model=self.model_id,
+            revision=self.revision,
+        )
+
+    @property
+    def supports_loglik(self) -> bool:
+        """Chat-only servers (OpenAI's hosted chat models) cannot echo prompt logprobs."""
+        return self._loglik_supported
+
+    def loglik(
+        self, prompt: str, continuations: Sequence[str], oracle: Oracle | None = None
+    ) -> list[float]:
+        """Sum of token log-probabilities of each continuation, via echoed prompt logprobs."""
+        if not self._loglik_supported:
+            return super().loglik(prompt, continuations, oracle)
+        return [self._continuation_loglik(prompt, text) for text in continuations]
+
+    def _continuation_loglik(self, prompt: str, continuation: str) -> float:
+        body = {
+            "model": self.model_id,
+            "prompt": prompt + continuation,
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "echo": True,
+            "logprobs": 1,
+        }
+        data = self._post("/v1/completions", body)
+        try:
+            logprobs = data["choices"][0]["logprobs"]
+            offsets: list[int] = logprobs["text_offset"]
+            values: list[float | None] = logprobs["token_logprobs"]
+        except (KeyError, IndexError, TypeError) as err:
+            raise PermanentError(
+                f"openai: response lacks choices[0].logprobs: {data!r:.300}"
+            ) from err
+        return continuation_logprob(offsets, values, len(prompt), len(prompt) + len(continuation))
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = self._client.post(path, json=body)
+        except httpx.TimeoutException as err:
+            raise TransientError(f"openai: timeout calling {path}: {err}") from err
+        except httpx.TransportError as err:
+            raise TransientError(f"openai: transport error calling {path}: {err}") from err
+        raise_for_status(response, path)
+        try:
+            data = response.json()
+        except ValueError as err:
+            raise TransientError(
+                f"openai: {path} returned non-JSON body: {response.text[:200]!r}"
+            ) from err
+        if not isinstance(data, dict):
+            raise PermanentError(f"openai: {path} returned {type(data).__name__}, expected object")
+        return data
+
+
+def continuation_logprob(
+    offsets: Sequence[int], values: Sequence[float | None], start: int, end: int
+) -> float:
+    """Sum logprobs of tokens starting inside [start, end): the continuation's tokens.
+
+    The token generated after the echo (max_tokens=1) starts at `end` and is excluded.
+    """
+    total = 0.0
+    for offset, value in zip(offsets, values, strict=True):
+        if start <= offset < end:
+            if value is None:
+                raise PermanentError(
+                    f"openai: missing logprob for continuation token at offset {offset}"
+                )
+            total += value
+    return total
+
+
+def raise_for_status(response: httpx.Response, path: str) -> None:
+    """Map HTTP status to the error taxonomy; 429 carries Retry-After seconds when given."""
+    status = response.status_code
+    if status < HTTP_BAD_REQUEST:
+        return
+    detail = f"openai: {path} returned HTTP {status}: {response.text[:200]!r}"
+    if status == HTTP_TOO_MANY_REQUESTS:
+        raise ThrottledError(
+            detail, retry_after_s=parse_retry_after(response.headers.get("retry-after"))
+        )
+    error: type[ProviderError] = (
+        TransientError if status >= HTTP_SERVER_ERROR or status in {408, 409} else PermanentError
+    )
+    raise error(detail)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds; HTTP-date forms are ignored (backoff applies instead)."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+HTTP_BAD_REQUEST = 400
+HTTP_TOO_MANY_REQUESTS = 429
+HTTP_SERVER_ERROR = 500

@@ -1,0 +1,76 @@
+"""Retries with exponential backoff and full jitter that honour throttling hints.
+
+Hand-written (about 30 lines) rather than pulling in tenacity: the one behaviour we need that a
+generic library does not give for free is waiting *at least* the server's Retry-After, and the
+SDKs' own retries are switched off so that this is the single retry layer for every provider.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from dapt_eval.providers.base import PermanentError, ProviderError, ThrottledError
+
+T = TypeVar("T")
+
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_BASE_DELAY_S = 0.5
+DEFAULT_MAX_DELAY_S = 30.0
+
+
+@dataclass
+class RetryPolicy:
+    """How often and how long to retry; `sleep` and `rng` are injectable for fast tests."""
+
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    base_delay_s: float = DEFAULT_BASE_DELAY_S
+    max_delay_s: float = DEFAULT_MAX_DELAY_S
+    sleep: Callable[[float], None] = time.sleep
+    rng: random.Random = field(default_factory=random.Random)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"RetryPolicy 'max_attempts' = {self.max_attempts} must be >= 1")
+
+    def delay(self, attempt: int, error: ProviderError) -> float:
+        """Full-jitter backoff for `attempt` (1-based), but never less than Retry-After."""
+        ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
+        jittered = self.rng.uniform(0.0, ceiling)
+        if isinstance(error, ThrottledError) and error.retry_after_s is not None:
+            return max(jittered, error.retry_after_s)
+        return jittered
+
+
+@dataclass(frozen=True)
+class Attempted(Generic[T]):
+    """A call's value and how many attempts it took."""
+
+    value: T
+    attempts: int
+
+
+class RetriesExhaustedError(ProviderError):
+    """The last error after all attempts, with the attempt count in the message."""
+
+    def __init__(self, last: ProviderError, attempts: int) -> None:
+        super().__init__(f"{type(last).__name__} after {attempts} attempt(s): {last}")
+        self.last = last
+        self.attempts = attempts
+
+
+def call_with_retry(call: Callable[[], T], policy: RetryPolicy) -> Attempted[T]:
+    """Run `call`, retrying throttles and transient errors; permanent errors fail at once."""
+    for attempt in range(1, policy.max_attempts + 1):
+        try:
+            return Attempted(call(), attempt)
+        except PermanentError as err:
+            raise RetriesExhaustedError(err, attempt) from err
+        except ProviderError as err:
+            if attempt == policy.max_attempts:
+                raise RetriesExhaustedError(err, attempt) from err
+            policy.sleep(policy.delay(attempt, err))
+    raise AssertionError("unreachable: the loop returns or raises")

@@ -1,0 +1,154 @@
+"""The per-item result record, its content-addressed cache key, and the local result store.
+
+This schema and `cache_key` are shared with the TypeScript fan-out: every runner writes the
+same record under the same key, so a rerun or retry anywhere skips finished items.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dapt_eval.hashing import canonical_json, sha256_text
+
+Status = Literal["ok", "errored", "unparseable"]
+FINISHED_STATUSES: frozenset[str] = frozenset({"ok", "unparseable"})
+RESULT_SCHEMA_VERSION = 1
+
+
+class ModelRef(BaseModel):
+    """Which model produced the prediction."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    provider: str
+    model_id: str
+    revision: str
+
+
+class JudgeRecord(BaseModel):
+    """The judge's verdict on a QA answer (`verdict` is None when the reply was unparseable)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    prompt_version: str
+    verdict: Literal["correct", "incorrect"] | None
+    reason: str | None
+
+
+class ItemResult(BaseModel):
+    """One line of `results.jsonl` / one file `items/<cache_key>.json`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: int = RESULT_SCHEMA_VERSION
+    run_id: str
+    benchmark: str
+    benchmark_version: str
+    item_id: str
+    task: str
+    model: ModelRef
+    decoding: dict[str, Any]
+    prompt_id: str
+    prompt_version: str
+    mode: str
+    status: Status
+    prediction: str | None
+    correct: bool | None
+    score: float | None
+    judge: JudgeRecord | None
+    error: str | None
+    cache_key: str
+    latency_ms: float | None
+    usage: dict[str, int] = Field(default_factory=dict)
+    details: dict[str, Any] = Field(default_factory=dict)
+    attempts: int = 0
+
+
+def cache_key_payload(
+    *,
+    benchmark: str,
+    benchmark_version: str,
+    item_id: str,
+    prompt_id: str,
+    prompt_version: str,
+    model: ModelRef,
+    decoding: dict[str, Any],
+    mode: str,
+    judge: dict[str, str] | None,
+) -> dict[str, Any]:
+    """The object whose canonical JSON is hashed into `cache_key` (documented in README.md)."""
+    return {
+        "benchmark": {"name": benchmark, "version": benchmark_version},
+        "item_id": item_id,
+        "prompt": {"id": prompt_id, "version": prompt_version},
+        "model": model.model_dump(),
+        "decoding": decoding,
+        "mode": mode,
+        "judge": (
+            {"model": judge["model"], "prompt_version": judge["prompt_version"]} if judge else None
+        ),
+    }
+
+
+def cache_key(**payload: Any) -> str:
+    """sha256 hex of the canonical JSON of `cache_key_payload(**payload)`."""
+    return sha256_text(canonical_json(cache_key_payload(**payload)))
+
+
+class ResultStore:
+    """`<out>/items/<cache_key>.json`, one single-line JSON record per file.
+
+    One file per key makes writes atomic (temp file + rename) and lets concurrent workers,
+    local threads or Lambda invocations writing to S3, never contend on a shared file.
+    """
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.items_dir = out_dir / ITEMS_DIR
+        self.items_dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        """Where the record for `key` lives."""
+        return self.items_dir / f"{key}.json"
+
+    def get(self, key: str) -> ItemResult | None:
+        """The stored record, or None when absent."""
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        return ItemResult.model_validate_json(path.read_text(encoding="utf-8"))
+
+    def is_finished(self, key: str) -> bool:
+        """Finished = ok or unparseable; an `errored` record is retried by the next run."""
+        record = self.get(key)
+        return record is not None and record.status in FINISHED_STATUSES
+
+    def put(self, result: ItemResult) -> None:
+        """Write atomically so a crash never leaves a half-written record behind."""
+        line = result.model_dump_json() + "\n"
+        handle, temp = tempfile.mkstemp(dir=self.items_dir, prefix=".tmp-", suffix=".json")
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(line)
+        Path(temp).replace(self.path(result.cache_key))
+
+    def __iter__(self) -> Iterator[ItemResult]:
+        for path in sorted(self.items_dir.glob("*.json")):
+            if not path.name.startswith("."):
+                yield ItemResult.model_validate_json(path.read_text(encoding="utf-8"))
+
+    def write_jsonl(self, path: Path, results: list[ItemResult]) -> None:
+        """Concatenate records into one JSONL file, ordered for stable diffs."""
+        with path.open("w", encoding="utf-8") as stream:
+            for result in results:
+                stream.write(json.dumps(result.model_dump(mode="json"), ensure_ascii=False) + "\n")
+
+
+ITEMS_DIR = "items"

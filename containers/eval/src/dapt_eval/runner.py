@@ -1,0 +1,391 @@
+"""Local runner: evaluate every (item, prompt) of a benchmark with one provider.
+
+Each unit of work has a content-addressed cache key; units whose record is already finished
+(ok or unparseable) are skipped, so an identical rerun makes no provider calls and an
+interrupted run resumes where it stopped. `errored` records are retried.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dapt_eval.benchmark import Benchmark
+from dapt_eval.judge import Judge, VerdictLabel
+from dapt_eval.mcq import McqMode, loglik_continuations, parse_letter, shuffle_choices
+from dapt_eval.metrics import rouge_l
+from dapt_eval.prompts import CHOICE_LETTERS, PromptSpec, format_choices, render
+from dapt_eval.providers.base import DecodingParams, Oracle, Provider, ProviderError
+from dapt_eval.providers.retry import RetryPolicy, call_with_retry
+from dapt_eval.results import ItemResult, JudgeRecord, ModelRef, ResultStore, cache_key
+from dapt_eval.schemas import (
+    ClassificationItem,
+    Item,
+    McqItem,
+    QaItem,
+    SummarizationItem,
+    Task,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONCURRENCY = 4
+TASK_MODES: dict[Task, tuple[str, ...]] = {
+    Task.QA: ("judge",),
+    Task.MCQ: (McqMode.LETTER.value, McqMode.LOGLIK.value),
+    Task.CLASSIFICATION: ("label",),
+    Task.SUMMARIZATION: ("rouge_l",),
+}
+QA_WRONG_ANSWER = "I do not know."
+
+
+class RunConfigError(ValueError):
+    """The run cannot start: incompatible task, mode, provider or judge."""
+
+
+@dataclass
+class RunConfig:
+    """Everything that, with the benchmark and provider, determines a run's results."""
+
+    run_id: str
+    decoding: DecodingParams = field(default_factory=DecodingParams)
+    mode: str | None = None
+    concurrency: int = DEFAULT_CONCURRENCY
+    include_format_spread: bool = False
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise RunConfigError(f"RunConfig 'concurrency' = {self.concurrency} must be >= 1")
+
+
+@dataclass
+class RunSummary:
+    """Counts a user reads after a run; completion = finished / total units."""
+
+    total: int = 0
+    skipped: int = 0
+    ok: int = 0
+    errored: int = 0
+    unparseable: int = 0
+    quarantined_rows: int = 0
+
+    @property
+    def completion_rate(self) -> float:
+        """Share of units with a finished record (ok or unparseable), cached ones included."""
+        return (self.ok + self.unparseable) / self.total if self.total else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """Counts plus the completion rate, as written to `run.json`."""
+        return {
+            "total": self.total,
+            "skipped_cached": self.skipped,
+            "ok": self.ok,
+            "errored": self.errored,
+            "unparseable": self.unparseable,
+            "quarantined_rows": self.quarantined_rows,
+            "completion_rate": self.completion_rate,
+        }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What evaluating one unit produced, before it is wrapped into an ItemResult."""
+
+    status: Literal["ok", "errored", "unparseable"]
+    prediction: str | None = None
+    correct: bool | None = None
+    score: float | None = None
+    judge: JudgeRecord | None = None
+    error: str | None = None
+    latency_ms: float | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0
+
+
+def resolve_mode(task: Task, requested: str | None, provider: Provider, judge: Judge | None) -> str:
+    """Pick and check the scoring mode; refuse rather than fall back silently."""
+    allowed = TASK_MODES[task]
+    mode = requested or allowed[0]
+    if mode not in allowed:
+        raise RunConfigError(
+            f"mode '{mode}' is not valid for task '{task.value}'; use one of {list(allowed)}"
+        )
+    if mode == McqMode.LOGLIK and not provider.supports_loglik:
+        raise RunConfigError(
+            f"mode 'loglik' needs log-likelihoods but provider '{provider.name}' "
+            f"(model '{provider.model_id}') does not support them; use mode 'letter'"
+        )
+    if task is Task.QA and judge is None:
+        raise RunConfigError("task 'qa' is scored by a judge: configure a judge provider")
+    return mode
+
+
+def run_benchmark(
+    benchmark: Benchmark,
+    provider: Provider,
+    config: RunConfig,
+    store: ResultStore,
+    judge: Judge | None = None,
+) -> RunSummary:
+    """Evaluate all units not yet finished in `store`, `config.concurrency` at a time."""
+    manifest = benchmark.manifest
+    mode = resolve_mode(manifest.task, config.mode, provider, judge)
+    unit_judge = judge if manifest.task is Task.QA else None
+    summary = RunSummary(quarantined_rows=len(benchmark.load.quarantined))
+    pending: list[tuple[Item, PromptSpec, str]] = []
+    for prompt in manifest.prompts(config.include_format_spread):
+        for item in benchmark.items:
+            key = unit_key(benchmark, item, prompt, provider, config.decoding, mode, unit_judge)
+            summary.total += 1
+            existing = store.get(key)
+            if existing is not None and existing.status in ("ok", "unparseable"):
+                summary.skipped += 1
+                _count(summary, existing.status)
+            else:
+                pending.append((item, prompt, key))
+    log.info("%d units, %d cached, %d to run", summary.total, summary.skipped, len(pending))
+
+    def work(unit: tuple[Item, PromptSpec, str]) -> ItemResult:
+        item, prompt, key = unit
+        outcome = evaluate_unit(benchmark, item, prompt, provider, config, mode, unit_judge)
+        result = _to_result(
+            benchmark, item, prompt, provider, config, mode, unit_judge, key, outcome
+        )
+        store.put(result)
+        return result
+
+    with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
+        for result in pool.map(work, pending):
+            _count(summary, result.status)
+    return summary
+
+
+def unit_key(
+    benchmark: Benchmark,
+    item: Item,
+    prompt: PromptSpec,
+    provider: Provider,
+    decoding: DecodingParams,
+    mode: str,
+    judge: Judge | None,
+) -> str:
+    """The content-addressed cache key of one (item, prompt) evaluation."""
+    return cache_key(
+        benchmark=benchmark.manifest.name,
+        benchmark_version=benchmark.manifest.version,
+        item_id=item.id,
+        prompt_id=prompt.id,
+        prompt_version=prompt.version,
+        model=ModelRef(**provider.identity()),
+        decoding=decoding.cache_dict(),
+        mode=mode,
+        judge=judge.describe() if judge else None,
+    )
+
+
+def evaluate_unit(
+    benchmark: Benchmark,
+    item: Item,
+    prompt: PromptSpec,
+    provider: Provider,
+    config: RunConfig,
+    mode: str,
+    judge: Judge | None,
+) -> Outcome:
+    """Dispatch to the task's evaluator; provider failures become `errored` outcomes."""
+    try:
+        if isinstance(item, McqItem):
+            return _evaluate_mcq(item, prompt, provider, config, mode)
+        if isinstance(item, ClassificationItem):
+            return _evaluate_classification(
+                item, prompt, provider, config, benchmark.manifest.labels or []
+            )
+        if isinstance(item, SummarizationItem):
+            return _evaluate_summarization(item, prompt, provider, config)
+        assert judge is not None, "resolve_mode guarantees a judge for qa"
+        return _evaluate_qa(item, prompt, provider, config, judge)
+    except ProviderError as err:
+        return Outcome(status="errored", error=str(err), attempts=getattr(err, "attempts", 0))
+
+
+def _generate(
+    provider: Provider, prompt: str, config: RunConfig, oracle: Oracle
+) -> tuple[str, Outcome]:
+    attempted = call_with_retry(
+        lambda: provider.generate(prompt, config.decoding, oracle), config.retry
+    )
+    generation = attempted.value
+    base = Outcome(
+        status="ok",
+        prediction=generation.text,
+        latency_ms=generation.latency_ms,
+        usage={
+            "input_tokens": generation.usage.input_tokens,
+            "output_tokens": generation.usage.output_tokens,
+        },
+        attempts=attempted.attempts,
+    )
+    return generation.text, base
+
+
+def _evaluate_mcq(
+    item: McqItem, prompt: PromptSpec, provider: Provider, config: RunConfig, mode: str
+) -> Outcome:
+    shuffled = shuffle_choices(item, config.decoding.seed)
+    text = render(prompt, {"question": item.question, "choices": format_choices(shuffled.choices)})
+    answer = shuffled.answer_letter
+    details = {
+        "permutation": shuffled.permutation,
+        "answer_letter": answer,
+        "shuffle_seed": config.decoding.seed,
+    }
+    if mode == McqMode.LOGLIK:
+        continuations = loglik_continuations(len(shuffled.choices))
+        oracle = Oracle(f" {answer}", tuple(c for c in continuations if c != f" {answer}"))
+        attempted = call_with_retry(
+            lambda: provider.loglik(text, continuations, oracle), config.retry
+        )
+        scores = attempted.value
+        best = CHOICE_LETTERS[max(range(len(scores)), key=scores.__getitem__)]
+        details["logliks"] = scores
+        return Outcome(
+            status="ok",
+            prediction=best,
+            correct=best == answer,
+            details=details,
+            attempts=attempted.attempts,
+        )
+    wrong = tuple(c for c in CHOICE_LETTERS[: len(shuffled.choices)] if c != answer)
+    raw, base = _generate(provider, text, config, Oracle(answer, wrong))
+    letter = parse_letter(raw)
+    if letter is None:
+        return _replace(
+            base,
+            status="unparseable",
+            error=f"reply is not a single letter A-D: {raw[:80]!r}",
+            details=details,
+        )
+    return _replace(base, correct=letter == answer, details={**details, "parsed_letter": letter})
+
+
+def _evaluate_classification(
+    item: ClassificationItem,
+    prompt: PromptSpec,
+    provider: Provider,
+    config: RunConfig,
+    labels: list[str],
+) -> Outcome:
+    text = render(prompt, {"text": item.text, "labels": ", ".join(labels)})
+    oracle = Oracle(item.label, tuple(label for label in labels if label != item.label))
+    raw, base = _generate(provider, text, config, oracle)
+    label = parse_label(raw, labels)
+    if label is None:
+        return _replace(
+            base,
+            status="unparseable",
+            error=f"reply is not one of the labels {labels}: {raw[:80]!r}",
+        )
+    return _replace(
+        base, correct=label == item.label, details={"parsed_label": label, "gold_label": item.label}
+    )
+
+
+def parse_label(text: str, labels: list[str]) -> str | None:
+    """The label the reply names: exact match after trimming, case-folding and a final '.'.
+
+    Deliberately strict: "probably billing" is unparseable, not "billing"; guessing a label out
+    of prose would inflate accuracy for models that ignore the instruction.
+    """
+    candidate = text.strip().rstrip(".").strip().casefold()
+    matches = [label for label in labels if label.casefold() == candidate]
+    return matches[0] if matches else None
+
+
+def _evaluate_summarization(
+    item: SummarizationItem, prompt: PromptSpec, provider: Provider, config: RunConfig
+) -> Outcome:
+    text = render(prompt, {"document": item.document})
+    oracle = Oracle(item.reference_summary, (item.document[:SUMMARY_FALLBACK_CHARS],))
+    raw, base = _generate(provider, text, config, oracle)
+    return _replace(base, score=rouge_l(item.reference_summary, raw))
+
+
+def _evaluate_qa(
+    item: QaItem, prompt: PromptSpec, provider: Provider, config: RunConfig, judge: Judge
+) -> Outcome:
+    text = render(prompt, {"question": item.question})
+    raw, base = _generate(provider, text, config, Oracle(item.reference_answer, (QA_WRONG_ANSWER,)))
+    simulated: VerdictLabel = "correct" if _same_text(raw, item.reference_answer) else "incorrect"
+    verdict = judge.judge(item.question, item.reference_answer, raw, simulated=simulated)
+    described = judge.describe()
+    record = JudgeRecord(
+        model=described["model"],
+        prompt_version=described["prompt_version"],
+        verdict=verdict.verdict,
+        reason=verdict.reason,
+    )
+    if verdict.status != "ok":
+        return _replace(base, status=verdict.status, judge=record, error=verdict.error)
+    return _replace(base, correct=verdict.verdict == "correct", judge=record)
+
+
+def _same_text(a: str, b: str) -> bool:
+    return " ".join(a.casefold().split()) == " ".join(b.casefold().split())
+
+
+def _replace(base: Outcome, **changes: Any) -> Outcome:
+    values = {**base.__dict__, **changes}
+    return Outcome(**values)
+
+
+def _count(summary: RunSummary, status: str) -> None:
+    if status == "ok":
+        summary.ok += 1
+    elif status == "unparseable":
+        summary.unparseable += 1
+    else:
+        summary.errored += 1
+
+
+def _to_result(
+    benchmark: Benchmark,
+    item: Item,
+    prompt: PromptSpec,
+    provider: Provider,
+    config: RunConfig,
+    mode: str,
+    judge: Judge | None,
+    key: str,
+    outcome: Outcome,
+) -> ItemResult:
+    manifest = benchmark.manifest
+    return ItemResult(
+        run_id=config.run_id,
+        benchmark=manifest.name,
+        benchmark_version=manifest.version,
+        item_id=item.id,
+        task=manifest.task.value,
+        model=ModelRef(**provider.identity()),
+        decoding=config.decoding.cache_dict(),
+        prompt_id=prompt.id,
+        prompt_version=prompt.version,
+        mode=mode,
+        status=outcome.status,
+        prediction=outcome.prediction,
+        correct=outcome.correct,
+        score=outcome.score,
+        judge=outcome.judge,
+        error=outcome.error,
+        cache_key=key,
+        latency_ms=outcome.latency_ms,
+        usage=outcome.usage,
+        details=outcome.details,
+        attempts=outcome.attempts,
+    )
+
+
+SUMMARY_FALLBACK_CHARS = 200
