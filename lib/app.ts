@@ -7,6 +7,7 @@ import { attachComplianceChecks } from './compliance/checks';
 import { loadConfig, type ResolvedConfig, type StageSelection } from './config/load';
 import { AuditStack } from './stacks/audit-stack';
 import { DataLakeStack } from './stacks/data-lake-stack';
+import { EvalStack } from './stacks/eval-stack';
 import { NetworkStack } from './stacks/network-stack';
 
 /** Feature flags this project is written against (kept here, not in cdk.json, so tests use them too). */
@@ -25,6 +26,7 @@ export interface Platform {
   readonly config: ResolvedConfig;
   readonly network: NetworkStack;
   readonly dataLake: DataLakeStack;
+  readonly evaluation: EvalStack;
   /** Present where the stage audits (production). */
   readonly audit?: AuditStack;
 }
@@ -49,6 +51,13 @@ export function buildPlatform(app: App, selection: StageSelection): Platform {
     ...common,
     description: `KMS-encrypted S3 data lake and Glue/Athena catalog of ${config.prefix}-${config.envId}`,
   });
+  const evaluation = new EvalStack(app, name('eval'), {
+    ...common,
+    description: `Evaluation fan-out (Step Functions, Lambda, Athena table) of ${config.prefix}-${config.envId}`,
+    vpc: network.vpc,
+  });
+  // The eval stack reads the lake's SSM parameters at deploy time: they must exist first.
+  evaluation.addStackDependency(dataLake);
   const audit = config.audit.cloudTrail
     ? new AuditStack(app, name('audit'), {
         ...common,
@@ -68,5 +77,5 @@ export function buildPlatform(app: App, selection: StageSelection): Platform {
   for (const [key, value] of Object.entries(tags)) Tags.of(app).add(key, value);
 
   attachComplianceChecks(app);
-  return { config, network, dataLake, audit };
+  return { config, network, dataLake, evaluation, audit };
 }

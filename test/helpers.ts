@@ -17,6 +17,7 @@ export interface Templates {
   readonly platform: Platform;
   readonly network: Template;
   readonly dataLake: Template;
+  readonly evaluation: Template;
   readonly audit?: Template;
 }
 
@@ -32,6 +33,7 @@ export function templatesFor(selection: { stage: string; experiment?: string }):
       platform,
       network: Template.fromStack(platform.network),
       dataLake: Template.fromStack(platform.dataLake),
+      evaluation: Template.fromStack(platform.evaluation),
       audit: platform.audit ? Template.fromStack(platform.audit) : undefined,
     };
     cache.set(key, templates);

@@ -101,6 +101,19 @@ export const AuditConfigSchema = z.strictObject({
   recordS3ReadEvents: z.boolean(),
 });
 
+export const EvalConfigSchema = z.strictObject({
+  /** Most shards the Distributed Map runs at once; the plan may choose fewer to respect provider limits. */
+  maxShardConcurrency: z.int().min(1).max(10000),
+  /** Reserved concurrency of the worker Lambda (also the ceiling of in-flight shards). */
+  workerReservedConcurrency: z.int().min(1).max(1000),
+  /** Worker Lambda timeout; a shard must finish within it (Lambda allows at most 900 s). */
+  workerTimeoutSeconds: z.int().min(30).max(900),
+  /** Worker Lambda memory in MB. */
+  workerMemoryMb: z.int().min(256).max(10240),
+  /** Bedrock foundation models the fan-out may call (as model or judge); IAM is scoped to these. */
+  bedrockModelIds: z.array(z.string().regex(/^[a-z0-9-]+\.[A-Za-z0-9.:_-]+$/, 'must be a Bedrock model id such as anthropic.claude-3-5-sonnet-20240620-v1:0')),
+});
+
 export const PlatformConfigSchema = z
   .strictObject({
     /** Which stage this file configures; must match the file name. */
@@ -121,6 +134,7 @@ export const PlatformConfigSchema = z
     network: NetworkConfigSchema,
     dataLake: DataLakeConfigSchema,
     audit: AuditConfigSchema,
+    eval: EvalConfigSchema,
   })
   ;
 
@@ -155,6 +169,17 @@ export function crossFieldProblems(raw: unknown): { path: string[]; message: str
       problems.push({ path: ['network', key], message: `must be longer than the VPC's /${vpcMask}` });
     }
   }
+  const evalConfig = (raw as { eval?: { maxShardConcurrency?: unknown; workerReservedConcurrency?: unknown } } | null)?.eval;
+  if (
+    typeof evalConfig?.maxShardConcurrency === 'number' &&
+    typeof evalConfig.workerReservedConcurrency === 'number' &&
+    evalConfig.workerReservedConcurrency < evalConfig.maxShardConcurrency
+  ) {
+    problems.push({
+      path: ['eval', 'workerReservedConcurrency'],
+      message: `must be at least eval.maxShardConcurrency (${evalConfig.maxShardConcurrency}): each in-flight shard holds one worker`,
+    });
+  }
   if (config.stage === 'production' && config.audit?.cloudTrail === false) {
     problems.push({
       path: ['audit', 'cloudTrail'],
@@ -167,6 +192,7 @@ export function crossFieldProblems(raw: unknown): { path: string[]; message: str
 export type PlatformConfig = z.infer<typeof PlatformConfigSchema>;
 export type NetworkConfig = z.infer<typeof NetworkConfigSchema>;
 export type DataLakeConfig = z.infer<typeof DataLakeConfigSchema>;
+export type EvalConfig = z.infer<typeof EvalConfigSchema>;
 
 /** An experiment name selected with `-c experiment=NAME`; it becomes part of stack and bucket names. */
 export const ExperimentNameSchema = z

@@ -27,6 +27,8 @@ export const PLATFORM_PARAMETERS = {
   accessLogsBucket: 'datalake/buckets/access-logs',
   glueDatabase: 'datalake/glue-database',
   athenaWorkGroup: 'datalake/athena-workgroup',
+  evalStateMachineArn: 'eval/state-machine-arn',
+  evalResultsTable: 'eval/results-table',
 } as const;
 export type PlatformParameterKey = keyof typeof PLATFORM_PARAMETERS;
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from dapt_eval.benchmark import Manifest, write_manifest
 from dapt_eval.hashing import sha256_file
@@ -16,6 +18,7 @@ from dapt_eval.providers.retry import RetryPolicy
 from dapt_eval.schemas import Task
 
 MakeBenchmark = Callable[..., Path]
+BUCKET = "eval-bucket"
 
 
 def write_jsonl(path: Path, rows: list[Any]) -> None:
@@ -89,3 +92,19 @@ def sum_row(i: int) -> dict[str, Any]:
         "document": f"Long document {i}. It has several sentences. The key point is {i}.",
         "reference_summary": f"The key point is {i}.",
     }
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A moto S3 with one bucket; fake credentials so nothing reaches AWS."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from dapt_eval.benchmark import Manifest
@@ -34,6 +35,24 @@ class AggregationError(ValueError):
     """Results cannot be aggregated together; the message names the mixed field and values."""
 
 
+@dataclass(frozen=True)
+class ReportScope:
+    """What a report needs to know about the benchmark (a manifest, or the fan-out's plan)."""
+
+    name: str
+    version: str
+    task: Task
+    primary_prompt: str
+    labels: list[str] | None = None
+
+    @classmethod
+    def of(cls, source: Manifest | ReportScope) -> ReportScope:
+        """The scope of a manifest (a scope is returned unchanged)."""
+        if isinstance(source, ReportScope):
+            return source
+        return cls(source.name, source.version, source.task, source.prompt.id, source.labels)
+
+
 def check_homogeneous(results: Sequence[ItemResult]) -> None:
     """Refuse mixed benchmarks, models, decoding or modes (all problems reported together)."""
     fields: dict[str, Callable[[ItemResult], str]] = {
@@ -54,33 +73,34 @@ def check_homogeneous(results: Sequence[ItemResult]) -> None:
 
 def aggregate(
     results: Sequence[ItemResult],
-    manifest: Manifest,
+    benchmark: Manifest | ReportScope,
     expected_per_prompt: int | None = None,
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
 ) -> dict[str, Any]:
     """Report per prompt, the primary prompt's metrics, and the format-spread range."""
+    scope = ReportScope.of(benchmark)
     if not results:
-        raise AggregationError(f"no results to aggregate for benchmark '{manifest.name}'")
+        raise AggregationError(f"no results to aggregate for benchmark '{scope.name}'")
     check_homogeneous(results)
     by_prompt: dict[str, list[ItemResult]] = defaultdict(list)
     for result in results:
         by_prompt[result.prompt_id].append(result)
     per_prompt = {
-        prompt_id: prompt_report(group, manifest, expected_per_prompt, n_resamples, seed)
+        prompt_id: prompt_report(group, scope, expected_per_prompt, n_resamples, seed)
         for prompt_id, group in sorted(by_prompt.items())
     }
-    primary_id = manifest.prompt.id
+    primary_id = scope.primary_prompt
     if primary_id not in per_prompt:
         raise AggregationError(
-            f"no results for the primary prompt '{primary_id}' of '{manifest.name}'"
+            f"no results for the primary prompt '{primary_id}' of '{scope.name}'"
         )
     first = results[0]
-    metric = PRIMARY_METRIC[manifest.task]
+    metric = PRIMARY_METRIC[scope.task]
     return {
-        "benchmark": manifest.name,
-        "benchmark_version": manifest.version,
-        "task": manifest.task.value,
+        "benchmark": scope.name,
+        "benchmark_version": scope.version,
+        "task": scope.task.value,
         "model": first.model.model_dump(),
         "decoding": first.decoding,
         "mode": first.mode,
@@ -95,7 +115,7 @@ def aggregate(
 
 def prompt_report(
     results: Sequence[ItemResult],
-    manifest: Manifest,
+    scope: ReportScope,
     expected: int | None,
     n_resamples: int,
     seed: int,
@@ -110,21 +130,21 @@ def prompt_report(
         "completion_rate": finished / total if total else None,
         **accuracy_report([Outcome(r.status, r.correct) for r in results]),
     }
-    if manifest.task is Task.CLASSIFICATION:
+    if scope.task is Task.CLASSIFICATION:
         scored = [r for r in results if r.status == "ok"]
         report["classification"] = classification_report(
             [str(r.details["gold_label"]) for r in scored],
             [str(r.details["parsed_label"]) for r in scored],
-            manifest.labels or [],
+            scope.labels or [],
             n_resamples,
             seed,
         )
-    if manifest.task is Task.SUMMARIZATION:
+    if scope.task is Task.SUMMARIZATION:
         scores = [r.score for r in results if r.status == "ok" and r.score is not None]
         strict = [r.score if r.status == "ok" and r.score is not None else 0.0 for r in results]
         report["rouge_l"] = mean_with_ci(scores, n_resamples, seed)
         report["rouge_l_strict"] = mean_with_ci(strict, n_resamples, seed)
-    report["primary_value"] = primary_value(report, manifest.task)
+    report["primary_value"] = primary_value(report, scope.task)
     return report
 
 

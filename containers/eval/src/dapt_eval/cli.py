@@ -1,4 +1,4 @@
-"""`dapt-eval` command line: build, run, aggregate, compare, calibrate-judge, mcq-generate.
+"""`dapt-eval` command line: build, run, batch, aggregate, compare, calibrate-judge, mcq-generate.
 
 Argument parsing only; the work happens in `commands`. Exit codes: 0 success, 1 a user-facing
 error (bad benchmark, bad config, untrusted judge with --require-trusted), 2 bad arguments.
@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from dapt_eval import commands
 from dapt_eval.aggregate import AggregationError
+from dapt_eval.batch.config import BatchConfigError, add_batch_args, config_from
 from dapt_eval.benchmark import BenchmarkError, build_benchmark
 from dapt_eval.hashing import CanonicalJsonError
 from dapt_eval.judge import DEFAULT_KAPPA_THRESHOLD, Judge
@@ -29,6 +30,7 @@ from dapt_eval.runner import DEFAULT_CONCURRENCY, RunConfig, RunConfigError
 
 USER_ERRORS = (
     BenchmarkError,
+    BatchConfigError,
     AggregationError,
     RunConfigError,
     CanonicalJsonError,
@@ -82,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_provider_args(run, "", required=True)
     _add_provider_args(run, "judge-", required=False)
     run.set_defaults(handler=_run)
+
+    batch = sub.add_parser(
+        "batch",
+        help="evaluate a local/S3 Hugging Face model on this machine's GPU (needs the gpu extra)",
+    )
+    add_batch_args(batch)
+    _add_provider_args(batch, "judge-", required=False)
+    batch.set_defaults(handler=_batch)
 
     agg = sub.add_parser("aggregate", help="(re)build report.json from a run directory")
     agg.add_argument("--out", type=Path, required=True)
@@ -197,6 +207,20 @@ def _run(args: argparse.Namespace) -> int:
             {"summary": summary.to_json(), "primary": report["primary"]["primary_value"]}, indent=2
         )
     )
+    print(
+        f"completion rate: {summary.completion_rate:.1%} "
+        f"({summary.ok + summary.unparseable}/{summary.total} units finished)"
+    )
+    return 0
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from dapt_eval.batch.job import run_batch_job  # noqa: PLC0415 - keeps torch out of the CLI
+
+    judge_provider = _provider(args, "judge-")
+    outcome = run_batch_job(config_from(args), Judge(judge_provider) if judge_provider else None)
+    summary = outcome.summary
+    print(json.dumps({"model": outcome.identity, "summary": summary.to_json()}, indent=2))
     print(
         f"completion rate: {summary.completion_rate:.1%} "
         f"({summary.ok + summary.unparseable}/{summary.total} units finished)"

@@ -33,6 +33,18 @@ def compare(
     """Metrics of every run and paired tests of each run against the first (the baseline)."""
     if len(runs) < MIN_RUNS:
         raise AggregationError(f"compare needs at least {MIN_RUNS} runs, got {len(runs)}")
+    return side_by_side(runs, n_resamples, seed)
+
+
+def side_by_side(
+    runs: Sequence[RunView], n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED
+) -> dict[str, Any]:
+    """`compare` for one or more runs: with a single run, `paired` is empty.
+
+    The aggregate Lambda uses this so a run over one model still gets the same JSON and page.
+    """
+    if not runs:
+        raise AggregationError("compare needs at least 1 run, got 0")
     _check_comparable(runs)
     task = Task(runs[0].report["task"])
     baseline = runs[0]
@@ -115,8 +127,11 @@ def _model_row(run: RunView) -> dict[str, Any]:
     }
 
 
-def render_html(comparison: dict[str, Any]) -> str:
-    """A self-contained page: a table and an inline SVG bar chart with CI whiskers. No JS."""
+def render_html(comparison: dict[str, Any], completion: dict[str, Any] | None = None) -> str:
+    """A self-contained page: a table and an inline SVG bar chart with CI whiskers. No JS.
+
+    `completion` (flat name -> number) adds a table of run counts, e.g. missing records.
+    """
     title = (
         f"{comparison['benchmark']} v{comparison['benchmark_version']} "
         f"({comparison['task']}, {comparison['mode']})"
@@ -154,10 +169,25 @@ def render_html(comparison: dict[str, Any]) -> str:
             f"<h2>Paired comparisons against {html.escape(comparison['baseline'])}</h2>",
             "<p>Only items both runs completed (status ok) on the primary prompt.</p>",
             f"<table>{paired_header}{paired}</table>",
+            _completion_table(completion),
             "</body></html>",
             "",
         ]
     )
+
+
+def _completion_table(completion: dict[str, Any] | None) -> str:
+    if not completion:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(str(name))}</td><td>{html.escape(_fmt_count(value))}</td></tr>\n"
+        for name, value in completion.items()
+    )
+    return f"<h2>Completion</h2>\n<table>{_header_row('count', 'value')}{rows}</table>"
+
+
+def _fmt_count(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def bar_chart_svg(models: Sequence[dict[str, Any]]) -> str:

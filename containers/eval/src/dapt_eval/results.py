@@ -11,7 +11,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -101,6 +101,22 @@ def cache_key_payload(
 def cache_key(**payload: Any) -> str:
     """sha256 hex of the canonical JSON of `cache_key_payload(**payload)`."""
     return sha256_text(canonical_json(cache_key_payload(**payload)))
+
+
+class Store(Protocol):
+    """What a runner needs from a result store: the local `ResultStore` or `S3ResultStore`."""
+
+    def get(self, key: str) -> ItemResult | None:
+        """The stored record, or None when absent."""
+        ...
+
+    def is_finished(self, key: str) -> bool:
+        """A record exists with status ok or unparseable."""
+        ...
+
+    def put(self, result: ItemResult) -> None:
+        """Store `result` under its cache key (an `errored` record may be overwritten)."""
+        ...
 
 
 class ResultStore:

@@ -19,7 +19,7 @@ from dapt_eval.metrics import rouge_l
 from dapt_eval.prompts import CHOICE_LETTERS, PromptSpec, format_choices, render
 from dapt_eval.providers.base import DecodingParams, Oracle, Provider, ProviderError
 from dapt_eval.providers.retry import RetryPolicy, call_with_retry
-from dapt_eval.results import ItemResult, JudgeRecord, ModelRef, ResultStore, cache_key
+from dapt_eval.results import ItemResult, JudgeRecord, ModelRef, Store, cache_key
 from dapt_eval.schemas import (
     ClassificationItem,
     Item,
@@ -128,26 +128,12 @@ def run_benchmark(
     benchmark: Benchmark,
     provider: Provider,
     config: RunConfig,
-    store: ResultStore,
+    store: Store,
     judge: Judge | None = None,
 ) -> RunSummary:
     """Evaluate all units not yet finished in `store`, `config.concurrency` at a time."""
-    manifest = benchmark.manifest
-    mode = resolve_mode(manifest.task, config.mode, provider, judge)
-    unit_judge = judge if manifest.task is Task.QA else None
-    summary = RunSummary(quarantined_rows=len(benchmark.load.quarantined))
-    pending: list[tuple[Item, PromptSpec, str]] = []
-    for prompt in manifest.prompts(config.include_format_spread):
-        for item in benchmark.items:
-            key = unit_key(benchmark, item, prompt, provider, config.decoding, mode, unit_judge)
-            summary.total += 1
-            existing = store.get(key)
-            if existing is not None and existing.status in ("ok", "unparseable"):
-                summary.skipped += 1
-                _count(summary, existing.status)
-            else:
-                pending.append((item, prompt, key))
-    log.info("%d units, %d cached, %d to run", summary.total, summary.skipped, len(pending))
+    mode, summary, pending = plan_units(benchmark, provider, config, store, judge)
+    unit_judge = judge if benchmark.manifest.task is Task.QA else None
 
     def work(unit: tuple[Item, PromptSpec, str]) -> ItemResult:
         item, prompt, key = unit
@@ -162,6 +148,52 @@ def run_benchmark(
         for result in pool.map(work, pending):
             _count(summary, result.status)
     return summary
+
+
+Unit = tuple[Item, PromptSpec, str]
+"""One (item, prompt) to evaluate and its cache key."""
+
+
+def plan_units(
+    benchmark: Benchmark,
+    provider: Provider,
+    config: RunConfig,
+    store: Store,
+    judge: Judge | None = None,
+) -> tuple[str, RunSummary, list[Unit]]:
+    """The scoring mode, the summary of cached units, and the units still to run."""
+    manifest = benchmark.manifest
+    mode = resolve_mode(manifest.task, config.mode, provider, judge)
+    unit_judge = judge if manifest.task is Task.QA else None
+    summary = RunSummary(quarantined_rows=len(benchmark.load.quarantined))
+    pending: list[Unit] = []
+    for prompt in manifest.prompts(config.include_format_spread):
+        for item in benchmark.items:
+            key = unit_key(benchmark, item, prompt, provider, config.decoding, mode, unit_judge)
+            summary.total += 1
+            existing = store.get(key)
+            if existing is not None and existing.status in ("ok", "unparseable"):
+                summary.skipped += 1
+                _count(summary, existing.status)
+            else:
+                pending.append((item, prompt, key))
+    log.info("%d units, %d cached, %d to run", summary.total, summary.skipped, len(pending))
+    return mode, summary, pending
+
+
+def unit_prompt(benchmark: Benchmark, item: Item, prompt: PromptSpec, seed: int) -> str:
+    """The exact text sent to the model for one unit (MCQ choices shuffled by `seed`)."""
+    if isinstance(item, McqItem):
+        shuffled = shuffle_choices(item, seed)
+        return render(
+            prompt, {"question": item.question, "choices": format_choices(shuffled.choices)}
+        )
+    if isinstance(item, ClassificationItem):
+        labels = benchmark.manifest.labels or []
+        return render(prompt, {"text": item.text, "labels": ", ".join(labels)})
+    if isinstance(item, SummarizationItem):
+        return render(prompt, {"document": item.document})
+    return render(prompt, {"question": item.question})
 
 
 def unit_key(
@@ -198,16 +230,17 @@ def evaluate_unit(
 ) -> Outcome:
     """Dispatch to the task's evaluator; provider failures become `errored` outcomes."""
     try:
+        text = unit_prompt(benchmark, item, prompt, config.decoding.seed)
         if isinstance(item, McqItem):
-            return _evaluate_mcq(item, prompt, provider, config, mode)
+            return _evaluate_mcq(item, text, provider, config, mode)
         if isinstance(item, ClassificationItem):
             return _evaluate_classification(
-                item, prompt, provider, config, benchmark.manifest.labels or []
+                item, text, provider, config, benchmark.manifest.labels or []
             )
         if isinstance(item, SummarizationItem):
-            return _evaluate_summarization(item, prompt, provider, config)
+            return _evaluate_summarization(item, text, provider, config)
         assert judge is not None, "resolve_mode guarantees a judge for qa"
-        return _evaluate_qa(item, prompt, provider, config, judge)
+        return _evaluate_qa(item, text, provider, config, judge)
     except ProviderError as err:
         return Outcome(status="errored", error=str(err), attempts=getattr(err, "attempts", 0))
 
@@ -233,10 +266,9 @@ def _generate(
 
 
 def _evaluate_mcq(
-    item: McqItem, prompt: PromptSpec, provider: Provider, config: RunConfig, mode: str
+    item: McqItem, text: str, provider: Provider, config: RunConfig, mode: str
 ) -> Outcome:
     shuffled = shuffle_choices(item, config.decoding.seed)
-    text = render(prompt, {"question": item.question, "choices": format_choices(shuffled.choices)})
     answer = shuffled.answer_letter
     details = {
         "permutation": shuffled.permutation,
@@ -274,12 +306,11 @@ def _evaluate_mcq(
 
 def _evaluate_classification(
     item: ClassificationItem,
-    prompt: PromptSpec,
+    text: str,
     provider: Provider,
     config: RunConfig,
     labels: list[str],
 ) -> Outcome:
-    text = render(prompt, {"text": item.text, "labels": ", ".join(labels)})
     oracle = Oracle(item.label, tuple(label for label in labels if label != item.label))
     raw, base = _generate(provider, text, config, oracle)
     label = parse_label(raw, labels)
@@ -306,18 +337,16 @@ def parse_label(text: str, labels: list[str]) -> str | None:
 
 
 def _evaluate_summarization(
-    item: SummarizationItem, prompt: PromptSpec, provider: Provider, config: RunConfig
+    item: SummarizationItem, text: str, provider: Provider, config: RunConfig
 ) -> Outcome:
-    text = render(prompt, {"document": item.document})
     oracle = Oracle(item.reference_summary, (item.document[:SUMMARY_FALLBACK_CHARS],))
     raw, base = _generate(provider, text, config, oracle)
     return _replace(base, score=rouge_l(item.reference_summary, raw))
 
 
 def _evaluate_qa(
-    item: QaItem, prompt: PromptSpec, provider: Provider, config: RunConfig, judge: Judge
+    item: QaItem, text: str, provider: Provider, config: RunConfig, judge: Judge
 ) -> Outcome:
-    text = render(prompt, {"question": item.question})
     raw, base = _generate(provider, text, config, Oracle(item.reference_answer, (QA_WRONG_ANSWER,)))
     simulated: VerdictLabel = "correct" if _same_text(raw, item.reference_answer) else "incorrect"
     verdict = judge.judge(item.question, item.reference_answer, raw, simulated=simulated)

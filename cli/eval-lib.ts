@@ -1,0 +1,114 @@
+/**
+ * The pure and AWS-facing parts of `cli/eval.ts`, kept apart so they can be tested with moto.
+ */
+import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { DescribeExecutionCommand, type SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { canonicalJson, sha256Hex } from '../lambda/shared/canonical-json';
+import type { RunSpec } from '../lambda/shared/spec';
+import { ParameterNotFound, type SsmParameterReader } from './ssm';
+
+/** Which deployed environment to talk to. */
+export interface Environment {
+  readonly stage: 'production' | 'experiment';
+  readonly experiment?: string;
+  readonly prefix: string;
+  readonly region: string;
+}
+
+/** `prod` or `exp-<experiment>`, as in lib/config/load.ts. */
+export function envId(env: Environment): string {
+  if (env.stage === 'production') return 'prod';
+  if (!env.experiment || !/^[a-z][a-z0-9-]{0,19}$/.test(env.experiment)) {
+    throw new Error(`--experiment = ${JSON.stringify(env.experiment ?? '')}: must be 1-20 lowercase letters, digits or dashes, starting with a letter (required with --stage experiment)`);
+  }
+  return `exp-${env.experiment}`;
+}
+
+/** SSM parameter names the CLI reads. */
+export function parameterNames(env: Environment): { stateMachineArn: string; bucket: string } {
+  const root = `/${env.prefix}/${envId(env)}`;
+  return { stateMachineArn: `${root}/eval/state-machine-arn`, bucket: `${root}/datalake/buckets/eval` };
+}
+
+/** Reads an SSM parameter; a missing one means the stack is not deployed there. */
+export async function readParameter(ssm: SsmParameterReader, name: string, env: Environment): Promise<string> {
+  try {
+    return await ssm.get(name);
+  } catch (err) {
+    if (err instanceof ParameterNotFound) {
+      throw new Error(`SSM parameter ${name} does not exist: is the ${env.stage} eval stack (envId '${envId(env)}') deployed in region ${env.region}?`, { cause: err });
+    }
+    throw err;
+  }
+}
+
+/** The spec's `run_id`, or a stable one derived from its content: the same spec is the same run. */
+export function runIdFor(spec: RunSpec): string {
+  if (spec.run_id) return spec.run_id;
+  const slug = `${spec.benchmark.name}-${spec.benchmark.version}`.replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 50);
+  return `${slug}-${sha256Hex(canonicalJson(spec)).slice(0, 16)}`;
+}
+
+/** Starts the execution named `runId`; the same run started twice is one execution. */
+export async function startRun(
+  sfn: SFNClient,
+  stateMachineArn: string,
+  runId: string,
+  specKey: string,
+): Promise<{ executionArn: string; alreadyStarted: boolean }> {
+  const input = JSON.stringify({ run_id: runId, spec_key: specKey });
+  const executionArn = `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${runId}`;
+  const existing = await describe(sfn, executionArn);
+  if (existing === null) {
+    try {
+      const response = await sfn.send(new StartExecutionCommand({ stateMachineArn, name: runId, input }));
+      return { executionArn: response.executionArn ?? executionArn, alreadyStarted: false };
+    } catch (err) {
+      if ((err as { name?: string }).name !== 'ExecutionAlreadyExists') throw err;
+    }
+  }
+  const current = existing ?? (await describe(sfn, executionArn));
+  if (current !== null && current !== input) {
+    throw new Error(`ExecutionAlreadyExists: run '${runId}' was already started with different input (${current}); give the spec a new run_id`);
+  }
+  return { executionArn, alreadyStarted: true };
+}
+
+/** The execution's input, or null when there is no such execution. */
+async function describe(sfn: SFNClient, executionArn: string): Promise<string | null> {
+  try {
+    return (await sfn.send(new DescribeExecutionCommand({ executionArn }))).input ?? '';
+  } catch (err) {
+    if ((err as { name?: string }).name === 'ExecutionDoesNotExist') return null;
+    throw err;
+  }
+}
+
+/** Progress of a run from S3: finished units (records present with the run's keys) out of expected. */
+export interface Progress {
+  readonly expected: number;
+  readonly finished: number;
+  readonly errored: number;
+}
+
+/** `[#########...........]  45.0%` */
+export function progressBar(done: number, total: number, width = DEFAULT_BAR_WIDTH): string {
+  const ratio = total > 0 ? Math.min(1, done / total) : 0;
+  const filled = Math.round(ratio * width);
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(ratio * 100).toFixed(1).padStart(5)}%`;
+}
+
+/** Lists `results/items/` and counts how many of `keys` have a record. */
+export async function countRecords(s3: S3Client, bucket: string, keys: readonly string[]): Promise<number> {
+  const wanted = new Set(keys.map((k) => `results/items/${k}.json`));
+  let found = 0;
+  let token: string | undefined;
+  do {
+    const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'results/items/', ContinuationToken: token }));
+    for (const object of page.Contents ?? []) if (object.Key && wanted.has(object.Key)) found++;
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return found;
+}
+
+const DEFAULT_BAR_WIDTH = 30;

@@ -1,0 +1,94 @@
+/**
+ * Python `str` behaviours the evaluation core relies on, reproduced exactly in TypeScript:
+ * `strip`/`split` (Python's whitespace set), `casefold`, `splitlines`, code-point slicing and
+ * `repr`. Scores and parse decisions depend on them, so "close enough" would make the two
+ * runners disagree on the same reply.
+ */
+
+/** Characters for which Python's `str.isspace()` is true. */
+const PY_WHITESPACE = '\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
+const LEADING_WS = new RegExp(`^[${PY_WHITESPACE}]+`, 'u');
+const TRAILING_WS = new RegExp(`[${PY_WHITESPACE}]+$`, 'u');
+const WS_RUN = new RegExp(`[${PY_WHITESPACE}]+`, 'u');
+
+/** `str.strip()`. */
+export function pyStrip(text: string): string {
+  return text.replace(LEADING_WS, '').replace(TRAILING_WS, '');
+}
+
+/** `str.split()` without arguments: split on whitespace runs, no empty strings. */
+export function pySplit(text: string): string[] {
+  const stripped = pyStrip(text);
+  return stripped === '' ? [] : stripped.split(WS_RUN);
+}
+
+/** `str.isspace()`-only or empty: what the Python schemas call blank. */
+export function isBlank(text: string): boolean {
+  return pyStrip(text) === '';
+}
+
+/**
+ * `str.casefold()`. JavaScript has none; upper-then-lower matches it except for the cases fixed
+ * below (checked over every code point against Python in test/lambda/parity.test.ts): dotless
+ * ı stays ı, ẞ/ß fold to "ss", final sigma folds to σ, and Cherokee folds to the *upper* case.
+ * Characters newer than Node's ICU may still differ.
+ */
+export function casefold(text: string): string {
+  return text
+    .split('ı')
+    .map((part) =>
+      part
+        .toUpperCase()
+        .toLowerCase()
+        .replace(/ß/g, 'ss')
+        .replace(/ς/g, 'σ')
+        .replace(/[\u13f8-\u13fd]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 8))
+        .replace(/[\uab70-\uabbf]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 0xab70 + 0x13a0)),
+    )
+    .join('ı');
+}
+
+/** `str.splitlines()`: Python also breaks on \v, \f, \x1c-\x1e, \x85, U+2028 and U+2029. */
+export function pySplitlines(text: string): string[] {
+  if (text === '') return [];
+  const lines = text.split(LINE_BREAK);
+  if (lines[lines.length - 1] === '' && LINE_BREAK_AT_END.test(text)) lines.pop();
+  return lines;
+}
+
+// Built from a string: Python's line boundaries include the \x1c-\x1e separators on purpose.
+const LINE_BREAKS = '\\r\\n|[\\n\\r\\v\\f\\x1c\\x1d\\x1e\\x85\\u2028\\u2029]';
+const LINE_BREAK = new RegExp(LINE_BREAKS, 'u');
+const LINE_BREAK_AT_END = new RegExp(`(?:${LINE_BREAKS})$`, 'u');
+
+/** `text[:n]` (Python slices by code point, JavaScript by UTF-16 unit). */
+export function pySlice(text: string, n: number): string {
+  return Array.from(text).slice(0, n).join('');
+}
+
+/** `repr(text)` for a str: the form Python error messages embed (`{raw[:80]!r}`). */
+export function pyRepr(text: string): string {
+  const quote = text.includes("'") && !text.includes('"') ? '"' : "'";
+  let out = quote;
+  for (const ch of text) {
+    const code = ch.codePointAt(0) ?? 0;
+    if (ch === quote || ch === '\\') out += `\\${ch}`;
+    else if (ch === '\n') out += '\\n';
+    else if (ch === '\r') out += '\\r';
+    else if (ch === '\t') out += '\\t';
+    else if (isPrintable(ch)) out += ch;
+    else if (code <= 0xff) out += `\\x${code.toString(16).padStart(2, '0')}`;
+    else if (code <= 0xffff) out += `\\u${code.toString(16).padStart(4, '0')}`;
+    else out += `\\U${code.toString(16).padStart(8, '0')}`;
+  }
+  return out + quote;
+}
+
+/** `repr(list_of_str)`, e.g. `['billing', 'refund']`. */
+export function pyReprList(items: readonly string[]): string {
+  return `[${items.map(pyRepr).join(', ')}]`;
+}
+
+function isPrintable(ch: string): boolean {
+  return ch === ' ' || !/[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]/u.test(ch);
+}

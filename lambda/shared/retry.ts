@@ -1,0 +1,95 @@
+/**
+ * The provider error taxonomy and the single retry layer (`dapt_eval.providers.base/retry`):
+ * exponential backoff with full jitter, never shorter than the server's Retry-After; SDK retries
+ * are off so throttles are counted the same way for every provider.
+ */
+
+/** Base of provider failures; the message is what lands in the record's `error`. */
+export class ProviderError extends Error {
+  override readonly name: string = 'ProviderError';
+}
+
+/** The provider asked us to slow down (HTTP 429, ThrottlingException). */
+export class ThrottledError extends ProviderError {
+  override readonly name = 'ThrottledError';
+  constructor(
+    message: string,
+    readonly retryAfterMs: number | null = null,
+  ) {
+    super(message);
+  }
+}
+
+/** Worth retrying: 5xx, timeouts, connection resets, model not ready. */
+export class TransientError extends ProviderError {
+  override readonly name = 'TransientError';
+}
+
+/** Retrying cannot fix it: bad request, access denied, malformed response. */
+export class PermanentError extends ProviderError {
+  override readonly name = 'PermanentError';
+}
+
+/** The last error after all attempts: `"<ErrorType> after N attempt(s): <message>"`. */
+export class RetriesExhaustedError extends ProviderError {
+  override readonly name = 'RetriesExhaustedError';
+  constructor(
+    readonly last: ProviderError,
+    readonly attempts: number,
+  ) {
+    super(`${last.name} after ${attempts} attempt(s): ${last.message}`);
+  }
+}
+
+/** How often and how long to retry; `sleep` and `random` are injectable for fast tests. */
+export interface RetryPolicy {
+  /** Attempts including the first. @default 5 */
+  readonly maxAttempts: number;
+  /** Ceiling of the first backoff. @default 500 */
+  readonly baseDelayMs: number;
+  /** Largest backoff ceiling. @default 30000 */
+  readonly maxDelayMs: number;
+  readonly sleep?: (ms: number) => Promise<void>;
+  readonly random?: () => number;
+}
+
+/** A call's value and how many attempts it took. */
+export interface Attempted<T> {
+  readonly value: T;
+  readonly attempts: number;
+}
+
+/** Full-jitter delay for `attempt` (1-based), but never less than Retry-After. */
+export function retryDelayMs(policy: RetryPolicy, attempt: number, error: ProviderError): number {
+  const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
+  const jittered = (policy.random ?? Math.random)() * ceiling;
+  if (error instanceof ThrottledError && error.retryAfterMs !== null) return Math.max(jittered, error.retryAfterMs);
+  return jittered;
+}
+
+/** Runs `call`, retrying throttles and transient errors; permanent errors fail at once. */
+export async function callWithRetry<T>(call: () => Promise<T>, policy: RetryPolicy): Promise<Attempted<T>> {
+  const sleep = policy.sleep ?? defaultSleep;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return { value: await call(), attempts: attempt };
+    } catch (err) {
+      const error = err instanceof ProviderError ? err : new TransientError(String((err as Error)?.message ?? err));
+      if (error instanceof PermanentError || attempt >= policy.maxAttempts) throw new RetriesExhaustedError(error, attempt);
+      await sleep(retryDelayMs(policy, attempt, error));
+    }
+  }
+}
+
+/** Retry-After seconds as milliseconds; HTTP-date forms are ignored (backoff applies instead). */
+export function parseRetryAfter(value: string | null | undefined): number | null {
+  if (value === null || value === undefined || value.trim() === '') return null;
+  const seconds = Number(value);
+  return Number.isFinite(seconds) ? Math.max(0, seconds * 1000) : null;
+}
+
+function defaultSleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export const DEFAULT_RETRY_POLICY: RetryPolicy = { maxAttempts: 5, baseDelayMs: 500, maxDelayMs: 30_000 };

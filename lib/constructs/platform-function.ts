@@ -1,0 +1,156 @@
+import * as path from 'node:path';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import type { ExpectedWildcard } from '../compliance/acknowledge';
+import { EncryptedLogGroup } from './encrypted-log-group';
+
+/** How the function's code is packaged: a TypeScript entry bundled with esbuild, or a container image. */
+export type PlatformFunctionCode =
+  | { readonly kind: 'nodejs'; readonly entry: string }
+  | { readonly kind: 'image'; readonly code: lambda.DockerImageCode };
+
+export interface PlatformFunctionProps {
+  /** One sentence on what the function does. */
+  readonly description: string;
+  readonly code: PlatformFunctionCode;
+  /** Environment variables; infrastructure and code meet only through these. */
+  readonly environment: Record<string, string>;
+  readonly vpc: ec2.IVpc;
+  readonly subnets: ec2.SubnetSelection;
+  readonly securityGroup: ec2.ISecurityGroup;
+  /** Key for the log group and the dead-letter queue. */
+  readonly encryptionKey: kms.IKey;
+  readonly logRetentionDays: number;
+  readonly destroyOnDelete: boolean;
+  /** Concurrent executions reserved for (and capping) this function. */
+  readonly reservedConcurrency: number;
+  readonly timeout: Duration;
+  readonly memoryMb: number;
+  /** The function's permissions beyond logging, tracing and its VPC interfaces. */
+  readonly statements: readonly iam.PolicyStatement[];
+}
+
+/**
+ * A Lambda function as this platform runs them: inside the VPC's isolated subnets, its own role
+ * with a customer-managed policy (no AWS managed policies), a KMS-encrypted log group with the
+ * stage's retention, X-Ray tracing, reserved concurrency and a KMS-encrypted dead-letter queue.
+ */
+export class PlatformFunction extends Construct {
+  readonly function: lambda.Function;
+  readonly role: iam.Role;
+  readonly policy: iam.ManagedPolicy;
+  readonly deadLetterQueue: sqs.Queue;
+
+  constructor(scope: Construct, id: string, props: PlatformFunctionProps) {
+    super(scope, id);
+    const logs = new EncryptedLogGroup(this, 'Logs', {
+      encryptionKey: props.encryptionKey,
+      retentionDays: props.logRetentionDays,
+      destroyOnDelete: props.destroyOnDelete,
+    });
+    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
+      encryption: sqs.QueueEncryption.KMS,
+      encryptionMasterKey: props.encryptionKey,
+      enforceSSL: true,
+      retentionPeriod: DEFAULT_DLQ_RETENTION,
+      removalPolicy: props.destroyOnDelete ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN,
+    });
+
+
+    this.role = new iam.Role(this, 'Role', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: props.description,
+    });
+    this.policy = new iam.ManagedPolicy(this, 'Policy', {
+      description: `Permissions of: ${props.description}`,
+      roles: [this.role],
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'WriteOwnLogs',
+          actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+          resources: [logs.logGroup.logGroupArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'DeadLetters',
+          actions: ['sqs:SendMessage'],
+          resources: [this.deadLetterQueue.queueArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'UseKeyForLogsAndDeadLetters',
+          actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+          resources: [props.encryptionKey.keyArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'VpcNetworkInterfaces',
+          actions: [
+            'ec2:CreateNetworkInterface',
+            'ec2:DescribeNetworkInterfaces',
+            'ec2:DeleteNetworkInterface',
+            'ec2:AssignPrivateIpAddresses',
+            'ec2:UnassignPrivateIpAddresses',
+          ],
+          resources: ['*'],
+        }),
+        new iam.PolicyStatement({
+          sid: 'Tracing',
+          actions: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'],
+          resources: ['*'],
+        }),
+        ...props.statements,
+      ],
+    });
+
+    const common = {
+      description: props.description,
+      role: this.role.withoutPolicyUpdates(),
+      environment: props.environment,
+      vpc: props.vpc,
+      vpcSubnets: props.subnets,
+      securityGroups: [props.securityGroup],
+      logGroup: logs.logGroup,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      tracing: lambda.Tracing.ACTIVE,
+      reservedConcurrentExecutions: props.reservedConcurrency,
+      deadLetterQueue: this.deadLetterQueue,
+      timeout: props.timeout,
+      memorySize: props.memoryMb,
+      architecture: lambda.Architecture.ARM_64,
+    };
+    this.function =
+      props.code.kind === 'nodejs'
+        ? new nodejs.NodejsFunction(this, 'Function', {
+            ...common,
+            entry: props.code.entry,
+            handler: 'handler',
+            runtime: DEFAULT_NODE_RUNTIME,
+            projectRoot: REPO_ROOT,
+            depsLockFilePath: path.join(REPO_ROOT, 'package-lock.json'),
+            bundling: { minify: true, sourceMap: true, target: 'node24', format: nodejs.OutputFormat.CJS },
+          })
+        : new lambda.DockerImageFunction(this, 'Function', { ...common, code: props.code.code });
+    // The role's policy must exist before the function is created, or the first invocations fail.
+    this.function.node.addDependency(this.policy);
+  }
+}
+
+/**
+ * The one wildcard every platform function's policy has. Whoever builds the function's policy
+ * passes it to `acknowledgeWildcards` together with the wildcards of its own statements.
+ */
+export const FUNCTION_INFRA_WILDCARD: ExpectedWildcard = {
+  pattern: /^\*$/,
+  reason: 'Only for actions without resource-level permissions: EC2 network-interface management for Lambda in a VPC, and X-Ray PutTraceSegments/PutTelemetryRecords.',
+};
+
+/** The repository root: esbuild resolves packages from its package-lock.json. */
+const REPO_ROOT = path.join(__dirname, '..', '..');
+/** Newest Node.js Lambda runtime; the compliance packs flag older ones. */
+const DEFAULT_NODE_RUNTIME = lambda.Runtime.NODEJS_24_X;
+/** How long a failed event waits in the dead-letter queue (SQS allows at most 14 days). */
+const DEFAULT_DLQ_RETENTION = Duration.days(14);

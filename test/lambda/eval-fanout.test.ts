@@ -1,0 +1,301 @@
+/**
+ * The Plan and Worker Lambdas against moto (S3 + DynamoDB), with the simulated provider:
+ * sharding, quarantine, benchmark errors, Python-compatible records, resume, idempotency.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { createPlanHandler, type PlanResult } from '../../lambda/eval-plan/plan';
+import { createWorkerHandler, processShard, type WorkerDeps, type WorkerResult } from '../../lambda/eval-worker/worker';
+import type { ShardEntry } from '../../lambda/shared/plan';
+import { buildProvider } from '../../lambda/shared/providers/factory';
+import { SimulatedProvider } from '../../lambda/shared/providers/simulated';
+import type { ItemResult } from '../../lambda/shared/records';
+import { createEvalResources, fakeContext, type Moto, putBenchmark, python, startMoto } from './helpers';
+
+process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
+process.env.POWERTOOLS_METRICS_DISABLED = 'true';
+process.env.POWERTOOLS_METRICS_NAMESPACE = 'dapt-test';
+process.env.POWERTOOLS_SERVICE_NAME = 'eval-test';
+
+const BUCKET = 'dapt-eval-test';
+const TABLE = 'eval-idempotency';
+let moto: Moto;
+
+const CLASSIFY = {
+  name: 'support-intents',
+  version: '1.0.0',
+  task: 'classification',
+  labels: ['billing', 'refund', 'login'],
+  prompt: { id: 'classify-basic', version: '1', template: 'Classify into one of: {labels}.\nReply with the label only.\n\nText: {text}\nLabel:' },
+};
+const GOOD_ROWS = Array.from({ length: 25 }, (_, i) => JSON.stringify({ id: `c${i}`, text: `ticket ${i} — ß`, label: CLASSIFY.labels[i % 3] }));
+const BAD_ROWS = [
+  '{"id": "x1", "text": "broken',
+  JSON.stringify({ id: 'x2', label: 'billing' }),
+  JSON.stringify({ id: 'x3', text: 'hi', label: 'shipping' }),
+  JSON.stringify({ id: 'c0', text: 'again', label: 'billing' }),
+  JSON.stringify({ id: 'x5', text: '   ', label: 'login' }),
+];
+const QA = {
+  name: 'help-qa',
+  version: '2',
+  task: 'qa',
+  prompt: { id: 'qa-basic', version: '1', template: 'Answer the question concisely.\n\nQuestion: {question}\nAnswer:' },
+};
+
+function simulated(modelId: string, behaviour: Record<string, number> = {}): Record<string, unknown> {
+  return { provider: 'simulated', model_id: modelId, revision: 'r1', simulated: behaviour };
+}
+
+async function putSpec(runId: string, spec: Record<string, unknown>): Promise<string> {
+  const key = `runs/${runId}/spec.json`;
+  await moto.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: JSON.stringify(spec) }));
+  return key;
+}
+
+async function getJson<T>(key: string): Promise<T> {
+  const response = await moto.s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+  return JSON.parse((await response.Body?.transformToString()) ?? '') as T;
+}
+
+async function getText(key: string): Promise<string> {
+  const response = await moto.s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+  return (await response.Body?.transformToString()) ?? '';
+}
+
+const plan = (runId: string, specKey: string): Promise<PlanResult> =>
+  createPlanHandler({ s3: moto.s3, bucket: BUCKET, logger: new Logger() })({ run_id: runId, spec_key: specKey });
+
+/** Worker deps whose providers are recorded so tests can count provider calls. */
+function workerDeps(): WorkerDeps & { calls(): number; built: SimulatedProvider[] } {
+  const built: SimulatedProvider[] = [];
+  return {
+    s3: moto.s3,
+    dynamodb: moto.dynamodb,
+    bucket: BUCKET,
+    idempotencyTable: TABLE,
+    logger: new Logger(),
+    metrics: new Metrics(),
+    buildProvider: (spec) => {
+      const provider = buildProvider(spec);
+      if (provider instanceof SimulatedProvider) built.push(provider);
+      return provider;
+    },
+    built,
+    calls: () => built.reduce((n, p) => n + p.calls, 0),
+  };
+}
+
+/** Runs every shard of a planned run through the idempotent handler, like the Distributed Map. */
+async function runAll(result: PlanResult, deps = workerDeps()): Promise<{ results: WorkerResult[]; calls: number }> {
+  const handler = createWorkerHandler(deps);
+  const entries = await getJson<ShardEntry[]>(result.manifest_key);
+  const results = await Promise.all(entries.map((e) => handler(e, fakeContext())));
+  return { results, calls: deps.calls() };
+}
+
+async function recordsOf(runId: string): Promise<ItemResult[]> {
+  const run = await getJson<{ cache_keys: string[] }>(`runs/${runId}/run.json`);
+  return Promise.all(run.cache_keys.map((k) => getJson<ItemResult>(`results/items/${k}.json`)));
+}
+
+const sum = (results: WorkerResult[], field: keyof WorkerResult): number => results.reduce((n, r) => n + r[field], 0);
+
+before(async () => {
+  moto = await startMoto();
+  await createEvalResources(moto, BUCKET, TABLE);
+  await putBenchmark(moto.s3, BUCKET, CLASSIFY, `${[...GOOD_ROWS.slice(0, 3), ...BAD_ROWS, ...GOOD_ROWS.slice(3)].join('\n')}\n`);
+  await putBenchmark(
+    moto.s3,
+    BUCKET,
+    QA,
+    `${Array.from({ length: 6 }, (_, i) => JSON.stringify({ id: `q${i}`, question: `How do I ${i}?`, reference_answer: `Do step ${i}.` })).join('\n')}\n`,
+  );
+});
+
+after(async () => {
+  await moto?.stop();
+});
+
+describe('Plan', () => {
+  test('shards items x models, quarantines bad rows with line and reason, and sizes the Map', async () => {
+    const specKey = await putSpec('plan-1', {
+      benchmark: { name: CLASSIFY.name, version: CLASSIFY.version },
+      models: [simulated('a'), simulated('b')],
+      shard_size: 10,
+      worker_concurrency: 4,
+      provider_concurrency: { simulated: 9 },
+    });
+    const result = await plan('plan-1', specKey);
+    assert.deepEqual(result, { run_id: 'plan-1', manifest_key: 'runs/plan-1/shards/manifest.json', shard_count: 5, unit_count: 50, quarantined: 5, max_concurrency: 2 });
+    const entries = await getJson<ShardEntry[]>(result.manifest_key);
+    assert.deepEqual(entries[4], { run_id: 'plan-1', shard_key: 'runs/plan-1/shards/00004.json', shard_index: 4 });
+    const quarantine = (await getText('runs/plan-1/quarantine.jsonl')).trim().split('\n').map((l) => JSON.parse(l) as { line: number; reason: string });
+    assert.deepEqual(
+      quarantine.map((q) => [q.line, q.reason.replace(/^invalid JSON: .*/, 'invalid JSON')]),
+      [
+        [4, 'invalid JSON'],
+        [5, 'text: field required'],
+        [6, "label: 'shipping' is not in the manifest label set ['billing', 'refund', 'login']"],
+        [7, "duplicate id 'c0' (first seen on line 1)"],
+        [8, 'text: Value error, must not be empty or whitespace only'],
+      ],
+    );
+    const run = await getJson<{ expected_units: number; n_items: number; cache_keys: string[]; cache_keys_by_model: string[][]; models: unknown[] }>('runs/plan-1/run.json');
+    assert.equal(run.expected_units, 50);
+    assert.equal(run.n_items, 25);
+    assert.equal(new Set(run.cache_keys).size, 50);
+    assert.deepEqual(run.cache_keys_by_model.flat(), run.cache_keys);
+    assert.deepEqual(run.models, [
+      { provider: 'simulated', model_id: 'a', revision: 'r1' },
+      { provider: 'simulated', model_id: 'b', revision: 'r1' },
+    ]);
+    const parsed = python<{ n: number; task: string }>(
+      `import json, sys
+from dapt_eval.fanout import parse_plan
+p = parse_plan(json.load(sys.stdin), "run.json")
+print(json.dumps({"n": len(p.cache_keys), "task": p.benchmark.task.value}))`,
+      await getText('runs/plan-1/run.json'),
+    );
+    assert.deepEqual(parsed, { n: 50, task: 'classification' });
+  });
+
+  test('refuses items whose sha256 differs from the manifest, naming both hashes', async () => {
+    await putBenchmark(moto.s3, BUCKET, { ...CLASSIFY, version: 'tampered' }, `${GOOD_ROWS.join('\n')}\n`, 'a'.repeat(64));
+    const specKey = await putSpec('plan-hash', { benchmark: { name: CLASSIFY.name, version: 'tampered' }, models: [simulated('a')] });
+    await assert.rejects(plan('plan-hash', specKey), /items_sha256 in manifest is 'a{64}', file hashes to '[0-9a-f]{64}'/);
+  });
+
+  test('refuses an empty items file', async () => {
+    await putBenchmark(moto.s3, BUCKET, { ...CLASSIFY, version: 'empty' }, '\n  \n');
+    const specKey = await putSpec('plan-empty', { benchmark: { name: CLASSIFY.name, version: 'empty' }, models: [simulated('a')] });
+    await assert.rejects(plan('plan-empty', specKey), /items file s3:\/\/dapt-eval-test\/benchmarks\/support-intents\/empty\/items.jsonl is empty/);
+  });
+
+  test('reports every spec problem together, each naming its field', async () => {
+    const specKey = await putSpec('plan-bad', {
+      benchmark: { name: 'has space', version: '1' },
+      models: [{ provider: 'sagemaker', model_id: 'm' }, { provider: 'openai', model_id: 'x' }],
+      shard_size: 0,
+      extra: true,
+    });
+    await assert.rejects(plan('plan-bad', specKey), (err: Error) => {
+      for (const field of ['benchmark.name', 'models.0.endpoint_name', 'models.1.base_url', 'shard_size', 'spec: Unrecognized key: "extra"']) {
+        assert.ok(err.message.includes(field), `${field} missing from: ${err.message}`);
+      }
+      return true;
+    });
+  });
+});
+
+describe('Worker', () => {
+  test('writes one Python-valid record per unit; an identical rerun makes 0 provider calls', async () => {
+    const spec = { benchmark: { name: CLASSIFY.name, version: CLASSIFY.version }, models: [simulated('m', { correct_rate: 0.7, unparseable_rate: 0.1 })], shard_size: 7 };
+    const first = await runAll(await plan('work-1', await putSpec('work-1', spec)));
+    assert.equal(first.calls, 25);
+    assert.equal(sum(first.results, 'ok') + sum(first.results, 'unparseable'), 25);
+    assert.ok(sum(first.results, 'unparseable') > 0);
+    const records = await recordsOf('work-1');
+    const validated = python<number>(
+      `import json, sys
+from dapt_eval.results import ItemResult
+print(json.dumps(len([ItemResult.model_validate_json(json.dumps(r)) for r in json.load(sys.stdin)])))`,
+      records,
+    );
+    assert.equal(validated, 25);
+    assert.deepEqual(Object.keys(records[0] ?? {}), ['schema_version', 'run_id', 'benchmark', 'benchmark_version', 'item_id', 'task', 'model', 'decoding', 'prompt_id', 'prompt_version', 'mode', 'status', 'prediction', 'correct', 'score', 'judge', 'error', 'cache_key', 'latency_ms', 'usage', 'details', 'attempts']);
+    const rerun = await runAll(await plan('work-2', await putSpec('work-2', spec)));
+    assert.equal(rerun.calls, 0);
+    assert.equal(sum(rerun.results, 'skipped'), 25);
+  });
+
+  test('a shard delivered twice is processed once and returns the same result', async () => {
+    const result = await plan('twice', await putSpec('twice', { benchmark: { name: CLASSIFY.name, version: CLASSIFY.version }, models: [simulated('twice')], shard_size: 30 }));
+    const deps = workerDeps();
+    const handler = createWorkerHandler(deps);
+    const [entry] = await getJson<ShardEntry[]>(result.manifest_key);
+    const first = await handler(entry, fakeContext());
+    const second = await handler(entry, fakeContext());
+    assert.deepEqual(second, first);
+    assert.deepEqual(first, { shard_index: 0, ok: 25, errored: 0, unparseable: 0, skipped: 0 });
+    assert.equal(deps.built.length, 1, 'the second delivery must not even build providers');
+    assert.equal(deps.calls(), 25);
+  });
+
+  test('concurrent deliveries bypassing idempotency still leave one record per key', async () => {
+    const result = await plan('race', await putSpec('race', { benchmark: { name: CLASSIFY.name, version: CLASSIFY.version }, models: [simulated('race', { latency_ms: 5 })], shard_size: 30 }));
+    const [entry] = await getJson<ShardEntry[]>(result.manifest_key);
+    assert.ok(entry);
+    const [a, b] = await Promise.all([processShard(workerDeps(), entry), processShard(workerDeps(), entry)]);
+    assert.ok(a && b);
+    assert.equal(a.ok + b.ok, 25, 'each key is written by exactly one delivery');
+    assert.equal(a.skipped + b.skipped, 25);
+  });
+
+  test('provider failures become errored records with the message; the next run retries them', async () => {
+    const spec = (errorRate: number): Record<string, unknown> => ({
+      benchmark: { name: CLASSIFY.name, version: CLASSIFY.version },
+      models: [simulated('flaky', { error_rate: errorRate })],
+      provider_concurrency: { simulated: 4 },
+      retry: { max_attempts: 2, base_delay_ms: 0 },
+    });
+    const failed = await runAll(await plan('err-1', await putSpec('err-1', spec(1))));
+    assert.equal(sum(failed.results, 'errored'), 25);
+    const records = await recordsOf('err-1');
+    assert.equal(records[0]?.status, 'errored');
+    assert.equal(records[0]?.error, 'TransientError after 2 attempt(s): simulated: injected server error (HTTP 500)');
+    assert.equal(records[0]?.correct, null);
+    assert.equal(records[0]?.attempts, 2);
+    const retried = await runAll(await plan('err-2', await putSpec('err-2', spec(0))));
+    assert.equal(retried.calls, 25);
+    assert.equal(sum(retried.results, 'ok'), 25);
+    assert.ok((await recordsOf('err-1')).every((r) => r.status === 'ok'), 'errored records are overwritten in place');
+  });
+
+  test('throttles are retried and succeed; attempts are recorded', async () => {
+    const spec = { benchmark: { name: CLASSIFY.name, version: CLASSIFY.version }, models: [simulated('throttled', { throttle_rate: 1 })], retry: { max_attempts: 3, base_delay_ms: 1 } };
+    const { results, calls } = await runAll(await plan('thr', await putSpec('thr', spec)));
+    assert.equal(sum(results, 'ok'), 25);
+    assert.equal(calls, 50);
+    assert.ok((await recordsOf('thr')).every((r) => r.attempts === 2));
+  });
+
+  test('qa: a garbage judge reply is unparseable (never incorrect); a good judge scores', async () => {
+    const spec = (judge: Record<string, number>): Record<string, unknown> => ({
+      benchmark: { name: QA.name, version: QA.version },
+      models: [simulated('qa-model', { correct_rate: 0.5 })],
+      judge: simulated(`judge-${judge.unparseable_rate ?? 0}`, judge),
+    });
+    const garbage = await runAll(await plan('qa-bad', await putSpec('qa-bad', spec({ unparseable_rate: 1 }))));
+    assert.equal(sum(garbage.results, 'unparseable'), 6);
+    const records = await recordsOf('qa-bad');
+    assert.ok(records.every((r) => r.status === 'unparseable' && r.correct === null && r.judge?.verdict === null && r.error?.startsWith('judge: not valid JSON')));
+    assert.equal(records[0]?.judge?.model, 'simulated:judge-1@r1');
+    assert.equal(records[0]?.judge?.prompt_version, 'judge-reference-guided@1');
+    const good = await runAll(await plan('qa-ok', await putSpec('qa-ok', spec({}))));
+    assert.equal(sum(good.results, 'ok'), 6);
+    const scored = await recordsOf('qa-ok');
+    assert.ok(scored.every((r) => r.judge?.verdict === (r.correct ? 'correct' : 'incorrect')));
+    python<number>(
+      `import json, sys
+from dapt_eval.results import ItemResult
+print(len([ItemResult.model_validate_json(json.dumps(r)) for r in json.load(sys.stdin)]))`,
+      [...records, ...scored],
+    );
+  });
+
+  test('rejects a manifest entry whose shard_key lies outside its run', async () => {
+    const handler = createWorkerHandler(workerDeps());
+    await assert.rejects(handler({ run_id: 'a', shard_key: 'runs/b/shards/00000.json', shard_index: 0 }, fakeContext()), /shard_key 'runs\/b\/shards\/00000.json' must lie under 'runs\/a\/shards\/'/);
+    await assert.rejects(handler({ run_id: 'a', shard_index: -1 }, fakeContext()), /worker event is invalid: shard_key: .*; shard_index: /);
+  });
+});
+
+test('results are stored one object per cache key', async () => {
+  const listed = await moto.s3.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'results/items/' }));
+  assert.ok((listed.KeyCount ?? 0) > 0);
+  assert.ok((listed.Contents ?? []).every((o) => /^results\/items\/[0-9a-f]{64}\.json$/.test(o.Key ?? '')));
+});
