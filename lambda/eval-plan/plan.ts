@@ -6,10 +6,11 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { z } from 'zod';
 import { BenchmarkError, loadRows, parseManifest, quarantineJsonl, verifyItemsHash } from '../shared/benchmark';
+import { checkCalibration, type JudgeCalibration } from '../shared/calibration';
 import { planRun, runPrefix, runRecord } from '../shared/plan';
 import { mapPool } from '../shared/pool';
-import { getBytes, getText, putText } from '../shared/s3io';
-import { parseRunSpec } from '../shared/spec';
+import { getBytes, getText, MissingObjectError, putText } from '../shared/s3io';
+import { type JudgeSpec, parseRunSpec } from '../shared/spec';
 
 export const planEventSchema = z.strictObject({
   run_id: z.string().regex(/^[A-Za-z0-9_-]{1,80}$/, 'must be 1-80 characters of A-Z a-z 0-9 _ -'),
@@ -69,7 +70,8 @@ export async function planShards(deps: PlanDeps, runId: string, specKey: string)
   verifyItemsHash(items, manifest.items_sha256, itemsWhere);
   const load = loadRows(new TextDecoder('utf-8', { fatal: true }).decode(items), manifest.task, manifest.labels ?? null, itemsWhere);
 
-  const plan = planRun(runId, spec, manifest, load.rows);
+  const calibration = manifest.task === 'qa' && spec.judge ? await judgeCalibration(deps, spec.judge) : null;
+  const plan = planRun(runId, spec, manifest, load.rows, calibration);
   const run = runPrefix(runId);
   await putText(s3, bucket, `${run}quarantine.jsonl`, quarantineJsonl(load.quarantined), 'application/x-ndjson');
   await mapPool(plan.shards, SHARD_WRITE_CONCURRENCY, (shard, i) => putText(s3, bucket, plan.entries[i]?.shard_key ?? '', JSON.stringify(shard)));
@@ -84,8 +86,26 @@ export async function planShards(deps: PlanDeps, runId: string, specKey: string)
     quarantined: load.quarantined.length,
     max_concurrency: plan.maxConcurrency,
   };
-  deps.logger.info('run planned', { ...result });
+  deps.logger.info('run planned', { ...result, judge_calibrated: plan.judgeCalibration?.calibrated ?? null });
+  if (plan.judgeCalibration && !plan.judgeCalibration.calibrated) {
+    deps.logger.warn('judge is not calibrated; running because judge.allow_uncalibrated is true', { problems: plan.judgeCalibration.problems });
+  }
   return result;
+}
+
+/** Loads the judge's calibration report (a missing object is a gate problem, not a crash) and checks it. */
+async function judgeCalibration(deps: PlanDeps, judge: JudgeSpec): Promise<JudgeCalibration> {
+  const key = judge.calibration_report;
+  if (key === undefined) return checkCalibration(judge, null, '');
+  const where = `s3://${deps.bucket}/${key}`;
+  let text: string | null;
+  try {
+    text = await getText(deps.s3, deps.bucket, key);
+  } catch (err) {
+    if (!(err instanceof MissingObjectError)) throw err;
+    text = null;
+  }
+  return checkCalibration(judge, text, where);
 }
 
 const SHARD_WRITE_CONCURRENCY = 16;

@@ -71,8 +71,10 @@ export async function processShard(deps: WorkerDeps, event: WorkerEvent, context
   deps.logger.appendKeys({ run_id: event.run_id, shard_index: event.shard_index });
   const build = deps.buildProvider ?? buildProvider;
   const started = Date.now();
+  const latencies = new Map<string, number[]>();
+  let counts: ShardCounts;
   try {
-    const counts = await runShard(shard.context, shard.units, {
+    counts = await runShard(shard.context, shard.units, {
       store: new S3ResultStore(deps.s3, deps.bucket),
       models: shard.models.map(build),
       judge: shard.judge ? build(shard.judge) : null,
@@ -80,18 +82,43 @@ export async function processShard(deps: WorkerDeps, event: WorkerEvent, context
       concurrency: shard.worker.concurrency,
       providerSlots: shard.worker.provider_slots,
       ...(context ? { remainingMs: () => context.getRemainingTimeInMillis() } : {}),
-      onCall: (_provider, latencyMs) => deps.metrics.addMetric('ProviderLatency', MetricUnit.Milliseconds, latencyMs),
+      onCall: (provider, latencyMs) => {
+        const values = latencies.get(provider.provider) ?? [];
+        values.push(latencyMs);
+        latencies.set(provider.provider, values);
+      },
     });
-    deps.metrics.addMetric('UnitsOk', MetricUnit.Count, counts.ok);
-    deps.metrics.addMetric('UnitsErrored', MetricUnit.Count, counts.errored);
-    deps.metrics.addMetric('UnitsUnparseable', MetricUnit.Count, counts.unparseable);
-    deps.metrics.addMetric('UnitsSkipped', MetricUnit.Count, counts.skipped);
-    deps.logger.info('shard evaluated', { ...counts, units: shard.units.length, duration_ms: Date.now() - started });
-    return { shard_index: event.shard_index, ...counts };
   } finally {
-    deps.metrics.publishStoredMetrics();
+    // Also when the shard fails part-way (ShardIncompleteError): the calls made were real.
+    publishProviderLatency(deps.metrics, latencies);
+  }
+  deps.metrics.addMetric('UnitsOk', MetricUnit.Count, counts.ok);
+  deps.metrics.addMetric('UnitsErrored', MetricUnit.Count, counts.errored);
+  deps.metrics.addMetric('UnitsUnparseable', MetricUnit.Count, counts.unparseable);
+  deps.metrics.addMetric('UnitsSkipped', MetricUnit.Count, counts.skipped);
+  deps.metrics.publishStoredMetrics();
+  deps.logger.info('shard evaluated', { ...counts, units: shard.units.length, duration_ms: Date.now() - started });
+  return { shard_index: event.shard_index, ...counts };
+}
+
+/**
+ * Publishes `ProviderLatency` (ms) per provider kind with a `provider` dimension. An EMF blob's
+ * dimensions apply to every metric in it, so each kind goes out in blobs of its own, holding at
+ * most the 100 values Powertools keeps per metric (at 100 it flushes by itself and drops the
+ * dimension); anything stored before is flushed first so it does not gain the dimension.
+ */
+export function publishProviderLatency(metrics: Metrics, latencies: ReadonlyMap<string, readonly number[]>): void {
+  if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
+  for (const [provider, values] of latencies) {
+    for (let start = 0; start < values.length; start += LATENCY_VALUES_PER_BLOB) {
+      metrics.addDimension('provider', provider);
+      for (const value of values.slice(start, start + LATENCY_VALUES_PER_BLOB)) metrics.addMetric('ProviderLatency', MetricUnit.Milliseconds, value);
+      if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
+    }
   }
 }
 
+/** Values per EMF blob: Powertools' per-metric limit (`MAX_METRIC_VALUES_SIZE`), and CloudWatch's. */
+const LATENCY_VALUES_PER_BLOB = 100;
 /** How long a finished shard's result is remembered (a redelivery after that re-reads records and skips them all). */
 const IDEMPOTENCY_TTL_S = 7 * 24 * 3600;

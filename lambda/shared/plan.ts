@@ -3,10 +3,11 @@
  * cut them into shards, and size the Distributed Map so provider limits hold run-wide.
  */
 import type { Manifest, Row } from './benchmark';
+import type { JudgeCalibration } from './calibration';
 import { decodingDict, type ModelRef } from './cache-key';
 import type { Unit } from './engine';
 import { judgeRef, type RunContext, TASK_MODES, unitKey } from './evaluate';
-import { type ProviderKind, type ProviderSpec, providerLimit, type RunSpec } from './spec';
+import { judgeProvider, type ProviderKind, type ProviderSpec, providerLimit, type RunSpec } from './spec';
 
 /** Worker settings carried by every shard. */
 export interface WorkerSettings {
@@ -43,20 +44,32 @@ export interface Plan {
   readonly unitCount: number;
   /** Cache keys of every unit, per model (same order as `spec.models`). */
   readonly cacheKeys: string[][];
+  /** The judge's calibration gate; null when the run uses no judge (every task but qa). */
+  readonly judgeCalibration: JudgeCalibration | null;
 }
 
-/** The plan is impossible: mode or judge incompatible with the benchmark. */
+/** The plan is impossible: mode or judge incompatible with the benchmark, or an uncalibrated judge. */
 export class PlanError extends Error {
   override readonly name = 'PlanError';
 }
 
-/** Builds the plan; throws PlanError listing every incompatibility. */
-export function planRun(runId: string, spec: RunSpec, manifest: Manifest, rows: readonly Row[]): Plan {
+/**
+ * Builds the plan; throws PlanError listing every incompatibility. `calibration` is the judge's
+ * calibration gate (`checkCalibration`); a qa run whose judge has none, or fails it, is refused
+ * unless the spec sets `judge.allow_uncalibrated`.
+ */
+export function planRun(runId: string, spec: RunSpec, manifest: Manifest, rows: readonly Row[], calibration: JudgeCalibration | null = null): Plan {
   const problems: string[] = [];
   const allowed = TASK_MODES[manifest.task];
   const mode = spec.mode ?? (allowed[0] as string);
   if (!allowed.includes(mode)) problems.push(`mode: '${mode}' is not valid for task '${manifest.task}'; use one of [${allowed.join(', ')}]`);
   if (manifest.task === 'qa' && !spec.judge) problems.push("judge: task 'qa' is scored by a judge: add a 'judge' provider");
+  const judgeCalibration = manifest.task === 'qa' && spec.judge ? (calibration ?? NOT_CHECKED) : null;
+  if (judgeCalibration && !judgeCalibration.calibrated && !spec.judge?.allow_uncalibrated) {
+    problems.push(
+      `judge: not calibrated: ${judgeCalibration.problems.join('; ')} (run \`dapt-eval calibrate-judge\` for this judge and set judge.calibration_report to the report's key, or set judge.allow_uncalibrated: true to run anyway; run.json then records judge_calibrated: false)`,
+    );
+  }
   if (problems.length > 0) throw new PlanError(`run ${runId} cannot be planned: ${problems.join('; ')}`);
 
   const context: RunContext = {
@@ -69,7 +82,7 @@ export function planRun(runId: string, spec: RunSpec, manifest: Manifest, rows: 
     mode,
     decoding: decodingDict(spec.decoding),
   };
-  const judge = manifest.task === 'qa' ? (spec.judge ?? null) : null;
+  const judge = manifest.task === 'qa' && spec.judge ? judgeProvider(spec.judge) : null;
   const worker = workerSettings(spec, judge);
   const units: Unit[] = spec.models.flatMap((_, model) => rows.map((item) => ({ model, item })));
   const shards: ShardFile[] = [];
@@ -93,8 +106,18 @@ export function planRun(runId: string, spec: RunSpec, manifest: Manifest, rows: 
     maxConcurrency: maxConcurrency(spec, judge, shards.length),
     unitCount: units.length,
     cacheKeys: spec.models.map((m) => rows.map((row) => unitKey(context, row.id, identityOf(m), judgeIdentity))),
+    judgeCalibration,
   };
 }
+
+/** The gate when the caller checked no report (`planRun` without `calibration`). */
+const NOT_CHECKED: JudgeCalibration = {
+  calibrated: false,
+  report_key: null,
+  cohen_kappa: null,
+  kappa_threshold: null,
+  problems: ['no calibration report was checked'],
+};
 
 /**
  * Shards allowed in flight so that, for every provider kind p the run uses,
@@ -138,8 +161,8 @@ function workerSettings(spec: RunSpec, judge: ProviderSpec | null): WorkerSettin
 /**
  * `runs/<run_id>/run.json`: the Python `run.json` fields where they apply (`run_id`, `manifest`,
  * `model`, `decoding`, `mode`, `include_format_spread`, `judge`, `n_items`, `summary`), plus what
- * the Aggregate step reads (`benchmark`, `cache_keys` of every unit, `models` in spec order) and
- * the sharding.
+ * the Aggregate step reads (`benchmark`, `cache_keys` of every unit, `models` in spec order), the
+ * judge's calibration (`judge_calibrated`, `judge_calibration`; null without a judge) and the sharding.
  */
 export function runRecord(plan: Plan, spec: RunSpec, manifest: Manifest, specKey: string, quarantinedRows: number): Record<string, unknown> {
   const judge = plan.shards[0]?.judge ?? null;
@@ -162,6 +185,8 @@ export function runRecord(plan: Plan, spec: RunSpec, manifest: Manifest, specKey
     mode: plan.context.mode,
     include_format_spread: false,
     judge: judge ? judgeRef(identityOf(judge)) : null,
+    judge_calibrated: plan.judgeCalibration?.calibrated ?? null,
+    judge_calibration: plan.judgeCalibration,
     n_items: plan.unitCount / spec.models.length,
     summary: null,
     spec_key: specKey,

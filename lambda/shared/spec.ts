@@ -21,29 +21,61 @@ export const simulatedSchema = z.strictObject({
 });
 export type SimulatedBehaviour = z.infer<typeof simulatedSchema>;
 
+const providerFields = {
+  provider: z.enum(PROVIDER_KINDS),
+  model_id: z.string().min(1),
+  revision: z.string().min(1).default(DEFAULT_REVISION()),
+  region: z.string().min(1).optional(),
+  endpoint_name: z.string().min(1).optional(),
+  base_url: z.url().optional(),
+  simulated: simulatedSchema.optional(),
+};
+
+/** Settings each provider kind needs, and settings only one kind may have. */
+function checkProviderSettings(
+  spec: { provider: ProviderKind; endpoint_name?: string | undefined; base_url?: string | undefined; simulated?: unknown },
+  ctx: z.RefinementCtx,
+): void {
+  if (spec.provider === 'sagemaker' && !spec.endpoint_name) {
+    ctx.addIssue({ code: 'custom', path: ['endpoint_name'], message: "provider 'sagemaker' needs 'endpoint_name'" });
+  }
+  if (spec.provider === 'openai' && !spec.base_url) {
+    ctx.addIssue({ code: 'custom', path: ['base_url'], message: "provider 'openai' needs 'base_url' (an http(s) URL reachable from the eval subnets)" });
+  }
+  if (spec.simulated && spec.provider !== 'simulated') {
+    ctx.addIssue({ code: 'custom', path: ['simulated'], message: `only allowed for provider 'simulated', not '${spec.provider}'` });
+  }
+}
+
 /** One model endpoint. */
-export const providerSpecSchema = z
-  .strictObject({
-    provider: z.enum(PROVIDER_KINDS),
-    model_id: z.string().min(1),
-    revision: z.string().min(1).default(DEFAULT_REVISION()),
-    region: z.string().min(1).optional(),
-    endpoint_name: z.string().min(1).optional(),
-    base_url: z.url().optional(),
-    simulated: simulatedSchema.optional(),
-  })
-  .superRefine((spec, ctx) => {
-    if (spec.provider === 'sagemaker' && !spec.endpoint_name) {
-      ctx.addIssue({ code: 'custom', path: ['endpoint_name'], message: "provider 'sagemaker' needs 'endpoint_name'" });
-    }
-    if (spec.provider === 'openai' && !spec.base_url) {
-      ctx.addIssue({ code: 'custom', path: ['base_url'], message: "provider 'openai' needs 'base_url' (an http(s) URL reachable from the eval subnets)" });
-    }
-    if (spec.simulated && spec.provider !== 'simulated') {
-      ctx.addIssue({ code: 'custom', path: ['simulated'], message: `only allowed for provider 'simulated', not '${spec.provider}'` });
-    }
-  });
+export const providerSpecSchema = z.strictObject(providerFields).superRefine(checkProviderSettings);
 export type ProviderSpec = z.infer<typeof providerSpecSchema>;
+
+/**
+ * The judge of a qa run: a provider, and the calibration report that makes it trusted (the JSON
+ * `dapt-eval calibrate-judge --out` writes, uploaded to the eval bucket).
+ */
+export const judgeSpecSchema = z
+  .strictObject({
+    ...providerFields,
+    /** S3 key of the calibration report in the eval bucket. @default - none: the run is refused unless `allow_uncalibrated` */
+    calibration_report: z
+      .string()
+      .refine((key) => CALIBRATION_REPORT_PREFIXES().some((prefix) => key.startsWith(prefix)) && !key.endsWith('/'), {
+        message: `must be an object key in the eval bucket under ${CALIBRATION_REPORT_PREFIXES().map((p) => `'${p}'`).join(' or ')} (what the Plan Lambda may read), e.g. 'benchmarks/help-qa/1.0.0/judge-calibration.json'; not an s3:// URI`,
+      })
+      .optional(),
+    /** Run with a judge whose report is missing, is for another judge, or says `trusted: false`; run.json records `judge_calibrated: false`. @default false */
+    allow_uncalibrated: z.boolean().optional(),
+  })
+  .superRefine(checkProviderSettings);
+export type JudgeSpec = z.infer<typeof judgeSpecSchema>;
+
+/** The provider part of a judge spec (what shards carry and workers build). */
+export function judgeProvider(judge: JudgeSpec): ProviderSpec {
+  const judgeOnly = new Set<string>(['calibration_report', 'allow_uncalibrated']);
+  return Object.fromEntries(Object.entries(judge).filter(([key]) => !judgeOnly.has(key))) as ProviderSpec;
+}
 
 const decodingSchema = z
   .strictObject({
@@ -72,7 +104,7 @@ export const runSpecSchema = z.strictObject({
     version: z.string().regex(/^[A-Za-z0-9._-]+$/, 'must match ^[A-Za-z0-9._-]+$'),
   }),
   models: z.array(providerSpecSchema).min(1),
-  judge: providerSpecSchema.optional(),
+  judge: judgeSpecSchema.optional(),
   mode: z.enum(['judge', 'letter', 'label', 'rouge_l']).optional(),
   decoding: decodingSchema.default({ temperature: 0, max_tokens: 256, top_p: 1, seed: 0, stop: [] }),
   shard_size: z.int().min(1).max(MAX_SHARD_SIZE()).default(100),
@@ -134,4 +166,11 @@ function DEFAULT_REVISION(): string {
 }
 function MAX_SHARD_SIZE(): number {
   return 10_000;
+}
+/**
+ * Prefixes of the eval bucket the Plan Lambda may read (`ReadBenchmarksAndSpecs` in
+ * lib/stacks/eval-stack.ts); a calibration report elsewhere would fail with AccessDenied.
+ */
+function CALIBRATION_REPORT_PREFIXES(): readonly string[] {
+  return ['benchmarks/', 'runs/'];
 }

@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { Logger } from '@aws-lambda-powertools/logger';
-import { Metrics } from '@aws-lambda-powertools/metrics';
+import { MetricUnit, Metrics } from '@aws-lambda-powertools/metrics';
 import { createPlanHandler, type PlanResult } from '../../lambda/eval-plan/plan';
-import { createWorkerHandler, processShard, type WorkerDeps, type WorkerResult } from '../../lambda/eval-worker/worker';
+import { createWorkerHandler, processShard, publishProviderLatency, type WorkerDeps, type WorkerResult } from '../../lambda/eval-worker/worker';
 import type { ShardEntry } from '../../lambda/shared/plan';
 import { buildProvider } from '../../lambda/shared/providers/factory';
 import { SimulatedProvider } from '../../lambda/shared/providers/simulated';
@@ -50,6 +50,26 @@ function simulated(modelId: string, behaviour: Record<string, number> = {}): Rec
   return { provider: 'simulated', model_id: modelId, revision: 'r1', simulated: behaviour };
 }
 
+/** Calibration reports as `dapt-eval calibrate-judge` writes them: trusted (offline judge right on every item) and not. */
+let TRUSTED_REPORT: Record<string, unknown> & { judge: { model: string; prompt_version: string } };
+let UNTRUSTED_REPORT: typeof TRUSTED_REPORT;
+
+/**
+ * Uploads `report` as the calibration report of `judge` (its `judge.model` set to the judge's
+ * model string: Python's offline provider is named 'offline', TypeScript's 'simulated').
+ */
+async function putReport(key: string, judge: Record<string, unknown>, report = TRUSTED_REPORT, overrides: Record<string, string> = {}): Promise<string> {
+  const body = { ...report, judge: { ...report.judge, model: `simulated:${String(judge.model_id)}@r1`, ...overrides } };
+  await moto.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: JSON.stringify(body) }));
+  return key;
+}
+
+/** A qa judge with a trusted calibration report uploaded for it. */
+async function calibratedJudge(modelId: string, behaviour: Record<string, number> = {}): Promise<Record<string, unknown>> {
+  const judge = simulated(modelId, behaviour);
+  return { ...judge, calibration_report: await putReport(`benchmarks/${QA.name}/${QA.version}/judge-calibration/${modelId}.json`, judge) };
+}
+
 async function putSpec(runId: string, spec: Record<string, unknown>): Promise<string> {
   const key = `runs/${runId}/spec.json`;
   await moto.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: JSON.stringify(spec) }));
@@ -68,6 +88,25 @@ async function getText(key: string): Promise<string> {
 
 const plan = (runId: string, specKey: string): Promise<PlanResult> =>
   createPlanHandler({ s3: moto.s3, bucket: BUCKET, logger: new Logger() })({ run_id: runId, spec_key: specKey });
+
+/** Metrics that keep every EMF blob they publish (publishing is disabled in tests). */
+class CapturingMetrics extends Metrics {
+  readonly blobs: Array<ReturnType<Metrics['serializeMetrics']>> = [];
+
+  override publishStoredMetrics(): this {
+    if (this.hasStoredMetrics()) this.blobs.push(this.serializeMetrics());
+    return super.publishStoredMetrics();
+  }
+
+  /** `[dimension names, metric names, provider value, ProviderLatency value count]` of each blob. */
+  summary(): Array<[string[][], string[], unknown, number]> {
+    return this.blobs.map((b) => {
+      const [directive] = b._aws.CloudWatchMetrics;
+      const latency = (b as Record<string, unknown>).ProviderLatency;
+      return [directive?.Dimensions ?? [], (directive?.Metrics ?? []).map((m) => m.Name), (b as Record<string, unknown>).provider, Array.isArray(latency) ? latency.length : latency === undefined ? 0 : 1];
+    });
+  }
+}
 
 /** Worker deps whose providers are recorded so tests can count provider calls. */
 function workerDeps(): WorkerDeps & { calls(): number; built: SimulatedProvider[] } {
@@ -105,6 +144,18 @@ async function recordsOf(runId: string): Promise<ItemResult[]> {
 const sum = (results: WorkerResult[], field: keyof WorkerResult): number => results.reduce((n, r) => n + r[field], 0);
 
 before(async () => {
+  [TRUSTED_REPORT, UNTRUSTED_REPORT] = python<[typeof TRUSTED_REPORT, typeof TRUSTED_REPORT]>(
+    `import json, sys
+from dapt_eval.judge import Judge, calibrate
+from dapt_eval.providers.offline import OfflineBehaviour, OfflineProvider
+from dapt_eval.schemas import JudgeCalibrationItem
+items = [JudgeCalibrationItem(id=f"j{i}", question=f"q {i}", reference_answer=f"a {i}", candidate_answer=f"c {i}",
+                              human_verdict="correct" if i % 2 == 0 else "incorrect", annotator="ann") for i in range(20)]
+print(json.dumps([calibrate(items, Judge(OfflineProvider("judge", "r1", OfflineBehaviour(correct_rate=rate)))) for rate in (1.0, 0.5)]))`,
+    null,
+  );
+  assert.equal(TRUSTED_REPORT.trusted, true);
+  assert.equal(UNTRUSTED_REPORT.trusted, false);
   moto = await startMoto();
   await createEvalResources(moto, BUCKET, TABLE);
   await putBenchmark(moto.s3, BUCKET, CLASSIFY, `${[...GOOD_ROWS.slice(0, 3), ...BAD_ROWS, ...GOOD_ROWS.slice(3)].join('\n')}\n`);
@@ -264,18 +315,18 @@ print(json.dumps(len([ItemResult.model_validate_json(json.dumps(r)) for r in jso
   });
 
   test('qa: a garbage judge reply is unparseable (never incorrect); a good judge scores', async () => {
-    const spec = (judge: Record<string, number>): Record<string, unknown> => ({
+    const spec = (judge: Record<string, unknown>): Record<string, unknown> => ({
       benchmark: { name: QA.name, version: QA.version },
       models: [simulated('qa-model', { correct_rate: 0.5 })],
-      judge: simulated(`judge-${judge.unparseable_rate ?? 0}`, judge),
+      judge,
     });
-    const garbage = await runAll(await plan('qa-bad', await putSpec('qa-bad', spec({ unparseable_rate: 1 }))));
+    const garbage = await runAll(await plan('qa-bad', await putSpec('qa-bad', spec(await calibratedJudge('judge-1', { unparseable_rate: 1 })))));
     assert.equal(sum(garbage.results, 'unparseable'), 6);
     const records = await recordsOf('qa-bad');
     assert.ok(records.every((r) => r.status === 'unparseable' && r.correct === null && r.judge?.verdict === null && r.error?.startsWith('judge: not valid JSON')));
     assert.equal(records[0]?.judge?.model, 'simulated:judge-1@r1');
     assert.equal(records[0]?.judge?.prompt_version, 'judge-reference-guided@1');
-    const good = await runAll(await plan('qa-ok', await putSpec('qa-ok', spec({}))));
+    const good = await runAll(await plan('qa-ok', await putSpec('qa-ok', spec(await calibratedJudge('judge-0')))));
     assert.equal(sum(good.results, 'ok'), 6);
     const scored = await recordsOf('qa-ok');
     assert.ok(scored.every((r) => r.judge?.verdict === (r.correct ? 'correct' : 'incorrect')));
@@ -287,10 +338,123 @@ print(len([ItemResult.model_validate_json(json.dumps(r)) for r in json.load(sys.
     );
   });
 
+  test('ProviderLatency is published per provider kind with a provider dimension; unit counts without it', async () => {
+    const result = await plan('metrics', await putSpec('metrics', { benchmark: { name: QA.name, version: QA.version }, models: [simulated('m-model')], judge: await calibratedJudge('m-judge') }));
+    const [entry] = await getJson<ShardEntry[]>(result.manifest_key);
+    assert.ok(entry);
+    const metrics = new CapturingMetrics();
+    await processShard({ ...workerDeps(), metrics }, entry);
+    assert.deepEqual(metrics.summary(), [
+      [[['service', 'provider']], ['ProviderLatency'], 'simulated', 12],
+      [[['service']], ['UnitsOk', 'UnitsErrored', 'UnitsUnparseable', 'UnitsSkipped'], undefined, 0],
+    ]);
+
+    const direct = new CapturingMetrics();
+    direct.addMetric('Earlier', MetricUnit.Count, 1);
+    publishProviderLatency(direct, new Map([['bedrock', Array.from({ length: 250 }, (_, i) => i)], ['openai', [5]]]));
+    assert.deepEqual(direct.summary().map(([dims, names, provider, n]) => [dims, names, provider, n]), [
+      [[['service']], ['Earlier'], undefined, 0],
+      [[['service', 'provider']], ['ProviderLatency'], 'bedrock', 100],
+      [[['service', 'provider']], ['ProviderLatency'], 'bedrock', 100],
+      [[['service', 'provider']], ['ProviderLatency'], 'bedrock', 50],
+      [[['service', 'provider']], ['ProviderLatency'], 'openai', 1],
+    ]);
+  });
+
   test('rejects a manifest entry whose shard_key lies outside its run', async () => {
     const handler = createWorkerHandler(workerDeps());
     await assert.rejects(handler({ run_id: 'a', shard_key: 'runs/b/shards/00000.json', shard_index: 0 }, fakeContext()), /shard_key 'runs\/b\/shards\/00000.json' must lie under 'runs\/a\/shards\/'/);
     await assert.rejects(handler({ run_id: 'a', shard_index: -1 }, fakeContext()), /worker event is invalid: shard_key: .*; shard_index: /);
+  });
+});
+
+describe('Judge calibration gate', () => {
+  const qaSpec = (judge: Record<string, unknown>): Record<string, unknown> => ({
+    benchmark: { name: QA.name, version: QA.version },
+    models: [simulated('gate-model')],
+    judge,
+  });
+  const refused = (runId: string, judge: Record<string, unknown>, pattern: RegExp): Promise<void> =>
+    putSpec(runId, qaSpec(judge)).then((key) =>
+      assert.rejects(plan(runId, key), (err: Error) => {
+        assert.equal(err.name, 'PlanError');
+        assert.match(err.message, /judge: not calibrated: /);
+        assert.match(err.message, pattern);
+        assert.match(err.message, /set judge\.allow_uncalibrated: true to run anyway/);
+        return true;
+      }),
+    );
+
+  test('a judge with a trusted report for its model and prompt is planned, and run.json says so', async () => {
+    const judge = await calibratedJudge('gate-judge');
+    await plan('gate-ok', await putSpec('gate-ok', qaSpec(judge)));
+    const run = await getJson<Record<string, unknown>>('runs/gate-ok/run.json');
+    assert.equal(run.judge_calibrated, true);
+    assert.deepEqual(run.judge_calibration, {
+      calibrated: true,
+      report_key: judge.calibration_report,
+      cohen_kappa: TRUSTED_REPORT.cohen_kappa,
+      kappa_threshold: 0.6,
+      problems: [],
+    });
+    const shard = await getJson<{ judge: Record<string, unknown> }>('runs/gate-ok/shards/00000.json');
+    assert.deepEqual(Object.keys(shard.judge).sort(), ['model_id', 'provider', 'revision', 'simulated'], 'shards carry the provider only');
+  });
+
+  test('refuses a judge without calibration_report', async () => {
+    await refused('gate-none', simulated('gate-judge'), /no calibration_report is set: calibrate the judge with `dapt-eval calibrate-judge`/);
+  });
+
+  test('refuses a report that does not exist, naming it', async () => {
+    await refused('gate-missing', { ...simulated('gate-judge'), calibration_report: 'benchmarks/help-qa/2/nope.json' }, /calibration report s3:\/\/dapt-eval-test\/benchmarks\/help-qa\/2\/nope.json does not exist/);
+  });
+
+  test('refuses a report for another judge model or another judge prompt, naming both', async () => {
+    const judge = simulated('gate-judge');
+    const other = await putReport('runs/gate-other/other-judge.json', simulated('other-judge'));
+    await refused('gate-other', { ...judge, calibration_report: other }, /is for judge model 'simulated:other-judge@r1', but the spec's judge is 'simulated:gate-judge@r1'/);
+    const oldPrompt = await putReport('runs/gate-prompt/report.json', judge, TRUSTED_REPORT, { prompt_version: 'judge-reference-guided@0' });
+    await refused('gate-prompt', { ...judge, calibration_report: oldPrompt }, /is for judge prompt 'judge-reference-guided@0', but the fan-out judges with 'judge-reference-guided@1'/);
+  });
+
+  test('refuses a report that says trusted: false, with its kappa', async () => {
+    const judge = simulated('gate-judge');
+    const key = await putReport('runs/gate-untrusted/report.json', judge, UNTRUSTED_REPORT);
+    await refused('gate-untrusted', { ...judge, calibration_report: key }, /says trusted: false \(cohen_kappa -?[0-9.]+, kappa_threshold 0\.6\)/);
+  });
+
+  test('refuses a report that is not a calibrate-judge report, naming the fields', async () => {
+    await moto.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'runs/gate-junk/report.json', Body: JSON.stringify({ kappa: 0.9 }) }));
+    await refused('gate-junk', { ...simulated('gate-judge'), calibration_report: 'runs/gate-junk/report.json' }, /is not a calibrate-judge report \(judge: .*; trusted: /);
+  });
+
+  test('allow_uncalibrated runs anyway and run.json records judge_calibrated: false with the report and kappa', async () => {
+    const judge = simulated('gate-judge');
+    const key = await putReport('runs/gate-allow/report.json', judge, UNTRUSTED_REPORT);
+    const result = await plan('gate-allow', await putSpec('gate-allow', qaSpec({ ...judge, calibration_report: key, allow_uncalibrated: true })));
+    assert.equal(result.unit_count, 6);
+    const run = await getJson<{ judge_calibrated: boolean; judge_calibration: Record<string, unknown> }>('runs/gate-allow/run.json');
+    assert.equal(run.judge_calibrated, false);
+    assert.equal(run.judge_calibration.report_key, key);
+    assert.equal(run.judge_calibration.cohen_kappa, UNTRUSTED_REPORT.cohen_kappa);
+    assert.match(String(run.judge_calibration.problems), /says trusted: false/);
+
+    await plan('gate-allow-none', await putSpec('gate-allow-none', qaSpec({ ...judge, allow_uncalibrated: true })));
+    const bare = await getJson<{ judge_calibrated: boolean; judge_calibration: Record<string, unknown> }>('runs/gate-allow-none/run.json');
+    assert.equal(bare.judge_calibrated, false);
+    assert.deepEqual([bare.judge_calibration.report_key, bare.judge_calibration.cohen_kappa], [null, null]);
+  });
+
+  test('runs without a judge are not gated (judge_calibrated: null)', async () => {
+    const spec = { benchmark: { name: CLASSIFY.name, version: CLASSIFY.version }, models: [simulated('m')], judge: simulated('unused-judge') };
+    await plan('gate-nojudge', await putSpec('gate-nojudge', spec));
+    const run = await getJson<Record<string, unknown>>('runs/gate-nojudge/run.json');
+    assert.deepEqual([run.judge, run.judge_calibrated, run.judge_calibration], [null, null, null]);
+  });
+
+  test('calibration_report must be a key the Plan Lambda can read, not a URI', async () => {
+    const key = await putSpec('gate-uri', qaSpec({ ...simulated('gate-judge'), calibration_report: 's3://dapt-eval-test/benchmarks/x.json' }));
+    await assert.rejects(plan('gate-uri', key), /judge\.calibration_report: must be an object key in the eval bucket under 'benchmarks\/' or 'runs\/'/);
   });
 });
 

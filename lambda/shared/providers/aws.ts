@@ -9,14 +9,20 @@ import type { Decoding, ModelRef } from '../cache-key';
 import { PermanentError, type ProviderError, ThrottledError, TransientError } from '../retry';
 import type { Generation, Provider } from './types';
 
-/** Maps an AWS SDK error to throttled / transient / permanent, keeping code and message. */
+/**
+ * Maps an AWS SDK error to throttled / transient / permanent, keeping code and message. The error
+ * code decides first, as in Python (`ModelNotReadyException` comes with HTTP 429 but is transient);
+ * codes Python does not know fall back on the status: 429 throttled, 5xx or none (no response) transient.
+ */
 export function classifyAwsError(service: string, err: unknown): ProviderError {
   const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
   const code = e.name ?? 'Unknown';
   const message = `${service}: ${code}: ${e.message ?? ''}`;
   const status = e.$metadata?.httpStatusCode;
-  if (THROTTLE_CODES.has(code) || status === 429) return new ThrottledError(message);
-  if (TRANSIENT_CODES.has(code) || (status !== undefined && status >= 500) || status === undefined) return new TransientError(message);
+  if (THROTTLE_CODES.has(code)) return new ThrottledError(message);
+  if (TRANSIENT_CODES.has(code)) return new TransientError(message);
+  if (status === 429) return new ThrottledError(message);
+  if (status === undefined || status >= 500) return new TransientError(message);
   return new PermanentError(message);
 }
 

@@ -4,6 +4,7 @@
  * reachable from inside the VPC (e.g. a vLLM service behind an internal load balancer).
  */
 import type { Decoding, ModelRef } from '../cache-key';
+import { pyRepr, pySlice } from '../pytext';
 import { parseRetryAfter, PermanentError, ThrottledError, TransientError } from '../retry';
 import type { Generation, Provider } from './types';
 
@@ -46,7 +47,8 @@ export class OpenAICompatibleProvider implements Provider {
     }
     const text = await response.text();
     if (response.status >= 400) {
-      const detail = `openai: ${path} returned HTTP ${response.status}: ${text.slice(0, 200)}`;
+      // Python's wording (`{response.text[:200]!r}`), so both runners record the same error.
+      const detail = `openai: ${path} returned HTTP ${response.status}: ${pyRepr(pySlice(text, 200))}`;
       if (response.status === 429) throw new ThrottledError(detail, parseRetryAfter(response.headers.get('retry-after')));
       if (response.status >= 500 || response.status === 408 || response.status === 409) throw new TransientError(detail);
       throw new PermanentError(detail);
@@ -55,10 +57,11 @@ export class OpenAICompatibleProvider implements Provider {
     try {
       data = JSON.parse(text) as typeof data;
     } catch {
-      throw new TransientError(`openai: ${path} returned non-JSON body: ${text.slice(0, 200)}`);
+      throw new TransientError(`openai: ${path} returned non-JSON body: ${pyRepr(pySlice(text, 200))}`);
     }
     const message = data.choices?.[0]?.message;
-    if (!message) throw new PermanentError(`openai: response lacks choices[0].message.content: ${text.slice(0, 300)}`);
+    // Like Python, a message without `content` is malformed; `content: null` is an empty reply.
+    if (!message || !('content' in message)) throw new PermanentError(`openai: response lacks choices[0].message.content: ${text.slice(0, 300)}`);
     return {
       text: String(message.content ?? ''),
       usage: { input_tokens: data.usage?.prompt_tokens ?? 0, output_tokens: data.usage?.completion_tokens ?? 0 },

@@ -1,7 +1,8 @@
 """Amazon Bedrock (Converse API) and SageMaker real-time endpoint providers.
 
-boto3's own retries are turned off (`max_attempts=1`) so `retry.call_with_retry` is the single
-retry layer for every provider and throttles are counted the same way everywhere.
+boto3's own retries are turned off (`total_max_attempts=1`, one attempt; botocore reads
+`max_attempts` as a number of retries) so `retry.call_with_retry` is the single retry layer for
+every provider and throttles are counted the same way everywhere.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ DEFAULT_READ_TIMEOUT_S = 120
 def make_client(service: str, region: str | None) -> Any:
     """A boto3 client with SDK retries off and a generous read timeout for long generations."""
     config = Config(
-        retries={"max_attempts": 1, "mode": "standard"}, read_timeout=DEFAULT_READ_TIMEOUT_S
+        retries={"total_max_attempts": 1, "mode": "standard"}, read_timeout=DEFAULT_READ_TIMEOUT_S
     )
     return boto3.client(service, region_name=region, config=config)
 
