@@ -1,0 +1,1 @@
+"""Training data for domain adaptation: ingest, clean, redact, dedup, decontaminate, mix."""

@@ -1,0 +1,119 @@
+"""`dapt-data`: run the pipeline or one step; `batch` is the AWS Batch entry point.
+
+```
+dapt-data run --config pipeline.yaml            # every step; finished steps are skipped
+dapt-data ingest|clean|dedup|decontaminate|redact|manifest --config pipeline.yaml
+dapt-data batch                                  # reads PIPELINE_CONFIG, OUTPUT_URI, STEPS
+```
+
+Exit codes: 0 done, 2 bad config or environment, 1 a step failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from dapt_data.config import ConfigError, PipelineConfig, load_config
+from dapt_data.pipeline import (
+    StepResult,
+    run_clean,
+    run_decontaminate,
+    run_dedup,
+    run_ingest,
+    run_manifest,
+    run_redact,
+    summary,
+)
+from dapt_data.storage import is_s3, read_bytes
+
+Step = Callable[[PipelineConfig], StepResult]
+
+STEPS: dict[str, Step] = {
+    "ingest": run_ingest,
+    "clean": run_clean,
+    "dedup": run_dedup,
+    "decontaminate": run_decontaminate,
+    "redact": run_redact,
+    "manifest": run_manifest,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(prog="dapt-data", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="every step in order")
+    run.add_argument("--config", type=Path, required=True)
+    for name in STEPS:
+        step = commands.add_parser(name, help=f"only the {name} step")
+        step.add_argument("--config", type=Path, required=True)
+    commands.add_parser("batch", help="AWS Batch entry point: settings from the environment")
+    return parser
+
+
+def run_steps(config: PipelineConfig, names: Sequence[str]) -> list[StepResult]:
+    """Run the named steps in order, printing each summary as it finishes."""
+    results = []
+    for name in names:
+        result = STEPS[name](config)
+        print(summary([result]), flush=True)
+        results.append(result)
+    return results
+
+
+def batch_settings(env: Mapping[str, str]) -> tuple[str, str | None, list[str]]:
+    """(config URI, output override, steps) from the environment; all problems at once."""
+    problems = []
+    config_uri = env.get("PIPELINE_CONFIG", "")
+    if not config_uri:
+        problems.append("PIPELINE_CONFIG environment variable is not set")
+    steps = [s.strip() for s in env.get("STEPS", "all").split(",") if s.strip()]
+    steps = list(STEPS) if steps == ["all"] else steps
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown:
+        problems.append(f"STEPS has unknown steps {unknown}; choose from {list(STEPS)} or 'all'")
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return config_uri, env.get("OUTPUT_URI") or None, steps
+
+
+def load_config_uri(uri: str) -> PipelineConfig:
+    """A config from a local path or S3 (copied to a temp file to keep its suffix)."""
+    if not is_s3(uri):
+        return load_config(Path(uri))
+    with tempfile.TemporaryDirectory() as folder:
+        local = Path(folder) / uri.rsplit("/", 1)[-1]
+        local.write_bytes(read_bytes(uri))
+        return load_config(local)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `dapt-data`."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "batch":
+            uri, output, names = batch_settings(os.environ)
+            config = load_config_uri(uri)
+            if output:
+                config = config.model_copy(update={"output": output})
+        else:
+            config = load_config(args.config)
+            names = list(STEPS) if args.command == "run" else [args.command]
+    except ConfigError as err:
+        print(f"dapt-data: {err}", file=sys.stderr)
+        return 2
+    try:
+        run_steps(config, names)
+    except Exception as err:  # the summary so far is printed; the message names the rule
+        print(f"dapt-data: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

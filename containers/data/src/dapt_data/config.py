@@ -1,0 +1,305 @@
+"""The one pipeline config: sources, then a section per step. YAML or JSON, validated.
+
+Every problem is reported together, each naming its key (`sources.1.format: Input should be
+'markdown', 'html', ...`), so a user fixes a config in one pass. Relative paths are resolved
+against the config file's folder; `s3://` URIs are kept as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from lingua import Language
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from dapt_data.records import Kind, Origin
+from dapt_data.redact import RedactionConfig
+from dapt_data.storage import is_s3
+
+
+class ConfigError(ValueError):
+    """The config is unusable; the message lists every problem with its key."""
+
+
+class Format(StrEnum):
+    """Input formats and how each becomes records."""
+
+    MARKDOWN = "markdown"  # one record per file, Markdown rendered to text
+    HTML = "html"  # one record per file, nav/script/style/header/footer removed
+    CHAT = "chat"  # JSONL (or a JSON list) of {"turns": [{"role", "text"}]}: one record a chat
+    TEXT = "text"  # one record per plain-text file
+    JSONL = "jsonl"  # one record per line, text (and optional label) from configured fields
+    CSV = "csv"  # one record per row, text (and optional label) from configured columns
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(_Section):
+    """One input: where it is, how to read it, and what it is for."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$", description="unique; first part of source_id")
+    path: str = Field(min_length=1, description="file, folder, or s3://bucket/prefix")
+    format: Format
+    kind: Kind = Kind.COMPLETION
+    origin: Origin = Origin.DOMAIN
+    include: list[str] = Field(
+        default_factory=list, description="file name globs; default by format"
+    )
+    text_field: str = Field(default="text", description="jsonl/csv: the text column")
+    label_field: str | None = Field(default=None, description="jsonl/csv: the label column")
+    id_field: str | None = Field(default=None, description="jsonl/csv/chat: a column kept in meta")
+
+    def patterns(self) -> list[str]:
+        """The include globs, or the format's usual extensions."""
+        return self.include or list(DEFAULT_INCLUDE[self.format])
+
+
+class IngestConfig(_Section):
+    """Limits beyond which input is quarantined instead of read."""
+
+    max_line_chars: int = Field(default=100_000, gt=0, description="longer lines are quarantined")
+    max_file_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+
+
+class CleanConfig(_Section):
+    """Normalisation is always on; each filter can be loosened or disabled."""
+
+    min_chars: int = Field(default=50, ge=0)
+    max_chars: int = Field(default=1_000_000, gt=0)
+    max_symbol_ratio: float = Field(default=0.3, ge=0, le=1)
+    max_repeated_line_ratio: float = Field(default=0.3, ge=0, le=1)
+    repeated_ngram_words: int = Field(default=5, ge=1)
+    max_repeated_ngram_ratio: float = Field(default=0.3, ge=0, le=1)
+    languages: list[str] = Field(
+        default_factory=lambda: ["en"],
+        description="ISO 639-1 allow-list; empty = no language filter",
+    )
+    language_candidates: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_LANGUAGE_CANDIDATES),
+        description="languages the detector chooses among (allow-list is always added)",
+    )
+    language_sample_chars: int = Field(default=2000, gt=0)
+
+
+class DedupConfig(_Section):
+    """Exact (content hash) and near-duplicate (MinHash LSH) removal; first occurrence kept."""
+
+    exact: bool = True
+    near: bool = True
+    threshold: float = Field(default=0.8, gt=0, le=1, description="Jaccard similarity")
+    num_perm: int = Field(default=128, ge=16)
+    shingle_words: int = Field(default=5, ge=1)
+    seed: int = 1
+
+
+class DecontaminateConfig(_Section):
+    """Drop training text that shares word n-grams with benchmark items."""
+
+    benchmarks: list[str] = Field(default_factory=list, description="benchmark directories")
+    ngram_words: int = Field(default=13, ge=1)
+    min_item_words: int = Field(default=8, ge=1, description="shorter item fields are not checked")
+    threshold: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="drop when shared n-grams / the item's n-grams > threshold (0: any shared)",
+    )
+    check_references: bool = Field(
+        default=False,
+        description="also check reference answers and summaries (drops KB text that states them)",
+    )
+    verify_hash: bool = True
+
+
+class RedactConfig(_Section):
+    """PII redaction (`dapt_data.redact`); `options` is passed to it unchanged."""
+
+    enabled: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ManifestConfig(_Section):
+    """The mixing manifest the trainer reads."""
+
+    name: str = Field(default="train", pattern=r"^[A-Za-z0-9._-]+$")
+    target_domain_share: float | None = Field(
+        default=0.02,
+        gt=0,
+        lt=1,
+        description="domain tokens / all training tokens; null = no mixing",
+    )
+    tokenizer: str | None = Field(default=None, description="tokenizer.json; null = whitespace")
+
+
+class PipelineConfig(_Section):
+    """Everything one run needs."""
+
+    output: str = Field(min_length=1, description="local folder or s3://bucket/prefix")
+    sources: list[SourceConfig] = Field(min_length=1)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    clean: CleanConfig = Field(default_factory=CleanConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    decontaminate: DecontaminateConfig = Field(default_factory=DecontaminateConfig)
+    redact: RedactConfig = Field(default_factory=RedactConfig)
+    manifest: ManifestConfig = Field(default_factory=ManifestConfig)
+
+    @model_validator(mode="after")
+    def _unique_source_names(self) -> PipelineConfig:
+        names = [s.name for s in self.sources]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"source names must be unique, repeated: {duplicates}")
+        return self
+
+    def section_hash(self, *sections: str) -> str:
+        """sha256 of the named sections' JSON: a step's part of its resume key."""
+        data = {name: getattr(self, name) for name in sections}
+        text = json.dumps(
+            {k: _dump(v) for k, v in data.items()}, sort_keys=True, ensure_ascii=False
+        )
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def source(self, name: str) -> SourceConfig:
+        """The source config of a name (records carry the name)."""
+        return next(s for s in self.sources if s.name == name)
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [_dump(v) for v in value]
+    return value
+
+
+def load_config(path: Path) -> PipelineConfig:
+    """Read YAML (`.yaml`/`.yml`) or JSON, validate, and resolve relative paths."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"config {path}: cannot read: {err}") from err
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"config {path}: not valid {path.suffix.lstrip('.')}: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path}: must be a mapping, got {type(data).__name__}")
+    config = parse_config(data, str(path))
+    return resolve_paths(config, path.parent)
+
+
+def parse_config(data: dict[str, Any], where: str) -> PipelineConfig:
+    """Validate a config mapping; every problem (schema, redact options, cross-key) at once."""
+    problems = _redact_problems(data)
+    try:
+        config = PipelineConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"config {where} is invalid:\n" + describe(err, problems)) from err
+    problems += cross_problems(config)
+    if problems:
+        raise ConfigError(f"config {where} is invalid:\n" + "\n".join(problems))
+    return config
+
+
+def _redact_problems(data: dict[str, Any]) -> list[str]:
+    """`redact.options` is `dapt_data.redact.RedactionConfig`, validated here with the rest."""
+    redact = data.get("redact")
+    options = redact.get("options", {}) if isinstance(redact, dict) else {}
+    try:
+        RedactionConfig.model_validate(options)
+    except ValidationError as err:
+        return describe(err, prefix="redact.options.").splitlines()
+    return []
+
+
+def describe(err: ValidationError, more: list[str] | None = None, prefix: str = "") -> str:
+    """One line per problem: `  key.path: message (got value)`, then `more`."""
+    lines = []
+    for detail in err.errors():
+        key = prefix + (".".join(str(p) for p in detail["loc"]) or "(root)")
+        message = "field required" if detail["type"] == "missing" else detail["msg"]
+        if detail["type"] == "extra_forbidden":
+            message = "unknown key"
+        got = "" if detail["type"] == "missing" else f" (got {detail.get('input')!r})"
+        lines.append(f"  {key}: {message}{got}")
+    return "\n".join(lines + (more or []))
+
+
+def cross_problems(config: PipelineConfig) -> list[str]:
+    """Rules spanning keys, all collected."""
+    problems: list[str] = []
+    clean = config.clean
+    if clean.min_chars > clean.max_chars:
+        problems.append(f"  clean.min_chars: {clean.min_chars} > clean.max_chars {clean.max_chars}")
+    unknown = sorted(set(clean.languages) - set(known_language_codes()))
+    if unknown:
+        problems.append(f"  clean.languages: unknown ISO 639-1 codes {unknown}")
+    unknown = sorted(set(clean.language_candidates) - set(known_language_codes()))
+    if unknown:
+        problems.append(f"  clean.language_candidates: unknown ISO 639-1 codes {unknown}")
+    for index, source in enumerate(config.sources):
+        if source.label_field and source.format not in {Format.JSONL, Format.CSV}:
+            problems.append(
+                f"  sources.{index}.label_field: only for formats jsonl/csv, "
+                f"not '{source.format.value}'"
+            )
+    return problems
+
+
+def known_language_codes() -> list[str]:
+    """ISO 639-1 codes lingua knows."""
+    return [lang.iso_code_639_1.name.lower() for lang in Language.all()]
+
+
+def resolve_paths(config: PipelineConfig, base: Path) -> PipelineConfig:
+    """Make local paths absolute against the config's folder."""
+
+    def resolve(value: str) -> str:
+        return value if is_s3(value) or Path(value).is_absolute() else str((base / value).resolve())
+
+    sources = [s.model_copy(update={"path": resolve(s.path)}) for s in config.sources]
+    decon = config.decontaminate.model_copy(
+        update={"benchmarks": [resolve(b) for b in config.decontaminate.benchmarks]}
+    )
+    tokenizer = config.manifest.tokenizer
+    manifest = config.manifest.model_copy(
+        update={"tokenizer": resolve(tokenizer) if tokenizer else None}
+    )
+    return config.model_copy(
+        update={
+            "output": resolve(config.output),
+            "sources": sources,
+            "decontaminate": decon,
+            "manifest": manifest,
+        }
+    )
+
+
+DEFAULT_INCLUDE: dict[Format, tuple[str, ...]] = {
+    Format.MARKDOWN: ("*.md", "*.markdown"),
+    Format.HTML: ("*.html", "*.htm"),
+    Format.CHAT: ("*.jsonl", "*.json"),
+    Format.TEXT: ("*.txt",),
+    Format.JSONL: ("*.jsonl",),
+    Format.CSV: ("*.csv",),
+}
+DEFAULT_LANGUAGE_CANDIDATES: tuple[str, ...] = (
+    "en",
+    "de",
+    "fr",
+    "es",
+    "it",
+    "pt",
+    "nl",
+    "pl",
+    "ru",
+    "zh",
+    "ja",
+)

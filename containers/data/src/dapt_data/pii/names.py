@@ -1,0 +1,254 @@
+"""Person names without an NER model: what the record tells us, triggers, and a gazetteer.
+
+Three sources, in decreasing precision:
+
+1. Known names: participant names from the record's metadata (chat customer/agent names,
+   turn speakers). Every occurrence of the full name or of a part (3+ letters) is a NAME,
+   in any case ("hi sarah").
+2. Triggers: "my name is X", "I'm X" / "this is X" (X must be in the gazetteer), greetings
+   "Hi X," / "Dear X", sign-offs "Thanks, X" / "Best regards,\\nX", titles "Mr./Ms./Dr. X".
+   A following capitalised word is taken as the surname.
+3. Gazetteer: a capitalised first name from `gazetteer.FIRST_NAMES` anywhere, plus a
+   following capitalised surname. Names that are also words ("Will", "Grace") count only
+   after a trigger.
+
+Known misses: surnames alone ("Ms Okonkwo" is caught, "Okonkwo said" is not), names outside
+the gazetteer with no trigger, lower-case names without a trigger. Known false alarms: a
+gazetteer name used as a brand or place ("Victoria station"), a capitalised word after a
+greeting that is not a name ("Hi Quillsite team" is excluded by the stop list, others may
+not be).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from dapt_data.pii.gazetteer import AMBIGUOUS_FIRST_NAMES, FIRST_NAMES
+from dapt_data.pii.types import PiiType, Span
+
+
+def name_spans(text: str, known_names: Iterable[str] = ()) -> list[Span]:
+    """Every NAME span found by the three sources above."""
+    spans = _known_name_spans(text, known_names)
+    spans += _trigger_spans(text)
+    spans += _gazetteer_spans(text)
+    return spans
+
+
+def _known_name_spans(text: str, known_names: Iterable[str]) -> list[Span]:
+    variants: set[str] = set()
+    for raw in known_names:
+        name = raw.strip()
+        if not name:
+            continue
+        variants.add(name)
+        variants.update(part for part in re.split(r"[\s.,]+", name) if len(part) >= 3)
+    spans = []
+    for variant in sorted(variants, key=len, reverse=True):
+        pattern = re.compile(rf"(?<!\w){re.escape(variant)}(?!\w)", re.IGNORECASE)
+        spans += [
+            Span(m.start(), m.end(), PiiType.NAME, "known-name") for m in pattern.finditer(text)
+        ]
+    return spans
+
+
+def _trigger_spans(text: str) -> list[Span]:
+    spans = []
+    for pattern, needs_gazetteer in _TRIGGERS:
+        for m in pattern.finditer(text):
+            first = m.group("first")
+            if _is_stopword(first):
+                continue
+            lower = first.lower()
+            if needs_gazetteer and lower not in FIRST_NAMES and lower not in AMBIGUOUS_FIRST_NAMES:
+                continue
+            if not first[0].isupper() and lower not in FIRST_NAMES | AMBIGUOUS_FIRST_NAMES:
+                continue  # a lower-case word after a trigger is a name only if we know it
+            spans.append(
+                Span(m.start("first"), _surname_end(text, m.end("first")), PiiType.NAME, "trigger")
+            )
+    return spans
+
+
+def _gazetteer_spans(text: str) -> list[Span]:
+    return [
+        Span(m.start(), _surname_end(text, m.end()), PiiType.NAME, "gazetteer")
+        for m in _CAPITALISED.finditer(text)
+        if m.group().lower() in FIRST_NAMES
+    ]
+
+
+def _surname_end(text: str, end: int) -> int:
+    """Extend a first name over a following capitalised surname ("Sarah O'Neill")."""
+    m = _SURNAME.match(text, end)
+    if m is None or _is_stopword(m.group("surname")):
+        return end
+    return m.end()
+
+
+def _is_stopword(word: str) -> bool:
+    return word.lower() in NAME_STOPWORDS
+
+
+_WORD_TAIL = r"[A-Za-zÀ-ÖØ-öø-ÿ'\u2019-]*"
+_WORD = rf"[A-Za-zÀ-ÖØ-öø-ÿ]{_WORD_TAIL}"
+_CAPITALISED = re.compile(r"(?<![\w@.])[A-Z][a-z]+(?![\w@])")
+_SURNAME = re.compile(
+    r"[ \t]+(?P<surname>(?:O'|Mc|Mac|van |de |da |di )?[A-Z][a-zà-öø-ÿ'\u2019-]+)"
+)
+_TRIGGERS: tuple[tuple[re.Pattern[str], bool], ...] = (
+    (re.compile(rf"(?i:\bmy name is|\bmy name's|\bname's|\bcall me)\s+(?P<first>{_WORD})"), False),
+    (re.compile(rf"(?i:\bi'm|\bi am|\bthis is|\bit's)\s+(?P<first>{_WORD})"), True),
+    (
+        re.compile(
+            rf"(?i:\b(?:hi|hello|hey|dear|morning|thanks|thank you|cheers|regards|best|bye|"
+            rf"sincerely|ta))[ \t]*,?[ \t]+(?P<first>{_WORD})(?=[ \t]+[A-Z][a-z]+[,!.:\n]|"
+            r"[ \t]*[,!.:—-]|[ \t]*\n|[ \t]*$)"
+        ),
+        False,
+    ),
+    (
+        re.compile(
+            rf"(?i:\b(?:regards|best|cheers|thanks|sincerely|thank you|many thanks)),?[ \t]*\n"
+            rf"[ \t]*(?:-+\s*)?(?P<first>{_WORD})"
+        ),
+        False,
+    ),
+    (re.compile(rf"\b(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?[ \t]+(?P<first>[A-Z]{_WORD_TAIL})"), False),
+    (re.compile(rf"(?m)^[ \t]*(?:--|—)[ \t]*(?P<first>{_WORD})"), False),
+)
+
+NAME_STOPWORDS = frozenset(
+    {
+        "a",
+        "mr",
+        "mrs",
+        "ms",
+        "miss",
+        "dr",
+        "prof",
+        "again",
+        "all",
+        "also",
+        "and",
+        "any",
+        "at",
+        "everyone",
+        "folks",
+        "for",
+        "from",
+        "guys",
+        "here",
+        "in",
+        "just",
+        "lot",
+        "madam",
+        "much",
+        "not",
+        "ok",
+        "okay",
+        "on",
+        "or",
+        "quillsite",
+        "sir",
+        "so",
+        "sorry",
+        "still",
+        "support",
+        "sure",
+        "team",
+        "that",
+        "the",
+        "there",
+        "to",
+        "trying",
+        "very",
+        "wishes",
+        "with",
+        "you",
+        "yes",
+        "no",
+        "now",
+        "going",
+        "having",
+        "getting",
+        "looking",
+        "new",
+        "back",
+        "glad",
+        "happy",
+        "afraid",
+        "done",
+        "good",
+        "great",
+        "fine",
+        "regards",
+        "thanks",
+        "best",
+        "hi",
+        "hello",
+        "customer",
+        "agent",
+        "billing",
+        "sales",
+        "admin",
+        "user",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+        "january",
+        "february",
+        "march",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+        "street",
+        "road",
+        "avenue",
+        "plan",
+        "pro",
+        "starter",
+        "commerce",
+        "enterprise",
+        "free",
+        "settings",
+        "help",
+        "it",
+        "is",
+        "what",
+        "how",
+        "when",
+        "i",
+        "we",
+        "they",
+        "he",
+        "she",
+        "my",
+        "our",
+        "your",
+        "this",
+        "about",
+        "able",
+        "unable",
+        "interested",
+        "wondering",
+        "writing",
+        "calling",
+        "following",
+        "reaching",
+        "contacting",
+        "using",
+        "off",
+        "out",
+        "up",
+    }
+)
+"""Words after a trigger that are not names ("Hi there", "Thanks again", "I'm trying")."""

@@ -1,0 +1,280 @@
+"""Offline detectors: regular expressions for candidates, validators to reject look-alikes.
+
+- emails: RFC-5322-ish local part, a dotted domain with a 2+ letter TLD.
+- phones: Google's libphonenumber (`phonenumbers.PhoneNumberMatcher`, leniency VALID) over the
+  configured regions; a bare digit run without `+`, spaces, dashes or brackets counts only
+  after a phone cue ("call", "phone", "mobile", ...), because order and reference numbers
+  are often valid numbers in some region.
+- cards: digit runs of 13-19 digits (optionally grouped by spaces or dashes) that pass Luhn
+  (python-stdnum) and start with a known issuer prefix (Visa, Mastercard, Amex, Discover,
+  JCB, Diners, UnionPay, Maestro).
+- IBANs: country code + check digits + 11-30 alphanumerics, validated with `stdnum.iban`
+  (country length and mod-97 check); upper-case only.
+- secrets: vendor formats (AWS, GitHub, Slack, Stripe, Google, OpenAI, JWT, PEM private
+  keys, bearer tokens) and generic `key=`/`token=`/`password:` assignments whose value looks
+  random (Shannon entropy), plus bare 32-128 character tokens with upper case, lower case
+  and digits and high entropy (AWS secret keys, API keys pasted alone); lower-case hex
+  hashes and UUIDs are not matched.
+- addresses: see `address_spans`; pattern-based, English/UK/US, German and French street
+  forms only.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+
+import phonenumbers
+from stdnum import iban as stdnum_iban
+from stdnum import luhn
+
+from dapt_data.pii.types import PiiType, Span
+
+_Validator = Callable[[str], bool]
+
+
+def email_spans(text: str) -> list[Span]:
+    """Every email address."""
+    return [_span(m.start(), m.end(), PiiType.EMAIL, "email") for m in _EMAIL.finditer(text)]
+
+
+def phone_spans(text: str, regions: Iterable[str]) -> list[Span]:
+    """Phone numbers valid in one of `regions` (numbers with `+` are valid anywhere)."""
+    found: set[tuple[int, int]] = set()
+    for region in regions:
+        for match in phonenumbers.PhoneNumberMatcher(
+            text, region, leniency=phonenumbers.Leniency.VALID
+        ):
+            if not _plausible_phone(text, match.start, match.raw_string):
+                continue
+            found.add((match.start, match.end))
+    return [_span(start, end, PiiType.PHONE, "phonenumbers") for start, end in sorted(found)]
+
+
+def card_spans(text: str) -> list[Span]:
+    """Payment card numbers: Luhn-valid, 13-19 digits, known issuer prefix."""
+    spans = []
+    for match in _DIGIT_RUN.finditer(text):
+        end = _longest_valid_prefix(match.group(), _is_card)
+        if end is not None:
+            spans.append(_span(match.start(), match.start() + end, PiiType.CARD, "luhn"))
+    return spans
+
+
+def iban_spans(text: str) -> list[Span]:
+    """IBANs with a valid country length and mod-97 checksum, with or without spaces."""
+    spans = []
+    for match in _IBAN_CANDIDATE.finditer(text):
+        end = _longest_valid_prefix(match.group(), _is_iban)
+        if end is not None:
+            spans.append(_span(match.start(), match.start() + end, PiiType.IBAN, "iban"))
+    return spans
+
+
+def secret_spans(text: str, min_entropy: float) -> list[Span]:
+    """API keys, tokens, private keys and high-entropy credential assignments."""
+    spans = [
+        _span(m.start(), m.end(), PiiType.SECRET, name)
+        for name, pattern in _VENDOR_SECRETS
+        for m in pattern.finditer(text)
+    ]
+    for m in _ASSIGNMENT.finditer(text):
+        value = m.group("value")
+        key = m.group("key").lower().replace("_", "").replace("-", "")
+        is_password = any(key.endswith(k) for k in _PASSWORD_KEYS)
+        if is_password and len(value) >= MIN_PASSWORD_LEN and any(c.isalnum() for c in value):
+            spans.append(_span(m.start("value"), m.end("value"), PiiType.SECRET, "password"))
+        elif _looks_random(value, min_entropy):
+            spans.append(_span(m.start("value"), m.end("value"), PiiType.SECRET, "assignment"))
+    for m in _BARE_TOKEN.finditer(text):
+        value = m.group()
+        if "/" in value and len(value) != AWS_SECRET_LEN:
+            continue  # a path ("Users/JaneDoe/Documents/...") rather than an AWS secret key
+        if _mixed_classes(value) and shannon_entropy(value) >= min_entropy + BARE_TOKEN_BONUS:
+            spans.append(_span(m.start(), m.end(), PiiType.SECRET, "bare-token"))
+    return spans
+
+
+def address_spans(text: str) -> list[Span]:
+    """Street addresses by pattern.
+
+    Finds: "<number> <Capitalised words> <street suffix>" (Street, Ave, Rd, ...) with an
+    optional unit ("Apt 4B", "Suite 200") and an optional ", City, ST 12345" or UK postcode
+    tail; "<Name>straße/weg/platz ... <number>" with an optional "12345 City"; French
+    "<number> rue/avenue/boulevard ... " with an optional "75001 Paris"; "P.O. Box 123".
+    Misses: addresses without a house number or suffix ("the old mill on Bridge Lane" is
+    caught only from "Bridge Lane" if numbered), lower-case addresses, non-Latin scripts,
+    and city/postcode lines written apart from the street line.
+    """
+    return [
+        _span(m.start(), m.end(), PiiType.ADDRESS, "address")
+        for pattern in _ADDRESSES
+        for m in pattern.finditer(text)
+    ]
+
+
+def shannon_entropy(value: str) -> float:
+    """Bits per character of `value`'s own character distribution."""
+    if not value:
+        return 0.0
+    counts = Counter(value)
+    total = len(value)
+    return -sum(n / total * math.log2(n / total) for n in counts.values())
+
+
+def _span(start: int, end: int, kind: PiiType, detector: str) -> Span:
+    return Span(start, end, kind, detector)
+
+
+def _plausible_phone(text: str, start: int, raw: str) -> bool:
+    """Reject digit runs that are part of a code or follow an order/ticket/reference label."""
+    before = text[max(0, start - PHONE_CUE_WINDOW) : start]
+    if before and (before[-1].isalnum() or before[-1] in "-_/"):
+        return False  # "INV-2024-000123", "ZIP+4 90210-1234"
+    if not raw.startswith("+") and _NOT_PHONE_CUE.search(before):
+        return False
+    return not raw.isdigit() or _PHONE_CUE.search(before) is not None
+
+
+def _longest_valid_prefix(candidate: str, valid: _Validator) -> int | None:
+    """Length of the longest prefix ending at a group boundary that `valid` accepts.
+
+    A card followed by its CVV ("4111 1111 1111 1111 123") or an IBAN followed by an
+    upper-case word forms one longer candidate; trimming whole groups recovers the value.
+    """
+    ends = [m.start() for m in _GROUP_BREAK.finditer(candidate)] + [len(candidate)]
+    for end in sorted(set(ends), reverse=True):
+        if valid(candidate[:end]):
+            return end
+    return None
+
+
+def _is_card(candidate: str) -> bool:
+    digits = re.sub(r"[ -]", "", candidate)
+    if not MIN_CARD_DIGITS <= len(digits) <= MAX_CARD_DIGITS or not digits.isdigit():
+        return False
+    return _CARD_ISSUER.match(digits) is not None and luhn.is_valid(digits)
+
+
+def _is_iban(candidate: str) -> bool:
+    compact = candidate.replace(" ", "")
+    return len(compact) >= MIN_IBAN_LEN and bool(stdnum_iban.is_valid(compact))
+
+
+def _looks_random(value: str, min_entropy: float) -> bool:
+    return (
+        len(value) >= MIN_SECRET_LEN
+        and any(c.isdigit() for c in value)
+        and any(c.isalpha() for c in value)
+        and shannon_entropy(value) >= min_entropy
+    )
+
+
+def _mixed_classes(value: str) -> bool:
+    return (
+        any(c.isupper() for c in value)
+        and any(c.islower() for c in value)
+        and any(c.isdigit() for c in value)
+    )
+
+
+def _iter_vendor() -> Iterator[tuple[str, re.Pattern[str]]]:
+    for name, pattern in _VENDOR_SOURCES:
+        yield name, re.compile(pattern)
+
+
+_EMAIL = re.compile(
+    r"(?<![\w.+-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,63})@"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w-])"
+)
+_PHONE_CUE = re.compile(
+    r"\b(?:phone|call|tel|telephone|mobile|cell|whats ?app|sms|text me|reach me|ring|"
+    r"number|contact|fax)\b",
+    re.IGNORECASE,
+)
+_NOT_PHONE_CUE = re.compile(
+    r"\b(?:order|invoice|inv|ref|reference|tracking|ticket|sku|id|account|acct|serial|case|"
+    r"batch|build|item|product|po)\b\W*(?:number|no|nr|num|id|#)?\W*$",
+    re.IGNORECASE,
+)
+_DIGIT_RUN = re.compile(r"(?<![\w-])\d(?:[ -]?\d)+(?![\w])")
+_GROUP_BREAK = re.compile(r"[ -]")
+_CARD_ISSUER = re.compile(
+    r"4|5[1-5]|2(?:2[2-9]|[3-6]\d|7[01]|720)|3[47]|6(?:011|5|4[4-9]|2)|35(?:2[89]|[3-8])|"
+    r"3(?:0[0-5]|[68])|5[06-9]|6[0-9]"
+)
+_IBAN_CANDIDATE = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
+
+_VENDOR_SOURCES: tuple[tuple[str, str], ...] = (
+    (
+        "aws-access-key-id",
+        r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|"
+        r"APKA|AROA|ASCA)[A-Z0-9]{16}(?![A-Z0-9])",
+    ),
+    ("github-token", r"(?<![A-Za-z0-9_])gh[pousr]_[A-Za-z0-9]{36,255}(?![A-Za-z0-9_])"),
+    ("github-pat", r"(?<![A-Za-z0-9_])github_pat_[A-Za-z0-9_]{50,255}"),
+    ("slack-token", r"(?<![A-Za-z0-9])xox[abposr]-[A-Za-z0-9-]{10,250}"),
+    ("slack-webhook", r"https://hooks\.slack\.com/services/[A-Za-z0-9_/]{20,}"),
+    ("stripe-key", r"(?<![A-Za-z0-9_])(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,247}"),
+    ("stripe-webhook-secret", r"(?<![A-Za-z0-9_])whsec_[A-Za-z0-9]{24,}"),
+    ("google-api-key", r"(?<![A-Za-z0-9_])AIza[0-9A-Za-z_-]{35}"),
+    ("openai-key", r"(?<![A-Za-z0-9_])sk-(?:proj-|svcacct-)?[A-Za-z0-9_-]{20,}"),
+    ("jwt", r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
+    (
+        "private-key",
+        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
+        r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----",
+    ),
+    ("bearer-token", r"(?<=Bearer )[A-Za-z0-9._~+/-]{20,}=*"),
+)
+_VENDOR_SECRETS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(_iter_vendor())
+
+_ASSIGNMENT = re.compile(
+    r"(?i)(?<![A-Za-z0-9])(?P<key>[A-Za-z0-9_.-]*?(?:api[_-]?key|apikey|secret|token|"
+    r"access[_-]?key|auth|password|passwd|pwd|credential)s?(?:[_-]?id)?)[\"']?\s*(?:=|:|=>)\s*[\"']?"
+    r"(?P<value>[^\s\"',;<>]+)"
+)
+_PASSWORD_KEYS = ("password", "passwd", "pwd")
+_BARE_TOKEN = re.compile(r"(?<![A-Za-z0-9/+=_-])[A-Za-z0-9/+]{32,128}(?![A-Za-z0-9/+=_-])")
+
+_STREET_SUFFIX = (
+    r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|"
+    r"Terrace|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Square|Sq|Crescent|Close|Row|Mews|Gardens|"
+    r"Grove|Hill)\.?"
+)
+_CAP = r"[A-Z][a-z'\u2019]+\.?"
+_ADDRESSES: tuple[re.Pattern[str], ...] = (
+    # 221B Baker Street, Apt 4, Springfield, IL 62704 | 10 Downing Street, London SW1A 2AA
+    re.compile(
+        rf"\b\d{{1,6}}[A-Za-z]?\s+(?:(?:[NSEW]|North|South|East|West)\.?\s+)?(?:{_CAP}\s+){{0,3}}"
+        rf"{_CAP}\s+{_STREET_SUFFIX}"
+        r"(?:,?\s+(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|#)\.?\s*#?[A-Za-z0-9-]+)?"
+        r"(?:,\s*[A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2}(?![\w-]))?"
+        r"(?:,?\s*[A-Z]{2}\s+\d{5}(?:-\d{4})?)?"
+        r"(?:,?\s*[A-Z]{1,2}\d[A-Z\d]?\s\d[A-Z]{2}\b)?"
+    ),
+    # Hauptstraße 5, 10115 Berlin | Am Lindenweg 12a
+    re.compile(
+        r"\b(?:[A-ZÄÖÜ][a-zäöüß]+[- ])?[A-ZÄÖÜ][a-zäöüß]*(?:straße|strasse|str\.|weg|platz|"
+        r"allee|gasse|ring|damm|ufer)\s+\d{1,4}[a-z]?(?:,\s*\d{5}\s+[A-ZÄÖÜ][a-zäöüß]+)?"
+    ),
+    # 12 rue de la Paix, 75002 Paris
+    re.compile(
+        r"\b\d{1,4}(?:\s?(?:bis|ter))?,?\s+(?:rue|avenue|av\.|boulevard|bd|place|chemin|allée|"
+        r"impasse|quai)\s+(?:(?:de|du|des|la|le|l'|d')\s*)*[A-ZÉ][\w'\u2019-]+(?:\s[A-ZÉ][\w'\u2019-]+)*"
+        r"(?:,\s*\d{5}\s+[A-ZÉ][a-zé-]+)?"
+    ),
+    re.compile(r"\bP\.?\s?O\.?\s?Box\s+\d{1,6}\b", re.IGNORECASE),
+)
+
+PHONE_CUE_WINDOW = 30
+MIN_CARD_DIGITS = 13
+MAX_CARD_DIGITS = 19
+MIN_IBAN_LEN = 15
+MIN_SECRET_LEN = 12
+MIN_PASSWORD_LEN = 4
+AWS_SECRET_LEN = 40
+BARE_TOKEN_BONUS = 1.2
+"""Bare 32+ character tokens need this much more entropy than `key=` values (no context)."""

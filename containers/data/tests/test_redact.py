@@ -1,0 +1,191 @@
+"""Redaction behaviour: placeholders, counts, records of several shapes, Amazon Comprehend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from pydantic import BaseModel
+
+from dapt_data.pii.comprehend import chunk_text, comprehend_spans
+from dapt_data.pii.types import PiiType
+from dapt_data.redact import RedactionConfig, redact_records, redact_text
+
+
+def test_redact_text_replaces_values_with_typed_placeholders_and_counts_them() -> None:
+    # GIVEN a message with one value of each structured type
+    text = (
+        "mail jane.doe@example.com, call +44 20 7946 0958, card 4111-1111-1111-1111, "
+        "IBAN GB82 WEST 1234 5698 7654 32, key AKIAIOSFODNN7EXAMPLE"
+    )
+    # WHEN it is redacted
+    result = redact_text(text)
+    # THEN every value is a placeholder and the counts name types, never values
+    assert result.text == ("mail [EMAIL], call [PHONE], card [CARD], IBAN [IBAN], key [SECRET]")
+    assert result.spans_by_type == {"CARD": 1, "EMAIL": 1, "IBAN": 1, "PHONE": 1, "SECRET": 1}
+
+
+def test_numbered_placeholders_are_consistent_within_a_record() -> None:
+    text = "Hi Sarah, it's Tom. Sarah, mail tom@example.com or TOM@example.com."
+    result = redact_text(text, RedactionConfig(numbered=True))
+    assert result.text == "Hi [NAME_1], it's [NAME_2]. [NAME_1], mail [EMAIL_1] or [EMAIL_1]."
+
+
+def test_a_card_is_not_also_a_phone_and_look_alikes_stay() -> None:
+    text = "card 4111 1111 1111 1111; order 4111 1111 1111 1112; v1.2.3; 2024-01-15; $1,299.00"
+    assert redact_text(text).text == (
+        "card [CARD]; order 4111 1111 1111 1112; v1.2.3; 2024-01-15; $1,299.00"
+    )
+
+
+def test_types_and_allow_lists_limit_what_is_redacted() -> None:
+    text = "write to security@quillsite.example or me@example.com, test card 4242 4242 4242 4242"
+    config = RedactionConfig(
+        types=frozenset({PiiType.EMAIL, PiiType.CARD}),
+        allow_email_domains=frozenset({"quillsite.example"}),
+        allow_values=frozenset({"4242 4242 4242 4242"}),
+    )
+    assert redact_text(text, config).text == (
+        "write to security@quillsite.example or [EMAIL], test card 4242 4242 4242 4242"
+    )
+
+
+def test_secret_assignments_need_entropy_but_passwords_do_not() -> None:
+    text = "api_key=settings_value token=Zr8kQ2vLx9PmWt4N password: hunter2!Qz"
+    assert redact_text(text).text == "api_key=settings_value token=[SECRET] password: [SECRET]"
+
+
+def test_private_key_blocks_are_redacted_whole() -> None:
+    text = "key:\n-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nAbCd\n-----END RSA PRIVATE KEY-----\nok"
+    assert redact_text(text).text == "key:\n[SECRET]\nok"
+
+
+def test_bad_config_names_the_field() -> None:
+    with pytest.raises(ValueError, match="secret_min_entropy"):
+        RedactionConfig.model_validate({"secret_min_entropy": -1})
+    with pytest.raises(ValueError, match="detector"):
+        RedactionConfig.model_validate({"detector": "spacy"})
+
+
+class Turn(BaseModel):
+    role: str
+    text: str
+    name: str | None = None
+
+
+class ChatRecord(BaseModel):
+    source_id: str
+    text: str
+    turns: list[Turn]
+    meta: dict[str, str]
+
+
+@dataclass(frozen=True)
+class PlainRecord:
+    source_id: str
+    text: str
+
+
+def test_redact_records_returns_copies_of_models_dataclasses_and_dicts() -> None:
+    # GIVEN a chat whose participants are named only in metadata and turns
+    chat = ChatRecord(
+        source_id="chats:1",
+        text="Customer: hi, zbigniew here\nAgent: hello Zbigniew, Ngozi speaking",
+        turns=[
+            Turn(role="customer", text="hi, zbigniew here", name="Zbigniew Nowak"),
+            Turn(role="agent", text="hello Zbigniew, Ngozi speaking"),
+        ],
+        meta={"agent_name": "Ngozi"},
+    )
+    plain = PlainRecord(source_id="kb:1", text="call 415-555-0132")
+    row: dict[str, Any] = {"source_id": "x:1", "text": "mail a@example.com", "label": "l"}
+    # WHEN the records are redacted
+    (new_chat, new_plain, new_row), report = redact_records([chat, plain, row])
+    # THEN names from metadata are found in any case, inputs are untouched, and counts add up
+    assert isinstance(new_chat, ChatRecord)
+    assert new_chat.text == "Customer: hi, [NAME] here\nAgent: hello [NAME], [NAME] speaking"
+    assert [t.text for t in new_chat.turns] == ["hi, [NAME] here", "hello [NAME], [NAME] speaking"]
+    assert chat.turns[0].text == "hi, zbigniew here"
+    assert new_plain == PlainRecord(source_id="kb:1", text="call [PHONE]")
+    assert new_row == {"source_id": "x:1", "text": "mail [EMAIL]", "label": "l"}
+    assert report.records == 3
+    assert report.records_redacted == 3
+    assert report.spans_by_type == {"EMAIL": 1, "NAME": 6, "PHONE": 1}
+
+
+def test_redact_records_names_the_record_with_a_bad_text_field() -> None:
+    with pytest.raises(TypeError, match=r"record 'x:9' has field 'text' of type int"):
+        redact_records([{"source_id": "x:9", "text": 5}])
+
+
+def test_chunk_text_respects_the_byte_limit_and_cuts_at_whitespace() -> None:
+    text = "héllo wörld " * 10
+    chunks = chunk_text(text, 30)
+    assert "".join(c for _, c in chunks) == text
+    assert all(len(c.encode("utf-8")) <= 30 for _, c in chunks)
+    assert all(c.endswith(" ") for _, c in chunks)
+    assert [o for o, _ in chunks] == [
+        sum(len(c) for _, c in chunks[:i]) for i in range(len(chunks))
+    ]
+    with pytest.raises(ValueError, match="'max_bytes' = 3"):
+        chunk_text(text, 3)
+
+
+# moto's Comprehend returns one canned answer whatever the text, so it cannot check offsets;
+# botocore's Stubber checks our exact requests and feeds exact responses.
+def test_comprehend_spans_are_shifted_per_chunk_and_mapped_to_placeholders() -> None:
+    client = boto3.client("comprehend", region_name="us-east-1")
+    text = "I am Ana Lima. " + "x " * 10 + "call 555-0100 on 2024-01-01"
+    first, second = chunk_text(text, 32)[:2]
+    rest = text[second[0] :]
+    with Stubber(client) as stub:
+        stub.add_response(
+            "detect_pii_entities",
+            {"Entities": [{"Type": "NAME", "Score": 0.99, "BeginOffset": 5, "EndOffset": 13}]},
+            {"Text": first[1], "LanguageCode": "en"},
+        )
+        stub.add_response(
+            "detect_pii_entities",
+            {
+                "Entities": [
+                    {
+                        "Type": "PHONE",
+                        "Score": 0.9,
+                        "BeginOffset": rest.index("555"),
+                        "EndOffset": rest.index("555") + 8,
+                    },
+                    {
+                        "Type": "DATE_TIME",
+                        "Score": 0.9,
+                        "BeginOffset": rest.index("2024"),
+                        "EndOffset": rest.index("2024") + 10,
+                    },
+                    {"Type": "ADDRESS", "Score": 0.2, "BeginOffset": 0, "EndOffset": 4},
+                ]
+            },
+            {"Text": rest, "LanguageCode": "en"},
+        )
+        spans = comprehend_spans(text, client, max_bytes=32)
+        stub.assert_no_pending_responses()
+    assert [(text[s.start : s.end], s.type) for s in spans] == [
+        ("Ana Lima", PiiType.NAME),
+        ("555-0100", PiiType.PHONE),
+    ]
+
+
+def test_comprehend_detector_is_merged_with_secret_patterns() -> None:
+    client = boto3.client("comprehend", region_name="us-east-1")
+    text = "Ana Lima: my token is ghp_" + "a1B2" * 9
+    config = RedactionConfig(detector="comprehend")
+    with Stubber(client) as stub:
+        stub.add_response(
+            "detect_pii_entities",
+            {"Entities": [{"Type": "NAME", "Score": 0.98, "BeginOffset": 0, "EndOffset": 8}]},
+            {"Text": text, "LanguageCode": "en"},
+        )
+        result = redact_text(text, config, comprehend=client)
+    assert result.text == "[NAME]: my token is [SECRET]"
+    assert result.spans_by_type == {"NAME": 1, "SECRET": 1}
