@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV := .venv
 NODE_STAMP := node_modules/.install-stamp
 VENV_STAMP := $(VENV)/.install-stamp
-PY_PACKAGES := containers/eval containers/data
+PY_PACKAGES := containers/eval containers/data containers/trainer
 TS_TESTS = $(shell find test lambda -name '*.test.ts' 2>/dev/null | sort)
 
 .PHONY: synth test install test-ts test-py lint constraints clean

@@ -1,0 +1,1 @@
+"""dapt_trainer: domain-adaptive pretraining and multi-task SFT for LLaMA-family models."""

@@ -1,0 +1,85 @@
+"""``dapt-train``: run an experiment's stages from a YAML config.
+
+Inside the AWS Batch job the config comes from the environment (``DAPT_CONFIG``, ``DAPT_OUTPUT``)
+and torchrun sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; by hand, ``--config FILE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+# Never reach a model hub: weights come from a local folder or S3 only. Set before transformers
+# is imported anywhere in this process.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from dapt_trainer.config import ConfigError, load_config
+from dapt_trainer.model import Dist, setup_device
+from dapt_trainer.recipe import StopFlag, run_experiment
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dapt-train", description=__doc__)
+    parser.add_argument("--config", help="YAML file, local or s3:// (default: $DAPT_CONFIG)")
+    parser.add_argument("--output", help="local folder or s3:// prefix (default: $DAPT_OUTPUT)")
+    parser.add_argument("--check", action="store_true", help="validate the config and exit")
+    args = parser.parse_args(argv)
+
+    location = args.config or os.environ.get(ENV_CONFIG)
+    if not location:
+        print(f"{ENV_CONFIG} environment variable is not set (or pass --config)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        experiment = load_config(location)
+    except ConfigError as err:
+        print(str(err), file=sys.stderr)
+        return EXIT_USAGE
+    output = args.output or os.environ.get(ENV_OUTPUT) or experiment.output
+    if not output:
+        print(
+            f"{ENV_OUTPUT} environment variable is not set (or set 'output' or --output)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args.check:
+        print(json.dumps({"config": location, "stages": [s.name for s in experiment.stages]}))
+        return 0
+
+    stop = StopFlag()
+    stop.install()
+    dist = Dist.from_env()
+    device = setup_device(dist)
+    try:
+        results = run_experiment(experiment, output, dist, device, lambda _step: stop.requested)
+    finally:
+        import torch.distributed  # noqa: PLC0415
+
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    if dist.is_main:
+        print(
+            json.dumps(
+                {
+                    "event": "done",
+                    "stages": [
+                        {"stage": r.stage, "status": r.status, "step": r.step, "heldout": r.heldout}
+                        for r in results
+                    ],
+                }
+            ),
+            flush=True,
+        )
+    # 143 (128 + SIGTERM) after a clean checkpoint lets a Batch retry strategy resume the job.
+    return EXIT_INTERRUPTED if any(r.status == "interrupted" for r in results) else 0
+
+
+ENV_CONFIG = "DAPT_CONFIG"
+ENV_OUTPUT = "DAPT_OUTPUT"
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 143
+
+if __name__ == "__main__":
+    sys.exit(main())

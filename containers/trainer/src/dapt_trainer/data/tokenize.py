@@ -1,0 +1,93 @@
+"""Rows -> token documents with next-token targets, using the model's own tokenizer.
+
+Targets are shifted here, per document: ``targets[i]`` is the token that position ``i`` must
+predict, or -100. Shifting per document (not per packed row) means the last token of one
+document is never trained to predict the first token of the next one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dapt_trainer.config import SourceConfig
+
+
+class TemplateError(ValueError):
+    """The chat template cannot isolate response tokens for this example."""
+
+
+@dataclass(frozen=True)
+class Document:
+    """One tokenised example: inputs, shifted targets (-100 = no loss) and how it may be cut."""
+
+    input_ids: list[int]
+    targets: list[int]
+    splittable: bool
+    """Completion text may be cut across rows; an instruction example is kept whole."""
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def n_targets(self) -> int:
+        return sum(t != IGNORE_INDEX for t in self.targets)
+
+
+def encode(row: dict[str, Any], source: SourceConfig, tokenizer: Any, seq_len: int) -> Document:
+    """Tokenise one validated row of ``source``."""
+    if source.kind == "completion":
+        ids = list(tokenizer(row[source.text_field], add_special_tokens=True)["input_ids"])
+        if tokenizer.eos_token_id is not None and (not ids or ids[-1] != tokenizer.eos_token_id):
+            ids.append(tokenizer.eos_token_id)
+        return Document(ids, _shift(ids, [True] * len(ids)), splittable=True)
+    messages = row.get("messages") or [
+        {"role": "user", "content": row["prompt"]},
+        {"role": "assistant", "content": row["response"]},
+    ]
+    ids, learn = _chat(messages, tokenizer)
+    ids, learn = ids[:seq_len], learn[:seq_len]
+    return Document(ids, _shift(ids, learn), splittable=False)
+
+
+def _chat(messages: list[dict[str, str]], tokenizer: Any) -> tuple[list[int], list[bool]]:
+    """Render with the chat template; mark the tokens of each assistant turn as learnable.
+
+    Each assistant turn's tokens are found by rendering the conversation up to that turn with
+    the generation prompt, and up to its end: the difference is the response (including the
+    end-of-turn tokens the model must learn to emit). Templates where a rendered prefix is not
+    a prefix of the full rendering are rejected rather than guessed at.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        raise TemplateError("the tokenizer has no chat_template")
+    full = _render(tokenizer, messages, generation_prompt=False)
+    learn = [False] * len(full)
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        start = _render(tokenizer, messages[:i], generation_prompt=True) if i else []
+        end = _render(tokenizer, messages[: i + 1], generation_prompt=False)
+        if full[: len(start)] != start or full[: len(end)] != end or len(end) <= len(start):
+            raise TemplateError(f"chat template is not prefix-stable at message {i}")
+        for j in range(len(start), len(end)):
+            learn[j] = True
+    return full, learn
+
+
+def _render(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
+    out = tokenizer.apply_chat_template(
+        messages, tokenize=True, add_generation_prompt=generation_prompt
+    )
+    if isinstance(out, dict) or hasattr(out, "input_ids"):
+        out = out["input_ids"]
+    return [int(t) for t in out]
+
+
+def _shift(ids: list[int], learn: list[bool]) -> list[int]:
+    """targets[i] = ids[i + 1] when token i + 1 is learnable, else -100."""
+    return [ids[i + 1] if learn[i + 1] else IGNORE_INDEX for i in range(len(ids) - 1)] + [
+        IGNORE_INDEX
+    ]
+
+
+IGNORE_INDEX = -100

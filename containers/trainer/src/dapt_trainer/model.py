@@ -1,0 +1,191 @@
+"""Model setup shared by full fine-tuning and LoRA: load, adapt, checkpoint activations, compile,
+shard. LoRA adds only the adapter wrapping; everything else is the same code path."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dapt_trainer.config import ComputeConfig, MethodConfig
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in a torchrun job (world of one when not launched by torchrun)."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def sharded(self) -> bool:
+        return self.world_size > 1
+
+    @staticmethod
+    def from_env() -> Dist:
+        return Dist(
+            rank=int(os.environ.get("RANK", "0")),
+            local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+            world_size=int(os.environ.get("WORLD_SIZE", "1")),
+        )
+
+
+def setup_device(dist: Dist) -> torch.device:
+    """The device of this rank; joins the process group when the world has more than one rank."""
+    if torch.cuda.is_available():
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if dist.sharded and not torch.distributed.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+    return device
+
+
+def load_tokenizer(path: Path) -> Any:
+    from transformers import AutoTokenizer  # noqa: PLC0415 - heavy import, after HF_HUB_OFFLINE
+
+    return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+
+
+def load_base(path: Path, device: torch.device) -> Any:
+    """Hugging Face causal LM in fp32 (master weights), from local files only."""
+    from transformers import AutoModelForCausalLM  # noqa: PLC0415
+
+    attn = "sdpa"
+    if device.type == "cuda":
+        try:
+            import flash_attn  # type: ignore[import-not-found]  # noqa: F401, PLC0415
+
+            attn = "flash_attention_2"  # varlen kernels: packed documents cost no masked FLOPs
+        except ImportError:
+            pass
+    model = AutoModelForCausalLM.from_pretrained(
+        str(path), dtype=torch.float32, local_files_only=True, attn_implementation=attn
+    )
+    model.config.use_cache = False
+    return model
+
+
+def apply_method(model: Any, method: MethodConfig) -> Any:
+    """Full fine-tuning keeps every weight trainable; LoRA wraps the target modules (PEFT)."""
+    if method.name == "full":
+        return model
+    from peft import LoraConfig, get_peft_model  # noqa: PLC0415
+
+    lora = method.lora
+    peft_config = LoraConfig(
+        r=lora.rank,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        use_dora=lora.dora,
+        use_rslora=lora.rslora,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, peft_config)
+
+
+def decoder_layers(model: nn.Module) -> list[nn.Module]:
+    """The transformer blocks (the unit of sharding, checkpointing and compilation)."""
+    names = set(getattr(_hf_model(model), "_no_split_modules", None) or [])
+    layers = [m for m in model.modules() if type(m).__name__ in names]
+    if not layers:
+        raise ValueError(f"no decoder layers found in {type(model).__name__} (looked for {names})")
+    return layers
+
+
+def _hf_model(model: nn.Module) -> Any:
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+def setup_model(
+    path: Path, method: MethodConfig, compute: ComputeConfig, dist: Dist, device: torch.device
+) -> Any:
+    """Load, adapt, checkpoint activations, compile and shard (in that order)."""
+    model = apply_method(load_base(path, device), method)
+    if compute.activation_checkpointing:
+        # Non-reentrant checkpointing works with frozen inputs (LoRA) and with FSDP2.
+        _hf_model(model).gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+    if compute.compile:
+        for layer in decoder_layers(model):
+            layer.compile()
+    if dist.sharded:
+        shard(model, compute, device)
+    else:
+        model.to(device)
+    return model
+
+
+def shard(model: nn.Module, compute: ComputeConfig, device: torch.device) -> None:
+    """FSDP2: each decoder layer is a unit, then the root (embeddings, norm, head).
+
+    bf16 parameters for compute with fp32 gradient reduction and fp32 master weights, as in
+    torchtitan. On CPU (gloo, tests) everything stays fp32.
+    """
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard  # noqa: PLC0415
+
+    bf16 = compute.precision == "bf16" and device.type == "cuda"
+    policy = MixedPrecisionPolicy(
+        param_dtype=torch.bfloat16 if bf16 else torch.float32, reduce_dtype=torch.float32
+    )
+    model.to(device)
+    for layer in decoder_layers(model):
+        fully_shard(layer, mp_policy=policy)
+    fully_shard(model, mp_policy=policy)
+
+
+def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+@dataclass(frozen=True)
+class FlopCount:
+    """FLOPs per trained token, torchtitan's convention (no recomputation, no masking savings).
+
+    full: ``6 * N + 12 * L * H * Q * T``
+    LoRA: ``4 * N_frozen + 6 * N_lora + 12 * L * H * Q * T``: frozen weights cost a forward
+    (2) and the backward through activations (2) but no weight gradient; adapter weights cost
+    all three (6). ``N`` excludes the input embedding (a lookup, not a matmul); ``L`` layers,
+    ``H`` heads, ``Q`` head dim, ``T`` = ``seq_len``.
+    """
+
+    per_token: float
+    n_params: int
+    n_trainable: int
+
+    @staticmethod
+    def of(model: nn.Module, config: Any, seq_len: int) -> FlopCount:
+        embedding = _hf_model(model).get_input_embeddings()
+        embed_ids = {id(p) for p in embedding.parameters()}
+        params = [p for p in model.parameters() if id(p) not in embed_ids]
+        n_trainable = sum(_numel(p) for p in params if p.requires_grad)
+        n_frozen = sum(_numel(p) for p in params if not p.requires_grad)
+        heads = config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        attention = 12 * config.num_hidden_layers * heads * head_dim * seq_len
+        per_token = 6 * n_trainable + 4 * n_frozen + attention
+        return FlopCount(float(per_token), n_trainable + n_frozen, n_trainable)
+
+
+def _numel(p: torch.Tensor) -> int:
+    # Under FSDP2 a parameter is a DTensor whose numel() is the global size.
+    return int(p.numel())
+
+
+def mfu(tokens_per_second: float, flops_per_token: float, peak_flops: float, world: int) -> float:
+    """Model FLOPs utilisation: achieved model FLOP/s over the peak of all accelerators."""
+    return tokens_per_second * flops_per_token / (peak_flops * world)

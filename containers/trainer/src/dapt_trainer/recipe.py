@@ -1,0 +1,469 @@
+"""The training recipe: setup -> train -> save_checkpoint -> export -> cleanup, per stage.
+
+Full fine-tuning and LoRA share every method; the method config only changes which parameters
+train (``model.apply_method``), what a checkpoint holds (trainable weights) and what the export
+writes (LoRA also writes the adapter alone).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812 - the usual alias
+from torch import nn
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+from dapt_trainer.checkpoint import latest_complete, load_checkpoint, save_checkpoint
+from dapt_trainer.config import ExperimentConfig, OptimizerConfig, StageConfig, dump_config
+from dapt_trainer.data.stream import (
+    Batch,
+    LoadedSources,
+    PackedStream,
+    heldout_batches,
+    load_sources,
+    step_batches,
+)
+from dapt_trainer.data.tokenize import IGNORE_INDEX
+from dapt_trainer.metrics import MetricsLog
+from dapt_trainer.model import (
+    Dist,
+    FlopCount,
+    apply_method,
+    load_base,
+    load_tokenizer,
+    mfu,
+    setup_model,
+    trainable_parameters,
+)
+from dapt_trainer.storage import (
+    cache_dir,
+    download_dir,
+    exists,
+    is_s3,
+    join,
+    upload_dir,
+    write_bytes,
+)
+
+
+class StopFlag:
+    """Set by SIGTERM (AWS Batch job termination, Spot reclaim); read at step boundaries."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+
+@dataclass
+class StageResult:
+    stage: str
+    status: str
+    """``complete``, ``skipped`` (already complete) or ``interrupted`` (checkpointed on stop)."""
+    step: int
+    losses: list[float] = field(default_factory=list)
+    """Training loss of every step run in this process (for tests and the bench)."""
+    heldout: dict[str, float] = field(default_factory=dict)
+    output: str = ""
+
+
+def setup_optimizer(
+    params: list[nn.Parameter], cfg: OptimizerConfig, steps: int, device: torch.device
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW (fused kernel on GPU) and a warmup + decay schedule."""
+    optimizer = torch.optim.AdamW(
+        params,
+        lr=cfg.lr,
+        betas=cfg.betas,
+        eps=cfg.eps,
+        weight_decay=cfg.weight_decay,
+        fused=device.type == "cuda",
+    )
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, steps))
+
+
+def lr_factor(cfg: OptimizerConfig, steps: int) -> Callable[[int], float]:
+    """Multiplier of the peak lr at a step: linear warmup, then cosine/linear decay to
+    ``min_lr_ratio``, or constant."""
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / (cfg.warmup_steps + 1)
+        if cfg.schedule == "constant":
+            return 1.0
+        progress = min((step - cfg.warmup_steps) / max(steps - cfg.warmup_steps, 1), 1.0)
+        decay = (
+            0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1 - progress
+        )
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * decay
+
+    return factor
+
+
+def stage_output(experiment: ExperimentConfig, output: str, stage: StageConfig) -> str:
+    return join(output, experiment.experiment, stage.name)
+
+
+def resolve_model_path(experiment: ExperimentConfig, output: str, stage: StageConfig) -> Path:
+    """Local folder of the starting weights (S3 models are staged under the cache)."""
+    if stage.model.from_stage is not None:
+        uri = join(
+            stage_output(experiment, output, experiment.stage(stage.model.from_stage)),
+            "final",
+            "model",
+        )
+    else:
+        uri = str(stage.model.path)
+    if not is_s3(uri):
+        return Path(uri)
+    local = cache_dir() / "models" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    if not (local / "config.json").exists():
+        download_dir(uri, local)
+    return local
+
+
+class StageRecipe:
+    """One stage of an experiment on this rank."""
+
+    def __init__(
+        self,
+        experiment: ExperimentConfig,
+        stage: StageConfig,
+        output: str,
+        dist: Dist,
+        device: torch.device,
+        stop: Callable[[int], bool] | None = None,
+    ) -> None:
+        self.experiment = experiment
+        self.stage = stage
+        self.dist = dist
+        self.device = device
+        self.output = output
+        self.out = stage_output(experiment, output, stage)
+        self.local_out = (
+            cache_dir() / "runs" / experiment.experiment / stage.name
+            if is_s3(self.out)
+            else Path(self.out)
+        )
+        self.stop = stop or (lambda _step: False)
+        self.lora = stage.method.name == "lora"
+        self.step = 0
+        self.autocast = (
+            device.type == "cuda" and experiment.compute.precision == "bf16" and not dist.sharded
+        )
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        torch.manual_seed(self.experiment.seed)  # identical initial weights (adapters) on all ranks
+        self.model_path = resolve_model_path(self.experiment, self.output, self.stage)
+        self.tokenizer = load_tokenizer(self.model_path)
+        self.model = setup_model(
+            self.model_path, self.stage.method, self.experiment.compute, self.dist, self.device
+        )
+        self.optimizer, self.scheduler = setup_optimizer(
+            trainable_parameters(self.model), self.stage.optimizer, self.stage.steps, self.device
+        )
+        self.sources, self.stream = self.setup_data()
+        self.flops = FlopCount.of(self.model, self.model.config, self.stage.data.seq_len)
+        self.metrics = MetricsLog(
+            self.local_out / "metrics.jsonl",
+            {"Experiment": self.experiment.experiment, "Stage": self.stage.name},
+            enabled=self.dist.is_main,
+        )
+        self._report_quarantine(self.sources.quarantined)
+        latest = latest_complete(join(self.out, "checkpoints"))
+        if latest is not None:
+            restored = load_checkpoint(
+                latest,
+                self._staging(),
+                self.model,
+                self.optimizer,
+                self.scheduler,
+                self.dist,
+                trainable_only=self.lora,
+            )
+            self.step = restored.step
+            self.stream.load_state_dict(restored.data_state)
+            self._log_event("resumed", checkpoint=latest, step=self.step)
+
+    def setup_data(self) -> tuple[LoadedSources, PackedStream]:
+        sources = load_sources(self.stage.data)
+        stream = PackedStream(self.stage.data, sources, self.tokenizer, self.experiment.seed)
+        return sources, stream
+
+    # -- train ---------------------------------------------------------------------------------
+
+    def loss_sum(self, batch: Batch) -> torch.Tensor:
+        """Summed token cross-entropy of a micro batch (fp32), targets already shifted."""
+        batch = batch.to(self.device)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            logits = self.model(
+                input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False
+            ).logits
+        return F.cross_entropy(
+            logits.float().flatten(0, 1),
+            batch.targets.flatten(),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
+
+    def train(self) -> StageResult:
+        stage = self.stage
+        self.model.train()
+        losses: list[float] = []
+        while self.step < stage.steps:
+            if self._agreed(self.stop(self.step)):
+                self.save_checkpoint()
+                self._log_event("interrupted", step=self.step)
+                return StageResult(stage.name, "interrupted", self.step, losses, output=self.out)
+            record = self.train_step()
+            losses.append(record["loss"])
+            if self.step % stage.log_every == 0 or self.step == stage.steps:
+                self.metrics.write(record)
+            if self.step % stage.checkpoint.every_steps == 0 and self.step < stage.steps:
+                self.save_checkpoint()
+            if stage.eval_every and self.step % stage.eval_every == 0:
+                self.metrics.write({"step": self.step, **_prefixed(self.evaluate())})
+        heldout = self.evaluate()
+        self.export(heldout)
+        return StageResult(stage.name, "complete", self.step, losses, heldout, self.out)
+
+    def train_step(self) -> dict[str, Any]:
+        """One optimizer step over ``grad_accum_steps`` micro batches.
+
+        The loss is normalised by the target tokens of the whole accumulation window on all
+        ranks, so the gradient is the mean over every target token of the step whatever the
+        micro batch / accumulation / world split. FSDP averages gradients over ranks, hence
+        the ``world_size`` factor.
+        """
+        stage, dist = self.stage, self.dist
+        start = time.perf_counter()
+        real_before = self.stream.stats["real_tokens"]
+        batches = step_batches(
+            self.stream, stage.micro_batch_size, stage.grad_accum_steps, dist.rank, dist.world_size
+        )
+        n_targets = int(self._sum(torch.tensor(float(sum(b.n_targets for b in batches)))).item())
+        scale = dist.world_size / max(n_targets, 1)
+        total = torch.zeros((), device=self.device)
+        for i, batch in enumerate(batches):
+            if dist.sharded:
+                # Reduce-scatter once per step, not once per micro batch.
+                self.model.set_requires_gradient_sync(i == len(batches) - 1)
+            loss = self.loss_sum(batch)
+            (loss * scale).backward()  # type: ignore[no-untyped-call]
+            total += loss.detach()
+        grad_norm = self._clip()
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        loss_value = float(self._sum(total).item()) / max(n_targets, 1)  # a CPU-GPU sync point
+        elapsed = time.perf_counter() - start
+        real_tokens = self.stream.stats["real_tokens"] - real_before
+        tokens_per_s = real_tokens / elapsed
+        return {
+            "step": self.step,
+            "loss": loss_value,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "tokens": real_tokens,
+            "target_tokens": n_targets,
+            "tokens_per_s": tokens_per_s,
+            "step_time_s": elapsed,
+            "mfu": mfu(
+                tokens_per_s,
+                self.flops.per_token,
+                self.experiment.compute.peak_flops,
+                dist.world_size,
+            ),
+            "packing_efficiency": self.stream.packing_efficiency(),
+        }
+
+    def _clip(self) -> float:
+        max_norm = self.stage.optimizer.grad_clip or float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(trainable_parameters(self.model), max_norm)
+        full = getattr(norm, "full_tensor", None)  # a DTensor under FSDP2
+        return float((full() if callable(full) else norm).item())
+
+    def _sum(self, value: torch.Tensor) -> torch.Tensor:
+        value = value.to(self.device)
+        if self.dist.sharded:
+            torch.distributed.all_reduce(value)
+        return value
+
+    def _agreed(self, local_stop: bool) -> bool:
+        """Stop when any rank was told to stop, so all ranks checkpoint together."""
+        if not self.dist.sharded:
+            return local_stop
+        flag = torch.tensor(float(local_stop), device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
+
+    # -- evaluate ------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean token loss per source on its held-out examples (all ranks share the work)."""
+        per_source = heldout_batches(
+            self.sources, self.tokenizer, self.stage.data, self.stage.micro_batch_size
+        )
+        self.model.eval()
+        out = {}
+        for name, batches in per_source.items():
+            total = torch.zeros(2, device=self.device)
+            rounds = math.ceil(len(batches) / self.dist.world_size)
+            for i in range(rounds):
+                index = i * self.dist.world_size + self.dist.rank
+                # Every rank runs the same number of forwards (FSDP all-gathers in lockstep).
+                batch = batches[index] if index < len(batches) else _no_targets(batches[0])
+                total[0] += self.loss_sum(batch)
+                total[1] += batch.n_targets
+            total = self._sum(total)
+            out[name] = float(total[0] / total[1].clamp(min=1))
+        self.model.train()
+        return out
+
+    # -- checkpoint and export -----------------------------------------------------------------
+
+    def save_checkpoint(self) -> str:
+        uri = save_checkpoint(
+            join(self.out, "checkpoints"),
+            self._staging(),
+            self.step,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.stream.state_dict(),
+            dump_config(self.experiment),
+            self.dist,
+            trainable_only=self.lora,
+            keep_last=self.stage.checkpoint.keep_last,
+        )
+        self._sync_outputs()
+        self._log_event("checkpoint", uri=uri, step=self.step)
+        return uri
+
+    def export(self, heldout: dict[str, float]) -> None:
+        """``final/model`` (merged HF safetensors + tokenizer), ``final/adapter`` for LoRA,
+        ``final/heldout.json``, then ``final/COMPLETE``."""
+        full_sd = get_model_state_dict(
+            self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
+        if self.dist.is_main:
+            staging = self.local_out / ".final.partial"
+            shutil.rmtree(staging, ignore_errors=True)
+            # A fresh CPU copy: the same path whether or not the training model is sharded.
+            fresh = apply_method(load_base(self.model_path, torch.device("cpu")), self.stage.method)
+            fresh.load_state_dict(full_sd)
+            if self.lora:
+                fresh.save_pretrained(str(staging / "adapter"))
+                fresh = fresh.merge_and_unload()
+            if self.experiment.compute.precision == "bf16":
+                fresh = fresh.to(torch.bfloat16)
+            fresh.config.use_cache = True
+            fresh.save_pretrained(str(staging / "model"), safe_serialization=True)
+            self.tokenizer.save_pretrained(str(staging / "model"))
+            (staging / "heldout.json").write_text(json.dumps(heldout, indent=2), encoding="utf-8")
+            final = join(self.out, "final")
+            if is_s3(final):
+                upload_dir(staging, final)
+                write_bytes(join(final, "COMPLETE"), b"{}")
+                shutil.rmtree(staging)
+            else:
+                (staging / "COMPLETE").write_text("{}", encoding="utf-8")
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(staging, final)
+            self._sync_outputs()
+        if self.dist.sharded:
+            torch.distributed.barrier()
+
+    def cleanup(self) -> None:
+        del self.model, self.optimizer
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _staging(self) -> Path:
+        return cache_dir() / "staging" / self.experiment.experiment / self.stage.name
+
+    def _sync_outputs(self) -> None:
+        """Copy metrics and quarantine reports next to the checkpoints when output is S3."""
+        if self.dist.is_main and is_s3(self.out):
+            for name in ("metrics.jsonl", "quarantine.jsonl"):
+                path = self.local_out / name
+                if path.exists():
+                    write_bytes(join(self.out, name), path.read_bytes())
+
+    def _report_quarantine(self, rows: list[Any]) -> None:
+        if not self.dist.is_main:
+            return
+        self.local_out.mkdir(parents=True, exist_ok=True)
+        with (self.local_out / "quarantine.jsonl").open("w", encoding="utf-8") as f:
+            for q in rows:
+                f.write(json.dumps(q.as_dict()) + "\n")
+        counts: dict[str, int] = {}
+        for q in rows:
+            counts[q.source] = counts.get(q.source, 0) + 1
+        self._log_event(
+            "data",
+            quarantined=len(rows),
+            quarantined_by_source=counts,
+            train_examples={
+                s.name: len(r)
+                for s, r in zip(self.sources.configs, self.sources.train, strict=True)
+            },
+        )
+
+    def _log_event(self, event: str, **fields: Any) -> None:
+        if self.dist.is_main:
+            print(json.dumps({"event": event, "stage": self.stage.name, **fields}), flush=True)
+
+
+def run_experiment(
+    experiment: ExperimentConfig,
+    output: str,
+    dist: Dist,
+    device: torch.device,
+    stop: Callable[[int], bool] | None = None,
+) -> list[StageResult]:
+    """Run the stages in order; a stage whose ``final/COMPLETE`` exists is skipped."""
+    results = []
+    for stage in experiment.stages:
+        out = stage_output(experiment, output, stage)
+        if exists(join(out, "final", "COMPLETE")):
+            results.append(StageResult(stage.name, "skipped", stage.steps, output=out))
+            continue
+        recipe = StageRecipe(experiment, stage, output, dist, device, stop)
+        recipe.setup()
+        result = recipe.train()
+        recipe.cleanup()
+        results.append(result)
+        if result.status != "complete":
+            break
+    return results
+
+
+def _no_targets(batch: Batch) -> Batch:
+    return Batch(batch.input_ids, torch.full_like(batch.targets, IGNORE_INDEX), batch.position_ids)
+
+
+def _prefixed(heldout: dict[str, float]) -> dict[str, float]:
+    return {f"heldout_loss/{k}": v for k, v in heldout.items()}

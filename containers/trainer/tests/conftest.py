@@ -1,0 +1,225 @@
+"""Shared builders: a tiny random Llama with a word-level tokenizer built here (no downloads),
+small corpora and configs."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import torch
+from moto import mock_aws
+from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from dapt_trainer import storage
+from dapt_trainer.config import ExperimentConfig, parse_config
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(1)  # the test machine is shared; small matmuls gain nothing from threads
+
+WORDS = [
+    "the",
+    "site",
+    "builder",
+    "lets",
+    "you",
+    "add",
+    "a",
+    "page",
+    "domain",
+    "editor",
+    "billing",
+    "plan",
+    "invoice",
+    "theme",
+    "font",
+    "color",
+    "button",
+    "form",
+    "gallery",
+    "blog",
+    "post",
+    "publish",
+    "draft",
+    "preview",
+    "mobile",
+    "layout",
+    "section",
+    "header",
+    "footer",
+    "menu",
+    "link",
+    "image",
+    "upload",
+    "store",
+    "product",
+    "cart",
+    "checkout",
+    "payment",
+    "refund",
+    "question",
+    "answer",
+]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<s> {{ m['role'] }} : {{ m['content'] }} </s> {% endfor %}"
+    "{% if add_generation_prompt %}<s> assistant : {% endif %}"
+)
+BUCKET = "trainer-bucket"
+
+MakeConfig = Callable[..., ExperimentConfig]
+
+
+def sentence(rng: random.Random, n: int) -> str:
+    """Text with structure a tiny model can learn quickly: words follow a fixed cycle."""
+    start = rng.randrange(len(WORDS))
+    return " ".join(WORDS[(start + i) % len(WORDS)] for i in range(n))
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    """Rows may be dicts (serialised) or raw strings (written verbatim, for malformed lines)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [row if isinstance(row, str) else json.dumps(row) for row in rows]
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def completion_rows(seed: int, n: int, lo: int = 5, hi: int = 40) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    return [{"text": sentence(rng, rng.randint(lo, hi))} for _ in range(n)]
+
+
+def instruction_rows(seed: int, n: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    rows: list[dict[str, Any]] = []
+    for i in range(n):
+        if i % 2:
+            rows.append({"prompt": sentence(rng, 6), "response": sentence(rng, 8)})
+        else:
+            rows.append(
+                {
+                    "messages": [
+                        {"role": "system", "content": sentence(rng, 3)},
+                        {"role": "user", "content": sentence(rng, 5)},
+                        {"role": "assistant", "content": sentence(rng, 6)},
+                        {"role": "user", "content": sentence(rng, 4)},
+                        {"role": "assistant", "content": sentence(rng, 7)},
+                    ]
+                }
+            )
+    return rows
+
+
+def build_tokenizer() -> Any:
+    specials = ["[UNK]", "[PAD]", "<s>", "</s>"]
+    raw = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    corpus = [" ".join(WORDS), "system user assistant :"]
+    raw.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=specials))
+    raw.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", raw.token_to_id("<s>"))]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        bos_token="<s>",
+        eos_token="</s>",
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer Llama (hidden 32) with random weights and a word-level tokenizer, saved."""
+    tokenizer = build_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    root = tmp_path_factory.mktemp("models") / "tiny-llama"
+    model.save_pretrained(root)
+    tokenizer.save_pretrained(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("corpus")
+    write_jsonl(root / "domain.jsonl", completion_rows(1, 60))
+    write_jsonl(root / "public.jsonl", completion_rows(2, 120, lo=20, hi=60))
+    write_jsonl(root / "sft.jsonl", instruction_rows(3, 40))
+    return root
+
+
+@pytest.fixture
+def make_config(model_dir: Path, corpus_dir: Path, tmp_path: Path) -> MakeConfig:
+    """A one-stage config over the session corpus; keyword overrides merge into the stage."""
+
+    def make(stage: dict[str, Any] | None = None, **top: Any) -> ExperimentConfig:
+        base: dict[str, Any] = {
+            "name": "dapt",
+            "model": {"path": str(model_dir)},
+            "data": {
+                "seq_len": 64,
+                "sources": [
+                    {
+                        "name": "domain",
+                        "kind": "completion",
+                        "group": "domain",
+                        "paths": [str(corpus_dir / "domain.jsonl")],
+                        "heldout_examples": 4,
+                    },
+                    {
+                        "name": "public",
+                        "kind": "completion",
+                        "group": "public",
+                        "paths": [str(corpus_dir / "public.jsonl")],
+                        "heldout_examples": 4,
+                    },
+                ],
+            },
+            "optimizer": {"lr": 3e-3, "warmup_steps": 1, "weight_decay": 0.0},
+            "micro_batch_size": 2,
+            "steps": 6,
+            "checkpoint": {"every_steps": 100},
+        }
+        base.update(stage or {})
+        raw = {
+            "experiment": "exp",
+            "output": str(tmp_path / "out"),
+            "seed": 0,
+            "compute": {"precision": "fp32", "activation_checkpointing": False},
+            "stages": [base],
+            **top,
+        }
+        return parse_config(raw)
+
+    return make
+
+
+@pytest.fixture
+def s3() -> Iterator[Any]:
+    with mock_aws():
+        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        storage.reset_client()
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+    storage.reset_client()

@@ -1,0 +1,138 @@
+"""The YAML config: every problem reported together, each naming key path, value and rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dapt_trainer.cli import main
+from dapt_trainer.config import ConfigError, dump_config, load_config, parse_config
+
+GOOD: dict[str, Any] = {
+    "experiment": "website-builder",
+    "output": "s3://bucket/runs",
+    "stages": [
+        {
+            "name": "dapt",
+            "model": {"path": "s3://bucket/models/llama-7b"},
+            "data": {
+                "domain_share": 0.02,
+                "sources": [
+                    {"name": "kb", "kind": "completion", "group": "domain", "paths": ["a.jsonl"]},
+                    {"name": "web", "kind": "completion", "paths": ["b.parquet"]},
+                ],
+            },
+            "steps": 1000,
+        },
+        {
+            "name": "sft",
+            "model": {"from_stage": "dapt"},
+            "data": {"sources": [{"name": "chats", "kind": "instruction", "manifest": "m.json"}]},
+            "method": {"name": "lora", "lora": {"rank": 256, "alpha": 512, "dora": True}},
+            "steps": 200,
+        },
+    ],
+}
+
+
+def test_good_config_has_documented_defaults() -> None:
+    config = parse_config(GOOD)
+    dapt, sft = config.stages
+    assert dapt.data.packing is True and dapt.data.seq_len == 4096
+    assert dapt.method.name == "full"
+    assert config.compute.precision == "bf16" and config.compute.peak_flops == 989e12
+    assert sft.method.lora.rank == 256 and sft.method.lora.dora is True
+    assert "q_proj" in sft.method.lora.target_modules
+    assert parse_config(__import__("yaml").safe_load(dump_config(config))) == config
+
+
+def test_bad_config_names_every_key_value_and_rule() -> None:
+    bad: dict[str, Any] = {
+        "experiment": "x",
+        "stages": [
+            {
+                "name": "dapt",
+                "model": {"path": "m"},
+                "data": {
+                    "seq_len": 2,
+                    "sources": [
+                        {"name": "kb", "kind": "pretrain", "paths": ["a.jsonl"], "weight": -1}
+                    ],
+                },
+                "method": {"name": "lora", "lora": {"rank": 0}},
+                "steps": 10,
+                "micro_batch_sise": 4,
+            }
+        ],
+    }
+    with pytest.raises(ConfigError) as err:
+        parse_config(bad)
+    text = str(err.value)
+    assert "stages.0.data.seq_len = 2: Input should be greater than or equal to 8" in text
+    assert "stages.0.data.sources.0.kind = 'pretrain'" in text
+    assert "stages.0.data.sources.0.weight = -1: Input should be greater than 0" in text
+    assert "stages.0.method.lora.rank = 0" in text
+    assert "stages.0.micro_batch_sise = 4: Extra inputs are not permitted" in text
+    assert len(err.value.problems) == 5
+
+
+def test_cross_field_rules_name_the_keys() -> None:
+    bad: dict[str, Any] = {
+        "experiment": "x",
+        "stages": [
+            {
+                "name": "sft",
+                "model": {"from_stage": "dapt"},
+                "data": {
+                    "domain_share": 0.02,
+                    "sources": [
+                        {"name": "kb", "kind": "completion", "group": "domain", "paths": ["a"]}
+                    ],
+                },
+                "optimizer": {"warmup_steps": 10},
+                "steps": 5,
+            }
+        ],
+    }
+    with pytest.raises(ConfigError) as err:
+        parse_config(bad)
+    text = str(err.value)
+    assert "stages.0.data = " in text and "'domain_share' needs at least one 'domain'" in text
+    # A stage-level rule runs once the fields it relates are valid (pydantic's order).
+    public = {"name": "web", "kind": "completion", "paths": ["b"]}
+    stage = {
+        **bad["stages"][0],
+        "data": {"domain_share": 0.02, "sources": [*bad["stages"][0]["data"]["sources"], public]},
+    }
+    with pytest.raises(ConfigError, match="warmup_steps = 10 must be < steps = 5"):
+        parse_config({**bad, "stages": [stage]})
+    # The chain check runs once the stages themselves are valid.
+    fixed = {
+        **bad["stages"][0],
+        "data": {"sources": [{"name": "kb", "kind": "completion", "paths": ["a"]}]},
+        "steps": 20,
+    }
+    with pytest.raises(ConfigError, match="from_stage = 'dapt': must name an earlier stage"):
+        parse_config({**bad, "stages": [fixed]})
+
+
+def test_cli_check_reports_problems_and_exit_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("experiment: x\nstages: []\n", encoding="utf-8")
+    assert main(["--config", str(path), "--output", str(tmp_path), "--check"]) == 2
+    assert "stages = []: List should have at least 1 item" in capsys.readouterr().err
+    path.write_text(__import__("yaml").safe_dump(GOOD), encoding="utf-8")
+    assert main(["--config", str(path), "--check"]) == 0
+    assert load_config(path).stages[1].model.from_stage == "dapt"
+
+
+def test_cli_says_which_env_var_is_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("DAPT_CONFIG", raising=False)
+    assert main([]) == 2
+    assert "DAPT_CONFIG environment variable is not set" in capsys.readouterr().err

@@ -1,0 +1,232 @@
+"""Readers, quarantine, chat-template label masking, the mixture schedule and packing."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from dapt_data.manifest import SourceData, build_manifest, manifest_bytes
+from dapt_data.records import Origin
+
+from conftest import BUCKET, build_tokenizer, completion_rows, instruction_rows, write_jsonl
+from dapt_trainer.config import DataConfig, SourceConfig
+from dapt_trainer.data.mixture import MixtureSampler, target_weights
+from dapt_trainer.data.readers import ManifestError, read_source
+from dapt_trainer.data.stream import PackedStream, load_sources
+from dapt_trainer.data.tokenize import IGNORE_INDEX, encode
+
+
+def test_malformed_rows_are_quarantined_with_line_and_reason(tmp_path: Path) -> None:
+    path = write_jsonl(
+        tmp_path / "mixed.jsonl",
+        [
+            {"text": "the site builder"},
+            "{not json",
+            {"body": "no text field"},
+            {"text": ""},
+            "[1, 2]",
+            {"text": "a page"},
+        ],
+    )
+    rows = read_source(SourceConfig(name="kb", kind="completion", paths=[str(path)]))
+    assert [r["text"] for r in rows.rows] == ["the site builder", "a page"]
+    found = {(q.line, q.reason.split(":")[0]) for q in rows.quarantined}
+    assert found == {
+        (2, "invalid JSON"),
+        (3, "field 'text' missing or not a string"),
+        (4, "field 'text' is empty"),
+        (5, "row is list, expected an object"),
+    }
+    missing = read_source(
+        SourceConfig(name="kb", kind="completion", paths=[str(tmp_path / "absent.jsonl")])
+    )
+    assert missing.quarantined[0].reason.startswith("file unreadable")
+
+
+def test_instruction_rows_are_checked(tmp_path: Path) -> None:
+    path = write_jsonl(
+        tmp_path / "sft.jsonl",
+        [
+            {"prompt": "q", "response": "a"},
+            {"prompt": "q"},
+            {"messages": [{"role": "user", "content": "q"}]},
+            {
+                "messages": [
+                    {"role": "robot", "content": "q"},
+                    {"role": "assistant", "content": "a"},
+                ]
+            },
+            {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},
+        ],
+    )
+    rows = read_source(SourceConfig(name="sft", kind="instruction", paths=[str(path)]))
+    assert len(rows.rows) == 2
+    assert [q.line for q in rows.quarantined] == [2, 3, 4]
+    assert "no assistant turn" in rows.quarantined[1].reason
+    assert "messages[0].role = 'robot'" in rows.quarantined[2].reason
+
+
+def test_s3_jsonl_parquet_and_manifest(s3: Any, tmp_path: Path) -> None:
+    s3.put_object(Bucket=BUCKET, Key="data/a.jsonl", Body=b'{"text": "a page"}\n{oops\n')
+    table = pa.table({"text": ["the blog", "a theme"]})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    s3.put_object(Bucket=BUCKET, Key="data/part-0.parquet", Body=buf.getvalue())
+    manifest = {"files": ["part-0.parquet", {"path": f"s3://{BUCKET}/data/a.jsonl"}]}
+    s3.put_object(Bucket=BUCKET, Key="data/manifest.json", Body=json.dumps(manifest).encode())
+    source = SourceConfig(
+        name="kb", kind="completion", manifest=f"s3://{BUCKET}/data/manifest.json"
+    )
+    rows = read_source(source)
+    assert [r["text"] for r in rows.rows] == ["the blog", "a theme", "a page"]
+    assert [(q.file, q.line) for q in rows.quarantined] == [(f"s3://{BUCKET}/data/a.jsonl", 2)]
+
+
+def test_chat_template_masks_everything_but_responses() -> None:
+    tokenizer = build_tokenizer()
+    source = SourceConfig(name="sft", kind="instruction", paths=["x"])
+    row = {
+        "messages": [
+            {"role": "user", "content": "add a page"},
+            {"role": "assistant", "content": "publish the draft"},
+            {"role": "user", "content": "and the blog"},
+            {"role": "assistant", "content": "upload an image"},
+        ]
+    }
+    doc = encode(row, source, tokenizer, seq_len=200)
+    learned = [tokenizer.convert_ids_to_tokens(t) for t in doc.targets if t != IGNORE_INDEX]
+    # Each response and its end-of-turn token; prompts, roles and the generation prompt never.
+    assert learned == ["publish", "the", "draft", "</s>", "upload", "[UNK]", "image", "</s>"]
+    completion = encode(
+        {"text": "the blog post"},
+        SourceConfig(name="c", kind="completion", paths=["x"]),
+        tokenizer,
+        200,
+    )
+    assert tokenizer.convert_ids_to_tokens(completion.input_ids) == [
+        "<s>",
+        "the",
+        "blog",
+        "post",
+        "</s>",
+    ]
+    assert completion.targets == [*completion.input_ids[1:], IGNORE_INDEX]
+
+
+def _weights_data(domain_share: float | None) -> DataConfig:
+    return DataConfig(
+        domain_share=domain_share,
+        sources=[
+            SourceConfig(name="kb", kind="completion", group="domain", paths=["a"], weight=3),
+            SourceConfig(name="faq", kind="completion", group="domain", paths=["b"], weight=1),
+            SourceConfig(name="web", kind="completion", group="public", paths=["c"], weight=1),
+        ],
+    )
+
+
+def test_domain_share_splits_mass_between_groups() -> None:
+    assert target_weights(_weights_data(None)) == pytest.approx([0.6, 0.2, 0.2])
+    assert target_weights(_weights_data(0.02)) == pytest.approx([0.015, 0.005, 0.98])
+
+
+def test_mixture_hits_token_shares_at_every_prefix_and_resumes() -> None:
+    """Tolerance: a source's token count never drifts from its target by more than
+    (sources - 1) x the longest document (here 2 x 400 tokens): the share error after T tokens
+    is at most 800 / T (0.02 of a 40k-token run, 0.00008 of a 10M-token one)."""
+    weights = target_weights(_weights_data(0.02))
+    lengths = [[50 + (i * 37) % 350 for i in range(n)] for n in (30, 11, 500)]
+    sampler = MixtureSampler(weights, [len(x) for x in lengths], seed=7)
+    picks: list[tuple[int, int]] = []
+    for _ in range(3000):
+        s = sampler.next_source()
+        i = sampler.next_example(s)
+        sampler.charge(s, lengths[s][i])
+        picks.append((s, i))
+        total = sum(sampler.consumed)
+        for c, w in zip(sampler.consumed, weights, strict=True):
+            assert abs(c - w * total) <= 800 + 1e-6
+    shares = sampler.shares()
+    assert shares == pytest.approx(weights, abs=800 / sum(sampler.consumed))
+    assert abs(shares[0] + shares[1] - 0.02) < 0.001
+    assert sampler.epochs[1] > 0  # the small domain source was repeated, in a new order
+
+    resumed = MixtureSampler(weights, [len(x) for x in lengths], seed=7)
+    first = MixtureSampler(weights, [len(x) for x in lengths], seed=7)
+    for s, i in picks[:1234]:
+        assert (first.next_source(), first.next_example(s)) == (s, i)
+        first.charge(s, lengths[s][i])
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))  # plain JSON data
+    for s, i in picks[1234:1500]:
+        got = resumed.next_source()
+        assert (got, resumed.next_example(got)) == (s, i)
+        resumed.charge(s, lengths[s][i])
+
+
+def _stream(tmp_path: Path, packing: bool, seq_len: int = 64) -> PackedStream:
+    write_jsonl(tmp_path / "c.jsonl", completion_rows(5, 30, lo=3, hi=90))
+    write_jsonl(tmp_path / "i.jsonl", instruction_rows(6, 10))
+    data = DataConfig(
+        seq_len=seq_len,
+        packing=packing,
+        sources=[
+            SourceConfig(name="c", kind="completion", paths=[str(tmp_path / "c.jsonl")]),
+            SourceConfig(name="i", kind="instruction", paths=[str(tmp_path / "i.jsonl")]),
+        ],
+    )
+    return PackedStream(data, load_sources(data), build_tokenizer(), seed=0)
+
+
+def test_packing_resets_positions_and_fills_rows(tmp_path: Path) -> None:
+    packed, unpacked = _stream(tmp_path, True), _stream(tmp_path, False)
+    rows = [packed.next_row() for _ in range(40)]
+    for row in rows:
+        assert len(row.input_ids) == len(row.targets) == len(row.position_ids) == 64
+        starts = [i for i, p in enumerate(row.position_ids) if p == 0]
+        assert starts[0] == 0
+        # No target crosses a document start: the token before a start predicts nothing
+        # unless it is a completion chunk continuing in the next row (not inside this row).
+        for i in starts[1:]:
+            assert row.targets[i - 1] == IGNORE_INDEX
+    for _ in range(40):
+        unpacked.next_row()
+    # Instruction examples are never cut, so rows end with some padding when one does not fit.
+    assert packed.packing_efficiency() > 0.85
+    assert unpacked.packing_efficiency() < packed.packing_efficiency()
+
+
+def test_stream_state_resumes_the_same_rows(tmp_path: Path) -> None:
+    stream = _stream(tmp_path, True)
+    for _ in range(13):
+        stream.next_row()
+    state = stream.state_dict()
+    expected = [stream.next_row() for _ in range(10)]
+    resumed = _stream(tmp_path, True)
+    resumed.load_state_dict(state)
+    assert [resumed.next_row() for _ in range(10)] == expected
+
+
+def test_reads_the_files_a_dapt_data_manifest_lists_for_the_source(tmp_path: Path) -> None:
+    # GIVEN a manifest written by the data pipeline itself (the contract between the packages)
+    (tmp_path / "kb.jsonl").write_text('{"text": "connect a domain"}\n{"text": "add a page"}\n')
+    sources = [
+        SourceData("kb", "completion", Origin.DOMAIN, "kb.jsonl", "0" * 64, 2, 6),
+        SourceData("web", "completion", Origin.PUBLIC, "web.jsonl", "1" * 64, 100, 294),
+    ]
+    manifest = build_manifest("mix", sources, 0.02, {"kind": "whitespace"}, "2" * 64)
+    (tmp_path / "v1.json").write_bytes(manifest_bytes(manifest))
+    path = str(tmp_path / "v1.json")
+    # WHEN the trainer reads the domain source through it
+    rows = read_source(SourceConfig(name="kb", kind="completion", manifest=path))
+    # THEN it gets that source's files, and a wrong name or kind is an error, never an empty source
+    assert [r["text"] for r in rows.rows] == ["connect a domain", "add a page"]
+    with pytest.raises(
+        ManifestError, match=r"has no source named 'chats' \(it has \['kb', 'web'\]\)"
+    ):
+        read_source(SourceConfig(name="chats", kind="completion", manifest=path))
+    with pytest.raises(ManifestError, match="has kind 'completion', the config says 'instruction'"):
+        read_source(SourceConfig(name="kb", kind="instruction", manifest=path))

@@ -1,0 +1,254 @@
+"""The recipe end to end on a tiny random Llama: learning, packing, accumulation, resume, export."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
+from conftest import BUCKET, MakeConfig
+from dapt_trainer.checkpoint import latest_complete
+from dapt_trainer.config import DataConfig, SourceConfig, dump_config
+from dapt_trainer.data.stream import PackedStream, Row, collate, load_sources
+from dapt_trainer.data.tokenize import IGNORE_INDEX
+from dapt_trainer.model import Dist, FlopCount
+from dapt_trainer.recipe import StageRecipe, run_experiment
+
+CPU = torch.device("cpu")
+ONE = Dist()
+
+
+def test_loss_goes_down_and_metrics_are_written(
+    make_config: MakeConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = make_config(
+        {"steps": 30, "optimizer": {"lr": 1e-2, "warmup_steps": 2, "weight_decay": 0.0}}
+    )
+    [result] = run_experiment(config, str(config.output), ONE, CPU)
+    assert result.status == "complete"
+    first, last = sum(result.losses[:3]) / 3, sum(result.losses[-3:]) / 3
+    assert last < first - 1.0, result.losses
+
+    out = Path(result.output)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "loss" in r]
+    assert [r["step"] for r in steps] == list(range(1, 31))
+    assert {"loss", "lr", "grad_norm", "tokens_per_s", "mfu", "packing_efficiency"} <= set(steps[0])
+    assert steps[0]["lr"] < steps[2]["lr"]  # warmup
+    heldout = json.loads((out / "final" / "heldout.json").read_text())
+    assert set(heldout) == {"domain", "public"} and all(v < first for v in heldout.values())
+    emf = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith('{"_aws"')]
+    assert emf[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Experiment", "Stage"]]
+    assert emf[0]["Stage"] == "dapt" and "loss" in emf[0]
+    assert (out / "final" / "model" / "model.safetensors").exists()
+    assert (out / "final" / "COMPLETE").exists()
+    # A finished stage is skipped when the job runs again (e.g. a Batch retry).
+    assert run_experiment(config, str(config.output), ONE, CPU)[0].status == "skipped"
+
+
+def test_packed_and_unpacked_rows_give_the_same_loss(
+    make_config: MakeConfig, corpus_dir: Path
+) -> None:
+    """Packing must not let a document attend to, or predict, its neighbours."""
+    recipe = StageRecipe(make_config(), make_config().stages[0], "unused", ONE, CPU)
+    recipe.setup()
+    data = DataConfig(
+        seq_len=128,
+        sources=[
+            SourceConfig(name="i", kind="instruction", paths=[str(corpus_dir / "sft.jsonl")]),
+            SourceConfig(name="c", kind="completion", paths=[str(corpus_dir / "domain.jsonl")]),
+        ],
+    )
+    stream = PackedStream(data, load_sources(data), recipe.tokenizer, seed=0)
+    packed = [stream.next_row() for _ in range(6)]
+    # The same documents, one per row: cut each packed row at its position resets.
+    singles = []
+    for row in packed:
+        starts = [i for i, p in enumerate(row.position_ids) if p == 0] + [128]
+        for a, b in itertools.pairwise(starts):
+            if a >= row.n_real:
+                break
+            n, pad = b - a, 128 - (b - a)
+            singles.append(
+                Row(
+                    row.input_ids[a:b] + [0] * pad,
+                    row.targets[a:b] + [IGNORE_INDEX] * pad,
+                    list(range(n)) + list(range(pad)),
+                    n,
+                )
+            )
+    assert len(singles) > len(packed) * 2
+    with torch.no_grad():
+        packed_loss = recipe.loss_sum(collate(packed))
+        single_loss = sum(recipe.loss_sum(collate([r])) for r in singles)
+    assert collate(packed).n_targets == sum(collate([r]).n_targets for r in singles)
+    torch.testing.assert_close(packed_loss, single_loss, rtol=1e-5, atol=1e-4)
+    # Without the per-document position reset the same rows give a different loss.
+    flat = [Row(r.input_ids, r.targets, list(range(128)), r.n_real) for r in packed]
+    with torch.no_grad():
+        assert abs(float(recipe.loss_sum(collate(flat)) - packed_loss)) > 1e-2
+
+
+def test_accumulation_does_not_change_the_step(make_config: MakeConfig, tmp_path: Path) -> None:
+    """micro 4 x accum 1 and micro 1 x accum 4: same rows, loss normalised over the window."""
+    runs = []
+    for micro, accum in ((4, 1), (1, 4)):
+        config = make_config(
+            {"steps": 4, "micro_batch_size": micro, "grad_accum_steps": accum},
+            output=str(tmp_path / f"m{micro}"),
+        )
+        runs.append(run_experiment(config, str(config.output), ONE, CPU)[0].losses)
+    assert runs[0] == pytest.approx(runs[1], rel=1e-5)
+
+
+def test_interrupted_run_resumes_exactly(make_config: MakeConfig, tmp_path: Path) -> None:
+    """Stop at a (seeded) random step, resume from the latest COMPLETE checkpoint, ignore a
+    partial one, and continue with the same data and the same losses."""
+    stage = {
+        "steps": 8,
+        "checkpoint": {"every_steps": 3, "keep_last": 2},
+        "optimizer": {"lr": 3e-3, "warmup_steps": 2, "schedule": "cosine"},
+    }
+    full = make_config(stage, output=str(tmp_path / "full"))
+    expected = run_experiment(full, str(full.output), ONE, CPU)[0].losses
+
+    stop_at = random.Random(1234).randint(4, 7)
+    config = make_config(stage, output=str(tmp_path / "cut"))
+    first = run_experiment(config, str(config.output), ONE, CPU, stop=lambda s: s == stop_at)[0]
+    assert first.status == "interrupted" and first.step == stop_at
+    ckpt_root = Path(str(config.output), "exp", "dapt", "checkpoints")
+    (ckpt_root / "step-00000099").mkdir()  # a partial checkpoint: files but no COMPLETE marker
+    (ckpt_root / "step-00000099" / "trainer_state.pt").write_bytes(b"garbage")
+    assert latest_complete(str(ckpt_root)) == str(ckpt_root / f"step-{stop_at:08d}")
+
+    second = run_experiment(config, str(config.output), ONE, CPU)[0]
+    assert second.status == "complete"
+    assert first.losses + second.losses == pytest.approx(expected, rel=1e-5)
+
+
+def test_lora_stage_on_dapt_output_via_s3(
+    make_config: MakeConfig, s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two chained stages on S3: full DAPT, then DoRA SFT on its output (with a resume); the
+    merged model equals base + adapter."""
+    monkeypatch.setenv("DAPT_CACHE", str(tmp_path / "cache"))
+    base = make_config().stages[0].model_dump()
+    sft = {
+        **base,
+        "name": "sft",
+        "model": {"from_stage": "dapt"},
+        "steps": 4,
+        "checkpoint": {"every_steps": 2},
+        "method": {
+            "name": "lora",
+            "lora": {
+                "rank": 8,
+                "alpha": 16,
+                "dora": True,
+                "target_modules": ["q_proj", "v_proj", "down_proj"],
+            },
+        },
+        "data": {
+            "seq_len": 64,
+            "sources": [
+                {
+                    "name": "sft",
+                    "kind": "instruction",
+                    "heldout_examples": 4,
+                    "paths": [
+                        str(Path(base["data"]["sources"][0]["paths"][0]).parent / "sft.jsonl")
+                    ],
+                },
+            ],
+        },
+    }
+    output = f"s3://{BUCKET}/runs"
+    config = make_config({"steps": 2}, output=output, stages=[{**base, "steps": 2}, sft])
+    results = run_experiment(config, output, ONE, CPU, stop=lambda s: s == 3)
+    assert [r.status for r in results] == ["complete", "interrupted"]
+    results = run_experiment(config, output, ONE, CPU)
+    assert [r.status for r in results] == ["skipped", "complete"] and results[1].step == 4
+
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/")["Contents"]}
+    assert "runs/exp/sft/checkpoints/step-00000003/COMPLETE" in keys
+    assert "runs/exp/sft/final/adapter/adapter_model.safetensors" in keys
+    assert "runs/exp/sft/metrics.jsonl" in keys
+
+    local = tmp_path / "final"
+    for key in (k for k in keys if k.startswith("runs/exp/")):
+        if "/final/" in key:
+            dest = local / key.split("/final/")[1]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if "/dapt/" in key:
+                dest = tmp_path / "dapt" / key.split("/final/")[1]
+                dest.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(BUCKET, key, str(dest))
+    merged = AutoModelForCausalLM.from_pretrained(str(local / "model"), local_files_only=True)
+    dapt_dir = str(tmp_path / "dapt" / "model")
+    plain = AutoModelForCausalLM.from_pretrained(dapt_dir, local_files_only=True)
+    adapted = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(dapt_dir, local_files_only=True),
+        str(local / "adapter"),
+    )
+    ids = torch.randint(4, 40, (2, 24))
+    with torch.no_grad():
+        torch.testing.assert_close(merged(ids).logits, adapted(ids).logits, rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(plain(ids).logits, merged(ids).logits, atol=1e-4)
+
+
+def test_flop_count_follows_torchtitan(make_config: MakeConfig) -> None:
+    recipe = StageRecipe(make_config(), make_config().stages[0], "unused", ONE, CPU)
+    recipe.setup()
+    cfg = recipe.model.config
+    n = sum(p.numel() for p in recipe.model.parameters()) - cfg.vocab_size * cfg.hidden_size
+    flops = FlopCount.of(recipe.model, cfg, seq_len=64)
+    assert flops.per_token == 6 * n + 12 * 2 * 4 * 8 * 64
+
+
+def test_sigterm_checkpoints_at_the_next_step_and_resumes(
+    make_config: MakeConfig, tmp_path: Path
+) -> None:
+    """The real entry point in a subprocess, stopped by SIGTERM mid-run (as AWS Batch does)."""
+    stage = {"steps": 40, "checkpoint": {"every_steps": 1000}}
+    reference = make_config(stage, output=str(tmp_path / "ref"))
+    expected = run_experiment(reference, str(reference.output), ONE, CPU)[0].losses
+
+    config = make_config(stage, output=str(tmp_path / "job"))
+    path = tmp_path / "job.yaml"
+    path.write_text(dump_config(config), encoding="utf-8")
+    metrics = tmp_path / "job" / "exp" / "dapt" / "metrics.jsonl"
+    env = {**os.environ, "DAPT_CONFIG": str(path), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dapt_trainer.cli"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err.decode()[-2000:]
+    done = [json.loads(x)["loss"] for x in metrics.read_text().splitlines()]
+    stopped = len(done)
+    assert 3 <= stopped < 40
+    ckpt = latest_complete(str(tmp_path / "job" / "exp" / "dapt" / "checkpoints"))
+    assert ckpt is not None and ckpt.endswith(f"step-{stopped:08d}")
+
+    resumed = run_experiment(config, str(config.output), ONE, CPU)[0]
+    assert done + resumed.losses == pytest.approx(expected, rel=1e-5)
