@@ -9,6 +9,7 @@ import { AuditStack } from './stacks/audit-stack';
 import { DataLakeStack } from './stacks/data-lake-stack';
 import { EvalStack } from './stacks/eval-stack';
 import { NetworkStack } from './stacks/network-stack';
+import { TrainingStack } from './stacks/training-stack';
 
 /** Feature flags this project is written against (kept here, not in cdk.json, so tests use them too). */
 export const FEATURE_FLAGS: Record<string, boolean> = {
@@ -27,6 +28,7 @@ export interface Platform {
   readonly network: NetworkStack;
   readonly dataLake: DataLakeStack;
   readonly evaluation: EvalStack;
+  readonly training: TrainingStack;
   /** Present where the stage audits (production). */
   readonly audit?: AuditStack;
 }
@@ -58,6 +60,13 @@ export function buildPlatform(app: App, selection: StageSelection): Platform {
   });
   // The eval stack reads the lake's SSM parameters at deploy time: they must exist first.
   evaluation.addStackDependency(dataLake);
+  const training = new TrainingStack(app, name('training'), {
+    ...common,
+    description: `GPU training on AWS Batch (P5, EFA) and data-preparation queue of ${config.prefix}-${config.envId}`,
+    vpc: network.vpc,
+    efaSecurityGroup: network.efaSecurityGroup,
+  });
+  training.addStackDependency(dataLake);
   const audit = config.audit.cloudTrail
     ? new AuditStack(app, name('audit'), {
         ...common,
@@ -77,5 +86,5 @@ export function buildPlatform(app: App, selection: StageSelection): Platform {
   for (const [key, value] of Object.entries(tags)) Tags.of(app).add(key, value);
 
   attachComplianceChecks(app);
-  return { config, network, dataLake, evaluation, audit };
+  return { config, network, dataLake, evaluation, training, audit };
 }

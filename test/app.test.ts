@@ -4,7 +4,7 @@ import { Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { EXPERIMENT, PRODUCTION, platformFor } from './helpers';
 
-const stacksOf = (p: ReturnType<typeof platformFor>): Stack[] => [p.network, p.dataLake, p.evaluation, ...(p.audit ? [p.audit] : [])];
+const stacksOf = (p: ReturnType<typeof platformFor>): Stack[] => [p.network, p.dataLake, p.evaluation, p.training, ...(p.audit ? [p.audit] : [])];
 
 test('termination protection is on in production and off in experiments', () => {
   for (const stack of stacksOf(platformFor(PRODUCTION))) assert.equal(stack.terminationProtection, true, stack.stackName);
@@ -12,8 +12,8 @@ test('termination protection is on in production and off in experiments', () => 
 });
 
 test('stack names carry the prefix and the environment', () => {
-  assert.deepEqual(stacksOf(platformFor(PRODUCTION)).map((s) => s.stackName), ['dapt-prod-network', 'dapt-prod-data-lake', 'dapt-prod-eval', 'dapt-prod-audit']);
-  assert.deepEqual(stacksOf(platformFor(EXPERIMENT)).map((s) => s.stackName), ['dapt-exp-unit-network', 'dapt-exp-unit-data-lake', 'dapt-exp-unit-eval']);
+  assert.deepEqual(stacksOf(platformFor(PRODUCTION)).map((s) => s.stackName), ['dapt-prod-network', 'dapt-prod-data-lake', 'dapt-prod-eval', 'dapt-prod-training', 'dapt-prod-audit']);
+  assert.deepEqual(stacksOf(platformFor(EXPERIMENT)).map((s) => s.stackName), ['dapt-exp-unit-network', 'dapt-exp-unit-data-lake', 'dapt-exp-unit-eval', 'dapt-exp-unit-training']);
 });
 
 test('every taggable resource carries project, stage, experiment, owner and cost-center tags', () => {

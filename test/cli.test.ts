@@ -18,7 +18,7 @@ function cdkSynth(...context: string[]): { status: number | null; output: string
 test('the cdk CLI synthesizes an experiment through bin/app.ts', () => {
   const { status, output, outdir } = cdkSynth('stage=experiment', 'experiment=cli');
   assert.equal(status, 0, output);
-  for (const stack of ['dapt-exp-cli-network', 'dapt-exp-cli-data-lake', 'dapt-exp-cli-eval']) {
+  for (const stack of ['dapt-exp-cli-network', 'dapt-exp-cli-data-lake', 'dapt-exp-cli-eval', 'dapt-exp-cli-training']) {
     assert.ok(existsSync(path.join(outdir, `${stack}.template.json`)), `${stack} not synthesized:\n${output}`);
   }
 });

@@ -18,6 +18,7 @@ export interface Templates {
   readonly network: Template;
   readonly dataLake: Template;
   readonly evaluation: Template;
+  readonly training: Template;
   readonly audit?: Template;
 }
 
@@ -34,6 +35,7 @@ export function templatesFor(selection: { stage: string; experiment?: string }):
       network: Template.fromStack(platform.network),
       dataLake: Template.fromStack(platform.dataLake),
       evaluation: Template.fromStack(platform.evaluation),
+      training: Template.fromStack(platform.training),
       audit: platform.audit ? Template.fromStack(platform.audit) : undefined,
     };
     cache.set(key, templates);

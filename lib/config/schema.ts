@@ -114,6 +114,43 @@ export const EvalConfigSchema = z.strictObject({
   bedrockModelIds: z.array(z.string().regex(/^[a-z0-9-]+\.[A-Za-z0-9.:_-]+$/, 'must be a Bedrock model id such as anthropic.claude-3-5-sonnet-20240620-v1:0')),
 });
 
+/** GPU instance types the training compute environment may use (8 GPUs, EFA). */
+export const TRAINING_INSTANCE_TYPES = ['p5.48xlarge', 'p5e.48xlarge', 'p5en.48xlarge'] as const;
+
+/** How training capacity is bought. */
+export const TrainingCapacitySchema = z.discriminatedUnion('mode', [
+  z.strictObject({ mode: z.literal('on-demand') }),
+  z.strictObject({
+    mode: z.literal('reservation'),
+    /** On-demand capacity reservation to launch into. */
+    reservationId: z.string().regex(/^cr-[0-9a-f]{8,17}$/, 'must be a capacity reservation id such as cr-0123456789abcdef0'),
+  }),
+  z.strictObject({
+    mode: z.literal('capacity-block'),
+    /** Capacity Block for ML (a reservation of the capacity-block type). */
+    reservationId: z.string().regex(/^cr-[0-9a-f]{8,17}$/, 'must be a capacity reservation id such as cr-0123456789abcdef0'),
+  }),
+  z.strictObject({ mode: z.literal('spot') }),
+]);
+
+export const TrainingConfigSchema = z.strictObject({
+  /** Instance types of the GPU compute environment. */
+  instanceTypes: z.array(z.enum(TRAINING_INSTANCE_TYPES)).min(1),
+  /** Most nodes running at once (maxvCpus = maxNodes x 192); 0 nodes run while idle. */
+  maxNodes: z.int().min(1).max(64),
+  capacity: TrainingCapacitySchema,
+  /** A job waiting this long in RUNNABLE for lack of capacity is cancelled with a clear reason (10-1440). */
+  runnableTimeoutMinutes: z.int().min(10, 'must be at least 10 (AWS Batch minimum)').max(1440, 'must be at most 1440 (24 hours)'),
+  /** Wall-clock limit of one training attempt. */
+  jobTimeoutHours: z.int().min(1).max(336),
+  /** Attempts for a job whose host or Spot instance was lost (the trainer resumes from its checkpoint). */
+  retryAttempts: z.int().min(1).max(10),
+  /** Encrypted root volume size in GiB (images, logs); checkpoints go to S3, scratch to NVMe. */
+  rootVolumeGiB: z.int().min(100).max(16384),
+  /** vCPUs of the Fargate queue for data-preparation jobs. */
+  cpuQueueMaxvCpus: z.int().min(1).max(4096),
+});
+
 export const PlatformConfigSchema = z
   .strictObject({
     /** Which stage this file configures; must match the file name. */
@@ -135,6 +172,7 @@ export const PlatformConfigSchema = z
     dataLake: DataLakeConfigSchema,
     audit: AuditConfigSchema,
     eval: EvalConfigSchema,
+    training: TrainingConfigSchema,
   })
   ;
 
@@ -180,6 +218,13 @@ export function crossFieldProblems(raw: unknown): { path: string[]; message: str
       message: `must be at least eval.maxShardConcurrency (${evalConfig.maxShardConcurrency}): each in-flight shard holds one worker`,
     });
   }
+  const training = (raw as { training?: { maxNodes?: unknown; capacity?: { mode?: unknown } } } | null)?.training;
+  if (training?.capacity?.mode === 'spot' && typeof training.maxNodes === 'number' && training.maxNodes > 1) {
+    problems.push({
+      path: ['training', 'capacity', 'mode'],
+      message: `spot is for single-node jobs only (training.maxNodes is ${training.maxNodes}): a reclaimed node would stop every node of a multi-node job; set maxNodes to 1 or use on-demand, reservation or capacity-block`,
+    });
+  }
   if (config.stage === 'production' && config.audit?.cloudTrail === false) {
     problems.push({
       path: ['audit', 'cloudTrail'],
@@ -193,6 +238,7 @@ export type PlatformConfig = z.infer<typeof PlatformConfigSchema>;
 export type NetworkConfig = z.infer<typeof NetworkConfigSchema>;
 export type DataLakeConfig = z.infer<typeof DataLakeConfigSchema>;
 export type EvalConfig = z.infer<typeof EvalConfigSchema>;
+export type TrainingConfig = z.infer<typeof TrainingConfigSchema>;
 
 /** An experiment name selected with `-c experiment=NAME`; it becomes part of stack and bucket names. */
 export const ExperimentNameSchema = z

@@ -29,6 +29,14 @@ export const PLATFORM_PARAMETERS = {
   athenaWorkGroup: 'datalake/athena-workgroup',
   evalStateMachineArn: 'eval/state-machine-arn',
   evalResultsTable: 'eval/results-table',
+  trainingGpuQueueArn: 'training/gpu-queue-arn',
+  trainingCpuQueueArn: 'training/cpu-queue-arn',
+  trainingSingleNodeJobDefinitionArn: 'training/job-definitions/single-node',
+  trainingMultiNodeJobDefinitionArn: 'training/job-definitions/multi-node',
+  trainingPreflightJobDefinitionArn: 'training/job-definitions/preflight',
+  trainingDataPrepJobDefinitionArn: 'training/job-definitions/data-prep',
+  trainingMaxNodes: 'training/max-nodes',
+  trainingCapacityMode: 'training/capacity-mode',
 } as const;
 export type PlatformParameterKey = keyof typeof PLATFORM_PARAMETERS;
 

@@ -1,0 +1,333 @@
+/**
+ * Operate training jobs on a deployed stage's AWS Batch queues.
+ *
+ *   npx tsx cli/train.ts train  --config FILE --stage production|experiment [--experiment NAME]
+ *                               [--nodes N] [--dry-run] [--region R]
+ *   npx tsx cli/train.ts status --job-id ID | --run NAME (--stage ... [--experiment NAME])
+ *   npx tsx cli/train.ts logs   --job-id ID [--follow] [--log-group G] [--node I]
+ *   npx tsx cli/train.ts watch  --job-id ID [--log-group G] [--node I]
+ *   npx tsx cli/train.ts cancel --job-id ID [--reason TEXT]
+ *
+ * `train` validates the config with the trainer's own schema (project venv), checks that the job
+ * fits the stack (SSM `/<prefix>/<envId>/training/...`) and the GPUs, uploads the config to
+ * `s3://<artifacts>/runs/<experiment>/config.yaml` and submits `<experiment>-<sha256[:8]>` unless
+ * that job is already queued, running or done. `--experiment` selects the experiment stage
+ * (envId `exp-<NAME>`); `status --run` names the config's `experiment` (default: `--experiment`).
+ *
+ * Exit codes: 0 ok, 1 a problem to fix (config, fit, stack not deployed, job failed), 2 bad arguments.
+ */
+import { dirname } from 'node:path';
+import { parseArgs } from 'node:util';
+import { BatchClient } from '@aws-sdk/client-batch';
+import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { loadConfig } from '../lib/config/load';
+import { envId, type Environment } from './eval-lib';
+import { SsmParameterReader } from './ssm';
+import { estimateStages, LLAMA_PARAMETER_FORMULA, nodeProblems } from './train-fit';
+import {
+  conflictingJobs,
+  consoleUrl,
+  describeJob,
+  drainLogs,
+  experimentJobPattern,
+  findExistingJob,
+  formatStatus,
+  isFinished,
+  jobNameFor,
+  listJobsNamed,
+  logLocation,
+  multiNodeLayout,
+  nodeCountOverride,
+  parseStageSteps,
+  readTrainingStack,
+  runLocations,
+  stageStepsTag,
+  stopJob,
+  submitTrainingJob,
+  UsageError,
+  UserError,
+  validateTrainerConfig,
+} from './train-lib';
+import { renderLogLines } from './train-watch';
+
+/** The AWS clients of one region (tests point them at moto). */
+export interface Clients {
+  readonly ssm: SsmParameterReader;
+  readonly batch: BatchClient;
+  readonly logs: CloudWatchLogsClient;
+  readonly s3: S3Client;
+}
+
+/** Everything the CLI touches outside itself. */
+export interface CliDeps {
+  readonly out: (line: string) => void;
+  readonly err: (line: string) => void;
+  readonly clients: (region: string) => Clients;
+  /** @default - `tags.project` of config/<stage>.json, else the prefix */
+  readonly project?: string;
+  /** @default DEFAULT_VENV_PYTHON */
+  readonly python?: string;
+  /** @default DEFAULT_POLL_MS */
+  readonly pollMs?: number;
+}
+
+/** Runs one command; resolves to the exit code. */
+export async function runCli(argv: readonly string[], deps: CliDeps): Promise<number> {
+  try {
+    await dispatch(argv, deps);
+    return 0;
+  } catch (err) {
+    deps.err(`error: ${(err as Error).message}`);
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      deps.err(USAGE);
+      return EXIT_USAGE;
+    }
+    return EXIT_PROBLEM;
+  }
+}
+
+async function dispatch(argv: readonly string[], deps: CliDeps): Promise<void> {
+  const [command, ...rest] = argv;
+  const { values } = parseArgs({
+    args: [...rest],
+    options: {
+      config: { type: 'string' },
+      stage: { type: 'string' },
+      experiment: { type: 'string' },
+      run: { type: 'string' },
+      nodes: { type: 'string', default: '1' },
+      queue: { type: 'string', default: 'gpu' },
+      'dry-run': { type: 'boolean', default: false },
+      'job-id': { type: 'string' },
+      follow: { type: 'boolean', default: false },
+      'log-group': { type: 'string' },
+      node: { type: 'string' },
+      reason: { type: 'string', default: 'cancelled with cli/train.ts' },
+      region: { type: 'string', default: process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? DEFAULT_REGION },
+      prefix: { type: 'string', default: DEFAULT_PREFIX },
+    },
+    strict: true,
+  });
+  const region = values.region;
+  const environment = (): Environment => {
+    if (values.stage !== 'production' && values.stage !== 'experiment') {
+      throw new UsageError(`--stage = ${JSON.stringify(values.stage ?? '')}: must be 'production' or 'experiment'`);
+    }
+    const env: Environment = { stage: values.stage, ...(values.experiment ? { experiment: values.experiment } : {}), prefix: values.prefix, region };
+    try {
+      envId(env);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+    return env;
+  };
+  const jobId = (): string => {
+    if (!values['job-id']) throw new UsageError(`${command} needs --job-id ID`);
+    return values['job-id'];
+  };
+  const node = values.node === undefined ? undefined : wholeNumber('--node', values.node, 0);
+  const where = { ...(values['log-group'] ? { logGroup: values['log-group'] } : {}), ...(node === undefined ? {} : { node }) };
+
+  switch (command) {
+    case 'train': {
+      if (!values.config) throw new UsageError('train needs --config FILE');
+      if (values.queue === 'cpu') {
+        throw new UsageError("--queue = \"cpu\": training runs on the GPU queue; the CPU queue runs the data pipeline (job definition at SSM <root>/training/job-definitions/data-prep)");
+      }
+      if (values.queue !== 'gpu') throw new UsageError(`--queue = ${JSON.stringify(values.queue)}: must be 'gpu'`);
+      const nodes = wholeNumber('--nodes', values.nodes, 1);
+      await train({ env: environment(), file: values.config, nodes, queue: values.queue, dryRun: values['dry-run'] }, deps);
+      return;
+    }
+    case 'status': {
+      const { batch, ssm } = deps.clients(region);
+      if (values['job-id']) {
+        for (const line of formatStatus(await describeJob(batch, values['job-id'], region))) deps.out(line);
+        return;
+      }
+      const env = environment();
+      const run = values.run ?? values.experiment;
+      if (!run) throw new UsageError('status needs --job-id ID, or --run NAME (the config\'s experiment; default: --experiment)');
+      const stack = await readTrainingStack(ssm, env);
+      const jobs = (await Promise.all([stack.gpuQueueArn, stack.cpuQueueArn].map((q) => listJobsNamed(batch, q, `${run}-*`)))).flat();
+      const ours = jobs.filter((j) => experimentJobPattern(run).test(j.jobName ?? '')).sort((a, b) => (b.createdAt ?? 0) - (a.createdAt ?? 0));
+      if (ours.length === 0) throw new UserError(`no job of experiment '${run}' in the ${env.stage} queues (envId '${envId(env)}', region ${region})`);
+      for (const summary of ours) {
+        deps.out('');
+        for (const line of formatStatus(await describeJob(batch, summary.jobId ?? '', region))) deps.out(line);
+      }
+      return;
+    }
+    case 'logs': {
+      const { batch, logs } = deps.clients(region);
+      let job = await describeJob(batch, jobId(), region);
+      const location = await logLocation(batch, job, region, where);
+      deps.err(`log stream ${location.logGroup} / ${location.logStream}`);
+      let token = await drainLogs(logs, location, undefined, (lines) => lines.forEach((l) => deps.out(l)));
+      while (values.follow && !isFinished(job.status)) {
+        await sleep(deps.pollMs ?? DEFAULT_POLL_MS);
+        job = await describeJob(batch, job.jobId ?? '', region);
+        token = await drainLogs(logs, location, token, (lines) => lines.forEach((l) => deps.out(l)));
+      }
+      return;
+    }
+    case 'watch': {
+      const { batch, logs } = deps.clients(region);
+      let job = await describeJob(batch, jobId(), region);
+      const steps = parseStageSteps(job.tags?.[STAGE_STEPS_TAG]);
+      if (Object.keys(steps).length === 0) deps.err(`notice: job has no '${STAGE_STEPS_TAG}' tag; steps are shown without totals`);
+      let location: { logGroup: string; logStream: string } | null = null;
+      let token: string | undefined;
+      let lastStatus = '';
+      for (;;) {
+        if (job.status !== lastStatus) {
+          lastStatus = job.status ?? '';
+          deps.out(`${new Date().toISOString()}  ${formatStatus(job)[0]}${job.statusReason ? ` -- ${job.statusReason}` : ''}`);
+        }
+        if (location === null && (job.container?.logStreamName || job.attempts?.length || job.nodeProperties)) {
+          location = await logLocation(batch, job, region, where).catch((err: unknown) => {
+            if (err instanceof UserError) return null; // no stream yet: try again next poll
+            throw err;
+          });
+        }
+        if (location !== null) token = await drainLogs(logs, location, token, (lines) => renderLogLines(lines, steps, true).forEach((l) => deps.out(l)));
+        if (isFinished(job.status)) break;
+        await sleep(deps.pollMs ?? DEFAULT_POLL_MS);
+        job = await describeJob(batch, job.jobId ?? '', region);
+      }
+      if (job.status === 'FAILED') throw new UserError(`job ${job.jobId} FAILED: ${job.statusReason ?? 'no reason given'} (see: logs --job-id ${job.jobId})`);
+      return;
+    }
+    case 'cancel': {
+      const { batch } = deps.clients(region);
+      const job = await describeJob(batch, jobId(), region);
+      const action = await stopJob(batch, job, values.reason);
+      deps.out(
+        action === 'none'
+          ? `job ${job.jobId} is already ${job.status}: nothing to stop`
+          : `${action === 'cancel' ? 'cancelled' : 'terminating'} job ${job.jobId} (was ${job.status}); a running trainer gets SIGTERM and checkpoints before it stops`,
+      );
+      return;
+    }
+    default:
+      throw new UsageError(`unknown command '${command ?? ''}': use train, status, logs, watch or cancel`);
+  }
+}
+
+interface TrainOptions {
+  readonly env: Environment;
+  readonly file: string;
+  readonly nodes: number;
+  readonly queue: 'gpu' | 'cpu';
+  readonly dryRun: boolean;
+}
+
+async function train(options: TrainOptions, deps: CliDeps): Promise<void> {
+  const { env, file, nodes, queue } = options;
+  const { config, bytes } = validateTrainerConfig(file, deps.python);
+  deps.out(`config ${file}: valid (experiment '${config.experiment}', stages ${config.stages.map((s) => `${s.name}: ${s.steps} steps`).join(', ')})`);
+
+  const { ssm, batch, s3 } = deps.clients(env.region);
+  const stack = await readTrainingStack(ssm, env);
+  const fit = estimateStages(config, nodes, dirname(file), queue);
+  if (fit.estimates.length > 0) deps.out(`memory estimate (parameters: ${LLAMA_PARAMETER_FORMULA}):`);
+  for (const estimate of fit.estimates) deps.out(`  ${estimate.summary}`);
+  for (const notice of fit.notices) deps.out(`notice: ${notice}`);
+  const problems = [...nodeProblems(nodes, stack, queue), ...fit.problems];
+  if (problems.length > 0) throw new UserError(`the job would not fit (${problems.length} problem(s)):\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+
+  const queueArn = queue === 'gpu' ? stack.gpuQueueArn : stack.cpuQueueArn;
+  const jobDefinition = nodes > 1 ? stack.multiNodeJobDefinition : stack.singleNodeJobDefinition;
+  const numNodes = nodes > 1 ? nodeCountOverride(nodes, await multiNodeLayout(batch, jobDefinition), jobDefinition) : undefined;
+  const jobName = jobNameFor(config.experiment, bytes);
+  const where = runLocations(stack.artifactsBucket, config.experiment);
+  const request = {
+    queueArn,
+    jobDefinition,
+    jobName,
+    experiment: config.experiment,
+    nodes,
+    environment: { DAPT_CONFIG: where.configUri, DAPT_OUTPUT: where.outputUri },
+    tags: { experiment: config.experiment, project: deps.project ?? projectTag(env), [STAGE_STEPS_TAG]: stageStepsTag(config) },
+  };
+
+  const existing = await findExistingJob(batch, queueArn, jobName);
+  if (!existing) {
+    const conflicts = await conflictingJobs(batch, queueArn, config.experiment, jobName);
+    if (conflicts.length > 0) {
+      const list = conflicts.map((j) => `${j.jobName} (${j.jobId}, ${j.status})`).join(', ');
+      throw new UserError(
+        `experiment '${config.experiment}' has unfinished job(s) with a different config: ${list}; they read ${where.configUri} and write the same checkpoints. Cancel them (cancel --job-id ID) or rename 'experiment' in the config`,
+      );
+    }
+  }
+  if (options.dryRun) {
+    deps.out(`dry run: would ${existing ? `reuse job ${existing.jobId} (${existing.status})` : 'submit'} ${jobName}`);
+    deps.out(JSON.stringify({ ...request, numNodesOverride: numNodes ?? null, upload: where.configUri }, null, 2));
+    return;
+  }
+  if (!existing) await s3.send(new PutObjectCommand({ Bucket: stack.artifactsBucket, Key: where.configKey, Body: bytes, ContentType: 'application/yaml' }));
+  const submitted = await submitTrainingJob(batch, request, numNodes);
+  deps.out(
+    submitted.alreadySubmitted
+      ? `already submitted (same config, same job name): ${submitted.jobName} is ${submitted.status}; not submitting again`
+      : `submitted ${submitted.jobName} on ${nodes} node(s) to ${queueArn}`,
+  );
+  deps.out(`job id: ${submitted.jobId}`);
+  deps.out(`console: ${consoleUrl(env.region, submitted.jobId)}`);
+  deps.out(`config: ${where.configUri}`);
+  deps.out(`results: ${config.stages.map((s) => where.resultsUri.replace('<stage>', s.name)).join(' ')} (checkpoints/, metrics.jsonl, final/)`);
+  deps.out(`follow it: npx tsx cli/train.ts watch --job-id ${submitted.jobId} --region ${env.region}`);
+}
+
+/** `tags.project` of the stage's config file, so jobs carry the same tag as the stacks. */
+function projectTag(env: Environment): string {
+  try {
+    return loadConfig({ stage: env.stage, ...(env.experiment ? { experiment: env.experiment } : {}) }).tags.project;
+  } catch {
+    return env.prefix;
+  }
+}
+
+function wholeNumber(flag: string, text: string, min: number): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value < min) throw new UsageError(`${flag} = ${JSON.stringify(text)}: must be a whole number >= ${min}`);
+  return value;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Default AWS clients of a region (credentials and endpoints from the usual chain). */
+export function defaultClients(region: string): Clients {
+  return {
+    ssm: new SsmParameterReader({ region }),
+    batch: new BatchClient({ region }),
+    logs: new CloudWatchLogsClient({ region }),
+    s3: new S3Client({ region }),
+  };
+}
+
+const USAGE = `usage: npx tsx cli/train.ts <command>
+  train  --config FILE --stage production|experiment [--experiment NAME] [--nodes N] [--dry-run]
+  status --job-id ID | --run NAME --stage production|experiment [--experiment NAME]
+  logs   --job-id ID [--follow] [--log-group G] [--node I]
+  watch  --job-id ID [--log-group G] [--node I]
+  cancel --job-id ID [--reason TEXT]
+  (all: [--region R] [--prefix P])`;
+
+/** Job tag holding each stage's step count, for `watch`'s progress bar. */
+export const STAGE_STEPS_TAG = 'stage-steps';
+const EXIT_PROBLEM = 1;
+const EXIT_USAGE = 2;
+const DEFAULT_PREFIX = 'dapt';
+const DEFAULT_REGION = 'us-east-1';
+const DEFAULT_POLL_MS = 15_000;
+
+if (require.main === module) {
+  void runCli(process.argv.slice(2), { out: (l) => console.log(l), err: (l) => console.error(l), clients: defaultClients }).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,560 @@
+import * as path from 'node:path';
+import { Aws, Duration, Fn, IgnoreMode, Size, Stack, type StackProps } from 'aws-cdk-lib';
+import * as batch from 'aws-cdk-lib/aws-batch';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+
+import { DockerImageAsset, Platform as AssetPlatform } from 'aws-cdk-lib/aws-ecr-assets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import type * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import type { Construct } from 'constructs';
+import { acknowledgeWildcards } from '../compliance/acknowledge';
+import type { ResolvedConfig } from '../config/load';
+import { EncryptedLogGroup } from '../constructs/encrypted-log-group';
+import { PlatformKey } from '../constructs/platform-key';
+import { PlatformParameters, readPlatformParameter } from '../constructs/platform-parameters';
+import { SUBNET_GROUPS } from './network-stack';
+
+/** What one node of the training instance types offers (p5.48xlarge, p5e, p5en alike). */
+export const P5_NODE = {
+  vCpus: 192,
+  gpus: 8,
+  /** Network cards, each of which carries one EFA interface. */
+  efaInterfaces: 32,
+  /** Memory the job may ask for: 2 TiB less what the ECS agent and the OS keep. */
+  jobMemory: Size.gibibytes(1900),
+  /** Shared memory for NCCL and data-loader workers. */
+  sharedMemory: Size.gibibytes(512),
+} as const;
+
+/** Exit code with which the trainer reports a configuration error: never retried. */
+export const CONFIG_ERROR_EXIT_CODE = 2;
+
+const REPO_ROOT = path.join(__dirname, '..', '..');
+
+export interface TrainingStackProps extends StackProps {
+  readonly config: ResolvedConfig;
+  readonly vpc: ec2.IVpc;
+  /** Lets the nodes of a job exchange all traffic (EFA/NCCL). */
+  readonly efaSecurityGroup: ec2.ISecurityGroup;
+}
+
+/**
+ * GPU training on AWS Batch: a managed EC2 compute environment limited to P5 (0 vCPUs while
+ * idle) with EFA on every network card, the NVMe instance store as scratch, IMDSv2 and encrypted
+ * root volumes; a GPU queue that cancels jobs stuck in RUNNABLE for lack of capacity; a Fargate
+ * queue for data preparation; single-node, multi-node and preflight job definitions running the
+ * trainer image built from containers/trainer.
+ */
+export class TrainingStack extends Stack {
+  readonly gpuQueue: batch.JobQueue;
+  readonly cpuQueue: batch.JobQueue;
+  readonly singleNodeJob: batch.EcsJobDefinition;
+  readonly multiNodeJob?: batch.MultiNodeJobDefinition;
+  readonly preflightJob: batch.EcsJobDefinition;
+  readonly dataPrepJob: batch.EcsJobDefinition;
+  readonly jobRole: iam.Role;
+
+  constructor(scope: Construct, id: string, props: TrainingStackProps) {
+    super(scope, id, props);
+    const { config } = props;
+    const training = config.training;
+    const destroyOnDelete = config.behaviour.destroyOnDelete;
+
+    const key = new PlatformKey(this, 'TrainingKey', {
+      alias: `${config.prefix}-${config.envId}-training`,
+      description: `Encrypts training root volumes and job logs of ${config.prefix}-${config.envId}`,
+      destroyOnDelete,
+    }).key;
+    grantEbsUse(key);
+    const logs = new EncryptedLogGroup(this, 'JobLogs', { encryptionKey: key, retentionDays: config.logRetentionDays, destroyOnDelete });
+
+    // Inputs and outputs through SSM, so the lake holds no export lock for this stack.
+    const bucket = (zone: 'datasets' | 'models' | 'artifacts' | 'curated' | 'raw'): s3.IBucket =>
+      s3.Bucket.fromBucketName(this, `${zone.charAt(0).toUpperCase()}${zone.slice(1)}Bucket`, readPlatformParameter(this, config.ssmRoot, `${zone}Bucket`));
+    const lakeKeyArn = readPlatformParameter(this, config.ssmRoot, 'lakeKeyArn');
+    const buckets = { datasets: bucket('datasets'), models: bucket('models'), artifacts: bucket('artifacts'), curated: bucket('curated'), raw: bucket('raw') };
+
+    const image = new DockerImageAsset(this, 'TrainerImage', {
+      directory: path.join(REPO_ROOT, 'containers', 'trainer'),
+      platform: AssetPlatform.LINUX_AMD64,
+      exclude: ['**/__pycache__', '**/.mypy_cache', '**/.pytest_cache', '**/.ruff_cache', '**/*.egg-info', 'tests', 'bench'],
+    });
+
+    const instanceRole = createInstanceRole(this);
+    const launchTemplate = createLaunchTemplate(this, config, key, props.efaSecurityGroup);
+    const placementGroup = new ec2.PlacementGroup(this, 'PlacementGroup', { strategy: ec2.PlacementGroupStrategy.CLUSTER });
+
+    // One subnet: the nodes of a multi-node job must share an AZ and a cluster placement group.
+    const trainingSubnets = props.vpc.selectSubnets({ subnetGroupName: SUBNET_GROUPS.training });
+    const gpuEnvironment = new batch.ManagedEc2EcsComputeEnvironment(this, 'GpuEnvironment', {
+      vpc: props.vpc,
+      vpcSubnets: { subnets: [trainingSubnets.subnets[0]!] },
+      // Security groups live on the launch template's EFA interfaces; Batch forbids both.
+      securityGroups: [],
+      instanceTypes: training.instanceTypes.map((t) => new ec2.InstanceType(t)),
+      useOptimalInstanceClasses: false,
+      minvCpus: 0,
+      maxvCpus: training.maxNodes * P5_NODE.vCpus,
+      spot: training.capacity.mode === 'spot',
+      allocationStrategy: training.capacity.mode === 'spot' ? batch.AllocationStrategy.SPOT_PRICE_CAPACITY_OPTIMIZED : batch.AllocationStrategy.BEST_FIT_PROGRESSIVE,
+      images: [{ imageType: batch.EcsMachineImageType.ECS_AL2023_NVIDIA }],
+      launchTemplate: ec2.LaunchTemplate.fromLaunchTemplateAttributes(this, 'ImportedLaunchTemplate', {
+        launchTemplateId: launchTemplate.ref,
+        versionNumber: launchTemplate.attrLatestVersionNumber,
+      }),
+      placementGroup,
+      instanceRole,
+      updateToLatestImageVersion: true,
+    });
+
+    this.gpuQueue = new batch.JobQueue(this, 'GpuQueue', {
+      jobQueueName: `${config.prefix}-${config.envId}-gpu`,
+      computeEnvironments: [{ computeEnvironment: gpuEnvironment, order: 1 }],
+      jobStateTimeLimitActions: [
+        {
+          maxTime: Duration.minutes(training.runnableTimeoutMinutes),
+          reason: batch.JobStateTimeLimitActionsReason.INSUFFICIENT_INSTANCE_CAPACITY,
+          action: batch.JobStateTimeLimitActionsAction.CANCEL,
+        },
+        // A job that can never fit (more nodes than maxNodes, wrong instance type) is a
+        // configuration error: cancel it at the minimum wait instead of holding the queue.
+        { maxTime: Duration.minutes(10), reason: batch.JobStateTimeLimitActionsReason.COMPUTE_ENVIRONMENT_MAX_RESOURCE, action: batch.JobStateTimeLimitActionsAction.CANCEL },
+        { maxTime: Duration.minutes(10), reason: batch.JobStateTimeLimitActionsReason.JOB_RESOURCE_REQUIREMENT, action: batch.JobStateTimeLimitActionsAction.CANCEL },
+      ],
+    });
+
+    const cpuSecurityGroup = new ec2.SecurityGroup(this, 'CpuJobSecurityGroup', {
+      vpc: props.vpc,
+      description: 'Data-preparation jobs: outbound to VPC endpoints only (the subnets have no internet route)',
+      allowAllOutbound: true,
+    });
+    const cpuEnvironment = new batch.FargateComputeEnvironment(this, 'CpuEnvironment', {
+      vpc: props.vpc,
+      vpcSubnets: { subnetGroupName: SUBNET_GROUPS.training },
+      securityGroups: [cpuSecurityGroup],
+      maxvCpus: training.cpuQueueMaxvCpus,
+    });
+    this.cpuQueue = new batch.JobQueue(this, 'CpuQueue', {
+      jobQueueName: `${config.prefix}-${config.envId}-cpu`,
+      computeEnvironments: [{ computeEnvironment: cpuEnvironment, order: 1 }],
+    });
+
+    this.jobRole = createJobRole(this, config, buckets, lakeKeyArn);
+    // Immutable: the managed ExecutionPolicy already covers the image pull CDK would add inline.
+    const executionRole = createExecutionRole(this, logs.logGroup.logGroupArn, key).withoutPolicyUpdates();
+    const container = (id: string, command: string[], environment: Record<string, string>): batch.EcsEc2ContainerDefinition =>
+      createGpuContainer(this, id, {
+        image: ecs.ContainerImage.fromDockerImageAsset(image),
+        command,
+        environment,
+        jobRole: this.jobRole,
+        executionRole,
+        logGroup: logs.logGroup,
+      });
+
+    const trainerEnvironment = {
+      DAPT_STAGE: config.stage,
+      DAPT_ENV_ID: config.envId,
+      DAPT_MODELS_BUCKET: buckets.models.bucketName,
+      DAPT_ARTIFACTS_BUCKET: buckets.artifacts.bucketName,
+      DAPT_DATASETS_BUCKET: buckets.datasets.bucketName,
+    };
+    const retryStrategies = [
+      // 'Host EC2*' is how Batch reports both a reclaimed Spot node and a lost on-demand host; the
+      // trainer resumes from its last complete checkpoint, so only the steps since then are lost.
+      batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.SPOT_INSTANCE_RECLAIMED),
+      // A configuration error fails the same way every time: do not pay for retries.
+      batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom({ onExitCode: String(CONFIG_ERROR_EXIT_CODE) })),
+      // Any other failure is a bug or a bad input until proven otherwise: stop and look.
+      batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.NON_ZERO_EXIT_CODE),
+    ];
+
+    this.singleNodeJob = new batch.EcsJobDefinition(this, 'SingleNodeJob', {
+      jobDefinitionName: `${config.prefix}-${config.envId}-train-single-node`,
+      container: container(
+        'Trainer',
+        ['torchrun', '--standalone', `--nproc_per_node=${P5_NODE.gpus}`, '-m', 'dapt_trainer'],
+        trainerEnvironment,
+      ),
+      retryAttempts: training.retryAttempts,
+      retryStrategies,
+      timeout: Duration.hours(training.jobTimeoutHours),
+      propagateTags: true,
+    });
+
+    if (training.maxNodes > 1) {
+      this.multiNodeJob = new batch.MultiNodeJobDefinition(this, 'MultiNodeJob', {
+        jobDefinitionName: `${config.prefix}-${config.envId}-train-multi-node`,
+        containers: [
+          {
+            startNode: 0,
+            endNode: training.maxNodes - 1,
+            // torchrun reads the node count, rank and main node's address from the variables
+            // AWS Batch sets on each node of a multi-node parallel job.
+            container: container(
+              'MultiNodeTrainer',
+              ['bash', '-c', MULTI_NODE_LAUNCH],
+              trainerEnvironment,
+            ),
+          },
+        ],
+        mainNode: 0,
+        instanceType: new ec2.InstanceType(training.instanceTypes[0]!),
+        retryAttempts: training.retryAttempts,
+        retryStrategies,
+        timeout: Duration.hours(training.jobTimeoutHours),
+        propagateTags: true,
+      });
+      // An open node range ('0:') lets a submission ask for fewer nodes (numNodes override);
+      // Batch refuses the override on a closed range such as '0:3'.
+      (this.multiNodeJob.node.defaultChild as batch.CfnJobDefinition).addPropertyOverride('NodeProperties.NodeRangeProperties.0.TargetNodes', '0:');
+    }
+
+    this.preflightJob = new batch.EcsJobDefinition(this, 'PreflightJob', {
+      jobDefinitionName: `${config.prefix}-${config.envId}-preflight`,
+      container: container(
+        'Preflight',
+        ['torchrun', '--standalone', `--nproc_per_node=${P5_NODE.gpus}`, '-m', 'dapt_trainer.preflight'],
+        { ...trainerEnvironment, NCCL_DEBUG: 'INFO' },
+      ),
+      retryAttempts: 1,
+      timeout: Duration.minutes(30),
+      propagateTags: true,
+    });
+
+    this.dataPrepJob = createDataPrepJob(this, config, buckets, lakeKeyArn, executionRole, logs.logGroup);
+
+    const parameters = new PlatformParameters(this, 'Parameters', config.ssmRoot);
+    parameters.publish('trainingGpuQueueArn', this.gpuQueue.jobQueueArn, 'Job queue of GPU training jobs');
+    parameters.publish('trainingCpuQueueArn', this.cpuQueue.jobQueueArn, 'Job queue of data-preparation jobs');
+    parameters.publish('trainingSingleNodeJobDefinitionArn', this.singleNodeJob.jobDefinitionArn, 'Single-node training job definition');
+    parameters.publish('trainingMultiNodeJobDefinitionArn', this.multiNodeJob?.jobDefinitionArn ?? 'none', "Multi-node training job definition ('none' when maxNodes is 1)");
+    parameters.publish('trainingPreflightJobDefinitionArn', this.preflightJob.jobDefinitionArn, 'NCCL/EFA preflight job definition');
+    parameters.publish('trainingDataPrepJobDefinitionArn', this.dataPrepJob.jobDefinitionArn, 'Training-data pipeline job definition (CPU queue)');
+    parameters.publish('trainingMaxNodes', String(training.maxNodes), 'Most nodes one training job may use');
+    parameters.publish('trainingCapacityMode', training.capacity.mode, 'How training capacity is bought');
+  }
+}
+
+/** The multi-node launch: one torchrun per node, rendezvous at the main node. */
+const MULTI_NODE_LAUNCH = [
+  'exec torchrun',
+  `--nnodes="$AWS_BATCH_JOB_NUM_NODES" --node_rank="$AWS_BATCH_JOB_NODE_INDEX"`,
+  `--nproc_per_node=${P5_NODE.gpus}`,
+  '--rdzv_backend=c10d --rdzv_endpoint="${AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS:-$(hostname -i)}:29500"',
+  '-m dapt_trainer',
+].join(' ');
+
+/**
+ * NCCL over EFA (libfabric) on P5. Protocol and algorithm are left to the aws-ofi-nccl plugin,
+ * which tunes them for the platform (the image's Dockerfile says the same).
+ */
+const EFA_ENVIRONMENT: Record<string, string> = {
+  FI_PROVIDER: 'efa',
+  FI_EFA_USE_DEVICE_RDMA: '1',
+  FI_EFA_FORK_SAFE: '1',
+  NCCL_SOCKET_IFNAME: '^lo,docker',
+  TORCH_NCCL_ASYNC_ERROR_HANDLING: '1',
+};
+
+interface GpuContainerProps {
+  readonly image: ecs.ContainerImage;
+  readonly command: string[];
+  readonly environment: Record<string, string>;
+  readonly jobRole: iam.IRole;
+  readonly executionRole: iam.IRole;
+  readonly logGroup: logs.ILogGroup;
+}
+
+/** The trainer's container on one P5 node: all GPUs, all EFA devices, large shared memory. */
+function createGpuContainer(scope: Construct, id: string, props: GpuContainerProps): batch.EcsEc2ContainerDefinition {
+  const linuxParameters = new batch.LinuxParameters(scope, `${id}LinuxParameters`, {
+    sharedMemorySize: P5_NODE.sharedMemory,
+    initProcessEnabled: true,
+  });
+  linuxParameters.addDevices(
+    ...Array.from({ length: P5_NODE.efaInterfaces }, (_, i) => ({
+      hostPath: `/dev/infiniband/uverbs${i}`,
+      containerPath: `/dev/infiniband/uverbs${i}`,
+      permissions: [batch.DevicePermission.READ, batch.DevicePermission.WRITE, batch.DevicePermission.MKNOD],
+    })),
+  );
+  const container = new batch.EcsEc2ContainerDefinition(scope, `${id}Container`, {
+    image: props.image,
+    command: props.command,
+    cpu: P5_NODE.vCpus - 4,
+    memory: P5_NODE.jobMemory,
+    gpu: P5_NODE.gpus,
+    environment: { ...EFA_ENVIRONMENT, ...props.environment },
+    jobRole: props.jobRole,
+    executionRole: props.executionRole,
+    linuxParameters,
+    logging: ecs.LogDriver.awsLogs({ logGroup: props.logGroup, streamPrefix: 'train' }),
+    volumes: [batch.EcsVolume.host({ name: 'scratch', hostPath: '/scratch', containerPath: '/scratch' })],
+    readonlyRootFilesystem: false,
+  });
+  container.addUlimit({ name: batch.UlimitName.MEMLOCK, softLimit: -1, hardLimit: -1 });
+  container.addUlimit({ name: batch.UlimitName.NOFILE, softLimit: 1048576, hardLimit: 1048576 });
+  container.addUlimit({ name: batch.UlimitName.STACK, softLimit: 67108864, hardLimit: 67108864 });
+  return container;
+}
+
+/**
+ * The launch template of every GPU node: IMDSv2 only, encrypted root volume, one EFA interface per
+ * network card (card 0 also carries the node's IP; the others are EFA-only and use no address),
+ * the capacity reservation or Capacity Block when configured, and the NVMe disks as /scratch.
+ */
+function createLaunchTemplate(scope: Construct, config: ResolvedConfig, key: kms.IKey, efaSecurityGroup: ec2.ISecurityGroup): ec2.CfnLaunchTemplate {
+  const capacity = config.training.capacity;
+  return new ec2.CfnLaunchTemplate(scope, 'GpuLaunchTemplate', {
+    launchTemplateName: `${config.prefix}-${config.envId}-gpu`,
+    launchTemplateData: {
+      metadataOptions: { httpTokens: 'required', httpPutResponseHopLimit: 2, httpEndpoint: 'enabled' },
+      blockDeviceMappings: [
+        {
+          deviceName: '/dev/xvda',
+          ebs: { encrypted: true, kmsKeyId: key.keyArn, volumeSize: config.training.rootVolumeGiB, volumeType: 'gp3', deleteOnTermination: true },
+        },
+      ],
+      networkInterfaces: Array.from({ length: P5_NODE.efaInterfaces }, (_, card) => ({
+        networkCardIndex: card,
+        deviceIndex: card === 0 ? 0 : 1,
+        interfaceType: card === 0 ? 'efa' : 'efa-only',
+        groups: [efaSecurityGroup.securityGroupId],
+        deleteOnTermination: true,
+      })),
+      ...(capacity.mode === 'reservation' || capacity.mode === 'capacity-block'
+        ? { capacityReservationSpecification: { capacityReservationTarget: { capacityReservationId: capacity.reservationId } } }
+        : {}),
+      ...(capacity.mode === 'capacity-block' ? { instanceMarketOptions: { marketType: 'capacity-block' } } : {}),
+      userData: Fn.base64(SCRATCH_USER_DATA),
+      tagSpecifications: [{ resourceType: 'instance', tags: [{ key: 'Name', value: `${config.prefix}-${config.envId}-gpu-node` }] }],
+    },
+  });
+}
+
+/** Assembles the instance-store NVMe disks into one RAID-0 volume mounted at /scratch (MIME, as Batch requires). */
+const SCRATCH_USER_DATA = [
+  'MIME-Version: 1.0',
+  'Content-Type: multipart/mixed; boundary="==DAPT=="',
+  '',
+  '--==DAPT==',
+  'Content-Type: text/x-shellscript; charset="us-ascii"',
+  '',
+  '#!/bin/bash',
+  'set -euxo pipefail',
+  'mkdir -p /scratch',
+  "disks=$(lsblk -d -n -o NAME,MODEL | awk '/Instance Storage/ {print \"/dev/\"$1}')",
+  'count=$(echo "$disks" | grep -c . || true)',
+  'if [ "$count" -gt 1 ] && command -v mdadm >/dev/null; then',
+  '  mdadm --create /dev/md0 --level=0 --raid-devices="$count" $disks --run',
+  '  mkfs.xfs -f /dev/md0 && mount /dev/md0 /scratch',
+  'elif [ "$count" -ge 1 ]; then',
+  '  first=$(echo "$disks" | head -n1); mkfs.xfs -f "$first" && mount "$first" /scratch',
+  'fi',
+  'chmod 1777 /scratch',
+  '--==DAPT==--',
+].join('\n');
+
+/**
+ * Batch launches nodes through EC2 Auto Scaling or EC2 Fleet, whose service-linked roles must be
+ * allowed to use the key for encrypted root volumes; the condition names them without requiring
+ * them to exist when the key is created.
+ */
+function grantEbsUse(key: kms.Key): void {
+  const serviceLinkedRoles = ['autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling', 'ec2fleet.amazonaws.com/AWSServiceRoleForEC2Fleet', 'spotfleet.amazonaws.com/AWSServiceRoleForEC2SpotFleet'];
+  key.addToResourcePolicy(
+    new iam.PolicyStatement({
+      sid: 'AllowBatchNodeLaunchersToEncryptRootVolumes',
+      principals: [new iam.AccountRootPrincipal()],
+      actions: ['kms:Encrypt', 'kms:Decrypt', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:CreateGrant', 'kms:DescribeKey'],
+      resources: ['*'],
+      conditions: {
+        ArnLike: { 'aws:PrincipalArn': serviceLinkedRoles.map((r) => `arn:${Aws.PARTITION}:iam::${Aws.ACCOUNT_ID}:role/aws-service-role/${r}`) },
+        StringEquals: { 'kms:ViaService': `ec2.${Stack.of(key).region}.amazonaws.com` },
+      },
+    }),
+  );
+}
+
+/** The ECS container-instance role, as a customer-managed policy instead of the AWS managed one. */
+function createInstanceRole(scope: Construct): iam.Role {
+  const role = new iam.Role(scope, 'InstanceRole', {
+    assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
+    description: 'ECS agent on GPU training nodes',
+  });
+  const policy = new iam.ManagedPolicy(scope, 'InstancePolicy', {
+    description: 'What the ECS agent on a Batch node needs (the AmazonEC2ContainerServiceforEC2Role actions, listed)',
+    roles: [role],
+    statements: [
+      new iam.PolicyStatement({
+        actions: [
+          'ec2:DescribeTags',
+          'ecs:CreateCluster',
+          'ecs:DeregisterContainerInstance',
+          'ecs:DiscoverPollEndpoint',
+          'ecs:Poll',
+          'ecs:RegisterContainerInstance',
+          'ecs:StartTelemetrySession',
+          'ecs:UpdateContainerInstancesState',
+          'ecs:SubmitAttachmentStateChanges',
+          'ecs:SubmitContainerStateChange',
+          'ecs:SubmitTaskStateChange',
+          'ecs:TagResource',
+          'ecr:GetAuthorizationToken',
+        ],
+        resources: ['*'],
+      }),
+    ],
+  });
+  acknowledgeWildcards(policy, [
+    { pattern: /^\*$/, reason: 'The ECS agent registers with a cluster Batch names at run time and polls for tasks; these actions (and ecr:GetAuthorizationToken, ec2:DescribeTags) have no usable resource-level scope.' },
+  ]);
+  return role;
+}
+
+/** Pulls the image and writes logs for a job's container. */
+function createExecutionRole(scope: Construct, logGroupArn: string, key: kms.IKey): iam.Role {
+  const role = new iam.Role(scope, 'ExecutionRole', {
+    assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+    description: 'Pulls the trainer image and writes job logs',
+  });
+  const policy = new iam.ManagedPolicy(scope, 'ExecutionPolicy', {
+    description: 'Pull the trainer image and write job logs',
+    roles: [role],
+    statements: [
+      new iam.PolicyStatement({ sid: 'EcrToken', actions: ['ecr:GetAuthorizationToken'], resources: ['*'] }),
+      new iam.PolicyStatement({
+        sid: 'PullFromTheAssetRepository',
+        actions: ['ecr:BatchCheckLayerAvailability', 'ecr:GetDownloadUrlForLayer', 'ecr:BatchGetImage'],
+        resources: [`arn:${Aws.PARTITION}:ecr:${Stack.of(scope).region}:${Aws.ACCOUNT_ID}:repository/cdk-*`],
+      }),
+      new iam.PolicyStatement({ sid: 'WriteJobLogs', actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [logGroupArn] }),
+      new iam.PolicyStatement({ sid: 'UseLogKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [key.keyArn] }),
+    ],
+  });
+  acknowledgeWildcards(policy, [
+    { pattern: /^\*$/, reason: 'ecr:GetAuthorizationToken has no resource-level permissions.' },
+    { pattern: /:repository\/cdk-\*$/, reason: "CDK's bootstrap asset repository (cdk-<qualifier>-container-assets-...) holds the trainer image; its name includes the bootstrap qualifier." },
+  ]);
+  return role;
+}
+
+/**
+ * The trainer's role: reads the datasets, curated and raw zones and base models; writes
+ * checkpoints and outputs only under `runs/` of the models and artifacts zones.
+ */
+function createJobRole(
+  scope: Construct,
+  config: ResolvedConfig,
+  buckets: Record<'datasets' | 'models' | 'artifacts' | 'curated' | 'raw', s3.IBucket>,
+  lakeKeyArn: string,
+): iam.Role {
+  const role = new iam.Role(scope, 'JobRole', {
+    assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+    description: `Training jobs of ${config.prefix}-${config.envId}`,
+  });
+  const policy = new iam.ManagedPolicy(scope, 'JobPolicy', {
+    description: 'Read training inputs, write this environment\'s run outputs',
+    roles: [role],
+    statements: [
+      new iam.PolicyStatement({
+        sid: 'ReadInputs',
+        actions: ['s3:GetObject'],
+        resources: [buckets.datasets, buckets.curated, buckets.raw, buckets.models].map((b) => b.arnForObjects('*')),
+      }),
+      new iam.PolicyStatement({
+        sid: 'ListInputsAndOutputs',
+        actions: ['s3:ListBucket'],
+        resources: Object.values(buckets).map((b) => b.bucketArn),
+      }),
+      new iam.PolicyStatement({
+        sid: 'WriteRunOutputs',
+        actions: ['s3:PutObject', 's3:AbortMultipartUpload'],
+        resources: [buckets.models.arnForObjects(`${RUNS_PREFIX}*`), buckets.artifacts.arnForObjects(`${RUNS_PREFIX}*`)],
+      }),
+      new iam.PolicyStatement({
+        sid: 'ReadRunOutputs',
+        actions: ['s3:GetObject'],
+        resources: [buckets.artifacts.arnForObjects(`${RUNS_PREFIX}*`)],
+      }),
+      new iam.PolicyStatement({ sid: 'UseLakeKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [lakeKeyArn] }),
+    ],
+  });
+  acknowledgeWildcards(policy, [
+    { pattern: /^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>\/\*$/, reason: 'Training inputs (datasets, curated and raw text, base models) are read whole-zone; their keys are named by the experiment config, only reads are allowed.' },
+    { pattern: new RegExp(`^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>/${RUNS_PREFIX.replace('/', '\\/')}\\*$`), reason: `Checkpoints and outputs are written under '${RUNS_PREFIX}<experiment>/' only; keys are created per run and step.` },
+  ]);
+  return role;
+}
+
+/**
+ * The training-data pipeline (containers/data) on the Fargate queue: reads the raw zone, writes
+ * the curated zone and dataset manifests. Its image is built from the repository root because
+ * dapt-data depends on dapt-eval; everything else in the repository is excluded from the context.
+ */
+function createDataPrepJob(
+  scope: Construct,
+  config: ResolvedConfig,
+  buckets: Record<'datasets' | 'models' | 'artifacts' | 'curated' | 'raw', s3.IBucket>,
+  lakeKeyArn: string,
+  executionRole: iam.IRole,
+  logGroup: logs.ILogGroup,
+): batch.EcsJobDefinition {
+  const image = new DockerImageAsset(scope, 'DataPrepImage', {
+    directory: REPO_ROOT,
+    file: 'containers/data/Dockerfile',
+    platform: AssetPlatform.LINUX_AMD64,
+    ignoreMode: IgnoreMode.DOCKER,
+    exclude: ['*', '!constraints.txt', '!containers', 'containers/*', '!containers/eval', '!containers/data', '**/__pycache__', '**/*.egg-info', '**/.mypy_cache', '**/.pytest_cache', '**/.ruff_cache'],
+  });
+  const role = new iam.Role(scope, 'DataPrepRole', {
+    assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+    description: `Training-data pipeline jobs of ${config.prefix}-${config.envId}`,
+  });
+  const policy = new iam.ManagedPolicy(scope, 'DataPrepPolicy', {
+    description: 'Read raw inputs and benchmarks, write curated records and dataset manifests',
+    roles: [role],
+    statements: [
+      new iam.PolicyStatement({ sid: 'ReadInputs', actions: ['s3:GetObject'], resources: [buckets.raw, buckets.curated, buckets.datasets].map((b) => b.arnForObjects('*')) }),
+      new iam.PolicyStatement({ sid: 'ListZones', actions: ['s3:ListBucket'], resources: [buckets.raw, buckets.curated, buckets.datasets].map((b) => b.bucketArn) }),
+      new iam.PolicyStatement({ sid: 'WriteCuratedAndManifests', actions: ['s3:PutObject', 's3:AbortMultipartUpload'], resources: [buckets.curated, buckets.datasets].map((b) => b.arnForObjects('*')) }),
+      new iam.PolicyStatement({ sid: 'UseLakeKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [lakeKeyArn] }),
+    ],
+  });
+  acknowledgeWildcards(policy, [
+    { pattern: /^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>\/\*$/, reason: 'The pipeline reads whole input zones and writes new versioned outputs (records per step, manifests that refuse overwrites) under names its config chooses; it never touches models or artifacts.' },
+  ]);
+  return new batch.EcsJobDefinition(scope, 'DataPrepJob', {
+    jobDefinitionName: `${config.prefix}-${config.envId}-data-prep`,
+    container: new batch.EcsFargateContainerDefinition(scope, 'DataPrepContainer', {
+      image: ecs.ContainerImage.fromDockerImageAsset(image),
+      cpu: DEFAULT_DATA_PREP_VCPUS,
+      memory: DEFAULT_DATA_PREP_MEMORY,
+      ephemeralStorageSize: Size.gibibytes(100),
+      jobRole: role,
+      executionRole,
+      logging: ecs.LogDriver.awsLogs({ logGroup, streamPrefix: 'data-prep' }),
+      environment: { DAPT_STAGE: config.stage, DAPT_ENV_ID: config.envId },
+      fargateCpuArchitecture: ecs.CpuArchitecture.X86_64,
+    }),
+    retryAttempts: 2,
+    retryStrategies: [
+      // Fargate capacity loss is retried (the pipeline resumes finished steps); errors are not.
+      batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.custom({ onStatusReason: 'ResourceInitializationError*' })),
+      batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.NON_ZERO_EXIT_CODE),
+    ],
+    timeout: Duration.hours(12),
+    propagateTags: true,
+  });
+}
+
+/** The data pipeline holds each step's records in memory; 4 vCPUs / 30 GiB covers a few GB of text. */
+const DEFAULT_DATA_PREP_VCPUS = 4;
+const DEFAULT_DATA_PREP_MEMORY = Size.gibibytes(30);
+
+/** Prefix of run outputs (checkpoints, merged weights, adapters, metrics) in the models and artifacts zones. */
+export const RUNS_PREFIX = 'runs/';

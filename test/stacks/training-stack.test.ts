@@ -1,0 +1,138 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { Template } from 'aws-cdk-lib/assertions';
+import { buildPlatform, createApp } from '../../lib/app';
+import { ConfigError, DEFAULT_CONFIG_DIR, parseConfig } from '../../lib/config/load';
+import { CONFIG_ERROR_EXIT_CODE, P5_NODE } from '../../lib/stacks/training-stack';
+import { EXPERIMENT, PRODUCTION, templatesFor } from '../helpers';
+
+type Resource = { Properties: Record<string, unknown>; DeletionPolicy?: string };
+const props = (template: Template, type: string): Record<string, unknown>[] =>
+  (Object.values(template.findResources(type)) as Resource[]).map((r) => r.Properties);
+
+for (const selection of [PRODUCTION, EXPERIMENT]) {
+  const { training: template, platform } = templatesFor(selection);
+  const name = selection.stage;
+  const config = platform.config.training;
+
+  test(`TrainingStack (${name}) GPU environment: P5 only, 0 vCPUs when idle, at most maxNodes nodes`, () => {
+    const gpu = props(template, 'AWS::Batch::ComputeEnvironment').find((p) => (p.ComputeResources as { Type: string }).Type !== 'FARGATE')!;
+    const resources = gpu.ComputeResources as Record<string, unknown>;
+    assert.deepEqual(resources.InstanceTypes, config.instanceTypes);
+    assert.equal(resources.MinvCpus, 0);
+    assert.equal(resources.MaxvCpus, config.maxNodes * P5_NODE.vCpus);
+    assert.deepEqual(resources.SecurityGroupIds, []);
+    assert.equal((resources.Subnets as unknown[]).length, 1, 'one subnet keeps the nodes of a job in one AZ');
+    assert.ok(resources.PlacementGroup, 'cluster placement group');
+    assert.equal(resources.Type, config.capacity.mode === 'spot' ? 'SPOT' : 'EC2');
+    assert.deepEqual(resources.Ec2Configuration, [{ ImageType: 'ECS_AL2023_NVIDIA' }]);
+  });
+
+  test(`TrainingStack (${name}) launch template: IMDSv2, encrypted root, one EFA interface per network card`, () => {
+    const data = props(template, 'AWS::EC2::LaunchTemplate')[0]!.LaunchTemplateData as Record<string, unknown>;
+    assert.equal((data.MetadataOptions as { HttpTokens: string }).HttpTokens, 'required');
+    const root = (data.BlockDeviceMappings as { Ebs: Record<string, unknown> }[])[0]!.Ebs;
+    assert.equal(root.Encrypted, true);
+    assert.ok(root.KmsKeyId, 'root volume uses the training key');
+    const interfaces = data.NetworkInterfaces as { NetworkCardIndex: number; DeviceIndex: number; InterfaceType: string }[];
+    assert.equal(interfaces.length, P5_NODE.efaInterfaces);
+    assert.deepEqual(interfaces.map((i) => i.NetworkCardIndex), [...Array(P5_NODE.efaInterfaces).keys()]);
+    assert.equal(interfaces[0]!.InterfaceType, 'efa');
+    assert.ok(interfaces.slice(1).every((i) => i.InterfaceType === 'efa-only' && i.DeviceIndex === 1));
+    assert.match(Buffer.from(JSON.stringify(data.UserData)).toString(), /Fn::Base64/);
+  });
+
+  test(`TrainingStack (${name}) GPU queue cancels jobs stuck in RUNNABLE for lack of capacity`, () => {
+    const queues = props(template, 'AWS::Batch::JobQueue');
+    const gpu = queues.find((q) => String(q.JobQueueName).endsWith('-gpu'))!;
+    const actions = gpu.JobStateTimeLimitActions as { Action: string; MaxTimeSeconds: number; Reason: string; State: string }[];
+    assert.deepEqual(actions[0], { Action: 'CANCEL', MaxTimeSeconds: config.runnableTimeoutMinutes * 60, Reason: 'CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY', State: 'RUNNABLE' });
+    assert.ok(actions.some((a) => a.Reason === 'MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE'));
+    assert.ok(queues.some((q) => String(q.JobQueueName).endsWith('-cpu')), 'CPU queue for data preparation');
+    assert.ok(props(template, 'AWS::Batch::ComputeEnvironment').some((p) => (p.ComputeResources as { Type: string }).Type === 'FARGATE'));
+  });
+
+  test(`TrainingStack (${name}) job definitions: 8 GPUs, EFA devices, shared memory, memlock, retries on host loss only`, () => {
+    const definitions = props(template, 'AWS::Batch::JobDefinition');
+    assert.equal(definitions.length, config.maxNodes > 1 ? 4 : 3, 'single-node, preflight, data-prep, and multi-node when maxNodes > 1');
+    const single = definitions.find((d) => String(d.JobDefinitionName).endsWith('train-single-node'))!;
+    const container = single.ContainerProperties as Record<string, unknown>;
+    assert.ok((container.ResourceRequirements as { Type: string; Value: string }[]).some((r) => r.Type === 'GPU' && r.Value === String(P5_NODE.gpus)));
+    const linux = container.LinuxParameters as { Devices: { HostPath: string }[]; SharedMemorySize: number };
+    assert.equal(linux.Devices.length, P5_NODE.efaInterfaces);
+    assert.equal(linux.Devices[31]!.HostPath, '/dev/infiniband/uverbs31');
+    assert.ok(linux.SharedMemorySize >= 64 * 1024);
+    assert.ok((container.Ulimits as { Name: string; HardLimit: number }[]).some((u) => u.Name === 'memlock' && u.HardLimit === -1));
+    assert.ok((container.Environment as { Name: string; Value: string }[]).some((e) => e.Name === 'FI_PROVIDER' && e.Value === 'efa'));
+    const retry = single.RetryStrategy as { Attempts: number; EvaluateOnExit: Record<string, string>[] };
+    assert.equal(retry.Attempts, config.retryAttempts);
+    assert.deepEqual(retry.EvaluateOnExit, [
+      { Action: 'RETRY', OnStatusReason: 'Host EC2*' },
+      { Action: 'EXIT', OnExitCode: String(CONFIG_ERROR_EXIT_CODE) },
+      { Action: 'EXIT', OnExitCode: '*' },
+    ]);
+    assert.equal(single.PropagateTags, true);
+    assert.deepEqual(single.Timeout, { AttemptDurationSeconds: config.jobTimeoutHours * 3600 });
+    if (config.maxNodes > 1) {
+      const multi = definitions.find((d) => String(d.JobDefinitionName).endsWith('train-multi-node'))!;
+      const nodes = multi.NodeProperties as { NumNodes: number; MainNode: number; NodeRangeProperties: { TargetNodes: string }[] };
+      assert.equal(nodes.NumNodes, config.maxNodes);
+      assert.equal(nodes.NodeRangeProperties[0]!.TargetNodes, '0:', 'an open range lets a job ask for fewer nodes');
+    }
+  });
+
+  test(`TrainingStack (${name}) runs the data pipeline on the Fargate queue with its own role`, () => {
+    const dataPrep = props(template, 'AWS::Batch::JobDefinition').find((d) => String(d.JobDefinitionName).endsWith('data-prep'))!;
+    assert.deepEqual(dataPrep.PlatformCapabilities, ['FARGATE']);
+    const container = dataPrep.ContainerProperties as { JobRoleArn: unknown; ResourceRequirements: { Type: string; Value: string }[] };
+    assert.ok(container.ResourceRequirements.some((r) => r.Type === 'VCPU'));
+    const trainerRole = (props(template, 'AWS::Batch::JobDefinition').find((d) => String(d.JobDefinitionName).endsWith('train-single-node'))!.ContainerProperties as { JobRoleArn: unknown }).JobRoleArn;
+    assert.notDeepEqual(container.JobRoleArn, trainerRole, 'the data pipeline does not share the trainer role');
+  });
+
+  test(`TrainingStack (${name}) job role reads inputs and writes only under runs/`, () => {
+    const policies = props(template, 'AWS::IAM::ManagedPolicy').map((p) => p.PolicyDocument as { Statement: { Sid?: string; Action: string | string[]; Resource: unknown }[] });
+    const statements = policies.flatMap((d) => d.Statement);
+    const writes = statements.filter((s) => [s.Action].flat().some((a) => a === 's3:PutObject'));
+    assert.ok(writes.length > 0);
+    const trainerWrites = writes.filter((w) => w.Sid === 'WriteRunOutputs');
+    assert.equal(trainerWrites.length, 1);
+    assert.match(JSON.stringify(trainerWrites[0]!.Resource), /\/runs\/\*/);
+    assert.doesNotMatch(JSON.stringify(trainerWrites[0]!.Resource), /"\/\*"/);
+    for (const statement of statements) {
+      for (const action of [statement.Action].flat()) assert.ok(!/^s3:\*|:\*$|FullAccess/.test(action), `broad action ${action}`);
+    }
+    for (const role of props(template, 'AWS::IAM::Role')) assert.equal(role.ManagedPolicyArns, undefined, 'no AWS managed policies');
+  });
+}
+
+test('capacity reservations and Capacity Blocks target the reservation in the launch template', () => {
+  for (const capacity of [{ mode: 'reservation', reservationId: 'cr-0123456789abcdef0' }, { mode: 'capacity-block', reservationId: 'cr-0123456789abcdef0' }]) {
+    const dir = writeStageConfig({ capacity });
+    const platform = buildPlatform(createApp(), { stage: 'experiment', experiment: 'cap', configDir: dir });
+    const data = (Object.values(Template.fromStack(platform.training).findResources('AWS::EC2::LaunchTemplate'))[0] as Resource).Properties.LaunchTemplateData as Record<string, unknown>;
+    assert.deepEqual(data.CapacityReservationSpecification, { CapacityReservationTarget: { CapacityReservationId: 'cr-0123456789abcdef0' } });
+    assert.deepEqual(data.InstanceMarketOptions, capacity.mode === 'capacity-block' ? { MarketType: 'capacity-block' } : undefined);
+  }
+});
+
+test('Spot is refused for multi-node training with a clear error', () => {
+  const raw = JSON.parse(readFileSync(path.join(DEFAULT_CONFIG_DIR, 'production.json'), 'utf8')) as Record<string, Record<string, unknown>>;
+  raw.training!.capacity = { mode: 'spot' };
+  raw.training!.maxNodes = 4;
+  assert.throws(
+    () => parseConfig(raw, 'production.json'),
+    (err: unknown) => err instanceof ConfigError && err.problems.some((p) => /^training\.capacity\.mode = "spot": spot is for single-node jobs only \(training\.maxNodes is 4\)/.test(p)),
+  );
+});
+
+function writeStageConfig(training: Record<string, unknown>): string {
+  const raw = JSON.parse(readFileSync(path.join(DEFAULT_CONFIG_DIR, 'experiment.json'), 'utf8')) as Record<string, Record<string, unknown>>;
+  raw.training = { ...raw.training, ...training };
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'dapt-training-'));
+  writeFileSync(path.join(dir, 'experiment.json'), JSON.stringify(raw));
+  return dir;
+}
