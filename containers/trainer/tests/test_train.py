@@ -59,10 +59,10 @@ def test_loss_goes_down_and_metrics_are_written(
 
 
 def test_packed_and_unpacked_rows_give_the_same_loss(
-    make_config: MakeConfig, corpus_dir: Path
+    make_config: MakeConfig, corpus_dir: Path, tmp_path: Path
 ) -> None:
     """Packing must not let a document attend to, or predict, its neighbours."""
-    recipe = StageRecipe(make_config(), make_config().stages[0], "unused", ONE, CPU)
+    recipe = StageRecipe(make_config(), make_config().stages[0], str(tmp_path), ONE, CPU)
     recipe.setup()
     data = DataConfig(
         seq_len=128,
@@ -208,8 +208,8 @@ def test_lora_stage_on_dapt_output_via_s3(
         assert not torch.allclose(plain(ids).logits, merged(ids).logits, atol=1e-4)
 
 
-def test_flop_count_follows_torchtitan(make_config: MakeConfig) -> None:
-    recipe = StageRecipe(make_config(), make_config().stages[0], "unused", ONE, CPU)
+def test_flop_count_follows_torchtitan(make_config: MakeConfig, tmp_path: Path) -> None:
+    recipe = StageRecipe(make_config(), make_config().stages[0], str(tmp_path), ONE, CPU)
     recipe.setup()
     cfg = recipe.model.config
     n = sum(p.numel() for p in recipe.model.parameters()) - cfg.vocab_size * cfg.hidden_size

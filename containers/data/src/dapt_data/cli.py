@@ -2,7 +2,9 @@
 
 ```
 dapt-data run --config pipeline.yaml            # every step; finished steps are skipped
-dapt-data ingest|clean|dedup|decontaminate|redact|manifest --config pipeline.yaml
+dapt-data STEP --config pipeline.yaml           # one step, STEP one of: ingest, clean, dedup,
+                                                 #   decontaminate, redact, synthesize,
+                                                 #   instructions, manifest
 dapt-data batch                                  # reads PIPELINE_CONFIG, OUTPUT_URI, STEPS
 ```
 
@@ -25,8 +27,10 @@ from dapt_data.pipeline import (
     run_decontaminate,
     run_dedup,
     run_ingest,
+    run_instructions,
     run_manifest,
     run_redact,
+    run_synthesize,
     summary,
 )
 from dapt_data.storage import is_s3, read_bytes
@@ -39,6 +43,8 @@ STEPS: dict[str, Step] = {
     "dedup": run_dedup,
     "decontaminate": run_decontaminate,
     "redact": run_redact,
+    "synthesize": run_synthesize,
+    "instructions": run_instructions,
     "manifest": run_manifest,
 }
 
@@ -82,6 +88,14 @@ def batch_settings(env: Mapping[str, str]) -> tuple[str, str | None, list[str]]:
     return config_uri, env.get("OUTPUT_URI") or None, steps
 
 
+def configured_steps(config: PipelineConfig, names: list[str], every: bool) -> list[str]:
+    """`names` without optional steps whose section is absent; naming one alone is an error."""
+    absent = [n for n in names if n in OPTIONAL_STEPS and getattr(config, n) is None]
+    if absent and not every:
+        raise ConfigError(f"steps {absent} need their config section ('{absent[0]}:'); none is set")
+    return [n for n in names if n not in absent]
+
+
 def load_config_uri(uri: str) -> PipelineConfig:
     """A config from a local path or S3 (copied to a temp file to keep its suffix)."""
     if not is_s3(uri):
@@ -104,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             config = load_config(args.config)
             names = list(STEPS) if args.command == "run" else [args.command]
+        names = configured_steps(config, names, every=names == list(STEPS))
     except ConfigError as err:
         print(f"dapt-data: {err}", file=sys.stderr)
         return 2
@@ -114,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     return 0
 
+
+OPTIONAL_STEPS = ("synthesize", "instructions")
+"""Steps that need their own config section; `run` and `STEPS=all` leave them out without it."""
 
 if __name__ == "__main__":
     sys.exit(main())

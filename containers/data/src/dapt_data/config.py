@@ -14,12 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from dapt_eval.providers.factory import ProviderSpec
 from lingua import Language
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from dapt_data.instructions import InstructionTask
 from dapt_data.records import Kind, Origin
 from dapt_data.redact import RedactionConfig
 from dapt_data.storage import is_s3
+from dapt_data.synthetic import SyntheticTask
 
 
 class ConfigError(ValueError):
@@ -138,6 +141,48 @@ class ManifestConfig(_Section):
     tokenizer: str | None = Field(default=None, description="tokenizer.json; null = whitespace")
 
 
+class SynthesizeConfig(_Section):
+    """Q&A and reading-comprehension examples from the *redacted* domain records, by a teacher
+    (`dapt_data.synthetic.generate_synthetic`); PII never reaches the teacher or training."""
+
+    sources: list[str] = Field(
+        default_factory=list,
+        description="config source names to generate from; empty = every domain completion source",
+    )
+    tasks: list[SyntheticTask] = Field(default_factory=lambda: list(SyntheticTask), min_length=1)
+    teacher: ProviderSpec = Field(description="the teacher, as dapt_eval's provider factory takes")
+    questions_per_passage: int = Field(default=3, ge=1, le=20)
+    max_passage_chars: int = Field(default=1500, ge=200)
+    min_passage_chars: int = Field(default=120, ge=1)
+    min_grounding: float = Field(default=0.8, ge=0, le=1, description="answer tokens in passage")
+    near_dup_threshold: float = Field(default=0.8, gt=0, le=1)
+    max_tokens: int = Field(default=1024, ge=1, description="teacher output limit per call")
+    max_examples: int | None = Field(
+        default=None, ge=1, description="keep the first N examples; the rest go to dropped.jsonl"
+    )
+    output: str = Field(default="synthetic", pattern=r"^[A-Za-z0-9._-]+$")
+    origin: Origin = Origin.DOMAIN
+
+
+class InstructionSetConfig(_Section):
+    """One labelled set: a benchmark-format folder (`benchmark.json` + items) and its task."""
+
+    path: str = Field(min_length=1, description="local folder with benchmark.json")
+    task: InstructionTask
+
+
+class InstructionsConfig(_Section):
+    """Paraphrased prompt/response examples from labelled sets (`dapt_data.instructions`)."""
+
+    sets: list[InstructionSetConfig] = Field(min_length=1)
+    seed: int = 0
+    paraphrases: int = Field(
+        default=1, ge=1, description="phrasings tried per item (seeds seed..seed+N-1)"
+    )
+    output: str = Field(default="instructions", pattern=r"^[A-Za-z0-9._-]+$")
+    origin: Origin = Origin.DOMAIN
+
+
 class PipelineConfig(_Section):
     """Everything one run needs."""
 
@@ -149,6 +194,8 @@ class PipelineConfig(_Section):
     decontaminate: DecontaminateConfig = Field(default_factory=DecontaminateConfig)
     redact: RedactConfig = Field(default_factory=RedactConfig)
     manifest: ManifestConfig = Field(default_factory=ManifestConfig)
+    synthesize: SynthesizeConfig | None = None
+    instructions: InstructionsConfig | None = None
 
     @model_validator(mode="after")
     def _unique_source_names(self) -> PipelineConfig:
@@ -250,6 +297,43 @@ def cross_problems(config: PipelineConfig) -> list[str]:
                 f"  sources.{index}.label_field: only for formats jsonl/csv, "
                 f"not '{source.format.value}'"
             )
+    problems += _generated_problems(config)
+    return problems
+
+
+def _generated_problems(config: PipelineConfig) -> list[str]:
+    """Names and inputs of the synthesize and instructions sections."""
+    problems: list[str] = []
+    names = {s.name for s in config.sources}
+    outputs: dict[str, str] = {}
+    synth = config.synthesize
+    if synth is not None:
+        outputs["synthesize.output"] = synth.output
+        for index, name in enumerate(synth.sources):
+            if name not in names:
+                problems.append(
+                    f"  synthesize.sources.{index}: '{name}' is not a source name {sorted(names)}"
+                )
+    if config.instructions is not None:
+        outputs["instructions.output"] = config.instructions.output
+        benchmarks = {str(Path(b)) for b in config.decontaminate.benchmarks}
+        for index, item in enumerate(config.instructions.sets):
+            key = f"instructions.sets.{index}.path"
+            if is_s3(item.path):
+                problems.append(f"  {key}: must be a local folder, got '{item.path}'")
+            elif str(Path(item.path)) in benchmarks:
+                problems.append(
+                    f"  {key}: '{item.path}' is also in decontaminate.benchmarks "
+                    "(training on evaluation items); use the training split"
+                )
+    for key, value in outputs.items():
+        if value in names:
+            problems.append(f"  {key}: '{value}' is already a source name")
+    if len(set(outputs.values())) < len(outputs):
+        problems.append(
+            "  instructions.output: same name as synthesize.output "
+            f"'{next(iter(outputs.values()))}'"
+        )
     return problems
 
 
@@ -272,8 +356,16 @@ def resolve_paths(config: PipelineConfig, base: Path) -> PipelineConfig:
     manifest = config.manifest.model_copy(
         update={"tokenizer": resolve(tokenizer) if tokenizer else None}
     )
+    instructions = config.instructions
+    if instructions is not None:
+        instructions = instructions.model_copy(
+            update={
+                "sets": [s.model_copy(update={"path": resolve(s.path)}) for s in instructions.sets]
+            }
+        )
     return config.model_copy(
         update={
+            "instructions": instructions,
             "output": resolve(config.output),
             "sources": sources,
             "decontaminate": decon,

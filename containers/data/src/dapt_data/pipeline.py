@@ -1,4 +1,7 @@
-"""The pipeline: ingest -> clean -> dedup -> decontaminate -> redact -> manifest, resumable.
+"""The pipeline: ingest -> clean -> dedup -> decontaminate -> redact -> [synthesize]
+-> [instructions] -> manifest, resumable. The bracketed steps run when their config section
+is set; they write instruction rows (`dapt_data.generated.InstructionRow`) that the manifest
+lists as `kind: instruction` sources.
 
 Each step reads the previous step's `records.jsonl` and writes, under `<output>/<step>/`:
 `records.jsonl`, `dropped.jsonl` (or `quarantine.jsonl` for ingest) and last `_step.json`:
@@ -16,26 +19,41 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from dapt_eval.providers import Provider
+from dapt_eval.providers.factory import build_provider
 from pydantic import BaseModel
 
 from dapt_data.clean import clean_records
 from dapt_data.config import PipelineConfig
 from dapt_data.decontaminate import decontaminate_records, load_index
 from dapt_data.dedup import dedup_records
+from dapt_data.generated import CachedTeacher, InstructionRow, instruction_row, synthetic_row
 from dapt_data.ingest import Ingested, ingest_file
+from dapt_data.instructions import InstructionExample, build_instructions
 from dapt_data.manifest import (
     SourceData,
     build_manifest,
     make_counter,
     publish,
 )
-from dapt_data.records import Dropped, Record, count_reasons, records_from_jsonl, to_jsonl
+from dapt_data.records import (
+    Dropped,
+    Kind,
+    Origin,
+    Record,
+    count_reasons,
+    records_from_jsonl,
+    to_jsonl,
+)
 from dapt_data.redact import RedactionConfig, redact_records
 from dapt_data.storage import exists, join, list_files, read_bytes, write_bytes
+from dapt_data.synthetic import SourceDocument, SynthesisConfig, generate_synthetic
 
 
 @dataclass
@@ -241,12 +259,29 @@ def run_manifest(config: PipelineConfig, previous: str = "redact") -> StepResult
                 counter.count([r.text for r in mine]),
             )
         )
+    for step, name, origin in generated_outputs(config):
+        rows = _read_rows(config, step)
+        body = to_jsonl(rows)
+        uri = join(config.output, "final", f"{name}.jsonl")
+        write_bytes(uri, body)
+        sources.append(
+            SourceData(
+                name,
+                Kind.INSTRUCTION.value,
+                origin,
+                uri,
+                sha256(body),
+                len(rows),
+                counter.count([r.text() for r in rows]),
+            )
+        )
+    sections = ALL_SECTIONS + tuple(s for s, _, _ in generated_outputs(config))
     manifest = build_manifest(
         config.manifest.name,
         sources,
         config.manifest.target_domain_share,
         counter.describe(),
-        config.section_hash(*ALL_SECTIONS),
+        config.section_hash(*sections),
     )
     published, uri, created = publish(config.output, manifest)
     counts = {
@@ -262,16 +297,185 @@ def run_manifest(config: PipelineConfig, previous: str = "redact") -> StepResult
     return StepResult("manifest", counts, skipped=not created)
 
 
-def run_all(config: PipelineConfig) -> list[StepResult]:
-    """Every step in order."""
+def generated_outputs(config: PipelineConfig) -> list[tuple[str, str, Origin]]:
+    """(step, output source name, origin) of each configured generating step."""
+    outputs = []
+    if config.synthesize is not None:
+        outputs.append(("synthesize", config.synthesize.output, config.synthesize.origin))
+    if config.instructions is not None:
+        outputs.append(("instructions", config.instructions.output, config.instructions.origin))
+    return outputs
+
+
+def _read_rows(config: PipelineConfig, step: str) -> list[InstructionRow]:
+    uri = join(config.output, step, RECORDS)
+    if not exists(_marker_uri(config, step)):
+        raise FileNotFoundError(
+            f"{_marker_uri(config, step)} is missing: run the '{step}' step before the manifest"
+        )
+    lines = read_bytes(uri).decode("utf-8").splitlines()
+    return [InstructionRow.model_validate_json(line) for line in lines if line.strip()]
+
+
+def not_configured(step: str) -> StepResult:
+    """The result of an optional step whose config section is absent."""
+    return StepResult(step, {"state": f"not configured (no '{step}' section)"}, skipped=True)
+
+
+def run_synthesize(config: PipelineConfig, teacher: Provider | None = None) -> StepResult:
+    """Teacher-generated Q&A / reading comprehension from the redacted domain records.
+
+    Finished teacher calls are stored in `synthesize/teacher_cache.jsonl`, so a retry after a
+    crash asks the teacher only for what is missing; a finished step makes no call at all.
+    `teacher` overrides `synthesize.teacher` (tests pass a scripted provider).
+    """
+    section = config.synthesize
+    if section is None:
+        return not_configured("synthesize")
+    data = read_bytes(join(config.output, "redact", RECORDS))
+    key = step_key("synthesize", sha256(data), config.section_hash("sources", "synthesize"))
+    done = finished(config, "synthesize", key)
+    if done:
+        return done
+    wanted = set(section.sources) or {
+        s.name for s in config.sources if s.origin is Origin.DOMAIN and s.kind is Kind.COMPLETION
+    }
+    records = list(records_from_jsonl(data, join(config.output, "redact", RECORDS)))
+    documents = [
+        SourceDocument(source_id=r.source_id, text=r.text) for r in records if r.source in wanted
+    ]
+    cached = CachedTeacher(
+        teacher or build_provider(section.teacher), join(config.output, "synthesize", CACHE)
+    )
+    settings = SynthesisConfig(
+        tasks=tuple(section.tasks),
+        questions_per_passage=section.questions_per_passage,
+        max_passage_chars=section.max_passage_chars,
+        min_passage_chars=section.min_passage_chars,
+        min_grounding=section.min_grounding,
+        near_dup_threshold=section.near_dup_threshold,
+        decoding=SynthesisConfig().decoding.model_copy(update={"max_tokens": section.max_tokens}),
+    )
+    try:
+        examples, quarantined, report = generate_synthetic(documents, cached, settings)
+    finally:
+        cached.flush()
+    limit = section.max_examples or len(examples)
+    rows = [synthetic_row(e, section.output, section.origin) for e in examples]
+    over = [
+        {
+            "step": "synthesize",
+            "reason": "max_examples",
+            "detail": f"beyond synthesize.max_examples {limit}",
+            "matched": None,
+            "score": None,
+            "record": r,
+        }
+        for r in (row.model_dump(mode="json") for row in rows[limit:])
+    ]
+    counts = {
+        "documents": len(documents),
+        "out": len(rows[:limit]),
+        "teacher_calls": cached.calls,
+        "cache_hits": cached.hits,
+        "dropped": {"max_examples": len(over)} if over else {},
+        "report": report.model_dump(mode="json"),
+    }
+    files = {
+        RECORDS: to_jsonl(rows[:limit]),
+        "quarantine.jsonl": to_jsonl(quarantined),
+        "dropped.jsonl": _json_lines(over),
+    }
+    return commit(config, "synthesize", key, files, counts)
+
+
+def run_instructions(config: PipelineConfig) -> StepResult:
+    """Paraphrased prompt/response rows from labelled sets; an unreadable set is quarantined."""
+    section = config.instructions
+    if section is None:
+        return not_configured("instructions")
+    fingerprint = sha256(
+        "\n".join(_folder_fingerprint(s.path) for s in section.sets).encode("utf-8")
+    )
+    key = step_key("instructions", fingerprint, config.section_hash("instructions"))
+    done = finished(config, "instructions", key)
+    if done:
+        return done
+    rows: dict[str, InstructionRow] = {}
+    quarantined: list[dict[str, Any]] = []
+    per_set: dict[str, int] = {}
+    repeated = 0
+    for item in section.sets:
+        try:
+            made: list[InstructionExample] = [
+                example
+                for offset in range(section.paraphrases)
+                for example in build_instructions(Path(item.path), item.task, section.seed + offset)
+            ]
+        except (OSError, ValueError) as err:  # a broken set is quarantined, never dropped
+            quarantined.append(
+                {
+                    "source": section.output,
+                    "source_id": item.path,
+                    "reason": "bad_set",
+                    "detail": str(err),
+                    "raw": "",
+                }
+            )
+            continue
+        per_set[item.path] = len(made)
+        for example in made:
+            if example.id in rows:  # two seeds picked the same phrasing for an item
+                repeated += 1
+                continue
+            rows[example.id] = instruction_row(example, section.output, section.origin)
+    counts = {
+        "sets": len(section.sets),
+        "generated": per_set,
+        "repeated_phrasing": repeated,
+        "out": len(rows),
+        "quarantined": dict(Counter(q["reason"] for q in quarantined)),
+    }
+    files = {
+        RECORDS: to_jsonl(list(rows.values())),
+        "quarantine.jsonl": _json_lines(quarantined),
+    }
+    return commit(config, "instructions", key, files, counts)
+
+
+def _folder_fingerprint(folder: str) -> str:
+    """sha256 of every file of a local set folder (a missing folder fingerprints as such)."""
+    root = Path(folder)
+    if not root.is_dir():
+        return f"{folder}:missing"
+    parts = [
+        f"{p.relative_to(root)}:{sha256(p.read_bytes())}"
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    ]
+    return f"{folder}\n" + "\n".join(parts)
+
+
+def _json_lines(rows: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows).encode(
+        "utf-8"
+    )
+
+
+def run_all(config: PipelineConfig, teacher: Provider | None = None) -> list[StepResult]:
+    """Every step in order; the optional ones only when their section is set."""
     steps: list[Callable[[PipelineConfig], StepResult]] = [
         run_ingest,
         run_clean,
         run_dedup,
         run_decontaminate,
         run_redact,
-        run_manifest,
     ]
+    if config.synthesize is not None:
+        steps.append(lambda c: run_synthesize(c, teacher))
+    if config.instructions is not None:
+        steps.append(run_instructions)
+    steps.append(run_manifest)
     return [step(config) for step in steps]
 
 
@@ -296,5 +500,6 @@ def _fmt(value: Any) -> str:
 
 RECORDS = "records.jsonl"
 MARKER = "_step.json"
+CACHE = "teacher_cache.jsonl"
 STEP_FORMAT = "1"  # bump when a step's output format or logic changes, to invalidate old runs
 ALL_SECTIONS = ("sources", "ingest", "clean", "dedup", "decontaminate", "redact", "manifest")
