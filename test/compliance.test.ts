@@ -4,11 +4,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { Stack } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { acknowledge, IGNORE_ACKNOWLEDGMENTS_ENV } from '../lib/compliance/acknowledge';
 import { environmentLabel, renderComplianceDoc } from '../lib/compliance/doc';
 import { ENVIRONMENTS, runCfnLint, synthesizeEnvironment, type SynthResult } from '../lib/compliance/gates';
 import { createApp } from '../lib/app';
+import { collectAcknowledgments } from '../lib/compliance/checks';
+import { ManagedRole } from '../lib/constructs/managed-role';
 
 const outdir = (name: string): string => path.join(os.tmpdir(), `dapt-compliance-test-${process.pid}-${name}`);
 const results: SynthResult[] = ENVIRONMENTS.map((s) => synthesizeEnvironment(s, outdir(`${s.stage}`)));
@@ -73,4 +76,24 @@ test('acknowledge refuses a whole stack, a vague reason and an unknown rule id',
   assert.throws(() => acknowledge(bucket, ['AwsSolutions-S1'], 'because'), /shorter than 30 characters/);
   assert.throws(() => acknowledge(bucket, ['S3-Logging'], reason), /is not a rule of the AwsSolutions, NIST.800.53.R5 or HIPAA.Security packs/);
   assert.doesNotThrow(() => acknowledge(bucket, ['AwsSolutions-IAM5[Action::s3:*]'], reason));
+});
+
+test('a role whose policy grants an unexplained wildcard fails the synth', () => {
+  const stack = new Stack(createApp(), 'S');
+  const statements = [new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: ['arn:aws:s3:::bucket/runs/*'] })];
+  const principal = new iam.ServicePrincipal('ecs-tasks.amazonaws.com');
+  assert.throws(
+    () => new ManagedRole(stack, 'Unexplained', { assumedBy: principal, description: 'test role', statements }),
+    /grants wildcard Resource::arn:aws:s3:::bucket\/runs\/\* that no expected pattern explains/,
+  );
+  const explained = new ManagedRole(stack, 'Explained', {
+    assumedBy: principal,
+    description: 'test role',
+    statements,
+    wildcards: [{ pattern: /\/runs\/\*$/, reason: 'Run outputs are keyed per run; reads stop at the runs/ prefix.' }],
+  });
+  assert.deepEqual(
+    collectAcknowledgments(stack).map((a) => [a.path, a.ruleId]),
+    [[explained.policy.node.path, 'AwsSolutions::AwsSolutions-IAM5[Resource::arn:aws:s3:::bucket/runs/*]']],
+  );
 });

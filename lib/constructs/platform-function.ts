@@ -8,6 +8,7 @@ import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { ExpectedWildcard } from '../compliance/acknowledge';
+import { ManagedRole } from './managed-role';
 import { EncryptedLogGroup } from './encrypted-log-group';
 
 /** How the function's code is packaged: a TypeScript entry bundled with esbuild, or a container image. */
@@ -34,6 +35,11 @@ export interface PlatformFunctionProps {
   readonly memoryMb: number;
   /** The function's permissions beyond logging, tracing and its VPC interfaces. */
   readonly statements: readonly iam.PolicyStatement[];
+  /**
+   * Wildcards `statements` are expected to grant, each with its reason; any other fails the synth.
+   * @default - none
+   */
+  readonly wildcards?: readonly ExpectedWildcard[];
 }
 
 /**
@@ -62,14 +68,10 @@ export class PlatformFunction extends Construct {
       removalPolicy: props.destroyOnDelete ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN,
     });
 
-
-    this.role = new iam.Role(this, 'Role', {
+    const execution = new ManagedRole(this, 'Execution', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: props.description,
-    });
-    this.policy = new iam.ManagedPolicy(this, 'Policy', {
-      description: `Permissions of: ${props.description}`,
-      roles: [this.role],
+      wildcards: [FUNCTION_INFRA_WILDCARD, ...(props.wildcards ?? [])],
       statements: [
         new iam.PolicyStatement({
           sid: 'WriteOwnLogs',
@@ -105,6 +107,8 @@ export class PlatformFunction extends Construct {
         ...props.statements,
       ],
     });
+    this.role = execution.role;
+    this.policy = execution.policy;
 
     const common = {
       description: props.description,
@@ -139,11 +143,8 @@ export class PlatformFunction extends Construct {
   }
 }
 
-/**
- * The one wildcard every platform function's policy has. Whoever builds the function's policy
- * passes it to `acknowledgeWildcards` together with the wildcards of its own statements.
- */
-export const FUNCTION_INFRA_WILDCARD: ExpectedWildcard = {
+/** The one wildcard every platform function's policy has (actions without resource-level scope). */
+const FUNCTION_INFRA_WILDCARD: ExpectedWildcard = {
   pattern: /^\*$/,
   reason: 'Only for actions without resource-level permissions: EC2 network-interface management for Lambda in a VPC, and X-Ray PutTraceSegments/PutTelemetryRecords.',
 };

@@ -13,7 +13,6 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import type { Construct } from 'constructs';
 import { acknowledge, acknowledgeWildcards, type ExpectedWildcard } from '../compliance/acknowledge';
-import { FUNCTION_INFRA_WILDCARD } from '../constructs/platform-function';
 import type { ResolvedConfig } from '../config/load';
 import { EncryptedLogGroup } from '../constructs/encrypted-log-group';
 import { PlatformFunction } from '../constructs/platform-function';
@@ -120,6 +119,7 @@ export class EvalStack extends Stack {
       code: { kind: 'nodejs', entry: path.join(REPO_ROOT, 'lambda', 'eval-plan', 'index.ts') },
       environment: { ...environment, POWERTOOLS_SERVICE_NAME: 'eval-plan' },
       reservedConcurrency: DEFAULT_PLAN_CONCURRENCY,
+      wildcards: prefixWildcards(),
       timeout: Duration.minutes(5),
       memoryMb: 1024,
       statements: [
@@ -136,6 +136,13 @@ export class EvalStack extends Stack {
       code: { kind: 'nodejs', entry: path.join(REPO_ROOT, 'lambda', 'eval-worker', 'index.ts') },
       environment: { ...environment, POWERTOOLS_SERVICE_NAME: 'eval-worker' },
       reservedConcurrency: config.eval.workerReservedConcurrency,
+      wildcards: [
+        ...prefixWildcards(),
+        {
+          pattern: new RegExp(`:sagemaker:.+:endpoint/${config.prefix}-${config.envId}-\\*$`),
+          reason: "Serving endpoints are created per model by this environment; the name prefix limits the worker to this environment's endpoints.",
+        },
+      ],
       timeout: Duration.seconds(config.eval.workerTimeoutSeconds),
       memoryMb: config.eval.workerMemoryMb,
       statements: [
@@ -174,6 +181,7 @@ export class EvalStack extends Stack {
       },
       environment: { ...environment, POWERTOOLS_SERVICE_NAME: 'eval-aggregate' },
       reservedConcurrency: DEFAULT_AGGREGATE_CONCURRENCY,
+      wildcards: prefixWildcards(),
       timeout: Duration.minutes(15),
       memoryMb: 3008,
       statements: [
@@ -183,15 +191,6 @@ export class EvalStack extends Stack {
         useLakeKey,
       ],
     });
-    for (const fn of [plan, aggregate]) acknowledgeWildcards(fn.policy, [...prefixWildcards(), FUNCTION_INFRA_WILDCARD]);
-    acknowledgeWildcards(worker.policy, [
-      ...prefixWildcards(),
-      FUNCTION_INFRA_WILDCARD,
-      {
-        pattern: new RegExp(`:sagemaker:.+:endpoint/${config.prefix}-${config.envId}-\\*$`),
-        reason: "Serving endpoints are created per model by this environment; the name prefix limits the worker to this environment's endpoints.",
-      },
-    ]);
 
     this.stateMachine = this.createStateMachine(config, evalBucket, evalKey, plan.function, worker.function, aggregate.function);
 

@@ -6,6 +6,7 @@ import type { Construct } from 'constructs';
 import { acknowledge } from '../compliance/acknowledge';
 import type { ResolvedConfig } from '../config/load';
 import { EncryptedLogGroup } from '../constructs/encrypted-log-group';
+import { ManagedRole } from '../constructs/managed-role';
 import { PlatformKey } from '../constructs/platform-key';
 import { PlatformParameters } from '../constructs/platform-parameters';
 
@@ -116,21 +117,16 @@ export class NetworkStack extends Stack {
  * inline policy CDK would attach (inline policies cannot be reviewed or reused on their own).
  */
 function createFlowLogRole(scope: Construct, logGroup: logs.ILogGroup): iam.IRole {
-  const role = new iam.Role(scope, 'FlowLogRole', {
+  return new ManagedRole(scope, 'FlowLogRole', {
     assumedBy: new iam.ServicePrincipal('vpc-flow-logs.amazonaws.com'),
     description: 'Delivers VPC flow logs to their log group',
-  });
-  new iam.ManagedPolicy(scope, 'FlowLogPolicy', {
-    description: 'Write VPC flow logs to one log group',
-    roles: [role],
     statements: [
       new iam.PolicyStatement({
         actions: ['logs:CreateLogStream', 'logs:PutLogEvents', 'logs:DescribeLogStreams'],
         resources: [logGroup.logGroupArn],
       }),
     ],
-  });
-  return role.withoutPolicyUpdates();
+  }).role.withoutPolicyUpdates();
 }
 
 function subnetIds(vpc: ec2.Vpc, group: string): string {

@@ -10,9 +10,10 @@ import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Construct } from 'constructs';
-import { acknowledgeWildcards } from '../compliance/acknowledge';
+
 import type { ResolvedConfig } from '../config/load';
 import { EncryptedLogGroup } from '../constructs/encrypted-log-group';
+import { ManagedRole } from '../constructs/managed-role';
 import { PlatformKey } from '../constructs/platform-key';
 import { PlatformParameters, readPlatformParameter } from '../constructs/platform-parameters';
 import { SUBNET_GROUPS } from './network-stack';
@@ -382,13 +383,9 @@ function grantEbsUse(key: kms.Key): void {
 
 /** The ECS container-instance role, as a customer-managed policy instead of the AWS managed one. */
 function createInstanceRole(scope: Construct): iam.Role {
-  const role = new iam.Role(scope, 'InstanceRole', {
+  return new ManagedRole(scope, 'InstanceRole', {
     assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
-    description: 'ECS agent on GPU training nodes',
-  });
-  const policy = new iam.ManagedPolicy(scope, 'InstancePolicy', {
-    description: 'What the ECS agent on a Batch node needs (the AmazonEC2ContainerServiceforEC2Role actions, listed)',
-    roles: [role],
+    description: 'ECS agent on GPU training nodes (the AmazonEC2ContainerServiceforEC2Role actions, listed)',
     statements: [
       new iam.PolicyStatement({
         actions: [
@@ -409,22 +406,17 @@ function createInstanceRole(scope: Construct): iam.Role {
         resources: ['*'],
       }),
     ],
-  });
-  acknowledgeWildcards(policy, [
-    { pattern: /^\*$/, reason: 'The ECS agent registers with a cluster Batch names at run time and polls for tasks; these actions (and ecr:GetAuthorizationToken, ec2:DescribeTags) have no usable resource-level scope.' },
-  ]);
-  return role;
+    wildcards: [
+      { pattern: /^\*$/, reason: 'The ECS agent registers with a cluster Batch names at run time and polls for tasks; these actions (and ecr:GetAuthorizationToken, ec2:DescribeTags) have no usable resource-level scope.' },
+    ],
+  }).role;
 }
 
 /** Pulls the image and writes logs for a job's container. */
 function createExecutionRole(scope: Construct, logGroupArn: string, key: kms.IKey): iam.Role {
-  const role = new iam.Role(scope, 'ExecutionRole', {
+  return new ManagedRole(scope, 'ExecutionRole', {
     assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
-    description: 'Pulls the trainer image and writes job logs',
-  });
-  const policy = new iam.ManagedPolicy(scope, 'ExecutionPolicy', {
-    description: 'Pull the trainer image and write job logs',
-    roles: [role],
+    description: 'Pulls the job images and writes job logs',
     statements: [
       new iam.PolicyStatement({ sid: 'EcrToken', actions: ['ecr:GetAuthorizationToken'], resources: ['*'] }),
       new iam.PolicyStatement({
@@ -435,12 +427,11 @@ function createExecutionRole(scope: Construct, logGroupArn: string, key: kms.IKe
       new iam.PolicyStatement({ sid: 'WriteJobLogs', actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [logGroupArn] }),
       new iam.PolicyStatement({ sid: 'UseLogKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [key.keyArn] }),
     ],
-  });
-  acknowledgeWildcards(policy, [
-    { pattern: /^\*$/, reason: 'ecr:GetAuthorizationToken has no resource-level permissions.' },
-    { pattern: /:repository\/cdk-\*$/, reason: "CDK's bootstrap asset repository (cdk-<qualifier>-container-assets-...) holds the trainer image; its name includes the bootstrap qualifier." },
-  ]);
-  return role;
+    wildcards: [
+      { pattern: /^\*$/, reason: 'ecr:GetAuthorizationToken has no resource-level permissions.' },
+      { pattern: /:repository\/cdk-\*$/, reason: "CDK's bootstrap asset repository (cdk-<qualifier>-container-assets-...) holds the job images; its name includes the bootstrap qualifier." },
+    ],
+  }).role;
 }
 
 /**
@@ -453,13 +444,9 @@ function createJobRole(
   buckets: Record<'datasets' | 'models' | 'artifacts' | 'curated' | 'raw', s3.IBucket>,
   lakeKeyArn: string,
 ): iam.Role {
-  const role = new iam.Role(scope, 'JobRole', {
+  return new ManagedRole(scope, 'JobRole', {
     assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
-    description: `Training jobs of ${config.prefix}-${config.envId}`,
-  });
-  const policy = new iam.ManagedPolicy(scope, 'JobPolicy', {
-    description: 'Read training inputs, write this environment\'s run outputs',
-    roles: [role],
+    description: `Training jobs of ${config.prefix}-${config.envId}: read training inputs, write run outputs`,
     statements: [
       new iam.PolicyStatement({
         sid: 'ReadInputs',
@@ -483,12 +470,11 @@ function createJobRole(
       }),
       new iam.PolicyStatement({ sid: 'UseLakeKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [lakeKeyArn] }),
     ],
-  });
-  acknowledgeWildcards(policy, [
-    { pattern: /^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>\/\*$/, reason: 'Training inputs (datasets, curated and raw text, base models) are read whole-zone; their keys are named by the experiment config, only reads are allowed.' },
-    { pattern: new RegExp(`^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>/${RUNS_PREFIX.replace('/', '\\/')}\\*$`), reason: `Checkpoints and outputs are written under '${RUNS_PREFIX}<experiment>/' only; keys are created per run and step.` },
-  ]);
-  return role;
+    wildcards: [
+      { pattern: /^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>\/\*$/, reason: 'Training inputs (datasets, curated and raw text, base models) are read whole-zone; their keys are named by the experiment config, only reads are allowed.' },
+      { pattern: new RegExp(`^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>/${RUNS_PREFIX.replace('/', '\\/')}\\*$`), reason: `Checkpoints and outputs are written under '${RUNS_PREFIX}<experiment>/' only; keys are created per run and step.` },
+    ],
+  }).role;
 }
 
 /**
@@ -511,23 +497,19 @@ function createDataPrepJob(
     ignoreMode: IgnoreMode.DOCKER,
     exclude: ['*', '!constraints.txt', '!containers', 'containers/*', '!containers/eval', '!containers/data', '**/__pycache__', '**/*.egg-info', '**/.mypy_cache', '**/.pytest_cache', '**/.ruff_cache'],
   });
-  const role = new iam.Role(scope, 'DataPrepRole', {
+  const role = new ManagedRole(scope, 'DataPrepRole', {
     assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
-    description: `Training-data pipeline jobs of ${config.prefix}-${config.envId}`,
-  });
-  const policy = new iam.ManagedPolicy(scope, 'DataPrepPolicy', {
-    description: 'Read raw inputs and benchmarks, write curated records and dataset manifests',
-    roles: [role],
+    description: `Training-data pipeline jobs of ${config.prefix}-${config.envId}: read raw inputs, write curated records and dataset manifests`,
     statements: [
       new iam.PolicyStatement({ sid: 'ReadInputs', actions: ['s3:GetObject'], resources: [buckets.raw, buckets.curated, buckets.datasets].map((b) => b.arnForObjects('*')) }),
       new iam.PolicyStatement({ sid: 'ListZones', actions: ['s3:ListBucket'], resources: [buckets.raw, buckets.curated, buckets.datasets].map((b) => b.bucketArn) }),
       new iam.PolicyStatement({ sid: 'WriteCuratedAndManifests', actions: ['s3:PutObject', 's3:AbortMultipartUpload'], resources: [buckets.curated, buckets.datasets].map((b) => b.arnForObjects('*')) }),
       new iam.PolicyStatement({ sid: 'UseLakeKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [lakeKeyArn] }),
     ],
-  });
-  acknowledgeWildcards(policy, [
-    { pattern: /^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>\/\*$/, reason: 'The pipeline reads whole input zones and writes new versioned outputs (records per step, manifests that refuse overwrites) under names its config chooses; it never touches models or artifacts.' },
-  ]);
+    wildcards: [
+      { pattern: /^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>\/\*$/, reason: 'The pipeline reads whole input zones and writes new versioned outputs (records per step, manifests that refuse overwrites) under names its config chooses; it never touches models or artifacts.' },
+    ],
+  }).role;
   return new batch.EcsJobDefinition(scope, 'DataPrepJob', {
     jobDefinitionName: `${config.prefix}-${config.envId}-data-prep`,
     container: new batch.EcsFargateContainerDefinition(scope, 'DataPrepContainer', {
