@@ -21,7 +21,8 @@ export const LOG_RETENTION_DAYS = [
 /**
  * Interface endpoints the private subnets may need, by the short name used in config files.
  * Training needs ECR, Logs, STS, CloudWatch metrics; evaluation adds Bedrock, SageMaker runtime,
- * Secrets Manager, Glue/Athena; everything reads SSM parameters and KMS keys.
+ * Secrets Manager, Glue/Athena; data preparation adds Comprehend (PII detection); everything
+ * reads SSM parameters and KMS keys.
  */
 export const INTERFACE_ENDPOINT_NAMES = [
   'ecr.api',
@@ -39,6 +40,7 @@ export const INTERFACE_ENDPOINT_NAMES = [
   'athena',
   'states',
   'batch',
+  'comprehend',
 ] as const;
 export type InterfaceEndpointName = (typeof INTERFACE_ENDPOINT_NAMES)[number];
 

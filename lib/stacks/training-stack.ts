@@ -505,8 +505,10 @@ function createDataPrepJob(
       new iam.PolicyStatement({ sid: 'ListZones', actions: ['s3:ListBucket'], resources: [buckets.raw, buckets.curated, buckets.datasets].map((b) => b.bucketArn) }),
       new iam.PolicyStatement({ sid: 'WriteCuratedAndManifests', actions: ['s3:PutObject', 's3:AbortMultipartUpload'], resources: [buckets.curated, buckets.datasets].map((b) => b.arnForObjects('*')) }),
       new iam.PolicyStatement({ sid: 'UseLakeKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [lakeKeyArn] }),
+      new iam.PolicyStatement({ sid: 'DetectPii', actions: ['comprehend:DetectPiiEntities'], resources: ['*'] }),
     ],
     wildcards: [
+      { pattern: /^\*$/, reason: 'comprehend:DetectPiiEntities (redaction with `detector: comprehend`) has no resource-level permissions.' },
       { pattern: /^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>\/\*$/, reason: 'The pipeline reads whole input zones and writes new versioned outputs (records per step, manifests that refuse overwrites) under names its config chooses; it never touches models or artifacts.' },
     ],
   }).role;
