@@ -1,19 +1,24 @@
 #!/usr/bin/env node
 /**
  * CDK entry point: `npx cdk synth -c stage=production` or
- * `npx cdk synth -c stage=experiment -c experiment=NAME`.
+ * `npx cdk synth -c stage=experiment -c experiment=NAME`; add `-c run=NAME` for one experiment
+ * run's stack on that environment.
  */
-import { buildPlatform, createApp } from '../lib/app';
+import { buildPlatform, buildRun, createApp } from '../lib/app';
 import { ConfigError } from '../lib/config/load';
 
 const app = createApp();
 const context = (key: string): string | undefined => app.node.tryGetContext(key) as string | undefined;
 try {
-  buildPlatform(app, {
+  const selection = {
     stage: context('stage'),
     experiment: context('experiment'),
     defaultAccount: process.env.CDK_DEFAULT_ACCOUNT,
-  });
+  };
+  // `-c run=NAME` deploys one experiment's run stack on an environment that already exists.
+  const run = context('run');
+  if (run !== undefined) buildRun(app, { ...selection, run });
+  else buildPlatform(app, selection);
 } catch (err) {
   if (err instanceof ConfigError) {
     console.error(err.message);

@@ -83,6 +83,46 @@ export async function readTrainingStack(ssm: SsmParameterReader, env: Environmen
   };
 }
 
+/** The run-name rule of lib/config/schema.ts (ExperimentNameSchema), which a run stack's name follows. */
+const RUN_NAME = /^[a-z](?:[a-z0-9]|-(?=[a-z0-9])){0,19}$/;
+
+/** Where a run stack (`cdk deploy -c run=NAME`) publishes its job definitions (lib/stacks/run-stack.ts). */
+export function runParameterNames(env: Environment, experiment: string): { singleNode: string; multiNode: string } {
+  const root = `/${env.prefix}/${envId(env)}/runs/${experiment}/job-definitions`;
+  return { singleNode: `${root}/single-node`, multiNode: `${root}/multi-node` };
+}
+
+/**
+ * The job definitions a job of `experiment` must use. A run stack's definitions carry a job role
+ * that may write only under `runs/<experiment>/`; production refuses to run without one. In an
+ * experiment stage the environment's own definitions are used when there is none: the whole
+ * environment already belongs to one experiment.
+ */
+export async function jobDefinitionsFor(
+  ssm: SsmParameterReader,
+  env: Environment,
+  experiment: string,
+  stack: TrainingStack,
+): Promise<{ singleNode: string; multiNode: string; scope: string }> {
+  const names = runParameterNames(env, experiment);
+  try {
+    const singleNode = await ssm.get(names.singleNode);
+    const multiNode = await ssm.get(names.multiNode);
+    return { singleNode, multiNode, scope: `run stack: writes only under runs/${experiment}/` };
+  } catch (err) {
+    if (!(err instanceof ParameterNotFound)) throw err;
+  }
+  if (env.stage === 'production') {
+    if (!RUN_NAME.test(experiment)) {
+      throw new UserError(`experiment = ${JSON.stringify(experiment)}: in production it names a run stack, so it must be 1-20 lowercase letters, digits or dashes, starting with a letter`);
+    }
+    throw new UserError(
+      `SSM parameter ${names.singleNode} does not exist: in production every experiment runs with its own job role, which may write only under runs/${experiment}/. Deploy it first: npx cdk deploy -c stage=production -c run=${experiment} (region ${env.region})`,
+    );
+  }
+  return { singleNode: stack.singleNodeJobDefinition, multiNode: stack.multiNodeJobDefinition, scope: `environment ${envId(env)}: the experiment stage's own buckets` };
+}
+
 /** A config the trainer accepted, with the exact bytes that will be uploaded. */
 export interface ValidatedConfig {
   readonly config: TrainerConfig;

@@ -40,6 +40,7 @@ import {
   multiNodeLayout,
   nodeCountOverride,
   parseStageSteps,
+  jobDefinitionsFor,
   readTrainingStack,
   runLocations,
   stageStepsTag,
@@ -229,7 +230,10 @@ async function train(options: TrainOptions, deps: CliDeps): Promise<void> {
   deps.out(`config ${file}: valid (experiment '${config.experiment}', stages ${config.stages.map((s) => `${s.name}: ${s.steps} steps`).join(', ')})`);
 
   const { ssm, batch, s3 } = deps.clients(env.region);
-  const stack = await readTrainingStack(ssm, env);
+  const environmentStack = await readTrainingStack(ssm, env);
+  const definitions = await jobDefinitionsFor(ssm, env, config.experiment, environmentStack);
+  const stack = { ...environmentStack, singleNodeJobDefinition: definitions.singleNode, multiNodeJobDefinition: definitions.multiNode };
+  deps.out(`job definitions: ${definitions.scope}`);
   const fit = estimateStages(config, nodes, dirname(file), queue);
   if (fit.estimates.length > 0) deps.out(`memory estimate (parameters: ${LLAMA_PARAMETER_FORMULA}):`);
   for (const estimate of fit.estimates) deps.out(`  ${estimate.summary}`);

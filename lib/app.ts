@@ -9,6 +9,7 @@ import { AuditStack } from './stacks/audit-stack';
 import { DataLakeStack } from './stacks/data-lake-stack';
 import { EvalStack } from './stacks/eval-stack';
 import { NetworkStack } from './stacks/network-stack';
+import { RunStack } from './stacks/run-stack';
 import { TrainingStack } from './stacks/training-stack';
 
 /** Feature flags this project is written against (kept here, not in cdk.json, so tests use them too). */
@@ -31,6 +32,32 @@ export interface Platform {
   readonly training: TrainingStack;
   /** Present where the stage audits (production). */
   readonly audit?: AuditStack;
+}
+
+/** Adds the stack of one experiment run on an existing environment (`-c run=NAME`), tagged and checked. */
+export function buildRun(app: App, selection: StageSelection & { run: string }): RunStack {
+  const config = loadConfig(selection);
+  const stack = new RunStack(app, `${config.prefix}-${config.envId}-run-${selection.run}`, {
+    env: { account: config.account, region: config.region },
+    config,
+    run: selection.run,
+    description: `Training jobs of run '${selection.run}' on ${config.prefix}-${config.envId}: writes only under runs/${selection.run}/`,
+  });
+  tagAll(app, config, selection.run);
+  attachComplianceChecks(app);
+  return stack;
+}
+
+/** Cost-allocation tags on every resource of the app. */
+function tagAll(app: App, config: ResolvedConfig, experiment: string): void {
+  const tags: Record<string, string> = {
+    project: config.tags.project,
+    stage: config.stage,
+    experiment,
+    owner: config.tags.owner,
+    'cost-center': config.tags.costCenter,
+  };
+  for (const [key, value] of Object.entries(tags)) Tags.of(app).add(key, value);
 }
 
 /** Creates an app with this project's feature flags. */
@@ -76,15 +103,7 @@ export function buildPlatform(app: App, selection: StageSelection): Platform {
       })
     : undefined;
 
-  const tags: Record<string, string> = {
-    project: config.tags.project,
-    stage: config.stage,
-    experiment: config.experiment ?? 'none',
-    owner: config.tags.owner,
-    'cost-center': config.tags.costCenter,
-  };
-  for (const [key, value] of Object.entries(tags)) Tags.of(app).add(key, value);
-
+  tagAll(app, config, config.experiment ?? 'none');
   attachComplianceChecks(app);
   return { config, network, dataLake, evaluation, training, audit };
 }

@@ -11,11 +11,11 @@ const OUT_ROOT = path.join(__dirname, '..', 'cdk.out');
 let failed = false;
 const rows: string[][] = [['environment', 'stack', 'resources', 'termination protection', 'nag findings', 'acknowledged', 'cfn-lint E/W']];
 for (const selection of ENVIRONMENTS) {
-  const label = selection.experiment ? `${selection.stage}/${selection.experiment}` : `${selection.stage}`;
-  const result = synthesizeEnvironment(selection, path.join(OUT_ROOT, label.replace('/', '-')));
+  const label = [selection.stage, selection.experiment, selection.run && `run-${selection.run}`].filter(Boolean).join('/');
+  const result = synthesizeEnvironment(selection, path.join(OUT_ROOT, label.replace(/\//g, '-')));
   const lint = runCfnLint(
     result.stacks.map((s) => s.template),
-    result.platform.config.region,
+    result.config.region,
   );
   for (const stack of result.stacks) {
     const findings = result.findings.filter((f) => f.path.startsWith(`${stack.name}/`));

@@ -14,18 +14,18 @@ import { collectAcknowledgments } from '../lib/compliance/checks';
 import { ManagedRole } from '../lib/constructs/managed-role';
 
 const outdir = (name: string): string => path.join(os.tmpdir(), `dapt-compliance-test-${process.pid}-${name}`);
-const results: SynthResult[] = ENVIRONMENTS.map((s) => synthesizeEnvironment(s, outdir(`${s.stage}`)));
+const results: SynthResult[] = ENVIRONMENTS.map((s, i) => synthesizeEnvironment(s, outdir(`${s.stage}-${i}`)));
 
 for (const result of results) {
-  const label = environmentLabel(result.platform.config);
+  const label = environmentLabel(result.config);
 
   test(`${label}: zero unacknowledged findings in AwsSolutions, NIST 800-53 R5 and HIPAA Security`, () => {
     assert.deepEqual(result.findings.map((f) => `${f.pack} ${f.rule} at ${f.path}`), []);
-    assert.ok(result.stacks.length >= 2);
+    assert.ok(result.stacks.length >= 1, "no stack synthesized");
   });
 
   test(`${label}: cfn-lint reports zero errors`, () => {
-    const matches = runCfnLint(result.stacks.map((s) => s.template), result.platform.config.region);
+    const matches = runCfnLint(result.stacks.map((s) => s.template), result.config.region);
     assert.deepEqual(matches.filter((m) => m.level === 'Error').map((m) => `${m.rule} ${m.file}: ${m.message}`), []);
   });
 
@@ -42,7 +42,7 @@ test('every acknowledgment still covers a real finding (none outlives its reason
   process.env[IGNORE_ACKNOWLEDGMENTS_ENV] = '1';
   try {
     for (const [i, selection] of ENVIRONMENTS.entries()) {
-      const bare = synthesizeEnvironment(selection, outdir(`bare-${selection.stage}`), { quiet: true });
+      const bare = synthesizeEnvironment(selection, outdir(`bare-${selection.stage}-${i}`), { quiet: true });
       const acknowledged = results[i]!.acknowledgments;
       assert.equal(bare.acknowledgments.length, 0, 'acknowledgments were not switched off');
       for (const ack of acknowledged) {

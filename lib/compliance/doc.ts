@@ -12,8 +12,10 @@ export interface EnvironmentAcknowledgments {
 }
 
 /** How an environment is named in the document, e.g. `experiment (experiment 'demo')`. */
-export function environmentLabel(selection: { stage?: string; experiment?: string }): string {
-  return selection.experiment ? `${selection.stage} (experiment '${selection.experiment}')` : `${selection.stage}`;
+export function environmentLabel(selection: { stage?: string; experiment?: string; run?: string }): string {
+  const experiment = selection.experiment ? ` (experiment '${selection.experiment}')` : '';
+  const run = selection.run ? `, run '${selection.run}'` : '';
+  return `${selection.stage}${experiment}${run}`;
 }
 
 /** The whole markdown document. */

@@ -7,8 +7,8 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { type App, Stack } from 'aws-cdk-lib';
-import { buildPlatform, createApp, type Platform } from '../app';
-import type { StageSelection } from '../config/load';
+import { buildPlatform, buildRun, createApp } from '../app';
+import type { ResolvedConfig, StageSelection } from '../config/load';
 import { type AcknowledgmentRecord, collectAcknowledgments } from './checks';
 
 /** An unacknowledged cdk-nag finding. */
@@ -28,7 +28,7 @@ export interface StackSummary {
 
 export interface SynthResult {
   readonly app: App;
-  readonly platform: Platform;
+  readonly config: ResolvedConfig;
   readonly outdir: string;
   readonly stacks: readonly StackSummary[];
   readonly findings: readonly Finding[];
@@ -42,7 +42,7 @@ export interface SynthResult {
 export function synthesizeEnvironment(selection: StageSelection, outdir: string, options: { quiet?: boolean } = {}): SynthResult {
   rmSync(outdir, { recursive: true, force: true });
   const app = createApp({ outdir });
-  const platform = buildPlatform(app, selection);
+  const config = selection.run !== undefined ? buildRun(app, { ...selection, run: selection.run }).config : buildPlatform(app, selection).config;
   let findings: Finding[] = [];
   const consoleError = console.error;
   if (options.quiet) console.error = () => undefined;
@@ -65,7 +65,7 @@ export function synthesizeEnvironment(selection: StageSelection, outdir: string,
         : 0;
       return { name: stack.stackName, template, resources, terminationProtection: stack.terminationProtection };
     });
-  return { app, platform, outdir, stacks, findings, acknowledgments: collectAcknowledgments(app) };
+  return { app, config, outdir, stacks, findings, acknowledgments: collectAcknowledgments(app) };
 }
 
 interface ValidationReport {
@@ -119,8 +119,9 @@ export function runCfnLint(templates: readonly string[], region: string): LintMa
   return matches.map((m) => ({ level: m.Level, rule: m.Rule.Id, message: m.Message, file: m.Filename }));
 }
 
-/** The environments the main job and the tests synthesize: production and one example experiment. */
+/** What the main job and the tests synthesize: production, one example experiment, one example run on production. */
 export const ENVIRONMENTS: readonly StageSelection[] = [
   { stage: 'production' },
   { stage: 'experiment', experiment: 'demo' },
+  { stage: 'production', run: 'demo' },
 ];

@@ -28,6 +28,8 @@ export interface StageBehaviour {
 export interface ResolvedConfig extends PlatformConfig {
   /** The experiment name for ephemeral stages; undefined in production. */
   readonly experiment?: string;
+  /** One experiment run on this environment (`-c run=NAME`): only its run stack is built. */
+  readonly run?: string;
   /** Short environment id used in names: `prod`, or `exp-<experiment>`. */
   readonly envId: string;
   /** Root of every SSM parameter this environment publishes, e.g. `/dapt/prod`. */
@@ -39,6 +41,8 @@ export interface ResolvedConfig extends PlatformConfig {
 export interface StageSelection {
   readonly stage?: string;
   readonly experiment?: string;
+  /** A run on the selected environment (`-c run=NAME`): builds only that run's stack. */
+  readonly run?: string;
   /** Folder of the stage files. @default DEFAULT_CONFIG_DIR */
   readonly configDir?: string;
   /** Account to use when the stage file has none (the CLI's default account). */
@@ -75,7 +79,7 @@ export function loadConfig(selection: StageSelection): ResolvedConfig {
   if (config.stage !== stage) {
     throw new ConfigError(source, [`stage = ${JSON.stringify(config.stage)}: must be "${stage}", the stage the file is named for`]);
   }
-  return resolveConfig(config, selection.experiment, selection.defaultAccount);
+  return { ...resolveConfig(config, selection.experiment, selection.defaultAccount), run: selection.run };
 }
 
 /** Validates an already-parsed object; every problem is reported together. */
@@ -125,6 +129,10 @@ function validateSelection(selection: StageSelection): Stage {
   }
   if (stage === 'production' && selection.experiment !== undefined) {
     problems.push(`experiment = ${JSON.stringify(selection.experiment)}: production is not an experiment; drop -c experiment`);
+  }
+  if (selection.run !== undefined) {
+    const run = ExperimentNameSchema.safeParse(selection.run);
+    if (!run.success) problems.push(...formatIssues(run.error.issues, selection.run, 'run'));
   }
   if (problems.length > 0) throw new ConfigError('selection (cdk context)', problems);
   return stage as Stage;

@@ -35,6 +35,8 @@ export const PLATFORM_PARAMETERS = {
   trainingMultiNodeJobDefinitionArn: 'training/job-definitions/multi-node',
   trainingPreflightJobDefinitionArn: 'training/job-definitions/preflight',
   trainingDataPrepJobDefinitionArn: 'training/job-definitions/data-prep',
+  trainingKeyArn: 'training/kms-key-arn',
+  trainingJobLogGroup: 'training/job-log-group',
   trainingMaxNodes: 'training/max-nodes',
   trainingCapacityMode: 'training/capacity-mode',
 } as const;
@@ -57,11 +59,16 @@ export class PlatformParameters extends Construct {
 
   /** Publishes `value` (a string or a token) under `key`. */
   publish(key: PlatformParameterKey, value: string, description: string): ssm.StringParameter {
-    return new ssm.StringParameter(this, key.charAt(0).toUpperCase() + key.slice(1), {
-      parameterName: platformParameterName(this.ssmRoot, key),
-      stringValue: value,
-      description,
-    });
+    return this.publishAt(platformParameterName(this.ssmRoot, key), value, description);
+  }
+
+  /** Publishes `value` under a full name inside this root (for names that carry a run or model). */
+  publishAt(parameterName: string, value: string, description: string): ssm.StringParameter {
+    if (!parameterName.startsWith(`${this.ssmRoot}/`)) {
+      throw new Error(`parameter ${parameterName} must lie under ${this.ssmRoot}/`);
+    }
+    const id = parameterName.slice(this.ssmRoot.length + 1).replace(/[^A-Za-z0-9]+(.)?/g, (_, c: string | undefined) => (c ?? '').toUpperCase());
+    return new ssm.StringParameter(this, id.charAt(0).toUpperCase() + id.slice(1), { parameterName, stringValue: value, description });
   }
 }
 

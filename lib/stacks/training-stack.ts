@@ -14,24 +14,20 @@ import type { Construct } from 'constructs';
 import type { ResolvedConfig } from '../config/load';
 import { EncryptedLogGroup } from '../constructs/encrypted-log-group';
 import { ManagedRole } from '../constructs/managed-role';
+import {
+  createExecutionRole,
+  createGpuContainer,
+  P5_NODE,
+  RUNS_PREFIX,
+  TrainerJobs,
+  trainerEnvironment,
+  type TrainingBuckets,
+} from '../constructs/trainer-jobs';
+
+export { CONFIG_ERROR_EXIT_CODE, P5_NODE, RUNS_PREFIX } from '../constructs/trainer-jobs';
 import { PlatformKey } from '../constructs/platform-key';
 import { PlatformParameters, readPlatformParameter } from '../constructs/platform-parameters';
 import { SUBNET_GROUPS } from './network-stack';
-
-/** What one node of the training instance types offers (p5.48xlarge, p5e, p5en alike). */
-export const P5_NODE = {
-  vCpus: 192,
-  gpus: 8,
-  /** Network cards, each of which carries one EFA interface. */
-  efaInterfaces: 32,
-  /** Memory the job may ask for: 2 TiB less what the ECS agent and the OS keep. */
-  jobMemory: Size.gibibytes(1900),
-  /** Shared memory for NCCL and data-loader workers. */
-  sharedMemory: Size.gibibytes(512),
-} as const;
-
-/** Exit code with which the trainer reports a configuration error: never retried. */
-export const CONFIG_ERROR_EXIT_CODE = 2;
 
 const REPO_ROOT = path.join(__dirname, '..', '..');
 
@@ -52,11 +48,12 @@ export interface TrainingStackProps extends StackProps {
 export class TrainingStack extends Stack {
   readonly gpuQueue: batch.JobQueue;
   readonly cpuQueue: batch.JobQueue;
-  readonly singleNodeJob: batch.EcsJobDefinition;
+  /** Environment-wide trainer jobs; only in an experiment stage (production runs use run stacks). */
+  readonly singleNodeJob?: batch.EcsJobDefinition;
   readonly multiNodeJob?: batch.MultiNodeJobDefinition;
   readonly preflightJob: batch.EcsJobDefinition;
   readonly dataPrepJob: batch.EcsJobDefinition;
-  readonly jobRole: iam.Role;
+  readonly jobRole?: iam.Role;
 
   constructor(scope: Construct, id: string, props: TrainingStackProps) {
     super(scope, id, props);
@@ -76,7 +73,7 @@ export class TrainingStack extends Stack {
     const bucket = (zone: 'datasets' | 'models' | 'artifacts' | 'curated' | 'raw'): s3.IBucket =>
       s3.Bucket.fromBucketName(this, `${zone.charAt(0).toUpperCase()}${zone.slice(1)}Bucket`, readPlatformParameter(this, config.ssmRoot, `${zone}Bucket`));
     const lakeKeyArn = readPlatformParameter(this, config.ssmRoot, 'lakeKeyArn');
-    const buckets = { datasets: bucket('datasets'), models: bucket('models'), artifacts: bucket('artifacts'), curated: bucket('curated'), raw: bucket('raw') };
+    const buckets: TrainingBuckets = { datasets: bucket('datasets'), models: bucket('models'), artifacts: bucket('artifacts'), curated: bucket('curated'), raw: bucket('raw') };
 
     const image = new DockerImageAsset(this, 'TrainerImage', {
       directory: path.join(REPO_ROOT, 'containers', 'trainer'),
@@ -143,84 +140,42 @@ export class TrainingStack extends Stack {
       computeEnvironments: [{ computeEnvironment: cpuEnvironment, order: 1 }],
     });
 
-    this.jobRole = createJobRole(this, config, buckets, lakeKeyArn);
     // Immutable: the managed ExecutionPolicy already covers the image pull CDK would add inline.
     const executionRole = createExecutionRole(this, logs.logGroup.logGroupArn, key).withoutPolicyUpdates();
-    const container = (id: string, command: string[], environment: Record<string, string>): batch.EcsEc2ContainerDefinition =>
-      createGpuContainer(this, id, {
-        image: ecs.ContainerImage.fromDockerImageAsset(image),
-        command,
-        environment,
-        jobRole: this.jobRole,
+    // An experiment stage belongs to one experiment, so its trainer jobs may write the whole
+    // `runs/` prefix of its own lake. A shared (production) environment gets no trainer job
+    // definitions: each experiment deploys a run stack whose role writes only `runs/<name>/`.
+    if (config.stage !== 'production') {
+      const trainerJobs = new TrainerJobs(this, 'TrainerJobs', {
+        config,
+        namePrefix: `${config.prefix}-${config.envId}`,
+        writePrefix: RUNS_PREFIX,
+        buckets,
+        lakeKeyArn,
+        image,
         executionRole,
         logGroup: logs.logGroup,
       });
-
-    const trainerEnvironment = {
-      DAPT_STAGE: config.stage,
-      DAPT_ENV_ID: config.envId,
-      DAPT_MODELS_BUCKET: buckets.models.bucketName,
-      DAPT_ARTIFACTS_BUCKET: buckets.artifacts.bucketName,
-      DAPT_DATASETS_BUCKET: buckets.datasets.bucketName,
-    };
-    const retryStrategies = [
-      // 'Host EC2*' is how Batch reports both a reclaimed Spot node and a lost on-demand host; the
-      // trainer resumes from its last complete checkpoint, so only the steps since then are lost.
-      batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.SPOT_INSTANCE_RECLAIMED),
-      // A configuration error fails the same way every time: do not pay for retries.
-      batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom({ onExitCode: String(CONFIG_ERROR_EXIT_CODE) })),
-      // Any other failure is a bug or a bad input until proven otherwise: stop and look.
-      batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.NON_ZERO_EXIT_CODE),
-    ];
-
-    this.singleNodeJob = new batch.EcsJobDefinition(this, 'SingleNodeJob', {
-      jobDefinitionName: `${config.prefix}-${config.envId}-train-single-node`,
-      container: container(
-        'Trainer',
-        ['torchrun', '--standalone', `--nproc_per_node=${P5_NODE.gpus}`, '-m', 'dapt_trainer'],
-        trainerEnvironment,
-      ),
-      retryAttempts: training.retryAttempts,
-      retryStrategies,
-      timeout: Duration.hours(training.jobTimeoutHours),
-      propagateTags: true,
-    });
-
-    if (training.maxNodes > 1) {
-      this.multiNodeJob = new batch.MultiNodeJobDefinition(this, 'MultiNodeJob', {
-        jobDefinitionName: `${config.prefix}-${config.envId}-train-multi-node`,
-        containers: [
-          {
-            startNode: 0,
-            endNode: training.maxNodes - 1,
-            // torchrun reads the node count, rank and main node's address from the variables
-            // AWS Batch sets on each node of a multi-node parallel job.
-            container: container(
-              'MultiNodeTrainer',
-              ['bash', '-c', MULTI_NODE_LAUNCH],
-              trainerEnvironment,
-            ),
-          },
-        ],
-        mainNode: 0,
-        instanceType: new ec2.InstanceType(training.instanceTypes[0]!),
-        retryAttempts: training.retryAttempts,
-        retryStrategies,
-        timeout: Duration.hours(training.jobTimeoutHours),
-        propagateTags: true,
-      });
-      // An open node range ('0:') lets a submission ask for fewer nodes (numNodes override);
-      // Batch refuses the override on a closed range such as '0:3'.
-      (this.multiNodeJob.node.defaultChild as batch.CfnJobDefinition).addPropertyOverride('NodeProperties.NodeRangeProperties.0.TargetNodes', '0:');
+      this.jobRole = trainerJobs.jobRole;
+      this.singleNodeJob = trainerJobs.singleNode;
+      this.multiNodeJob = trainerJobs.multiNode;
     }
+    // The preflight touches no data: its role has no permissions at all.
+    const preflightRole = new iam.Role(this, 'PreflightRole', {
+      assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+      description: 'NCCL/EFA preflight jobs: no permissions needed',
+    });
 
     this.preflightJob = new batch.EcsJobDefinition(this, 'PreflightJob', {
       jobDefinitionName: `${config.prefix}-${config.envId}-preflight`,
-      container: container(
-        'Preflight',
-        ['torchrun', '--standalone', `--nproc_per_node=${P5_NODE.gpus}`, '-m', 'dapt_trainer.preflight'],
-        { ...trainerEnvironment, NCCL_DEBUG: 'INFO' },
-      ),
+      container: createGpuContainer(this, 'Preflight', {
+        image: ecs.ContainerImage.fromDockerImageAsset(image),
+        command: ['torchrun', '--standalone', `--nproc_per_node=${P5_NODE.gpus}`, '-m', 'dapt_trainer.preflight'],
+        environment: { ...trainerEnvironment(config, buckets), NCCL_DEBUG: 'INFO' },
+        jobRole: preflightRole,
+        executionRole,
+        logGroup: logs.logGroup,
+      }),
       retryAttempts: 1,
       timeout: Duration.minutes(30),
       propagateTags: true,
@@ -231,76 +186,15 @@ export class TrainingStack extends Stack {
     const parameters = new PlatformParameters(this, 'Parameters', config.ssmRoot);
     parameters.publish('trainingGpuQueueArn', this.gpuQueue.jobQueueArn, 'Job queue of GPU training jobs');
     parameters.publish('trainingCpuQueueArn', this.cpuQueue.jobQueueArn, 'Job queue of data-preparation jobs');
-    parameters.publish('trainingSingleNodeJobDefinitionArn', this.singleNodeJob.jobDefinitionArn, 'Single-node training job definition');
-    parameters.publish('trainingMultiNodeJobDefinitionArn', this.multiNodeJob?.jobDefinitionArn ?? 'none', "Multi-node training job definition ('none' when maxNodes is 1)");
+    parameters.publish('trainingSingleNodeJobDefinitionArn', this.singleNodeJob?.jobDefinitionArn ?? 'none', "Single-node training job definition ('none' in production: runs bring their own)");
+    parameters.publish('trainingMultiNodeJobDefinitionArn', this.multiNodeJob?.jobDefinitionArn ?? 'none', "Multi-node training job definition ('none' when maxNodes is 1 or in production)");
     parameters.publish('trainingPreflightJobDefinitionArn', this.preflightJob.jobDefinitionArn, 'NCCL/EFA preflight job definition');
     parameters.publish('trainingDataPrepJobDefinitionArn', this.dataPrepJob.jobDefinitionArn, 'Training-data pipeline job definition (CPU queue)');
+    parameters.publish('trainingKeyArn', key.keyArn, 'KMS key of training volumes and job logs');
+    parameters.publish('trainingJobLogGroup', logs.logGroup.logGroupName, 'Log group of training jobs');
     parameters.publish('trainingMaxNodes', String(training.maxNodes), 'Most nodes one training job may use');
     parameters.publish('trainingCapacityMode', training.capacity.mode, 'How training capacity is bought');
   }
-}
-
-/** The multi-node launch: one torchrun per node, rendezvous at the main node. */
-const MULTI_NODE_LAUNCH = [
-  'exec torchrun',
-  `--nnodes="$AWS_BATCH_JOB_NUM_NODES" --node_rank="$AWS_BATCH_JOB_NODE_INDEX"`,
-  `--nproc_per_node=${P5_NODE.gpus}`,
-  '--rdzv_backend=c10d --rdzv_endpoint="${AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS:-$(hostname -i)}:29500"',
-  '-m dapt_trainer',
-].join(' ');
-
-/**
- * NCCL over EFA (libfabric) on P5. Protocol and algorithm are left to the aws-ofi-nccl plugin,
- * which tunes them for the platform (the image's Dockerfile says the same).
- */
-const EFA_ENVIRONMENT: Record<string, string> = {
-  FI_PROVIDER: 'efa',
-  FI_EFA_USE_DEVICE_RDMA: '1',
-  FI_EFA_FORK_SAFE: '1',
-  NCCL_SOCKET_IFNAME: '^lo,docker',
-  TORCH_NCCL_ASYNC_ERROR_HANDLING: '1',
-};
-
-interface GpuContainerProps {
-  readonly image: ecs.ContainerImage;
-  readonly command: string[];
-  readonly environment: Record<string, string>;
-  readonly jobRole: iam.IRole;
-  readonly executionRole: iam.IRole;
-  readonly logGroup: logs.ILogGroup;
-}
-
-/** The trainer's container on one P5 node: all GPUs, all EFA devices, large shared memory. */
-function createGpuContainer(scope: Construct, id: string, props: GpuContainerProps): batch.EcsEc2ContainerDefinition {
-  const linuxParameters = new batch.LinuxParameters(scope, `${id}LinuxParameters`, {
-    sharedMemorySize: P5_NODE.sharedMemory,
-    initProcessEnabled: true,
-  });
-  linuxParameters.addDevices(
-    ...Array.from({ length: P5_NODE.efaInterfaces }, (_, i) => ({
-      hostPath: `/dev/infiniband/uverbs${i}`,
-      containerPath: `/dev/infiniband/uverbs${i}`,
-      permissions: [batch.DevicePermission.READ, batch.DevicePermission.WRITE, batch.DevicePermission.MKNOD],
-    })),
-  );
-  const container = new batch.EcsEc2ContainerDefinition(scope, `${id}Container`, {
-    image: props.image,
-    command: props.command,
-    cpu: P5_NODE.vCpus - 4,
-    memory: P5_NODE.jobMemory,
-    gpu: P5_NODE.gpus,
-    environment: { ...EFA_ENVIRONMENT, ...props.environment },
-    jobRole: props.jobRole,
-    executionRole: props.executionRole,
-    linuxParameters,
-    logging: ecs.LogDriver.awsLogs({ logGroup: props.logGroup, streamPrefix: 'train' }),
-    volumes: [batch.EcsVolume.host({ name: 'scratch', hostPath: '/scratch', containerPath: '/scratch' })],
-    readonlyRootFilesystem: false,
-  });
-  container.addUlimit({ name: batch.UlimitName.MEMLOCK, softLimit: -1, hardLimit: -1 });
-  container.addUlimit({ name: batch.UlimitName.NOFILE, softLimit: 1048576, hardLimit: 1048576 });
-  container.addUlimit({ name: batch.UlimitName.STACK, softLimit: 67108864, hardLimit: 67108864 });
-  return container;
 }
 
 /**
@@ -412,71 +306,6 @@ function createInstanceRole(scope: Construct): iam.Role {
   }).role;
 }
 
-/** Pulls the image and writes logs for a job's container. */
-function createExecutionRole(scope: Construct, logGroupArn: string, key: kms.IKey): iam.Role {
-  return new ManagedRole(scope, 'ExecutionRole', {
-    assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
-    description: 'Pulls the job images and writes job logs',
-    statements: [
-      new iam.PolicyStatement({ sid: 'EcrToken', actions: ['ecr:GetAuthorizationToken'], resources: ['*'] }),
-      new iam.PolicyStatement({
-        sid: 'PullFromTheAssetRepository',
-        actions: ['ecr:BatchCheckLayerAvailability', 'ecr:GetDownloadUrlForLayer', 'ecr:BatchGetImage'],
-        resources: [`arn:${Aws.PARTITION}:ecr:${Stack.of(scope).region}:${Aws.ACCOUNT_ID}:repository/cdk-*`],
-      }),
-      new iam.PolicyStatement({ sid: 'WriteJobLogs', actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [logGroupArn] }),
-      new iam.PolicyStatement({ sid: 'UseLogKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [key.keyArn] }),
-    ],
-    wildcards: [
-      { pattern: /^\*$/, reason: 'ecr:GetAuthorizationToken has no resource-level permissions.' },
-      { pattern: /:repository\/cdk-\*$/, reason: "CDK's bootstrap asset repository (cdk-<qualifier>-container-assets-...) holds the job images; its name includes the bootstrap qualifier." },
-    ],
-  }).role;
-}
-
-/**
- * The trainer's role: reads the datasets, curated and raw zones and base models; writes
- * checkpoints and outputs only under `runs/` of the models and artifacts zones.
- */
-function createJobRole(
-  scope: Construct,
-  config: ResolvedConfig,
-  buckets: Record<'datasets' | 'models' | 'artifacts' | 'curated' | 'raw', s3.IBucket>,
-  lakeKeyArn: string,
-): iam.Role {
-  return new ManagedRole(scope, 'JobRole', {
-    assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
-    description: `Training jobs of ${config.prefix}-${config.envId}: read training inputs, write run outputs`,
-    statements: [
-      new iam.PolicyStatement({
-        sid: 'ReadInputs',
-        actions: ['s3:GetObject'],
-        resources: [buckets.datasets, buckets.curated, buckets.raw, buckets.models].map((b) => b.arnForObjects('*')),
-      }),
-      new iam.PolicyStatement({
-        sid: 'ListInputsAndOutputs',
-        actions: ['s3:ListBucket'],
-        resources: Object.values(buckets).map((b) => b.bucketArn),
-      }),
-      new iam.PolicyStatement({
-        sid: 'WriteRunOutputs',
-        actions: ['s3:PutObject', 's3:AbortMultipartUpload'],
-        resources: [buckets.models.arnForObjects(`${RUNS_PREFIX}*`), buckets.artifacts.arnForObjects(`${RUNS_PREFIX}*`)],
-      }),
-      new iam.PolicyStatement({
-        sid: 'ReadRunOutputs',
-        actions: ['s3:GetObject'],
-        resources: [buckets.artifacts.arnForObjects(`${RUNS_PREFIX}*`)],
-      }),
-      new iam.PolicyStatement({ sid: 'UseLakeKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [lakeKeyArn] }),
-    ],
-    wildcards: [
-      { pattern: /^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>\/\*$/, reason: 'Training inputs (datasets, curated and raw text, base models) are read whole-zone; their keys are named by the experiment config, only reads are allowed.' },
-      { pattern: new RegExp(`^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>/${RUNS_PREFIX.replace('/', '\\/')}\\*$`), reason: `Checkpoints and outputs are written under '${RUNS_PREFIX}<experiment>/' only; keys are created per run and step.` },
-    ],
-  }).role;
-}
-
 /**
  * The training-data pipeline (containers/data) on the Fargate queue: reads the raw zone, writes
  * the curated zone and dataset manifests. Its image is built from the repository root because
@@ -540,5 +369,3 @@ function createDataPrepJob(
 const DEFAULT_DATA_PREP_VCPUS = 4;
 const DEFAULT_DATA_PREP_MEMORY = Size.gibibytes(30);
 
-/** Prefix of run outputs (checkpoints, merged weights, adapters, metrics) in the models and artifacts zones. */
-export const RUNS_PREFIX = 'runs/';

@@ -3,11 +3,12 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
-import { BatchClient, DescribeJobsCommand, type JobDetail, ListJobsCommand } from '@aws-sdk/client-batch';
+import { BatchClient, DescribeJobsCommand, type JobDetail, ListJobsCommand, RegisterJobDefinitionCommand } from '@aws-sdk/client-batch';
+import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { CloudWatchLogsClient, CreateLogGroupCommand, CreateLogStreamCommand, PutLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { estimateMemory, llamaDimensions, llamaParameterCount, loraParameterCount, nodeProblems } from '../../cli/train-fit';
-import { conflictingJobs, explainStatus, formatStatus, jobNameFor, nodeCountOverride, parseStageSteps, stopAction, stopJob, trainingParameterNames, validateTrainerConfig } from '../../cli/train-lib';
+import { conflictingJobs, explainStatus, formatStatus, jobNameFor, nodeCountOverride, parseStageSteps, runParameterNames, stopAction, stopJob, trainingParameterNames, validateTrainerConfig } from '../../cli/train-lib';
 import { parseTrainerLine, renderLogLines, renderStep } from '../../cli/train-watch';
 import { type Moto, startMoto } from '../lambda/helpers';
 import { cli, createTrainingStack, fakeModel, LLAMA_70B, tempDir, TINY, useSimpleBatch, writeConfig } from './helpers';
@@ -332,4 +333,27 @@ test('watch follows a job to its end; logs prints its stream', async () => {
   assert.equal(raw.code, 0, raw.err);
   assert.equal(raw.out, messages.join('\n'));
   assert.match(raw.err, /log stream \/dapt\/exp-w\/training-jobs \//);
+});
+
+test("production jobs use their run stack's job definitions: refused without one, used with one", async () => {
+  await createTrainingStack(moto, 'prod');
+  const config = writeConfig(dir, 'prodrun.yaml', { experiment: 'prodrun', model: tiny });
+  const refused = await cli(moto, 'train', '--config', config, '--stage', 'production', '--dry-run');
+  assert.equal(refused.code, 1);
+  assert.match(refused.err, /may write only under runs\/prodrun\/\. Deploy it first: npx cdk deploy -c stage=production -c run=prodrun/);
+
+  // GIVEN what `cdk deploy -c stage=production -c run=prodrun` publishes
+  const container = { image: 'trainer', resourceRequirements: [{ type: 'VCPU' as const, value: '1' }, { type: 'MEMORY' as const, value: '512' }] };
+  const definition = await new BatchClient(moto.clientConfig).send(
+    new RegisterJobDefinitionCommand({ jobDefinitionName: 'dapt-prod-run-prodrun-train-single-node', type: 'container', containerProperties: container }),
+  );
+  const ssm = new SSMClient(moto.clientConfig);
+  const names = runParameterNames({ stage: 'production', prefix: 'dapt', region: 'us-east-1' }, 'prodrun');
+  await ssm.send(new PutParameterCommand({ Name: names.singleNode, Value: definition.jobDefinitionArn ?? '', Type: 'String' }));
+  await ssm.send(new PutParameterCommand({ Name: names.multiNode, Value: 'none', Type: 'String' }));
+  // WHEN submitting, THEN the run's definition (and so its scoped role) is used
+  const result = await cli(moto, 'train', '--config', config, '--stage', 'production');
+  assert.equal(result.code, 0, result.err);
+  assert.match(result.out, /job definitions: run stack: writes only under runs\/prodrun\//);
+  assert.match((await describe(jobIdOf(result.out))).jobDefinition ?? '', /run-prodrun-train-single-node/);
 });

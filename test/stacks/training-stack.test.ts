@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { Template } from 'aws-cdk-lib/assertions';
-import { buildPlatform, createApp } from '../../lib/app';
+import { buildPlatform, buildRun, createApp } from '../../lib/app';
 import { ConfigError, DEFAULT_CONFIG_DIR, parseConfig } from '../../lib/config/load';
 import { CONFIG_ERROR_EXIT_CODE, P5_NODE } from '../../lib/stacks/training-stack';
 import { EXPERIMENT, PRODUCTION, templatesFor } from '../helpers';
@@ -56,8 +56,11 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
   });
 
   test(`TrainingStack (${name}) job definitions: 8 GPUs, EFA devices, shared memory, memlock, retries on host loss only`, () => {
-    const definitions = props(template, 'AWS::Batch::JobDefinition');
-    assert.equal(definitions.length, config.maxNodes > 1 ? 4 : 3, 'single-node, preflight, data-prep, and multi-node when maxNodes > 1');
+    const environmentWide = props(template, 'AWS::Batch::JobDefinition').map((d) => String(d.JobDefinitionName).replace(/^dapt-[a-z0-9-]+?-(train|preflight|data)/, '$1'));
+    // Production has no environment-wide trainer jobs: every experiment brings a run stack.
+    assert.deepEqual(environmentWide.sort(), selection.stage === 'production' ? ['data-prep', 'preflight'] : ['data-prep', 'preflight', 'train-single-node']);
+    const trainerTemplate = selection.stage === 'production' ? Template.fromStack(buildRun(createApp(), { stage: 'production', run: 'check' })) : template;
+    const definitions = props(trainerTemplate, 'AWS::Batch::JobDefinition');
     const single = definitions.find((d) => String(d.JobDefinitionName).endsWith('train-single-node'))!;
     const container = single.ContainerProperties as Record<string, unknown>;
     assert.ok((container.ResourceRequirements as { Type: string; Value: string }[]).some((r) => r.Type === 'GPU' && r.Value === String(P5_NODE.gpus)));
@@ -89,18 +92,21 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
     assert.deepEqual(dataPrep.PlatformCapabilities, ['FARGATE']);
     const container = dataPrep.ContainerProperties as { JobRoleArn: unknown; ResourceRequirements: { Type: string; Value: string }[] };
     assert.ok(container.ResourceRequirements.some((r) => r.Type === 'VCPU'));
-    const trainerRole = (props(template, 'AWS::Batch::JobDefinition').find((d) => String(d.JobDefinitionName).endsWith('train-single-node'))!.ContainerProperties as { JobRoleArn: unknown }).JobRoleArn;
-    assert.notDeepEqual(container.JobRoleArn, trainerRole, 'the data pipeline does not share the trainer role');
+    const others = props(template, 'AWS::Batch::JobDefinition')
+      .filter((d) => !String(d.JobDefinitionName).endsWith('data-prep'))
+      .map((d) => (d.ContainerProperties as { JobRoleArn: unknown }).JobRoleArn);
+    for (const role of others) assert.notDeepEqual(container.JobRoleArn, role, 'the data pipeline has a role of its own');
   });
 
   test(`TrainingStack (${name}) job role reads inputs and writes only under runs/`, () => {
-    const policies = props(template, 'AWS::IAM::ManagedPolicy').map((p) => p.PolicyDocument as { Statement: { Sid?: string; Action: string | string[]; Resource: unknown }[] });
+    const trainerTemplate = selection.stage === 'production' ? Template.fromStack(buildRun(createApp(), { stage: 'production', run: 'check' })) : template;
+    const policies = props(trainerTemplate, 'AWS::IAM::ManagedPolicy').map((p) => p.PolicyDocument as { Statement: { Sid?: string; Action: string | string[]; Resource: unknown }[] });
     const statements = policies.flatMap((d) => d.Statement);
     const writes = statements.filter((s) => [s.Action].flat().some((a) => a === 's3:PutObject'));
     assert.ok(writes.length > 0);
     const trainerWrites = writes.filter((w) => w.Sid === 'WriteRunOutputs');
     assert.equal(trainerWrites.length, 1);
-    assert.match(JSON.stringify(trainerWrites[0]!.Resource), /\/runs\/\*/);
+    assert.match(JSON.stringify(trainerWrites[0]!.Resource), /\/runs\/([a-z0-9-]+\/)?\*/);
     assert.doesNotMatch(JSON.stringify(trainerWrites[0]!.Resource), /"\/\*"/);
     for (const statement of statements) {
       for (const action of [statement.Action].flat()) assert.ok(!/^s3:\*|:\*$|FullAccess/.test(action), `broad action ${action}`);

@@ -1,0 +1,260 @@
+/**
+ * What every trainer job definition shares: the P5 node's shape, the container (GPUs, EFA devices,
+ * shared memory, NCCL settings), the roles, and the single-node and multi-node definitions.
+ * The training stack builds them for a whole environment (writes under `runs/`); a run stack
+ * builds them for one experiment (writes under `runs/<experiment>/` only).
+ */
+import { Duration, Size } from 'aws-cdk-lib';
+import * as batch from 'aws-cdk-lib/aws-batch';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import type { DockerImageAsset } from 'aws-cdk-lib/aws-ecr-assets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import type * as logs from 'aws-cdk-lib/aws-logs';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
+import { Aws, Stack } from 'aws-cdk-lib';
+import { Construct } from 'constructs';
+import type { ResolvedConfig } from '../config/load';
+import { ManagedRole } from './managed-role';
+
+/** The lake zones a training job touches. */
+export type TrainingBuckets = Record<'datasets' | 'models' | 'artifacts' | 'curated' | 'raw', s3.IBucket>;
+
+/** What one node of the training instance types offers (p5.48xlarge, p5e, p5en alike). */
+export const P5_NODE = {
+  vCpus: 192,
+  gpus: 8,
+  /** Network cards, each of which carries one EFA interface. */
+  efaInterfaces: 32,
+  /** Memory the job may ask for: 2 TiB less what the ECS agent and the OS keep. */
+  jobMemory: Size.gibibytes(1900),
+  /** Shared memory for NCCL and data-loader workers. */
+  sharedMemory: Size.gibibytes(512),
+} as const;
+
+/** Exit code with which the trainer reports a configuration error: never retried. */
+export const CONFIG_ERROR_EXIT_CODE = 2;
+
+/** Prefix of run outputs (checkpoints, merged weights, adapters, metrics) in the models and artifacts zones. */
+export const RUNS_PREFIX = 'runs/';
+
+/** The multi-node launch: one torchrun per node, rendezvous at the main node. */
+export const MULTI_NODE_LAUNCH = [
+  'exec torchrun',
+  `--nnodes="$AWS_BATCH_JOB_NUM_NODES" --node_rank="$AWS_BATCH_JOB_NODE_INDEX"`,
+  `--nproc_per_node=${P5_NODE.gpus}`,
+  '--rdzv_backend=c10d --rdzv_endpoint="${AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS:-$(hostname -i)}:29500"',
+  '-m dapt_trainer',
+].join(' ');
+
+/**
+ * NCCL over EFA (libfabric) on P5. Protocol and algorithm are left to the aws-ofi-nccl plugin,
+ * which tunes them for the platform (the image's Dockerfile says the same).
+ */
+const EFA_ENVIRONMENT: Record<string, string> = {
+  FI_PROVIDER: 'efa',
+  FI_EFA_USE_DEVICE_RDMA: '1',
+  FI_EFA_FORK_SAFE: '1',
+  NCCL_SOCKET_IFNAME: '^lo,docker',
+  TORCH_NCCL_ASYNC_ERROR_HANDLING: '1',
+};
+
+export interface GpuContainerProps {
+  readonly image: ecs.ContainerImage;
+  readonly command: string[];
+  readonly environment: Record<string, string>;
+  readonly jobRole: iam.IRole;
+  readonly executionRole: iam.IRole;
+  readonly logGroup: logs.ILogGroup;
+}
+
+/** The trainer's container on one P5 node: all GPUs, all EFA devices, large shared memory. */
+export function createGpuContainer(scope: Construct, id: string, props: GpuContainerProps): batch.EcsEc2ContainerDefinition {
+  const linuxParameters = new batch.LinuxParameters(scope, `${id}LinuxParameters`, {
+    sharedMemorySize: P5_NODE.sharedMemory,
+    initProcessEnabled: true,
+  });
+  linuxParameters.addDevices(
+    ...Array.from({ length: P5_NODE.efaInterfaces }, (_, i) => ({
+      hostPath: `/dev/infiniband/uverbs${i}`,
+      containerPath: `/dev/infiniband/uverbs${i}`,
+      permissions: [batch.DevicePermission.READ, batch.DevicePermission.WRITE, batch.DevicePermission.MKNOD],
+    })),
+  );
+  const container = new batch.EcsEc2ContainerDefinition(scope, `${id}Container`, {
+    image: props.image,
+    command: props.command,
+    cpu: P5_NODE.vCpus - 4,
+    memory: P5_NODE.jobMemory,
+    gpu: P5_NODE.gpus,
+    environment: { ...EFA_ENVIRONMENT, ...props.environment },
+    jobRole: props.jobRole,
+    executionRole: props.executionRole,
+    linuxParameters,
+    logging: ecs.LogDriver.awsLogs({ logGroup: props.logGroup, streamPrefix: 'train' }),
+    volumes: [batch.EcsVolume.host({ name: 'scratch', hostPath: '/scratch', containerPath: '/scratch' })],
+    readonlyRootFilesystem: false,
+  });
+  container.addUlimit({ name: batch.UlimitName.MEMLOCK, softLimit: -1, hardLimit: -1 });
+  container.addUlimit({ name: batch.UlimitName.NOFILE, softLimit: 1048576, hardLimit: 1048576 });
+  container.addUlimit({ name: batch.UlimitName.STACK, softLimit: 67108864, hardLimit: 67108864 });
+  return container;
+}
+
+/** Pulls the image and writes logs for a job's container. */
+export function createExecutionRole(scope: Construct, logGroupArn: string, key: kms.IKey): iam.Role {
+  return new ManagedRole(scope, 'ExecutionRole', {
+    assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+    description: 'Pulls the job images and writes job logs',
+    statements: [
+      new iam.PolicyStatement({ sid: 'EcrToken', actions: ['ecr:GetAuthorizationToken'], resources: ['*'] }),
+      new iam.PolicyStatement({
+        sid: 'PullFromTheAssetRepository',
+        actions: ['ecr:BatchCheckLayerAvailability', 'ecr:GetDownloadUrlForLayer', 'ecr:BatchGetImage'],
+        resources: [`arn:${Aws.PARTITION}:ecr:${Stack.of(scope).region}:${Aws.ACCOUNT_ID}:repository/cdk-*`],
+      }),
+      new iam.PolicyStatement({ sid: 'WriteJobLogs', actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [logGroupArn] }),
+      new iam.PolicyStatement({ sid: 'UseLogKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [key.keyArn] }),
+    ],
+    wildcards: [
+      { pattern: /^\*$/, reason: 'ecr:GetAuthorizationToken has no resource-level permissions.' },
+      { pattern: /:log-group:<[A-Za-z0-9]+>:\*$/, reason: 'Log streams of the one training log group; streams are named per job attempt.' },
+      { pattern: /:repository\/cdk-\*$/, reason: "CDK's bootstrap asset repository (cdk-<qualifier>-container-assets-...) holds the job images; its name includes the bootstrap qualifier." },
+    ],
+  }).role;
+}
+
+/**
+ * The trainer's role: reads the datasets, curated and raw zones and base models; writes
+ * checkpoints and outputs only under `runs/` of the models and artifacts zones.
+ */
+function createJobRole(
+  scope: Construct,
+  config: ResolvedConfig,
+  buckets: TrainingBuckets,
+  lakeKeyArn: string,
+  writePrefix: string,
+): iam.Role {
+  return new ManagedRole(scope, 'JobRole', {
+    assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+    description: `Training jobs of ${config.prefix}-${config.envId}: read training inputs, write run outputs`,
+    statements: [
+      new iam.PolicyStatement({
+        sid: 'ReadInputs',
+        actions: ['s3:GetObject'],
+        resources: [buckets.datasets, buckets.curated, buckets.raw, buckets.models].map((b) => b.arnForObjects('*')),
+      }),
+      new iam.PolicyStatement({
+        sid: 'ListInputsAndOutputs',
+        actions: ['s3:ListBucket'],
+        resources: Object.values(buckets).map((b) => b.bucketArn),
+      }),
+      new iam.PolicyStatement({
+        sid: 'WriteRunOutputs',
+        actions: ['s3:PutObject', 's3:AbortMultipartUpload'],
+        resources: [buckets.models.arnForObjects(`${writePrefix}*`), buckets.artifacts.arnForObjects(`${writePrefix}*`)],
+      }),
+      new iam.PolicyStatement({
+        sid: 'ReadRunOutputs',
+        actions: ['s3:GetObject'],
+        resources: [buckets.artifacts.arnForObjects(`${writePrefix}*`)],
+      }),
+      new iam.PolicyStatement({ sid: 'UseLakeKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [lakeKeyArn] }),
+    ],
+    wildcards: [
+      { pattern: /^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>\/\*$/, reason: 'Training inputs (datasets, curated and raw text, base models) are read whole-zone; their keys are named by the experiment config, only reads are allowed.' },
+      { pattern: new RegExp(`^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>/${escapeRegExp(writePrefix)}\\*$`), reason: `Checkpoints and outputs are written under '${writePrefix}' only; keys are created per experiment, stage and step.` },
+    ],
+  }).role;
+}
+
+
+export interface TrainerJobsProps {
+  readonly config: ResolvedConfig;
+  /** Start of the job definitions' names, e.g. `dapt-prod` or `dapt-prod-run-lora7b`. */
+  readonly namePrefix: string;
+  /** Prefix of the models and artifacts zones the jobs may write, e.g. `runs/` or `runs/lora7b/`. */
+  readonly writePrefix: string;
+  readonly buckets: TrainingBuckets;
+  readonly lakeKeyArn: string;
+  readonly image: DockerImageAsset;
+  readonly executionRole: iam.IRole;
+  readonly logGroup: logs.ILogGroup;
+}
+
+/** The trainer's job role and its single-node and (when maxNodes > 1) multi-node job definitions. */
+export class TrainerJobs extends Construct {
+  readonly jobRole: iam.Role;
+  readonly singleNode: batch.EcsJobDefinition;
+  readonly multiNode?: batch.MultiNodeJobDefinition;
+
+  constructor(scope: Construct, id: string, props: TrainerJobsProps) {
+    super(scope, id);
+    const { config, buckets } = props;
+    const training = config.training;
+    this.jobRole = createJobRole(this, config, buckets, props.lakeKeyArn, props.writePrefix);
+    const container = (containerId: string, command: string[]): batch.EcsEc2ContainerDefinition =>
+      createGpuContainer(this, containerId, {
+        image: ecs.ContainerImage.fromDockerImageAsset(props.image),
+        command,
+        environment: trainerEnvironment(config, buckets),
+        jobRole: this.jobRole,
+        executionRole: props.executionRole,
+        logGroup: props.logGroup,
+      });
+
+    this.singleNode = new batch.EcsJobDefinition(this, 'SingleNode', {
+      jobDefinitionName: `${props.namePrefix}-train-single-node`,
+      container: container('Trainer', ['torchrun', '--standalone', `--nproc_per_node=${P5_NODE.gpus}`, '-m', 'dapt_trainer']),
+      retryAttempts: training.retryAttempts,
+      retryStrategies: TRAINER_RETRY_STRATEGIES,
+      timeout: Duration.hours(training.jobTimeoutHours),
+      propagateTags: true,
+    });
+
+    if (training.maxNodes > 1) {
+      this.multiNode = new batch.MultiNodeJobDefinition(this, 'MultiNode', {
+        jobDefinitionName: `${props.namePrefix}-train-multi-node`,
+        // torchrun reads the node count, rank and main node's address from the variables AWS
+        // Batch sets on each node of a multi-node parallel job.
+        containers: [{ startNode: 0, endNode: training.maxNodes - 1, container: container('MultiNodeTrainer', ['bash', '-c', MULTI_NODE_LAUNCH]) }],
+        mainNode: 0,
+        instanceType: new ec2.InstanceType(training.instanceTypes[0]!),
+        retryAttempts: training.retryAttempts,
+        retryStrategies: TRAINER_RETRY_STRATEGIES,
+        timeout: Duration.hours(training.jobTimeoutHours),
+        propagateTags: true,
+      });
+      // An open node range ('0:') lets a submission ask for fewer nodes (numNodes override);
+      // Batch refuses the override on a closed range such as '0:3'.
+      (this.multiNode.node.defaultChild as batch.CfnJobDefinition).addPropertyOverride('NodeProperties.NodeRangeProperties.0.TargetNodes', '0:');
+    }
+  }
+}
+
+/** What every trainer container is told about its environment (the trainer reads its config from DAPT_CONFIG). */
+export function trainerEnvironment(config: ResolvedConfig, buckets: TrainingBuckets): Record<string, string> {
+  return {
+    DAPT_STAGE: config.stage,
+    DAPT_ENV_ID: config.envId,
+    DAPT_MODELS_BUCKET: buckets.models.bucketName,
+    DAPT_ARTIFACTS_BUCKET: buckets.artifacts.bucketName,
+    DAPT_DATASETS_BUCKET: buckets.datasets.bucketName,
+  };
+}
+
+const TRAINER_RETRY_STRATEGIES = [
+  // 'Host EC2*' is how Batch reports both a reclaimed Spot node and a lost on-demand host; the
+  // trainer resumes from its last complete checkpoint, so only the steps since then are lost.
+  batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.SPOT_INSTANCE_RECLAIMED),
+  // A configuration error fails the same way every time: do not pay for retries.
+  batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom({ onExitCode: String(CONFIG_ERROR_EXIT_CODE) })),
+  // Any other failure is a bug or a bad input until proven otherwise: stop and look.
+  batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.NON_ZERO_EXIT_CODE),
+];
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+}
+

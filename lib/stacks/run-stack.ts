@@ -1,0 +1,70 @@
+import * as path from 'node:path';
+import { Stack, type StackProps } from 'aws-cdk-lib';
+import { DockerImageAsset, Platform as AssetPlatform } from 'aws-cdk-lib/aws-ecr-assets';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import type { Construct } from 'constructs';
+import type { ResolvedConfig } from '../config/load';
+import { PlatformParameters, readPlatformParameter } from '../constructs/platform-parameters';
+import { createExecutionRole, RUNS_PREFIX, TrainerJobs, type TrainingBuckets } from '../constructs/trainer-jobs';
+
+/** Where a run stack publishes its job definitions, under the environment's SSM root. */
+export function runParameterName(ssmRoot: string, run: string, key: 'single-node' | 'multi-node'): string {
+  return `${ssmRoot}/runs/${run}/job-definitions/${key}`;
+}
+
+export interface RunStackProps extends StackProps {
+  readonly config: ResolvedConfig;
+  /** The experiment this stack isolates; its jobs write only under `runs/<run>/`. */
+  readonly run: string;
+}
+
+/**
+ * One experiment on a shared platform: its own job role, allowed to write only under
+ * `runs/<run>/` of the models and artifacts zones, and its own single-node and multi-node job
+ * definitions using that role. Everything else (queues, compute, lake, keys, log group) is the
+ * platform's, read through SSM, so the stack deploys and goes away without touching the platform.
+ */
+export class RunStack extends Stack {
+  readonly config: ResolvedConfig;
+  readonly jobs: TrainerJobs;
+
+  constructor(scope: Construct, id: string, props: RunStackProps) {
+    super(scope, id, props);
+    const { config, run } = props;
+    this.config = config;
+    const read = (key: Parameters<typeof readPlatformParameter>[2]): string => readPlatformParameter(this, config.ssmRoot, key);
+    const bucket = (zone: keyof TrainingBuckets): s3.IBucket =>
+      s3.Bucket.fromBucketName(this, `${zone.charAt(0).toUpperCase()}${zone.slice(1)}Bucket`, read(`${zone}Bucket`));
+    const buckets: TrainingBuckets = { datasets: bucket('datasets'), models: bucket('models'), artifacts: bucket('artifacts'), curated: bucket('curated'), raw: bucket('raw') };
+    const trainingKey = kms.Key.fromKeyArn(this, 'TrainingKey', read('trainingKeyArn'));
+    const logGroup = logs.LogGroup.fromLogGroupName(this, 'JobLogs', read('trainingJobLogGroup'));
+
+    // Same directory and settings as the training stack's image: the same asset hash, so no rebuild.
+    const image = new DockerImageAsset(this, 'TrainerImage', {
+      directory: path.join(__dirname, '..', '..', 'containers', 'trainer'),
+      platform: AssetPlatform.LINUX_AMD64,
+      exclude: ['**/__pycache__', '**/.mypy_cache', '**/.pytest_cache', '**/.ruff_cache', '**/*.egg-info', 'tests', 'bench'],
+    });
+    const executionRole = createExecutionRole(this, logGroup.logGroupArn, trainingKey).withoutPolicyUpdates();
+    this.jobs = new TrainerJobs(this, 'TrainerJobs', {
+      config,
+      namePrefix: `${config.prefix}-${config.envId}-run-${run}`,
+      writePrefix: `${RUNS_PREFIX}${run}/`,
+      buckets,
+      lakeKeyArn: read('lakeKeyArn'),
+      image,
+      executionRole,
+      logGroup,
+    });
+
+    const parameters = new PlatformParameters(this, 'Parameters', config.ssmRoot);
+    parameters.publishAt(runParameterName(config.ssmRoot, run, 'single-node'), this.jobs.singleNode.jobDefinitionArn, `Single-node training job definition of run '${run}'`);
+    parameters.publishAt(
+      runParameterName(config.ssmRoot, run, 'multi-node'),
+      this.jobs.multiNode?.jobDefinitionArn ?? 'none',
+      `Multi-node training job definition of run '${run}' ('none' when maxNodes is 1)`,
+    );
+  }
+}
