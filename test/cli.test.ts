@@ -28,3 +28,10 @@ test('the cdk CLI rejects a bad selection with a message naming the field', () =
   assert.notEqual(status, 0);
   assert.match(output, /experiment = "Not_Valid": must be 1-20 lowercase letters/);
 });
+
+test('the cdk CLI synthesizes one run stack with -c run=NAME', () => {
+  const { status, output, outdir } = cdkSynth('stage=production', 'run=clirun');
+  assert.equal(status, 0, output);
+  assert.ok(existsSync(path.join(outdir, 'dapt-prod-run-clirun.template.json')), output);
+  assert.ok(!existsSync(path.join(outdir, 'dapt-prod-network.template.json')), 'a run synthesizes only its own stack');
+});
