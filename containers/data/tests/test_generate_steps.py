@@ -3,6 +3,7 @@ their output back through the manifest."""
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 import re
@@ -19,7 +20,7 @@ from dapt_trainer.data.readers import read_source
 from dapt_data.cli import batch_settings, main
 from dapt_data.config import ConfigError, load_config
 from dapt_data.manifest import read_manifest
-from dapt_data.pipeline import run_all, run_synthesize
+from dapt_data.pipeline import run_all, run_instructions, run_synthesize
 from pipeline_fixtures import english_paragraph, write_public_corpus
 
 
@@ -233,3 +234,126 @@ def test_cli_runs_the_new_steps_and_batch_accepts_them(
     assert "synthesize" in capsys.readouterr().err
     env = {"PIPELINE_CONFIG": "c.yaml", "STEPS": "redact,synthesize,instructions,manifest"}
     assert batch_settings(env)[2] == ["redact", "synthesize", "instructions", "manifest"]
+
+
+def _write_labelled_csv(tmp_path: Path, rows: list[tuple[str, str]], **instructions: Any) -> Path:
+    """A pipeline whose only labelled data is a CSV source the pipeline ingests itself."""
+    with (tmp_path / "tickets.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["message", "intent"])
+        writer.writerows(rows)
+    write_public_corpus(tmp_path / "public.jsonl", docs=10)
+    data: dict[str, Any] = {
+        "output": "out",
+        "sources": [
+            {
+                "name": "tickets",
+                "path": "tickets.csv",
+                "format": "csv",
+                "text_field": "message",
+                "label_field": "intent",
+            },
+            {"name": "public", "path": "public.jsonl", "format": "jsonl", "origin": "public"},
+        ],
+        "clean": {"min_chars": 10, "languages": []},
+        "manifest": {"name": "mix", "target_domain_share": None},
+        "instructions": {"sources": [{"source": "tickets", "task": "intent"}], **instructions},
+    }
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+TICKETS = [
+    ("Why was my card charged twice this month? Mail me at jane.doe@example.com", "billing"),
+    ("How do I connect my own domain to the site I built?", "domain"),
+    ("Please refund the last invoice, I cancelled the plan already.", "billing"),
+]
+
+
+def test_a_labelled_pipeline_source_becomes_instruction_rows_the_trainer_reads(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a labelled CSV source (one message holds an e-mail address) and two phrasings each
+    config = load_config(_write_labelled_csv(tmp_path, TICKETS, paraphrases=2))
+    # WHEN the whole pipeline runs
+    results = run_all(config)
+    # THEN the instructions step made rows from the redacted records, nothing quarantined
+    step = results[-2]
+    assert step.step == "instructions"
+    assert step.counts["quarantined"] == {}
+    assert step.counts["generated_from_sources"] == {"tickets": 6}
+    assert step.counts["out"] == 6 - step.counts["repeated_phrasing"] >= 3
+    uri = str(tmp_path / "out" / "manifests" / "mix" / "v1.json")
+    rows = read_source(TrainerSource(name="instructions", kind="instruction", manifest=uri))
+    assert rows.quarantined == []
+    assert len(rows.rows) == step.counts["out"]
+    assert {r["source_id"].split(":")[0] for r in rows.rows} == {"tickets"}
+    assert {r["response"] for r in rows.rows} == {"billing", "domain"}
+    prompts = [r["prompt"] for r in rows.rows]
+    assert all("billing, domain" in p for p in prompts)  # the labels seen, sorted
+    assert not any("jane.doe@example.com" in p for p in prompts)
+    assert any("Why was my card charged twice" in p for p in prompts)
+    # AND a rerun is skipped with the same output; a changed seed reruns and rephrases
+    assert run_all(config)[-2].skipped
+    assert config.instructions is not None
+    reseeded = config.model_copy(
+        update={"instructions": config.instructions.model_copy(update={"seed": 5})}
+    )
+    again = run_instructions(reseeded)
+    assert not again.skipped
+    assert again.counts["generated_from_sources"] == {"tickets": 6}
+
+
+def test_records_without_a_listed_label_are_quarantined_with_the_reason(tmp_path: Path) -> None:
+    # GIVEN a source with an empty label and a label outside the configured list
+    rows = [*TICKETS, ("My site shows a blank page since this morning.", "")]
+    path = _write_labelled_csv(tmp_path, rows)
+    data = yaml.safe_load(path.read_text())
+    data["instructions"]["sources"][0]["labels"] = ["billing", "refund"]
+    path.write_text(yaml.safe_dump(data))
+    # WHEN the pipeline runs
+    step = run_all(load_config(path))[-2]
+    # THEN only the billing records become rows; the others are quarantined and counted
+    assert step.counts["out"] == 2
+    assert step.counts["quarantined"] == {"missing_label": 1, "unknown_label": 1}
+    quarantine = (tmp_path / "out" / "instructions" / "quarantine.jsonl").read_text()
+    reasons = {json.loads(x)["reason"]: json.loads(x) for x in quarantine.splitlines()}
+    assert "'domain'" in reasons["unknown_label"]["detail"]
+    assert reasons["unknown_label"]["source_id"].startswith("tickets:")
+    rows_file = (tmp_path / "out" / "instructions" / "records.jsonl").read_text()
+    assert all("billing, refund" in json.loads(x)["prompt"] for x in rows_file.splitlines())
+
+
+def test_instructions_from_sources_need_the_redacted_records(tmp_path: Path) -> None:
+    config = load_config(_write_labelled_csv(tmp_path, TICKETS))
+    with pytest.raises(FileNotFoundError, match="run the 'redact' step"):
+        run_instructions(config)
+
+
+def test_instruction_source_config_errors_are_reported_together(tmp_path: Path) -> None:
+    path = _write_labelled_csv(tmp_path, TICKETS)
+    data = yaml.safe_load(path.read_text())
+    data["instructions"]["sources"] = [
+        {"source": "nope", "task": "intent"},
+        {"source": "public", "task": "summarization"},
+        {"source": "tickets", "task": "poetry"},
+    ]
+    path.write_text(yaml.safe_dump(data))
+    # the schema error (unknown task) comes first ...
+    with pytest.raises(ConfigError, match=r"instructions\.sources\.2\.task"):
+        load_config(path)
+    # ... then the cross-key rules, all in one message
+    data["instructions"]["sources"][2]["task"] = "intent"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert "instructions.sources.0.source: 'nope' is not a source name" in message
+    assert "instructions.sources.1.source: 'public' is not a labelled dataset" in message
+    assert "instructions.sources.1.task: 'summarization' is not a labelled task" in message
+    # and a section with neither sets nor sources is refused
+    data["instructions"] = {"seed": 1}
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"instructions: .*'sets' or 'sources'"):
+        load_config(path)

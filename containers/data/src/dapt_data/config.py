@@ -171,16 +171,40 @@ class InstructionSetConfig(_Section):
     task: InstructionTask
 
 
+class InstructionSourceConfig(_Section):
+    """One labelled pipeline source (a jsonl/csv source with `label_field`), read after redact."""
+
+    source: str = Field(min_length=1, description="a `sources[].name` with a label_field")
+    task: InstructionTask = Field(description="intent, sentiment or segmentation")
+    labels: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="allowed labels, in prompt order; other labels are quarantined; "
+        "null = the labels seen in the source, sorted",
+    )
+
+
 class InstructionsConfig(_Section):
     """Paraphrased prompt/response examples from labelled sets (`dapt_data.instructions`)."""
 
-    sets: list[InstructionSetConfig] = Field(min_length=1)
+    sets: list[InstructionSetConfig] = Field(
+        default_factory=list, description="benchmark-format folders"
+    )
+    sources: list[InstructionSourceConfig] = Field(
+        default_factory=list, description="labelled pipeline sources, after redaction"
+    )
     seed: int = 0
     paraphrases: int = Field(
         default=1, ge=1, description="phrasings tried per item (seeds seed..seed+N-1)"
     )
     output: str = Field(default="instructions", pattern=r"^[A-Za-z0-9._-]+$")
     origin: Origin = Origin.DOMAIN
+
+    @model_validator(mode="after")
+    def _has_input(self) -> InstructionsConfig:
+        if not self.sets and not self.sources:
+            raise ValueError("give at least one of 'sets' or 'sources'")
+        return self
 
 
 class PipelineConfig(_Section):
@@ -326,6 +350,8 @@ def _generated_problems(config: PipelineConfig) -> list[str]:
                     f"  {key}: '{item.path}' is also in decontaminate.benchmarks "
                     "(training on evaluation items); use the training split"
                 )
+    if config.instructions is not None:
+        problems += _instruction_source_problems(config, config.instructions.sources)
     for key, value in outputs.items():
         if value in names:
             problems.append(f"  {key}: '{value}' is already a source name")
@@ -334,6 +360,34 @@ def _generated_problems(config: PipelineConfig) -> list[str]:
             "  instructions.output: same name as synthesize.output "
             f"'{next(iter(outputs.values()))}'"
         )
+    return problems
+
+
+def _instruction_source_problems(
+    config: PipelineConfig, items: list[InstructionSourceConfig]
+) -> list[str]:
+    """Each `instructions.sources` entry names a labelled source and a classification task."""
+    problems: list[str] = []
+    names = {s.name for s in config.sources}
+    for index, item in enumerate(items):
+        key = f"instructions.sources.{index}"
+        if item.source not in names:
+            problems.append(f"  {key}.source: '{item.source}' is not a source name {sorted(names)}")
+        elif config.source(item.source).label_field is None:
+            problems.append(
+                f"  {key}.source: '{item.source}' is not a labelled dataset "
+                "(a jsonl/csv source with label_field)"
+            )
+        if item.task not in LABELLED_TASKS:
+            problems.append(
+                f"  {key}.task: '{item.task.value}' is not a labelled task, use one of "
+                f"{[t.value for t in LABELLED_TASKS]}"
+            )
+        if item.labels is not None:
+            blank = [label for label in item.labels if not label.strip()]
+            repeated = sorted({x for x in item.labels if item.labels.count(x) > 1})
+            if blank or repeated:
+                problems.append(f"  {key}.labels: empty or repeated labels {blank + repeated}")
     return problems
 
 
@@ -382,6 +436,12 @@ DEFAULT_INCLUDE: dict[Format, tuple[str, ...]] = {
     Format.JSONL: ("*.jsonl",),
     Format.CSV: ("*.csv",),
 }
+LABELLED_TASKS: tuple[InstructionTask, ...] = (
+    InstructionTask.INTENT,
+    InstructionTask.SENTIMENT,
+    InstructionTask.SEGMENTATION,
+)
+"""Tasks whose response is a record's label (summarization needs a reference summary)."""
 DEFAULT_LANGUAGE_CANDIDATES: tuple[str, ...] = (
     "en",
     "de",

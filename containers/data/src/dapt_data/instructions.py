@@ -7,13 +7,15 @@ same file whatever the item order, and a different seed reshuffles.
 
 Input is a benchmark folder (`benchmark.json` + items file, the dapt-eval format):
 classification rows `{id, text, label}` and summarization rows `{id, document,
-reference_summary}`.
+reference_summary}`; or, through `labelled_example`, one labelled pipeline record at a time
+(the pipeline's `instructions.sources`), phrased the same way.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -70,28 +72,55 @@ def build_instructions(
         ]
         if problems:
             raise ValueError(f"{items_path}: line {number}: {'; '.join(problems)}")
-        prompt = pick_paraphrase(task, row["id"], seed)
         values = (
             {"document": row["document"]}
             if summarising
-            else {
-                "text": row["text"],
-                "labels": ", ".join(labels),
-            }
+            else {"text": row["text"], "labels": render_labels(labels)}
         )
-        source_id = f"{name}:{row['id']}"
         examples.append(
-            InstructionExample(
-                id=hashlib.sha256(f"{source_id}\x00{prompt.id}".encode()).hexdigest()[:16],
-                source_id=source_id,
-                task=task,
-                prompt=render(prompt, values),
-                response=row[fields[1]],
-                prompt_id=prompt.id,
-                prompt_version=prompt.version,
-            )
+            _example(task, row["id"], f"{name}:{row['id']}", values, row[fields[1]], seed)
         )
     return examples
+
+
+def labelled_example(
+    task: InstructionTask,
+    source_id: str,
+    text: str,
+    label: str,
+    labels: Sequence[str],
+    seed: int = 0,
+) -> InstructionExample:
+    """The prompt/response pair of one labelled record; its phrasing is picked by `source_id`."""
+    if task == InstructionTask.SUMMARIZATION:
+        raise ValueError(f"{source_id}: task '{task}' needs a document and a reference summary")
+    values = {"text": text, "labels": render_labels(labels)}
+    return _example(task, source_id, source_id, values, label, seed)
+
+
+def render_labels(labels: Sequence[str]) -> str:
+    """The label list as the prompts show it."""
+    return ", ".join(labels)
+
+
+def _example(
+    task: InstructionTask,
+    item_id: str,
+    source_id: str,
+    values: dict[str, str],
+    response: str,
+    seed: int,
+) -> InstructionExample:
+    prompt = pick_paraphrase(task, item_id, seed)
+    return InstructionExample(
+        id=hashlib.sha256(f"{source_id}\x00{prompt.id}".encode()).hexdigest()[:16],
+        source_id=source_id,
+        task=task,
+        prompt=render(prompt, values),
+        response=response,
+        prompt_id=prompt.id,
+        prompt_version=prompt.version,
+    )
 
 
 def pick_paraphrase(task: InstructionTask, item_id: str, seed: int) -> PromptSpec:

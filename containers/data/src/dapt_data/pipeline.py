@@ -30,12 +30,12 @@ from dapt_eval.providers.factory import build_provider
 from pydantic import BaseModel
 
 from dapt_data.clean import clean_records
-from dapt_data.config import PipelineConfig
+from dapt_data.config import InstructionSourceConfig, PipelineConfig
 from dapt_data.decontaminate import decontaminate_records, load_index
 from dapt_data.dedup import dedup_records
 from dapt_data.generated import CachedTeacher, InstructionRow, instruction_row, synthetic_row
 from dapt_data.ingest import Ingested, ingest_file
-from dapt_data.instructions import InstructionExample, build_instructions
+from dapt_data.instructions import InstructionExample, build_instructions, labelled_example
 from dapt_data.manifest import (
     SourceData,
     build_manifest,
@@ -43,6 +43,7 @@ from dapt_data.manifest import (
     publish,
 )
 from dapt_data.records import (
+    RAW_EXCERPT_CHARS,
     Dropped,
     Kind,
     Origin,
@@ -390,13 +391,17 @@ def run_synthesize(config: PipelineConfig, teacher: Provider | None = None) -> S
 
 
 def run_instructions(config: PipelineConfig) -> StepResult:
-    """Paraphrased prompt/response rows from labelled sets; an unreadable set is quarantined."""
+    """Paraphrased prompt/response rows from labelled sets (an unreadable set is quarantined)
+    and from labelled pipeline sources, read after redact (a record without a label, or with
+    one outside `labels`, is quarantined)."""
     section = config.instructions
     if section is None:
         return not_configured("instructions")
-    fingerprint = sha256(
-        "\n".join(_folder_fingerprint(s.path) for s in section.sets).encode("utf-8")
-    )
+    parts = [_folder_fingerprint(s.path) for s in section.sets]
+    redacted = _read_redacted(config) if section.sources else b""
+    if section.sources:
+        parts.append(f"redact:{sha256(redacted)}")
+    fingerprint = sha256("\n".join(parts).encode("utf-8"))
     key = step_key("instructions", fingerprint, config.section_hash("instructions"))
     done = finished(config, "instructions", key)
     if done:
@@ -404,10 +409,10 @@ def run_instructions(config: PipelineConfig) -> StepResult:
     rows: dict[str, InstructionRow] = {}
     quarantined: list[dict[str, Any]] = []
     per_set: dict[str, int] = {}
-    repeated = 0
+    made: list[InstructionExample] = []
     for item in section.sets:
         try:
-            made: list[InstructionExample] = [
+            from_set = [
                 example
                 for offset in range(section.paraphrases)
                 for example in build_instructions(Path(item.path), item.task, section.seed + offset)
@@ -423,24 +428,84 @@ def run_instructions(config: PipelineConfig) -> StepResult:
                 }
             )
             continue
-        per_set[item.path] = len(made)
-        for example in made:
-            if example.id in rows:  # two seeds picked the same phrasing for an item
-                repeated += 1
-                continue
-            rows[example.id] = instruction_row(example, section.output, section.origin)
+        per_set[item.path] = len(from_set)
+        made += from_set
+    per_source: dict[str, int] = {}
+    if section.sources:
+        records = list(records_from_jsonl(redacted, join(config.output, "redact", RECORDS)))
+        for wanted in section.sources:
+            mine = [r for r in records if r.source == wanted.source]
+            from_source, rejected = labelled_examples(
+                mine, wanted, range(section.seed, section.seed + section.paraphrases)
+            )
+            per_source[wanted.source] = len(from_source)
+            made += from_source
+            quarantined += rejected
+    repeated = 0
+    for example in made:
+        if example.id in rows:  # two seeds picked the same phrasing for an item
+            repeated += 1
+            continue
+        rows[example.id] = instruction_row(example, section.output, section.origin)
     counts = {
         "sets": len(section.sets),
         "generated": per_set,
+        "sources": len(section.sources),
+        "generated_from_sources": per_source,
         "repeated_phrasing": repeated,
         "out": len(rows),
-        "quarantined": dict(Counter(q["reason"] for q in quarantined)),
+        "quarantined": dict(sorted(Counter(q["reason"] for q in quarantined).items())),
     }
     files = {
         RECORDS: to_jsonl(list(rows.values())),
         "quarantine.jsonl": _json_lines(quarantined),
     }
     return commit(config, "instructions", key, files, counts)
+
+
+def labelled_examples(
+    records: list[Record], wanted: InstructionSourceConfig, seeds: range
+) -> tuple[list[InstructionExample], list[dict[str, Any]]]:
+    """Examples from one labelled source's records, and quarantine rows for records with no
+    label (`missing_label`) or a label outside `wanted.labels` (`unknown_label`)."""
+    labels = wanted.labels or sorted({r.label for r in records if r.label and r.label.strip()})
+    allowed = set(labels)
+    examples: list[InstructionExample] = []
+    rejected: list[dict[str, Any]] = []
+    for record in records:
+        if not record.label or not record.label.strip():
+            reason, detail = "missing_label", "record has no label"
+        elif record.label not in allowed:
+            reason = "unknown_label"
+            detail = f"label {record.label!r} is not in instructions.sources labels {labels}"
+        else:
+            examples += [
+                labelled_example(
+                    wanted.task, record.source_id, record.text, record.label, labels, seed
+                )
+                for seed in seeds
+            ]
+            continue
+        rejected.append(
+            {
+                "source": record.source,
+                "source_id": record.source_id,
+                "reason": reason,
+                "detail": f"{record.source_id}: {detail}",
+                "raw": record.text[:RAW_EXCERPT_CHARS],
+            }
+        )
+    return examples, rejected
+
+
+def _read_redacted(config: PipelineConfig) -> bytes:
+    uri = join(config.output, "redact", RECORDS)
+    if not exists(_marker_uri(config, "redact")):
+        raise FileNotFoundError(
+            f"{_marker_uri(config, 'redact')} is missing: run the 'redact' step before "
+            "'instructions' (instructions.sources reads the redacted records)"
+        )
+    return read_bytes(uri)
 
 
 def _folder_fingerprint(folder: str) -> str:
