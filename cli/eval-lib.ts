@@ -5,6 +5,8 @@ import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { DescribeExecutionCommand, type SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { canonicalJson, sha256Hex } from '../lambda/shared/canonical-json';
 import type { RunSpec } from '../lambda/shared/spec';
+import { environmentId, parameterRoot, platformParameterName } from '../lib/config/parameter-names';
+import { ExperimentNameSchema } from '../lib/config/schema';
 import { ParameterNotFound, type SsmParameterReader } from './ssm';
 
 /** Which deployed environment to talk to. */
@@ -17,17 +19,17 @@ export interface Environment {
 
 /** `prod` or `exp-<experiment>`, as in lib/config/load.ts. */
 export function envId(env: Environment): string {
-  if (env.stage === 'production') return 'prod';
-  if (!env.experiment || !/^[a-z][a-z0-9-]{0,19}$/.test(env.experiment)) {
+  if (env.stage === 'production') return environmentId('production');
+  if (!env.experiment || !ExperimentNameSchema.safeParse(env.experiment).success) {
     throw new Error(`--experiment = ${JSON.stringify(env.experiment ?? '')}: must be 1-20 lowercase letters, digits or dashes, starting with a letter (required with --stage experiment)`);
   }
-  return `exp-${env.experiment}`;
+  return environmentId(env.stage, env.experiment);
 }
 
 /** SSM parameter names the CLI reads. */
 export function parameterNames(env: Environment): { stateMachineArn: string; bucket: string } {
-  const root = `/${env.prefix}/${envId(env)}`;
-  return { stateMachineArn: `${root}/eval/state-machine-arn`, bucket: `${root}/datalake/buckets/eval` };
+  const root = parameterRoot(env.prefix, envId(env));
+  return { stateMachineArn: platformParameterName(root, 'evalStateMachineArn'), bucket: platformParameterName(root, 'evalBucket') };
 }
 
 /** Reads an SSM parameter; a missing one means the stack is not deployed there. */

@@ -22,6 +22,8 @@ import {
   TerminateJobCommand,
 } from '@aws-sdk/client-batch';
 import { type CloudWatchLogsClient, GetLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
+import { parameterRoot, platformParameterName, type PlatformParameterKey, runParameterName } from '../lib/config/parameter-names';
+import { ExperimentNameSchema } from '../lib/config/schema';
 import { envId, type Environment } from './eval-lib';
 import { ParameterNotFound, type SsmParameterReader } from './ssm';
 import { type StackLimits, type TrainerConfig, TrainerConfigSchema } from './train-fit';
@@ -38,15 +40,16 @@ export class UserError extends Error {
 
 /** SSM parameter names the training CLI reads (published by TrainingStack and DataLakeStack). */
 export function trainingParameterNames(env: Environment): Record<keyof TrainingStack, string> {
-  const root = `/${env.prefix}/${envId(env)}`;
+  const root = parameterRoot(env.prefix, envId(env));
+  const name = (key: PlatformParameterKey): string => platformParameterName(root, key);
   return {
-    gpuQueueArn: `${root}/training/gpu-queue-arn`,
-    cpuQueueArn: `${root}/training/cpu-queue-arn`,
-    singleNodeJobDefinition: `${root}/training/job-definitions/single-node`,
-    multiNodeJobDefinition: `${root}/training/job-definitions/multi-node`,
-    maxNodes: `${root}/training/max-nodes`,
-    capacityMode: `${root}/training/capacity-mode`,
-    artifactsBucket: `${root}/datalake/buckets/artifacts`,
+    gpuQueueArn: name('trainingGpuQueueArn'),
+    cpuQueueArn: name('trainingCpuQueueArn'),
+    singleNodeJobDefinition: name('trainingSingleNodeJobDefinitionArn'),
+    multiNodeJobDefinition: name('trainingMultiNodeJobDefinitionArn'),
+    maxNodes: name('trainingMaxNodes'),
+    capacityMode: name('trainingCapacityMode'),
+    artifactsBucket: name('artifactsBucket'),
   };
 }
 
@@ -83,13 +86,10 @@ export async function readTrainingStack(ssm: SsmParameterReader, env: Environmen
   };
 }
 
-/** The run-name rule of lib/config/schema.ts (ExperimentNameSchema), which a run stack's name follows. */
-const RUN_NAME = /^[a-z](?:[a-z0-9]|-(?=[a-z0-9])){0,19}$/;
-
 /** Where a run stack (`cdk deploy -c run=NAME`) publishes its job definitions (lib/stacks/run-stack.ts). */
 export function runParameterNames(env: Environment, experiment: string): { singleNode: string; multiNode: string } {
-  const root = `/${env.prefix}/${envId(env)}/runs/${experiment}/job-definitions`;
-  return { singleNode: `${root}/single-node`, multiNode: `${root}/multi-node` };
+  const root = parameterRoot(env.prefix, envId(env));
+  return { singleNode: runParameterName(root, experiment, 'single-node'), multiNode: runParameterName(root, experiment, 'multi-node') };
 }
 
 /**
@@ -113,7 +113,7 @@ export async function jobDefinitionsFor(
     if (!(err instanceof ParameterNotFound)) throw err;
   }
   if (env.stage === 'production') {
-    if (!RUN_NAME.test(experiment)) {
+    if (!ExperimentNameSchema.safeParse(experiment).success) {
       throw new UserError(`experiment = ${JSON.stringify(experiment)}: in production it names a run stack, so it must be 1-20 lowercase letters, digits or dashes, starting with a letter`);
     }
     throw new UserError(

@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { z } from 'zod';
+import { environmentId, parameterRoot } from './parameter-names';
 import {
   crossFieldProblems,
   ExperimentNameSchema,
@@ -97,13 +98,13 @@ export function parseConfig(raw: unknown, source: string): PlatformConfig {
 
 /** Adds the names and behaviour a stage implies. */
 export function resolveConfig(config: PlatformConfig, experiment?: string, defaultAccount?: string): ResolvedConfig {
-  const envId = config.stage === 'production' ? 'prod' : `exp-${experiment}`;
+  const envId = environmentId(config.stage, experiment);
   return {
     ...config,
     account: config.account ?? defaultAccount,
     experiment: config.stage === 'production' ? undefined : experiment,
     envId,
-    ssmRoot: `/${config.prefix}/${envId}`,
+    ssmRoot: parameterRoot(config.prefix, envId),
     behaviour: {
       destroyOnDelete: config.stage !== 'production',
       terminationProtection: config.stage === 'production',

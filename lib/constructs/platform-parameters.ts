@@ -7,45 +7,9 @@
  */
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
+import { platformParameterName, type PlatformParameterKey } from '../config/parameter-names';
 
-/** Every parameter a platform publishes, by key. The path is `<ssmRoot>/<value>`. */
-export const PLATFORM_PARAMETERS = {
-  vpcId: 'network/vpc-id',
-  vpcCidr: 'network/vpc-cidr',
-  availabilityZones: 'network/availability-zones',
-  trainingSubnetIds: 'network/subnets/training',
-  evalSubnetIds: 'network/subnets/eval',
-  efaSecurityGroupId: 'network/security-groups/efa',
-  endpointSecurityGroupId: 'network/security-groups/endpoints',
-  lakeKeyArn: 'datalake/kms-key-arn',
-  rawBucket: 'datalake/buckets/raw',
-  curatedBucket: 'datalake/buckets/curated',
-  datasetsBucket: 'datalake/buckets/datasets',
-  modelsBucket: 'datalake/buckets/models',
-  evalBucket: 'datalake/buckets/eval',
-  artifactsBucket: 'datalake/buckets/artifacts',
-  accessLogsBucket: 'datalake/buckets/access-logs',
-  glueDatabase: 'datalake/glue-database',
-  athenaWorkGroup: 'datalake/athena-workgroup',
-  evalStateMachineArn: 'eval/state-machine-arn',
-  evalResultsTable: 'eval/results-table',
-  trainingGpuQueueArn: 'training/gpu-queue-arn',
-  trainingCpuQueueArn: 'training/cpu-queue-arn',
-  trainingSingleNodeJobDefinitionArn: 'training/job-definitions/single-node',
-  trainingMultiNodeJobDefinitionArn: 'training/job-definitions/multi-node',
-  trainingPreflightJobDefinitionArn: 'training/job-definitions/preflight',
-  trainingDataPrepJobDefinitionArn: 'training/job-definitions/data-prep',
-  trainingKeyArn: 'training/kms-key-arn',
-  trainingJobLogGroup: 'training/job-log-group',
-  trainingMaxNodes: 'training/max-nodes',
-  trainingCapacityMode: 'training/capacity-mode',
-} as const;
-export type PlatformParameterKey = keyof typeof PLATFORM_PARAMETERS;
-
-/** Full SSM path of a parameter, e.g. `/dapt/prod/network/vpc-id`. Lists are comma-joined. */
-export function platformParameterName(ssmRoot: string, key: PlatformParameterKey): string {
-  return `${ssmRoot}/${PLATFORM_PARAMETERS[key]}`;
-}
+export { PLATFORM_PARAMETERS, platformParameterName, type PlatformParameterKey } from '../config/parameter-names';
 
 /** Publishes platform values as SSM String parameters under one root. */
 export class PlatformParameters extends Construct {

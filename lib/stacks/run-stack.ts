@@ -6,13 +6,9 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Construct } from 'constructs';
 import type { ResolvedConfig } from '../config/load';
+import { runParameterName } from '../config/parameter-names';
 import { PlatformParameters, readPlatformParameter } from '../constructs/platform-parameters';
 import { createExecutionRole, RUNS_PREFIX, TrainerJobs, type TrainingBuckets } from '../constructs/trainer-jobs';
-
-/** Where a run stack publishes its job definitions, under the environment's SSM root. */
-export function runParameterName(ssmRoot: string, run: string, key: 'single-node' | 'multi-node'): string {
-  return `${ssmRoot}/runs/${run}/job-definitions/${key}`;
-}
 
 export interface RunStackProps extends StackProps {
   readonly config: ResolvedConfig;

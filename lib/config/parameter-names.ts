@@ -1,0 +1,58 @@
+/**
+ * Names of the SSM parameters platform stacks publish, with no CDK dependency, so the stacks
+ * and the command-line tools (cli/) read them from one place.
+ */
+
+/** Short environment id used in names: `prod`, or `exp-<experiment>`. */
+export function environmentId(stage: string, experiment?: string): string {
+  return stage === 'production' ? 'prod' : `exp-${experiment}`;
+}
+
+/** Root of every parameter an environment publishes, e.g. `/dapt/prod`. */
+export function parameterRoot(prefix: string, envId: string): string {
+  return `/${prefix}/${envId}`;
+}
+
+/** Every parameter a platform publishes, by key. The path is `<ssmRoot>/<value>`. */
+export const PLATFORM_PARAMETERS = {
+  vpcId: 'network/vpc-id',
+  vpcCidr: 'network/vpc-cidr',
+  availabilityZones: 'network/availability-zones',
+  trainingSubnetIds: 'network/subnets/training',
+  evalSubnetIds: 'network/subnets/eval',
+  efaSecurityGroupId: 'network/security-groups/efa',
+  endpointSecurityGroupId: 'network/security-groups/endpoints',
+  lakeKeyArn: 'datalake/kms-key-arn',
+  rawBucket: 'datalake/buckets/raw',
+  curatedBucket: 'datalake/buckets/curated',
+  datasetsBucket: 'datalake/buckets/datasets',
+  modelsBucket: 'datalake/buckets/models',
+  evalBucket: 'datalake/buckets/eval',
+  artifactsBucket: 'datalake/buckets/artifacts',
+  accessLogsBucket: 'datalake/buckets/access-logs',
+  glueDatabase: 'datalake/glue-database',
+  athenaWorkGroup: 'datalake/athena-workgroup',
+  evalStateMachineArn: 'eval/state-machine-arn',
+  evalResultsTable: 'eval/results-table',
+  trainingGpuQueueArn: 'training/gpu-queue-arn',
+  trainingCpuQueueArn: 'training/cpu-queue-arn',
+  trainingSingleNodeJobDefinitionArn: 'training/job-definitions/single-node',
+  trainingMultiNodeJobDefinitionArn: 'training/job-definitions/multi-node',
+  trainingPreflightJobDefinitionArn: 'training/job-definitions/preflight',
+  trainingDataPrepJobDefinitionArn: 'training/job-definitions/data-prep',
+  trainingKeyArn: 'training/kms-key-arn',
+  trainingJobLogGroup: 'training/job-log-group',
+  trainingMaxNodes: 'training/max-nodes',
+  trainingCapacityMode: 'training/capacity-mode',
+} as const;
+export type PlatformParameterKey = keyof typeof PLATFORM_PARAMETERS;
+
+/** Full SSM path of a parameter, e.g. `/dapt/prod/network/vpc-id`. Lists are comma-joined. */
+export function platformParameterName(ssmRoot: string, key: PlatformParameterKey): string {
+  return `${ssmRoot}/${PLATFORM_PARAMETERS[key]}`;
+}
+
+/** Where a run stack (`-c run=NAME`) publishes its job definitions. */
+export function runParameterName(ssmRoot: string, run: string, key: 'single-node' | 'multi-node'): string {
+  return `${ssmRoot}/runs/${run}/job-definitions/${key}`;
+}
