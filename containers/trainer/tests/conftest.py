@@ -18,7 +18,8 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from dapt_trainer import storage
-from dapt_trainer.config import ExperimentConfig, parse_config
+from dapt_trainer.config import DataConfig, ExperimentConfig, parse_config
+from dapt_trainer.data.cache import TokenizedSource, tokenized_sources
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)  # the test machine is shared; small matmuls gain nothing from threads
@@ -133,6 +134,18 @@ def build_tokenizer() -> Any:
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _token_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """One token cache per test session (never the machine's /tmp/dapt-cache); tests that
+    need their own set DAPT_CACHE themselves."""
+    os.environ["DAPT_CACHE"] = str(tmp_path_factory.mktemp("dapt-cache"))
+
+
+def tokenized(data: DataConfig, tokenizer: Any, root: Path) -> list[TokenizedSource]:
+    """The data's sources tokenised into ``root`` (a test's own cache)."""
+    return tokenized_sources(list(data.sources), tokenizer, root)
 
 
 @pytest.fixture(scope="session")

@@ -13,15 +13,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from conftest import BUCKET, MakeConfig
+from conftest import BUCKET, MakeConfig, tokenized
 from dapt_trainer.checkpoint import latest_complete
 from dapt_trainer.config import DataConfig, SourceConfig, dump_config
-from dapt_trainer.data.stream import PackedStream, Row, collate, load_sources
+from dapt_trainer.data.stream import PackedStream, Row, collate, pad_id
 from dapt_trainer.data.tokenize import IGNORE_INDEX
 from dapt_trainer.model import Dist, FlopCount
 from dapt_trainer.recipe import StageRecipe, run_experiment
@@ -71,21 +72,23 @@ def test_packed_and_unpacked_rows_give_the_same_loss(
             SourceConfig(name="c", kind="completion", paths=[str(corpus_dir / "domain.jsonl")]),
         ],
     )
-    stream = PackedStream(data, load_sources(data), recipe.tokenizer, seed=0)
+    sources = tokenized(data, recipe.tokenizer, tmp_path / "cache")
+    stream = PackedStream(data, sources, 0, pad_id(recipe.tokenizer))
     packed = [stream.next_row() for _ in range(6)]
     # The same documents, one per row: cut each packed row at its position resets.
     singles = []
     for row in packed:
-        starts = [i for i, p in enumerate(row.position_ids) if p == 0] + [128]
+        ids, targets, positions, n_real = row.as_lists()
+        starts = [i for i, p in enumerate(positions) if p == 0] + [128]
         for a, b in itertools.pairwise(starts):
-            if a >= row.n_real:
+            if a >= n_real:
                 break
             n, pad = b - a, 128 - (b - a)
             singles.append(
                 Row(
-                    row.input_ids[a:b] + [0] * pad,
-                    row.targets[a:b] + [IGNORE_INDEX] * pad,
-                    list(range(n)) + list(range(pad)),
+                    np.array(ids[a:b] + [0] * pad),
+                    np.array(targets[a:b] + [IGNORE_INDEX] * pad),
+                    np.array(list(range(n)) + list(range(pad))),
                     n,
                 )
             )
@@ -96,7 +99,7 @@ def test_packed_and_unpacked_rows_give_the_same_loss(
     assert collate(packed).n_targets == sum(collate([r]).n_targets for r in singles)
     torch.testing.assert_close(packed_loss, single_loss, rtol=1e-5, atol=1e-4)
     # Without the per-document position reset the same rows give a different loss.
-    flat = [Row(r.input_ids, r.targets, list(range(128)), r.n_real) for r in packed]
+    flat = [Row(r.input_ids, r.targets, np.arange(128), r.n_real) for r in packed]
     with torch.no_grad():
         assert abs(float(recipe.loss_sum(collate(flat)) - packed_loss)) > 1e-2
 

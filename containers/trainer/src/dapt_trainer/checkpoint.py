@@ -3,7 +3,7 @@
 Layout of one checkpoint (``<stage output>/checkpoints/step-00000100/``)::
 
     dcp/                 model (trainable weights only for LoRA) + optimizer (torch DCP)
-    trainer_state.pt     step, scheduler, data stream state (mixture positions, epochs, pending doc)
+    trainer_state.pt     step, scheduler, data stream state (mixture counters, packing window)
     rng-rank<R>.pt       python / numpy / torch (+ CUDA) RNG states of rank R
     config.yaml          the experiment config the run was started with
     COMPLETE             written last; a checkpoint without it is ignored on resume

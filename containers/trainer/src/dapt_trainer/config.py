@@ -86,6 +86,10 @@ class DataConfig(_Strict):
     truncated."""
     packing: bool = True
     """Pack several documents per row (attention never crosses a document boundary)."""
+    pack_window: int = Field(default=64, ge=1, le=4096)
+    """Documents drawn ahead and considered when filling a row: each row starts with the oldest
+    and is topped up with the best-fitting others, so instruction examples (never cut) still
+    fill rows. 1 packs in draw order. Shares are charged at draw time, so they still hold."""
     domain_share: float | None = Field(default=None, gt=0, lt=1)
     """Fraction of training tokens drawn from ``group: domain`` sources (e.g. 0.02)."""
 

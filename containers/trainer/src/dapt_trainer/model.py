@@ -21,6 +21,8 @@ class Dist:
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
+    local_world_size: int = 1
+    """Processes on this node (they share the node's token cache)."""
 
     @property
     def is_main(self) -> bool:
@@ -36,6 +38,7 @@ class Dist:
             rank=int(os.environ.get("RANK", "0")),
             local_rank=int(os.environ.get("LOCAL_RANK", "0")),
             world_size=int(os.environ.get("WORLD_SIZE", "1")),
+            local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
         )
 
 

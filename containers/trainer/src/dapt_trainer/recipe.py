@@ -7,6 +7,7 @@ writes (LoRA also writes the adapter alone).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -26,12 +27,13 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 
 from dapt_trainer.checkpoint import latest_complete, load_checkpoint, save_checkpoint
 from dapt_trainer.config import ExperimentConfig, OptimizerConfig, StageConfig, dump_config
+from dapt_trainer.data.cache import TokenizedSource, tokenized_sources
+from dapt_trainer.data.prefetch import Prefetcher
 from dapt_trainer.data.stream import (
     Batch,
-    LoadedSources,
     PackedStream,
     heldout_batches,
-    load_sources,
+    pad_id,
     step_batches,
 )
 from dapt_trainer.data.tokenize import IGNORE_INDEX
@@ -68,6 +70,17 @@ class StopFlag:
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.requested = True
+
+
+@dataclass
+class StepData:
+    """One optimizer step's micro batches for this rank, and the stream as it stands after them."""
+
+    batches: list[Batch]
+    real_tokens: int
+    """Non-padding tokens of the step's rows on all ranks (the global batch)."""
+    stream_state: dict[str, Any]
+    packing_efficiency: float
 
 
 @dataclass
@@ -137,6 +150,10 @@ def resolve_model_path(experiment: ExperimentConfig, output: str, stage: StageCo
     return local
 
 
+PREFETCH_STEPS = 2
+"""Optimizer steps of batches built ahead of the one training."""
+
+
 class StageRecipe:
     """One stage of an experiment on this rank."""
 
@@ -180,13 +197,15 @@ class StageRecipe:
             trainable_parameters(self.model), self.stage.optimizer, self.stage.steps, self.device
         )
         self.sources, self.stream = self.setup_data()
+        self.data_state = self.stream.state_dict()
+        self._prefetch: Prefetcher[StepData] | None = None
         self.flops = FlopCount.of(self.model, self.model.config, self.stage.data.seq_len)
         self.metrics = MetricsLog(
             self.local_out / "metrics.jsonl",
             {"Experiment": self.experiment.experiment, "Stage": self.stage.name},
             enabled=self.dist.is_main,
         )
-        self._report_quarantine(self.sources.quarantined)
+        self._report_quarantine("data")
         latest = latest_complete(join(self.out, "checkpoints"))
         if latest is not None:
             restored = load_checkpoint(
@@ -200,12 +219,48 @@ class StageRecipe:
             )
             self.step = restored.step
             self.stream.load_state_dict(restored.data_state)
+            self.data_state = self.stream.state_dict()
             self._log_event("resumed", checkpoint=latest, step=self.step)
 
-    def setup_data(self) -> tuple[LoadedSources, PackedStream]:
-        sources = load_sources(self.stage.data)
-        stream = PackedStream(self.stage.data, sources, self.tokenizer, self.experiment.seed)
+    def setup_data(self) -> tuple[list[TokenizedSource], PackedStream]:
+        """Tokenise the sources into the node's cache (once), open them, build the stream."""
+        sources = tokenized_sources(
+            list(self.stage.data.sources),
+            self.tokenizer,
+            cache_dir() / "tokens",
+            self.dist.local_rank,
+            self.dist.local_world_size,
+        )
+        stream = PackedStream(
+            self.stage.data, sources, self.experiment.seed, pad_id(self.tokenizer)
+        )
         return sources, stream
+
+    def next_step_data(self) -> StepData:
+        """The next step's batches, built ahead on a background thread."""
+        if self._prefetch is None:
+            self._prefetch = Prefetcher(self._produce_step, depth=PREFETCH_STEPS)
+        return self._prefetch.get()
+
+    def _produce_step(self) -> StepData:
+        stream, stage, dist = self.stream, self.stage, self.dist
+        before = stream.stats["real_tokens"]
+        batches = step_batches(
+            stream, stage.micro_batch_size, stage.grad_accum_steps, dist.rank, dist.world_size
+        )
+        if self.device.type == "cuda":
+            batches = [b.pin_memory() for b in batches]  # lets the copy to the GPU overlap
+        return StepData(
+            batches,
+            stream.stats["real_tokens"] - before,
+            copy.deepcopy(stream.state_dict()),
+            stream.packing_efficiency(),
+        )
+
+    def stop_prefetch(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.close()
+            self._prefetch = None
 
     # -- train ---------------------------------------------------------------------------------
 
@@ -229,6 +284,7 @@ class StageRecipe:
         losses: list[float] = []
         while self.step < stage.steps:
             if self._agreed(self.stop(self.step)):
+                self.stop_prefetch()
                 self.save_checkpoint()
                 self._log_event("interrupted", step=self.step)
                 return StageResult(stage.name, "interrupted", self.step, losses, output=self.out)
@@ -240,6 +296,8 @@ class StageRecipe:
                 self.save_checkpoint()
             if stage.eval_every and self.step % stage.eval_every == 0:
                 self.metrics.write({"step": self.step, **_prefixed(self.evaluate())})
+        self.stop_prefetch()
+        self._report_quarantine("data_final")
         heldout = self.evaluate()
         self.export(heldout)
         return StageResult(stage.name, "complete", self.step, losses, heldout, self.out)
@@ -252,12 +310,10 @@ class StageRecipe:
         micro batch / accumulation / world split. FSDP averages gradients over ranks, hence
         the ``world_size`` factor.
         """
-        stage, dist = self.stage, self.dist
+        dist = self.dist
         start = time.perf_counter()
-        real_before = self.stream.stats["real_tokens"]
-        batches = step_batches(
-            self.stream, stage.micro_batch_size, stage.grad_accum_steps, dist.rank, dist.world_size
-        )
+        data = self.next_step_data()
+        batches = data.batches
         n_targets = int(self._sum(torch.tensor(float(sum(b.n_targets for b in batches)))).item())
         scale = dist.world_size / max(n_targets, 1)
         total = torch.zeros((), device=self.device)
@@ -274,9 +330,10 @@ class StageRecipe:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
+        self.data_state = data.stream_state
         loss_value = float(self._sum(total).item()) / max(n_targets, 1)  # a CPU-GPU sync point
         elapsed = time.perf_counter() - start
-        real_tokens = self.stream.stats["real_tokens"] - real_before
+        real_tokens = data.real_tokens
         tokens_per_s = real_tokens / elapsed
         return {
             "step": self.step,
@@ -293,7 +350,7 @@ class StageRecipe:
                 self.experiment.compute.peak_flops,
                 dist.world_size,
             ),
-            "packing_efficiency": self.stream.packing_efficiency(),
+            "packing_efficiency": data.packing_efficiency,
         }
 
     def _clip(self) -> float:
@@ -322,7 +379,7 @@ class StageRecipe:
     def evaluate(self) -> dict[str, float]:
         """Mean token loss per source on its held-out examples (all ranks share the work)."""
         per_source = heldout_batches(
-            self.sources, self.tokenizer, self.stage.data, self.stage.micro_batch_size
+            self.sources, self.stage.data, pad_id(self.tokenizer), self.stage.micro_batch_size
         )
         self.model.eval()
         out = {}
@@ -350,7 +407,7 @@ class StageRecipe:
             self.model,
             self.optimizer,
             self.scheduler,
-            self.stream.state_dict(),
+            self.data_state,
             dump_config(self.experiment),
             self.dist,
             trainable_only=self.lora,
@@ -395,6 +452,7 @@ class StageRecipe:
             torch.distributed.barrier()
 
     def cleanup(self) -> None:
+        self.stop_prefetch()
         del self.model, self.optimizer
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -412,9 +470,12 @@ class StageRecipe:
                 if path.exists():
                     write_bytes(join(self.out, name), path.read_bytes())
 
-    def _report_quarantine(self, rows: list[Any]) -> None:
+    def _report_quarantine(self, event: str) -> None:
+        """Write ``quarantine.jsonl`` (rows rejected when reading or tokenising, and documents
+        found unusable during the run) and log the counts per source."""
         if not self.dist.is_main:
             return
+        rows = [q for s in self.sources for q in s.quarantined] + list(self.stream.quarantined)
         self.local_out.mkdir(parents=True, exist_ok=True)
         with (self.local_out / "quarantine.jsonl").open("w", encoding="utf-8") as f:
             for q in rows:
@@ -423,13 +484,11 @@ class StageRecipe:
         for q in rows:
             counts[q.source] = counts.get(q.source, 0) + 1
         self._log_event(
-            "data",
+            event,
             quarantined=len(rows),
             quarantined_by_source=counts,
-            train_examples={
-                s.name: len(r)
-                for s, r in zip(self.sources.configs, self.sources.train, strict=True)
-            },
+            train_examples={s.config.name: s.n_train for s in self.sources},
+            tokens={s.config.name: s.n_tokens for s in self.sources},
         )
 
     def _log_event(self, event: str, **fields: Any) -> None:

@@ -62,6 +62,17 @@ def write_bytes(uri: str, data: bytes) -> None:
     path.write_bytes(data)
 
 
+def fingerprint(uri: str) -> str:
+    """What changes when a file's content changes: size and mtime locally, ETag (and version
+    id) in S3. Keys the token cache; a file rewritten in place gets a new fingerprint."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        head = _client().head_object(Bucket=bucket, Key=key)
+        return f"{head['ContentLength']}:{head['ETag']}:{head.get('VersionId', '')}"
+    st = Path(uri).stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
 def exists(uri: str) -> bool:
     if is_s3(uri):
         bucket, key = split_s3(uri)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,40 +81,53 @@ def _manifest_entries(manifest: dict[str, Any], source: SourceConfig) -> list[An
 def read_source(source: SourceConfig) -> SourceRows:
     """Every valid row of a source, in file order; bad rows land in ``quarantined``."""
     out = SourceRows(name=source.name)
-    for file in source_files(source):
-        for line, raw in _raw_rows(file, out, source.name):
-            reason = _check(raw, source)
-            if reason is None:
-                out.rows.append(raw)
-            else:
-                out.quarantined.append(Quarantined(source.name, file, line, reason))
+    out.rows.extend(row for _, _, row in iter_source(source, out.quarantined))
     return out
 
 
-def _raw_rows(file: str, out: SourceRows, name: str) -> list[tuple[int, Any]]:
+def iter_source(
+    source: SourceConfig, quarantined: list[Quarantined]
+) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """``(file, line, row)`` for each valid row of a source, in file order, one file in memory
+    at a time; bad rows are appended to ``quarantined`` as they are met."""
+    for file in source_files(source):
+        for line, raw in _raw_rows(file, quarantined, source.name):
+            reason = _check(raw, source)
+            if reason is None:
+                yield file, line, raw
+            else:
+                quarantined.append(Quarantined(source.name, file, line, reason))
+
+
+def _raw_rows(file: str, quarantined: list[Quarantined], name: str) -> Iterator[tuple[int, Any]]:
     try:
         data = read_bytes(file)
     except Exception as err:
-        out.quarantined.append(Quarantined(name, file, 0, f"file unreadable: {err}"))
-        return []
+        quarantined.append(Quarantined(name, file, 0, f"file unreadable: {err}"))
+        return
     if file.endswith(".parquet"):
         import pyarrow.parquet as pq  # noqa: PLC0415 - only needed for Parquet sources
 
         try:
-            table = pq.read_table(io.BytesIO(data))
+            batches = pq.ParquetFile(io.BytesIO(data)).iter_batches(batch_size=4096)
+            line = 0
+            for batch in batches:
+                for row in batch.to_pylist():
+                    line += 1
+                    yield line, row
         except Exception as err:
-            out.quarantined.append(Quarantined(name, file, 0, f"not a Parquet file: {err}"))
-            return []
-        return list(enumerate(table.to_pylist(), start=1))
-    rows: list[tuple[int, Any]] = []
+            what = f"unreadable after row {line}" if line else "not a Parquet file"
+            quarantined.append(Quarantined(name, file, line, f"{what}: {err}"))
+        return
     for line, text in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
         if not text.strip():
             continue
         try:
-            rows.append((line, json.loads(text)))
+            parsed = json.loads(text)
         except json.JSONDecodeError as err:
-            out.quarantined.append(Quarantined(name, file, line, f"invalid JSON: {err.msg}"))
-    return rows
+            quarantined.append(Quarantined(name, file, line, f"invalid JSON: {err.msg}"))
+            continue
+        yield line, parsed
 
 
 def _check(raw: Any, source: SourceConfig) -> str | None:

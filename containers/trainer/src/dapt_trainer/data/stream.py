@@ -6,8 +6,15 @@ eager, when no attention mask is passed) or into flash-attention varlen boundari
 attends across a document boundary: a packed row gives the same per-token losses as the same
 documents one per row (tested). Padding at the end of a row is its own segment and has no targets.
 
+Rows are filled from a window of ``data.pack_window`` documents drawn ahead: a row starts with
+the oldest piece in the window (so nothing waits more than a window's worth of rows) and is
+topped up with the largest pieces that still fit (best fit); when none fits, the oldest
+completion document is cut to fill the row exactly and its rest starts the next row. Instruction
+examples are never cut, which is why the window matters for them.
+
 Every rank builds the same global stream and keeps its own rows, so the stream state is global
-and a run resumes identically with any world size that divides the batch.
+and a run resumes identically with any world size that divides the batch. The state is a
+handful of integers: the mixture sampler's counters and the window's (source, document, start).
 """
 
 from __future__ import annotations
@@ -15,21 +22,31 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
-from dapt_trainer.config import DataConfig, SourceConfig
+from dapt_trainer.config import DataConfig
+from dapt_trainer.data.cache import Array, TokenizedSource
 from dapt_trainer.data.mixture import MixtureSampler, target_weights
-from dapt_trainer.data.readers import Quarantined, SourceRows, read_source
-from dapt_trainer.data.tokenize import IGNORE_INDEX, Document, TemplateError, encode
+from dapt_trainer.data.readers import Quarantined
+from dapt_trainer.data.tokenize import IGNORE_INDEX
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Row:
-    input_ids: list[int]
-    targets: list[int]
-    position_ids: list[int]
+    input_ids: Array
+    targets: Array
+    position_ids: Array
     n_real: int
     """Tokens that are not padding."""
+
+    def as_lists(self) -> tuple[list[int], list[int], list[int], int]:
+        return (
+            self.input_ids.tolist(),
+            self.targets.tolist(),
+            self.position_ids.tolist(),
+            self.n_real,
+        )
 
 
 @dataclass
@@ -47,147 +64,142 @@ class Batch:
     def to(self, device: torch.device) -> Batch:
         return Batch(*(t.to(device, non_blocking=True) for t in self.tensors()))
 
+    def pin_memory(self) -> Batch:
+        return Batch(*(t.pin_memory() for t in self.tensors()))
+
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.input_ids, self.targets, self.position_ids
 
 
-@dataclass
-class LoadedSources:
-    """All sources read once: training rows, held-out rows and quarantined rows."""
-
-    configs: list[SourceConfig]
-    train: list[list[dict[str, Any]]]
-    heldout: list[list[dict[str, Any]]]
-    quarantined: list[Quarantined]
-
-
-def load_sources(data: DataConfig) -> LoadedSources:
-    train, heldout, quarantined = [], [], []
-    for source in data.sources:
-        rows: SourceRows = read_source(source)
-        heldout.append(rows.rows[: source.heldout_examples])
-        train.append(rows.rows[source.heldout_examples :])
-        quarantined.extend(rows.quarantined)
-    return LoadedSources(list(data.sources), train, heldout, quarantined)
+Piece = tuple[int, int, int, int]
+"""(source, document, start, usable end) of a document, or of the rest of a cut one."""
 
 
 @dataclass
 class PackedStream:
-    """The global stream of rows for one stage; ``state_dict`` captures it between steps."""
+    """The global stream of rows for one stage; ``state_dict`` captures it between rows."""
 
     data: DataConfig
-    sources: LoadedSources
-    tokenizer: Any
+    sources: list[TokenizedSource]
     seed: int
+    pad_id: int
     sampler: MixtureSampler = field(init=False)
-    _pending: Document | None = field(default=None, init=False)
+    window: list[Piece] = field(default_factory=list, init=False)
     stats: dict[str, int] = field(default_factory=dict, init=False)
     quarantined: list[Quarantined] = field(default_factory=list, init=False)
-    """Rows the tokenizer or chat template rejected during the run (after load-time checks)."""
+    """Documents with no target within ``seq_len`` (instruction examples whose response starts
+    after it), met during the run; each reported once."""
+    _rejected: set[tuple[int, int]] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        empty = [s.config.name for s in self.sources if s.n_train == 0]
+        if empty:
+            raise ValueError(
+                f"source(s) {empty} have no training document left (all rows quarantined, or "
+                "heldout_examples takes them all); see the quarantine report"
+            )
         self.sampler = MixtureSampler(
             weights=target_weights(self.data),
-            sizes=[len(rows) for rows in self.sources.train],
+            sizes=[s.n_train for s in self.sources],
             seed=self.seed,
         )
         self.stats = {"real_tokens": 0, "total_tokens": 0, "rows": 0}
-        self.pad_id = _pad_id(self.tokenizer)
 
-    def _next_document(self) -> Document:
+    def _draw(self) -> Piece:
+        seq_len = self.data.seq_len
         for _ in range(MAX_REJECTS_IN_A_ROW):
             s = self.sampler.next_source()
-            index = self.sampler.next_example(s)
-            source = self.sources.configs[s]
-            try:
-                doc = encode(
-                    self.sources.train[s][index], source, self.tokenizer, self.data.seq_len
-                )
-            except TemplateError as err:
-                self.quarantined.append(Quarantined(source.name, "<tokenizer>", index, str(err)))
-                self.sampler.charge(s, 1)  # keep the schedule moving past a bad source
-                continue
-            if doc.n_targets == 0:
-                self.quarantined.append(
-                    Quarantined(
-                        source.name, "<tokenizer>", index, "no target tokens within seq_len"
+            source = self.sources[s]
+            doc = source.n_heldout + self.sampler.next_example(s)
+            usable = source.usable(doc, seq_len)
+            if not source.has_targets(doc, usable):
+                if (s, doc) not in self._rejected:
+                    self._rejected.add((s, doc))
+                    self.quarantined.append(
+                        Quarantined(
+                            source.config.name,
+                            str(source.path),
+                            doc + 1,
+                            f"document {doc} has no target token within seq_len = {seq_len}",
+                        )
                     )
-                )
-                self.sampler.charge(s, max(len(doc), 1))
+                self.sampler.charge(s, max(usable, 1))  # keep the schedule moving
                 continue
-            self.sampler.charge(s, len(doc))
-            return doc
+            self.sampler.charge(s, usable)
+            return (s, doc, 0, usable)
         raise RuntimeError(
-            f"{MAX_REJECTS_IN_A_ROW} examples in a row were rejected; see quarantine"
+            f"{MAX_REJECTS_IN_A_ROW} documents in a row had no target within seq_len; "
+            "see the quarantine report"
         )
+
+    def _best_fit(self, space: int) -> int | None:
+        """Index of the largest piece that fits ``space`` (the oldest among equals); else the
+        oldest piece that may be cut; else None (the row is closed with padding)."""
+        best, best_len, cuttable = None, 0, None
+        for k, (s, _, start, end) in enumerate(self.window):
+            n = end - start
+            if best_len < n <= space:
+                best, best_len = k, n
+            if cuttable is None and self.sources[s].splittable:
+                cuttable = k
+        return best if best is not None else cuttable
 
     def next_row(self) -> Row:
         seq_len = self.data.seq_len
-        ids: list[int] = []
-        targets: list[int] = []
-        positions: list[int] = []
-        while len(ids) < seq_len:
-            doc = self._pending if self._pending is not None else self._next_document()
-            self._pending = None
-            space = seq_len - len(ids)
-            if len(doc) <= space:
-                piece, rest = doc, None
-            elif doc.splittable or not ids:
-                piece = Document(doc.input_ids[:space], doc.targets[:space], doc.splittable)
-                rest = Document(doc.input_ids[space:], doc.targets[space:], doc.splittable)
-            else:  # an instruction example that does not fit: start it in the next row
-                self._pending = doc
+        window = self.data.pack_window if self.data.packing else 1
+        ids = np.full(seq_len, self.pad_id, dtype=np.int64)
+        targets = np.full(seq_len, IGNORE_INDEX, dtype=np.int64)
+        positions = np.zeros(seq_len, dtype=np.int64)
+        fill = 0
+        while fill < seq_len:
+            while len(self.window) < window:
+                self.window.append(self._draw())
+            k = 0 if fill == 0 else self._best_fit(seq_len - fill)
+            if k is None:
                 break
-            ids += piece.input_ids
-            targets += piece.targets
-            positions += range(len(piece))
-            if rest is not None and len(rest) > 0:
-                self._pending = rest
+            s, doc, start, end = self.window.pop(k)
+            n = min(end - start, seq_len - fill)
+            source = self.sources[s]
+            ids[fill : fill + n] = source.ids(doc, start, start + n)
+            targets[fill : fill + n] = source.targets(doc, start, start + n, end)
+            positions[fill : fill + n] = np.arange(n)
+            if start + n < end:  # the rest of a cut document starts the next row
+                self.window.insert(0, (s, doc, start + n, end))
+            fill += n
             if not self.data.packing:
                 break
-        n_real = len(ids)
-        pad = seq_len - n_real
-        self.stats["real_tokens"] += n_real
+        positions[fill:] = np.arange(seq_len - fill)
+        self.stats["real_tokens"] += fill
         self.stats["total_tokens"] += seq_len
         self.stats["rows"] += 1
-        return Row(
-            ids + [self.pad_id] * pad,
-            targets + [IGNORE_INDEX] * pad,
-            positions + list(range(pad)),
-            n_real,
-        )
+        return Row(ids, targets, positions, fill)
 
     def packing_efficiency(self) -> float:
         return self.stats["real_tokens"] / max(self.stats["total_tokens"], 1)
 
     def state_dict(self) -> dict[str, Any]:
-        pending = self._pending
         return {
             "sampler": self.sampler.state_dict(),
-            "pending": None
-            if pending is None
-            else {
-                "input_ids": pending.input_ids,
-                "targets": pending.targets,
-                "splittable": pending.splittable,
-            },
+            "window": [list(p) for p in self.window],
             "stats": dict(self.stats),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "window" not in state:
+            raise ValueError(
+                "the checkpoint's data state was written by an older trainer (no 'window'); "
+                "resume it with that version or start the stage again"
+            )
         self.sampler.load_state_dict(state["sampler"])
-        p = state["pending"]
-        self._pending = (
-            None if p is None else Document(p["input_ids"], p["targets"], p["splittable"])
-        )
+        self.window = [(int(a), int(b), int(c), int(d)) for a, b, c, d in state["window"]]
         self.stats = dict(state["stats"])
 
 
 def collate(rows: list[Row]) -> Batch:
     return Batch(
-        torch.tensor([r.input_ids for r in rows], dtype=torch.long),
-        torch.tensor([r.targets for r in rows], dtype=torch.long),
-        torch.tensor([r.position_ids for r in rows], dtype=torch.long),
+        torch.from_numpy(np.stack([r.input_ids for r in rows])),
+        torch.from_numpy(np.stack([r.targets for r in rows])),
+        torch.from_numpy(np.stack([r.position_ids for r in rows])),
     )
 
 
@@ -209,37 +221,30 @@ def step_batches(
 
 
 def heldout_batches(
-    sources: LoadedSources, tokenizer: Any, data: DataConfig, micro_batch_size: int
+    sources: list[TokenizedSource], data: DataConfig, pad_id: int, micro_batch_size: int
 ) -> dict[str, list[Batch]]:
-    """Held-out examples per source, one document per row (unpacked), truncated to seq_len."""
-    pad = _pad_id(tokenizer)
+    """Held-out documents per source, one per row (unpacked), truncated to seq_len."""
+    seq_len = data.seq_len
     out: dict[str, list[Batch]] = {}
-    for source, rows in zip(sources.configs, sources.heldout, strict=True):
-        docs = []
-        for row in rows:
-            try:
-                doc = encode(row, source, tokenizer, data.seq_len)
-            except TemplateError:
-                continue
-            n = min(len(doc), data.seq_len)
-            fill = data.seq_len - n
-            docs.append(
-                Row(
-                    doc.input_ids[:n] + [pad] * fill,
-                    doc.targets[:n] + [IGNORE_INDEX] * fill,
-                    list(range(n)) + list(range(fill)),
-                    n,
-                )
-            )
-        if docs:
-            out[source.name] = [
-                collate(docs[i : i + micro_batch_size])
-                for i in range(0, len(docs), micro_batch_size)
+    for source in sources:
+        rows = []
+        for doc in range(source.n_heldout):
+            n = min(source.length(doc), seq_len)
+            ids = np.full(seq_len, pad_id, dtype=np.int64)
+            targets = np.full(seq_len, IGNORE_INDEX, dtype=np.int64)
+            ids[:n] = source.ids(doc, 0, n)
+            targets[:n] = source.targets(doc, 0, n, source.usable(doc, seq_len))
+            positions = np.concatenate([np.arange(n), np.arange(seq_len - n)])
+            rows.append(Row(ids, targets, positions, n))
+        if rows:
+            out[source.config.name] = [
+                collate(rows[i : i + micro_batch_size])
+                for i in range(0, len(rows), micro_batch_size)
             ]
     return out
 
 
-def _pad_id(tokenizer: Any) -> int:
+def pad_id(tokenizer: Any) -> int:
     for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
         if candidate is not None:
             return int(candidate)

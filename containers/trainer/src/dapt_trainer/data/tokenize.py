@@ -35,19 +35,37 @@ class Document:
 
 
 def encode(row: dict[str, Any], source: SourceConfig, tokenizer: Any, seq_len: int) -> Document:
-    """Tokenise one validated row of ``source``."""
+    """Tokenise one validated row of ``source`` (instruction examples truncated to seq_len)."""
     if source.kind == "completion":
-        ids = list(tokenizer(row[source.text_field], add_special_tokens=True)["input_ids"])
-        if tokenizer.eos_token_id is not None and (not ids or ids[-1] != tokenizer.eos_token_id):
-            ids.append(tokenizer.eos_token_id)
+        [ids] = encode_completions([row[source.text_field]], tokenizer)
         return Document(ids, _shift(ids, [True] * len(ids)), splittable=True)
+    ids, learn = encode_instruction(row, tokenizer)
+    ids, learn = ids[:seq_len], learn[:seq_len]
+    return Document(ids, _shift(ids, learn), splittable=False)
+
+
+def encode_completions(texts: list[str], tokenizer: Any) -> list[list[int]]:
+    """Token ids of completion documents, ending with EOS; one batched tokenizer call (the Rust
+    tokenizer spreads a batch over its threads)."""
+    eos = tokenizer.eos_token_id
+    out = []
+    for encoded in tokenizer(texts, add_special_tokens=True)["input_ids"]:
+        ids = list(encoded)
+        if eos is not None and (not ids or ids[-1] != eos):
+            ids.append(eos)
+        out.append(ids)
+    return out
+
+
+def encode_instruction(row: dict[str, Any], tokenizer: Any) -> tuple[list[int], list[bool]]:
+    """Chat-template token ids of an instruction row, and which of them are learned (responses).
+
+    Raises TemplateError when the template cannot isolate the responses."""
     messages = row.get("messages") or [
         {"role": "user", "content": row["prompt"]},
         {"role": "assistant", "content": row["response"]},
     ]
-    ids, learn = _chat(messages, tokenizer)
-    ids, learn = ids[:seq_len], learn[:seq_len]
-    return Document(ids, _shift(ids, learn), splittable=False)
+    return _chat(messages, tokenizer)
 
 
 def _chat(messages: list[dict[str, str]], tokenizer: Any) -> tuple[list[int], list[bool]]:

@@ -1,0 +1,266 @@
+"""Sources tokenised once into memory-mapped arrays on local disk, shared by the ranks of a node.
+
+Why: a DAPT run mixes billions of public tokens with the domain's. Holding rows as Python objects
+and tokenising inside the training loop on every rank neither fits in memory nor keeps a GPU fed.
+Each source becomes one folder under ``<DAPT_CACHE>/tokens/<key>/``::
+
+    tokens.bin    uint32, the token ids of every document back to back
+    learn.bin     uint8 per token, 1 where the token is learned (instruction sources only;
+                  completion documents learn every token)
+    offsets.npy   int64 [documents + 1], where each document starts in tokens.bin
+    meta.json     source name, counts, quarantined rows, and what the key was made of
+
+The key hashes everything the tokens depend on: the source's kind and text field, each file's
+path and fingerprint (size and mtime, or S3 ETag and version), and the tokenizer (its serialised
+model, special tokens, chat template and the ids of a probe string). A changed file or tokenizer
+gets a new key; an unchanged source is not tokenised again, so a resumed run starts training in
+seconds. The folder is written under a temporary name and renamed into place: a crash never
+leaves a partial cache that looks complete. Plain numpy files: nothing else is needed to read
+them, and ``np.memmap`` pages in only the documents a step uses.
+
+Held-out examples are the first ``heldout_examples`` documents; the split is applied when the
+cache is opened, so changing it does not re-tokenise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from dapt_trainer.config import SourceConfig
+from dapt_trainer.data.readers import Quarantined, iter_source, source_files
+from dapt_trainer.data.tokenize import (
+    IGNORE_INDEX,
+    TemplateError,
+    encode_completions,
+    encode_instruction,
+)
+from dapt_trainer.storage import fingerprint
+
+Array = npt.NDArray[Any]
+
+
+@dataclass
+class TokenizedSource:
+    """One source's documents, memory-mapped. Document ``i`` is tokens[offsets[i]:offsets[i+1]]."""
+
+    config: SourceConfig
+    tokens: Array
+    learn: Array | None
+    offsets: Array
+    quarantined: list[Quarantined]
+    path: Path
+
+    @property
+    def n_docs(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def n_heldout(self) -> int:
+        return min(self.config.heldout_examples, self.n_docs)
+
+    @property
+    def n_train(self) -> int:
+        return self.n_docs - self.n_heldout
+
+    @property
+    def splittable(self) -> bool:
+        """Completion text may be cut across rows; an instruction example is kept whole."""
+        return self.config.kind == "completion"
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.offsets[-1])
+
+    def length(self, doc: int) -> int:
+        return int(self.offsets[doc + 1] - self.offsets[doc])
+
+    def usable(self, doc: int, seq_len: int) -> int:
+        """Tokens of ``doc`` that are trained on: all of a completion document (it is cut into
+        rows), the first ``seq_len`` of an instruction example (truncated)."""
+        n = self.length(doc)
+        return n if self.splittable else min(n, seq_len)
+
+    def ids(self, doc: int, start: int, end: int) -> Array:
+        base = int(self.offsets[doc])
+        return self.tokens[base + start : base + end]
+
+    def targets(self, doc: int, start: int, end: int, doc_end: int) -> Array:
+        """Next-token targets of positions [start, end) of ``doc`` used up to ``doc_end``:
+        position p predicts token p + 1 when that token lies before ``doc_end`` and is learned,
+        else IGNORE_INDEX. Targets never reach into another document."""
+        out = np.full(end - start, IGNORE_INDEX, dtype=np.int64)
+        hi = min(end, doc_end - 1)
+        if hi > start:
+            base = int(self.offsets[doc])
+            nxt = self.tokens[base + start + 1 : base + hi + 1].astype(np.int64)
+            if self.learn is not None:
+                nxt = np.where(self.learn[base + start + 1 : base + hi + 1] != 0, nxt, IGNORE_INDEX)
+            out[: hi - start] = nxt
+        return out
+
+    def has_targets(self, doc: int, doc_end: int) -> bool:
+        if self.learn is None:
+            return doc_end > 1
+        base = int(self.offsets[doc])
+        return bool(self.learn[base + 1 : base + doc_end].any())
+
+
+def cache_key(source: SourceConfig, tokenizer: Any) -> str:
+    return hashlib.sha256(json.dumps(_key_inputs(source, tokenizer)).encode()).hexdigest()[:24]
+
+
+def _key_inputs(source: SourceConfig, tokenizer: Any) -> dict[str, Any]:
+    return {
+        "format": CACHE_FORMAT,
+        "kind": source.kind,
+        "text_field": source.text_field if source.kind == "completion" else None,
+        "files": [[f, fingerprint(f)] for f in source_files(source)],
+        "tokenizer": tokenizer_fingerprint(tokenizer),
+    }
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    h = hashlib.sha256()
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        h.update(backend.to_str().encode())
+    else:  # a slow (Python) tokenizer: its vocabulary stands in for the model
+        h.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+    probe = tokenizer(TOKENIZER_PROBE, add_special_tokens=True)["input_ids"]
+    specials = [tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id]
+    template = getattr(tokenizer, "chat_template", None)
+    h.update(json.dumps([type(tokenizer).__name__, specials, template, list(probe)]).encode())
+    return h.hexdigest()
+
+
+def tokenized_sources(
+    sources: list[SourceConfig],
+    tokenizer: Any,
+    root: Path,
+    local_rank: int = 0,
+    local_world_size: int = 1,
+) -> list[TokenizedSource]:
+    """Every source, tokenised into the node-local cache ``root`` and opened.
+
+    The processes of a node share the work: local rank r tokenises sources r, r + n, ... (n
+    processes), then every process waits for the others' folders. Waiting polls the file system
+    rather than a collective, so a long first tokenisation cannot trip a collective's timeout;
+    if the process building a folder dies, torchrun stops the whole job.
+    """
+    folders = []
+    for i, source in enumerate(sources):
+        if i % local_world_size == local_rank:
+            folders.append(prepare_source(source, tokenizer, root))
+        else:
+            folders.append(root / f"{source.name}-{cache_key(source, tokenizer)}")
+    next_report = time.monotonic() + 60
+    while not all((f / "meta.json").exists() for f in folders):
+        time.sleep(POLL_SECONDS)
+        if time.monotonic() >= next_report:
+            next_report += 60
+            missing = [f.name for f in folders if not (f / "meta.json").exists()]
+            print(json.dumps({"event": "waiting_for_token_cache", "folders": missing}), flush=True)
+    return [open_source(s, f) for s, f in zip(sources, folders, strict=True)]
+
+
+def prepare_source(source: SourceConfig, tokenizer: Any, root: Path) -> Path:
+    """The cache folder of ``source``, tokenising it first when it is not there yet."""
+    key = cache_key(source, tokenizer)
+    final = root / f"{source.name}-{key}"
+    if (final / "meta.json").exists():
+        return final
+    partial = root / f".{source.name}-{key}.{os.getpid()}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    _build(source, tokenizer, partial, key)
+    try:
+        os.replace(partial, final)
+    except OSError:  # another process finished the same key first: theirs is as good
+        shutil.rmtree(partial, ignore_errors=True)
+    return final
+
+
+def open_source(source: SourceConfig, folder: Path) -> TokenizedSource:
+    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    n_tokens = int(meta["tokens"])
+    # np.memmap refuses an empty file; a source with no valid document has none to map.
+    tokens = (
+        np.memmap(folder / "tokens.bin", dtype=np.uint32, mode="r", shape=(n_tokens,))
+        if n_tokens
+        else np.zeros(0, dtype=np.uint32)
+    )
+    learn = None
+    if source.kind == "instruction":
+        learn = (
+            np.memmap(folder / "learn.bin", dtype=np.uint8, mode="r", shape=(n_tokens,))
+            if n_tokens
+            else np.zeros(0, dtype=np.uint8)
+        )
+    return TokenizedSource(
+        config=source,
+        tokens=tokens,
+        learn=learn,
+        offsets=np.load(folder / "offsets.npy", mmap_mode="r"),
+        quarantined=[Quarantined(**q) for q in meta["quarantined"]],
+        path=folder,
+    )
+
+
+def _build(source: SourceConfig, tokenizer: Any, folder: Path, key: str) -> None:
+    quarantined: list[Quarantined] = []
+    offsets = [0]
+    with (folder / "tokens.bin").open("wb") as tokens, (folder / "learn.bin").open("wb") as learn:
+
+        def write(ids: list[int], learned: list[bool] | None) -> None:
+            if max(ids, default=0) > np.iinfo(np.uint32).max:
+                raise ValueError(f"token id {max(ids)} does not fit the cache's uint32")
+            tokens.write(np.asarray(ids, dtype=np.uint32).tobytes())
+            if learned is not None:
+                learn.write(np.asarray(learned, dtype=np.uint8).tobytes())
+            offsets.append(offsets[-1] + len(ids))
+
+        rows = iter_source(source, quarantined)
+        if source.kind == "completion":
+            batch: list[str] = []
+            for _, _, row in rows:
+                batch.append(row[source.text_field])
+                if len(batch) == BATCH_ROWS:
+                    for ids in encode_completions(batch, tokenizer):
+                        write(ids, None)
+                    batch = []
+            for ids in encode_completions(batch, tokenizer) if batch else []:
+                write(ids, None)
+        else:
+            for file, line, row in rows:
+                try:
+                    ids, learned = encode_instruction(row, tokenizer)
+                except TemplateError as err:
+                    quarantined.append(Quarantined(source.name, file, line, str(err)))
+                    continue
+                write(ids, learned)
+    np.save(folder / "offsets.npy", np.asarray(offsets, dtype=np.int64))
+    meta = {
+        "source": source.name,
+        "key": key,
+        "documents": len(offsets) - 1,
+        "tokens": offsets[-1],
+        "quarantined": [q.as_dict() for q in quarantined],
+    }
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+
+
+CACHE_FORMAT = 1
+"""Bump when the layout or the tokenisation rules change: old folders are then never reused."""
+BATCH_ROWS = 1024
+POLL_SECONDS = 0.5
+TOKENIZER_PROBE = "Tokenizer probe: <b>Ünïcödé</b> 12345 \t\n  spaces and tabs."

@@ -1,0 +1,125 @@
+"""The token cache: built once per source and tokenizer, shared by a node's processes, rebuilt
+when a file changes; the prefetcher hands producer failures to the training thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from conftest import build_tokenizer, completion_rows, instruction_rows, write_jsonl
+from dapt_trainer.config import SourceConfig
+from dapt_trainer.data import cache
+from dapt_trainer.data.prefetch import Prefetcher, PrefetchError
+from dapt_trainer.data.tokenize import IGNORE_INDEX, encode
+
+
+def _sources(tmp_path: Path) -> list[SourceConfig]:
+    write_jsonl(tmp_path / "c.jsonl", completion_rows(1, 20))
+    write_jsonl(tmp_path / "i.jsonl", instruction_rows(2, 10))
+    return [
+        SourceConfig(name="c", kind="completion", paths=[str(tmp_path / "c.jsonl")]),
+        SourceConfig(name="i", kind="instruction", paths=[str(tmp_path / "i.jsonl")]),
+    ]
+
+
+def test_cached_documents_equal_direct_tokenisation(tmp_path: Path) -> None:
+    tokenizer = build_tokenizer()
+    sources = _sources(tmp_path)
+    opened = cache.tokenized_sources(sources, tokenizer, tmp_path / "cache")
+    rows = [completion_rows(1, 20), instruction_rows(2, 10)]
+    for source, tokenized, raw in zip(sources, opened, rows, strict=True):
+        assert tokenized.n_docs == len(raw)
+        for doc, row in enumerate(raw):
+            expected = encode(row, source, tokenizer, seq_len=10_000)
+            n = tokenized.length(doc)
+            assert tokenized.ids(doc, 0, n).tolist() == expected.input_ids
+            assert tokenized.targets(doc, 0, n, n).tolist() == expected.targets
+    # A cut in the middle of a completion document predicts the next token across the cut.
+    c = opened[0]
+    n = c.length(0)
+    assert c.targets(0, 0, 3, n).tolist() == c.ids(0, 1, 4).tolist()
+    assert c.targets(0, 0, 3, 3)[-1] == IGNORE_INDEX  # but not past the usable end
+
+
+def test_unchanged_sources_are_not_tokenised_again_and_a_changed_file_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokenizer = build_tokenizer()
+    root = tmp_path / "cache"
+    [source] = _sources(tmp_path)[:1]
+    first = cache.prepare_source(source, tokenizer, root)
+
+    def refuse(*args: Any) -> Any:
+        raise AssertionError("tokenised again")
+
+    monkeypatch.setattr(cache, "encode_completions", refuse)
+    assert cache.prepare_source(source, tokenizer, root) == first
+    held_out = source.model_copy(update={"heldout_examples": 5})  # split when opened
+    assert cache.prepare_source(held_out, tokenizer, root) == first
+    monkeypatch.undo()
+
+    time.sleep(0.01)
+    write_jsonl(tmp_path / "c.jsonl", completion_rows(9, 21))
+    second = cache.prepare_source(source, tokenizer, root)
+    assert second != first
+    assert cache.open_source(source, second).n_docs == 21
+    # A different tokenizer (here: another chat template) is another key as well.
+    other = build_tokenizer()
+    other.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    assert cache.cache_key(source, other) != cache.cache_key(source, tokenizer)
+    assert not list(root.glob(".*partial"))  # nothing half-written is left behind
+
+
+def test_template_failures_are_quarantined_with_file_and_line(tmp_path: Path) -> None:
+    tokenizer = build_tokenizer()
+    # A template that renders nothing for the assistant cannot isolate a response.
+    tokenizer.chat_template = (
+        "{% for m in messages %}{% if m['role'] != 'assistant' %}{{ m['content'] }} "
+        "{% endif %}{% endfor %}"
+    )
+    path = write_jsonl(tmp_path / "i.jsonl", [{"prompt": "add a page", "response": "publish"}])
+    source = SourceConfig(name="i", kind="instruction", paths=[str(path)])
+    [opened] = cache.tokenized_sources([source], tokenizer, tmp_path / "cache")
+    assert opened.n_docs == 0
+    [q] = opened.quarantined
+    assert (q.file, q.line) == (str(path), 1)
+    assert "not prefix-stable" in q.reason
+
+
+def test_processes_of_a_node_split_the_sources_and_wait_for_each_other(tmp_path: Path) -> None:
+    tokenizer = build_tokenizer()
+    sources = _sources(tmp_path)
+    root = tmp_path / "cache"
+    results: dict[int, Any] = {}
+
+    def rank(r: int) -> None:
+        results[r] = cache.tokenized_sources(sources, tokenizer, root, r, 2)
+
+    other = threading.Thread(target=rank, args=(1,))
+    other.start()
+    rank(0)
+    other.join(timeout=60)
+    assert sorted(p.name.split("-")[0] for p in root.iterdir()) == ["c", "i"]
+    for a, b in zip(results[0], results[1], strict=True):
+        assert np.array_equal(a.tokens, b.tokens) and a.path == b.path
+
+
+def test_prefetcher_keeps_order_and_raises_producer_failures() -> None:
+    produced = iter([1, 2, 3])
+
+    def produce() -> int:
+        value = next(produced, None)
+        if value is None:
+            raise ValueError("source exhausted")
+        return value
+
+    prefetch = Prefetcher(produce, depth=2)
+    assert [prefetch.get() for _ in range(3)] == [1, 2, 3]
+    with pytest.raises(PrefetchError, match="building training batches failed: source exhausted"):
+        prefetch.get()
+    prefetch.close()
