@@ -45,7 +45,7 @@ from transformers import (
 from dapt_trainer.config import DataConfig, SourceConfig, parse_config
 from dapt_trainer.data.cache import tokenized_sources
 from dapt_trainer.data.stream import PackedStream
-from dapt_trainer.model import Dist, load_tokenizer, setup_device
+from dapt_trainer.model import Dist, attention_implementation, load_tokenizer, setup_device
 from dapt_trainer.recipe import StageRecipe
 
 MODES: dict[str, dict[str, Any]] = {
@@ -146,7 +146,9 @@ def build_assets(root: Path, mode: dict[str, Any]) -> tuple[Path, Path]:
     return model_dir, corpus
 
 
-def experiment(root: Path, model_dir: Path, corpus: Path, mode: dict[str, Any]) -> Any:
+def experiment(
+    root: Path, model_dir: Path, corpus: Path, mode: dict[str, Any], attention: str
+) -> Any:
     total = mode["warmup"] + mode["steps"]
     return parse_config(
         {
@@ -156,6 +158,8 @@ def experiment(root: Path, model_dir: Path, corpus: Path, mode: dict[str, Any]) 
             "compute": {
                 "precision": mode["precision"],
                 "activation_checkpointing": mode["checkpointing"],
+                "attention": attention,
+                "compile": mode.get("compile", False),
             },
             "stages": [
                 {
@@ -263,7 +267,7 @@ def bench_hf(cfg: Any, mode: dict[str, Any], device: torch.device, out: Path) ->
         str(recipe.model_path),
         dtype=torch.float32,
         local_files_only=True,
-        attn_implementation="sdpa",
+        attn_implementation=attention_implementation(cfg.compute.attention, device),
     )
     if mode["method"] == "lora":
         from peft import LoraConfig, get_peft_model  # noqa: PLC0415
@@ -290,6 +294,7 @@ def bench_hf(cfg: Any, mode: dict[str, Any], device: torch.device, out: Path) ->
         use_cpu=device.type == "cpu",
         bf16=mode["precision"] == "bf16",
         gradient_checkpointing=mode["checkpointing"],
+        torch_compile=mode["compile"],
         dataloader_num_workers=0,
         remove_unused_columns=False,
         seed=0,
@@ -339,8 +344,18 @@ def main() -> None:
         default=989e12,
         help="GPU peak FLOP/s for MFU (default H100 SXM bf16 dense)",
     )
+    parser.add_argument(
+        "--attention",
+        default="auto",
+        choices=["auto", "flash_attention_2", "flex_attention", "sdpa", "eager"],
+        help="attention kernel for both trainers (auto: flash-attention 2 if installed, else sdpa)",
+    )
+    parser.add_argument("--compile", action="store_true", help="torch.compile decoder layers")
+    parser.add_argument("--steps", type=int, help="timed steps (default: the mode's)")
     args = parser.parse_args()
-    mode = MODES[args.mode]
+    mode = dict(MODES[args.mode], compile=args.compile)
+    if args.steps:
+        mode["steps"] = args.steps
     device = setup_device(Dist())
     if device.type == "cpu" and args.mode != "cpu":
         parser.error(f"--mode {args.mode} needs a GPU")
@@ -350,7 +365,7 @@ def main() -> None:
         os.environ["DAPT_CACHE"] = str(root / "cache")
         model_dir, corpus = build_assets(root, mode)
         data_path = bench_data(root, model_dir, corpus, mode["seq_len"])
-        cfg = experiment(root, model_dir, corpus, mode)
+        cfg = experiment(root, model_dir, corpus, mode, args.attention)
         ours = bench_ours(cfg, mode, device)
         hf = bench_hf(cfg, mode, device, root / "hf")
     flops = ours["flops_per_token"]
@@ -360,6 +375,7 @@ def main() -> None:
         if device.type == "cuda"
         else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
+        "attention": attention_implementation(args.attention, device),
         "torch": torch.__version__,
         **{k: v for k, v in mode.items() if k != "model"},
         **mode["model"],

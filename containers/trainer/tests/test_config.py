@@ -41,6 +41,7 @@ def test_good_config_has_documented_defaults() -> None:
     config = parse_config(GOOD)
     dapt, sft = config.stages
     assert dapt.data.packing is True and dapt.data.seq_len == 4096
+    assert dapt.data.pack_window == 64 and config.compute.attention == "auto"
     assert dapt.method.name == "full"
     assert config.compute.precision == "bf16" and config.compute.peak_flops == 989e12
     assert sft.method.lora.rank == 256 and sft.method.lora.dora is True
@@ -51,6 +52,7 @@ def test_good_config_has_documented_defaults() -> None:
 def test_bad_config_names_every_key_value_and_rule() -> None:
     bad: dict[str, Any] = {
         "experiment": "x",
+        "compute": {"attention": "flash3"},
         "stages": [
             {
                 "name": "dapt",
@@ -75,7 +77,8 @@ def test_bad_config_names_every_key_value_and_rule() -> None:
     assert "stages.0.data.sources.0.weight = -1: Input should be greater than 0" in text
     assert "stages.0.method.lora.rank = 0" in text
     assert "stages.0.micro_batch_sise = 4: Extra inputs are not permitted" in text
-    assert len(err.value.problems) == 5
+    assert "compute.attention = 'flash3': Input should be 'auto', 'flash_attention_2'" in text
+    assert len(err.value.problems) == 6
 
 
 def test_cross_field_rules_name_the_keys() -> None:

@@ -192,6 +192,10 @@ class ComputeConfig(_Strict):
     precision: Literal["bf16", "fp32"] = "bf16"
     """bf16 autocast (FSDP2 mixed precision when sharded) on GPU; the CPU always runs fp32."""
     activation_checkpointing: bool = True
+    attention: Literal["auto", "flash_attention_2", "flex_attention", "sdpa", "eager"] = "auto"
+    """Attention kernel (a transformers ``attn_implementation``). ``auto``: flash-attention 2 on
+    GPU when the image has it (varlen: packed documents cost no masked FLOPs), else SDPA with
+    the block-diagonal mask transformers derives from packed position ids."""
     compile: bool = False
     """``torch.compile`` each decoder layer."""
     peak_flops: float = Field(default=989e12, gt=0)

@@ -61,23 +61,31 @@ def load_tokenizer(path: Path) -> Any:
     return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
 
 
-def load_base(path: Path, device: torch.device) -> Any:
+def load_base(path: Path, device: torch.device, attention: str = "auto") -> Any:
     """Hugging Face causal LM in fp32 (master weights), from local files only."""
     from transformers import AutoModelForCausalLM  # noqa: PLC0415
 
-    attn = "sdpa"
+    model = AutoModelForCausalLM.from_pretrained(
+        str(path),
+        dtype=torch.float32,
+        local_files_only=True,
+        attn_implementation=attention_implementation(attention, device),
+    )
+    model.config.use_cache = False
+    return model
+
+
+def attention_implementation(attention: str, device: torch.device) -> str:
+    if attention != "auto":
+        return attention
     if device.type == "cuda":
         try:
             import flash_attn  # type: ignore[import-not-found]  # noqa: F401, PLC0415
 
-            attn = "flash_attention_2"  # varlen kernels: packed documents cost no masked FLOPs
+            return "flash_attention_2"
         except ImportError:
             pass
-    model = AutoModelForCausalLM.from_pretrained(
-        str(path), dtype=torch.float32, local_files_only=True, attn_implementation=attn
-    )
-    model.config.use_cache = False
-    return model
+    return "sdpa"
 
 
 def apply_method(model: Any, method: MethodConfig) -> Any:
@@ -117,7 +125,7 @@ def setup_model(
     path: Path, method: MethodConfig, compute: ComputeConfig, dist: Dist, device: torch.device
 ) -> Any:
     """Load, adapt, checkpoint activations, compile and shard (in that order)."""
-    model = apply_method(load_base(path, device), method)
+    model = apply_method(load_base(path, device, compute.attention), method)
     if compute.activation_checkpointing:
         # Non-reentrant checkpointing works with frozen inputs (LoRA) and with FSDP2.
         _hf_model(model).gradient_checkpointing_enable(
