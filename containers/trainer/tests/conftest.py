@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,13 +15,18 @@ from typing import Any
 import boto3
 import pytest
 import torch
+import yaml
 from moto import mock_aws
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+from torch.multiprocessing.spawn import spawn
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
-from dapt_trainer import storage
-from dapt_trainer.config import DataConfig, ExperimentConfig, parse_config
+from dapt_trainer import recipe, storage
+from dapt_trainer.config import DataConfig, ExperimentConfig, dump_config, parse_config
 from dapt_trainer.data.cache import TokenizedSource, tokenized_sources
+from dapt_trainer.model import Dist, setup_device, setup_model
+from dapt_trainer.recipe import run_experiment
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)  # the test machine is shared; small matmuls gain nothing from threads
@@ -236,3 +243,79 @@ def s3() -> Iterator[Any]:
         client.create_bucket(Bucket=BUCKET)
         yield client
     storage.reset_client()
+
+
+# -- multi-process runs (FSDP2 on CPU, gloo) ---------------------------------------------------
+
+Job = tuple[ExperimentConfig, int | None]
+"""A one-stage experiment and the step at which the recipe is told to stop (None: never)."""
+
+
+def run_sharded(jobs: list[Job], tmp_path: Path, world: int = 2) -> list[dict[str, Any]]:
+    """Run the jobs one after the other in ``world`` freshly spawned processes (one gloo group).
+
+    Returns per job ``status``, ``step``, ``losses`` (all-reduced: the same on every rank) and
+    ``layer_calls``: decoder layer forwards on rank 0, recomputation under activation
+    checkpointing included.
+    """
+    out = tmp_path / f"results-{uuid.uuid4().hex}.json"
+    yamls = [(dump_config(config), stop) for config, stop in jobs]
+    spawn(_worker, args=(world, free_port(), yamls, str(out)), nprocs=world)  # type: ignore[no-untyped-call]
+    results: list[dict[str, Any]] = json.loads(out.read_text(encoding="utf-8"))
+    return results
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _worker(rank: int, world: int, port: int, jobs: list[tuple[str, int | None]], out: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+    )
+    torch.set_num_threads(1)
+    dist = Dist.from_env()
+    device = setup_device(dist)
+    calls = _count_layer_calls()
+    try:
+        results = []
+        for config_yaml, stop_at in jobs:
+            config = parse_config(yaml.safe_load(config_yaml))
+            stop = None if stop_at is None else (lambda step, k=stop_at: step == k)
+            calls[0] = 0
+            [result] = run_experiment(config, str(config.output), dist, device, stop)
+            results.append(
+                {
+                    "status": result.status,
+                    "step": result.step,
+                    "losses": result.losses,
+                    "layer_calls": calls[0],
+                }
+            )
+        if rank == 0:
+            Path(out).write_text(json.dumps(results), encoding="utf-8")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _count_layer_calls() -> list[int]:
+    """From now on, count the decoder layer forwards of every model the recipe sets up in this
+    process, recomputation under activation checkpointing included (a pre-hook: a recomputation
+    stops early, once the tensors backward needs exist, so a forward hook would miss it)."""
+    calls = [0]
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        model = setup_model(*args, **kwargs)
+        # After fully_shard a layer's class is FSDPLlamaDecoderLayer, a subclass.
+        for layer in (m for m in model.modules() if isinstance(m, LlamaDecoderLayer)):
+            layer.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+        return model
+
+    recipe.setup_model = counted  # type: ignore[attr-defined]
+    return calls
