@@ -3,6 +3,7 @@ when a file changes; the prefetcher hands producer failures to the training thre
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -10,12 +11,24 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
+from transformers import AutoTokenizer
 
-from conftest import build_tokenizer, completion_rows, instruction_rows, write_jsonl
-from dapt_trainer.config import SourceConfig
+from conftest import (
+    BUCKET,
+    MakeConfig,
+    build_tokenizer,
+    completion_rows,
+    instruction_rows,
+    write_jsonl,
+)
+from dapt_trainer import cli
+from dapt_trainer.config import SourceConfig, dump_config
 from dapt_trainer.data import cache
 from dapt_trainer.data.prefetch import Prefetcher, PrefetchError
 from dapt_trainer.data.tokenize import IGNORE_INDEX, encode
+from dapt_trainer.model import Dist
+from dapt_trainer.recipe import run_experiment
 
 
 def _sources(tmp_path: Path) -> list[SourceConfig]:
@@ -54,10 +67,7 @@ def test_unchanged_sources_are_not_tokenised_again_and_a_changed_file_is(
     [source] = _sources(tmp_path)[:1]
     first = cache.prepare_source(source, tokenizer, root)
 
-    def refuse(*args: Any) -> Any:
-        raise AssertionError("tokenised again")
-
-    monkeypatch.setattr(cache, "encode_completions", refuse)
+    monkeypatch.setattr(cache, "encode_completions", _refuse)
     assert cache.prepare_source(source, tokenizer, root) == first
     held_out = source.model_copy(update={"heldout_examples": 5})  # split when opened
     assert cache.prepare_source(held_out, tokenizer, root) == first
@@ -123,3 +133,60 @@ def test_prefetcher_keeps_order_and_raises_producer_failures() -> None:
     with pytest.raises(PrefetchError, match="building training batches failed: source exhausted"):
         prefetch.get()
     prefetch.close()
+
+
+def test_a_second_instance_downloads_what_the_first_published(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tokenizer = build_tokenizer()
+    sources = _sources(tmp_path)
+    shared = f"s3://{BUCKET}/runs/exp/token-cache"
+    first = cache.tokenized_sources(
+        sources, tokenizer, tmp_path / "node-a", shared=shared, publish=True
+    )
+    # A node that does not publish (not the first node) never uploads.
+    cache.tokenized_sources(sources, tokenizer, tmp_path / "node-x", shared=str(tmp_path / "none"))
+    assert not (tmp_path / "none").exists()
+
+    monkeypatch.setattr(cache, "encode_completions", _refuse)
+    monkeypatch.setattr(cache, "encode_instruction", _refuse)
+    second = cache.tokenized_sources(sources, tokenizer, tmp_path / "node-b", shared=shared)
+    for a, b in zip(first, second, strict=True):
+        assert np.array_equal(a.tokens, b.tokens) and np.array_equal(a.offsets, b.offsets)
+        assert a.path.name == b.path.name
+    hows = [
+        json.loads(x)["how"] for x in capsys.readouterr().out.splitlines() if "token_cache" in x
+    ]
+    assert hows == ["tokenised and published"] * 2 + ["tokenised"] * 2 + ["downloaded"] * 2
+
+
+def test_the_key_survives_a_tokenizer_save_and_load(tmp_path: Path) -> None:
+    """A stage that starts from an earlier stage's output loads the tokenizer saved with it:
+    it must find the caches tokenised with the original."""
+    tokenizer = build_tokenizer()
+    tokenizer.save_pretrained(tmp_path / "saved")
+    reloaded = AutoTokenizer.from_pretrained(str(tmp_path / "saved"), local_files_only=True)
+    [source] = _sources(tmp_path)[1:]
+    assert cache.cache_key(source, reloaded) == cache.cache_key(source, tokenizer)
+
+
+def test_tokenize_only_fills_the_shared_cache_that_training_then_uses(
+    make_config: MakeConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = make_config(output=str(tmp_path / "out"))
+    path = tmp_path / "experiment.yaml"
+    path.write_text(dump_config(config), encoding="utf-8")
+    monkeypatch.setenv("DAPT_CACHE", str(tmp_path / "cpu-machine"))
+    assert cli.main(["--config", str(path), "--tokenize-only"]) == 0
+    shared = tmp_path / "out" / "exp" / "token-cache"
+    assert sorted(p.name.split("-")[0] for p in shared.iterdir()) == ["domain", "public"]
+
+    # The GPU job, on another machine (its own empty local cache), tokenises nothing.
+    monkeypatch.setenv("DAPT_CACHE", str(tmp_path / "gpu-machine"))
+    monkeypatch.setattr(cache, "encode_completions", _refuse)
+    [result] = run_experiment(config, str(config.output), Dist(), torch.device("cpu"))
+    assert result.status == "complete"
+
+
+def _refuse(*args: Any) -> Any:
+    raise AssertionError("tokenised again")

@@ -18,7 +18,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from dapt_trainer.config import ConfigError, load_config
 from dapt_trainer.model import Dist, setup_device
-from dapt_trainer.recipe import StopFlag, run_experiment
+from dapt_trainer.recipe import StopFlag, prepare_token_caches, run_experiment
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="YAML file, local or s3:// (default: $DAPT_CONFIG)")
     parser.add_argument("--output", help="local folder or s3:// prefix (default: $DAPT_OUTPUT)")
     parser.add_argument("--check", action="store_true", help="validate the config and exit")
+    parser.add_argument(
+        "--tokenize-only",
+        action="store_true",
+        help="tokenise every stage's sources into the shared token cache and exit (no GPU)",
+    )
     args = parser.parse_args(argv)
 
     location = args.config or os.environ.get(ENV_CONFIG)
@@ -46,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     if args.check:
         print(json.dumps({"config": location, "stages": [s.name for s in experiment.stages]}))
+        return 0
+    if args.tokenize_only:
+        summary = prepare_token_caches(experiment, output)
+        print(json.dumps({"event": "tokenized", "sources": summary}), flush=True)
         return 0
 
     stop = StopFlag()

@@ -209,6 +209,12 @@ class ExperimentConfig(_Strict):
     output: str | None = None
     """Local directory or ``s3://`` prefix; ``DAPT_OUTPUT`` overrides it."""
     seed: int = 0
+    token_cache: str | None = None
+    """Local directory or ``s3://`` prefix where tokenised sources are shared between nodes,
+    instances and runs (default ``<output>/<experiment>/token-cache``). A job downloads a
+    source's cache from here instead of tokenising it again; the first node publishes what it
+    builds. Entries are keyed by file fingerprints and tokenizer, so sharing one prefix between
+    experiments is safe."""
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
     stages: list[StageConfig] = Field(min_length=1)
 

@@ -54,6 +54,8 @@ from dapt_trainer.storage import (
     exists,
     is_s3,
     join,
+    list_children,
+    read_bytes,
     upload_dir,
     write_bytes,
 )
@@ -126,6 +128,53 @@ def lr_factor(cfg: OptimizerConfig, steps: int) -> Callable[[int], float]:
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * decay
 
     return factor
+
+
+def token_cache_location(experiment: ExperimentConfig, output: str) -> str:
+    """Where tokenised sources are shared between nodes, instances and runs."""
+    return experiment.token_cache or join(output, experiment.experiment, "token-cache")
+
+
+def prepare_token_caches(experiment: ExperimentConfig, output: str) -> list[dict[str, Any]]:
+    """Tokenise every stage's sources and publish them to the shared token cache: what
+    ``dapt-train --tokenize-only`` runs, on any CPU machine, before the GPU job."""
+    shared = token_cache_location(experiment, output)
+    summary = []
+    for stage in experiment.stages:
+        tokenizer = load_tokenizer(tokenizer_folder(experiment, stage))
+        opened = tokenized_sources(
+            list(stage.data.sources), tokenizer, cache_dir() / "tokens", shared=shared, publish=True
+        )
+        summary += [
+            {
+                "stage": stage.name,
+                "source": source.config.name,
+                "cache": join(shared, source.path.name),
+                "documents": source.n_docs,
+                "tokens": source.n_tokens,
+                "quarantined": len(source.quarantined),
+            }
+            for source in opened
+        ]
+    return summary
+
+
+def tokenizer_folder(experiment: ExperimentConfig, stage: StageConfig) -> Path:
+    """The tokenizer a stage will train with, without its weights: a stage that starts from an
+    earlier one's output uses the tokenizer that output is saved with, i.e. its origin's."""
+    origin = stage
+    while origin.model.from_stage is not None:
+        origin = experiment.stage(origin.model.from_stage)
+    uri = str(origin.model.path)
+    if not is_s3(uri):
+        return Path(uri)
+    local = cache_dir() / "tokenizers" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    for name in list_children(uri):
+        if name.startswith(("tokenizer", "special_tokens", "chat_template")) or name.endswith(
+            ".model"
+        ):
+            write_bytes(str(local / name), read_bytes(join(uri, name)))
+    return local
 
 
 def stage_output(experiment: ExperimentConfig, output: str, stage: StageConfig) -> str:
@@ -230,6 +279,8 @@ class StageRecipe:
             cache_dir() / "tokens",
             self.dist.local_rank,
             self.dist.local_world_size,
+            shared=token_cache_location(self.experiment, self.output),
+            publish=self.dist.rank < self.dist.local_world_size,  # the first node's processes
         )
         stream = PackedStream(
             self.stage.data, sources, self.experiment.seed, pad_id(self.tokenizer)

@@ -44,7 +44,15 @@ from dapt_trainer.data.tokenize import (
     encode_completions,
     encode_instruction,
 )
-from dapt_trainer.storage import fingerprint
+from dapt_trainer.storage import (
+    download_dir,
+    exists,
+    fingerprint,
+    is_s3,
+    join,
+    upload_dir,
+    write_bytes,
+)
 
 Array = npt.NDArray[Any]
 
@@ -149,18 +157,22 @@ def tokenized_sources(
     root: Path,
     local_rank: int = 0,
     local_world_size: int = 1,
+    shared: str | None = None,
+    publish: bool = False,
 ) -> list[TokenizedSource]:
     """Every source, tokenised into the node-local cache ``root`` and opened.
 
-    The processes of a node share the work: local rank r tokenises sources r, r + n, ... (n
+    The processes of a node share the work: local rank r prepares sources r, r + n, ... (n
     processes), then every process waits for the others' folders. Waiting polls the file system
     rather than a collective, so a long first tokenisation cannot trip a collective's timeout;
-    if the process building a folder dies, torchrun stops the whole job.
+    if the process building a folder dies, torchrun stops the whole job. With ``shared`` (a
+    local folder or S3 prefix), a source found there is downloaded instead of tokenised, and
+    with ``publish`` what is tokenised here is uploaded there for the next node or job.
     """
     folders = []
     for i, source in enumerate(sources):
         if i % local_world_size == local_rank:
-            folders.append(prepare_source(source, tokenizer, root))
+            folders.append(prepare_source(source, tokenizer, root, shared, publish))
         else:
             folders.append(root / f"{source.name}-{cache_key(source, tokenizer)}")
     next_report = time.monotonic() + 60
@@ -173,21 +185,61 @@ def tokenized_sources(
     return [open_source(s, f) for s, f in zip(sources, folders, strict=True)]
 
 
-def prepare_source(source: SourceConfig, tokenizer: Any, root: Path) -> Path:
-    """The cache folder of ``source``, tokenising it first when it is not there yet."""
+def prepare_source(
+    source: SourceConfig,
+    tokenizer: Any,
+    root: Path,
+    shared: str | None = None,
+    publish: bool = False,
+) -> Path:
+    """The local cache folder of ``source``: already here, else downloaded from ``shared``,
+    else tokenised now (and uploaded to ``shared`` when ``publish``)."""
     key = cache_key(source, tokenizer)
-    final = root / f"{source.name}-{key}"
+    name = f"{source.name}-{key}"
+    final = root / name
     if (final / "meta.json").exists():
         return final
-    partial = root / f".{source.name}-{key}.{os.getpid()}.partial"
+    start = time.monotonic()
+    partial = root / f".{name}.{os.getpid()}.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    _build(source, tokenizer, partial, key)
+    remote = join(shared, name) if shared else None
+    if remote is not None and exists(join(remote, "meta.json")):
+        how = "downloaded"
+        _fetch(remote, partial)
+    else:
+        how = "tokenised"
+        partial.mkdir(parents=True)
+        _build(source, tokenizer, partial, key)
+        if remote is not None and publish:
+            # meta.json last: its presence is what marks a shared entry complete.
+            upload_dir(partial, remote, skip=("meta.json",))
+            write_bytes(join(remote, "meta.json"), (partial / "meta.json").read_bytes())
+            how = "tokenised and published"
     try:
         os.replace(partial, final)
     except OSError:  # another process finished the same key first: theirs is as good
         shutil.rmtree(partial, ignore_errors=True)
+    meta = json.loads((final / "meta.json").read_text(encoding="utf-8"))
+    event = {
+        "event": "token_cache",
+        "source": source.name,
+        "key": key,
+        "how": how,
+        "documents": meta["documents"],
+        "tokens": meta["tokens"],
+        "seconds": round(time.monotonic() - start, 1),
+    }
+    print(json.dumps(event), flush=True)
     return final
+
+
+def _fetch(remote: str, partial: Path) -> None:
+    if is_s3(remote):
+        download_dir(remote, partial)
+    else:
+        shutil.copytree(remote, partial)
+    if not (partial / "meta.json").exists():
+        raise FileNotFoundError(f"shared token cache {remote} lost its meta.json while copying")
 
 
 def open_source(source: SourceConfig, folder: Path) -> TokenizedSource:
