@@ -10,6 +10,7 @@ NODE_STAMP := node_modules/.install-stamp
 VENV_STAMP := $(VENV)/.install-stamp
 PY_PACKAGES := containers/eval containers/data containers/trainer
 TS_TESTS = $(shell find test lambda -name '*.test.ts' 2>/dev/null | sort)
+DOCKERFILES = $(sort $(wildcard containers/*/Dockerfile*))
 
 .PHONY: synth test install test-ts test-py lint constraints clean
 
@@ -34,6 +35,7 @@ test: install lint test-ts test-py
 lint:
 	npx tsc --noEmit -p .
 	npx eslint --max-warnings 0 .
+	$(VENV)/bin/hadolint $(DOCKERFILES)
 
 test-ts:
 	node --import tsx --test $(TS_TESTS)

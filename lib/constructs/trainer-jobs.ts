@@ -8,7 +8,9 @@ import { Duration, Size } from 'aws-cdk-lib';
 import * as batch from 'aws-cdk-lib/aws-batch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
-import type { DockerImageAsset } from 'aws-cdk-lib/aws-ecr-assets';
+import { DockerImageAsset, Platform as AssetPlatform } from 'aws-cdk-lib/aws-ecr-assets';
+import { IgnoreMode } from 'aws-cdk-lib';
+import * as path from 'node:path';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as logs from 'aws-cdk-lib/aws-logs';
@@ -258,3 +260,24 @@ function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 }
 
+const REPO_ROOT = path.join(__dirname, '..', '..');
+
+/**
+ * The trainer image (containers/trainer/Dockerfile). Built from the repository root so the image
+ * installs with the repository's pinned constraints.txt; only that file and the trainer package
+ * are in the build context. The training stack and every run stack call this with the same
+ * settings, so they share one asset hash (one image build, one push).
+ */
+export function trainerImage(scope: Construct): DockerImageAsset {
+  return new DockerImageAsset(scope, 'TrainerImage', {
+    directory: REPO_ROOT,
+    file: 'containers/trainer/Dockerfile',
+    platform: AssetPlatform.LINUX_AMD64,
+    ignoreMode: IgnoreMode.DOCKER,
+    exclude: [
+      '*', '!constraints.txt', '!containers', 'containers/*', '!containers/trainer',
+      'containers/trainer/tests', 'containers/trainer/bench',
+      '**/__pycache__', '**/*.egg-info', '**/.mypy_cache', '**/.pytest_cache', '**/.ruff_cache',
+    ],
+  });
+}

@@ -1,6 +1,4 @@
-import * as path from 'node:path';
 import { Stack, type StackProps } from 'aws-cdk-lib';
-import { DockerImageAsset, Platform as AssetPlatform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -8,7 +6,7 @@ import type { Construct } from 'constructs';
 import type { ResolvedConfig } from '../config/load';
 import { runParameterName } from '../config/parameter-names';
 import { PlatformParameters, readPlatformParameter } from '../constructs/platform-parameters';
-import { createExecutionRole, RUNS_PREFIX, TrainerJobs, type TrainingBuckets } from '../constructs/trainer-jobs';
+import { createExecutionRole, RUNS_PREFIX, TrainerJobs, trainerImage, type TrainingBuckets } from '../constructs/trainer-jobs';
 
 export interface RunStackProps extends StackProps {
   readonly config: ResolvedConfig;
@@ -37,12 +35,8 @@ export class RunStack extends Stack {
     const trainingKey = kms.Key.fromKeyArn(this, 'TrainingKey', read('trainingKeyArn'));
     const logGroup = logs.LogGroup.fromLogGroupName(this, 'JobLogs', read('trainingJobLogGroup'));
 
-    // Same directory and settings as the training stack's image: the same asset hash, so no rebuild.
-    const image = new DockerImageAsset(this, 'TrainerImage', {
-      directory: path.join(__dirname, '..', '..', 'containers', 'trainer'),
-      platform: AssetPlatform.LINUX_AMD64,
-      exclude: ['**/__pycache__', '**/.mypy_cache', '**/.pytest_cache', '**/.ruff_cache', '**/*.egg-info', 'tests', 'bench'],
-    });
+    // The same image settings as the training stack's: the same asset hash, so no rebuild.
+    const image = trainerImage(this);
     const executionRole = createExecutionRole(this, logGroup.logGroupArn, trainingKey).withoutPolicyUpdates();
     this.jobs = new TrainerJobs(this, 'TrainerJobs', {
       config,

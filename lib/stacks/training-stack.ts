@@ -21,6 +21,7 @@ import {
   RUNS_PREFIX,
   TrainerJobs,
   trainerEnvironment,
+  trainerImage,
   type TrainingBuckets,
 } from '../constructs/trainer-jobs';
 
@@ -75,11 +76,7 @@ export class TrainingStack extends Stack {
     const lakeKeyArn = readPlatformParameter(this, config.ssmRoot, 'lakeKeyArn');
     const buckets: TrainingBuckets = { datasets: bucket('datasets'), models: bucket('models'), artifacts: bucket('artifacts'), curated: bucket('curated'), raw: bucket('raw') };
 
-    const image = new DockerImageAsset(this, 'TrainerImage', {
-      directory: path.join(REPO_ROOT, 'containers', 'trainer'),
-      platform: AssetPlatform.LINUX_AMD64,
-      exclude: ['**/__pycache__', '**/.mypy_cache', '**/.pytest_cache', '**/.ruff_cache', '**/*.egg-info', 'tests', 'bench'],
-    });
+    const image = trainerImage(this);
 
     const instanceRole = createInstanceRole(this);
     const launchTemplate = createLaunchTemplate(this, config, key, props.efaSecurityGroup);

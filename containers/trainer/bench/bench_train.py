@@ -17,6 +17,7 @@ default best-fit window.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import math
@@ -105,6 +106,13 @@ VOCAB_WORDS = 4000
 CHAT_TEMPLATE = (
     "{% for m in messages %}<s> {{ m['content'] }} </s> {% endfor %}"
     "{% if add_generation_prompt %}<s> {% endif %}"
+)
+# transformers 5.23 renamed TrainingArguments.gradient_checkpointing to activation_checkpointing
+# (the old name warns, even when False, and goes in v6); earlier 5.x only know the old name.
+_CHECKPOINTING_ARG = (
+    "activation_checkpointing"
+    if "activation_checkpointing" in {f.name for f in dataclasses.fields(TrainingArguments)}
+    else "gradient_checkpointing"
 )
 
 
@@ -293,7 +301,7 @@ def bench_hf(cfg: Any, mode: dict[str, Any], device: torch.device, out: Path) ->
         report_to=[],
         use_cpu=device.type == "cpu",
         bf16=mode["precision"] == "bf16",
-        gradient_checkpointing=mode["checkpointing"],
+        **{_CHECKPOINTING_ARG: mode["checkpointing"]},
         torch_compile=mode["compile"],
         dataloader_num_workers=0,
         remove_unused_columns=False,

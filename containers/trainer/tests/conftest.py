@@ -306,15 +306,17 @@ def _worker(rank: int, world: int, port: int, jobs: list[tuple[str, int | None]]
 
 def _count_layer_calls() -> list[int]:
     """From now on, count the decoder layer forwards of every model the recipe sets up in this
-    process, recomputation under activation checkpointing included (a pre-hook: a recomputation
-    stops early, once the tensors backward needs exist, so a forward hook would miss it)."""
+    process, recomputation under activation checkpointing included. Counted at each layer's
+    attention module: transformers 5 checkpoints a layer's ``forward``, not its ``__call__``
+    (so FSDP2's hooks stay outside), so hooks on the layer itself never see a recomputation.
+    A pre-hook, because a recomputation stops early, once the tensors backward needs exist."""
     calls = [0]
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         model = setup_model(*args, **kwargs)
         # After fully_shard a layer's class is FSDPLlamaDecoderLayer, a subclass.
         for layer in (m for m in model.modules() if isinstance(m, LlamaDecoderLayer)):
-            layer.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+            layer.self_attn.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
         return model
 
     recipe.setup_model = counted  # type: ignore[attr-defined]

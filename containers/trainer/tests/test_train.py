@@ -24,7 +24,7 @@ from dapt_trainer.checkpoint import latest_complete
 from dapt_trainer.config import DataConfig, SourceConfig, dump_config
 from dapt_trainer.data.stream import PackedStream, Row, collate, pad_id
 from dapt_trainer.data.tokenize import IGNORE_INDEX
-from dapt_trainer.model import Dist, FlopCount
+from dapt_trainer.model import Dist, FlopCount, decoder_layers
 from dapt_trainer.recipe import StageRecipe, run_experiment
 
 CPU = torch.device("cpu")
@@ -218,6 +218,28 @@ def test_flop_count_follows_torchtitan(make_config: MakeConfig, tmp_path: Path) 
     n = sum(p.numel() for p in recipe.model.parameters()) - cfg.vocab_size * cfg.hidden_size
     flops = FlopCount.of(recipe.model, cfg, seq_len=64)
     assert flops.per_token == 6 * n + 12 * 2 * 4 * 8 * 64
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_activation_checkpointing_changes_no_loss(
+    make_config: MakeConfig, tmp_path: Path, method: str, recwarn: pytest.WarningsRecorder
+) -> None:
+    """The production default (on) recomputes every decoder layer and trains exactly as off,
+    through the API of the installed transformers (not its deprecated alias)."""
+    losses = {}
+    for on in (False, True):
+        config = make_config(
+            {"method": {"name": method, "lora": {"rank": 8, "alpha": 16}}},
+            compute={"precision": "fp32", "activation_checkpointing": on},
+        )
+        recipe = StageRecipe(config, config.stages[0], str(tmp_path / str(on)), ONE, CPU)
+        recipe.setup()
+        layers = decoder_layers(recipe.model)
+        assert [getattr(layer, "gradient_checkpointing", False) for layer in layers] == [on] * 2
+        recipe.model.train()
+        losses[on] = [recipe.train_step()["loss"] for _ in range(3)]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-5)
+    assert not [w for w in recwarn if "gradient_checkpointing_enable" in str(w.message)]
 
 
 def test_sigterm_checkpoints_at_the_next_step_and_resumes(

@@ -127,10 +127,7 @@ def setup_model(
     """Load, adapt, checkpoint activations, compile and shard (in that order)."""
     model = apply_method(load_base(path, device, compute.attention), method)
     if compute.activation_checkpointing:
-        # Non-reentrant checkpointing works with frozen inputs (LoRA) and with FSDP2.
-        _hf_model(model).gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs={"use_reentrant": False}
-        )
+        enable_activation_checkpointing(model)
     if compute.compile:
         for layer in decoder_layers(model):
             layer.compile()
@@ -139,6 +136,21 @@ def setup_model(
     else:
         model.to(device)
     return model
+
+
+def enable_activation_checkpointing(model: nn.Module) -> None:
+    """Recompute each decoder layer's activations in the backward pass.
+
+    Non-reentrant checkpointing works with frozen inputs (LoRA) and with FSDP2. transformers
+    5.23 renamed ``gradient_checkpointing_enable`` to ``activation_checkpointing_enable`` (the
+    old name warns and goes in v6); earlier 5.x releases only have the old name.
+    """
+    hf = _hf_model(model)
+    options = {"use_reentrant": False}
+    if hasattr(hf, "activation_checkpointing_enable"):
+        hf.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+    else:
+        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
 
 
 def shard(model: nn.Module, compute: ComputeConfig, device: torch.device) -> None:

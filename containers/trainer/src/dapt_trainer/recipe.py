@@ -486,7 +486,7 @@ class StageRecipe:
             if self.experiment.compute.precision == "bf16":
                 fresh = fresh.to(torch.bfloat16)
             fresh.config.use_cache = True
-            fresh.save_pretrained(str(staging / "model"), safe_serialization=True)
+            fresh.save_pretrained(str(staging / "model"))  # always safetensors since v5
             self.tokenizer.save_pretrained(str(staging / "model"))
             (staging / "heldout.json").write_text(json.dumps(heldout, indent=2), encoding="utf-8")
             final = join(self.out, "final")
