@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dapt_data.clean import clean_records, normalise
-from dapt_data.config import CleanConfig
-from pipeline_fixtures import english_paragraph, record
+from dapt_data.config import CleanConfig, ConfigError
+from pipeline_fixtures import config, english_paragraph, record
 
 GOOD = english_paragraph(random.Random(1))
 
@@ -60,3 +62,48 @@ def test_language_allow_list_is_configurable() -> None:
     # THEN it is kept
     assert len(clean_records([record(german)], CleanConfig(languages=["en", "de"]))[0]) == 1
     assert len(clean_records([record(german)], CleanConfig(languages=[]))[0]) == 1
+
+
+def test_a_source_can_loosen_the_filters_for_its_own_records(tmp_path: Path) -> None:
+    # GIVEN short labelled utterances (an intent set) beside web text, one pipeline config
+    cfg = config(
+        tmp_path,
+        [
+            {"name": "web", "path": "web.jsonl", "format": "jsonl"},
+            {
+                "name": "tickets",
+                "path": "t.csv",
+                "format": "csv",
+                "label_field": "intent",
+                "clean": {"min_chars": 5, "languages": []},
+            },
+        ],
+        clean={"min_chars": 50},
+    )
+    short = "Cancel my plan."
+    records = [record(short, "a:1", source="tickets"), record(short, "a:2", source="web")]
+    # WHEN cleaning with each source's bounds
+    overrides = {name: cfg.clean_for(name) for name in cfg.clean_overrides()}
+    kept, dropped = clean_records(records, cfg.clean, overrides)
+    # THEN the utterance survives in its own source only; the rest of `clean` still applies to it
+    assert [r.source for r in kept] == ["tickets"]
+    assert dropped[0].record.source == "web"
+    assert dropped[0].detail == "15 chars < clean.min_chars 50"
+    assert cfg.clean_for("tickets").max_symbol_ratio == cfg.clean.max_symbol_ratio
+    assert cfg.clean_overrides() == {"tickets": {"min_chars": 5, "languages": []}}
+    kept, dropped = clean_records([record("Hi.", "a:3", source="tickets")], cfg.clean, overrides)
+    assert dropped[0].detail == "3 chars < sources[tickets].clean.min_chars 5"
+
+
+def test_a_source_override_is_checked_against_the_merged_bounds(tmp_path: Path) -> None:
+    # GIVEN a source minimum above the top-level maximum, and an unknown language
+    sources: list[dict[str, Any]] = [
+        {"name": "a", "path": "a.jsonl", "format": "jsonl"},
+        {"name": "b", "path": "b.jsonl", "format": "jsonl", "clean": {"min_chars": 900}},
+        {"name": "c", "path": "c.jsonl", "format": "jsonl", "clean": {"languages": ["xx"]}},
+    ]
+    # WHEN parsing  THEN both problems name the source's key
+    with pytest.raises(ConfigError) as err:
+        config(tmp_path, sources, clean={"max_chars": 500})
+    assert "sources.1.clean.min_chars: 900 > max_chars 500" in str(err.value)
+    assert "sources.2.clean.languages: unknown ISO 639-1 codes ['xx']" in str(err.value)

@@ -9,13 +9,16 @@ to one space, lines stripped, at most one blank line in a row). Filters, first f
 - `repeated_lines`: share of non-blank lines repeating an earlier line;
 - `repeated_ngrams`: share of word n-grams (n = `clean.repeated_ngram_words`) occurring twice+;
 - `language`: lingua's language not in `clean.languages` (or undetermined).
+
+A source may set its own bounds (`sources[].clean`, only the keys it gives); its records are then
+checked against those, and the drop detail names `sources[<name>].clean.<key>`.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import ftfy
 from lingua import IsoCode639_1, Language, LanguageDetector, LanguageDetectorBuilder
@@ -74,22 +77,23 @@ def build_detector(config: CleanConfig) -> LanguageDetector | None:
 Check = Callable[[str], str | None]
 
 
-def make_checks(config: CleanConfig) -> list[tuple[str, Check]]:
-    """The filters in order, each returning a detail message when the text fails."""
+def make_checks(config: CleanConfig, key: str = "clean") -> list[tuple[str, Check]]:
+    """The filters in order, each returning a detail message (naming `key`.<bound>) when the
+    text fails."""
     detector = build_detector(config)
     checks: list[tuple[str, Check]] = [
-        ("too_short", lambda t: _limit(len(t), config.min_chars, "<", "clean.min_chars")),
-        ("too_long", lambda t: _limit(len(t), config.max_chars, ">", "clean.max_chars")),
+        ("too_short", lambda t: _limit(len(t), config.min_chars, "<", f"{key}.min_chars")),
+        ("too_long", lambda t: _limit(len(t), config.max_chars, ">", f"{key}.max_chars")),
         (
             "symbol_ratio",
-            lambda t: _ratio(symbol_ratio(t), config.max_symbol_ratio, "clean.max_symbol_ratio"),
+            lambda t: _ratio(symbol_ratio(t), config.max_symbol_ratio, f"{key}.max_symbol_ratio"),
         ),
         (
             "repeated_lines",
             lambda t: _ratio(
                 repeated_line_ratio(t),
                 config.max_repeated_line_ratio,
-                "clean.max_repeated_line_ratio",
+                f"{key}.max_repeated_line_ratio",
             ),
         ),
         (
@@ -97,14 +101,14 @@ def make_checks(config: CleanConfig) -> list[tuple[str, Check]]:
             lambda t: _ratio(
                 repeated_ngram_ratio(t, config.repeated_ngram_words),
                 config.max_repeated_ngram_ratio,
-                "clean.max_repeated_ngram_ratio",
+                f"{key}.max_repeated_ngram_ratio",
             ),
         ),
     ]
     if detector is not None:
         allowed = set(config.languages)
         sample = config.language_sample_chars
-        checks.append(("language", lambda t: _language(detector, t[:sample], allowed)))
+        checks.append(("language", lambda t: _language(detector, t[:sample], allowed, key)))
     return checks
 
 
@@ -117,26 +121,35 @@ def _ratio(value: float, bound: float, key: str) -> str | None:
     return f"{value:.3f} > {key} {bound}" if value > bound else None
 
 
-def _language(detector: LanguageDetector, text: str, allowed: set[str]) -> str | None:
+def _language(detector: LanguageDetector, text: str, allowed: set[str], key: str) -> str | None:
     language = detector.detect_language_of(text)
     if language is None:
-        return f"language undetermined; clean.languages {sorted(allowed)}"
+        return f"language undetermined; {key}.languages {sorted(allowed)}"
     code = language.iso_code_639_1.name.lower()
     return (
-        None if code in allowed else f"language '{code}' not in clean.languages {sorted(allowed)}"
+        None if code in allowed else f"language '{code}' not in {key}.languages {sorted(allowed)}"
     )
 
 
 def clean_records(
-    records: Iterable[Record], config: CleanConfig
+    records: Iterable[Record],
+    config: CleanConfig,
+    per_source: Mapping[str, CleanConfig] | None = None,
 ) -> tuple[list[Record], list[Dropped]]:
-    """Normalise every record and split into kept and dropped (with reason and detail)."""
-    checks = make_checks(config)
+    """Normalise every record and split into kept and dropped (with reason and detail).
+
+    `per_source` gives the bounds of sources that set their own (records of other sources use
+    `config`)."""
+    default = make_checks(config)
+    own = {
+        name: make_checks(bounds, f"sources[{name}].clean")
+        for name, bounds in (per_source or {}).items()
+    }
     kept: list[Record] = []
     dropped: list[Dropped] = []
     for record in records:
         cleaned = record.model_copy(update={"text": normalise(record.text)})
-        failure = _first_failure(cleaned.text, checks)
+        failure = _first_failure(cleaned.text, own.get(record.source, default))
         if failure is None:
             kept.append(cleaned)
         else:

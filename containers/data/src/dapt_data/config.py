@@ -44,33 +44,6 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class SourceConfig(_Section):
-    """One input: where it is, how to read it, and what it is for."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$", description="unique; first part of source_id")
-    path: str = Field(min_length=1, description="file, folder, or s3://bucket/prefix")
-    format: Format
-    kind: Kind = Kind.COMPLETION
-    origin: Origin = Origin.DOMAIN
-    include: list[str] = Field(
-        default_factory=list, description="file name globs; default by format"
-    )
-    text_field: str = Field(default="text", description="jsonl/csv: the text column")
-    label_field: str | None = Field(default=None, description="jsonl/csv: the label column")
-    id_field: str | None = Field(default=None, description="jsonl/csv/chat: a column kept in meta")
-
-    def patterns(self) -> list[str]:
-        """The include globs, or the format's usual extensions."""
-        return self.include or list(DEFAULT_INCLUDE[self.format])
-
-
-class IngestConfig(_Section):
-    """Limits beyond which input is quarantined instead of read."""
-
-    max_line_chars: int = Field(default=100_000, gt=0, description="longer lines are quarantined")
-    max_file_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
-
-
 class CleanConfig(_Section):
     """Normalisation is always on; each filter can be loosened or disabled."""
 
@@ -89,6 +62,38 @@ class CleanConfig(_Section):
         description="languages the detector chooses among (allow-list is always added)",
     )
     language_sample_chars: int = Field(default=2000, gt=0)
+
+
+class SourceConfig(_Section):
+    """One input: where it is, how to read it, and what it is for."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$", description="unique; first part of source_id")
+    path: str = Field(min_length=1, description="file, folder, or s3://bucket/prefix")
+    format: Format
+    kind: Kind = Kind.COMPLETION
+    origin: Origin = Origin.DOMAIN
+    include: list[str] = Field(
+        default_factory=list, description="file name globs; default by format"
+    )
+    text_field: str = Field(default="text", description="jsonl/csv: the text column")
+    label_field: str | None = Field(default=None, description="jsonl/csv: the label column")
+    id_field: str | None = Field(default=None, description="jsonl/csv/chat: a column kept in meta")
+    clean: CleanConfig | None = Field(
+        default=None,
+        description="this source's filter bounds: only the keys given replace the top-level "
+        "`clean` ones (e.g. {min_chars: 1} for a labelled set of short utterances)",
+    )
+
+    def patterns(self) -> list[str]:
+        """The include globs, or the format's usual extensions."""
+        return self.include or list(DEFAULT_INCLUDE[self.format])
+
+
+class IngestConfig(_Section):
+    """Limits beyond which input is quarantined instead of read."""
+
+    max_line_chars: int = Field(default=100_000, gt=0, description="longer lines are quarantined")
+    max_file_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
 
 
 class DedupConfig(_Section):
@@ -241,6 +246,19 @@ class PipelineConfig(_Section):
         """The source config of a name (records carry the name)."""
         return next(s for s in self.sources if s.name == name)
 
+    def clean_overrides(self) -> dict[str, dict[str, Any]]:
+        """Per source with its own `clean` section, the keys that section sets."""
+        return {
+            s.name: s.clean.model_dump(mode="json", exclude_unset=True)
+            for s in self.sources
+            if s.clean is not None
+        }
+
+    def clean_for(self, name: str) -> CleanConfig:
+        """The filter bounds that apply to a source: top-level `clean` with its overrides."""
+        override = self.clean_overrides().get(name, {})
+        return self.clean.model_copy(update=override) if override else self.clean
+
 
 def _dump(value: Any) -> Any:
     if isinstance(value, BaseModel):
@@ -303,19 +321,26 @@ def describe(err: ValidationError, more: list[str] | None = None, prefix: str = 
     return "\n".join(lines + (more or []))
 
 
+def _clean_problems(clean: CleanConfig, where: str) -> list[str]:
+    problems = []
+    if clean.min_chars > clean.max_chars:
+        problems.append(f"  {where}.min_chars: {clean.min_chars} > max_chars {clean.max_chars}")
+    unknown = sorted(set(clean.languages) - set(known_language_codes()))
+    if unknown:
+        problems.append(f"  {where}.languages: unknown ISO 639-1 codes {unknown}")
+    unknown = sorted(set(clean.language_candidates) - set(known_language_codes()))
+    if unknown:
+        problems.append(f"  {where}.language_candidates: unknown ISO 639-1 codes {unknown}")
+    return problems
+
+
 def cross_problems(config: PipelineConfig) -> list[str]:
     """Rules spanning keys, all collected."""
     problems: list[str] = []
-    clean = config.clean
-    if clean.min_chars > clean.max_chars:
-        problems.append(f"  clean.min_chars: {clean.min_chars} > clean.max_chars {clean.max_chars}")
-    unknown = sorted(set(clean.languages) - set(known_language_codes()))
-    if unknown:
-        problems.append(f"  clean.languages: unknown ISO 639-1 codes {unknown}")
-    unknown = sorted(set(clean.language_candidates) - set(known_language_codes()))
-    if unknown:
-        problems.append(f"  clean.language_candidates: unknown ISO 639-1 codes {unknown}")
+    problems += _clean_problems(config.clean, "clean")
     for index, source in enumerate(config.sources):
+        if source.clean is not None:
+            problems += _clean_problems(config.clean_for(source.name), f"sources.{index}.clean")
         if source.label_field and source.format not in {Format.JSONL, Format.CSV}:
             problems.append(
                 f"  sources.{index}.label_field: only for formats jsonl/csv, "

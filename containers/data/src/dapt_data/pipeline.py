@@ -171,9 +171,18 @@ def run_filter_step(
 
 
 def run_clean(config: PipelineConfig) -> StepResult:
-    """Normalise and filter."""
+    """Normalise and filter (with each source's own bounds where it sets them)."""
+    overrides = config.clean_overrides()
+    per_source = {name: config.clean_for(name) for name in overrides}
+    # Sources' own bounds are part of the resume key; without any, the key is what it was.
+    extra = sha256(json.dumps(overrides, sort_keys=True).encode()) if overrides else ""
     return run_filter_step(
-        config, "clean", "raw", ("clean",), lambda: lambda rs: clean_records(rs, config.clean)
+        config,
+        "clean",
+        "raw",
+        ("clean",),
+        lambda: lambda rs: clean_records(rs, config.clean, per_source),
+        extra_input=extra,
     )
 
 
