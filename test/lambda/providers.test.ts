@@ -6,6 +6,7 @@
  * replies into the same generations and the same error messages.
  */
 import assert from 'node:assert/strict';
+import * as net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { BedrockRuntimeClient } from '@aws-sdk/client-bedrock-runtime';
 import { SageMakerRuntimeClient } from '@aws-sdk/client-sagemaker-runtime';
@@ -13,7 +14,7 @@ import type { Decoding } from '../../lambda/shared/cache-key';
 import { runShard } from '../../lambda/shared/engine';
 import type { RunContext } from '../../lambda/shared/evaluate';
 import { BedrockConverseProvider, SageMakerEndpointProvider } from '../../lambda/shared/providers/aws';
-import { buildProvider } from '../../lambda/shared/providers/factory';
+import { buildProvider, MODEL_REQUEST_TIMEOUT_MS } from '../../lambda/shared/providers/factory';
 import { OpenAICompatibleProvider } from '../../lambda/shared/providers/openai';
 import type { Provider, Usage } from '../../lambda/shared/providers/types';
 import { callWithRetry, ProviderError, ThrottledError } from '../../lambda/shared/retry';
@@ -437,5 +438,31 @@ print(json.dumps(out))`,
       { text: 'Lyon — ß', usage: { input_tokens: 0, output_tokens: 0 } },
     ]);
     assert.match(outcomes[2]?.message ?? '', /^sagemaker: endpoint returned non-JSON body: not json/);
+  });
+});
+
+describe('model call timeouts (factory clients)', () => {
+  test('an endpoint that accepts the connection and never answers fails as transient after the request timeout', async () => {
+    // A server that takes the request and stays silent, as a hung model container does.
+    const sockets: net.Socket[] = [];
+    const silent = net.createServer((socket) => void sockets.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const { port } = silent.address() as net.AddressInfo;
+    const saved = { ...process.env };
+    Object.assign(process.env, { AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME: `http://127.0.0.1:${port}`, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing' });
+    try {
+      const spec = { provider: 'sagemaker', endpoint_name: ENDPOINT, model_id: 'dapt-7b', revision: 'r1', region: 'ap-south-2' } as const;
+      const provider = buildProvider(spec, 300);
+      const started = Date.now();
+      await assert.rejects(provider.generate('Hi', GREEDY), (err: Error) => err.name === 'TransientError' && /sagemaker: TimeoutError/.test(err.message));
+      const waited = Date.now() - started;
+      assert.ok(waited >= 250 && waited < 5_000, `gave up after ${waited} ms`);
+      assert.ok(sockets.length >= 1, 'the request reached the server');
+      assert.equal(MODEL_REQUEST_TIMEOUT_MS, 120_000, 'the default matches the Python providers');
+    } finally {
+      process.env = saved;
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 });
