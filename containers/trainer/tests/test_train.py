@@ -297,3 +297,30 @@ def test_compiled_layers_train_exactly_like_eager(make_config: MakeConfig, tmp_p
         # Dynamo captured graphs only when asked to compile.
         assert bool(torch._dynamo.utils.counters["stats"]["unique_graphs"]) == compiled
     assert losses[True] == pytest.approx(losses[False], rel=1e-5)
+
+
+def test_lineage_records_config_code_data_and_evaluation(
+    make_config: MakeConfig, tmp_path: Path
+) -> None:
+    config = make_config({"steps": 20, "data": {**_data(make_config), "domain_share": 0.1}})
+    [result] = run_experiment(config, str(config.output), ONE, CPU)
+    lineage = json.loads((Path(result.output) / "final" / "lineage.json").read_text())
+    assert lineage["config"]["yaml"] == dump_config(config)
+    assert len(lineage["code"]["source_sha256"]) == 64
+    assert lineage["code"]["versions"]["torch"] == torch.__version__
+    assert lineage["base_model"]["config_sha256"] is not None
+    sources = {s["name"]: s for s in lineage["data"]["sources"]}
+    assert set(sources) == {"domain", "public"}
+    for source in sources.values():
+        assert all(fingerprint for _, fingerprint in source["files"])
+        assert source["heldout_documents"] == 4 and source["quarantined"] == 0
+    drawn = lineage["training"]["tokens_drawn"]
+    assert drawn == sum(s["trained_tokens"] for s in sources.values()) > 20 * 2 * 64 * 0.9
+    # The share holds within (sources - 1) x the longest document of the target.
+    assert abs(lineage["data"]["domain_share_trained"] - 0.1) < 70 / drawn
+    assert lineage["training"]["steps"] == 20 and lineage["training"]["last_step"]["step"] == 20
+    assert lineage["evaluation"]["heldout_loss"] == result.heldout
+
+
+def _data(make_config: MakeConfig) -> dict[str, Any]:
+    return make_config().stages[0].data.model_dump(mode="json")

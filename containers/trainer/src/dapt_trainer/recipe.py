@@ -37,6 +37,7 @@ from dapt_trainer.data.stream import (
     step_batches,
 )
 from dapt_trainer.data.tokenize import IGNORE_INDEX
+from dapt_trainer.lineage import build_lineage
 from dapt_trainer.metrics import MetricsLog
 from dapt_trainer.model import (
     Dist,
@@ -248,6 +249,7 @@ class StageRecipe:
         self.sources, self.stream = self.setup_data()
         self.data_state = self.stream.state_dict()
         self._prefetch: Prefetcher[StepData] | None = None
+        self.last_record: dict[str, Any] | None = None
         self.flops = FlopCount.of(self.model, self.model.config, self.stage.data.seq_len)
         self.metrics = MetricsLog(
             self.local_out / "metrics.jsonl",
@@ -340,6 +342,7 @@ class StageRecipe:
                 self._log_event("interrupted", step=self.step)
                 return StageResult(stage.name, "interrupted", self.step, losses, output=self.out)
             record = self.train_step()
+            self.last_record = record
             losses.append(record["loss"])
             if self.step % stage.log_every == 0 or self.step == stage.steps:
                 self.metrics.write(record)
@@ -470,7 +473,7 @@ class StageRecipe:
 
     def export(self, heldout: dict[str, float]) -> None:
         """``final/model`` (merged HF safetensors + tokenizer), ``final/adapter`` for LoRA,
-        ``final/heldout.json``, then ``final/COMPLETE``."""
+        ``final/heldout.json``, ``final/lineage.json``, then ``final/COMPLETE``."""
         full_sd = get_model_state_dict(
             self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
         )
@@ -489,6 +492,19 @@ class StageRecipe:
             fresh.save_pretrained(str(staging / "model"))  # always safetensors since v5
             self.tokenizer.save_pretrained(str(staging / "model"))
             (staging / "heldout.json").write_text(json.dumps(heldout, indent=2), encoding="utf-8")
+            lineage = build_lineage(
+                self.experiment,
+                self.stage,
+                self.model_path,
+                self.stage.model.path or f"stage:{self.stage.model.from_stage} ({self.model_path})",
+                self.sources,
+                self.data_state,
+                self.step,
+                self.dist.world_size,
+                heldout,
+                self.last_record,
+            )
+            (staging / "lineage.json").write_text(json.dumps(lineage, indent=2), encoding="utf-8")
             final = join(self.out, "final")
             if is_s3(final):
                 upload_dir(staging, final)

@@ -8,7 +8,7 @@ Each source becomes one folder under ``<DAPT_CACHE>/tokens/<key>/``::
     learn.bin     uint8 per token, 1 where the token is learned (instruction sources only;
                   completion documents learn every token)
     offsets.npy   int64 [documents + 1], where each document starts in tokens.bin
-    meta.json     source name, counts, quarantined rows, and what the key was made of
+    meta.json     source name, the files and their fingerprints, counts, quarantined rows
 
 The key hashes everything the tokens depend on: the source's kind and text field, each file's
 path and fingerprint (size and mtime, or S3 ETag and version), and the tokenizer (its serialised
@@ -124,7 +124,11 @@ class TokenizedSource:
 
 
 def cache_key(source: SourceConfig, tokenizer: Any) -> str:
-    return hashlib.sha256(json.dumps(_key_inputs(source, tokenizer)).encode()).hexdigest()[:24]
+    return _key_of(_key_inputs(source, tokenizer))
+
+
+def _key_of(inputs: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(inputs).encode()).hexdigest()[:24]
 
 
 def _key_inputs(source: SourceConfig, tokenizer: Any) -> dict[str, Any]:
@@ -194,7 +198,8 @@ def prepare_source(
 ) -> Path:
     """The local cache folder of ``source``: already here, else downloaded from ``shared``,
     else tokenised now (and uploaded to ``shared`` when ``publish``)."""
-    key = cache_key(source, tokenizer)
+    inputs = _key_inputs(source, tokenizer)
+    key = _key_of(inputs)
     name = f"{source.name}-{key}"
     final = root / name
     if (final / "meta.json").exists():
@@ -209,7 +214,7 @@ def prepare_source(
     else:
         how = "tokenised"
         partial.mkdir(parents=True)
-        _build(source, tokenizer, partial, key)
+        _build(source, tokenizer, partial, key, inputs["files"])
         if remote is not None and publish:
             # meta.json last: its presence is what marks a shared entry complete.
             upload_dir(partial, remote, skip=("meta.json",))
@@ -268,7 +273,9 @@ def open_source(source: SourceConfig, folder: Path) -> TokenizedSource:
     )
 
 
-def _build(source: SourceConfig, tokenizer: Any, folder: Path, key: str) -> None:
+def _build(
+    source: SourceConfig, tokenizer: Any, folder: Path, key: str, files: list[list[str]]
+) -> None:
     quarantined: list[Quarantined] = []
     offsets = [0]
     with (folder / "tokens.bin").open("wb") as tokens, (folder / "learn.bin").open("wb") as learn:
@@ -304,6 +311,7 @@ def _build(source: SourceConfig, tokenizer: Any, folder: Path, key: str) -> None
     meta = {
         "source": source.name,
         "key": key,
+        "files": files,
         "documents": len(offsets) - 1,
         "tokens": offsets[-1],
         "quarantined": [q.as_dict() for q in quarantined],

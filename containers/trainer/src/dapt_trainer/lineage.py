@@ -1,0 +1,118 @@
+"""``final/lineage.json``: what a trained model was made from, written next to it.
+
+The record an audited deployment (and the serving stack's promotion gate) needs to answer "what
+is this model?" without the job's logs: the exact config, the code that ran (a hash of the
+trainer's own source files and the library versions), the starting weights, every data file with
+its fingerprint and how many tokens of each source were trained on, and the held-out losses.
+Plain JSON, one file, written before ``COMPLETE`` like the rest of ``final/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dapt_trainer.config import ExperimentConfig, StageConfig, dump_config
+from dapt_trainer.data.cache import TokenizedSource
+from dapt_trainer.data.mixture import target_weights
+from dapt_trainer.data.readers import source_files
+
+LINEAGE_FORMAT = 1
+
+
+def build_lineage(
+    experiment: ExperimentConfig,
+    stage: StageConfig,
+    model_path: Path,
+    model_origin: str,
+    sources: list[TokenizedSource],
+    data_state: dict[str, Any],
+    step: int,
+    world_size: int,
+    heldout: dict[str, float],
+    last_step: dict[str, Any] | None,
+) -> dict[str, Any]:
+    config_text = dump_config(experiment)
+    trained = list(data_state["sampler"]["consumed"])
+    total = sum(trained) or 1
+    targets = target_weights(stage.data)
+    return {
+        "format": LINEAGE_FORMAT,
+        "experiment": experiment.experiment,
+        "stage": stage.name,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "code": code_identity(),
+        "config": {
+            "sha256": hashlib.sha256(config_text.encode()).hexdigest(),
+            "yaml": config_text,
+        },
+        "base_model": {
+            "origin": model_origin,
+            "config_sha256": _file_sha256(model_path / "config.json"),
+            "method": stage.method.name,
+        },
+        "data": {
+            "domain_share_target": stage.data.domain_share,
+            "domain_share_trained": sum(
+                t for t, s in zip(trained, sources, strict=True) if s.config.group == "domain"
+            )
+            / total,
+            "sources": [
+                {
+                    "name": s.config.name,
+                    "kind": s.config.kind,
+                    "group": s.config.group,
+                    "files": [[f, _fingerprint(s, f)] for f in source_files(s.config)],
+                    "token_cache": s.path.name,
+                    "documents": s.n_docs,
+                    "heldout_documents": s.n_heldout,
+                    "tokens": s.n_tokens,
+                    "quarantined": len(s.quarantined),
+                    "trained_tokens": t,
+                    "share_target": target,
+                    "share_trained": t / total,
+                }
+                for s, t, target in zip(sources, trained, targets, strict=True)
+            ],
+        },
+        "training": {
+            "steps": step,
+            "world_size": world_size,
+            "tokens_drawn": sum(trained),
+            "last_step": last_step,
+        },
+        "evaluation": {"heldout_loss": heldout},
+    }
+
+
+def code_identity() -> dict[str, Any]:
+    """sha256 over the trainer's own source files (path and bytes, in path order) and the
+    versions of the libraries that shape training."""
+    package = Path(__file__).parent
+    h = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    versions: dict[str, str | None] = {}
+    for name in ("dapt-trainer", "torch", "transformers", "peft", "tokenizers", "safetensors"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    versions["torch"] = torch.__version__  # with its build tag (e.g. +cu128)
+    return {"source_sha256": h.hexdigest(), "versions": versions, "cuda": torch.version.cuda}
+
+
+def _fingerprint(source: TokenizedSource, file: str) -> str | None:
+    """The fingerprint the token cache was keyed with (from its meta), when recorded."""
+    meta = json.loads((source.path / "meta.json").read_text(encoding="utf-8"))
+    return dict(meta.get("files", [])).get(file)
+
+
+def _file_sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
