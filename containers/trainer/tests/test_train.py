@@ -24,7 +24,7 @@ from dapt_trainer.checkpoint import latest_complete
 from dapt_trainer.config import DataConfig, SourceConfig, dump_config
 from dapt_trainer.data.stream import PackedStream, Row, collate, pad_id
 from dapt_trainer.data.tokenize import IGNORE_INDEX
-from dapt_trainer.model import Dist, FlopCount, decoder_layers
+from dapt_trainer.model import Dist, FlopCount, decoder_layers, load_base
 from dapt_trainer.recipe import StageRecipe, run_experiment
 
 CPU = torch.device("cpu")
@@ -324,3 +324,25 @@ def test_lineage_records_config_code_data_and_evaluation(
 
 def _data(make_config: MakeConfig) -> dict[str, Any]:
     return make_config().stages[0].data.model_dump(mode="json")
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager", "flex_attention"])
+def test_every_attention_kernel_keeps_packed_documents_apart(
+    model_dir: Path, attention: str
+) -> None:
+    """Transformers derives the block-diagonal mask from position ids only when no attention
+    mask and no KV cache is passed (hence ``use_cache=False`` in the recipe). Forward only:
+    flex attention has no CPU backward; on CPU its kernel compiles first (~20 s)."""
+    model = load_base(model_dir, CPU, attention)
+    ids = torch.randint(4, 40, (1, 32), generator=torch.Generator().manual_seed(0))
+    positions = torch.tensor([list(range(10)) + list(range(22))])
+    with torch.no_grad():
+        packed = model(input_ids=ids, position_ids=positions, use_cache=False).logits
+        apart = torch.cat(
+            [
+                model(input_ids=ids[:, a:b], position_ids=positions[:, a:b], use_cache=False).logits
+                for a, b in ((0, 10), (10, 32))
+            ],
+            dim=1,
+        )
+    torch.testing.assert_close(packed, apart, rtol=1e-5, atol=1e-5)

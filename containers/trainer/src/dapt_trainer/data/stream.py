@@ -5,6 +5,8 @@ start. Transformers' LLaMA turns such position ids into a block-diagonal causal 
 eager, when no attention mask is passed) or into flash-attention varlen boundaries, so no token
 attends across a document boundary: a packed row gives the same per-token losses as the same
 documents one per row (tested). Padding at the end of a row is its own segment and has no targets.
+Transformers derives that mask only when the forward gets no attention mask and no KV cache: the
+recipe passes ``use_cache=False`` (tested for SDPA, eager and flex attention).
 
 Rows are filled from a window of ``data.pack_window`` documents drawn ahead: a row starts with
 the oldest piece in the window (so nothing waits more than a window's worth of rows) and is
