@@ -190,3 +190,32 @@ def test_tokenize_only_fills_the_shared_cache_that_training_then_uses(
 
 def _refuse(*args: Any) -> Any:
     raise AssertionError("tokenised again")
+
+
+def test_a_shared_cache_it_cannot_use_only_costs_a_local_tokenisation(
+    s3: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The shared cache is an optimisation: a bucket the job may not write (here: absent) is
+    reported in the event and training goes on with the local cache."""
+    tokenizer = build_tokenizer()
+    [source] = _sources(tmp_path)[:1]
+    shared = "s3://no-such-bucket/token-cache"
+    [opened] = cache.tokenized_sources(
+        [source], tokenizer, tmp_path / "node", shared=shared, publish=True
+    )
+    assert opened.n_docs == 20
+    [event] = [json.loads(x) for x in capsys.readouterr().out.splitlines() if "token_cache" in x]
+    assert event["how"] == "tokenised"
+    download, publish = event["problems"]
+    assert download.startswith("download from s3://no-such-bucket/token-cache/c-")
+    assert publish.startswith("publish to s3://no-such-bucket/token-cache/c-")
+
+
+def test_tokenize_only_fails_when_it_cannot_publish(
+    s3: Any, make_config: MakeConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = make_config(token_cache="s3://no-such-bucket/token-cache")
+    path = tmp_path / "experiment.yaml"
+    path.write_text(dump_config(config), encoding="utf-8")
+    assert cli.main(["--config", str(path), "--tokenize-only"]) == 1
+    assert "could not be published to s3://no-such-bucket/token-cache" in capsys.readouterr().err

@@ -16,9 +16,9 @@ import sys
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from dapt_trainer.config import ConfigError, load_config
+from dapt_trainer.config import ConfigError, ExperimentConfig, load_config
 from dapt_trainer.model import Dist, setup_device
-from dapt_trainer.recipe import StopFlag, prepare_token_caches, run_experiment
+from dapt_trainer.recipe import PublishError, StopFlag, prepare_token_caches, run_experiment
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,9 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"config": location, "stages": [s.name for s in experiment.stages]}))
         return 0
     if args.tokenize_only:
-        summary = prepare_token_caches(experiment, output)
-        print(json.dumps({"event": "tokenized", "sources": summary}), flush=True)
-        return 0
+        return tokenize_only(experiment, output)
 
     stop = StopFlag()
     stop.install()
@@ -83,6 +81,17 @@ def main(argv: list[str] | None = None) -> int:
         )
     # 143 (128 + SIGTERM) after a clean checkpoint lets a Batch retry strategy resume the job.
     return EXIT_INTERRUPTED if any(r.status == "interrupted" for r in results) else 0
+
+
+def tokenize_only(experiment: ExperimentConfig, output: str) -> int:
+    """Fill the shared token cache; 1 when a source could not be published there."""
+    try:
+        summary = prepare_token_caches(experiment, output)
+    except PublishError as err:
+        print(str(err), file=sys.stderr)
+        return 1
+    print(json.dumps({"event": "tokenized", "sources": summary}), flush=True)
+    return 0
 
 
 ENV_CONFIG = "DAPT_CONFIG"

@@ -136,6 +136,10 @@ def token_cache_location(experiment: ExperimentConfig, output: str) -> str:
     return experiment.token_cache or join(output, experiment.experiment, "token-cache")
 
 
+class PublishError(RuntimeError):
+    """``--tokenize-only`` could not put a source's tokens in the shared cache."""
+
+
 def prepare_token_caches(experiment: ExperimentConfig, output: str) -> list[dict[str, Any]]:
     """Tokenise every stage's sources and publish them to the shared token cache: what
     ``dapt-train --tokenize-only`` runs, on any CPU machine, before the GPU job."""
@@ -146,6 +150,12 @@ def prepare_token_caches(experiment: ExperimentConfig, output: str) -> list[dict
         opened = tokenized_sources(
             list(stage.data.sources), tokenizer, cache_dir() / "tokens", shared=shared, publish=True
         )
+        missing = [s.path.name for s in opened if not _published(join(shared, s.path.name))]
+        if missing:
+            raise PublishError(
+                f"stage {stage.name}: {missing} could not be published to {shared} (see the "
+                "token_cache events' problems; may this role write there?)"
+            )
         summary += [
             {
                 "stage": stage.name,
@@ -158,6 +168,13 @@ def prepare_token_caches(experiment: ExperimentConfig, output: str) -> list[dict
             for source in opened
         ]
     return summary
+
+
+def _published(entry: str) -> bool:
+    try:
+        return exists(join(entry, "meta.json"))
+    except Exception:  # e.g. a bucket that does not exist or may not be listed
+        return False
 
 
 def tokenizer_folder(experiment: ExperimentConfig, stage: StageConfig) -> Path:

@@ -208,18 +208,26 @@ def prepare_source(
     partial = root / f".{name}.{os.getpid()}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     remote = join(shared, name) if shared else None
-    if remote is not None and exists(join(remote, "meta.json")):
-        how = "downloaded"
-        _fetch(remote, partial)
-    else:
-        how = "tokenised"
+    how, problems = "tokenised", []
+    if remote is not None:
+        try:
+            if exists(join(remote, "meta.json")):
+                _fetch(remote, partial)
+                how = "downloaded"
+        except Exception as err:  # the shared cache is an optimisation: tokenise instead
+            shutil.rmtree(partial, ignore_errors=True)
+            problems.append(f"download from {remote} failed: {err}")
+    if how == "tokenised":
         partial.mkdir(parents=True)
         _build(source, tokenizer, partial, key, inputs["files"])
         if remote is not None and publish:
-            # meta.json last: its presence is what marks a shared entry complete.
-            upload_dir(partial, remote, skip=("meta.json",))
-            write_bytes(join(remote, "meta.json"), (partial / "meta.json").read_bytes())
-            how = "tokenised and published"
+            try:
+                # meta.json last: its presence is what marks a shared entry complete.
+                upload_dir(partial, remote, skip=("meta.json",))
+                write_bytes(join(remote, "meta.json"), (partial / "meta.json").read_bytes())
+                how = "tokenised and published"
+            except Exception as err:  # e.g. no write access to a configured token_cache
+                problems.append(f"publish to {remote} failed: {err}")
     try:
         os.replace(partial, final)
     except OSError:  # another process finished the same key first: theirs is as good
@@ -233,6 +241,7 @@ def prepare_source(
         "documents": meta["documents"],
         "tokens": meta["tokens"],
         "seconds": round(time.monotonic() - start, 1),
+        **({"problems": problems} if problems else {}),
     }
     print(json.dumps(event), flush=True)
     return final
