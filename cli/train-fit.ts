@@ -13,6 +13,7 @@ import { z } from 'zod';
 /** The slice of a validated trainer config (dapt_trainer.config.ExperimentConfig) the CLI uses. */
 export const TrainerConfigSchema = z.object({
   experiment: z.string(),
+  token_cache: z.string().nullable().optional(),
   compute: z.object({ activation_checkpointing: z.boolean() }),
   stages: z
     .array(

@@ -123,6 +123,40 @@ export async function jobDefinitionsFor(
   return { singleNode: stack.singleNodeJobDefinition, multiNode: stack.multiNodeJobDefinition, scope: `environment ${envId(env)}: the experiment stage's own buckets` };
 }
 
+/**
+ * The job definition that fills the shared token cache for `experiment` (CPU queue): the run
+ * stack's, else, outside production, the environment's own.
+ */
+export async function tokenizeJobDefinitionFor(ssm: SsmParameterReader, env: Environment, experiment: string): Promise<{ jobDefinition: string; scope: string }> {
+  const root = parameterRoot(env.prefix, envId(env));
+  const runName = runParameterName(root, experiment, 'tokenize');
+  try {
+    return { jobDefinition: await ssm.get(runName), scope: `run stack: writes only under runs/${experiment}/` };
+  } catch (err) {
+    if (!(err instanceof ParameterNotFound)) throw err;
+  }
+  if (env.stage === 'production') {
+    throw new UserError(
+      `SSM parameter ${runName} does not exist: in production the token cache is written by the experiment's own run stack (deployed before the tokenize job existed? deploy it again): npx cdk deploy -c stage=production -c run=${experiment} (region ${env.region})`,
+    );
+  }
+  const name = platformParameterName(root, 'trainingTokenizeJobDefinitionArn');
+  let jobDefinition: string;
+  try {
+    jobDefinition = await ssm.get(name);
+  } catch (err) {
+    if (!(err instanceof ParameterNotFound)) throw err;
+    throw new UserError(`SSM parameter ${name} does not exist: deploy the training stack of envId '${envId(env)}' again (region ${env.region})`, { cause: err });
+  }
+  if (jobDefinition === 'none') throw new UserError(`SSM parameter ${name} is 'none': this environment has no tokenize job definition`);
+  return { jobDefinition, scope: `environment ${envId(env)}: the experiment stage's own buckets` };
+}
+
+/** Where `tokenize` uploads its config: beside the run's, under a name of its own (a training job may be reading config.yaml). */
+export function tokenizeConfigKey(experiment: string, bytes: Buffer): string {
+  return `${RUNS_PREFIX}${experiment}/tokenize-${configHash(bytes)}.yaml`;
+}
+
 /** A config the trainer accepted, with the exact bytes that will be uploaded. */
 export interface ValidatedConfig {
   readonly config: TrainerConfig;
@@ -163,6 +197,11 @@ else:
 /** `<experiment>-<first 8 hex of sha256(config bytes)>`: the same config is the same job. */
 export function jobNameFor(experiment: string, bytes: Buffer): string {
   return `${experiment.slice(0, MAX_JOB_NAME - 9)}-${configHash(bytes)}`;
+}
+
+/** `<experiment>-<sha256[:8]>-tokenize`, within Batch's 128 characters. */
+export function tokenizeJobName(experiment: string, bytes: Buffer): string {
+  return `${experiment.slice(0, MAX_JOB_NAME - 18)}-${configHash(bytes)}-tokenize`;
 }
 
 export function configHash(bytes: Buffer): string {

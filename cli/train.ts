@@ -3,6 +3,7 @@
  *
  *   npx tsx cli/train.ts train  --config FILE --stage production|experiment [--experiment NAME]
  *                               [--nodes N] [--dry-run] [--region R]
+ *   npx tsx cli/train.ts tokenize --config FILE --stage production|experiment [--experiment NAME] [--dry-run]
  *   npx tsx cli/train.ts status --job-id ID | --run NAME (--stage ... [--experiment NAME])
  *   npx tsx cli/train.ts logs   --job-id ID [--follow] [--log-group G] [--node I]
  *   npx tsx cli/train.ts watch  --job-id ID [--log-group G] [--node I]
@@ -46,6 +47,10 @@ import {
   stageStepsTag,
   stopJob,
   submitTrainingJob,
+  RUNS_PREFIX,
+  tokenizeConfigKey,
+  tokenizeJobDefinitionFor,
+  tokenizeJobName,
   UsageError,
   UserError,
   validateTrainerConfig,
@@ -139,6 +144,11 @@ async function dispatch(argv: readonly string[], deps: CliDeps): Promise<void> {
       if (values.queue !== 'gpu') throw new UsageError(`--queue = ${JSON.stringify(values.queue)}: must be 'gpu'`);
       const nodes = wholeNumber('--nodes', values.nodes, 1);
       await train({ env: environment(), file: values.config, nodes, queue: values.queue, dryRun: values['dry-run'] }, deps);
+      return;
+    }
+    case 'tokenize': {
+      if (!values.config) throw new UsageError('tokenize needs --config FILE');
+      await tokenize({ env: environment(), file: values.config, dryRun: values['dry-run'] }, deps);
       return;
     }
     case 'status': {
@@ -285,6 +295,47 @@ async function train(options: TrainOptions, deps: CliDeps): Promise<void> {
   deps.out(`follow it: npx tsx cli/train.ts watch --job-id ${submitted.jobId} --region ${env.region}`);
 }
 
+/**
+ * Submits `dapt-train --tokenize-only` on the CPU queue: every stage's sources are tokenised into
+ * the shared token cache, so the GPU job downloads tokens instead of tokenising on a P5 node.
+ * The same config submitted twice is one job.
+ */
+async function tokenize(options: { env: Environment; file: string; dryRun: boolean }, deps: CliDeps): Promise<void> {
+  const { env, file } = options;
+  const { config, bytes } = validateTrainerConfig(file, deps.python);
+  deps.out(`config ${file}: valid (experiment '${config.experiment}')`);
+  const { ssm, batch, s3 } = deps.clients(env.region);
+  const stack = await readTrainingStack(ssm, env);
+  const definition = await tokenizeJobDefinitionFor(ssm, env, config.experiment);
+  deps.out(`job definition: ${definition.scope}`);
+  const where = runLocations(stack.artifactsBucket, config.experiment);
+  const configKey = tokenizeConfigKey(config.experiment, bytes);
+  const request = {
+    queueArn: stack.cpuQueueArn,
+    jobDefinition: definition.jobDefinition,
+    jobName: tokenizeJobName(config.experiment, bytes),
+    experiment: config.experiment,
+    nodes: 1,
+    environment: { DAPT_CONFIG: `s3://${stack.artifactsBucket}/${configKey}`, DAPT_OUTPUT: where.outputUri },
+    tags: { experiment: config.experiment, project: deps.project ?? projectTag(env) },
+  };
+  if (options.dryRun) {
+    deps.out(`dry run: would submit ${request.jobName}`);
+    deps.out(JSON.stringify({ ...request, upload: request.environment.DAPT_CONFIG }, null, 2));
+    return;
+  }
+  await s3.send(new PutObjectCommand({ Bucket: stack.artifactsBucket, Key: configKey, Body: bytes, ContentType: 'application/yaml' }));
+  const submitted = await submitTrainingJob(batch, request);
+  deps.out(
+    submitted.alreadySubmitted
+      ? `already submitted (same config): ${submitted.jobName} is ${submitted.status}; not submitting again`
+      : `submitted ${submitted.jobName} to ${stack.cpuQueueArn}`,
+  );
+  deps.out(`job id: ${submitted.jobId}`);
+  deps.out(`token cache: ${config.token_cache ?? `s3://${stack.artifactsBucket}/${RUNS_PREFIX}${config.experiment}/token-cache/`}`);
+  deps.out(`follow it: npx tsx cli/train.ts logs --job-id ${submitted.jobId} --follow --region ${env.region}`);
+}
+
 /** `tags.project` of the stage's config file, so jobs carry the same tag as the stacks. */
 function projectTag(env: Environment): string {
   try {
@@ -316,6 +367,7 @@ export function defaultClients(region: string): Clients {
 
 const USAGE = `usage: npx tsx cli/train.ts <command>
   train  --config FILE --stage production|experiment [--experiment NAME] [--nodes N] [--dry-run]
+  tokenize --config FILE --stage production|experiment [--experiment NAME] [--dry-run]
   status --job-id ID | --run NAME --stage production|experiment [--experiment NAME]
   logs   --job-id ID [--follow] [--log-group G] [--node I]
   watch  --job-id ID [--log-group G] [--node I]

@@ -40,6 +40,7 @@ export const PLATFORM_PARAMETERS = {
   trainingMultiNodeJobDefinitionArn: 'training/job-definitions/multi-node',
   trainingPreflightJobDefinitionArn: 'training/job-definitions/preflight',
   trainingDataPrepJobDefinitionArn: 'training/job-definitions/data-prep',
+  trainingTokenizeJobDefinitionArn: 'training/job-definitions/tokenize',
   trainingKeyArn: 'training/kms-key-arn',
   trainingJobLogGroup: 'training/job-log-group',
   trainingMaxNodes: 'training/max-nodes',
@@ -53,6 +54,6 @@ export function platformParameterName(ssmRoot: string, key: PlatformParameterKey
 }
 
 /** Where a run stack (`-c run=NAME`) publishes its job definitions. */
-export function runParameterName(ssmRoot: string, run: string, key: 'single-node' | 'multi-node'): string {
+export function runParameterName(ssmRoot: string, run: string, key: 'single-node' | 'multi-node' | 'tokenize'): string {
   return `${ssmRoot}/runs/${run}/job-definitions/${key}`;
 }

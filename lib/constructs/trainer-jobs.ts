@@ -185,11 +185,17 @@ export interface TrainerJobsProps {
   readonly logGroup: logs.ILogGroup;
 }
 
-/** The trainer's job role and its single-node and (when maxNodes > 1) multi-node job definitions. */
+/**
+ * The trainer's job role and its job definitions: single-node and (when maxNodes > 1)
+ * multi-node training on the GPU queue, and `tokenize` on the Fargate (CPU) queue, which fills
+ * the shared token cache (`dapt-train --tokenize-only`) so GPU jobs download tokens instead of
+ * tokenising. All three run as the same role, so they read and write the same places.
+ */
 export class TrainerJobs extends Construct {
   readonly jobRole: iam.Role;
   readonly singleNode: batch.EcsJobDefinition;
   readonly multiNode?: batch.MultiNodeJobDefinition;
+  readonly tokenize: batch.EcsJobDefinition;
 
   constructor(scope: Construct, id: string, props: TrainerJobsProps) {
     super(scope, id);
@@ -212,6 +218,31 @@ export class TrainerJobs extends Construct {
       retryAttempts: training.retryAttempts,
       retryStrategies: TRAINER_RETRY_STRATEGIES,
       timeout: Duration.hours(training.jobTimeoutHours),
+      propagateTags: true,
+    });
+
+    this.tokenize = new batch.EcsJobDefinition(this, 'Tokenize', {
+      jobDefinitionName: `${props.namePrefix}-tokenize`,
+      container: new batch.EcsFargateContainerDefinition(this, 'TokenizeContainer', {
+        image: ecs.ContainerImage.fromDockerImageAsset(props.image),
+        command: ['dapt-train', '--tokenize-only'],
+        cpu: TOKENIZE_VCPUS,
+        memory: TOKENIZE_MEMORY,
+        // The token cache is built on local disk (DAPT_CACHE=/scratch/...) before it is uploaded.
+        ephemeralStorageSize: Size.gibibytes(200),
+        jobRole: this.jobRole,
+        executionRole: props.executionRole,
+        logging: ecs.LogDriver.awsLogs({ logGroup: props.logGroup, streamPrefix: 'tokenize' }),
+        environment: trainerEnvironment(config, buckets),
+        fargateCpuArchitecture: ecs.CpuArchitecture.X86_64,
+      }),
+      retryAttempts: 2,
+      retryStrategies: [
+        // Fargate capacity loss is retried (finished sources are found in the shared cache); errors are not.
+        batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.custom({ onStatusReason: 'ResourceInitializationError*' })),
+        batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.NON_ZERO_EXIT_CODE),
+      ],
+      timeout: Duration.hours(24),
       propagateTags: true,
     });
 
@@ -245,6 +276,10 @@ export function trainerEnvironment(config: ResolvedConfig, buckets: TrainingBuck
     DAPT_DATASETS_BUCKET: buckets.datasets.bucketName,
   };
 }
+
+/** Tokenising is one fast-tokenizer process per source at a time (8 sources build in parallel on 8 vCPUs). */
+const TOKENIZE_VCPUS = 8;
+const TOKENIZE_MEMORY = Size.gibibytes(32);
 
 const TRAINER_RETRY_STRATEGIES = [
   // 'Host EC2*' is how Batch reports both a reclaimed Spot node and a lost on-demand host; the

@@ -56,5 +56,6 @@ export class RunStack extends Stack {
       this.jobs.multiNode?.jobDefinitionArn ?? 'none',
       `Multi-node training job definition of run '${run}' ('none' when maxNodes is 1)`,
     );
+    parameters.publishAt(runParameterName(config.ssmRoot, run, 'tokenize'), this.jobs.tokenize.jobDefinitionArn, `Token-cache job definition of run '${run}' (CPU queue)`);
   }
 }

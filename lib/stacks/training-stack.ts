@@ -52,6 +52,7 @@ export class TrainingStack extends Stack {
   /** Environment-wide trainer jobs; only in an experiment stage (production runs use run stacks). */
   readonly singleNodeJob?: batch.EcsJobDefinition;
   readonly multiNodeJob?: batch.MultiNodeJobDefinition;
+  readonly tokenizeJob?: batch.EcsJobDefinition;
   readonly preflightJob: batch.EcsJobDefinition;
   readonly dataPrepJob: batch.EcsJobDefinition;
   readonly jobRole?: iam.Role;
@@ -156,6 +157,7 @@ export class TrainingStack extends Stack {
       this.jobRole = trainerJobs.jobRole;
       this.singleNodeJob = trainerJobs.singleNode;
       this.multiNodeJob = trainerJobs.multiNode;
+      this.tokenizeJob = trainerJobs.tokenize;
     }
     // The preflight touches no data: its role has no permissions at all.
     const preflightRole = new iam.Role(this, 'PreflightRole', {
@@ -187,6 +189,7 @@ export class TrainingStack extends Stack {
     parameters.publish('trainingMultiNodeJobDefinitionArn', this.multiNodeJob?.jobDefinitionArn ?? 'none', "Multi-node training job definition ('none' when maxNodes is 1 or in production)");
     parameters.publish('trainingPreflightJobDefinitionArn', this.preflightJob.jobDefinitionArn, 'NCCL/EFA preflight job definition');
     parameters.publish('trainingDataPrepJobDefinitionArn', this.dataPrepJob.jobDefinitionArn, 'Training-data pipeline job definition (CPU queue)');
+    parameters.publish('trainingTokenizeJobDefinitionArn', this.tokenizeJob?.jobDefinitionArn ?? 'none', "Token-cache job definition (CPU queue; 'none' in production: runs bring their own)");
     parameters.publish('trainingKeyArn', key.keyArn, 'KMS key of training volumes and job logs');
     parameters.publish('trainingJobLogGroup', logs.logGroup.logGroupName, 'Log group of training jobs');
     parameters.publish('trainingMaxNodes', String(training.maxNodes), 'Most nodes one training job may use');

@@ -34,6 +34,7 @@ export async function useSimpleBatch(moto: Moto): Promise<void> {
 export interface FakeStack {
   readonly envId: string;
   readonly gpuQueueArn: string;
+  readonly cpuQueueArn: string;
   readonly bucket: string;
   readonly logGroup: string;
 }
@@ -90,9 +91,12 @@ print(json.dumps(iam.create_role(RoleName=e["name"], AssumeRolePolicyDocument="{
   const bucket = `artifacts-${envId}`;
   await moto.s3.send(new CreateBucketCommand({ Bucket: bucket }));
   const gpuQueueArn = await queue('gpu');
+  const cpuQueueArn = await queue('cpu');
+  const tokenize = await batch.send(new RegisterJobDefinitionCommand({ jobDefinitionName: `dapt-${envId}-tokenize`, type: 'container', containerProperties: container }));
   const parameters: Record<string, string> = {
     'training/gpu-queue-arn': gpuQueueArn,
-    'training/cpu-queue-arn': await queue('cpu'),
+    'training/cpu-queue-arn': cpuQueueArn,
+    'training/job-definitions/tokenize': tokenize.jobDefinitionArn ?? '',
     'training/job-definitions/single-node': single.jobDefinitionArn ?? '',
     'training/job-definitions/multi-node': multi,
     'training/job-definitions/preflight': single.jobDefinitionArn ?? '',
@@ -104,7 +108,7 @@ print(json.dumps(iam.create_role(RoleName=e["name"], AssumeRolePolicyDocument="{
     if (key === options.skip) continue;
     await ssm.send(new PutParameterCommand({ Name: `/dapt/${envId}/${key}`, Value: value, Type: 'String' }));
   }
-  return { envId, gpuQueueArn, bucket, logGroup };
+  return { envId, gpuQueueArn, cpuQueueArn, bucket, logGroup };
 }
 
 /** The CLI's exit code and what it printed. */

@@ -357,3 +357,26 @@ test("production jobs use their run stack's job definitions: refused without one
   assert.match(result.out, /job definitions: run stack: writes only under runs\/prodrun\//);
   assert.match((await describe(jobIdOf(result.out))).jobDefinition ?? '', /run-prodrun-train-single-node/);
 });
+
+test('tokenize submits the token-cache job on the CPU queue once per config, with its own copy of the config', async () => {
+  const stack = await createTrainingStack(moto, 'exp-tok');
+  const config = writeConfig(dir, 'tok.yaml', { experiment: 'tok', model: tiny });
+  const first = await cli(moto, 'tokenize', '--config', config, ...stage('tok'));
+  assert.equal(first.code, 0, first.err);
+  assert.match(first.out, /submitted tok-[0-9a-f]{8}-tokenize to arn:\S+dapt-exp-tok-cpu/);
+  assert.match(first.out, /token cache: s3:\/\/artifacts-exp-tok\/runs\/tok\/token-cache\//);
+  const job = await describe(jobIdOf(first.out));
+  assert.match(job.jobDefinition ?? '', /dapt-exp-tok-tokenize/);
+  const env = Object.fromEntries((job.container?.environment ?? []).map((e) => [e.name, e.value]));
+  // Not runs/tok/config.yaml: a training job of the experiment may be reading that one.
+  assert.match(env.DAPT_CONFIG ?? '', /^s3:\/\/artifacts-exp-tok\/runs\/tok\/tokenize-[0-9a-f]{8}\.yaml$/);
+  assert.equal(env.DAPT_OUTPUT, 's3://artifacts-exp-tok/runs');
+  const key = (env.DAPT_CONFIG ?? '').replace('s3://artifacts-exp-tok/', '');
+  const uploaded = await moto.s3.send(new GetObjectCommand({ Bucket: stack.bucket, Key: key }));
+  assert.match((await uploaded.Body?.transformToString()) ?? '', /experiment: tok/);
+
+  const again = await cli(moto, 'tokenize', '--config', config, ...stage('tok'));
+  assert.match(again.out, /already submitted \(same config\): tok-[0-9a-f]{8}-tokenize/);
+  assert.equal((await jobsNamed(stack.cpuQueueArn, 'tok-')).length, 1);
+  assert.equal((await jobsNamed(stack.gpuQueueArn, 'tok-')).length, 0);
+});

@@ -25,10 +25,22 @@ test("RunStack's job role writes only under runs/<run>/ of the models and artifa
 
 test('RunStack publishes its own job definitions under /dapt/prod/runs/<run>/', () => {
   const names = (Object.values(template.findResources('AWS::Batch::JobDefinition')) as Resource[]).map((d) => d.Properties.JobDefinitionName);
-  assert.deepEqual(names.sort(), ['dapt-prod-run-lora7b-train-multi-node', 'dapt-prod-run-lora7b-train-single-node']);
-  for (const key of ['single-node', 'multi-node']) {
+  assert.deepEqual(names.sort(), ['dapt-prod-run-lora7b-tokenize', 'dapt-prod-run-lora7b-train-multi-node', 'dapt-prod-run-lora7b-train-single-node']);
+  for (const key of ['single-node', 'multi-node', 'tokenize']) {
     template.hasResourceProperties('AWS::SSM::Parameter', { Name: `/dapt/prod/runs/lora7b/job-definitions/${key}` });
   }
+});
+
+test("RunStack's tokenize job fills the token cache on Fargate as the run's own role", () => {
+  const definitions = Object.values(template.findResources('AWS::Batch::JobDefinition')) as Resource[];
+  const byName = (suffix: string): Record<string, unknown> => definitions.find((d) => String(d.Properties.JobDefinitionName).endsWith(suffix))!.Properties;
+  const tokenize = byName('-tokenize');
+  assert.deepEqual(tokenize.PlatformCapabilities, ['FARGATE']);
+  const container = tokenize.ContainerProperties as { Command: string[]; JobRoleArn: unknown; Image: unknown };
+  assert.deepEqual(container.Command, ['dapt-train', '--tokenize-only']);
+  const single = byName('-train-single-node').ContainerProperties as { JobRoleArn: unknown; Image: unknown };
+  assert.deepEqual(container.JobRoleArn, single.JobRoleArn, 'the same role: it writes only under runs/lora7b/');
+  assert.deepEqual(container.Image, single.Image, 'the trainer image');
 });
 
 test('RunStack reads the platform through SSM and can go away on its own', () => {

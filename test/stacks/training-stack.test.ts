@@ -56,9 +56,9 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
   });
 
   test(`TrainingStack (${name}) job definitions: 8 GPUs, EFA devices, shared memory, memlock, retries on host loss only`, () => {
-    const environmentWide = props(template, 'AWS::Batch::JobDefinition').map((d) => String(d.JobDefinitionName).replace(/^dapt-[a-z0-9-]+?-(train|preflight|data)/, '$1'));
+    const environmentWide = props(template, 'AWS::Batch::JobDefinition').map((d) => String(d.JobDefinitionName).replace(/^dapt-[a-z0-9-]+?-(train|preflight|data|tokenize)/, '$1'));
     // Production has no environment-wide trainer jobs: every experiment brings a run stack.
-    assert.deepEqual(environmentWide.sort(), selection.stage === 'production' ? ['data-prep', 'preflight'] : ['data-prep', 'preflight', 'train-single-node']);
+    assert.deepEqual(environmentWide.sort(), selection.stage === 'production' ? ['data-prep', 'preflight'] : ['data-prep', 'preflight', 'tokenize', 'train-single-node']);
     const trainerTemplate = selection.stage === 'production' ? Template.fromStack(buildRun(createApp(), { stage: 'production', run: 'check' })) : template;
     const definitions = props(trainerTemplate, 'AWS::Batch::JobDefinition');
     const single = definitions.find((d) => String(d.JobDefinitionName).endsWith('train-single-node'))!;
