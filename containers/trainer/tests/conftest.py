@@ -150,6 +150,12 @@ def _token_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["DAPT_CACHE"] = str(tmp_path_factory.mktemp("dapt-cache"))
 
 
+def shifted(ids: list[int], learn: list[bool]) -> list[int]:
+    """Reference next-token targets of one document: ids[i + 1] where that token is learned,
+    else -100 (the last position predicts nothing)."""
+    return [ids[i + 1] if learn[i + 1] else -100 for i in range(len(ids) - 1)] + [-100]
+
+
 def tokenized(data: DataConfig, tokenizer: Any, root: Path) -> list[TokenizedSource]:
     """The data's sources tokenised into ``root`` (a test's own cache)."""
     return tokenized_sources(list(data.sources), tokenizer, root)

@@ -20,13 +20,14 @@ from conftest import (
     build_tokenizer,
     completion_rows,
     instruction_rows,
+    shifted,
     write_jsonl,
 )
 from dapt_trainer import cli
 from dapt_trainer.config import SourceConfig, dump_config
 from dapt_trainer.data import cache
 from dapt_trainer.data.prefetch import Prefetcher, PrefetchError
-from dapt_trainer.data.tokenize import IGNORE_INDEX, encode
+from dapt_trainer.data.tokenize import IGNORE_INDEX, encode_completions, encode_instruction
 from dapt_trainer.model import Dist
 from dapt_trainer.recipe import run_experiment
 
@@ -48,10 +49,14 @@ def test_cached_documents_equal_direct_tokenisation(tmp_path: Path) -> None:
     for source, tokenized, raw in zip(sources, opened, rows, strict=True):
         assert tokenized.n_docs == len(raw)
         for doc, row in enumerate(raw):
-            expected = encode(row, source, tokenizer, seq_len=10_000)
+            if source.kind == "completion":
+                [ids] = encode_completions([row["text"]], tokenizer)
+                learn = [True] * len(ids)
+            else:
+                ids, learn = encode_instruction(row, tokenizer)
             n = tokenized.length(doc)
-            assert tokenized.ids(doc, 0, n).tolist() == expected.input_ids
-            assert tokenized.targets(doc, 0, n, n).tolist() == expected.targets
+            assert tokenized.ids(doc, 0, n).tolist() == ids
+            assert tokenized.targets(doc, 0, n, n).tolist() == shifted(ids, learn)
     # A cut in the middle of a completion document predicts the next token across the cut.
     c = opened[0]
     n = c.length(0)

@@ -20,6 +20,7 @@ from conftest import (
     completion_rows,
     instruction_rows,
     sentence,
+    shifted,
     tokenized,
     write_jsonl,
 )
@@ -27,7 +28,7 @@ from dapt_trainer.config import DataConfig, SourceConfig
 from dapt_trainer.data.mixture import MixtureSampler, target_weights
 from dapt_trainer.data.readers import ManifestError, read_source
 from dapt_trainer.data.stream import PackedStream, pad_id
-from dapt_trainer.data.tokenize import IGNORE_INDEX, encode
+from dapt_trainer.data.tokenize import IGNORE_INDEX, encode_completions, encode_instruction
 
 
 def test_malformed_rows_are_quarantined_with_line_and_reason(tmp_path: Path) -> None:
@@ -98,7 +99,6 @@ def test_s3_jsonl_parquet_and_manifest(s3: Any, tmp_path: Path) -> None:
 
 def test_chat_template_masks_everything_but_responses() -> None:
     tokenizer = build_tokenizer()
-    source = SourceConfig(name="sft", kind="instruction", paths=["x"])
     row = {
         "messages": [
             {"role": "user", "content": "add a page"},
@@ -107,24 +107,13 @@ def test_chat_template_masks_everything_but_responses() -> None:
             {"role": "assistant", "content": "upload an image"},
         ]
     }
-    doc = encode(row, source, tokenizer, seq_len=200)
-    learned = [tokenizer.convert_ids_to_tokens(t) for t in doc.targets if t != IGNORE_INDEX]
+    ids, learn = encode_instruction(row, tokenizer)
+    targets = shifted(ids, learn)
+    learned = [tokenizer.convert_ids_to_tokens(t) for t in targets if t != IGNORE_INDEX]
     # Each response and its end-of-turn token; prompts, roles and the generation prompt never.
     assert learned == ["publish", "the", "draft", "</s>", "upload", "[UNK]", "image", "</s>"]
-    completion = encode(
-        {"text": "the blog post"},
-        SourceConfig(name="c", kind="completion", paths=["x"]),
-        tokenizer,
-        200,
-    )
-    assert tokenizer.convert_ids_to_tokens(completion.input_ids) == [
-        "<s>",
-        "the",
-        "blog",
-        "post",
-        "</s>",
-    ]
-    assert completion.targets == [*completion.input_ids[1:], IGNORE_INDEX]
+    [completion] = encode_completions(["the blog post"], tokenizer)
+    assert tokenizer.convert_ids_to_tokens(completion) == ["<s>", "the", "blog", "post", "</s>"]
 
 
 def _weights_data(domain_share: float | None) -> DataConfig:

@@ -1,47 +1,15 @@
-"""Rows -> token documents with next-token targets, using the model's own tokenizer.
-
-Targets are shifted here, per document: ``targets[i]`` is the token that position ``i`` must
-predict, or -100. Shifting per document (not per packed row) means the last token of one
-document is never trained to predict the first token of the next one.
+"""Rows -> token ids (and, for instruction rows, which tokens are learned), with the model's own
+tokenizer. The token cache stores them; targets are shifted per document when rows are built
+(``TokenizedSource.targets``), so the last token of one document never predicts the next one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
-
-from dapt_trainer.config import SourceConfig
 
 
 class TemplateError(ValueError):
     """The chat template cannot isolate response tokens for this example."""
-
-
-@dataclass(frozen=True)
-class Document:
-    """One tokenised example: inputs, shifted targets (-100 = no loss) and how it may be cut."""
-
-    input_ids: list[int]
-    targets: list[int]
-    splittable: bool
-    """Completion text may be cut across rows; an instruction example is kept whole."""
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-    @property
-    def n_targets(self) -> int:
-        return sum(t != IGNORE_INDEX for t in self.targets)
-
-
-def encode(row: dict[str, Any], source: SourceConfig, tokenizer: Any, seq_len: int) -> Document:
-    """Tokenise one validated row of ``source`` (instruction examples truncated to seq_len)."""
-    if source.kind == "completion":
-        [ids] = encode_completions([row[source.text_field]], tokenizer)
-        return Document(ids, _shift(ids, [True] * len(ids)), splittable=True)
-    ids, learn = encode_instruction(row, tokenizer)
-    ids, learn = ids[:seq_len], learn[:seq_len]
-    return Document(ids, _shift(ids, learn), splittable=False)
 
 
 def encode_completions(texts: list[str], tokenizer: Any) -> list[list[int]]:
@@ -99,13 +67,6 @@ def _render(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: b
     if isinstance(out, dict) or hasattr(out, "input_ids"):
         out = out["input_ids"]
     return [int(t) for t in out]
-
-
-def _shift(ids: list[int], learn: list[bool]) -> list[int]:
-    """targets[i] = ids[i + 1] when token i + 1 is learnable, else -100."""
-    return [ids[i + 1] if learn[i + 1] else IGNORE_INDEX for i in range(len(ids) - 1)] + [
-        IGNORE_INDEX
-    ]
 
 
 IGNORE_INDEX = -100
