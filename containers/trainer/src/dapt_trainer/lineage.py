@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ import torch
 from dapt_trainer.config import ExperimentConfig, StageConfig, dump_config
 from dapt_trainer.data.cache import TokenizedSource
 from dapt_trainer.data.mixture import target_weights
-from dapt_trainer.data.readers import source_files
 
 LINEAGE_FORMAT = 1
 
@@ -68,7 +66,7 @@ def build_lineage(
                     "name": s.config.name,
                     "kind": s.config.kind,
                     "group": s.config.group,
-                    "files": [[f, _fingerprint(s, f)] for f in source_files(s.config)],
+                    "files": s.files,
                     "token_cache": s.path.name,
                     "documents": s.n_docs,
                     "heldout_documents": s.n_heldout,
@@ -106,12 +104,6 @@ def code_identity() -> dict[str, Any]:
             versions[name] = None
     versions["torch"] = torch.__version__  # with its build tag (e.g. +cu128)
     return {"source_sha256": h.hexdigest(), "versions": versions, "cuda": torch.version.cuda}
-
-
-def _fingerprint(source: TokenizedSource, file: str) -> str | None:
-    """The fingerprint the token cache was keyed with (from its meta), when recorded."""
-    meta = json.loads((source.path / "meta.json").read_text(encoding="utf-8"))
-    return dict(meta.get("files", [])).get(file)
 
 
 def _file_sha256(path: Path) -> str | None:

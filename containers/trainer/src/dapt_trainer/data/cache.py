@@ -67,6 +67,8 @@ class TokenizedSource:
     offsets: Array
     quarantined: list[Quarantined]
     path: Path
+    files: list[list[str]]
+    """``[file, fingerprint]`` of every file the documents were read from (the key's inputs)."""
 
     @property
     def n_docs(self) -> int:
@@ -124,20 +126,20 @@ class TokenizedSource:
 
 
 def cache_key(source: SourceConfig, tokenizer: Any) -> str:
-    return _key_of(_key_inputs(source, tokenizer))
+    return _key_of(_key_inputs(source, tokenizer_fingerprint(tokenizer)))
 
 
 def _key_of(inputs: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(inputs).encode()).hexdigest()[:24]
 
 
-def _key_inputs(source: SourceConfig, tokenizer: Any) -> dict[str, Any]:
+def _key_inputs(source: SourceConfig, tokenizer_fp: str) -> dict[str, Any]:
     return {
         "format": CACHE_FORMAT,
         "kind": source.kind,
         "text_field": source.text_field if source.kind == "completion" else None,
         "files": [[f, fingerprint(f)] for f in source_files(source)],
-        "tokenizer": tokenizer_fingerprint(tokenizer),
+        "tokenizer": tokenizer_fp,
     }
 
 
@@ -173,12 +175,13 @@ def tokenized_sources(
     local folder or S3 prefix), a source found there is downloaded instead of tokenised, and
     with ``publish`` what is tokenised here is uploaded there for the next node or job.
     """
+    tokenizer_fp = tokenizer_fingerprint(tokenizer)  # once: it serialises the whole vocabulary
     folders = []
     for i, source in enumerate(sources):
         if i % local_world_size == local_rank:
-            folders.append(prepare_source(source, tokenizer, root, shared, publish))
+            folders.append(prepare_source(source, tokenizer, root, shared, publish, tokenizer_fp))
         else:
-            folders.append(root / f"{source.name}-{cache_key(source, tokenizer)}")
+            folders.append(root / f"{source.name}-{_key_of(_key_inputs(source, tokenizer_fp))}")
     next_report = time.monotonic() + 60
     while not all((f / "meta.json").exists() for f in folders):
         time.sleep(POLL_SECONDS)
@@ -195,10 +198,11 @@ def prepare_source(
     root: Path,
     shared: str | None = None,
     publish: bool = False,
+    tokenizer_fp: str | None = None,
 ) -> Path:
     """The local cache folder of ``source``: already here, else downloaded from ``shared``,
     else tokenised now (and uploaded to ``shared`` when ``publish``)."""
-    inputs = _key_inputs(source, tokenizer)
+    inputs = _key_inputs(source, tokenizer_fp or tokenizer_fingerprint(tokenizer))
     key = _key_of(inputs)
     name = f"{source.name}-{key}"
     final = root / name
@@ -279,6 +283,7 @@ def open_source(source: SourceConfig, folder: Path) -> TokenizedSource:
         offsets=np.load(folder / "offsets.npy", mmap_mode="r"),
         quarantined=[Quarantined(**q) for q in meta["quarantined"]],
         path=folder,
+        files=meta["files"],
     )
 
 
