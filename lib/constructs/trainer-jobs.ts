@@ -237,11 +237,8 @@ export class TrainerJobs extends Construct {
         fargateCpuArchitecture: ecs.CpuArchitecture.X86_64,
       }),
       retryAttempts: 2,
-      retryStrategies: [
-        // Fargate capacity loss is retried (finished sources are found in the shared cache); errors are not.
-        batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.custom({ onStatusReason: 'ResourceInitializationError*' })),
-        batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.NON_ZERO_EXIT_CODE),
-      ],
+      // Finished sources are found in the shared cache on a retry.
+      retryStrategies: FARGATE_RETRY_STRATEGIES,
       timeout: Duration.hours(24),
       propagateTags: true,
     });
@@ -277,7 +274,16 @@ export function trainerEnvironment(config: ResolvedConfig, buckets: TrainingBuck
   };
 }
 
-/** Tokenising is one fast-tokenizer process per source at a time (8 sources build in parallel on 8 vCPUs). */
+/**
+ * Retries of the CPU (Fargate) jobs, which resume their finished work: a task that could not
+ * start (Fargate capacity, image pull) is retried; a job that ran and failed is not.
+ */
+export const FARGATE_RETRY_STRATEGIES = [
+  batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.custom({ onStatusReason: 'ResourceInitializationError*' })),
+  batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.NON_ZERO_EXIT_CODE),
+];
+
+/** One process tokenises the sources in turn; the fast tokenizer spreads each batch over the vCPUs. */
 const TOKENIZE_VCPUS = 8;
 const TOKENIZE_MEMORY = Size.gibibytes(32);
 

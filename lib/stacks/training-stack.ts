@@ -17,6 +17,7 @@ import { ManagedRole } from '../constructs/managed-role';
 import {
   createExecutionRole,
   createGpuContainer,
+  FARGATE_RETRY_STRATEGIES,
   P5_NODE,
   RUNS_PREFIX,
   TrainerJobs,
@@ -355,11 +356,8 @@ function createDataPrepJob(
       fargateCpuArchitecture: ecs.CpuArchitecture.X86_64,
     }),
     retryAttempts: 2,
-    retryStrategies: [
-      // Fargate capacity loss is retried (the pipeline resumes finished steps); errors are not.
-      batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.custom({ onStatusReason: 'ResourceInitializationError*' })),
-      batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.NON_ZERO_EXIT_CODE),
-    ],
+    // The pipeline resumes finished steps on a retry.
+    retryStrategies: FARGATE_RETRY_STRATEGIES,
     timeout: Duration.hours(12),
     propagateTags: true,
   });
