@@ -7,7 +7,6 @@ writes (LoRA also writes the adapter alone).
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -323,7 +322,7 @@ class StageRecipe:
         return StepData(
             batches,
             stream.stats["real_tokens"] - before,
-            copy.deepcopy(stream.state_dict()),
+            stream.state_dict(),  # fresh containers: later rows do not change it
             stream.packing_efficiency(),
         )
 
