@@ -122,13 +122,18 @@ def test_cross_field_rules_name_the_keys() -> None:
 
 
 def test_cli_check_reports_problems_and_exit_code(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # GOOD names its manifest relative to the working directory
     path = tmp_path / "bad.yaml"
     path.write_text("experiment: x\nstages: []\n", encoding="utf-8")
     assert main(["--config", str(path), "--output", str(tmp_path), "--check"]) == 2
     assert "stages = []: List should have at least 1 item" in capsys.readouterr().err
     path.write_text(__import__("yaml").safe_dump(GOOD), encoding="utf-8")
+    # A manifest that is not there is found by --check, not by the GPU job.
+    assert main(["--config", str(path), "--check"]) == 2
+    assert "manifest m.json (source 'chats') does not exist" in capsys.readouterr().err
+    (tmp_path / "m.json").write_text('{"files": ["chats.jsonl"]}', encoding="utf-8")
     assert main(["--config", str(path), "--check"]) == 0
     assert load_config(path).stages[1].model.from_stage == "dapt"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import random
@@ -26,7 +27,7 @@ from conftest import (
 )
 from dapt_trainer.config import DataConfig, SourceConfig
 from dapt_trainer.data.mixture import MixtureSampler, target_weights
-from dapt_trainer.data.readers import ManifestError, read_source
+from dapt_trainer.data.readers import ManifestError, read_source, resolve_data
 from dapt_trainer.data.stream import PackedStream, pad_id
 from dapt_trainer.data.tokenize import IGNORE_INDEX, encode_completions, encode_instruction
 
@@ -237,16 +238,36 @@ def test_stream_state_resumes_the_same_rows(tmp_path: Path) -> None:
     assert [resumed.next_row().as_lists() for _ in range(10)] == expected
 
 
+def _published_manifest(tmp_path: Path, kb_lines: str, target: float | None = 0.5) -> str:
+    """A manifest written with the data pipeline's own writer over real files."""
+    (tmp_path / "kb.jsonl").write_text(kb_lines, encoding="utf-8")
+    (tmp_path / "web.jsonl").write_text(
+        "".join(json.dumps({"text": f"public text number {i}"}) + "\n" for i in range(8)),
+        encoding="utf-8",
+    )
+    sources = [
+        SourceData(
+            name,
+            "completion",
+            origin,
+            name + ".jsonl",
+            hashlib.sha256((tmp_path / f"{name}.jsonl").read_bytes()).hexdigest(),
+            sum(1 for line in (tmp_path / f"{name}.jsonl").read_text().split("\n") if line),
+            tokens,
+        )
+        for name, origin, tokens in (("kb", Origin.DOMAIN, 6), ("web", Origin.PUBLIC, 32))
+    ]
+    manifest = build_manifest("mix", sources, target, {"kind": "whitespace"}, "2" * 64)
+    (tmp_path / "v1.json").write_bytes(manifest_bytes(manifest))
+    return str(tmp_path / "v1.json")
+
+
+KB_LINES = '{"text": "connect a domain"}\n{"text": "add a page"}\n'
+
+
 def test_reads_the_files_a_dapt_data_manifest_lists_for_the_source(tmp_path: Path) -> None:
     # GIVEN a manifest written by the data pipeline itself (the contract between the packages)
-    (tmp_path / "kb.jsonl").write_text('{"text": "connect a domain"}\n{"text": "add a page"}\n')
-    sources = [
-        SourceData("kb", "completion", Origin.DOMAIN, "kb.jsonl", "0" * 64, 2, 6),
-        SourceData("web", "completion", Origin.PUBLIC, "web.jsonl", "1" * 64, 100, 294),
-    ]
-    manifest = build_manifest("mix", sources, 0.02, {"kind": "whitespace"}, "2" * 64)
-    (tmp_path / "v1.json").write_bytes(manifest_bytes(manifest))
-    path = str(tmp_path / "v1.json")
+    path = _published_manifest(tmp_path, KB_LINES)
     # WHEN the trainer reads the domain source through it
     rows = read_source(SourceConfig(name="kb", kind="completion", manifest=path))
     # THEN it gets that source's files, and a wrong name or kind is an error, never an empty source
@@ -257,3 +278,54 @@ def test_reads_the_files_a_dapt_data_manifest_lists_for_the_source(tmp_path: Pat
         read_source(SourceConfig(name="chats", kind="completion", manifest=path))
     with pytest.raises(ManifestError, match="has kind 'completion', the config says 'instruction'"):
         read_source(SourceConfig(name="kb", kind="instruction", manifest=path))
+
+
+def test_a_manifest_gives_each_source_its_origin_and_token_share(tmp_path: Path) -> None:
+    # GIVEN a manifest whose weights make the domain half of the training tokens
+    path = _published_manifest(tmp_path, KB_LINES, target=0.5)
+    data = DataConfig(
+        sources=[
+            SourceConfig(name="kb", kind="completion", manifest=path),
+            SourceConfig(name="web", kind="completion", manifest=path),
+        ]
+    )
+    # WHEN the trainer resolves the sources without a group or weight of their own
+    resolved = resolve_data(data)
+    # THEN the domain source counts as domain and the shares are the manifest's mix
+    assert [s.group for s in resolved.sources] == ["domain", "public"]
+    assert target_weights(resolved) == pytest.approx([0.5, 0.5])
+
+
+def test_a_group_that_contradicts_the_manifest_origin_is_an_error(tmp_path: Path) -> None:
+    path = _published_manifest(tmp_path, KB_LINES)
+    data = DataConfig(
+        sources=[SourceConfig(name="kb", kind="completion", manifest=path, group="public")]
+    )
+    with pytest.raises(ManifestError, match="group 'public' contradicts origin 'domain'"):
+        resolve_data(data)
+
+
+def test_a_row_appended_after_publication_is_refused(tmp_path: Path) -> None:
+    # GIVEN a published manifest, then a row appended to its file
+    path = _published_manifest(tmp_path, KB_LINES)
+    with (tmp_path / "kb.jsonl").open("a", encoding="utf-8") as f:
+        f.write('{"text": "a row nobody published"}\n')
+    # WHEN the trainer reads the source THEN it names the file, both hashes and both counts
+    changed = r"hash to sha256 [0-9a-f]{64}, the manifest says"
+    with pytest.raises(ManifestError, match=changed) as err:
+        read_source(SourceConfig(name="kb", kind="completion", manifest=path))
+    assert "the files hold 3 records, the manifest says 2" in str(err.value)
+
+
+def test_a_missing_or_broken_manifest_names_itself(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match=r"manifest .*nope.json \(source 'kb'\) does not exist"):
+        resolve_data(
+            DataConfig(
+                sources=[
+                    SourceConfig(name="kb", kind="completion", manifest=str(tmp_path / "nope.json"))
+                ]
+            )
+        )
+    (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ManifestError, match="is not JSON"):
+        read_source(SourceConfig(name="kb", kind="completion", manifest=str(tmp_path / "bad.json")))

@@ -50,9 +50,14 @@ def test_loss_goes_down_and_metrics_are_written(
     assert steps[0]["lr"] < steps[2]["lr"]  # warmup
     heldout = json.loads((out / "final" / "heldout.json").read_text())
     assert set(heldout) == {"domain", "public"} and all(v < first for v in heldout.values())
+    # The starting weights were measured too, before step 1 (metrics step 0): the baseline.
+    before = json.loads((out / "final" / "heldout_before.json").read_text())
+    assert set(before) == set(heldout) and all(before[k] > heldout[k] for k in heldout)
+    assert records[0] == {"step": 0, **{f"heldout_loss/{k}": v for k, v in before.items()}}
     emf = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith('{"_aws"')]
     assert emf[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Experiment", "Stage"]]
-    assert emf[0]["Stage"] == "dapt" and "loss" in emf[0]
+    assert emf[0]["Stage"] == "dapt" and "heldout_loss/domain" in emf[0]  # step 0
+    assert "loss" in emf[1]
     assert (out / "final" / "model" / "model.safetensors").exists()
     assert (out / "final" / "COMPLETE").exists()
     # A finished stage is skipped when the job runs again (e.g. a Batch retry).
@@ -269,7 +274,8 @@ def test_sigterm_checkpoints_at_the_next_step_and_resumes(
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err.decode()[-2000:]
-    done = [json.loads(x)["loss"] for x in metrics.read_text().splitlines()]
+    records = [json.loads(x) for x in metrics.read_text().splitlines()]
+    done = [r["loss"] for r in records if "loss" in r]  # not the step-0 held-out record
     stopped = len(done)
     assert 3 <= stopped < 40
     ckpt = latest_complete(str(tmp_path / "job" / "exp" / "dapt" / "checkpoints"))
@@ -320,6 +326,8 @@ def test_lineage_records_config_code_data_and_evaluation(
     assert abs(lineage["data"]["domain_share_trained"] - 0.1) < 70 / drawn
     assert lineage["training"]["steps"] == 20 and lineage["training"]["last_step"]["step"] == 20
     assert lineage["evaluation"]["heldout_loss"] == result.heldout
+    before = lineage["evaluation"]["heldout_loss_before"]
+    assert set(before) == set(result.heldout) and before["domain"] > result.heldout["domain"]
 
 
 def _data(make_config: MakeConfig) -> dict[str, Any]:

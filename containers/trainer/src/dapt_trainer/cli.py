@@ -17,6 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from dapt_trainer.config import ConfigError, ExperimentConfig, load_config
+from dapt_trainer.data.readers import ManifestError, resolve_data
 from dapt_trainer.model import Dist, setup_device
 from dapt_trainer.recipe import PublishError, StopFlag, prepare_token_caches, run_experiment
 
@@ -49,12 +50,25 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    if args.check:
-        print(json.dumps({"config": location, "stages": [s.name for s in experiment.stages]}))
-        return 0
-    if args.tokenize_only:
-        return tokenize_only(experiment, output)
+    try:
+        for stage in experiment.stages:
+            resolve_data(stage.data)  # manifests readable, groups consistent with their origin
+        if args.check:
+            print(json.dumps({"config": location, "stages": [s.name for s in experiment.stages]}))
+        return (
+            0
+            if args.check
+            else tokenize_only(experiment, output)
+            if args.tokenize_only
+            else train(experiment, output)
+        )
+    except ManifestError as err:  # e.g. a data file differs from what its manifest promised
+        print(str(err), file=sys.stderr)
+        return EXIT_USAGE
 
+
+def train(experiment: ExperimentConfig, output: str) -> int:
+    """Run every stage; 143 when stopped by SIGTERM after a checkpoint, else 0."""
     stop = StopFlag()
     stop.install()
     dist = Dist.from_env()

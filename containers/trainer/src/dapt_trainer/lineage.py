@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ def build_lineage(
     world_size: int,
     heldout: dict[str, float],
     last_step: dict[str, Any] | None,
+    heldout_before: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     config_text = dump_config(experiment)
     trained = list(data_state["sampler"]["consumed"])
@@ -54,6 +56,7 @@ def build_lineage(
             "origin": model_origin,
             "config_sha256": _file_sha256(model_path / "config.json"),
             "method": stage.method.name,
+            "provenance": _provenance(model_path),
         },
         "data": {
             "domain_share_target": stage.data.domain_share,
@@ -85,7 +88,7 @@ def build_lineage(
             "tokens_drawn": sum(trained),
             "last_step": last_step,
         },
-        "evaluation": {"heldout_loss": heldout},
+        "evaluation": {"heldout_loss": heldout, "heldout_loss_before": heldout_before},
     }
 
 
@@ -104,6 +107,19 @@ def code_identity() -> dict[str, Any]:
             versions[name] = None
     versions["torch"] = torch.__version__  # with its build tag (e.g. +cu128)
     return {"source_sha256": h.hexdigest(), "versions": versions, "cuda": torch.version.cuda}
+
+
+def _provenance(model_path: Path) -> dict[str, Any] | None:
+    """Where the starting weights came from, when the folder says: the ``provenance.json`` a
+    model import writes (source artifact, its hash, the converter, every file's sha256)."""
+    path = model_path / PROVENANCE_FILE
+    if not path.exists():
+        return None
+    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return loaded
+
+
+PROVENANCE_FILE = "provenance.json"
 
 
 def _file_sha256(path: Path) -> str | None:

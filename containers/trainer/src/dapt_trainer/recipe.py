@@ -28,6 +28,7 @@ from dapt_trainer.checkpoint import latest_complete, load_checkpoint, save_check
 from dapt_trainer.config import ExperimentConfig, OptimizerConfig, StageConfig, dump_config
 from dapt_trainer.data.cache import TokenizedSource, tokenized_sources
 from dapt_trainer.data.prefetch import Prefetcher
+from dapt_trainer.data.readers import resolve_data
 from dapt_trainer.data.stream import (
     Batch,
     PackedStream,
@@ -146,8 +147,9 @@ def prepare_token_caches(experiment: ExperimentConfig, output: str) -> list[dict
     summary = []
     for stage in experiment.stages:
         tokenizer = load_tokenizer(tokenizer_folder(experiment, stage))
+        sources = list(resolve_data(stage.data).sources)
         opened = tokenized_sources(
-            list(stage.data.sources), tokenizer, cache_dir() / "tokens", shared=shared, publish=True
+            sources, tokenizer, cache_dir() / "tokens", shared=shared, publish=True
         )
         missing = [s.path.name for s in opened if not _published(join(shared, s.path.name))]
         if missing:
@@ -218,6 +220,8 @@ def resolve_model_path(experiment: ExperimentConfig, output: str, stage: StageCo
 
 PREFETCH_STEPS = 2
 """Optimizer steps of batches built ahead of the one training."""
+HELDOUT_BEFORE = "heldout_before.json"
+"""Held-out losses of the starting weights, measured before step 1 (``eval_at_start``)."""
 
 
 class StageRecipe:
@@ -246,13 +250,18 @@ class StageRecipe:
         self.stop = stop or (lambda _step: False)
         self.lora = stage.method.name == "lora"
         self.step = 0
+        compute = experiment.compute
         self.autocast = (
-            device.type == "cuda" and experiment.compute.precision == "bf16" and not dist.sharded
+            compute.precision == "bf16"
+            and not dist.sharded
+            and (device.type == "cuda" or compute.cpu_bf16)
         )
 
     # -- setup ---------------------------------------------------------------------------------
 
     def setup(self) -> None:
+        # Before anything reads the sources: groups and shares may come from their manifests.
+        self.stage = self.stage.model_copy(update={"data": resolve_data(self.stage.data)})
         torch.manual_seed(self.experiment.seed)  # identical initial weights (adapters) on all ranks
         self.model_path = resolve_model_path(self.experiment, self.output, self.stage)
         self.tokenizer = load_tokenizer(self.model_path)
@@ -349,6 +358,10 @@ class StageRecipe:
 
     def train(self) -> StageResult:
         stage = self.stage
+        if self.step == 0 and stage.eval_at_start and self._has_heldout():
+            before = self.evaluate()  # the base model's held-out loss: what training changes
+            self._write_local(HELDOUT_BEFORE, json.dumps(before, indent=2))
+            self.metrics.write({"step": 0, **_prefixed(before)})
         self.model.train()
         losses: list[float] = []
         while self.step < stage.steps:
@@ -445,6 +458,29 @@ class StageRecipe:
 
     # -- evaluate ------------------------------------------------------------------------------
 
+    def _has_heldout(self) -> bool:
+        return any(s.n_heldout for s in self.sources)
+
+    def _write_local(self, name: str, text: str) -> None:
+        """A small file of the stage's own output (copied next to the checkpoints on S3)."""
+        if self.dist.is_main:
+            self.local_out.mkdir(parents=True, exist_ok=True)
+            (self.local_out / name).write_text(text, encoding="utf-8")
+            if is_s3(self.out):
+                write_bytes(join(self.out, name), text.encode("utf-8"))
+
+    def heldout_before(self) -> dict[str, float] | None:
+        """The held-out losses measured before the first step, if this stage measured them."""
+        path = self.local_out / HELDOUT_BEFORE
+        if path.exists():
+            loaded: dict[str, float] = json.loads(path.read_text(encoding="utf-8"))
+            return loaded
+        remote = join(self.out, HELDOUT_BEFORE)
+        if is_s3(self.out) and exists(remote):
+            fetched: dict[str, float] = json.loads(read_bytes(remote))
+            return fetched
+        return None
+
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Mean token loss per source on its held-out examples (all ranks share the work)."""
@@ -508,6 +544,9 @@ class StageRecipe:
             fresh.save_pretrained(str(staging / "model"))  # always safetensors since v5
             self.tokenizer.save_pretrained(str(staging / "model"))
             (staging / "heldout.json").write_text(json.dumps(heldout, indent=2), encoding="utf-8")
+            before = self.heldout_before()
+            if before is not None:
+                (staging / HELDOUT_BEFORE).write_text(json.dumps(before, indent=2), "utf-8")
             lineage = build_lineage(
                 self.experiment,
                 self.stage,
@@ -519,6 +558,7 @@ class StageRecipe:
                 self.dist.world_size,
                 heldout,
                 self.last_record,
+                self.heldout_before(),
             )
             (staging / "lineage.json").write_text(json.dumps(lineage, indent=2), encoding="utf-8")
             final = join(self.out, "final")
