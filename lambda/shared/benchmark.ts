@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { sha256Hex } from './canonical-json';
-import { type PromptSpec, type Task, templateProblems } from './prompts';
+import { clozeProblems, type PromptSpec, type Task, templateProblems } from './prompts';
 import { isBlank, pySplitlines } from './pytext';
 
 /** The benchmark as a whole is unusable. */
@@ -23,6 +23,8 @@ export const manifestSchema = z.strictObject({
   task: z.enum(['qa', 'mcq', 'classification', 'summarization']),
   prompt: promptSchema,
   format_spread: z.array(promptSchema).default([]),
+  /** mcq only: the prompt of the Python runner's `cloze` mode; the fan-out does not offer that mode. */
+  cloze_prompt: promptSchema.nullable().optional(),
   labels: z.array(z.string()).nullable().optional(),
   items_file: z.string().min(1).default('items.jsonl'),
   items_sha256: z.string().default(''),
@@ -76,9 +78,14 @@ export function manifestProblems(manifest: Manifest, where: string): string[] {
   }
   const prompts: PromptSpec[] = [manifest.prompt, ...manifest.format_spread];
   for (const prompt of prompts) problems.push(...templateProblems(prompt, manifest.task, where));
+  if (manifest.cloze_prompt != null) {
+    if (manifest.task !== 'mcq') problems.push(`${where}: 'cloze_prompt' is only allowed for task 'mcq', not '${manifest.task}'`);
+    problems.push(...clozeProblems(manifest.cloze_prompt, where));
+    prompts.push(manifest.cloze_prompt);
+  }
   const ids = prompts.map((p) => p.id);
   if (new Set(ids).size !== ids.length) {
-    problems.push(`${where}: prompt ids must be unique across 'prompt' and 'format_spread': ${JSON.stringify(ids)}`);
+    problems.push(`${where}: prompt ids must be unique across 'prompt', 'format_spread' and 'cloze_prompt': ${JSON.stringify(ids)}`);
   }
   return problems;
 }

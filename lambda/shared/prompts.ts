@@ -17,6 +17,24 @@ export type Task = 'qa' | 'mcq' | 'classification' | 'summarization';
 type Piece = { readonly literal: string } | { readonly field: string };
 
 /** Template problems (bad braces, missing or unknown fields), all of them, naming the prompt. */
+/** An mcq `cloze_prompt` shows the question alone: `{question}` and no other field (as `dapt_eval.prompts.cloze_problems`). */
+export function clozeProblems(prompt: PromptSpec, where: string): string[] {
+  let pieces: Piece[];
+  try {
+    pieces = parseTemplate(prompt.template);
+  } catch (err) {
+    return [`${where}: template of prompt '${prompt.id}' is not a valid format string: ${(err as Error).message}`];
+  }
+  const used = new Set(pieces.flatMap((p) => ('field' in p ? [p.field] : [])));
+  const problems = used.has('question') ? [] : [`${where}: template of cloze prompt '${prompt.id}' lacks required field '{question}'`];
+  return problems.concat(
+    [...used]
+      .filter((f) => f !== 'question')
+      .sort()
+      .map((f) => `${where}: template of cloze prompt '${prompt.id}' uses field '{${f}}'; a cloze prompt shows the question alone`),
+  );
+}
+
 export function templateProblems(prompt: PromptSpec, task: Task, where: string): string[] {
   let pieces: Piece[];
   try {

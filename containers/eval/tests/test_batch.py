@@ -109,6 +109,23 @@ def test_loglik_equals_a_hand_computed_sum_despite_padding(engine: HFEngine) -> 
     assert normalized == pytest.approx(scores[1] / 3, abs=1e-5)  # 3 continuation tokens
 
 
+def test_choices_of_one_context_share_its_cache_and_score_the_same(engine: HFEngine) -> None:
+    # GIVEN two contexts of different lengths, each with choices of different lengths
+    long_context = "Question : Which value is correct for case 1 ? " * 3 + "Answer :"
+    requests = [
+        (long_context, " value 1"),
+        ("Answer :", " banana the moon"),
+        (long_context, " banana"),
+        ("Answer :", " A"),
+        (long_context, " the moon value 2 banana"),
+    ]
+    # WHEN they are scored together (each context runs once, its cache copied per choice)
+    scores = engine.loglik(requests)
+    # THEN every score is the one a single unpadded pass gives
+    for (context, continuation), score in zip(requests, scores, strict=True):
+        assert score == pytest.approx(hand_loglik(engine, context, continuation), abs=1e-4)
+
+
 def test_batched_generation_equals_unbatched(model_dir: Path, engine: HFEngine) -> None:
     prompts = [
         "Answer :",

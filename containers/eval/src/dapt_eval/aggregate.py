@@ -29,6 +29,18 @@ PRIMARY_METRIC: dict[Task, str] = {
     Task.CLASSIFICATION: "macro_f1",
     Task.SUMMARIZATION: "rouge_l",
 }
+OVERLAP_METRIC = "reference_overlap_rouge_l"
+"""qa scored without a judge (mode `overlap`): ROUGE-L F1 against the reference answer."""
+
+
+def primary_metric(task: Task, mode: str | None) -> str:
+    """The headline metric's name; qa without a judge says it is a lexical overlap."""
+    return OVERLAP_METRIC if task is Task.QA and mode == "overlap" else PRIMARY_METRIC[task]
+
+
+def scored_by_rouge(task: Task, mode: str | None) -> bool:
+    """Tasks whose items carry a ROUGE-L score rather than right/wrong."""
+    return task is Task.SUMMARIZATION or (task is Task.QA and mode == "overlap")
 
 
 class AggregationError(ValueError):
@@ -45,12 +57,27 @@ class ReportScope:
     primary_prompt: str
     labels: list[str] | None = None
 
+    mode: str | None = None
+
     @classmethod
-    def of(cls, source: Manifest | ReportScope) -> ReportScope:
-        """The scope of a manifest (a scope is returned unchanged)."""
+    def of(cls, source: Manifest | ReportScope, mode: str | None = None) -> ReportScope:
+        """The scope of a manifest for a run in `mode` (a scope is returned unchanged)."""
         if isinstance(source, ReportScope):
-            return source
-        return cls(source.name, source.version, source.task, source.prompt.id, source.labels)
+            return source if source.mode is not None or mode is None else _with_mode(source, mode)
+        return cls(
+            source.name,
+            source.version,
+            source.task,
+            source.primary_prompt_id(mode),
+            source.labels,
+            mode,
+        )
+
+
+def _with_mode(scope: ReportScope, mode: str) -> ReportScope:
+    return ReportScope(
+        scope.name, scope.version, scope.task, scope.primary_prompt, scope.labels, mode
+    )
 
 
 def check_homogeneous(results: Sequence[ItemResult]) -> None:
@@ -79,10 +106,12 @@ def aggregate(
     seed: int = DEFAULT_SEED,
 ) -> dict[str, Any]:
     """Report per prompt, the primary prompt's metrics, and the format-spread range."""
-    scope = ReportScope.of(benchmark)
     if not results:
-        raise AggregationError(f"no results to aggregate for benchmark '{scope.name}'")
+        raise AggregationError(
+            f"no results to aggregate for benchmark '{ReportScope.of(benchmark).name}'"
+        )
     check_homogeneous(results)
+    scope = ReportScope.of(benchmark, results[0].mode)
     by_prompt: dict[str, list[ItemResult]] = defaultdict(list)
     for result in results:
         by_prompt[result.prompt_id].append(result)
@@ -96,7 +125,7 @@ def aggregate(
             f"no results for the primary prompt '{primary_id}' of '{scope.name}'"
         )
     first = results[0]
-    metric = PRIMARY_METRIC[scope.task]
+    metric = primary_metric(scope.task, scope.mode)
     return {
         "benchmark": scope.name,
         "benchmark_version": scope.version,
@@ -139,16 +168,18 @@ def prompt_report(
             n_resamples,
             seed,
         )
-    if scope.task is Task.SUMMARIZATION:
+    if scored_by_rouge(scope.task, scope.mode):
         scores = [r.score for r in results if r.status == "ok" and r.score is not None]
         strict = [r.score if r.status == "ok" and r.score is not None else 0.0 for r in results]
         report["rouge_l"] = mean_with_ci(scores, n_resamples, seed)
         report["rouge_l_strict"] = mean_with_ci(strict, n_resamples, seed)
-    report["primary_value"] = primary_value(report, scope.task)
+    report["primary_value"] = primary_value(report, scope.task, scope.mode)
     return report
 
 
-def primary_value(report: dict[str, Any], task: Task) -> dict[str, float | None]:
+def primary_value(
+    report: dict[str, Any], task: Task, mode: str | None = None
+) -> dict[str, float | None]:
     """The headline number with its CI bounds, in one shape for every task (used by charts)."""
     if task is Task.CLASSIFICATION:
         block = report["classification"]
@@ -157,7 +188,7 @@ def primary_value(report: dict[str, Any], task: Task) -> dict[str, float | None]
             "low": block["macro_f1_ci"]["low"],
             "high": block["macro_f1_ci"]["high"],
         }
-    if task is Task.SUMMARIZATION:
+    if scored_by_rouge(task, mode):
         block = report["rouge_l"]
         return {"value": block["mean"], "low": block["ci"]["low"], "high": block["ci"]["high"]}
     block = report["accuracy"]

@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dapt_eval.hashing import sha256_file
-from dapt_eval.prompts import PromptSpec, template_problems
+from dapt_eval.prompts import PromptSpec, cloze_problems, template_problems
 from dapt_eval.schemas import ROW_MODELS, ClassificationItem, Item, Task
 
 RowT = TypeVar("RowT", bound=BaseModel)
@@ -36,6 +36,9 @@ class Manifest(BaseModel):
     task: Task
     prompt: PromptSpec
     format_spread: list[PromptSpec] = Field(default_factory=list)
+    cloze_prompt: PromptSpec | None = None
+    """mcq only: the prompt of the `cloze` mode, with `{question}` alone: the choices are not
+    shown, each is scored as the answer's continuation (see `dapt_eval.mcq`)."""
     labels: list[str] | None = None
     items_file: str = Field(default="items.jsonl", min_length=1)
     items_sha256: str = ""
@@ -45,6 +48,20 @@ class Manifest(BaseModel):
     def prompts(self, include_spread: bool) -> list[PromptSpec]:
         """The primary prompt first, then the format-spread variants when asked for."""
         return [self.prompt, *self.format_spread] if include_spread else [self.prompt]
+
+    def prompts_for(self, mode: str, include_spread: bool) -> list[PromptSpec]:
+        """The prompts a run in `mode` evaluates: the cloze mode has its one prompt."""
+        if mode == CLOZE_MODE:
+            if self.cloze_prompt is None:
+                raise BenchmarkError(f"benchmark '{self.name}' has no 'cloze_prompt'")
+            return [self.cloze_prompt]
+        return self.prompts(include_spread)
+
+    def primary_prompt_id(self, mode: str | None = None) -> str:
+        """The prompt whose results are the headline: the cloze prompt in the cloze mode."""
+        if mode == CLOZE_MODE and self.cloze_prompt is not None:
+            return self.cloze_prompt.id
+        return self.prompt.id
 
 
 @dataclass(frozen=True)
@@ -194,10 +211,19 @@ def manifest_problems(manifest: Manifest, where: str) -> list[str]:
     prompts = manifest.prompts(include_spread=True)
     for prompt in prompts:
         problems += template_problems(prompt, manifest.task, where)
+    if manifest.cloze_prompt is not None:
+        if manifest.task is not Task.MCQ:
+            problems.append(
+                f"{where}: 'cloze_prompt' is only allowed for task 'mcq', "
+                f"not '{manifest.task.value}'"
+            )
+        problems += cloze_problems(manifest.cloze_prompt, where)
+        prompts = [*prompts, manifest.cloze_prompt]
     ids = [p.id for p in prompts]
     if len(set(ids)) != len(ids):
         problems.append(
-            f"{where}: prompt ids must be unique across 'prompt' and 'format_spread': {ids}"
+            f"{where}: prompt ids must be unique across 'prompt', 'format_spread' and "
+            f"'cloze_prompt': {ids}"
         )
     return problems
 
@@ -260,6 +286,8 @@ def _label_check(manifest: Manifest) -> RowCheck[BaseModel] | None:
     return check
 
 
+CLOZE_MODE = "cloze"
+"""The mcq scoring mode that uses `cloze_prompt` (`dapt_eval.mcq.McqMode.CLOZE`)."""
 MANIFEST_FILE = "benchmark.json"
 QUARANTINE_FILE = "quarantine.jsonl"
 MIN_LABELS = 2

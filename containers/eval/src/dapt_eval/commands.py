@@ -11,6 +11,7 @@ Run directory layout (also what the TypeScript fan-out writes to S3):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from dapt_eval.prompts import DEFAULT_PROMPTS
 from dapt_eval.providers.base import Oracle, Provider
 from dapt_eval.providers.retry import RetryPolicy
 from dapt_eval.results import ItemResult, ResultStore
-from dapt_eval.runner import RunConfig, RunSummary, resolve_mode, run_benchmark
+from dapt_eval.runner import RunConfig, RunSummary, resolve_mode, run_benchmark, sample_items
 from dapt_eval.schemas import JudgeCalibrationItem, McqItem, QaItem, Task
 
 RUN_FILE = "run.json"
@@ -54,12 +55,13 @@ def run_and_report(
     config: RunConfig,
     out_dir: Path,
     judge: Judge | None = None,
+    progress: Callable[[ItemResult], None] | None = None,
 ) -> tuple[RunSummary, dict[str, Any]]:
     """Load, run (resuming), record the run, then aggregate. Returns the summary and report."""
     benchmark = load_benchmark(benchmark_dir)
     store = ResultStore(out_dir)
     write_quarantine(out_dir / QUARANTINE_FILE, benchmark.load.quarantined)
-    summary = run_benchmark(benchmark, provider, config, store, judge)
+    summary = run_benchmark(benchmark, provider, config, store, judge, progress)
     write_json(out_dir / RUN_FILE, run_record(benchmark, provider, config, judge, summary))
     return summary, aggregate_dir(out_dir)
 
@@ -71,16 +73,31 @@ def run_record(
     judge: Judge | None,
     summary: RunSummary,
 ) -> dict[str, Any]:
-    """`run.json`: enough to aggregate and compare later without the benchmark directory."""
+    """`run.json`: enough to aggregate and compare later without the benchmark directory.
+
+    `n_items` is what the run evaluates: the sample when the run is sampled (`sample` says of
+    how many items, with which seed)."""
+    manifest = benchmark.manifest
+    mode = resolve_mode(
+        manifest.task, config.mode, provider, judge, manifest.cloze_prompt is not None
+    )
+    chosen = sample_items(benchmark.items, config.sample, config.sample_seed)
     return {
         "run_id": config.run_id,
-        "manifest": benchmark.manifest.model_dump(mode="json"),
+        "manifest": manifest.model_dump(mode="json"),
         "model": provider.identity(),
         "decoding": config.decoding.cache_dict(),
-        "mode": resolve_mode(benchmark.manifest.task, config.mode, provider, judge),
+        "mode": mode,
         "include_format_spread": config.include_format_spread,
-        "judge": judge.describe() if judge else None,
-        "n_items": len(benchmark.items),
+        "judge": judge.describe() if judge and mode == "judge" else None,
+        "n_items": len(chosen),
+        "sample": (
+            {"n": len(chosen), "of": len(benchmark.items), "seed": config.sample_seed}
+            if len(chosen) < len(benchmark.items)
+            else None
+        ),
+        "item_ids": [item.id for item in chosen],
+        "prompt_ids": [p.id for p in manifest.prompts_for(mode, config.include_format_spread)],
         "summary": summary.to_json(),
     }
 
@@ -90,9 +107,21 @@ def aggregate_dir(out_dir: Path) -> dict[str, Any]:
     record = read_json(out_dir / RUN_FILE)
     manifest = Manifest.model_validate(record["manifest"])
     store = ResultStore(out_dir)
-    results = sorted(store, key=lambda r: (r.prompt_id, r.item_id))
+    # Only this run's units: records an earlier, larger or different run left here are not
+    # counted (run.json written before item_ids existed: every record, as before).
+    items = set(record["item_ids"]) if "item_ids" in record else None
+    prompts = set(record["prompt_ids"]) if "prompt_ids" in record else None
+    results = sorted(
+        (
+            r
+            for r in store
+            if (items is None or r.item_id in items) and (prompts is None or r.prompt_id in prompts)
+        ),
+        key=lambda r: (r.prompt_id, r.item_id),
+    )
     report = aggregate(results, manifest, expected_per_prompt=int(record["n_items"]))
     report["run_id"] = record["run_id"]
+    report["sample"] = record.get("sample")
     store.write_jsonl(out_dir / RESULTS_FILE, results)
     write_json(out_dir / REPORT_FILE, report)
     return report

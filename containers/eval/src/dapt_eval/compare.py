@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dapt_eval.aggregate import AggregationError
+from dapt_eval.aggregate import AggregationError, scored_by_rouge
 from dapt_eval.metrics import DEFAULT_RESAMPLES, DEFAULT_SEED, mcnemar_exact, paired_bootstrap
 from dapt_eval.results import ItemResult
 from dapt_eval.schemas import Task
@@ -48,6 +48,7 @@ def side_by_side(
     _check_comparable(runs)
     task = Task(runs[0].report["task"])
     baseline = runs[0]
+    mode = baseline.report["mode"]
     return {
         "benchmark": baseline.report["benchmark"],
         "benchmark_version": baseline.report["benchmark_version"],
@@ -57,47 +58,83 @@ def side_by_side(
         "baseline": baseline.label,
         "models": [_model_row(run) for run in runs],
         "paired": [
-            paired_comparison(baseline, other, task, n_resamples, seed) for other in runs[1:]
+            paired_comparison(baseline, other, task, n_resamples, seed, mode) for other in runs[1:]
         ],
     }
 
 
 def paired_comparison(
-    a: RunView, b: RunView, task: Task, n_resamples: int, seed: int
+    a: RunView,
+    b: RunView,
+    task: Task,
+    n_resamples: int,
+    seed: int,
+    mode: str | None = None,
 ) -> dict[str, Any]:
-    """Difference b - a on items both completed; McNemar for right/wrong tasks."""
+    """Difference b - a on items both completed; McNemar for right/wrong tasks.
+
+    Two pairings: the headline one over items both runs scored (`ok`), and `strict` over items
+    both runs finished (`ok` or `unparseable`), where an unparseable reply counts as wrong: a
+    model that cannot answer in the asked format has not done the task, and a baseline that
+    is mostly unparseable would otherwise be compared on the few items it happened to format.
+    """
     primary = a.report["primary_prompt"]
-    a_ok = _ok_by_item(a.results, primary)
-    b_ok = _ok_by_item(b.results, primary)
-    shared = sorted(a_ok.keys() & b_ok.keys())
-    a_values = [_item_value(a_ok[i], task) for i in shared]
-    b_values = [_item_value(b_ok[i], task) for i in shared]
+    rouge = scored_by_rouge(task, mode)
+    shared, a_values, b_values = _paired_values(a, b, primary, rouge, ("ok",))
     result: dict[str, Any] = {
         "a": a.label,
         "b": b.label,
         "n_shared_completed": len(shared),
-        "statistic": "rouge_l" if task is Task.SUMMARIZATION else "accuracy",
+        "statistic": "rouge_l" if rouge else "accuracy",
         "difference_b_minus_a": paired_bootstrap(b_values, a_values, n_resamples, seed),
     }
-    if task is not Task.SUMMARIZATION:
+    if not rouge:
         result["mcnemar_exact"] = mcnemar_exact(
             [bool(v) for v in a_values], [bool(v) for v in b_values]
         )
+    finished, a_strict, b_strict = _paired_values(a, b, primary, rouge, ("ok", "unparseable"))
+    strict: dict[str, Any] = {
+        "n_shared_finished": len(finished),
+        "statistic": ("rouge_l" if rouge else "accuracy") + " (unparseable = 0)",
+        "difference_b_minus_a": paired_bootstrap(b_strict, a_strict, n_resamples, seed),
+    }
+    if not rouge:
+        strict["mcnemar_exact"] = mcnemar_exact(
+            [bool(v) for v in a_strict], [bool(v) for v in b_strict]
+        )
+    result["strict"] = strict
     return result
 
 
-def _ok_by_item(results: Sequence[ItemResult], prompt_id: str) -> dict[str, ItemResult]:
+def _paired_values(
+    a: RunView, b: RunView, prompt_id: str, rouge: bool, statuses: tuple[str, ...]
+) -> tuple[list[str], list[float], list[float]]:
+    a_done = _by_item(a.results, prompt_id, statuses)
+    b_done = _by_item(b.results, prompt_id, statuses)
+    shared = sorted(a_done.keys() & b_done.keys())
+    return (
+        shared,
+        [_value(a_done[i], rouge) for i in shared],
+        [_value(b_done[i], rouge) for i in shared],
+    )
+
+
+def _by_item(
+    results: Sequence[ItemResult], prompt_id: str, statuses: tuple[str, ...]
+) -> dict[str, ItemResult]:
     return {
         r.item_id: r
         for r in results
         if r.prompt_id == prompt_id
-        and r.status == "ok"
-        and (r.correct is not None or r.score is not None)
+        and r.status in statuses
+        and (r.status != "ok" or r.correct is not None or r.score is not None)
     }
 
 
-def _item_value(result: ItemResult, task: Task) -> float:
-    if task is Task.SUMMARIZATION:
+def _value(result: ItemResult, rouge: bool) -> float:
+    if result.status != "ok":
+        return 0.0
+    if rouge:
         return float(result.score or 0.0)
     return 1.0 if result.correct else 0.0
 

@@ -1,8 +1,13 @@
 """Multiple-choice questions: per-item choice shuffling, strict letter parsing, and distractor
 generation from QA items with a teacher model.
 
-Two scoring modes exist and are never mixed silently: `letter` (the model writes a letter,
-parsed strictly) and `loglik` (the provider scores each letter as a continuation).
+Three scoring modes exist and are never mixed silently: `letter` (the model writes a letter,
+parsed strictly), `loglik` (the provider scores each letter as a continuation) and `cloze`
+(the choices are not shown; the provider scores each choice's text as the continuation of the
+benchmark's `cloze_prompt`, normalised by its length in characters, the `acc_norm` of
+lm-evaluation-harness). Small models cannot answer with a letter (SmolLM2-135M picks "A" for
+every item): the cloze form is how their own model cards report MMLU, and it measures whether
+the model knows the answer rather than whether it follows the letter format.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class McqMode(StrEnum):
 
     LETTER = "letter"
     LOGLIK = "loglik"
+    CLOZE = "cloze"
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,17 @@ def parse_letter(text: str) -> str | None:
 def loglik_continuations(n_choices: int) -> list[str]:
     """Letters as continuations (" A", " B", ...): equal length, so no length normalisation."""
     return [f" {CHOICE_LETTERS[i]}" for i in range(n_choices)]
+
+
+def cloze_continuations(choices: Sequence[str]) -> list[str]:
+    """Each choice as the answer's continuation: a space, then its text."""
+    return [f" {choice}" for choice in choices]
+
+
+def cloze_normalized(logliks: Sequence[float], choices: Sequence[str]) -> list[float]:
+    """Summed log-likelihoods per character of each choice (lm-evaluation-harness `acc_norm`):
+    without it a short choice wins for having fewer tokens to pay for."""
+    return [score / max(1, len(choice)) for score, choice in zip(logliks, choices, strict=True)]
 
 
 # --- distractor generation -------------------------------------------------------------------

@@ -50,6 +50,25 @@ def template_problems(prompt: PromptSpec, task: Task, where: str) -> list[str]:
     return problems
 
 
+def cloze_problems(prompt: PromptSpec, where: str) -> list[str]:
+    """An mcq `cloze_prompt` shows the question alone: `{question}` and no other field."""
+    try:
+        used = template_fields(prompt.template)
+    except ValueError as err:
+        return [f"{where}: template of prompt '{prompt.id}' is not a valid format string: {err}"]
+    problems = []
+    if "question" not in used:
+        problems.append(
+            f"{where}: template of cloze prompt '{prompt.id}' lacks required field '{{question}}'"
+        )
+    problems += [
+        f"{where}: template of cloze prompt '{prompt.id}' uses field '{{{name}}}'; a cloze "
+        "prompt shows the question alone"
+        for name in sorted(used - {"question"})
+    ]
+    return problems
+
+
 def render(prompt: PromptSpec, values: Mapping[str, str]) -> str:
     """Fill a template; values are passed verbatim (no escaping) because templates are trusted."""
     return prompt.template.format_map(dict(values))

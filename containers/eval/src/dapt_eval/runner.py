@@ -7,14 +7,23 @@ interrupted run resumes where it stopped. `errored` records are retried.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dapt_eval.benchmark import Benchmark
 from dapt_eval.judge import Judge, VerdictLabel
-from dapt_eval.mcq import McqMode, loglik_continuations, parse_letter, shuffle_choices
+from dapt_eval.mcq import (
+    McqMode,
+    cloze_continuations,
+    cloze_normalized,
+    loglik_continuations,
+    parse_letter,
+    shuffle_choices,
+)
 from dapt_eval.metrics import rouge_l
 from dapt_eval.prompts import CHOICE_LETTERS, PromptSpec, format_choices, render
 from dapt_eval.providers.base import DecodingParams, Oracle, Provider, ProviderError
@@ -33,12 +42,15 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 4
 TASK_MODES: dict[Task, tuple[str, ...]] = {
-    Task.QA: ("judge",),
-    Task.MCQ: (McqMode.LETTER.value, McqMode.LOGLIK.value),
+    Task.QA: ("judge", "overlap"),
+    Task.MCQ: (McqMode.LETTER.value, McqMode.LOGLIK.value, McqMode.CLOZE.value),
     Task.CLASSIFICATION: ("label",),
     Task.SUMMARIZATION: ("rouge_l",),
 }
 QA_WRONG_ANSWER = "I do not know."
+QA_OVERLAP = "overlap"
+"""The qa mode without a judge: ROUGE-L F1 of the answer against the reference answer. A
+lexical proxy, reported as such ("reference overlap"), never as a judge pass rate."""
 
 
 class RunConfigError(ValueError):
@@ -55,10 +67,27 @@ class RunConfig:
     concurrency: int = DEFAULT_CONCURRENCY
     include_format_spread: bool = False
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    sample: int | None = None
+    """Evaluate only this many items (all when None or larger than the benchmark), chosen by
+    `sample_items`: the same items for every model, so paired comparisons stay paired."""
+    sample_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise RunConfigError(f"RunConfig 'concurrency' = {self.concurrency} must be >= 1")
+        if self.sample is not None and self.sample < 1:
+            raise RunConfigError(f"RunConfig 'sample' = {self.sample} must be >= 1 or None")
+
+
+def sample_items(items: Sequence[Item], n: int | None, seed: int = 0) -> list[Item]:
+    """`n` items in file order, chosen by the order of sha256("{seed}:{id}"): a subset that
+    depends only on the seed and the item ids (not on the model, nor on the file order), so
+    a larger sample contains a smaller one and cached results are reused."""
+    if n is None or n >= len(items):
+        return list(items)
+    ranked = sorted(items, key=lambda i: hashlib.sha256(f"{seed}:{i.id}".encode()).hexdigest())
+    chosen = {item.id for item in ranked[:n]}
+    return [item for item in items if item.id in chosen]
 
 
 @dataclass
@@ -106,7 +135,13 @@ class Outcome:
     attempts: int = 0
 
 
-def resolve_mode(task: Task, requested: str | None, provider: Provider, judge: Judge | None) -> str:
+def resolve_mode(
+    task: Task,
+    requested: str | None,
+    provider: Provider,
+    judge: Judge | None,
+    has_cloze_prompt: bool = True,
+) -> str:
     """Pick and check the scoring mode; refuse rather than fall back silently."""
     allowed = TASK_MODES[task]
     mode = requested or allowed[0]
@@ -114,13 +149,18 @@ def resolve_mode(task: Task, requested: str | None, provider: Provider, judge: J
         raise RunConfigError(
             f"mode '{mode}' is not valid for task '{task.value}'; use one of {list(allowed)}"
         )
-    if mode == McqMode.LOGLIK and not provider.supports_loglik:
+    if mode in (McqMode.LOGLIK, McqMode.CLOZE) and not provider.supports_loglik:
         raise RunConfigError(
-            f"mode 'loglik' needs log-likelihoods but provider '{provider.name}' "
+            f"mode '{mode}' needs log-likelihoods but provider '{provider.name}' "
             f"(model '{provider.model_id}') does not support them; use mode 'letter'"
         )
-    if task is Task.QA and judge is None:
-        raise RunConfigError("task 'qa' is scored by a judge: configure a judge provider")
+    if mode == McqMode.CLOZE and not has_cloze_prompt:
+        raise RunConfigError("mode 'cloze' needs a 'cloze_prompt' in the benchmark manifest")
+    if task is Task.QA and mode == "judge" and judge is None:
+        raise RunConfigError(
+            "task 'qa' is scored by a judge: configure a judge provider, or use mode "
+            f"'{QA_OVERLAP}' (reference overlap, ROUGE-L) when there is none"
+        )
     return mode
 
 
@@ -130,10 +170,12 @@ def run_benchmark(
     config: RunConfig,
     store: Store,
     judge: Judge | None = None,
+    progress: Callable[[ItemResult], None] | None = None,
 ) -> RunSummary:
-    """Evaluate all units not yet finished in `store`, `config.concurrency` at a time."""
+    """Evaluate all units not yet finished in `store`, `config.concurrency` at a time;
+    `progress` is called with each new record (from the calling thread)."""
     mode, summary, pending = plan_units(benchmark, provider, config, store, judge)
-    unit_judge = judge if benchmark.manifest.task is Task.QA else None
+    unit_judge = judge if benchmark.manifest.task is Task.QA and mode == "judge" else None
 
     def work(unit: tuple[Item, PromptSpec, str]) -> ItemResult:
         item, prompt, key = unit
@@ -147,6 +189,8 @@ def run_benchmark(
     with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
         for result in pool.map(work, pending):
             _count(summary, result.status)
+            if progress is not None:
+                progress(result)
     return summary
 
 
@@ -163,12 +207,15 @@ def plan_units(
 ) -> tuple[str, RunSummary, list[Unit]]:
     """The scoring mode, the summary of cached units, and the units still to run."""
     manifest = benchmark.manifest
-    mode = resolve_mode(manifest.task, config.mode, provider, judge)
-    unit_judge = judge if manifest.task is Task.QA else None
+    mode = resolve_mode(
+        manifest.task, config.mode, provider, judge, manifest.cloze_prompt is not None
+    )
+    unit_judge = judge if manifest.task is Task.QA and mode == "judge" else None
     summary = RunSummary(quarantined_rows=len(benchmark.load.quarantined))
     pending: list[Unit] = []
-    for prompt in manifest.prompts(config.include_format_spread):
-        for item in benchmark.items:
+    items = sample_items(benchmark.items, config.sample, config.sample_seed)
+    for prompt in manifest.prompts_for(mode, config.include_format_spread):
+        for item in items:
             key = unit_key(benchmark, item, prompt, provider, config.decoding, mode, unit_judge)
             summary.total += 1
             existing = store.get(key)
@@ -239,6 +286,8 @@ def evaluate_unit(
             )
         if isinstance(item, SummarizationItem):
             return _evaluate_summarization(item, text, provider, config)
+        if mode == QA_OVERLAP:
+            return _evaluate_qa_overlap(item, text, provider, config)
         assert judge is not None, "resolve_mode guarantees a judge for qa"
         return _evaluate_qa(item, text, provider, config, judge)
     except ProviderError as err:
@@ -275,6 +324,8 @@ def _evaluate_mcq(
         "answer_letter": answer,
         "shuffle_seed": config.decoding.seed,
     }
+    if mode == McqMode.CLOZE:
+        return _evaluate_cloze(shuffled.choices, text, provider, config, answer, details)
     if mode == McqMode.LOGLIK:
         continuations = loglik_continuations(len(shuffled.choices))
         oracle = Oracle(f" {answer}", tuple(c for c in continuations if c != f" {answer}"))
@@ -302,6 +353,31 @@ def _evaluate_mcq(
             details=details,
         )
     return _replace(base, correct=letter == answer, details={**details, "parsed_letter": letter})
+
+
+def _evaluate_cloze(
+    choices: list[str],
+    text: str,
+    provider: Provider,
+    config: RunConfig,
+    answer: str,
+    details: dict[str, Any],
+) -> Outcome:
+    """Score each choice's text after the cloze prompt; the best per-character score wins."""
+    continuations = cloze_continuations(choices)
+    correct = continuations[CHOICE_LETTERS.index(answer)]
+    oracle = Oracle(correct, tuple(c for c in continuations if c != correct))
+    attempted = call_with_retry(lambda: provider.loglik(text, continuations, oracle), config.retry)
+    sums = attempted.value
+    normalized = cloze_normalized(sums, choices)
+    best = CHOICE_LETTERS[max(range(len(normalized)), key=normalized.__getitem__)]
+    return Outcome(
+        status="ok",
+        prediction=best,
+        correct=best == answer,
+        details={**details, "logliks": sums, "normalized": normalized, "norm": "per_char"},
+        attempts=attempted.attempts,
+    )
 
 
 def _evaluate_classification(
@@ -360,6 +436,11 @@ def _evaluate_qa(
     if verdict.status != "ok":
         return _replace(base, status=verdict.status, judge=record, error=verdict.error)
     return _replace(base, correct=verdict.verdict == "correct", judge=record)
+
+
+def _evaluate_qa_overlap(item: QaItem, text: str, provider: Provider, config: RunConfig) -> Outcome:
+    raw, base = _generate(provider, text, config, Oracle(item.reference_answer, (QA_WRONG_ANSWER,)))
+    return _replace(base, score=rouge_l(item.reference_answer, raw))
 
 
 def _same_text(a: str, b: str) -> bool:

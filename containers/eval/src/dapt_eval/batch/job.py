@@ -24,7 +24,7 @@ from dapt_eval.batch.files import content_revision, local_dir
 from dapt_eval.benchmark import load_benchmark
 from dapt_eval.commands import run_and_report
 from dapt_eval.judge import Judge
-from dapt_eval.mcq import McqMode, loglik_continuations
+from dapt_eval.mcq import McqMode, cloze_continuations, loglik_continuations, shuffle_choices
 from dapt_eval.prompts import CHOICE_LETTERS
 from dapt_eval.providers.base import (
     DecodingParams,
@@ -35,8 +35,16 @@ from dapt_eval.providers.base import (
     Usage,
 )
 from dapt_eval.results import ResultStore, Store
-from dapt_eval.runner import RunConfig, RunSummary, plan_units, run_benchmark, unit_prompt
+from dapt_eval.runner import (
+    RunConfig,
+    RunSummary,
+    Unit,
+    plan_units,
+    run_benchmark,
+    unit_prompt,
+)
 from dapt_eval.s3store import S3ResultStore
+from dapt_eval.schemas import McqItem
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +88,19 @@ class LocalHFProvider(Provider):
 
     def prime_logliks(self, prompts: Sequence[str], continuations: Sequence[str]) -> None:
         """Score every (prompt, continuation) pair in batches, keeping the sums for `loglik`."""
-        unique = list(dict.fromkeys(prompts))
-        requests = [(p, c) for p in unique for c in continuations]
+        self.prime_loglik_requests([(p, continuations) for p in prompts])
+
+    def prime_loglik_requests(self, requests: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """Score each prompt's own continuations (e.g. an MCQ item's choices in the cloze
+        mode) in batches, keeping the sums for `loglik`."""
+        unique = list(dict.fromkeys((prompt, tuple(conts)) for prompt, conts in requests))
+        flat = [(prompt, cont) for prompt, conts in unique for cont in conts]
         with self._lock:
-            scores = self.engine.loglik(requests)
-        width = len(continuations)
-        for index, prompt in enumerate(unique):
-            self._logliks[(prompt, tuple(continuations))] = scores[
-                index * width : (index + 1) * width
-            ]
+            scores = self.engine.loglik(flat)
+        cursor = 0
+        for prompt, conts in unique:
+            self._logliks[(prompt, conts)] = scores[cursor : cursor + len(conts)]
+            cursor += len(conts)
 
     def generate(
         self, prompt: str, params: DecodingParams, oracle: Oracle | None = None
@@ -182,6 +194,8 @@ def evaluate(
     try:
         if prompts and mode == McqMode.LOGLIK:
             provider.prime_logliks(prompts, loglik_continuations(len(CHOICE_LETTERS)))
+        elif prompts and mode == McqMode.CLOZE:
+            provider.prime_loglik_requests(cloze_requests(pending, prompts, run_config.decoding))
         elif prompts:
             provider.prime_generations(prompts, run_config.decoding)
     except (RuntimeError, ValueError):  # e.g. CUDA out of memory on one long batch
@@ -191,6 +205,19 @@ def evaluate(
         return BatchOutcome(summary, provider.identity(), report)
     summary = run_benchmark(benchmark, provider, run_config, store, judge)
     return BatchOutcome(summary, provider.identity(), None)
+
+
+def cloze_requests(
+    pending: Sequence[Unit], prompts: Sequence[str], decoding: DecodingParams
+) -> list[tuple[str, list[str]]]:
+    """(prompt, continuations) of each pending cloze unit: its choices in the shown order,
+    exactly as the runner will ask for them."""
+    requests = []
+    for (item, _, _), prompt in zip(pending, prompts, strict=True):
+        assert isinstance(item, McqItem), "the cloze mode is an mcq mode"
+        choices = shuffle_choices(item, decoding.seed).choices
+        requests.append((prompt, cloze_continuations(choices)))
+    return requests
 
 
 def _model_name(uri: str) -> str:
