@@ -4,7 +4,8 @@
 dapt-data run --config pipeline.yaml            # every step; finished steps are skipped
 dapt-data STEP --config pipeline.yaml           # one step, STEP one of: ingest, clean, dedup,
                                                  #   decontaminate, redact, synthesize,
-                                                 #   instructions, manifest
+                                                 #   comprehension, instructions, manifest
+dapt-data public-text --out FILE                 # Python's help topics as public JSONL text
 dapt-data batch                                  # reads PIPELINE_CONFIG, OUTPUT_URI, STEPS
 ```
 
@@ -24,6 +25,7 @@ from dapt_data.config import ConfigError, PipelineConfig, load_config
 from dapt_data.pipeline import (
     StepResult,
     run_clean,
+    run_comprehension,
     run_decontaminate,
     run_dedup,
     run_ingest,
@@ -33,6 +35,7 @@ from dapt_data.pipeline import (
     run_synthesize,
     summary,
 )
+from dapt_data.public import export as export_public
 from dapt_data.storage import is_s3, read_bytes
 
 Step = Callable[[PipelineConfig], StepResult]
@@ -44,6 +47,7 @@ STEPS: dict[str, Step] = {
     "decontaminate": run_decontaminate,
     "redact": run_redact,
     "synthesize": run_synthesize,
+    "comprehension": run_comprehension,
     "instructions": run_instructions,
     "manifest": run_manifest,
 }
@@ -59,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
         step = commands.add_parser(name, help=f"only the {name} step")
         step.add_argument("--config", type=Path, required=True)
     commands.add_parser("batch", help="AWS Batch entry point: settings from the environment")
+    public = commands.add_parser(
+        "public-text", help="write Python's help topics (PSF-2.0) as public JSONL text"
+    )
+    public.add_argument("--out", type=Path, required=True)
     return parser
 
 
@@ -109,6 +117,9 @@ def load_config_uri(uri: str) -> PipelineConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `dapt-data`."""
     args = build_parser().parse_args(argv)
+    if args.command == "public-text":
+        print(f"{export_public(args.out)} documents written to {args.out}")
+        return 0
     try:
         if args.command == "batch":
             uri, output, names = batch_settings(os.environ)
@@ -130,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-OPTIONAL_STEPS = ("synthesize", "instructions")
+OPTIONAL_STEPS = ("synthesize", "comprehension", "instructions")
 """Steps that need their own config section; `run` and `STEPS=all` leave them out without it."""
 
 if __name__ == "__main__":

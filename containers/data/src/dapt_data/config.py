@@ -18,6 +18,7 @@ from dapt_eval.providers.factory import ProviderSpec
 from lingua import Language
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from dapt_data.comprehension import ComprehensionTask
 from dapt_data.instructions import InstructionTask
 from dapt_data.records import Kind, Origin
 from dapt_data.redact import RedactionConfig
@@ -169,6 +170,25 @@ class SynthesizeConfig(_Section):
     origin: Origin = Origin.DOMAIN
 
 
+class ComprehensionConfig(_Section):
+    """Reading-comprehension texts mined from the *redacted* domain records without a teacher
+    (`dapt_data.comprehension`, the AdaptLLM method): each text followed by tasks mined from
+    it. The teacher path (`synthesize`) is the other way to make such data."""
+
+    sources: list[str] = Field(
+        default_factory=list,
+        description="config source names to mine; empty = every domain completion source",
+    )
+    tasks: list[ComprehensionTask] = Field(
+        default_factory=lambda: list(ComprehensionTask), min_length=1
+    )
+    max_per_task: int = Field(default=2, ge=1, description="tasks of each type per document")
+    min_sentence_words: int = Field(default=10, ge=4)
+    seed: int = 0
+    output: str = Field(default="comprehension", pattern=r"^[A-Za-z0-9._-]+$")
+    origin: Origin = Origin.DOMAIN
+
+
 class InstructionSetConfig(_Section):
     """One labelled set: a benchmark-format folder (`benchmark.json` + items) and its task."""
 
@@ -224,6 +244,7 @@ class PipelineConfig(_Section):
     redact: RedactConfig = Field(default_factory=RedactConfig)
     manifest: ManifestConfig = Field(default_factory=ManifestConfig)
     synthesize: SynthesizeConfig | None = None
+    comprehension: ComprehensionConfig | None = None
     instructions: InstructionsConfig | None = None
 
     @model_validator(mode="after")
@@ -358,11 +379,10 @@ def _generated_problems(config: PipelineConfig) -> list[str]:
     synth = config.synthesize
     if synth is not None:
         outputs["synthesize.output"] = synth.output
-        for index, name in enumerate(synth.sources):
-            if name not in names:
-                problems.append(
-                    f"  synthesize.sources.{index}: '{name}' is not a source name {sorted(names)}"
-                )
+        problems += _source_names("synthesize.sources", synth.sources, names)
+    if config.comprehension is not None:
+        outputs["comprehension.output"] = config.comprehension.output
+        problems += _source_names("comprehension.sources", config.comprehension.sources, names)
     if config.instructions is not None:
         outputs["instructions.output"] = config.instructions.output
         benchmarks = {str(Path(b)) for b in config.decontaminate.benchmarks}
@@ -380,12 +400,20 @@ def _generated_problems(config: PipelineConfig) -> list[str]:
     for key, value in outputs.items():
         if value in names:
             problems.append(f"  {key}: '{value}' is already a source name")
-    if len(set(outputs.values())) < len(outputs):
-        problems.append(
-            "  instructions.output: same name as synthesize.output "
-            f"'{next(iter(outputs.values()))}'"
-        )
+    seen: dict[str, str] = {}
+    for key, value in outputs.items():
+        if value in seen:
+            problems.append(f"  {key}: same name as {seen[value]} '{value}'")
+        seen.setdefault(value, key)
     return problems
+
+
+def _source_names(key: str, wanted: list[str], names: set[str]) -> list[str]:
+    return [
+        f"  {key}.{index}: '{name}' is not a source name {sorted(names)}"
+        for index, name in enumerate(wanted)
+        if name not in names
+    ]
 
 
 def _instruction_source_problems(

@@ -1,7 +1,8 @@
 """The pipeline: ingest -> clean -> dedup -> decontaminate -> redact -> [synthesize]
--> [instructions] -> manifest, resumable. The bracketed steps run when their config section
-is set; they write instruction rows (`dapt_data.generated.InstructionRow`) that the manifest
-lists as `kind: instruction` sources.
+-> [comprehension] -> [instructions] -> manifest, resumable. The bracketed steps run when their
+config section is set; synthesize and instructions write instruction rows
+(`dapt_data.generated.InstructionRow`) that the manifest lists as `kind: instruction` sources,
+comprehension writes records the manifest lists as `kind: completion`.
 
 Each step reads the previous step's `records.jsonl` and writes, under `<output>/<step>/`:
 `records.jsonl`, `dropped.jsonl` (or `quarantine.jsonl` for ingest) and last `_step.json`:
@@ -30,8 +31,9 @@ from dapt_eval.providers.factory import build_provider
 from pydantic import BaseModel
 
 from dapt_data.clean import clean_records
+from dapt_data.comprehension import DomainTerms, MiningConfig, mine, render
 from dapt_data.config import InstructionSourceConfig, PipelineConfig
-from dapt_data.decontaminate import decontaminate_records, load_index
+from dapt_data.decontaminate import NgramIndex, decontaminate_records, load_index
 from dapt_data.dedup import dedup_records
 from dapt_data.generated import CachedTeacher, InstructionRow, instruction_row, synthetic_row
 from dapt_data.ingest import Ingested, ingest_file
@@ -270,19 +272,12 @@ def run_manifest(config: PipelineConfig, previous: str = "redact") -> StepResult
             )
         )
     for step, name, origin in generated_outputs(config):
-        rows = _read_rows(config, step)
-        body = to_jsonl(rows)
+        kind, texts, body = _generated_final(config, step)
         uri = join(config.output, "final", f"{name}.jsonl")
         write_bytes(uri, body)
         sources.append(
             SourceData(
-                name,
-                Kind.INSTRUCTION.value,
-                origin,
-                uri,
-                sha256(body),
-                len(rows),
-                counter.count([r.text() for r in rows]),
+                name, kind.value, origin, uri, sha256(body), len(texts), counter.count(texts)
             )
         )
     sections = ALL_SECTIONS + tuple(s for s, _, _ in generated_outputs(config))
@@ -307,11 +302,22 @@ def run_manifest(config: PipelineConfig, previous: str = "redact") -> StepResult
     return StepResult("manifest", counts, skipped=not created)
 
 
+def _generated_final(config: PipelineConfig, step: str) -> tuple[Kind, list[str], bytes]:
+    """A generating step's rows as the trainer reads them: kind, texts (counted), file."""
+    if step == "comprehension":
+        records = _read_records(config, step)
+        return Kind.COMPLETION, [r.text for r in records], to_jsonl(records)
+    rows = _read_rows(config, step)
+    return Kind.INSTRUCTION, [r.text() for r in rows], to_jsonl(rows)
+
+
 def generated_outputs(config: PipelineConfig) -> list[tuple[str, str, Origin]]:
     """(step, output source name, origin) of each configured generating step."""
     outputs = []
     if config.synthesize is not None:
         outputs.append(("synthesize", config.synthesize.output, config.synthesize.origin))
+    if config.comprehension is not None:
+        outputs.append(("comprehension", config.comprehension.output, config.comprehension.origin))
     if config.instructions is not None:
         outputs.append(("instructions", config.instructions.output, config.instructions.origin))
     return outputs
@@ -325,6 +331,15 @@ def _read_rows(config: PipelineConfig, step: str) -> list[InstructionRow]:
         )
     lines = read_bytes(uri).decode("utf-8").splitlines()
     return [InstructionRow.model_validate_json(line) for line in lines if line.strip()]
+
+
+def _read_records(config: PipelineConfig, step: str) -> list[Record]:
+    if not exists(_marker_uri(config, step)):
+        raise FileNotFoundError(
+            f"{_marker_uri(config, step)} is missing: run the '{step}' step before the manifest"
+        )
+    uri = join(config.output, step, RECORDS)
+    return list(records_from_jsonl(read_bytes(uri), uri))
 
 
 def not_configured(step: str) -> StepResult:
@@ -399,6 +414,60 @@ def run_synthesize(config: PipelineConfig, teacher: Provider | None = None) -> S
     return commit(config, "synthesize", key, files, counts)
 
 
+def run_comprehension(config: PipelineConfig) -> StepResult:
+    """Reading-comprehension texts mined from the redacted domain records (no teacher): each
+    record that yields tasks becomes one record of the output source, its text followed by
+    the tasks (`dapt_data.comprehension`). Domain terms are measured against the redacted
+    public records when there are any."""
+    section = config.comprehension
+    if section is None:
+        return not_configured("comprehension")
+    data = read_bytes(join(config.output, "redact", RECORDS))
+    key = step_key("comprehension", sha256(data), config.section_hash("sources", "comprehension"))
+    done = finished(config, "comprehension", key)
+    if done:
+        return done
+    records = list(records_from_jsonl(data, join(config.output, "redact", RECORDS)))
+    wanted = set(section.sources) or {
+        s.name for s in config.sources if s.origin is Origin.DOMAIN and s.kind is Kind.COMPLETION
+    }
+    mined_from = [r for r in records if r.source in wanted]
+    terms = DomainTerms.count(
+        (r.text for r in mined_from), (r.text for r in records if r.origin is Origin.PUBLIC)
+    )
+    settings = MiningConfig(
+        tasks=section.tasks,
+        max_per_task=section.max_per_task,
+        min_sentence_words=section.min_sentence_words,
+        seed=section.seed,
+    )
+    out: list[Record] = []
+    per_task: Counter[str] = Counter()
+    for record in mined_from:
+        tasks = mine(record.source_id, record.text, settings, terms)
+        if not tasks:
+            continue
+        per_task.update(t.task.value for t in tasks)
+        out.append(
+            Record(
+                id=sha256(f"{record.source_id}\0{section.output}".encode())[:16],
+                source=section.output,
+                source_id=record.source_id,
+                kind=Kind.COMPLETION,
+                origin=section.origin,
+                text=render(record.text, tasks),
+                meta={"tasks": str(len(tasks))},
+            )
+        )
+    counts = {
+        "documents": len(mined_from),
+        "out": len(out),
+        "without_tasks": len(mined_from) - len(out),
+        "tasks": dict(sorted(per_task.items())),
+    }
+    return commit(config, "comprehension", key, {RECORDS: to_jsonl(out)}, counts)
+
+
 def run_instructions(config: PipelineConfig) -> StepResult:
     """Paraphrased prompt/response rows from labelled sets (an unreadable set is quarantined)
     and from labelled pipeline sources, read after redact (a record without a label, or with
@@ -410,6 +479,9 @@ def run_instructions(config: PipelineConfig) -> StepResult:
     redacted = _read_redacted(config) if section.sources else b""
     if section.sources:
         parts.append(f"redact:{sha256(redacted)}")
+    benchmarks = config.decontaminate.benchmarks
+    if benchmarks:  # the guard's inputs are part of what the rows depend on
+        parts.append(f"benchmarks:{_benchmarks_fingerprint(benchmarks)}")
     fingerprint = sha256("\n".join(parts).encode("utf-8"))
     key = step_key("instructions", fingerprint, config.section_hash("instructions"))
     done = finished(config, "instructions", key)
@@ -439,6 +511,10 @@ def run_instructions(config: PipelineConfig) -> StepResult:
             continue
         per_set[item.path] = len(from_set)
         made += from_set
+    guard = _generated_guard(config) if section.sets else None
+    dropped: list[Dropped] = []
+    if guard is not None:
+        made, dropped = _guarded(made, guard, config.decontaminate.threshold, section.output)
     per_source: dict[str, int] = {}
     if section.sources:
         records = list(records_from_jsonl(redacted, join(config.output, "redact", RECORDS)))
@@ -459,6 +535,7 @@ def run_instructions(config: PipelineConfig) -> StepResult:
     counts = {
         "sets": len(section.sets),
         "generated": per_set,
+        "dropped": count_reasons(dropped),
         "sources": len(section.sources),
         "generated_from_sources": per_source,
         "repeated_phrasing": repeated,
@@ -468,8 +545,46 @@ def run_instructions(config: PipelineConfig) -> StepResult:
     files = {
         RECORDS: to_jsonl(list(rows.values())),
         "quarantine.jsonl": _json_lines(quarantined),
+        "dropped.jsonl": to_jsonl(dropped),
     }
     return commit(config, "instructions", key, files, counts)
+
+
+def _generated_guard(config: PipelineConfig) -> NgramIndex | None:
+    """The decontamination index for rows made from labelled sets. Stricter than for records:
+    benchmark items down to `GENERATED_MIN_ITEM_WORDS` words are checked (a short utterance
+    of a training set that contains a short benchmark item whole is a copy, whereas a KB
+    article may say "how do I connect my domain" by chance)."""
+    section = config.decontaminate
+    if not section.benchmarks:
+        return None
+    strict = section.model_copy(
+        update={"min_item_words": min(section.min_item_words, GENERATED_MIN_ITEM_WORDS)}
+    )
+    return load_index(strict)
+
+
+def _guarded(
+    examples: list[InstructionExample], index: NgramIndex, threshold: float, output: str
+) -> tuple[list[InstructionExample], list[Dropped]]:
+    """Examples whose prompt or response shares n-grams with a benchmark item are dropped
+    (`benchmark_overlap`, in `instructions/dropped.jsonl`), like records in decontaminate."""
+    as_records = [
+        Record(
+            id=e.id,
+            source=output,
+            source_id=e.source_id,
+            kind=Kind.INSTRUCTION,
+            origin=Origin.DOMAIN,
+            text=f"{e.prompt}\n{e.response}",
+        )
+        for e in examples
+    ]
+    kept, dropped = decontaminate_records(as_records, index, threshold)
+    kept_ids = {r.id for r in kept}
+    return [e for e in examples if e.id in kept_ids], [
+        d.model_copy(update={"step": "instructions"}) for d in dropped
+    ]
 
 
 def labelled_examples(
@@ -547,6 +662,8 @@ def run_all(config: PipelineConfig, teacher: Provider | None = None) -> list[Ste
     ]
     if config.synthesize is not None:
         steps.append(lambda c: run_synthesize(c, teacher))
+    if config.comprehension is not None:
+        steps.append(run_comprehension)
     if config.instructions is not None:
         steps.append(run_instructions)
     steps.append(run_manifest)
@@ -572,6 +689,8 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+GENERATED_MIN_ITEM_WORDS = 4
+"""Benchmark items down to this many words are checked against rows made from labelled sets."""
 RECORDS = "records.jsonl"
 MARKER = "_step.json"
 CACHE = "teacher_cache.jsonl"
