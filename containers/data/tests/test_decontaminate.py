@@ -92,3 +92,33 @@ def test_example_benchmarks_load_and_catch_a_copied_chat() -> None:
     # THEN it is dropped and matched to that item
     assert dropped[0].matched is not None
     assert dropped[0].matched.startswith("quillsite-summarization@")
+
+
+def test_a_references_only_benchmark_keeps_its_documents_and_drops_its_summaries(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a summarization benchmark made from a KB section, listed as references only
+    root = tmp_path / "summ"
+    root.mkdir()
+    rng = random.Random(5)
+    section, summary = english_paragraph(rng, 6), english_paragraph(rng, 2)
+    manifest = {
+        "name": "tiny-summ",
+        "version": "1",
+        "task": "summarization",
+        "prompt": {"id": "p", "version": "1", "template": "{document}"},
+    }
+    (root / "benchmark.json").write_text(json.dumps(manifest))
+    item = {"id": "s1", "document": section, "reference_summary": summary}
+    (root / "items.jsonl").write_text(json.dumps(item) + "\n")
+    build_benchmark(root)
+    config = DecontaminateConfig(benchmarks=[str(root)], references_only=[str(root)])
+    # WHEN the KB article holding the section and a text quoting the summary are checked
+    kept, dropped = decontaminate_records(
+        [record(f"Title\n\n{section}", "kb:1"), record(f"Note: {summary}", "x:1")],
+        load_index(config),
+        threshold=0.0,
+    )
+    # THEN the article stays (the model is meant to read it) and the summary is dropped
+    assert [r.source_id for r in kept] == ["s:kb:1"]
+    assert [d.matched for d in dropped] == ["tiny-summ@1/s1"]

@@ -94,3 +94,18 @@ def test_huggingface_tokenizer_counts_tokens(tmp_path: Path) -> None:
     assert counter.count(["connect a domain", "domain!"]) == 5
     assert counter.describe()["approximate"] is False
     assert make_counter(None).describe()["approximate"] is True
+
+
+def test_source_weights_shift_the_mix_within_a_group_and_keep_the_domain_share() -> None:
+    # GIVEN two domain sources of equal size, one weighted 3x, and a public source
+    sources = [
+        SourceData("kb", "completion", Origin.DOMAIN, "kb.jsonl", "0" * 64, 1, 1000, 3.0),
+        SourceData("chats", "completion", Origin.DOMAIN, "c.jsonl", "0" * 64, 1, 1000, 1.0),
+        SourceData("web", "completion", Origin.PUBLIC, "w.jsonl", "0" * 64, 1, 8000),
+    ]
+    # WHEN the manifest is built for a 50% domain share
+    manifest = build_manifest("m", sources, 0.5, {"kind": "whitespace"}, "2" * 64)
+    shares = {s.name: s.mix_probability for s in manifest.sources}
+    # THEN the domain keeps its half, split 3:1 between the two sources
+    assert manifest.mix.achieved_domain_share == pytest.approx(0.5)
+    assert shares == pytest.approx({"kb": 0.375, "chats": 0.125, "web": 0.5}, abs=1e-6)

@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from dapt_data.manifest import SourceData, build_manifest, manifest_bytes
 from dapt_data.records import Origin
 
@@ -25,7 +26,7 @@ from conftest import (
     tokenized,
     write_jsonl,
 )
-from dapt_trainer.config import DataConfig, SourceConfig
+from dapt_trainer.config import DataConfig, SourceConfig, dump_config, parse_config
 from dapt_trainer.data.mixture import MixtureSampler, target_weights
 from dapt_trainer.data.readers import ManifestError, read_source, resolve_data
 from dapt_trainer.data.stream import PackedStream, pad_id
@@ -294,6 +295,26 @@ def test_a_manifest_gives_each_source_its_origin_and_token_share(tmp_path: Path)
     # THEN the domain source counts as domain and the shares are the manifest's mix
     assert [s.group for s in resolved.sources] == ["domain", "public"]
     assert target_weights(resolved) == pytest.approx([0.5, 0.5])
+
+
+def test_a_saved_config_still_takes_group_and_share_from_the_manifest(tmp_path: Path) -> None:
+    # A checkpoint's config.yaml (dump_config) writes every field: unset must stay unset.
+    path = _published_manifest(tmp_path, KB_LINES, target=0.5)
+    raw = {
+        "experiment": "x",
+        "stages": [
+            {
+                "name": "s",
+                "model": {"path": "m"},
+                "steps": 2,
+                "data": {"sources": [{"name": "kb", "kind": "completion", "manifest": path}]},
+            }
+        ],
+    }
+    saved = parse_config(yaml.safe_load(dump_config(parse_config(raw))))
+    [kb] = resolve_data(saved.stages[0].data).sources
+    assert kb.group == "domain"
+    assert kb.weight == pytest.approx(0.5)
 
 
 def test_a_group_that_contradicts_the_manifest_origin_is_an_error(tmp_path: Path) -> None:

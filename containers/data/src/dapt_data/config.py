@@ -79,6 +79,11 @@ class SourceConfig(_Section):
     text_field: str = Field(default="text", description="jsonl/csv: the text column")
     label_field: str | None = Field(default=None, description="jsonl/csv: the label column")
     id_field: str | None = Field(default=None, description="jsonl/csv/chat: a column kept in meta")
+    weight: float = Field(
+        default=1.0,
+        gt=0,
+        description="relative emphasis within its origin group in the mix (manifest.py)",
+    )
     clean: CleanConfig | None = Field(
         default=None,
         description="this source's filter bounds: only the keys given replace the top-level "
@@ -124,6 +129,12 @@ class DecontaminateConfig(_Section):
         default=False,
         description="also check reference answers and summaries (drops KB text that states them)",
     )
+    references_only: list[str] = Field(
+        default_factory=list,
+        description="benchmarks (also in `benchmarks`) whose inputs are domain documents the "
+        "model is meant to read, e.g. summaries of KB sections: only their references are "
+        "checked",
+    )
     verify_hash: bool = True
 
 
@@ -168,6 +179,7 @@ class SynthesizeConfig(_Section):
     )
     output: str = Field(default="synthetic", pattern=r"^[A-Za-z0-9._-]+$")
     origin: Origin = Origin.DOMAIN
+    weight: float = Field(default=1.0, gt=0, description="relative emphasis in the mix")
 
 
 class ComprehensionConfig(_Section):
@@ -187,6 +199,7 @@ class ComprehensionConfig(_Section):
     seed: int = 0
     output: str = Field(default="comprehension", pattern=r"^[A-Za-z0-9._-]+$")
     origin: Origin = Origin.DOMAIN
+    weight: float = Field(default=1.0, gt=0, description="relative emphasis in the mix")
 
 
 class InstructionSetConfig(_Section):
@@ -224,6 +237,7 @@ class InstructionsConfig(_Section):
     )
     output: str = Field(default="instructions", pattern=r"^[A-Za-z0-9._-]+$")
     origin: Origin = Origin.DOMAIN
+    weight: float = Field(default=1.0, gt=0, description="relative emphasis in the mix")
 
     @model_validator(mode="after")
     def _has_input(self) -> InstructionsConfig:
@@ -367,6 +381,12 @@ def cross_problems(config: PipelineConfig) -> list[str]:
                 f"  sources.{index}.label_field: only for formats jsonl/csv, "
                 f"not '{source.format.value}'"
             )
+    listed = {str(Path(b)) for b in config.decontaminate.benchmarks}
+    problems += [
+        f"  decontaminate.references_only.{index}: '{b}' is not in decontaminate.benchmarks"
+        for index, b in enumerate(config.decontaminate.references_only)
+        if str(Path(b)) not in listed
+    ]
     problems += _generated_problems(config)
     return problems
 
@@ -457,7 +477,10 @@ def resolve_paths(config: PipelineConfig, base: Path) -> PipelineConfig:
 
     sources = [s.model_copy(update={"path": resolve(s.path)}) for s in config.sources]
     decon = config.decontaminate.model_copy(
-        update={"benchmarks": [resolve(b) for b in config.decontaminate.benchmarks]}
+        update={
+            "benchmarks": [resolve(b) for b in config.decontaminate.benchmarks],
+            "references_only": [resolve(b) for b in config.decontaminate.references_only],
+        }
     )
     tokenizer = config.manifest.tokenizer
     manifest = config.manifest.model_copy(

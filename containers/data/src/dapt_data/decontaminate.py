@@ -5,8 +5,11 @@ is prompted with (qa and mcq: the question; classification: the text; summarizat
 document) is always checked. The references (qa reference answer, mcq answer, reference summary)
 are checked only with `decontaminate.check_references`: they state facts the knowledge base is
 meant to teach, so checking them would drop the very articles domain adaptation trains on
-(on the example domain: 31 KB articles and 70 chats). Each checked field becomes a set of word
-n-grams
+(on the example domain: 31 KB articles and 70 chats). A benchmark listed in
+`decontaminate.references_only` is checked the other way round: its inputs are domain documents
+the model is meant to read (the example's summarization items are KB sections and support
+chats; checking them drops 21 of the 38 KB articles), so only its references (the summaries)
+must not be trained on. Each checked field becomes a set of word n-grams
 (`decontaminate.ngram_words`, default 13, case-folded `\\w+` words). A field shorter than n
 words is one n-gram of all its words, matched whole; fields under
 `decontaminate.min_item_words` (default 8) are too short to tell copying from chance and are
@@ -85,29 +88,34 @@ def ngrams(text: str, n: int) -> set[str]:
     return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
-def item_texts(item: Item, check_references: bool = False) -> list[str]:
-    """The fields of a benchmark item to check: the prompt side, plus references if asked."""
+def item_texts(item: Item, check_references: bool = False, prompt: bool = True) -> list[str]:
+    """The fields of a benchmark item to check: the prompt side (unless `prompt` is False),
+    plus the references if asked."""
     if isinstance(item, QaItem):
-        return [item.question, *([item.reference_answer] if check_references else [])]
-    if isinstance(item, McqItem):
-        return [item.question, *([item.answer] if check_references else [])]
-    if isinstance(item, ClassificationItem):
-        return [item.text]
-    if isinstance(item, SummarizationItem):
-        return [item.document, *([item.reference_summary] if check_references else [])]
-    raise TypeError(f"unknown benchmark item type {type(item).__name__}")
+        inputs, references = [item.question], [item.reference_answer]
+    elif isinstance(item, McqItem):
+        inputs, references = [item.question], [item.answer]
+    elif isinstance(item, ClassificationItem):
+        inputs, references = [item.text], []
+    elif isinstance(item, SummarizationItem):
+        inputs, references = [item.document], [item.reference_summary]
+    else:
+        raise TypeError(f"unknown benchmark item type {type(item).__name__}")
+    return (inputs if prompt else []) + (references if check_references or not prompt else [])
 
 
 def load_index(config: DecontaminateConfig) -> NgramIndex:
     """Index every item field of every configured benchmark."""
     pairs: list[tuple[str, str]] = []
+    references_only = {str(Path(b)) for b in config.references_only}
     for root in config.benchmarks:
         bench = load_benchmark(Path(root), verify_hash=config.verify_hash)
         label = f"{bench.manifest.name}@{bench.manifest.version}"
+        prompt = str(Path(root)) not in references_only
         pairs += [
             (f"{label}/{item.id}", t)
             for item in bench.items
-            for t in item_texts(item, config.check_references)
+            for t in item_texts(item, config.check_references, prompt)
         ]
     return NgramIndex.build(pairs, config.ngram_words, config.min_item_words)
 

@@ -6,9 +6,12 @@ public sources get sampling weight 1 (each public token seen once) and domain so
     w_domain = s * P / ((1 - s) * D)
 
 so that w_domain * D / (w_domain * D + P) = s. A weight above 1 repeats domain data (epochs),
-below 1 subsamples it. Every source of a group gets its group's weight, so the mix within a
-group is proportional to size. `mix_probability` = w * tokens / sum(w * tokens) over all sources
-is the share of training tokens drawn from each. Weights are rounded to 9 significant digits;
+below 1 subsamples it. By default every source of a group gets its group's weight, so the mix
+within a group is proportional to size. A source's own `weight` (a relative emphasis within its
+group, default 1) multiplies it; D and P are then the weighted sums (sum of weight x tokens), so
+the target share still holds: w_s = weight_s * (w_domain for domain sources, 1 for public).
+`mix_probability` = w * tokens / sum(w * tokens) over all sources is the share of training
+tokens drawn from each. Weights are rounded to 9 significant digits;
 `achieved_domain_share` is recomputed from the rounded weights and must be within
 `SHARE_TOLERANCE` of the target. Without a target (`manifest.target_domain_share: null`) all
 weights are 1.
@@ -139,7 +142,7 @@ class DatasetManifest(BaseModel):
     mix: Mix
 
 
-def domain_weight(domain_tokens: int, public_tokens: int, target: float) -> float:
+def domain_weight(domain_tokens: float, public_tokens: float, target: float) -> float:
     """w_domain = s * P / ((1 - s) * D), public weight 1; see the module docstring."""
     if domain_tokens <= 0 or public_tokens <= 0:
         raise ManifestError(
@@ -165,6 +168,8 @@ class SourceData:
     sha256: str
     records: int
     tokens: int
+    weight: float = 1.0
+    """Relative emphasis within its origin group (`sources[].weight` of the config)."""
 
 
 def build_manifest(
@@ -177,10 +182,18 @@ def build_manifest(
     """Compute weights and shares (version 0 = not yet published)."""
     domain = sum(s.tokens for s in sources if s.origin is Origin.DOMAIN)
     public = sum(s.tokens for s in sources if s.origin is Origin.PUBLIC)
-    w_domain = 1.0 if target is None else domain_weight(domain, public, target)
-    weights = {s.name: w_domain if s.origin is Origin.DOMAIN else 1.0 for s in sources}
+    weighted_domain = sum(s.weight * s.tokens for s in sources if s.origin is Origin.DOMAIN)
+    weighted_public = sum(s.weight * s.tokens for s in sources if s.origin is Origin.PUBLIC)
+    w_domain = 1.0 if target is None else domain_weight(weighted_domain, weighted_public, target)
+    weights = {
+        s.name: _round(s.weight * (w_domain if s.origin is Origin.DOMAIN else 1.0)) for s in sources
+    }
     effective = sum(weights[s.name] * s.tokens for s in sources)
-    achieved = (w_domain * domain / effective) if effective else 0.0
+    achieved = (
+        sum(weights[s.name] * s.tokens for s in sources if s.origin is Origin.DOMAIN) / effective
+        if effective
+        else 0.0
+    )
     if target is not None and abs(achieved - target) > SHARE_TOLERANCE:
         raise ManifestError(
             f"achieved domain share {achieved} is not within {SHARE_TOLERANCE} "

@@ -269,6 +269,7 @@ def run_manifest(config: PipelineConfig, previous: str = "redact") -> StepResult
                 sha256(body),
                 len(mine),
                 counter.count([r.text for r in mine]),
+                source.weight,
             )
         )
     for step, name, origin in generated_outputs(config):
@@ -277,7 +278,14 @@ def run_manifest(config: PipelineConfig, previous: str = "redact") -> StepResult
         write_bytes(uri, body)
         sources.append(
             SourceData(
-                name, kind.value, origin, uri, sha256(body), len(texts), counter.count(texts)
+                name,
+                kind.value,
+                origin,
+                uri,
+                sha256(body),
+                len(texts),
+                counter.count(texts),
+                getattr(config, step).weight,
             )
         )
     sections = ALL_SECTIONS + tuple(s for s, _, _ in generated_outputs(config))
@@ -651,23 +659,31 @@ def _json_lines(rows: list[dict[str, Any]]) -> bytes:
     )
 
 
-def run_all(config: PipelineConfig, teacher: Provider | None = None) -> list[StepResult]:
-    """Every step in order; the optional ones only when their section is set."""
-    steps: list[Callable[[PipelineConfig], StepResult]] = [
-        run_ingest,
-        run_clean,
-        run_dedup,
-        run_decontaminate,
-        run_redact,
+def configured_steps(
+    config: PipelineConfig, teacher: Provider | None = None
+) -> list[tuple[str, Callable[[PipelineConfig], StepResult]]]:
+    """(name, step) of every step `run_all` runs, in order; the optional ones only when their
+    section is set. Callers that report progress per step run them one by one."""
+    steps: list[tuple[str, Callable[[PipelineConfig], StepResult]]] = [
+        ("ingest", run_ingest),
+        ("clean", run_clean),
+        ("dedup", run_dedup),
+        ("decontaminate", run_decontaminate),
+        ("redact", run_redact),
     ]
     if config.synthesize is not None:
-        steps.append(lambda c: run_synthesize(c, teacher))
+        steps.append(("synthesize", lambda c: run_synthesize(c, teacher)))
     if config.comprehension is not None:
-        steps.append(run_comprehension)
+        steps.append(("comprehension", run_comprehension))
     if config.instructions is not None:
-        steps.append(run_instructions)
-    steps.append(run_manifest)
-    return [step(config) for step in steps]
+        steps.append(("instructions", run_instructions))
+    steps.append(("manifest", run_manifest))
+    return steps
+
+
+def run_all(config: PipelineConfig, teacher: Provider | None = None) -> list[StepResult]:
+    """Every step in order; the optional ones only when their section is set."""
+    return [step(config) for _, step in configured_steps(config, teacher)]
 
 
 def summary(results: list[StepResult]) -> str:

@@ -88,7 +88,7 @@ class GateDecision(BaseModel):
 
 def decide(
     comparisons: Mapping[str, Mapping[str, Any]],
-    candidate: str,
+    candidate: str | Mapping[str, str],
     policy: GatePolicy,
     heldout_before: Mapping[str, float] | None = None,
     heldout_after: Mapping[str, float] | None = None,
@@ -96,7 +96,9 @@ def decide(
     judge_calibration: Mapping[str, Any] | None = None,
 ) -> GateDecision:
     """Apply the policy to compare reports (benchmark name -> `dapt-eval compare` JSON whose
-    baseline is the base model) for the run labelled `candidate`."""
+    baseline is the base model) for the run labelled `candidate` (one label, or one per
+    benchmark when the candidate's runs have different labels, e.g. served and local)."""
+    labels = dict.fromkeys(comparisons, candidate) if isinstance(candidate, str) else candidate
     checks: list[Check] = []
     baselines = {str(c.get("baseline")) for c in comparisons.values()}
     for name, rule in policy.tasks.items():
@@ -113,13 +115,15 @@ def decide(
             )
     for name, comparison in sorted(comparisons.items()):
         rule = policy.tasks.get(name, TaskRule(required=False, tolerance=policy.default_tolerance))
-        checks += _task_checks(name, comparison, candidate, rule)
+        checks += _task_checks(name, comparison, labels.get(name, ""), rule)
     checks += _heldout_checks(heldout_before, heldout_after, public_sources, policy)
     checks.append(_judge_check(comparisons, judge_calibration, policy))
     failed = [c for c in checks if c.passed is False]
     return GateDecision(
         passed=not failed,
-        candidate=candidate,
+        candidate=candidate
+        if isinstance(candidate, str)
+        else ", ".join(sorted(set(labels.values()))),
         baseline=baselines.pop() if len(baselines) == 1 else None,
         checks=checks,
         reasons=[c.detail for c in failed],

@@ -60,13 +60,24 @@ class SourceConfig(_Strict):
     manifest: str | None = None
     """Optional dataset manifest (JSON with a ``files`` list) written by the data pipeline; its
     files are read in addition to ``paths``."""
-    weight: float = Field(default=1.0, gt=0)
+    weight: float | None = Field(default=None, gt=0)
     """Relative share of training tokens (normalised within the group when ``domain_share`` is
-    set, over all sources otherwise). With a data-pipeline ``manifest`` and no weight here, the
-    manifest's ``mix_probability`` (its share of training tokens)."""
-    group: Literal["domain", "public"] = "public"
-    """Whether the source counts toward ``data.domain_share``. With a data-pipeline ``manifest``
-    and no group here, the manifest's ``origin``."""
+    set, over all sources otherwise). Unset: the data-pipeline ``manifest``'s
+    ``mix_probability`` (its share of training tokens), else 1."""
+    group: Literal["domain", "public"] | None = None
+    """Whether the source counts toward ``data.domain_share``. Unset: the data-pipeline
+    ``manifest``'s ``origin``, else ``public``."""
+
+    @property
+    def share(self) -> float:
+        """``weight``, or 1 where nothing set it."""
+        return 1.0 if self.weight is None else self.weight
+
+    @property
+    def counts_as(self) -> Literal["domain", "public"]:
+        """``group``, or ``public`` where nothing set it."""
+        return self.group or "public"
+
     text_field: str = "text"
     """Field holding the document text of a completion row."""
     heldout_examples: int = Field(default=0, ge=0)
@@ -112,11 +123,9 @@ def check_groups(data: DataConfig, resolved: bool) -> list[str]:
     problems = []
     if duplicates:
         problems.append(f"source names must be unique; repeated: {duplicates}")
-    pending = not resolved and any(
-        s.manifest is not None and "group" not in s.model_fields_set for s in data.sources
-    )
+    pending = not resolved and any(s.manifest is not None and s.group is None for s in data.sources)
     if data.domain_share is not None and not pending:
-        groups = {s.group for s in data.sources}
+        groups = {s.counts_as for s in data.sources}
         if groups != {"domain", "public"}:
             problems.append(
                 "'domain_share' needs at least one 'domain' and one 'public' source; "

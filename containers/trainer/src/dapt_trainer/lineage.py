@@ -61,14 +61,14 @@ def build_lineage(
         "data": {
             "domain_share_target": stage.data.domain_share,
             "domain_share_trained": sum(
-                t for t, s in zip(trained, sources, strict=True) if s.config.group == "domain"
+                t for t, s in zip(trained, sources, strict=True) if s.config.counts_as == "domain"
             )
             / total,
             "sources": [
                 {
                     "name": s.config.name,
                     "kind": s.config.kind,
-                    "group": s.config.group,
+                    "group": s.config.counts_as,
                     "files": s.files,
                     "token_cache": s.path.name,
                     "documents": s.n_docs,

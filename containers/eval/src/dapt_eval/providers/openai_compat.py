@@ -41,10 +41,14 @@ class OpenAICompatibleProvider(Provider):
         api_key: str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         loglik_supported: bool = True,
+        request_model: str | None = None,
     ) -> None:
         self.model_id = model_id
         self.revision = revision
         self._loglik_supported = loglik_supported
+        # What the server calls the model, when that is not its identity: `transformers serve`
+        # pinned to a local folder wants the folder's path, which is no name for a cache key.
+        self._request_model = request_model or model_id
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s
@@ -55,7 +59,7 @@ class OpenAICompatibleProvider(Provider):
     ) -> Generation:
         """One chat completion with a single user message."""
         body: dict[str, Any] = {
-            "model": self.model_id,
+            "model": self._request_model,
             "messages": [{"role": "user", "content": prompt}],
             "temperature": params.temperature,
             "max_tokens": params.max_tokens,
@@ -98,7 +102,7 @@ class OpenAICompatibleProvider(Provider):
 
     def _continuation_loglik(self, prompt: str, continuation: str) -> float:
         body = {
-            "model": self.model_id,
+            "model": self._request_model,
             "prompt": prompt + continuation,
             "max_tokens": 1,
             "temperature": 0.0,

@@ -25,13 +25,13 @@ from dapt_trainer.config import DataConfig
 
 def target_weights(data: DataConfig) -> list[float]:
     """Normalised token shares per source; ``domain_share`` splits the mass between groups."""
-    weights = [s.weight for s in data.sources]
+    weights = [s.share for s in data.sources]
     if data.domain_share is None:
         total = sum(weights)
         return [w / total for w in weights]
     mass = {"domain": data.domain_share, "public": 1.0 - data.domain_share}
-    group_total = {g: sum(s.weight for s in data.sources if s.group == g) for g in mass}
-    return [s.weight / group_total[s.group] * mass[s.group] for s in data.sources]
+    group_total = {g: sum(s.share for s in data.sources if s.counts_as == g) for g in mass}
+    return [s.share / group_total[s.counts_as] * mass[s.counts_as] for s in data.sources]
 
 
 @dataclass

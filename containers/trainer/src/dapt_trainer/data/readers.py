@@ -104,30 +104,26 @@ def source_files(source: SourceConfig) -> list[str]:
 
 
 def resolve_data(data: DataConfig) -> DataConfig:
-    """The stage's data with each manifest-listed source's ``group`` and ``weight`` filled in
-    from its manifest where the config leaves them out: ``group`` = the manifest's ``origin``
-    (domain data is never counted as public by default), ``weight`` = its ``mix_probability``
-    (the share of training tokens the data pipeline computed for it). A ``group`` set in the
-    config that contradicts the manifest's ``origin`` is an error; a ``weight`` set in the
-    config wins (it is a deliberate override, recorded in the lineage)."""
+    """The stage's data with every source's ``group`` and ``weight`` set: where the config leaves
+    them out, a data-pipeline manifest's ``origin`` (domain data is never counted as public by
+    default) and ``mix_probability`` (the share of training tokens the pipeline computed for
+    the source), else ``public`` and 1. A ``group`` set in the config that contradicts the
+    manifest's ``origin`` is an error; a ``weight`` set in the config wins (a deliberate
+    override, recorded in the lineage)."""
     resolved = []
     problems = []
     for source in data.sources:
         listed = manifest_source(source)
         update: dict[str, Any] = {}
         if listed is not None and listed.origin is not None:
-            if "group" not in source.model_fields_set:
+            if source.group is None:
                 update["group"] = listed.origin
             elif source.group != listed.origin:
                 problems.append(
                     f"source {source.name!r}: group {source.group!r} contradicts origin "
                     f"{listed.origin!r} in {listed.manifest}"
                 )
-        if (
-            listed is not None
-            and listed.mix_probability is not None
-            and "weight" not in source.model_fields_set
-        ):
+        if listed is not None and listed.mix_probability is not None and source.weight is None:
             if listed.mix_probability <= 0:
                 problems.append(
                     f"source {source.name!r}: mix_probability {listed.mix_probability} in "
@@ -135,7 +131,9 @@ def resolve_data(data: DataConfig) -> DataConfig:
                 )
             else:
                 update["weight"] = listed.mix_probability
-        resolved.append(source.model_copy(update=update) if update else source)
+        update.setdefault("group", source.counts_as)
+        update.setdefault("weight", source.share)
+        resolved.append(source.model_copy(update=update))
     out = data.model_copy(update={"sources": resolved})
     problems += check_groups(out, resolved=True)
     if problems:
