@@ -1,18 +1,21 @@
-# Two entry points (see README): `make synth` runs the main job, `make test` runs every test.
-# Each installs what it needs first (npm packages, a Python virtualenv) and is idempotent.
+# Entry points (see README): `make adapt` runs the main job (the whole method on this machine),
+# `make test` runs every test, `make synth` synthesizes every stage with its compliance checks.
+# Each installs what it needs first (a Python virtualenv; npm packages for synth and test) and is
+# idempotent.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
-.DEFAULT_GOAL := synth
+.DEFAULT_GOAL := adapt
 
 PYTHON ?= python3
 VENV := .venv
 NODE_STAMP := node_modules/.install-stamp
 VENV_STAMP := $(VENV)/.install-stamp
-PY_PACKAGES := containers/eval containers/data containers/trainer
+PY_PACKAGES := containers/eval containers/data containers/trainer local
+ADAPT_CONFIG ?= examples/website-builder/adapt.yaml
 TS_TESTS = $(shell find test lambda -name '*.test.ts' 2>/dev/null | sort)
 DOCKERFILES = $(sort $(wildcard containers/*/Dockerfile*))
 
-.PHONY: synth test install test-ts test-py lint constraints clean
+.PHONY: adapt synth test install test-ts test-py lint constraints clean browser
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -25,12 +28,22 @@ $(VENV_STAMP): requirements-dev.txt constraints.txt $(addsuffix /pyproject.toml,
 
 install: $(NODE_STAMP) $(VENV_STAMP)
 
-## The main job: synthesize every stage with all compliance checks, lint templates, print a summary.
+## The main job: import SmolLM2-135M-Instruct, prepare the example domain's data, train, serve and
+## evaluate base / adapted / base + retrieval, report and gate (out/adapt/report/report.html).
+## FULL=1 evaluates every benchmark item. Exit 0 whatever the gate decides (3 is its FAIL).
+adapt: $(VENV_STAMP)
+	$(VENV)/bin/dapt-local run --config $(ADAPT_CONFIG) $(if $(FULL),--full,) || [ $$? -eq 3 ]
+
+## Synthesize every stage with all compliance checks, lint templates, print a summary.
 synth: install
 	npx tsx scripts/synth-all.ts
 
 ## Every test: type-check, lint, TypeScript tests, then each Python package's lint, types and tests.
-test: install lint test-ts test-py
+test: install browser lint test-ts test-py
+
+## Headless Chromium (Debian's package), for the test that renders the report page.
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 lint:
 	npx tsc --noEmit -p .
@@ -42,7 +55,7 @@ test-ts:
 
 test-py:
 	for pkg in $(PY_PACKAGES); do \
-	  (cd $$pkg && ../../$(VENV)/bin/ruff check . && ../../$(VENV)/bin/mypy && ../../$(VENV)/bin/pytest -q); \
+	  (cd $$pkg && $(CURDIR)/$(VENV)/bin/ruff check . && $(CURDIR)/$(VENV)/bin/mypy && $(CURDIR)/$(VENV)/bin/pytest -q); \
 	done
 
 ## Re-pin the Python dependencies after changing requirements-dev.txt or a pyproject.toml.
@@ -50,4 +63,4 @@ constraints:
 	$(VENV)/bin/pip freeze --exclude-editable | sort > constraints.txt
 
 clean:
-	rm -rf node_modules $(VENV) cdk.out
+	rm -rf node_modules $(VENV) cdk.out out .cache

