@@ -67,7 +67,9 @@ def summary(report: dict[str, object]) -> str:
         models = task["models"]
         paired = task["paired_vs_base"].get("adapted")
         values = "  ".join(
-            f"{v}={models[v]['value']:.3f}" for v in models if models[v]["value"] is not None
+            f"{v}={'n/a' if models[v]['value'] is None else format(models[v]['value'], '.3f')}"
+            for v in ("base", "adapted", "base+retrieval")
+            if v in models
         )
         delta = (
             f"  delta {paired['mean']:+.3f} [{paired['low']:+.3f}, {paired['high']:+.3f}]"
@@ -75,6 +77,9 @@ def summary(report: dict[str, object]) -> str:
             else ""
         )
         lines.append(f"{task['benchmark']:<14} {task['metric']:<26} {values}{delta}")
+    lines.append(
+        "(n/a: no reply in the asked format, so no macro-F1; delta = strict paired difference)"
+    )
     timings = report["timings_s"]
     assert isinstance(timings, dict)
     lines.append("wall time: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
