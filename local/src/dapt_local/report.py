@@ -114,6 +114,7 @@ def _task_row(name: str, comparison: dict[str, Any], runs: list[EvalRun]) -> dic
             "high": row["primary"]["high"],
             "strict": strict,
             "n_items": row["n_items"],
+            "n_scored": row["n_items"] - row["n_unparseable"] - row["n_errored"],
             "n_unparseable": row["n_unparseable"],
             "n_errored": row["n_errored"],
         }
@@ -219,7 +220,8 @@ def render_html(report: dict[str, Any]) -> str:
         f'<p class="decision" style="background:{colour}">Promotion gate: {verdict}</p>',
         f"<ul>{reasons}</ul>",
         "<h2>Tasks</h2>",
-        "<p>Each value is the benchmark's headline metric with its 95% CI. <b>Strict</b> counts "
+        "<p>Each value is the benchmark's headline metric with its 95% CI, over the items whose "
+        "reply could be scored (how many, when not all). <b>Strict</b> counts "
         "unparseable replies as wrong (0). <b>&Delta; vs base</b> is the paired difference "
         "over the items both models finished, unparseable = wrong, with its 95% bootstrap CI "
         "and the exact McNemar p-value: what the gate uses.</p>",
@@ -267,7 +269,7 @@ def _task_table(tasks: list[dict[str, Any]]) -> str:
         for variant in VARIANT_ORDER:
             m = models.get(variant)
             cells += [
-                _ci(m["value"], m["low"], m["high"]) if m else "&ndash;",
+                _value_cell(m) if m else "&ndash;",
                 _num(m["strict"]) if m else "&ndash;",
             ]
         for variant in ("adapted", "base+retrieval"):
@@ -363,6 +365,14 @@ def _lineage_html(lineage: dict[str, Any]) -> str:
             + "</pre></details>",
         ]
     )
+
+
+def _value_cell(model: dict[str, Any]) -> str:
+    """The headline with its CI, and how few items it rests on when replies were unusable."""
+    cell = _ci(model["value"], model["low"], model["high"])
+    if model["n_scored"] < model["n_items"]:
+        cell += f'<br><span class="small">{model["n_scored"]} of {model["n_items"]} scored</span>'
+    return cell
 
 
 def _ci(value: float | None, low: float | None, high: float | None, signed: bool = False) -> str:
