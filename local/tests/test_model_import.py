@@ -6,11 +6,14 @@ import json
 import shutil
 from pathlib import Path
 
+import boto3
 import pytest
+from dapt_trainer import storage
+from moto import mock_aws
 
 from conftest import CACHE, EXAMPLE
 from dapt_local.config import ConfigError, load_config
-from dapt_local.model_import import ModelImportError, import_model, verified
+from dapt_local.model_import import ImportedModel, ModelImportError, import_model, upload, verified
 
 
 def test_the_imported_model_is_verified_and_its_provenance_recorded() -> None:
@@ -77,3 +80,31 @@ def test_a_gate_over_a_benchmark_that_is_not_run_is_refused(tmp_path: Path) -> N
     (tmp_path / "adapt.yaml").write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError, match=r"does not run: \['mcqq'\]"):
         load_config(tmp_path / "adapt.yaml")
+
+
+def test_an_imported_folder_is_uploaded_whole_under_the_lake_prefix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN an imported folder (a small stand-in: upload copies whatever the folder holds)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}", encoding="utf-8")
+    (folder / "model.safetensors").write_bytes(b"weights")
+    (folder / "provenance.json").write_text('{"files": {}}', encoding="utf-8")
+    model = ImportedModel(folder, {"model_sha256": "sha256:x"}, reused=True)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        storage.reset_client()
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="lake")
+        # WHEN it is uploaded to the lake's models zone
+        prefix = upload(model, "s3://lake/models/smollm2/")
+        # THEN every file is there, under the prefix a trainer's model.path can name
+        keys = {o["Key"] for o in s3.list_objects_v2(Bucket="lake")["Contents"]}
+    storage.reset_client()
+    assert prefix == "s3://lake/models/smollm2"
+    assert keys == {
+        "models/smollm2/config.json",
+        "models/smollm2/model.safetensors",
+        "models/smollm2/provenance.json",
+    }
