@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from dapt_data.config import Format, SourceConfig, cross_problems
 from dapt_data.config import load_config as load_data_config
 from dapt_data.manifest import DatasetManifest, read_manifest
@@ -161,8 +160,7 @@ def run_data(
     data = load_data_config(Path(config.data.pipeline))
     public = config.data.public
     public_file = out / "public" / f"{public.name}.jsonl"
-    if not public_file.exists() or public_file.read_bytes() != _public_bytes(public.max_words):
-        export_public(public_file, public.max_words)
+    export_public(public_file, public.max_words)
     sources = [
         *data.sources,
         SourceConfig(
@@ -193,13 +191,6 @@ def run_data(
                 manifest_uri = str(result.counts["manifest"])
             progress.update(1)
     return manifest_uri, skipped
-
-
-def _public_bytes(max_words: int) -> bytes:
-    from dapt_data.public import documents  # noqa: PLC0415
-
-    rows = documents(max_words)
-    return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows).encode()
 
 
 # --- train ---------------------------------------------------------------------------------
@@ -367,12 +358,6 @@ def run_evaluate(
             total,
         )
     return runs, counted[0]
-
-
-def write_run_config(config: AdaptConfig, path: Path) -> None:
-    """The resolved config, as the run used it (for the lineage)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), "utf-8")
 
 
 TRAIN_STAGE = "adapt"

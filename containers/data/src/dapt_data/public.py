@@ -45,15 +45,20 @@ def documents(max_words: int = DEFAULT_MAX_WORDS) -> list[dict[str, str]]:
     return out
 
 
-def export(path: Path, max_words: int = DEFAULT_MAX_WORDS) -> int:
-    """Write the documents as JSONL; returns how many were written."""
+def jsonl(max_words: int = DEFAULT_MAX_WORDS) -> bytes:
+    """The documents as the JSONL file `export` writes."""
     rows = documents(max_words)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows),
-        encoding="utf-8",
-    )
-    return len(rows)
+    return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows).encode()
+
+
+def export(path: Path, max_words: int = DEFAULT_MAX_WORDS) -> int:
+    """Write the documents as JSONL unless the file already holds exactly them (its mtime, and
+    so the data pipeline's input fingerprint, stays put); returns how many documents."""
+    data = jsonl(max_words)
+    if not path.is_file() or path.read_bytes() != data:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return data.count(b"\n")
 
 
 def _row(topic: str, paragraphs: list[str]) -> dict[str, str]:
