@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
  * CDK entry point: `npx cdk synth -c stage=production` or
- * `npx cdk synth -c stage=experiment -c experiment=NAME`; add `-c run=NAME` for one experiment
- * run's stack on that environment.
+ * `npx cdk synth -c stage=experiment -c experiment=NAME`; add `-c run=NAME` (and
+ * `-c upstream=A,B` for the runs it starts from) for one experiment run's stack on that environment.
  */
 import { buildPlatform, buildRun, createApp } from '../lib/app';
 import { ConfigError } from '../lib/config/load';
@@ -15,9 +15,11 @@ try {
     experiment: context('experiment'),
     defaultAccount: process.env.CDK_DEFAULT_ACCOUNT,
   };
-  // `-c run=NAME` deploys one experiment's run stack on an environment that already exists.
+  // `-c run=NAME` deploys one experiment's run stack on an environment that already exists;
+  // `-c upstream=A,B` lets it read the models of earlier runs A and B.
   const run = context('run');
-  if (run !== undefined) buildRun(app, { ...selection, run });
+  const upstream = context('upstream')?.split(',').map((name) => name.trim()).filter(Boolean);
+  if (run !== undefined) buildRun(app, { ...selection, run, upstream });
   else buildPlatform(app, selection);
 } catch (err) {
   if (err instanceof ConfigError) {

@@ -35,12 +35,13 @@ export interface Platform {
 }
 
 /** Adds the stack of one experiment run on an existing environment (`-c run=NAME`), tagged and checked. */
-export function buildRun(app: App, selection: StageSelection & { run: string }): RunStack {
+export function buildRun(app: App, selection: StageSelection & { run: string; upstream?: readonly string[] }): RunStack {
   const config = loadConfig(selection);
   const stack = new RunStack(app, `${config.prefix}-${config.envId}-run-${selection.run}`, {
     env: { account: config.account, region: config.region },
     config,
     run: selection.run,
+    upstreamRuns: selection.upstream,
     description: `Training jobs of run '${selection.run}' on ${config.prefix}-${config.envId}: writes only under runs/${selection.run}/`,
   });
   tagAll(app, config, selection.run);
@@ -84,6 +85,7 @@ export function buildPlatform(app: App, selection: StageSelection): Platform {
     ...common,
     description: `Evaluation fan-out (Step Functions, Lambda, Athena table) of ${config.prefix}-${config.envId}`,
     vpc: network.vpc,
+    gatewayPrefixLists: network.gatewayPrefixLists,
   });
   // The eval stack reads the lake's SSM parameters at deploy time: they must exist first.
   evaluation.addStackDependency(dataLake);
@@ -92,6 +94,7 @@ export function buildPlatform(app: App, selection: StageSelection): Platform {
     description: `GPU training on AWS Batch (P5, EFA) and data-preparation queue of ${config.prefix}-${config.envId}`,
     vpc: network.vpc,
     efaSecurityGroup: network.efaSecurityGroup,
+    s3PrefixListId: network.gatewayPrefixLists.s3,
   });
   training.addStackDependency(dataLake);
   const audit = config.audit.cloudTrail

@@ -18,40 +18,6 @@ export const LOG_RETENTION_DAYS = [
   3653,
 ] as const;
 
-/**
- * Interface endpoints the private subnets may need, by the short name used in config files.
- * Training needs ECR, Logs, STS, CloudWatch metrics; evaluation adds Bedrock, SageMaker runtime,
- * Secrets Manager, Glue/Athena; data preparation adds Comprehend (PII detection); everything
- * reads SSM parameters and KMS keys.
- */
-export const INTERFACE_ENDPOINT_NAMES = [
-  'ecr.api',
-  'ecr.dkr',
-  'logs',
-  'monitoring',
-  'sts',
-  'ssm',
-  'kms',
-  'secretsmanager',
-  'bedrock-runtime',
-  'sagemaker.runtime',
-  'sagemaker.api',
-  'glue',
-  'athena',
-  'states',
-  'batch',
-  'comprehend',
-] as const;
-export type InterfaceEndpointName = (typeof INTERFACE_ENDPOINT_NAMES)[number];
-
-/** Endpoints without which the platform does not work; a config that drops one is rejected. */
-export const REQUIRED_INTERFACE_ENDPOINTS: readonly InterfaceEndpointName[] = [
-  'ecr.api',
-  'ecr.dkr',
-  'logs',
-  'sts',
-];
-
 const TAG_VALUE = /^[\p{L}\p{N} _.:/=+\-@]{1,256}$/u;
 const tagValue = z.string().regex(TAG_VALUE, 'must be 1-256 letters, digits, spaces or _.:/=+-@');
 
@@ -80,11 +46,6 @@ export const NetworkConfigSchema = z.strictObject({
   evalSubnetMask: z.int().min(16).max(26),
   /** Prefix length of each subnet that holds the interface endpoints. */
   endpointSubnetMask: z.int().min(20).max(27),
-  /** Interface endpoints to create (S3 and DynamoDB gateway endpoints are always created). */
-  interfaceEndpoints: z
-    .array(z.enum(INTERFACE_ENDPOINT_NAMES))
-    .min(1)
-    .refine((names) => new Set(names).size === names.length, 'must not list an endpoint twice'),
 });
 
 export const DataLakeConfigSchema = z.strictObject({
@@ -106,8 +67,13 @@ export const AuditConfigSchema = z.strictObject({
 export const EvalConfigSchema = z.strictObject({
   /** Most shards the Distributed Map runs at once; the plan may choose fewer to respect provider limits. */
   maxShardConcurrency: z.int().min(1).max(10000),
-  /** Reserved concurrency of the worker Lambda (also the ceiling of in-flight shards). */
-  workerReservedConcurrency: z.int().min(1).max(1000),
+  /**
+   * Reserved concurrency of the worker Lambda; absent: none reserved (in-flight shards are bounded
+   * by maxShardConcurrency either way). Lambda keeps 100 of the account's concurrency unreserved,
+   * so a reservation fails to deploy where the account's quota is below 100 plus the reservation
+   * (new accounts may start at 10): check `aws lambda get-account-settings` first.
+   */
+  workerReservedConcurrency: z.int().min(1).max(1000).optional(),
   /** Worker Lambda timeout; a shard must finish within it (Lambda allows at most 900 s). */
   workerTimeoutSeconds: z.int().min(30).max(900),
   /** Worker Lambda memory in MB. */
@@ -151,6 +117,12 @@ export const TrainingConfigSchema = z.strictObject({
   rootVolumeGiB: z.int().min(100).max(16384),
   /** vCPUs of the Fargate queue for data-preparation jobs. */
   cpuQueueMaxvCpus: z.int().min(1).max(4096),
+  /**
+   * Availability zone of the GPU nodes, e.g. us-east-1b: the zone of the capacity reservation or
+   * Capacity Block when there is one. Absent: the VPC's first zone. One zone always, because the
+   * nodes of a multi-node job share a cluster placement group, which cannot span zones.
+   */
+  availabilityZone: z.string().regex(/^[a-z]{2}(-gov)?-[a-z]+-\d[a-z]$/, 'must be an availability zone name such as us-east-1b').optional(),
 });
 
 export const PlatformConfigSchema = z
@@ -187,20 +159,9 @@ export function crossFieldProblems(raw: unknown): { path: string[]; message: str
   const problems: { path: string[]; message: string }[] = [];
   const config = (raw ?? {}) as {
     stage?: unknown;
-    network?: { cidr?: unknown; interfaceEndpoints?: unknown; [k: string]: unknown };
+    network?: { cidr?: unknown; [k: string]: unknown };
     audit?: { cloudTrail?: unknown };
   };
-  const endpoints = config.network?.interfaceEndpoints;
-  if (Array.isArray(endpoints)) {
-    for (const required of REQUIRED_INTERFACE_ENDPOINTS) {
-      if (!endpoints.includes(required)) {
-        problems.push({
-          path: ['network', 'interfaceEndpoints'],
-          message: `must include '${required}': training pulls images and writes logs with no internet route`,
-        });
-      }
-    }
-  }
   const cidr = config.network?.cidr;
   const vpcMask = typeof cidr === 'string' ? Number(cidr.split('/')[1]) : NaN;
   for (const key of ['trainingSubnetMask', 'evalSubnetMask', 'endpointSubnetMask']) {

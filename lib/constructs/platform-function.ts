@@ -7,7 +7,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import type { ExpectedWildcard } from '../compliance/acknowledge';
+import { acknowledge, type ExpectedWildcard } from '../compliance/acknowledge';
 import { ManagedRole } from './managed-role';
 import { EncryptedLogGroup } from './encrypted-log-group';
 
@@ -29,8 +29,12 @@ export interface PlatformFunctionProps {
   readonly encryptionKey: kms.IKey;
   readonly logRetentionDays: number;
   readonly destroyOnDelete: boolean;
-  /** Concurrent executions reserved for (and capping) this function. */
-  readonly reservedConcurrency: number;
+  /**
+   * Concurrent executions reserved for (and capping) this function.
+   * @default - none reserved: the caller bounds concurrency (a reservation fails to deploy in an
+   * account whose quota is below 100 plus the reservation, such as a new account's)
+   */
+  readonly reservedConcurrency?: number;
   readonly timeout: Duration;
   readonly memoryMb: number;
   /** The function's permissions beyond logging, tracing and its VPC interfaces. */
@@ -138,6 +142,13 @@ export class PlatformFunction extends Construct {
             bundling: { minify: true, sourceMap: true, target: 'node24', format: nodejs.OutputFormat.CJS },
           })
         : new lambda.DockerImageFunction(this, 'Function', { ...common, code: props.code.code });
+    if (props.reservedConcurrency === undefined) {
+      acknowledge(
+        this.function,
+        ['NIST.800.53.R5-LambdaConcurrency', 'HIPAA.Security-LambdaConcurrency'],
+        "Concurrency is bounded by its caller (the state machine's Distributed Map maxConcurrency, one plan and one aggregate per run); a reservation would fail to deploy in accounts whose Lambda quota is below 100 plus the reservation, such as new accounts (quota 10). Set eval.workerReservedConcurrency to reserve.",
+      );
+    }
     // The role's policy must exist before the function is created, or the first invocations fail.
     this.function.node.addDependency(this.policy);
   }

@@ -17,6 +17,8 @@ export interface SecureBucketProps {
   readonly noncurrentVersionExpirationDays: number;
   /** Delete the bucket and its objects with the stack (experiment) instead of keeping them. */
   readonly destroyOnDelete: boolean;
+  /** A fixed name, where another stack must know it before this one exists. @default - generated */
+  readonly bucketName?: string;
 }
 
 /**
@@ -30,6 +32,7 @@ export class SecureBucket extends Construct {
   constructor(scope: Construct, id: string, props: SecureBucketProps) {
     super(scope, id);
     this.bucket = new s3.Bucket(this, 'Bucket', {
+      bucketName: props.bucketName,
       encryption: s3.BucketEncryption.KMS,
       encryptionKey: props.encryptionKey,
       bucketKeyEnabled: true,

@@ -20,8 +20,11 @@ import { Construct } from 'constructs';
 import type { ResolvedConfig } from '../config/load';
 import { ManagedRole } from './managed-role';
 
-/** The lake zones a training job touches. */
-export type TrainingBuckets = Record<'datasets' | 'models' | 'artifacts' | 'curated' | 'raw', s3.IBucket>;
+/** The lake zones a training job touches. Never `raw`: the trainer reads only redacted (curated) text. */
+export type TrainingBuckets = Record<'datasets' | 'models' | 'artifacts' | 'curated', s3.IBucket>;
+
+/** Prefix of imported base models in the models zone (`dapt-local import-model --to s3://<models>/base/<name>/`). */
+export const BASE_MODELS_PREFIX = 'base/';
 
 /** What one node of the training instance types offers (p5.48xlarge, p5e, p5en alike). */
 export const P5_NODE = {
@@ -128,8 +131,9 @@ export function createExecutionRole(scope: Construct, logGroupArn: string, key: 
 }
 
 /**
- * The trainer's role: reads the datasets, curated and raw zones and base models; writes
- * checkpoints and outputs only under `runs/` of the models and artifacts zones.
+ * The trainer's role: reads the datasets and curated zones, the base models and the models of
+ * `modelReadPrefixes` (its own run's and the upstream runs it names); writes checkpoints and
+ * outputs only under `writePrefix` of the models and artifacts zones.
  */
 function createJobRole(
   scope: Construct,
@@ -137,6 +141,7 @@ function createJobRole(
   buckets: TrainingBuckets,
   lakeKeyArn: string,
   writePrefix: string,
+  modelReadPrefixes: readonly string[],
 ): iam.Role {
   return new ManagedRole(scope, 'JobRole', {
     assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
@@ -145,7 +150,12 @@ function createJobRole(
       new iam.PolicyStatement({
         sid: 'ReadInputs',
         actions: ['s3:GetObject'],
-        resources: [buckets.datasets, buckets.curated, buckets.raw, buckets.models].map((b) => b.arnForObjects('*')),
+        resources: [buckets.datasets, buckets.curated].map((b) => b.arnForObjects('*')),
+      }),
+      new iam.PolicyStatement({
+        sid: 'ReadBaseAndUpstreamModels',
+        actions: ['s3:GetObject'],
+        resources: [BASE_MODELS_PREFIX, ...modelReadPrefixes].map((prefix) => buckets.models.arnForObjects(`${prefix}*`)),
       }),
       new iam.PolicyStatement({
         sid: 'ListInputsAndOutputs',
@@ -165,7 +175,12 @@ function createJobRole(
       new iam.PolicyStatement({ sid: 'UseLakeKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [lakeKeyArn] }),
     ],
     wildcards: [
-      { pattern: /^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>\/\*$/, reason: 'Training inputs (datasets, curated and raw text, base models) are read whole-zone; their keys are named by the experiment config, only reads are allowed.' },
+      { pattern: /^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>\/\*$/, reason: 'Training inputs (dataset manifests and curated, redacted text) are read whole-zone; their keys are named by the experiment config, only reads are allowed.' },
+      { pattern: new RegExp(`^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>/${escapeRegExp(BASE_MODELS_PREFIX)}\\*$`), reason: `Imported base models, one folder each under '${BASE_MODELS_PREFIX}'; read only.` },
+      ...modelReadPrefixes.map((prefix) => ({
+        pattern: new RegExp(`^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>/${escapeRegExp(prefix)}\\*$`),
+        reason: `Models of '${prefix}' (this run's own checkpoints, or an upstream run it names), read to resume or to start from; read only.`,
+      })),
       { pattern: new RegExp(`^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>/${escapeRegExp(writePrefix)}\\*$`), reason: `Checkpoints and outputs are written under '${writePrefix}' only; keys are created per experiment, stage and step.` },
     ],
   }).role;
@@ -178,6 +193,12 @@ export interface TrainerJobsProps {
   readonly namePrefix: string;
   /** Prefix of the models and artifacts zones the jobs may write, e.g. `runs/` or `runs/lora7b/`. */
   readonly writePrefix: string;
+  /**
+   * Prefixes of the models zone the jobs may read besides `base/`: their own run's and the
+   * upstream runs they start from (e.g. `runs/dapt7b/` for an SFT run on a DAPT checkpoint).
+   * @default - [writePrefix]
+   */
+  readonly modelReadPrefixes?: readonly string[];
   readonly buckets: TrainingBuckets;
   readonly lakeKeyArn: string;
   readonly image: DockerImageAsset;
@@ -201,7 +222,7 @@ export class TrainerJobs extends Construct {
     super(scope, id);
     const { config, buckets } = props;
     const training = config.training;
-    this.jobRole = createJobRole(this, config, buckets, props.lakeKeyArn, props.writePrefix);
+    this.jobRole = createJobRole(this, config, buckets, props.lakeKeyArn, props.writePrefix, props.modelReadPrefixes ?? [props.writePrefix]);
     const container = (containerId: string, command: string[]): batch.EcsEc2ContainerDefinition =>
       createGpuContainer(this, containerId, {
         image: ecs.ContainerImage.fromDockerImageAsset(props.image),

@@ -1,13 +1,25 @@
 import { Aws, Stack, type StackProps } from 'aws-cdk-lib';
 import * as cloudtrail from 'aws-cdk-lib/aws-cloudtrail';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import type * as s3 from 'aws-cdk-lib/aws-s3';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Construct } from 'constructs';
 import { acknowledge } from '../compliance/acknowledge';
 import type { ResolvedConfig } from '../config/load';
 import { EncryptedLogGroup } from '../constructs/encrypted-log-group';
 import { PlatformKey } from '../constructs/platform-key';
 import { SecureBucket } from '../constructs/secure-bucket';
+
+/** Prefix of the trail bucket's server access logs in the lake's access-logs bucket. */
+export const TRAIL_ACCESS_LOGS_PREFIX = 'cloudtrail/';
+
+/**
+ * The trail bucket's name, fixed so the lake's stack can name it in its access-logs bucket policy
+ * before the audit stack exists (account and region make it globally unique).
+ */
+export function trailBucketName(config: ResolvedConfig): string {
+  return `${config.prefix}-${config.envId}-trail-${Aws.ACCOUNT_ID}-${config.region}`;
+}
 
 export interface AuditStackProps extends StackProps {
   readonly config: ResolvedConfig;
@@ -37,23 +49,15 @@ export class AuditStack extends Stack {
     }).key;
     const trailName = `${config.prefix}-${config.envId}-audit`;
     const trailArn = `arn:${Aws.PARTITION}:cloudtrail:${this.region}:${Aws.ACCOUNT_ID}:trail/${trailName}`;
-    trailKey.addToResourcePolicy(
-      new iam.PolicyStatement({
-        sid: 'AllowCloudTrailToEncryptThisTrail',
-        principals: [new iam.ServicePrincipal('cloudtrail.amazonaws.com')],
-        actions: ['kms:GenerateDataKey*', 'kms:DescribeKey'],
-        resources: ['*'],
-        conditions: {
-          StringEquals: { 'aws:SourceArn': trailArn },
-          StringLike: { 'kms:EncryptionContext:aws:cloudtrail:arn': `arn:${Aws.PARTITION}:cloudtrail:*:${Aws.ACCOUNT_ID}:trail/*` },
-        },
-      }),
-    );
+    grantCloudTrailKeyUse(trailKey, trailArn);
 
     const trailBucket = new SecureBucket(this, 'TrailBucket', {
+      bucketName: trailBucketName(config),
       encryptionKey: trailKey,
-      accessLogsBucket: props.accessLogsBucket,
-      accessLogsPrefix: 'cloudtrail/',
+      // A reference: the lake's stack writes the delivery statement for this bucket itself, with
+      // its confused-deputy conditions (CDK's own, added across stacks, has none).
+      accessLogsBucket: s3.Bucket.fromBucketName(this, 'AccessLogsBucketRef', props.accessLogsBucket.bucketName),
+      accessLogsPrefix: TRAIL_ACCESS_LOGS_PREFIX,
       abortIncompleteUploadDays: config.dataLake.abortIncompleteUploadDays,
       noncurrentVersionExpirationDays: config.dataLake.noncurrentVersionExpirationDays,
       destroyOnDelete,
@@ -65,9 +69,12 @@ export class AuditStack extends Stack {
       destroyOnDelete,
     });
 
+    allowCloudTrailDelivery(trailBucket, trailArn);
     this.trail = new cloudtrail.Trail(this, 'Trail', {
       trailName,
-      bucket: trailBucket,
+      // A reference, not the bucket: the construct would add its own delivery statements, without
+      // the aws:SourceArn condition, to the bucket policy (see allowCloudTrailDelivery).
+      bucket: s3.Bucket.fromBucketAttributes(this, 'TrailBucketRef', { bucketArn: trailBucket.bucketArn, bucketName: trailBucket.bucketName }),
       encryptionKey: trailKey,
       enableFileValidation: true,
       isMultiRegionTrail: true,
@@ -75,6 +82,8 @@ export class AuditStack extends Stack {
       sendToCloudWatchLogs: true,
       cloudWatchLogGroup: trailLogs.logGroup,
     });
+    // CloudTrail checks the bucket policy when the trail is created.
+    this.trail.node.addDependency(trailBucket.policy!);
     const logsRolePolicy = this.trail.node.tryFindChild('LogsRole')?.node.tryFindChild('DefaultPolicy');
     if (logsRolePolicy) {
       acknowledge(
@@ -91,4 +100,67 @@ export class AuditStack extends Stack {
       },
     );
   }
+}
+
+/**
+ * The key policy sections CloudTrail documents ("Configure AWS KMS key policies for CloudTrail"):
+ * encrypt for this trail only; describe the key (DescribeKey carries no encryption context, so
+ * that statement must not require one); decrypt for CloudTrail itself, which creating a trail on
+ * a bucket with an S3 Bucket Key needs; and decrypt of the log files for this account's principals
+ * (their IAM policies still decide who actually may).
+ */
+function grantCloudTrailKeyUse(key: kms.Key, trailArn: string): void {
+  const cloudtrail = new iam.ServicePrincipal('cloudtrail.amazonaws.com');
+  const thisTrail = { StringEquals: { 'aws:SourceArn': trailArn } };
+  const trailContext = `arn:${Aws.PARTITION}:cloudtrail:*:${Aws.ACCOUNT_ID}:trail/*`;
+  key.addToResourcePolicy(
+    new iam.PolicyStatement({
+      sid: 'AllowCloudTrailToEncryptThisTrail',
+      principals: [cloudtrail],
+      actions: ['kms:GenerateDataKey*'],
+      resources: ['*'],
+      conditions: { ...thisTrail, StringLike: { 'kms:EncryptionContext:aws:cloudtrail:arn': trailContext } },
+    }),
+  );
+  key.addToResourcePolicy(
+    new iam.PolicyStatement({ sid: 'AllowCloudTrailToDescribeTheKey', principals: [cloudtrail], actions: ['kms:DescribeKey'], resources: ['*'], conditions: thisTrail }),
+  );
+  key.addToResourcePolicy(
+    new iam.PolicyStatement({ sid: 'AllowCloudTrailToDecryptForTheBucketKey', principals: [cloudtrail], actions: ['kms:Decrypt'], resources: ['*'], conditions: thisTrail }),
+  );
+  key.addToResourcePolicy(
+    new iam.PolicyStatement({
+      sid: 'AllowThisAccountToReadTrailLogs',
+      principals: [new iam.AnyPrincipal()],
+      actions: ['kms:Decrypt', 'kms:ReEncryptFrom'],
+      resources: ['*'],
+      conditions: {
+        StringEquals: { 'kms:CallerAccount': Aws.ACCOUNT_ID },
+        StringLike: { 'kms:EncryptionContext:aws:cloudtrail:arn': trailContext },
+      },
+    }),
+  );
+}
+
+/** The bucket policy CloudTrail documents, with aws:SourceArn so no other trail can write here. */
+function allowCloudTrailDelivery(bucket: s3.Bucket, trailArn: string): void {
+  const cloudtrail = new iam.ServicePrincipal('cloudtrail.amazonaws.com');
+  bucket.addToResourcePolicy(
+    new iam.PolicyStatement({
+      sid: 'AllowThisTrailToCheckTheBucketAcl',
+      principals: [cloudtrail],
+      actions: ['s3:GetBucketAcl'],
+      resources: [bucket.bucketArn],
+      conditions: { StringEquals: { 'aws:SourceArn': trailArn } },
+    }),
+  );
+  bucket.addToResourcePolicy(
+    new iam.PolicyStatement({
+      sid: 'AllowThisTrailToDeliverLogFiles',
+      principals: [cloudtrail],
+      actions: ['s3:PutObject'],
+      resources: [bucket.arnForObjects(`AWSLogs/${Aws.ACCOUNT_ID}/*`)],
+      conditions: { StringEquals: { 'aws:SourceArn': trailArn, 's3:x-amz-acl': 'bucket-owner-full-control' } },
+    }),
+  );
 }

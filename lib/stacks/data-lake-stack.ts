@@ -1,4 +1,5 @@
-import { Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import { Aws, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as athena from 'aws-cdk-lib/aws-athena';
 import * as glue from 'aws-cdk-lib/aws-glue';
 import type * as kms from 'aws-cdk-lib/aws-kms';
@@ -9,6 +10,7 @@ import type { ResolvedConfig } from '../config/load';
 import { PlatformKey } from '../constructs/platform-key';
 import { PlatformParameters, type PlatformParameterKey } from '../constructs/platform-parameters';
 import { SecureBucket } from '../constructs/secure-bucket';
+import { TRAIL_ACCESS_LOGS_PREFIX, trailBucketName } from './audit-stack';
 
 /**
  * The zones of the lake, in the order data moves through them:
@@ -49,6 +51,22 @@ export class DataLakeStack extends Stack {
     }).key;
 
     this.accessLogsBucket = createAccessLogsBucket(this, config);
+    if (config.audit.cloudTrail) {
+      // The audit stack's trail bucket logs here too; its statement is written here, where the
+      // policy lives, naming that bucket (by its fixed name) and this account.
+      this.accessLogsBucket.addToResourcePolicy(
+        new iam.PolicyStatement({
+          sid: 'AllowAccessLogsOfTheTrailBucket',
+          principals: [new iam.ServicePrincipal('logging.s3.amazonaws.com')],
+          actions: ['s3:PutObject'],
+          resources: [this.accessLogsBucket.arnForObjects(`${TRAIL_ACCESS_LOGS_PREFIX}*`)],
+          conditions: {
+            ArnLike: { 'aws:SourceArn': `arn:${Aws.PARTITION}:s3:::${trailBucketName(config)}` },
+            StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
+          },
+        }),
+      );
+    }
 
     const buckets = {} as Record<LakeZone, s3.Bucket>;
     for (const zone of LAKE_ZONES) {

@@ -18,7 +18,7 @@ import { EncryptedLogGroup } from '../constructs/encrypted-log-group';
 import { PlatformFunction } from '../constructs/platform-function';
 import { PlatformKey } from '../constructs/platform-key';
 import { PlatformParameters, readPlatformParameter } from '../constructs/platform-parameters';
-import { SUBNET_GROUPS } from './network-stack';
+import { allowHttpsToServices, SUBNET_GROUPS } from './network-stack';
 
 /** Where each kind of evaluation object lives in the eval bucket (shared with lambda/ and containers/eval). */
 export const EVAL_PREFIXES = {
@@ -35,6 +35,8 @@ const REPO_ROOT = path.join(__dirname, '..', '..');
 export interface EvalStackProps extends StackProps {
   readonly config: ResolvedConfig;
   readonly vpc: ec2.IVpc;
+  /** Prefix lists of the S3 and DynamoDB gateway endpoints, for the functions' egress. */
+  readonly gatewayPrefixLists: { readonly s3: string; readonly dynamodb: string };
 }
 
 /**
@@ -83,8 +85,9 @@ export class EvalStack extends Stack {
     const securityGroup = new ec2.SecurityGroup(this, 'FunctionSecurityGroup', {
       vpc: props.vpc,
       description: 'Evaluation Lambdas: outbound to VPC endpoints only (the subnets have no internet route)',
-      allowAllOutbound: true,
+      allowAllOutbound: false,
     });
+    allowHttpsToServices(securityGroup, config.network.cidr, [props.gatewayPrefixLists.s3, props.gatewayPrefixLists.dynamodb]);
     const functionDefaults = {
       vpc: props.vpc,
       subnets: { subnetGroupName: SUBNET_GROUPS.eval },
@@ -118,7 +121,6 @@ export class EvalStack extends Stack {
       description: 'Validates a run spec and its benchmark, writes shards and the shard manifest',
       code: { kind: 'nodejs', entry: path.join(REPO_ROOT, 'lambda', 'eval-plan', 'index.ts') },
       environment: { ...environment, POWERTOOLS_SERVICE_NAME: 'eval-plan' },
-      reservedConcurrency: DEFAULT_PLAN_CONCURRENCY,
       wildcards: prefixWildcards(),
       timeout: Duration.minutes(5),
       memoryMb: 1024,
@@ -180,7 +182,6 @@ export class EvalStack extends Stack {
         }),
       },
       environment: { ...environment, POWERTOOLS_SERVICE_NAME: 'eval-aggregate' },
-      reservedConcurrency: DEFAULT_AGGREGATE_CONCURRENCY,
       wildcards: prefixWildcards(),
       timeout: Duration.minutes(15),
       memoryMb: 3008,
@@ -193,6 +194,9 @@ export class EvalStack extends Stack {
     });
 
     this.stateMachine = this.createStateMachine(config, evalBucket, evalKey, plan.function, worker.function, aggregate.function);
+    // The Distributed Map's item reader reads the shard manifest itself, with the state machine's
+    // role; the manifest is encrypted with the lake key like everything in the eval bucket.
+    this.stateMachine.addToRolePolicy(new iam.PolicyStatement({ sid: 'ReadShardManifests', actions: ['kms:Decrypt'], resources: [lakeKeyArn] }));
 
     this.resultsTableName = 'results';
     new glue.CfnTable(this, 'ResultsTable', {
@@ -271,6 +275,7 @@ export class EvalStack extends Stack {
     });
 
     const logs = new EncryptedLogGroup(this, 'StateMachineLogs', {
+      logGroupName: `/aws/vendedlogs/states/${config.prefix}-${config.envId}-eval`,
       encryptionKey: evalKey,
       retentionDays: config.logRetentionDays,
       destroyOnDelete: config.behaviour.destroyOnDelete,
@@ -320,9 +325,6 @@ function acknowledgeStateMachinePolicies(stateMachine: sfn.StateMachine, config:
   }
 }
 
-/** One plan per run at a time is plenty; a few cover concurrent runs. */
-const DEFAULT_PLAN_CONCURRENCY = 5;
-const DEFAULT_AGGREGATE_CONCURRENCY = 5;
 /** How many times a shard may continue after running out of Lambda time. */
 const DEFAULT_SHARD_CONTINUATIONS = 20;
 /** A run that has not finished in a day is stuck, not slow. */

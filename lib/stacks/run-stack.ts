@@ -12,11 +12,14 @@ export interface RunStackProps extends StackProps {
   readonly config: ResolvedConfig;
   /** The experiment this stack isolates; its jobs write only under `runs/<run>/`. */
   readonly run: string;
+  /** Earlier runs whose models this run may read (e.g. the DAPT run an SFT run starts from). */
+  readonly upstreamRuns?: readonly string[];
 }
 
 /**
  * One experiment on a shared platform: its own job role, allowed to write only under
- * `runs/<run>/` of the models and artifacts zones, and its own single-node and multi-node job
+ * `runs/<run>/` of the models and artifacts zones and to read only base models, its own run's and
+ * its named upstream runs' models, and its own single-node and multi-node job
  * definitions using that role. Everything else (queues, compute, lake, keys, log group) is the
  * platform's, read through SSM, so the stack deploys and goes away without touching the platform.
  */
@@ -31,7 +34,7 @@ export class RunStack extends Stack {
     const read = (key: Parameters<typeof readPlatformParameter>[2]): string => readPlatformParameter(this, config.ssmRoot, key);
     const bucket = (zone: keyof TrainingBuckets): s3.IBucket =>
       s3.Bucket.fromBucketName(this, `${zone.charAt(0).toUpperCase()}${zone.slice(1)}Bucket`, read(`${zone}Bucket`));
-    const buckets: TrainingBuckets = { datasets: bucket('datasets'), models: bucket('models'), artifacts: bucket('artifacts'), curated: bucket('curated'), raw: bucket('raw') };
+    const buckets: TrainingBuckets = { datasets: bucket('datasets'), models: bucket('models'), artifacts: bucket('artifacts'), curated: bucket('curated') };
     const trainingKey = kms.Key.fromKeyArn(this, 'TrainingKey', read('trainingKeyArn'));
     const logGroup = logs.LogGroup.fromLogGroupName(this, 'JobLogs', read('trainingJobLogGroup'));
 
@@ -42,6 +45,7 @@ export class RunStack extends Stack {
       config,
       namePrefix: `${config.prefix}-${config.envId}-run-${run}`,
       writePrefix: `${RUNS_PREFIX}${run}/`,
+      modelReadPrefixes: [run, ...(props.upstreamRuns ?? [])].map((name) => `${RUNS_PREFIX}${name}/`),
       buckets,
       lakeKeyArn: read('lakeKeyArn'),
       image,

@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { Aws, Duration, Fn, IgnoreMode, Size, Stack, type StackProps } from 'aws-cdk-lib';
+import { Aws, Duration, Fn, IgnoreMode, Size, Stack, type StackProps, Token } from 'aws-cdk-lib';
 import * as batch from 'aws-cdk-lib/aws-batch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -9,6 +9,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as cr from 'aws-cdk-lib/custom-resources';
 import type { Construct } from 'constructs';
 
 import type { ResolvedConfig } from '../config/load';
@@ -27,9 +28,10 @@ import {
 } from '../constructs/trainer-jobs';
 
 export { CONFIG_ERROR_EXIT_CODE, P5_NODE, RUNS_PREFIX } from '../constructs/trainer-jobs';
+import { deployTimeCall } from '../constructs/deploy-time-call';
 import { PlatformKey } from '../constructs/platform-key';
 import { PlatformParameters, readPlatformParameter } from '../constructs/platform-parameters';
-import { SUBNET_GROUPS } from './network-stack';
+import { allowHttpsToServices, SUBNET_GROUPS } from './network-stack';
 
 const REPO_ROOT = path.join(__dirname, '..', '..');
 
@@ -38,6 +40,8 @@ export interface TrainingStackProps extends StackProps {
   readonly vpc: ec2.IVpc;
   /** Lets the nodes of a job exchange all traffic (EFA/NCCL). */
   readonly efaSecurityGroup: ec2.ISecurityGroup;
+  /** Prefix list of the S3 gateway endpoint, for the Fargate jobs' egress. */
+  readonly s3PrefixListId: string;
 }
 
 /**
@@ -69,14 +73,15 @@ export class TrainingStack extends Stack {
       description: `Encrypts training root volumes and job logs of ${config.prefix}-${config.envId}`,
       destroyOnDelete,
     }).key;
-    grantEbsUse(key);
+    grantEbsUse(this, key);
     const logs = new EncryptedLogGroup(this, 'JobLogs', { encryptionKey: key, retentionDays: config.logRetentionDays, destroyOnDelete });
 
     // Inputs and outputs through SSM, so the lake holds no export lock for this stack.
     const bucket = (zone: 'datasets' | 'models' | 'artifacts' | 'curated' | 'raw'): s3.IBucket =>
       s3.Bucket.fromBucketName(this, `${zone.charAt(0).toUpperCase()}${zone.slice(1)}Bucket`, readPlatformParameter(this, config.ssmRoot, `${zone}Bucket`));
     const lakeKeyArn = readPlatformParameter(this, config.ssmRoot, 'lakeKeyArn');
-    const buckets: TrainingBuckets = { datasets: bucket('datasets'), models: bucket('models'), artifacts: bucket('artifacts'), curated: bucket('curated'), raw: bucket('raw') };
+    const buckets: TrainingBuckets = { datasets: bucket('datasets'), models: bucket('models'), artifacts: bucket('artifacts'), curated: bucket('curated') };
+    const rawBucket = bucket('raw');
 
     const image = trainerImage(this);
 
@@ -84,11 +89,9 @@ export class TrainingStack extends Stack {
     const launchTemplate = createLaunchTemplate(this, config, key, props.efaSecurityGroup);
     const placementGroup = new ec2.PlacementGroup(this, 'PlacementGroup', { strategy: ec2.PlacementGroupStrategy.CLUSTER });
 
-    // One subnet: the nodes of a multi-node job must share an AZ and a cluster placement group.
-    const trainingSubnets = props.vpc.selectSubnets({ subnetGroupName: SUBNET_GROUPS.training });
     const gpuEnvironment = new batch.ManagedEc2EcsComputeEnvironment(this, 'GpuEnvironment', {
       vpc: props.vpc,
-      vpcSubnets: { subnets: [trainingSubnets.subnets[0]!] },
+      vpcSubnets: { subnets: [gpuSubnet(props.vpc, training.availabilityZone)] },
       // Security groups live on the launch template's EFA interfaces; Batch forbids both.
       securityGroups: [],
       instanceTypes: training.instanceTypes.map((t) => new ec2.InstanceType(t)),
@@ -106,6 +109,9 @@ export class TrainingStack extends Stack {
       instanceRole,
       updateToLatestImageVersion: true,
     });
+    // The construct passes only the launch template's id, and Batch then keeps the version it saw
+    // at creation: name the latest version so a template change updates the environment.
+    (gpuEnvironment.node.defaultChild as batch.CfnComputeEnvironment).addPropertyOverride('ComputeResources.LaunchTemplate.Version', launchTemplate.attrLatestVersionNumber);
 
     this.gpuQueue = new batch.JobQueue(this, 'GpuQueue', {
       jobQueueName: `${config.prefix}-${config.envId}-gpu`,
@@ -126,8 +132,9 @@ export class TrainingStack extends Stack {
     const cpuSecurityGroup = new ec2.SecurityGroup(this, 'CpuJobSecurityGroup', {
       vpc: props.vpc,
       description: 'Data-preparation jobs: outbound to VPC endpoints only (the subnets have no internet route)',
-      allowAllOutbound: true,
+      allowAllOutbound: false,
     });
+    allowHttpsToServices(cpuSecurityGroup, config.network.cidr, [props.s3PrefixListId]);
     const cpuEnvironment = new batch.FargateComputeEnvironment(this, 'CpuEnvironment', {
       vpc: props.vpc,
       vpcSubnets: { subnetGroupName: SUBNET_GROUPS.training },
@@ -181,7 +188,7 @@ export class TrainingStack extends Stack {
       propagateTags: true,
     });
 
-    this.dataPrepJob = createDataPrepJob(this, config, buckets, lakeKeyArn, executionRole, logs.logGroup);
+    this.dataPrepJob = createDataPrepJob(this, config, { ...buckets, raw: rawBucket }, lakeKeyArn, executionRole, logs.logGroup);
 
     const parameters = new PlatformParameters(this, 'Parameters', config.ssmRoot);
     parameters.publish('trainingGpuQueueArn', this.gpuQueue.jobQueueArn, 'Job queue of GPU training jobs');
@@ -232,7 +239,33 @@ function createLaunchTemplate(scope: Construct, config: ResolvedConfig, key: kms
   });
 }
 
-/** Assembles the instance-store NVMe disks into one RAID-0 volume mounted at /scratch (MIME, as Batch requires). */
+/**
+ * The one training subnet the GPU nodes launch in: the configured zone (where a capacity
+ * reservation or Capacity Block is) or the VPC's first. One zone, because the nodes of a
+ * multi-node job share a cluster placement group, which cannot span zones.
+ */
+function gpuSubnet(vpc: ec2.IVpc, availabilityZone: string | undefined): ec2.ISubnet {
+  const subnets = vpc.selectSubnets({ subnetGroupName: SUBNET_GROUPS.training }).subnets;
+  if (availabilityZone === undefined) return subnets[0]!;
+  const zones = subnets.map((s) => s.availabilityZone);
+  if (zones.some((z) => Token.isUnresolved(z))) {
+    throw new Error(
+      `training.availabilityZone is ${availabilityZone}, but this synth does not know the account's zones: set 'account' in the stage config or CDK_DEFAULT_ACCOUNT (cdk deploy sets it) so CDK can look them up`,
+    );
+  }
+  const subnet = subnets.find((s) => s.availabilityZone === availabilityZone);
+  if (!subnet) throw new Error(`training.availabilityZone is ${availabilityZone}, which is not one of the VPC's zones (${zones.join(', ')}); raise network.maxAzs or pick one of them`);
+  return subnet;
+}
+
+/**
+ * Assembles the instance-store NVMe disks into one RAID-0 volume mounted at /scratch (MIME, as
+ * Batch requires). The ECS-optimized AL2023 image has no mdadm, so it is installed from the
+ * Amazon Linux repositories (S3, reached through the gateway endpoint). Whatever fails, /scratch
+ * ends writable for the trainer's user, and /scratch/.dapt-scratch says what it is (RAID-0 over
+ * N disks, one disk, or the root volume) for the trainer to log; a degraded layout is also
+ * written to the console log (`aws ec2 get-console-output`).
+ */
 const SCRATCH_USER_DATA = [
   'MIME-Version: 1.0',
   'Content-Type: multipart/mixed; boundary="==DAPT=="',
@@ -241,37 +274,81 @@ const SCRATCH_USER_DATA = [
   'Content-Type: text/x-shellscript; charset="us-ascii"',
   '',
   '#!/bin/bash',
-  'set -euxo pipefail',
+  'set -ux',
   'mkdir -p /scratch',
+  'layout="root volume"',
+  "trap 'chmod 1777 /scratch; echo \"$layout\" > /scratch/.dapt-scratch; chmod 0644 /scratch/.dapt-scratch' EXIT",
   "disks=$(lsblk -d -n -o NAME,MODEL | awk '/Instance Storage/ {print \"/dev/\"$1}')",
   'count=$(echo "$disks" | grep -c . || true)',
-  'if [ "$count" -gt 1 ] && command -v mdadm >/dev/null; then',
-  '  mdadm --create /dev/md0 --level=0 --raid-devices="$count" $disks --run',
-  '  mkfs.xfs -f /dev/md0 && mount /dev/md0 /scratch',
-  'elif [ "$count" -ge 1 ]; then',
-  '  first=$(echo "$disks" | head -n1); mkfs.xfs -f "$first" && mount "$first" /scratch',
+  'say() { echo "dapt-scratch: $*"; echo "dapt-scratch: $*" >/dev/console 2>/dev/null || true; }',
+  'if [ "$count" -gt 1 ]; then',
+  '  command -v mdadm >/dev/null || dnf install -y -q mdadm || say "mdadm could not be installed"',
+  '  if command -v mdadm >/dev/null && mdadm --create /dev/md0 --level=0 --raid-devices="$count" $disks --run && mkfs.xfs -f /dev/md0 && mount /dev/md0 /scratch; then',
+  '    layout="raid0 over $count NVMe disks"',
+  '  else',
+  '    say "RAID-0 over $count disks failed; falling back to one disk"',
+  '    mdadm --stop /dev/md0 2>/dev/null || true',
+  '    first=$(echo "$disks" | head -n1)',
+  '    if mkfs.xfs -f "$first" && mount "$first" /scratch; then layout="DEGRADED: one of $count NVMe disks ($first)"; else say "no NVMe disk mounted; /scratch is on the root volume"; layout="DEGRADED: root volume"; fi',
+  '  fi',
+  'elif [ "$count" -eq 1 ]; then',
+  '  if mkfs.xfs -f "$disks" && mount "$disks" /scratch; then layout="one NVMe disk"; else say "NVMe disk $disks not mounted; /scratch is on the root volume"; layout="DEGRADED: root volume"; fi',
   'fi',
-  'chmod 1777 /scratch',
+  'say "/scratch: $layout"',
   '--==DAPT==--',
 ].join('\n');
 
+/** The service-linked roles that launch Batch's EC2 nodes: Auto Scaling (on-demand) and EC2 Fleet (Spot, reservations). */
+const NODE_LAUNCHER_ROLES = [
+  { service: 'autoscaling.amazonaws.com', role: 'AWSServiceRoleForAutoScaling' },
+  { service: 'ec2fleet.amazonaws.com', role: 'AWSServiceRoleForEC2Fleet' },
+] as const;
+
 /**
- * Batch launches nodes through EC2 Auto Scaling or EC2 Fleet, whose service-linked roles must be
- * allowed to use the key for encrypted root volumes; the condition names them without requiring
- * them to exist when the key is created.
+ * Lets the node launchers encrypt root volumes with the key. Service-linked roles carry no IAM
+ * permissions for customer keys, so the key policy names them directly (the statements EC2 Auto
+ * Scaling documents in "Required AWS KMS key policy for use with encrypted volumes"). KMS rejects a
+ * policy naming a role that does not exist, and an account that never used Auto Scaling or EC2
+ * Fleet has neither, so each is created first if missing.
  */
-function grantEbsUse(key: kms.Key): void {
-  const serviceLinkedRoles = ['autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling', 'ec2fleet.amazonaws.com/AWSServiceRoleForEC2Fleet', 'spotfleet.amazonaws.com/AWSServiceRoleForEC2SpotFleet'];
+function grantEbsUse(scope: Construct, key: kms.Key): void {
+  const account = Stack.of(scope).account;
+  const principals = NODE_LAUNCHER_ROLES.map(({ service, role }) => {
+    const ensure = deployTimeCall(scope, `Ensure${role}`, {
+      call: {
+        service: 'IAM',
+        action: 'createServiceLinkedRole',
+        parameters: { AWSServiceName: service },
+        physicalResourceId: cr.PhysicalResourceId.of(role),
+        // "Service role name ... has been taken in this account": it exists, which is all we need.
+        ignoreErrorCodesMatching: 'InvalidInput',
+      },
+      statements: [
+        new iam.PolicyStatement({
+          actions: ['iam:CreateServiceLinkedRole'],
+          resources: [`arn:${Aws.PARTITION}:iam::${account}:role/aws-service-role/${service}/${role}`],
+          conditions: { StringEquals: { 'iam:AWSServiceName': service } },
+        }),
+      ],
+    });
+    key.node.addDependency(ensure);
+    return new iam.ArnPrincipal(`arn:${Aws.PARTITION}:iam::${account}:role/aws-service-role/${service}/${role}`);
+  });
   key.addToResourcePolicy(
     new iam.PolicyStatement({
-      sid: 'AllowBatchNodeLaunchersToEncryptRootVolumes',
-      principals: [new iam.AccountRootPrincipal()],
-      actions: ['kms:Encrypt', 'kms:Decrypt', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:CreateGrant', 'kms:DescribeKey'],
+      sid: 'AllowNodeLaunchersToUseTheKeyForRootVolumes',
+      principals,
+      actions: ['kms:Encrypt', 'kms:Decrypt', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:DescribeKey'],
       resources: ['*'],
-      conditions: {
-        ArnLike: { 'aws:PrincipalArn': serviceLinkedRoles.map((r) => `arn:${Aws.PARTITION}:iam::${Aws.ACCOUNT_ID}:role/aws-service-role/${r}`) },
-        StringEquals: { 'kms:ViaService': `ec2.${Stack.of(key).region}.amazonaws.com` },
-      },
+    }),
+  );
+  key.addToResourcePolicy(
+    new iam.PolicyStatement({
+      sid: 'AllowNodeLaunchersToGrantTheKeyToEc2',
+      principals,
+      actions: ['kms:CreateGrant'],
+      resources: ['*'],
+      conditions: { Bool: { 'kms:GrantIsForAWSResource': true } },
     }),
   );
 }

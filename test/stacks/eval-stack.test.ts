@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { test } from 'node:test';
-import { Match } from 'aws-cdk-lib/assertions';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { buildPlatform, createApp } from '../../lib/app';
+import { DEFAULT_CONFIG_DIR } from '../../lib/config/load';
 import { ATHENA_SCHEMA_FILE } from '../../lib/stacks/eval-stack';
 import { EXPERIMENT, PRODUCTION, templatesFor } from '../helpers';
 
@@ -27,13 +31,13 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
         assert.ok(evalSubnets.some((s) => subnet['Fn::ImportValue'].includes(s)), `${id} runs outside the eval subnets: ${JSON.stringify(subnet)}`);
       }
       assert.deepEqual(fn.Properties.TracingConfig, { Mode: 'Active' }, `${id} tracing`);
-      assert.ok(typeof fn.Properties.ReservedConcurrentExecutions === 'number', `${id} reserved concurrency`);
+      // None reserved unless configured: a reservation fails in accounts with a small quota.
+      assert.equal(fn.Properties.ReservedConcurrentExecutions, undefined, `${id} reserved concurrency`);
       assert.ok(fn.Properties.DeadLetterConfig, `${id} dead-letter queue`);
     }
     template.hasResourceProperties('AWS::Lambda::Function', {
       Description: Match.stringLikeRegexp('one shard'),
       Runtime: 'nodejs24.x',
-      ReservedConcurrentExecutions: platform.config.eval.workerReservedConcurrency,
       Timeout: platform.config.eval.workerTimeoutSeconds,
       Environment: { Variables: Match.objectLike({ EVAL_BUCKET: Match.anyValue(), IDEMPOTENCY_TABLE: Match.anyValue(), POWERTOOLS_SERVICE_NAME: 'eval-worker' }) },
     });
@@ -126,3 +130,12 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
     }
   });
 }
+
+test('EvalStack reserves worker concurrency only when configured', () => {
+  const raw = JSON.parse(readFileSync(path.join(DEFAULT_CONFIG_DIR, 'experiment.json'), 'utf8')) as Record<string, Record<string, unknown>>;
+  raw.eval!.workerReservedConcurrency = 60;
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'dapt-eval-'));
+  writeFileSync(path.join(dir, 'experiment.json'), JSON.stringify(raw));
+  const template = Template.fromStack(buildPlatform(createApp(), { stage: 'experiment', experiment: 'rc', configDir: dir }).evaluation);
+  template.hasResourceProperties('AWS::Lambda::Function', { Description: Match.stringLikeRegexp('one shard'), ReservedConcurrentExecutions: 60 });
+});

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Match } from 'aws-cdk-lib/assertions';
+import { INTERFACE_ENDPOINTS } from '../../lib/stacks/network-stack';
 import { EXPERIMENT, PRODUCTION, templatesFor } from '../helpers';
 
 for (const selection of [PRODUCTION, EXPERIMENT]) {
@@ -39,7 +40,7 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
       VpcEndpointType: 'Gateway',
       ServiceName: { 'Fn::Join': ['', ['com.amazonaws.', { Ref: 'AWS::Region' }, '.s3']] },
     });
-    for (const service of ['ecr.api', 'ecr.dkr', 'logs', 'sts']) {
+    for (const service of ['ecr.api', 'ecr.dkr', 'logs', 'ecs-agent']) {
       template.hasResourceProperties('AWS::EC2::VPCEndpoint', {
         VpcEndpointType: 'Interface',
         PrivateDnsEnabled: true,
@@ -47,7 +48,7 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
       });
     }
     const interfaceEndpoints = template.findResources('AWS::EC2::VPCEndpoint', { Properties: { VpcEndpointType: 'Interface' } });
-    assert.equal(Object.keys(interfaceEndpoints).length, platform.config.network.interfaceEndpoints.length);
+    assert.equal(Object.keys(interfaceEndpoints).length, Object.keys(INTERFACE_ENDPOINTS).length);
     template.hasResourceProperties('AWS::EC2::SecurityGroup', {
       GroupDescription: Match.stringLikeRegexp('Interface VPC endpoints'),
       SecurityGroupIngress: [{ CidrIp: platform.config.network.cidr, FromPort: 443, ToPort: 443, IpProtocol: 'tcp' }],

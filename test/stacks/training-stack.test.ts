@@ -111,7 +111,11 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
     for (const statement of statements) {
       for (const action of [statement.Action].flat()) assert.ok(!/^s3:\*|:\*$|FullAccess/.test(action), `broad action ${action}`);
     }
-    for (const role of props(template, 'AWS::IAM::Role')) assert.equal(role.ManagedPolicyArns, undefined, 'no AWS managed policies');
+    // The one exception: the function CDK runs deploy-time SDK calls with (see deploy-time-call.ts).
+    for (const [id, role] of Object.entries(template.findResources('AWS::IAM::Role'))) {
+      if (id.startsWith('AWS679f53fac002430cb0da5b7982bd2287')) continue;
+      assert.equal((role as Resource).Properties.ManagedPolicyArns, undefined, `${id}: no AWS managed policies`);
+    }
   });
 }
 
@@ -142,3 +146,55 @@ function writeStageConfig(training: Record<string, unknown>): string {
   writeFileSync(path.join(dir, 'experiment.json'), JSON.stringify(raw));
   return dir;
 }
+
+test('the GPU nodes launch in the configured availability zone, and a wrong zone is refused clearly', () => {
+  const account = '123456789012';
+  const zones = ['us-east-1a', 'us-east-1b', 'us-east-1c'];
+  // What `cdk synth` caches after looking the zones up in a real account.
+  const context = { [`availability-zones:account=${account}:region=us-east-1`]: zones };
+  const build = (training: Record<string, unknown>, withAccount = true): Template => {
+    const dir = writeStageConfig(training);
+    const raw = JSON.parse(readFileSync(path.join(dir, 'experiment.json'), 'utf8')) as Record<string, unknown>;
+    if (withAccount) raw.account = account;
+    (raw.network as Record<string, unknown>).maxAzs = 3;
+    writeFileSync(path.join(dir, 'experiment.json'), JSON.stringify(raw));
+    return Template.fromStack(buildPlatform(createApp({ context }), { stage: 'experiment', experiment: 'az', configDir: dir }).training);
+  };
+  const subnetOf = (template: Template): string => {
+    const ce = (Object.values(template.findResources('AWS::Batch::ComputeEnvironment')).find((r) => (r as Resource).Properties.ComputeResources && ((r as Resource).Properties.ComputeResources as { Type: string }).Type === 'EC2') as Resource).Properties;
+    const [subnet] = (ce.ComputeResources as { Subnets: { 'Fn::ImportValue': string }[] }).Subnets;
+    return JSON.stringify(subnet);
+  };
+  assert.match(subnetOf(build({ availabilityZone: 'us-east-1b' })), /trainingSubnet2/);
+  assert.match(subnetOf(build({})), /trainingSubnet1/, 'default: the first zone');
+  assert.throws(() => build({ availabilityZone: 'us-east-1f' }), /training\.availabilityZone is us-east-1f, which is not one of the VPC's zones \(us-east-1a, us-east-1b, us-east-1c\)/);
+  assert.throws(() => build({ availabilityZone: 'us-east-1b' }, false), /does not know the account's zones: set 'account'/);
+});
+
+test('launching a GPU node leaves /scratch writable for the trainer whatever the disks allow', async () => {
+  // The user data's script, run for real with stand-ins for the disk tools: two NVMe disks,
+  // mdadm missing and not installable (no repository), one disk that formats.
+  const { execFileSync } = await import('node:child_process');
+  const { chmodSync, mkdirSync, statSync } = await import('node:fs');
+  const template = templatesFor(EXPERIMENT).training;
+  const data = (Object.values(template.findResources('AWS::EC2::LaunchTemplate'))[0] as Resource).Properties.LaunchTemplateData as { UserData: { 'Fn::Base64': string } };
+  const mime = data.UserData['Fn::Base64'];
+  const script = mime.slice(mime.indexOf('#!/bin/bash'), mime.lastIndexOf('--==DAPT==--'));
+  const root = mkdtempSync(path.join(os.tmpdir(), 'dapt-scratch-'));
+  const bin = path.join(root, 'bin');
+  mkdirSync(bin);
+  const stub = (name: string, body: string): void => {
+    writeFileSync(path.join(bin, name), `#!/bin/bash\n${body}\n`);
+    chmodSync(path.join(bin, name), 0o755);
+  };
+  stub('lsblk', "printf 'nvme1n1 Amazon EC2 NVMe Instance Storage\\nnvme2n1 Amazon EC2 NVMe Instance Storage\\nnvme0n1 Amazon Elastic Block Store\\n'");
+  stub('dnf', 'exit 1');
+  stub('mkfs.xfs', 'exit 0');
+  stub('mount', 'exit 0');
+  const scratch = path.join(root, 'scratch');
+  const runnable = script.replaceAll('/scratch', scratch).replaceAll('/dev/console', path.join(root, 'console'));
+  execFileSync('bash', ['-c', runnable], { env: { PATH: `${bin}:/usr/bin:/bin` }, stdio: 'pipe' });
+  assert.equal(statSync(scratch).mode & 0o7777, 0o1777, '/scratch must be world-writable with the sticky bit');
+  assert.match(readFileSync(path.join(scratch, '.dapt-scratch'), 'utf8'), /^DEGRADED: one of 2 NVMe disks \(\/dev\/nvme1n1\)/);
+  assert.match(script, /command -v mdadm >\/dev\/null \|\| dnf install -y -q mdadm/, 'mdadm is installed when the image lacks it');
+});
