@@ -34,8 +34,14 @@ export interface Platform {
   readonly audit?: AuditStack;
 }
 
+/** How an app is built; tests that read templates only may skip the compliance checks (they add no resources). */
+export interface BuildOptions {
+  /** Attach the cdk-nag packs. @default true */
+  readonly complianceChecks?: boolean;
+}
+
 /** Adds the stack of one experiment run on an existing environment (`-c run=NAME`), tagged and checked. */
-export function buildRun(app: App, selection: StageSelection & { run: string; upstream?: readonly string[] }): RunStack {
+export function buildRun(app: App, selection: StageSelection & { run: string; upstream?: readonly string[] }, options: BuildOptions = {}): RunStack {
   const config = loadConfig(selection);
   const stack = new RunStack(app, `${config.prefix}-${config.envId}-run-${selection.run}`, {
     env: { account: config.account, region: config.region },
@@ -45,7 +51,7 @@ export function buildRun(app: App, selection: StageSelection & { run: string; up
     description: `Training jobs of run '${selection.run}' on ${config.prefix}-${config.envId}: writes only under runs/${selection.run}/`,
   });
   tagAll(app, config, selection.run);
-  attachComplianceChecks(app);
+  if (options.complianceChecks !== false) attachComplianceChecks(app);
   return stack;
 }
 
@@ -67,7 +73,7 @@ export function createApp(props: AppProps = {}): App {
 }
 
 /** Adds the stacks of the selected environment to `app`, tags them and attaches the compliance checks. */
-export function buildPlatform(app: App, selection: StageSelection): Platform {
+export function buildPlatform(app: App, selection: StageSelection, options: BuildOptions = {}): Platform {
   const config = loadConfig(selection);
   const env = { account: config.account, region: config.region };
   const name = (part: string): string => `${config.prefix}-${config.envId}-${part}`;
@@ -107,6 +113,6 @@ export function buildPlatform(app: App, selection: StageSelection): Platform {
     : undefined;
 
   tagAll(app, config, config.experiment ?? 'none');
-  attachComplianceChecks(app);
+  if (options.complianceChecks !== false) attachComplianceChecks(app);
   return { config, network, dataLake, evaluation, training, audit };
 }

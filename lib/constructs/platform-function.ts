@@ -25,7 +25,7 @@ export interface PlatformFunctionProps {
   readonly vpc: ec2.IVpc;
   readonly subnets: ec2.SubnetSelection;
   readonly securityGroup: ec2.ISecurityGroup;
-  /** Key for the log group and the dead-letter queue. */
+  /** Key for the log group, the dead-letter queue and the environment variables. */
   readonly encryptionKey: kms.IKey;
   readonly logRetentionDays: number;
   readonly destroyOnDelete: boolean;
@@ -118,6 +118,8 @@ export class PlatformFunction extends Construct {
       description: props.description,
       role: this.role.withoutPolicyUpdates(),
       environment: props.environment,
+      // Environment variables at rest with the function's key, not Lambda's AWS-managed one.
+      environmentEncryption: props.encryptionKey,
       vpc: props.vpc,
       vpcSubnets: props.subnets,
       securityGroups: [props.securityGroup],

@@ -107,7 +107,7 @@ export class AuditStack extends Stack {
  * encrypt for this trail only; describe the key (DescribeKey carries no encryption context, so
  * that statement must not require one); decrypt for CloudTrail itself, which creating a trail on
  * a bucket with an S3 Bucket Key needs; and decrypt of the log files for this account's principals
- * (their IAM policies still decide who actually may).
+ * (their IAM policies decide who actually may).
  */
 function grantCloudTrailKeyUse(key: kms.Key, trailArn: string): void {
   const cloudtrail = new iam.ServicePrincipal('cloudtrail.amazonaws.com');
@@ -131,7 +131,9 @@ function grantCloudTrailKeyUse(key: kms.Key, trailArn: string): void {
   key.addToResourcePolicy(
     new iam.PolicyStatement({
       sid: 'AllowThisAccountToReadTrailLogs',
-      principals: [new iam.AnyPrincipal()],
+      // The account (its IAM policies decide who), where CloudTrail's example has "*" with a
+      // kms:CallerAccount condition: the same reach, without a wildcard principal.
+      principals: [new iam.AccountRootPrincipal()],
       actions: ['kms:Decrypt', 'kms:ReEncryptFrom'],
       resources: ['*'],
       conditions: {

@@ -232,12 +232,13 @@ export function deploymentFor(selection: { stage: string; experiment?: string },
   let deployment = cache.get(key);
   if (!deployment) {
     const app = createApp({ outdir: mkdtempSync(path.join(os.tmpdir(), 'dapt-deploy-')) });
-    const platform = buildPlatform(app, selection);
+    // Without cdk-nag: it adds no resources, only time (its own tests run it on every stage).
+    const platform = buildPlatform(app, selection, { complianceChecks: false });
     const stacks: Stack[] = [platform.network, platform.dataLake, platform.evaluation, platform.training];
     if (platform.audit) stacks.push(platform.audit);
     // A run stack deploys on its own (`-c run=NAME`), so it is built in an app of its own.
     const runApp = createApp({ outdir: mkdtempSync(path.join(os.tmpdir(), 'dapt-deploy-run-')) });
-    const runStack = buildRun(runApp, { ...selection, run });
+    const runStack = buildRun(runApp, { ...selection, run }, { complianceChecks: false });
     deployment = new Deployment([{ app, stacks }, { app: runApp, stacks: [runStack] }], platform.config.network.cidr);
     cache.set(key, deployment);
   }
