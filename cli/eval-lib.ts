@@ -6,7 +6,7 @@ import { DescribeExecutionCommand, type SFNClient, StartExecutionCommand } from 
 import { canonicalJson, sha256Hex } from '../lambda/shared/canonical-json';
 import type { RunSpec } from '../lambda/shared/spec';
 import { environmentId, parameterRoot, platformParameterName } from '../lib/config/parameter-names';
-import { ExperimentNameSchema } from '../lib/config/schema';
+import { ExperimentNameSchema, NAME_RULE_TEXT } from '../lib/config/schema';
 import { ParameterNotFound, type SsmParameterReader } from './ssm';
 
 /** Which deployed environment to talk to. */
@@ -21,7 +21,7 @@ export interface Environment {
 export function envId(env: Environment): string {
   if (env.stage === 'production') return environmentId('production');
   if (!env.experiment || !ExperimentNameSchema.safeParse(env.experiment).success) {
-    throw new Error(`--experiment = ${JSON.stringify(env.experiment ?? '')}: must be 1-20 lowercase letters, digits or dashes, starting with a letter (required with --stage experiment)`);
+    throw new Error(`--experiment = ${JSON.stringify(env.experiment ?? '')}: must be ${NAME_RULE_TEXT} (required with --stage experiment)`);
   }
   return environmentId(env.stage, env.experiment);
 }

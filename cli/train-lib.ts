@@ -23,7 +23,7 @@ import {
 } from '@aws-sdk/client-batch';
 import { type CloudWatchLogsClient, GetLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
 import { parameterRoot, platformParameterName, type PlatformParameterKey, runParameterName } from '../lib/config/parameter-names';
-import { ExperimentNameSchema } from '../lib/config/schema';
+import { ExperimentNameSchema, NAME_RULE_TEXT } from '../lib/config/schema';
 import { envId, type Environment } from './eval-lib';
 import { ParameterNotFound, type SsmParameterReader } from './ssm';
 import { type StackLimits, type TrainerConfig, TrainerConfigSchema } from './train-fit';
@@ -114,7 +114,7 @@ export async function jobDefinitionsFor(
   }
   if (env.stage === 'production') {
     if (!ExperimentNameSchema.safeParse(experiment).success) {
-      throw new UserError(`experiment = ${JSON.stringify(experiment)}: in production it names a run stack, so it must be 1-20 lowercase letters, digits or dashes, starting with a letter`);
+      throw new UserError(`experiment = ${JSON.stringify(experiment)}: in production it names a run stack, so it must be ${NAME_RULE_TEXT}`);
     }
     throw new UserError(
       `SSM parameter ${names.singleNode} does not exist: in production every experiment runs with its own job role, which may write only under runs/${experiment}/. Deploy it first: npx cdk deploy -c stage=production -c run=${experiment} (region ${env.region})`,

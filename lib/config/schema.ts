@@ -6,6 +6,8 @@
  * Behaviour that must not drift with a typo (removal policies, termination protection, audit in
  * production) is derived from the stage in `stageBehaviour`, not configurable.
  */
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { z } from 'zod';
 
 /** Stages this platform knows. */
@@ -203,8 +205,17 @@ export type DataLakeConfig = z.infer<typeof DataLakeConfigSchema>;
 export type EvalConfig = z.infer<typeof EvalConfigSchema>;
 export type TrainingConfig = z.infer<typeof TrainingConfigSchema>;
 
-/** An experiment name selected with `-c experiment=NAME`; it becomes part of stack and bucket names. */
+/**
+ * The one naming rule of experiment and run names, kept in the trainer's package (whose config
+ * `experiment` names the job and its `runs/<name>/` prefix) and read here by the stacks and CLIs.
+ */
+export const NAME_RULE_FILE = path.join(__dirname, '..', '..', 'containers', 'trainer', 'src', 'dapt_trainer', 'names.json');
+const NAME_RULE = JSON.parse(readFileSync(NAME_RULE_FILE, 'utf8')) as { pattern: string; maxLength: number; rule: string };
+/** The rule in words, for error messages: `1-20 lowercase letters, ...`. */
+export const NAME_RULE_TEXT = NAME_RULE.rule;
+
+/** An experiment or run name (`-c experiment=NAME`, `-c run=NAME`, `--experiment`); part of stack, bucket and job names. */
 export const ExperimentNameSchema = z
   .string()
-  .regex(/^[a-z][a-z0-9-]{0,19}$/, 'must be 1-20 lowercase letters, digits or dashes, starting with a letter')
-  .refine((n) => !n.endsWith('-') && !n.includes('--'), 'must not end with a dash or contain two dashes in a row');
+  .max(NAME_RULE.maxLength, `must be ${NAME_RULE.rule}`)
+  .regex(new RegExp(NAME_RULE.pattern), `must be ${NAME_RULE.rule}`);

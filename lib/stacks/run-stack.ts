@@ -1,4 +1,5 @@
 import { Stack, type StackProps } from 'aws-cdk-lib';
+import type * as batch from 'aws-cdk-lib/aws-batch';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -7,6 +8,7 @@ import type { ResolvedConfig } from '../config/load';
 import { runParameterName } from '../config/parameter-names';
 import { PlatformParameters, readPlatformParameter } from '../constructs/platform-parameters';
 import { createExecutionRole, RUNS_PREFIX, TrainerJobs, trainerImage, type TrainingBuckets } from '../constructs/trainer-jobs';
+import { createDataPrepJob } from './training-stack';
 
 export interface RunStackProps extends StackProps {
   readonly config: ResolvedConfig;
@@ -26,13 +28,14 @@ export interface RunStackProps extends StackProps {
 export class RunStack extends Stack {
   readonly config: ResolvedConfig;
   readonly jobs: TrainerJobs;
+  readonly dataPrepJob: batch.EcsJobDefinition;
 
   constructor(scope: Construct, id: string, props: RunStackProps) {
     super(scope, id, props);
     const { config, run } = props;
     this.config = config;
     const read = (key: Parameters<typeof readPlatformParameter>[2]): string => readPlatformParameter(this, config.ssmRoot, key);
-    const bucket = (zone: keyof TrainingBuckets): s3.IBucket =>
+    const bucket = (zone: keyof TrainingBuckets | 'raw'): s3.IBucket =>
       s3.Bucket.fromBucketName(this, `${zone.charAt(0).toUpperCase()}${zone.slice(1)}Bucket`, read(`${zone}Bucket`));
     const buckets: TrainingBuckets = { datasets: bucket('datasets'), models: bucket('models'), artifacts: bucket('artifacts'), curated: bucket('curated') };
     const trainingKey = kms.Key.fromKeyArn(this, 'TrainingKey', read('trainingKeyArn'));
@@ -61,5 +64,18 @@ export class RunStack extends Stack {
       `Multi-node training job definition of run '${run}' ('none' when maxNodes is 1)`,
     );
     parameters.publishAt(runParameterName(config.ssmRoot, run, 'tokenize'), this.jobs.tokenize.jobDefinitionArn, `Token-cache job definition of run '${run}' (CPU queue)`);
+
+    // The data pipeline of this run: reads the input zones, writes curated records and manifests
+    // only under runs/<run>/ (a shared environment's data must not be rewritten by one run).
+    this.dataPrepJob = createDataPrepJob(this, {
+      config,
+      namePrefix: `${config.prefix}-${config.envId}-run-${run}`,
+      writePrefix: `${RUNS_PREFIX}${run}/`,
+      buckets: { raw: bucket('raw'), curated: buckets.curated, datasets: buckets.datasets },
+      lakeKeyArn: read('lakeKeyArn'),
+      executionRole,
+      logGroup,
+    });
+    parameters.publishAt(runParameterName(config.ssmRoot, run, 'data-prep'), this.dataPrepJob.jobDefinitionArn, `Training-data pipeline job definition of run '${run}' (CPU queue)`);
   }
 }

@@ -59,7 +59,8 @@ export class TrainingStack extends Stack {
   readonly multiNodeJob?: batch.MultiNodeJobDefinition;
   readonly tokenizeJob?: batch.EcsJobDefinition;
   readonly preflightJob: batch.EcsJobDefinition;
-  readonly dataPrepJob: batch.EcsJobDefinition;
+  /** Environment-wide data pipeline; only in an experiment stage (production runs bring their own, scoped to the run). */
+  readonly dataPrepJob?: batch.EcsJobDefinition;
   readonly jobRole?: iam.Role;
 
   constructor(scope: Construct, id: string, props: TrainingStackProps) {
@@ -188,7 +189,17 @@ export class TrainingStack extends Stack {
       propagateTags: true,
     });
 
-    this.dataPrepJob = createDataPrepJob(this, config, { ...buckets, raw: rawBucket }, lakeKeyArn, executionRole, logs.logGroup);
+    if (config.stage !== 'production') {
+      this.dataPrepJob = createDataPrepJob(this, {
+        config,
+        namePrefix: `${config.prefix}-${config.envId}`,
+        writePrefix: '',
+        buckets: { raw: rawBucket, curated: buckets.curated, datasets: buckets.datasets },
+        lakeKeyArn,
+        executionRole,
+        logGroup: logs.logGroup,
+      });
+    }
 
     const parameters = new PlatformParameters(this, 'Parameters', config.ssmRoot);
     parameters.publish('trainingGpuQueueArn', this.gpuQueue.jobQueueArn, 'Job queue of GPU training jobs');
@@ -196,7 +207,7 @@ export class TrainingStack extends Stack {
     parameters.publish('trainingSingleNodeJobDefinitionArn', this.singleNodeJob?.jobDefinitionArn ?? 'none', "Single-node training job definition ('none' in production: runs bring their own)");
     parameters.publish('trainingMultiNodeJobDefinitionArn', this.multiNodeJob?.jobDefinitionArn ?? 'none', "Multi-node training job definition ('none' when maxNodes is 1 or in production)");
     parameters.publish('trainingPreflightJobDefinitionArn', this.preflightJob.jobDefinitionArn, 'NCCL/EFA preflight job definition');
-    parameters.publish('trainingDataPrepJobDefinitionArn', this.dataPrepJob.jobDefinitionArn, 'Training-data pipeline job definition (CPU queue)');
+    parameters.publish('trainingDataPrepJobDefinitionArn', this.dataPrepJob?.jobDefinitionArn ?? 'none', "Training-data pipeline job definition (CPU queue; 'none' in production: runs bring their own)");
     parameters.publish('trainingTokenizeJobDefinitionArn', this.tokenizeJob?.jobDefinitionArn ?? 'none', "Token-cache job definition (CPU queue; 'none' in production: runs bring their own)");
     parameters.publish('trainingKeyArn', key.keyArn, 'KMS key of training volumes and job logs');
     parameters.publish('trainingJobLogGroup', logs.logGroup.logGroupName, 'Log group of training jobs');
@@ -384,19 +395,26 @@ function createInstanceRole(scope: Construct): iam.Role {
   }).role;
 }
 
+export interface DataPrepJobProps {
+  readonly config: ResolvedConfig;
+  /** Start of the job definition's name, e.g. `dapt-exp-demo` or `dapt-prod-run-lora7b`. */
+  readonly namePrefix: string;
+  /** Prefix of the curated and datasets zones the job may write: '' (the whole zones, in an experiment stage) or `runs/<run>/`. */
+  readonly writePrefix: string;
+  readonly buckets: Record<'raw' | 'curated' | 'datasets', s3.IBucket>;
+  readonly lakeKeyArn: string;
+  readonly executionRole: iam.IRole;
+  readonly logGroup: logs.ILogGroup;
+}
+
 /**
- * The training-data pipeline (containers/data) on the Fargate queue: reads the raw zone, writes
- * the curated zone and dataset manifests. Its image is built from the repository root because
- * dapt-data depends on dapt-eval; everything else in the repository is excluded from the context.
+ * The training-data pipeline (containers/data) on the Fargate queue: reads the raw, curated and
+ * datasets zones, writes curated records and dataset manifests under `writePrefix`. Its image is
+ * built from the repository root because dapt-data depends on dapt-eval; everything else in the
+ * repository is excluded from the context (the same settings everywhere: one asset, one build).
  */
-function createDataPrepJob(
-  scope: Construct,
-  config: ResolvedConfig,
-  buckets: Record<'datasets' | 'models' | 'artifacts' | 'curated' | 'raw', s3.IBucket>,
-  lakeKeyArn: string,
-  executionRole: iam.IRole,
-  logGroup: logs.ILogGroup,
-): batch.EcsJobDefinition {
+export function createDataPrepJob(scope: Construct, props: DataPrepJobProps): batch.EcsJobDefinition {
+  const { config, buckets, writePrefix } = props;
   const image = new DockerImageAsset(scope, 'DataPrepImage', {
     directory: REPO_ROOT,
     file: 'containers/data/Dockerfile',
@@ -404,32 +422,36 @@ function createDataPrepJob(
     ignoreMode: IgnoreMode.DOCKER,
     exclude: ['*', '!constraints.txt', '!containers', 'containers/*', '!containers/eval', '!containers/data', '**/__pycache__', '**/*.egg-info', '**/.mypy_cache', '**/.pytest_cache', '**/.ruff_cache'],
   });
+  const written = writePrefix === '' ? 'whole zones' : `under '${writePrefix}' only`;
   const role = new ManagedRole(scope, 'DataPrepRole', {
     assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
-    description: `Training-data pipeline jobs of ${config.prefix}-${config.envId}: read raw inputs, write curated records and dataset manifests`,
+    description: `Training-data pipeline jobs of ${props.namePrefix}: read raw inputs, write curated records and dataset manifests (${written})`,
     statements: [
       new iam.PolicyStatement({ sid: 'ReadInputs', actions: ['s3:GetObject'], resources: [buckets.raw, buckets.curated, buckets.datasets].map((b) => b.arnForObjects('*')) }),
       new iam.PolicyStatement({ sid: 'ListZones', actions: ['s3:ListBucket'], resources: [buckets.raw, buckets.curated, buckets.datasets].map((b) => b.bucketArn) }),
-      new iam.PolicyStatement({ sid: 'WriteCuratedAndManifests', actions: ['s3:PutObject', 's3:AbortMultipartUpload'], resources: [buckets.curated, buckets.datasets].map((b) => b.arnForObjects('*')) }),
-      new iam.PolicyStatement({ sid: 'UseLakeKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [lakeKeyArn] }),
+      new iam.PolicyStatement({ sid: 'WriteCuratedAndManifests', actions: ['s3:PutObject', 's3:AbortMultipartUpload'], resources: [buckets.curated, buckets.datasets].map((b) => b.arnForObjects(`${writePrefix}*`)) }),
+      new iam.PolicyStatement({ sid: 'UseLakeKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [props.lakeKeyArn] }),
       new iam.PolicyStatement({ sid: 'DetectPii', actions: ['comprehend:DetectPiiEntities'], resources: ['*'] }),
     ],
     wildcards: [
       { pattern: /^\*$/, reason: 'comprehend:DetectPiiEntities (redaction with `detector: comprehend`) has no resource-level permissions.' },
-      { pattern: /^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>\/\*$/, reason: 'The pipeline reads whole input zones and writes new versioned outputs (records per step, manifests that refuse overwrites) under names its config chooses; it never touches models or artifacts.' },
+      { pattern: /^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>\/\*$/, reason: 'The pipeline reads whole input zones (names chosen by its config); in an experiment stage, which belongs to one experiment, it also writes new versioned outputs there (manifests refuse overwrites). It never touches models or artifacts.' },
+      ...(writePrefix === ''
+        ? []
+        : [{ pattern: new RegExp(`^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>/${writePrefix.replace(/[/-]/g, '\\$&')}\\*$`), reason: `Curated records and manifests of this run, under '${writePrefix}' only; keys are chosen by the pipeline's config.` }]),
     ],
   }).role;
   return new batch.EcsJobDefinition(scope, 'DataPrepJob', {
-    jobDefinitionName: `${config.prefix}-${config.envId}-data-prep`,
+    jobDefinitionName: `${props.namePrefix}-data-prep`,
     container: new batch.EcsFargateContainerDefinition(scope, 'DataPrepContainer', {
       image: ecs.ContainerImage.fromDockerImageAsset(image),
       cpu: DEFAULT_DATA_PREP_VCPUS,
       memory: DEFAULT_DATA_PREP_MEMORY,
       ephemeralStorageSize: Size.gibibytes(100),
       jobRole: role,
-      executionRole,
-      logging: ecs.LogDriver.awsLogs({ logGroup, streamPrefix: 'data-prep' }),
-      environment: { DAPT_STAGE: config.stage, DAPT_ENV_ID: config.envId },
+      executionRole: props.executionRole,
+      logging: ecs.LogDriver.awsLogs({ logGroup: props.logGroup, streamPrefix: 'data-prep' }),
+      environment: { DAPT_STAGE: config.stage, DAPT_ENV_ID: config.envId, DAPT_WRITE_PREFIX: writePrefix },
       fargateCpuArchitecture: ecs.CpuArchitecture.X86_64,
     }),
     retryAttempts: 2,

@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { ConfigError, DEFAULT_CONFIG_DIR, loadConfig, parseConfig } from '../../lib/config/load';
+import { ExperimentNameSchema, NAME_RULE_FILE } from '../../lib/config/schema';
 
 const production = (): Record<string, unknown> =>
   JSON.parse(readFileSync(path.join(DEFAULT_CONFIG_DIR, 'production.json'), 'utf8')) as Record<string, unknown>;
@@ -70,12 +71,20 @@ test('subnet masks must fit inside the VPC', () => {
   assert.deepEqual(problems, ['network.trainingSubnetMask = 20: must be longer than the VPC\'s /20']);
 });
 
+test('experiment and run names follow the rule the trainer reads too (names.json)', () => {
+  const rule = JSON.parse(readFileSync(NAME_RULE_FILE, 'utf8')) as { pattern: string };
+  for (const name of ['dapt7b-r2', 'a', 'lora-r256']) assert.ok(new RegExp(rule.pattern).test(name) && ExperimentNameSchema.safeParse(name).success, name);
+  for (const name of ['My_Run', 'run-', 'a--b', '1run']) assert.ok(!ExperimentNameSchema.safeParse(name).success, name);
+});
+
 test('the stage selection is validated before any file is read', () => {
   assert.match(problemsOf(() => loadConfig({}))[0]!, /stage is not set: pass -c stage=<experiment\|production>/);
   assert.match(problemsOf(() => loadConfig({ stage: 'staging' }))[0]!, /stage = "staging": must be one of experiment, production/);
   assert.match(problemsOf(() => loadConfig({ stage: 'experiment' }))[0]!, /experiment is not set/);
   assert.match(problemsOf(() => loadConfig({ stage: 'experiment', experiment: 'My_Run' }))[0]!, /experiment = "My_Run": must be 1-20 lowercase/);
-  assert.match(problemsOf(() => loadConfig({ stage: 'experiment', experiment: 'run-' }))[0]!, /must not end with a dash/);
+  assert.match(problemsOf(() => loadConfig({ stage: 'experiment', experiment: 'run-' }))[0]!, /not ending with a dash/);
+  assert.match(problemsOf(() => loadConfig({ stage: 'experiment', experiment: 'a--b' }))[0]!, /single dashes/);
+  assert.match(problemsOf(() => loadConfig({ stage: 'experiment', experiment: 'x'.repeat(21) }))[0]!, /1-20 lowercase/);
   assert.match(problemsOf(() => loadConfig({ stage: 'production', experiment: 'x' }))[0]!, /production is not an experiment/);
 });
 

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { allows, type Deployment, deploymentFor, type Statement } from './model';
+import { allows, type Deployment, deploymentFor, iamMatch, type Statement } from './model';
 import { EXPERIMENT, PRODUCTION } from '../helpers';
 
 function conditionValues(s: Statement, key: string): string[] {
@@ -125,3 +125,22 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
     }
   });
 }
+
+test('deploy contract (production): data preparation writes only under its own run', () => {
+  // Production is shared: no environment-wide data-prep job; each run stack brings one whose role
+  // writes curated records and manifests only under runs/<run>/.
+  const d = deploymentFor(PRODUCTION, 'contract');
+  const zones = d.resources('AWS::S3::Bucket').filter((b) => /^(Curated|Datasets)Zone/.test(b.id));
+  assert.equal(zones.length, 2);
+  const writers = [...d.roles()].filter(([, r]) =>
+    r.statements.some((s) => s.actions.some((a) => iamMatch(a, 's3:PutObject')) && s.resources.some((res) => zones.some((z) => res.startsWith(`arn:<AWS::Partition>:s3:::«${z.stack}/${z.id}»/`)))),
+  );
+  assert.ok(writers.length > 0, 'expected the run stack to prepare data');
+  for (const [role, { statements }] of writers) {
+    for (const zone of zones) {
+      const bucket = `arn:<AWS::Partition>:s3:::«${zone.stack}/${zone.id}»`;
+      assert.ok(!allows(statements, 's3:PutObject', `${bucket}/shared/records.jsonl`), `${role} may write anywhere in ${zone.id}`);
+    }
+    assert.ok(zones.some((z) => allows(statements, 's3:PutObject', `arn:<AWS::Partition>:s3:::«${z.stack}/${z.id}»/runs/contract/records.jsonl`)), `${role} cannot write its own run`);
+  }
+});

@@ -14,19 +14,22 @@ const statements = (Object.values(template.findResources('AWS::IAM::ManagedPolic
 );
 
 test("RunStack's job role writes only under runs/<run>/ of the models and artifacts zones", () => {
+  // The trainer's role (models, artifacts) and the data pipeline's (curated, datasets).
   const writes = statements.filter((s) => [s.Action].flat().includes('s3:PutObject'));
-  assert.equal(writes.length, 1);
-  const resources = JSON.stringify(writes[0]!.Resource);
-  assert.match(resources, /\/runs\/lora7b\/\*/);
-  assert.doesNotMatch(resources.replace(/\/runs\/lora7b\/\*/g, ''), /\/\*/, 'no write outside runs/lora7b/');
+  assert.deepEqual(writes.map((w) => w.Sid).sort(), ['WriteCuratedAndManifests', 'WriteRunOutputs']);
+  for (const write of writes) {
+    const resources = JSON.stringify(write.Resource);
+    assert.match(resources, /\/runs\/lora7b\/\*/);
+    assert.doesNotMatch(resources.replace(/\/runs\/lora7b\/\*/g, ''), /\/\*/, `${write.Sid}: no write outside runs/lora7b/`);
+  }
   const reads = statements.find((s) => s.Sid === 'ReadRunOutputs')!;
   assert.match(JSON.stringify(reads.Resource), /\/runs\/lora7b\/\*/);
 });
 
 test('RunStack publishes its own job definitions under /dapt/prod/runs/<run>/', () => {
   const names = (Object.values(template.findResources('AWS::Batch::JobDefinition')) as Resource[]).map((d) => d.Properties.JobDefinitionName);
-  assert.deepEqual(names.sort(), ['dapt-prod-run-lora7b-tokenize', 'dapt-prod-run-lora7b-train-multi-node', 'dapt-prod-run-lora7b-train-single-node']);
-  for (const key of ['single-node', 'multi-node', 'tokenize']) {
+  assert.deepEqual(names.sort(), ['dapt-prod-run-lora7b-data-prep', 'dapt-prod-run-lora7b-tokenize', 'dapt-prod-run-lora7b-train-multi-node', 'dapt-prod-run-lora7b-train-single-node']);
+  for (const key of ['single-node', 'multi-node', 'tokenize', 'data-prep']) {
     template.hasResourceProperties('AWS::SSM::Parameter', { Name: `/dapt/prod/runs/lora7b/job-definitions/${key}` });
   }
 });

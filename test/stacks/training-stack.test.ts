@@ -57,8 +57,8 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
 
   test(`TrainingStack (${name}) job definitions: 8 GPUs, EFA devices, shared memory, memlock, retries on host loss only`, () => {
     const environmentWide = props(template, 'AWS::Batch::JobDefinition').map((d) => String(d.JobDefinitionName).replace(/^dapt-[a-z0-9-]+?-(train|preflight|data|tokenize)/, '$1'));
-    // Production has no environment-wide trainer jobs: every experiment brings a run stack.
-    assert.deepEqual(environmentWide.sort(), selection.stage === 'production' ? ['data-prep', 'preflight'] : ['data-prep', 'preflight', 'tokenize', 'train-single-node']);
+    // Production has no environment-wide trainer or data jobs: every experiment brings a run stack.
+    assert.deepEqual(environmentWide.sort(), selection.stage === 'production' ? ['preflight'] : ['data-prep', 'preflight', 'tokenize', 'train-single-node']);
     const trainerTemplate = selection.stage === 'production' ? Template.fromStack(buildRun(createApp(), { stage: 'production', run: 'check' })) : template;
     const definitions = props(trainerTemplate, 'AWS::Batch::JobDefinition');
     const single = definitions.find((d) => String(d.JobDefinitionName).endsWith('train-single-node'))!;
@@ -88,13 +88,16 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
   });
 
   test(`TrainingStack (${name}) runs the data pipeline on the Fargate queue with its own role`, () => {
-    const dataPrep = props(template, 'AWS::Batch::JobDefinition').find((d) => String(d.JobDefinitionName).endsWith('data-prep'))!;
+    // Production is shared: each run stack brings a data-prep job scoped to its run (run-stack tests).
+    const pipelineTemplate = selection.stage === 'production' ? Template.fromStack(buildRun(createApp(), { stage: 'production', run: 'check' })) : template;
+    const dataPrep = props(pipelineTemplate, 'AWS::Batch::JobDefinition').find((d) => String(d.JobDefinitionName).endsWith('data-prep'))!;
     assert.deepEqual(dataPrep.PlatformCapabilities, ['FARGATE']);
     const container = dataPrep.ContainerProperties as { JobRoleArn: unknown; ResourceRequirements: { Type: string; Value: string }[] };
     assert.ok(container.ResourceRequirements.some((r) => r.Type === 'VCPU'));
-    const others = props(template, 'AWS::Batch::JobDefinition')
+    if (selection.stage === 'production') assert.equal(props(template, 'AWS::Batch::JobDefinition').filter((d) => String(d.JobDefinitionName).endsWith('data-prep')).length, 0);
+    const others = props(pipelineTemplate, 'AWS::Batch::JobDefinition')
       .filter((d) => !String(d.JobDefinitionName).endsWith('data-prep'))
-      .map((d) => (d.ContainerProperties as { JobRoleArn: unknown }).JobRoleArn);
+      .map((d) => ((d.ContainerProperties ?? (d.NodeProperties as { NodeRangeProperties: { Container: unknown }[] }).NodeRangeProperties[0]!.Container) as { JobRoleArn: unknown }).JobRoleArn);
     for (const role of others) assert.notDeepEqual(container.JobRoleArn, role, 'the data pipeline has a role of its own');
   });
 

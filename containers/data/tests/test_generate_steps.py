@@ -357,3 +357,18 @@ def test_instruction_source_config_errors_are_reported_together(tmp_path: Path) 
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match=r"instructions: .*'sets' or 'sources'"):
         load_config(path)
+
+
+def test_an_output_outside_the_runs_writable_prefix_is_refused_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A run's data-prep job may write only under runs/<run>/ (its role says so; the job sets
+    # DAPT_WRITE_PREFIX): a config pointing elsewhere fails at load, not at the first write.
+    monkeypatch.setenv("DAPT_WRITE_PREFIX", "runs/lora7b/")
+    inside = "s3://lake-curated/runs/lora7b/kb"
+    assert load_config(_write_fixture(tmp_path, output=inside)).output == inside
+    other = tmp_path / "other"
+    other.mkdir()
+    refused = r"output: 's3://lake-curated/shared/kb' is outside 'runs/lora7b/'"
+    with pytest.raises(ConfigError, match=refused):
+        load_config(_write_fixture(other, output="s3://lake-curated/shared/kb"))

@@ -144,3 +144,18 @@ def test_cli_says_which_env_var_is_missing(
     monkeypatch.delenv("DAPT_CONFIG", raising=False)
     assert main([]) == 2
     assert "DAPT_CONFIG environment variable is not set" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["My_Run", "run-", "a--b", "1run", "x" * 21, ""])
+def test_experiment_names_follow_the_shared_naming_rule(name: str) -> None:
+    # The rule lives in dapt_trainer/names.json; the stacks and CLIs read the same file, so a name
+    # the trainer accepts is one a run stack can be deployed for (its role writes runs/<name>/).
+    with pytest.raises(ConfigError) as err:
+        parse_config({**GOOD, "experiment": name})
+    problems = err.value.problems
+    rule = "lowercase letters, digits or single dashes"
+    assert any(p.startswith("experiment = ") and rule in p for p in problems), problems
+
+
+def test_a_name_the_rule_allows_is_accepted() -> None:
+    assert parse_config({**GOOD, "experiment": "dapt7b-r2"}).experiment == "dapt7b-r2"

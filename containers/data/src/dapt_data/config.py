@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -388,7 +389,25 @@ def cross_problems(config: PipelineConfig) -> list[str]:
         if str(Path(b)) not in listed
     ]
     problems += _generated_problems(config)
+    problems += _write_prefix_problems(config.output, os.environ.get(WRITE_PREFIX_ENV, ""))
     return problems
+
+
+WRITE_PREFIX_ENV = "DAPT_WRITE_PREFIX"
+"""Set by a run's data-prep job (``runs/<run>/``): its role may write only under that prefix."""
+
+
+def _write_prefix_problems(output: str, write_prefix: str) -> list[str]:
+    """An S3 output outside the job's writable prefix would fail at the first write; say so now."""
+    if not write_prefix or not is_s3(output):
+        return []
+    key = output.removeprefix("s3://").partition("/")[2]
+    if key.startswith(write_prefix):
+        return []
+    return [
+        f"  output: '{output}' is outside {write_prefix!r}, the only prefix this job's role "
+        f"may write ({WRITE_PREFIX_ENV}); use s3://<bucket>/{write_prefix}..."
+    ]
 
 
 def _generated_problems(config: PipelineConfig) -> list[str]:

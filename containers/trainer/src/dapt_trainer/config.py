@@ -7,13 +7,27 @@ checkpoint settings; ``output`` and ``seed`` are shared.
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dapt_trainer.storage import read_text
+
+NAME_RULE: dict[str, Any] = json.loads(
+    Path(__file__).with_name("names.json").read_text(encoding="utf-8")
+)
+"""The naming rule of experiment and run names (``names.json``; the stacks and CLIs read it too)."""
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` breaks the naming rule, or None."""
+    if len(name) > NAME_RULE["maxLength"] or re.fullmatch(NAME_RULE["pattern"], name) is None:
+        return f"{name!r} must be {NAME_RULE['rule']}"
+    return None
 
 
 class ConfigError(ValueError):
@@ -240,7 +254,17 @@ class ComputeConfig(_Strict):
 class ExperimentConfig(_Strict):
     """The whole YAML file."""
 
-    experiment: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+    experiment: str
+    """Names the job and its ``runs/<experiment>/`` prefix; the rule of ``names.json``, shared with
+    the stacks and the CLIs (a run stack's role writes only under its own name)."""
+
+    @field_validator("experiment")
+    @classmethod
+    def _follows_the_naming_rule(cls, value: str) -> str:
+        problem = name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
     output: str | None = None
     """Local directory or ``s3://`` prefix; ``DAPT_OUTPUT`` overrides it."""
     seed: int = 0
