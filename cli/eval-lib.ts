@@ -1,6 +1,7 @@
 /**
- * The pure and AWS-facing parts of `cli/eval.ts`, kept apart so they can be tested with moto.
+ * The pure and AWS-facing parts of `dapt eval` (cli/eval.ts), kept apart so they can be tested with moto.
  */
+import { Format } from 'cli-progress';
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { DescribeExecutionCommand, type SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { canonicalJson, sha256Hex } from '../lambda/shared/canonical-json';
@@ -96,8 +97,9 @@ export interface Progress {
 /** `[#########...........]  45.0%` */
 export function progressBar(done: number, total: number, width = DEFAULT_BAR_WIDTH): string {
   const ratio = total > 0 ? Math.min(1, done / total) : 0;
-  const filled = Math.round(ratio * width);
-  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(ratio * 100).toFixed(1).padStart(5)}%`;
+  // cli-progress's own bar renderer (the live bars of its SingleBar use the same one).
+  const bar = Format.BarFormat(ratio, { barsize: width, barCompleteString: '#'.repeat(width), barIncompleteString: '.'.repeat(width), barGlue: '' });
+  return `[${bar}] ${(ratio * 100).toFixed(1).padStart(5)}%`;
 }
 
 /** Lists `results/items/` and counts how many of `keys` have a record. */

@@ -1,75 +1,110 @@
 /**
- * Operate evaluation runs on a deployed stage.
+ * Operate evaluation runs on a deployed stage: `npx dapt eval <command>` (`--help` on each; help
+ * and `start --dry-run` need no AWS credentials).
  *
- *   npx tsx cli/eval.ts start  --spec FILE [--stage production|experiment --experiment NAME] [--region R]
- *   npx tsx cli/eval.ts status --run-id ID [--stage ... --experiment NAME] [--region R]
- *   npx tsx cli/eval.ts report --run-id ID [--stage ... --experiment NAME] [--region R]
+ *   dapt eval start  --spec FILE [--stage production|experiment --experiment NAME] [--dry-run]
+ *   dapt eval status --run-id ID [--stage ... --experiment NAME]
+ *   dapt eval report --run-id ID [--stage ... --experiment NAME]
  *
  * The state machine ARN and the eval bucket come from SSM (`/dapt/<envId>/eval/state-machine-arn`,
  * `/dapt/<envId>/datalake/buckets/eval`). `start` validates the spec with the Plan Lambda's schema,
  * uploads it to `runs/<run_id>/spec.json` and starts the execution named `run_id`.
  */
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
+import { Command, Option } from 'commander';
 import { parseRunSpec } from '../lambda/shared/spec';
 import { countRecords, type Environment, parameterNames, progressBar, readParameter, runIdFor, startRun } from './eval-lib';
 import { SsmParameterReader } from './ssm';
 
-async function main(argv: string[]): Promise<void> {
-  const [command, ...rest] = argv;
-  const { values } = parseArgs({
-    args: rest,
-    options: {
-      spec: { type: 'string' },
-      'run-id': { type: 'string' },
-      stage: { type: 'string', default: 'production' },
-      experiment: { type: 'string' },
-      region: { type: 'string', default: process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1' },
-      prefix: { type: 'string', default: DEFAULT_PREFIX },
-    },
-  });
-  if (values.stage !== 'production' && values.stage !== 'experiment') throw new Error(`--stage = '${values.stage}': must be 'production' or 'experiment'`);
-  const env: Environment = { stage: values.stage, ...(values.experiment ? { experiment: values.experiment } : {}), prefix: values.prefix, region: values.region };
+/** Where the eval commands write. */
+export interface EvalIo {
+  readonly out: (line: string) => void;
+  readonly err: (line: string) => void;
+}
+
+interface EvalValues {
+  spec?: string;
+  runId?: string;
+  stage: 'production' | 'experiment';
+  experiment?: string;
+  region: string;
+  prefix: string;
+  dryRun?: boolean;
+}
+
+/** The `eval` command group, on commander (parsing, validation and generated help). */
+export function evalCommand(io: EvalIo): Command {
+  const group = new Command('eval').description('Run evaluations on a deployed stage (Step Functions fan-out)');
+  const common = (command: Command): Command =>
+    command
+      .addOption(new Option('--stage <stage>', 'the deployed stage').choices(['production', 'experiment']).default('production'))
+      .option('--experiment <name>', 'the experiment environment (with --stage experiment)')
+      .addOption(new Option('--region <region>', 'AWS region').default(process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1'))
+      .addOption(new Option('--prefix <prefix>', 'prefix of the stacks and SSM parameters').default(DEFAULT_PREFIX));
+  common(group.command('start').description('Validate a run spec, upload it and start its execution (once per run id)'))
+    .requiredOption('--spec <file>', 'run spec (JSON)')
+    .option('--dry-run', 'validate the spec and print the run id and where it would go; start nothing (needs no credentials)', false)
+    .action(async (values: EvalValues) => start(values, io));
+  common(group.command('status').description("A run's execution status and how many units have a record"))
+    .requiredOption('--run-id <id>', 'the run')
+    .action(async (values: EvalValues) => status(values, io));
+  common(group.command('report').description("Where a run's report, records and quarantine are"))
+    .requiredOption('--run-id <id>', 'the run')
+    .action(async (values: EvalValues) => report(values, io));
+  return group;
+}
+
+function environmentOf(values: EvalValues): Environment {
+  return { stage: values.stage, ...(values.experiment ? { experiment: values.experiment } : {}), prefix: values.prefix, region: values.region };
+}
+
+async function start(values: EvalValues, io: EvalIo): Promise<void> {
+  const env = environmentOf(values);
+  const names = parameterNames(env);
+  const spec = parseRunSpec(JSON.parse(readFileSync(values.spec!, 'utf8')), values.spec!);
+  const runId = runIdFor(spec);
+  const specKey = `runs/${runId}/spec.json`;
+  if (values.dryRun) {
+    io.out(`spec ${values.spec}: valid; run_id=${runId}`);
+    io.out(`would upload s3://<bucket at ${names.bucket}>/${specKey} and start execution ${runId} of <state machine at ${names.stateMachineArn}>`);
+    return;
+  }
+  const ssm = new SsmParameterReader({ region: env.region });
+  const s3 = new S3Client({ region: env.region });
+  const bucket = await readParameter(ssm, names.bucket, env);
+  const stateMachineArn = await readParameter(ssm, names.stateMachineArn, env);
+  await s3.send(new PutObjectCommand({ Bucket: bucket, Key: specKey, Body: `${JSON.stringify({ ...spec, run_id: runId }, null, 2)}\n`, ContentType: 'application/json' }));
+  const started = await startRun(new SFNClient({ region: env.region }), stateMachineArn, runId, specKey);
+  io.out(`${started.alreadyStarted ? 'already started (same run, same execution)' : 'started'}: run_id=${runId}`);
+  io.out(`execution: ${started.executionArn}`);
+  io.out(`spec: s3://${bucket}/${specKey}`);
+}
+
+async function status(values: EvalValues, io: EvalIo): Promise<void> {
+  const env = environmentOf(values);
   const names = parameterNames(env);
   const ssm = new SsmParameterReader({ region: env.region });
   const s3 = new S3Client({ region: env.region });
   const bucket = await readParameter(ssm, names.bucket, env);
+  const runId = values.runId!;
+  const run = await readRun(s3, bucket, runId);
+  const finished = await countRecords(s3, bucket, run.cache_keys);
+  const stateMachineArn = await readParameter(ssm, names.stateMachineArn, env);
+  const execution = await new SFNClient({ region: env.region }).send(
+    new DescribeExecutionCommand({ executionArn: `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${runId}` }),
+  );
+  io.out(`run ${runId}: execution ${execution.status ?? 'UNKNOWN'}`);
+  io.out(`${progressBar(finished, run.expected_units)}  ${finished} / ${run.expected_units} units have a record`);
+  io.out(`quarantined rows: ${run.quarantined_rows}; errored units are counted in the report (records with status 'errored' are retried by the next run)`);
+}
 
-  if (command === 'start') {
-    if (!values.spec) throw new Error('start needs --spec FILE');
-    const spec = parseRunSpec(JSON.parse(readFileSync(values.spec, 'utf8')), values.spec);
-    const runId = runIdFor(spec);
-    const specKey = `runs/${runId}/spec.json`;
-    const stateMachineArn = await readParameter(ssm, names.stateMachineArn, env);
-    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: specKey, Body: `${JSON.stringify({ ...spec, run_id: runId }, null, 2)}\n`, ContentType: 'application/json' }));
-    const started = await startRun(new SFNClient({ region: env.region }), stateMachineArn, runId, specKey);
-    console.log(`${started.alreadyStarted ? 'already started (same run, same execution)' : 'started'}: run_id=${runId}`);
-    console.log(`execution: ${started.executionArn}`);
-    console.log(`spec: s3://${bucket}/${specKey}`);
-    return;
-  }
-  const runId = values['run-id'];
-  if (!runId) throw new Error(`${command ?? '(none)'} needs --run-id ID`);
-  if (command === 'status') {
-    const run = await readRun(s3, bucket, runId);
-    const finished = await countRecords(s3, bucket, run.cache_keys);
-    const stateMachineArn = await readParameter(ssm, names.stateMachineArn, env);
-    const execution = await new SFNClient({ region: env.region }).send(
-      new DescribeExecutionCommand({ executionArn: `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${runId}` }),
-    );
-    console.log(`run ${runId}: execution ${execution.status ?? 'UNKNOWN'}`);
-    console.log(`${progressBar(finished, run.expected_units)}  ${finished} / ${run.expected_units} units have a record`);
-    console.log(`quarantined rows: ${run.quarantined_rows}; errored units are counted in the report (records with status 'errored' are retried by the next run)`);
-    return;
-  }
-  if (command === 'report') {
-    console.log(`report: s3://${bucket}/runs/${runId}/report.json (written by the Aggregate step)`);
-    console.log(`records: s3://${bucket}/runs/${runId}/results.jsonl; quarantine: s3://${bucket}/runs/${runId}/quarantine.jsonl`);
-    return;
-  }
-  throw new Error(`unknown command '${command ?? ''}': use start, status or report`);
+async function report(values: EvalValues, io: EvalIo): Promise<void> {
+  const env = environmentOf(values);
+  const bucket = await readParameter(new SsmParameterReader({ region: env.region }), parameterNames(env).bucket, env);
+  io.out(`report: s3://${bucket}/runs/${values.runId}/report.json (written by the Aggregate step)`);
+  io.out(`records: s3://${bucket}/runs/${values.runId}/results.jsonl; quarantine: s3://${bucket}/runs/${values.runId}/quarantine.jsonl`);
 }
 
 async function readRun(s3: S3Client, bucket: string, runId: string): Promise<{ expected_units: number; quarantined_rows: number; cache_keys: string[] }> {
@@ -83,8 +118,3 @@ async function readRun(s3: S3Client, bucket: string, runId: string): Promise<{ e
 }
 
 const DEFAULT_PREFIX = 'dapt';
-
-main(process.argv.slice(2)).catch((err: unknown) => {
-  console.error(`error: ${(err as Error).message}`);
-  process.exitCode = 1;
-});

@@ -1,14 +1,14 @@
 /**
  * Reads the platform's SSM parameters (bucket names, state machine ARN) for the CLI.
  */
-import { GetParameterCommand, ParameterNotFound as SsmParameterNotFound, SSMClient } from '@aws-sdk/client-ssm';
+import { GetParameterCommand, ParameterNotFound as SsmParameterNotFound, SSMClient, type SSMClientConfig } from '@aws-sdk/client-ssm';
 
 export interface SsmOptions {
   readonly region: string;
   /** @default - the regional SSM endpoint */
   readonly endpoint?: string;
-  /** @default - the default credential chain */
-  readonly credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** Static credentials or a provider. @default - the default credential chain */
+  readonly credentials?: SSMClientConfig['credentials'];
 }
 
 /** The parameter does not exist (SSM `ParameterNotFound`). */

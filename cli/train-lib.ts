@@ -1,5 +1,5 @@
 /**
- * The AWS-facing parts of `cli/train.ts`, kept apart so they can be tested with moto: the stack's
+ * The AWS-facing parts of `dapt train` (cli/train.ts), kept apart so they can be tested with moto: the stack's
  * SSM parameters, the trainer's own config validator, idempotent job submission, status, stop and
  * log reading.
  */

@@ -1,13 +1,13 @@
 /**
- * Operate training jobs on a deployed stage's AWS Batch queues.
+ * Operate training jobs on a deployed stage's AWS Batch queues: `npx dapt train <command>`
+ * (`npx dapt train --help`; every command has `--help`, which needs no AWS credentials).
  *
- *   npx tsx cli/train.ts train  --config FILE --stage production|experiment [--experiment NAME]
- *                               [--nodes N] [--dry-run] [--region R]
- *   npx tsx cli/train.ts tokenize --config FILE --stage production|experiment [--experiment NAME] [--dry-run]
- *   npx tsx cli/train.ts status --job-id ID | --run NAME (--stage ... [--experiment NAME])
- *   npx tsx cli/train.ts logs   --job-id ID [--follow] [--log-group G] [--node I]
- *   npx tsx cli/train.ts watch  --job-id ID [--log-group G] [--node I]
- *   npx tsx cli/train.ts cancel --job-id ID [--reason TEXT]
+ *   dapt train submit   --config FILE --stage production|experiment [--experiment NAME] [--nodes N] [--dry-run]
+ *   dapt train tokenize --config FILE --stage production|experiment [--experiment NAME] [--dry-run]
+ *   dapt train status   --job-id ID | --run NAME (--stage ... [--experiment NAME])
+ *   dapt train logs     --job-id ID [--follow] [--log-group G] [--node I]
+ *   dapt train watch    --job-id ID [--log-group G] [--node I]
+ *   dapt train cancel   --job-id ID [--reason TEXT]
  *
  * `train` validates the config with the trainer's own schema (project venv), checks that the job
  * fits the stack (SSM `/<prefix>/<envId>/training/...`) and the GPUs, uploads the config to
@@ -18,7 +18,7 @@
  * Exit codes: 0 ok, 1 a problem to fix (config, fit, stack not deployed, job failed), 2 bad arguments.
  */
 import { dirname } from 'node:path';
-import { parseArgs } from 'node:util';
+import { Command, CommanderError, Option } from 'commander';
 import { BatchClient } from '@aws-sdk/client-batch';
 import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -78,43 +78,116 @@ export interface CliDeps {
   readonly pollMs?: number;
 }
 
-/** Runs one command; resolves to the exit code. */
+/** Runs one `dapt train` command (`argv` after `train`); resolves to the exit code. */
 export async function runCli(argv: readonly string[], deps: CliDeps): Promise<number> {
+  let failure: CommanderError | undefined;
+  const program = trainCommand(deps, (err) => {
+    failure = err;
+  });
   try {
-    await dispatch(argv, deps);
+    await program.parseAsync([...argv], { from: 'user' });
     return 0;
   } catch (err) {
+    if (err instanceof CommanderError || failure) {
+      const cause = (err instanceof CommanderError ? err : failure)!;
+      // --help and --version end here too, with exit code 0.
+      return cause.exitCode === 0 ? 0 : EXIT_USAGE;
+    }
     deps.err(`error: ${(err as Error).message}`);
-    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      deps.err(USAGE);
+    if (err instanceof UsageError) {
+      deps.err(program.helpInformation());
       return EXIT_USAGE;
     }
     return EXIT_PROBLEM;
   }
 }
 
-async function dispatch(argv: readonly string[], deps: CliDeps): Promise<void> {
-  const [command, ...rest] = argv;
-  const { values } = parseArgs({
-    args: [...rest],
-    options: {
-      config: { type: 'string' },
-      stage: { type: 'string' },
-      experiment: { type: 'string' },
-      run: { type: 'string' },
-      nodes: { type: 'string', default: '1' },
-      queue: { type: 'string', default: 'gpu' },
-      'dry-run': { type: 'boolean', default: false },
-      'job-id': { type: 'string' },
-      follow: { type: 'boolean', default: false },
-      'log-group': { type: 'string' },
-      node: { type: 'string' },
-      reason: { type: 'string', default: 'cancelled with cli/train.ts' },
-      region: { type: 'string', default: process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? DEFAULT_REGION },
-      prefix: { type: 'string', default: DEFAULT_PREFIX },
-    },
-    strict: true,
-  });
+/** The options of every training command, as commander hands them over. */
+interface TrainValues {
+  config?: string;
+  stage?: string;
+  experiment?: string;
+  run?: string;
+  nodes: string;
+  queue: string;
+  dryRun: boolean;
+  jobId?: string;
+  follow: boolean;
+  logGroup?: string;
+  node?: string;
+  reason: string;
+  region: string;
+  prefix: string;
+}
+
+type TrainCommandName = 'train' | 'tokenize' | 'status' | 'logs' | 'watch' | 'cancel';
+
+/**
+ * The `train` command group, on commander: it parses, validates and prints help (generated from
+ * these definitions, without touching AWS); the actions do the work. `onError` sees commander's
+ * own errors (unknown option, missing argument), which it has already printed.
+ */
+export function trainCommand(deps: CliDeps, onError: (err: CommanderError) => void = () => undefined): Command {
+  const group = new Command('train')
+    .description("Operate training jobs on a deployed stage's AWS Batch queues")
+    .configureOutput({ writeOut: (text) => deps.out(text.trimEnd()), writeErr: (text) => deps.err(text.trimEnd()) })
+    .exitOverride((err) => {
+      onError(err);
+      throw err;
+    })
+    .showHelpAfterError('(add --help for usage)');
+  const common = (command: Command): Command =>
+    command
+      .addOption(new Option('--region <region>', 'AWS region').default(process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? DEFAULT_REGION))
+      .addOption(new Option('--prefix <prefix>', 'prefix of the stacks and SSM parameters').default(DEFAULT_PREFIX))
+      .configureOutput({ writeOut: (text) => deps.out(text.trimEnd()), writeErr: (text) => deps.err(text.trimEnd()) })
+      .exitOverride((err) => {
+        onError(err);
+        throw err;
+      })
+      .showHelpAfterError('(add --help for usage)');
+  const stage = (command: Command): Command =>
+    command
+      .addOption(new Option('--stage <stage>', 'the deployed stage').choices(['production', 'experiment']))
+      .option('--experiment <name>', 'the experiment environment (with --stage experiment)');
+  const run = (name: TrainCommandName) =>
+    async (values: TrainValues): Promise<void> => {
+      await execute(name, values, deps);
+    };
+
+  common(stage(group.command('submit').alias('train').description('Validate a trainer config, check it fits the stack, upload it and submit the job (once per config)')))
+    .requiredOption('--config <file>', 'trainer config (YAML)')
+    .option('--nodes <n>', 'nodes for the job (more than 1: the multi-node definition)', '1')
+    .addOption(new Option('--queue <queue>', 'job queue').default('gpu').hideHelp())
+    .option('--dry-run', 'validate and print the request; submit nothing (needs no credentials)', false)
+    .action(run('train'));
+  common(stage(group.command('tokenize').description('Fill the token cache on the CPU queue so the GPU job downloads tokens')))
+    .requiredOption('--config <file>', 'trainer config (YAML)')
+    .option('--dry-run', 'validate and print the request; submit nothing (needs no credentials)', false)
+    .action(run('tokenize'));
+  common(stage(group.command('status').description("A job's status, or every job of an experiment")))
+    .option('--job-id <id>', 'the job')
+    .option('--run <name>', "the config's experiment (default: --experiment)")
+    .action(run('status'));
+  common(group.command('logs').description("A job's log lines"))
+    .requiredOption('--job-id <id>', 'the job')
+    .option('--follow', 'keep reading until the job ends', false)
+    .option('--log-group <group>', 'log group (default: the job definition\'s)')
+    .option('--node <index>', 'node of a multi-node job')
+    .action(run('logs'));
+  common(group.command('watch').description('Status changes and training progress until the job ends'))
+    .requiredOption('--job-id <id>', 'the job')
+    .option('--log-group <group>', 'log group (default: the job definition\'s)')
+    .option('--node <index>', 'node of a multi-node job')
+    .action(run('watch'));
+  common(group.command('cancel').description('Cancel a queued job or stop a running one (it checkpoints first)'))
+    .requiredOption('--job-id <id>', 'the job')
+    .option('--reason <text>', 'reason recorded with the job', 'cancelled with dapt train cancel')
+    .action(run('cancel'));
+  return group;
+}
+
+async function execute(command: TrainCommandName, values: TrainValues, deps: CliDeps): Promise<void> {
   const region = values.region;
   const environment = (): Environment => {
     if (values.stage !== 'production' && values.stage !== 'experiment') {
@@ -129,11 +202,11 @@ async function dispatch(argv: readonly string[], deps: CliDeps): Promise<void> {
     return env;
   };
   const jobId = (): string => {
-    if (!values['job-id']) throw new UsageError(`${command} needs --job-id ID`);
-    return values['job-id'];
+    if (!values.jobId) throw new UsageError(`${command} needs --job-id ID`);
+    return values.jobId;
   };
   const node = values.node === undefined ? undefined : wholeNumber('--node', values.node, 0);
-  const where = { ...(values['log-group'] ? { logGroup: values['log-group'] } : {}), ...(node === undefined ? {} : { node }) };
+  const where = { ...(values.logGroup ? { logGroup: values.logGroup } : {}), ...(node === undefined ? {} : { node }) };
 
   switch (command) {
     case 'train': {
@@ -143,18 +216,18 @@ async function dispatch(argv: readonly string[], deps: CliDeps): Promise<void> {
       }
       if (values.queue !== 'gpu') throw new UsageError(`--queue = ${JSON.stringify(values.queue)}: must be 'gpu'`);
       const nodes = wholeNumber('--nodes', values.nodes, 1);
-      await train({ env: environment(), file: values.config, nodes, queue: values.queue, dryRun: values['dry-run'] }, deps);
+      await train({ env: environment(), file: values.config, nodes, queue: values.queue, dryRun: values.dryRun }, deps);
       return;
     }
     case 'tokenize': {
       if (!values.config) throw new UsageError('tokenize needs --config FILE');
-      await tokenize({ env: environment(), file: values.config, dryRun: values['dry-run'] }, deps);
+      await tokenize({ env: environment(), file: values.config, dryRun: values.dryRun }, deps);
       return;
     }
     case 'status': {
       const { batch, ssm } = deps.clients(region);
-      if (values['job-id']) {
-        for (const line of formatStatus(await describeJob(batch, values['job-id'], region))) deps.out(line);
+      if (values.jobId) {
+        for (const line of formatStatus(await describeJob(batch, values.jobId, region))) deps.out(line);
         return;
       }
       const env = environment();
@@ -221,8 +294,6 @@ async function dispatch(argv: readonly string[], deps: CliDeps): Promise<void> {
       );
       return;
     }
-    default:
-      throw new UsageError(`unknown command '${command ?? ''}': use train, status, logs, watch or cancel`);
   }
 }
 
@@ -240,8 +311,12 @@ async function train(options: TrainOptions, deps: CliDeps): Promise<void> {
   deps.out(`config ${file}: valid (experiment '${config.experiment}', stages ${config.stages.map((s) => `${s.name}: ${s.steps} steps`).join(', ')})`);
 
   const { ssm, batch, s3 } = deps.clients(env.region);
-  const environmentStack = await readTrainingStack(ssm, env);
-  const definitions = await jobDefinitionsFor(ssm, env, config.experiment, environmentStack);
+  const deployed = await readDeployed(env, config.experiment, options.dryRun, deps, async () => {
+    const environmentStack = await readTrainingStack(ssm, env);
+    const definitions = await jobDefinitionsFor(ssm, env, config.experiment, environmentStack);
+    return { environmentStack, definitions };
+  });
+  const { environmentStack, definitions } = deployed;
   const stack = { ...environmentStack, singleNodeJobDefinition: definitions.singleNode, multiNodeJobDefinition: definitions.multiNode };
   deps.out(`job definitions: ${definitions.scope}`);
   const fit = estimateStages(config, nodes, dirname(file), queue);
@@ -253,7 +328,7 @@ async function train(options: TrainOptions, deps: CliDeps): Promise<void> {
 
   const queueArn = queue === 'gpu' ? stack.gpuQueueArn : stack.cpuQueueArn;
   const jobDefinition = nodes > 1 ? stack.multiNodeJobDefinition : stack.singleNodeJobDefinition;
-  const numNodes = nodes > 1 ? nodeCountOverride(nodes, await multiNodeLayout(batch, jobDefinition), jobDefinition) : undefined;
+  const numNodes = nodes > 1 && !deployed.offline ? nodeCountOverride(nodes, await multiNodeLayout(batch, jobDefinition), jobDefinition) : undefined;
   const jobName = jobNameFor(config.experiment, bytes);
   const where = runLocations(stack.artifactsBucket, config.experiment);
   const request = {
@@ -266,8 +341,8 @@ async function train(options: TrainOptions, deps: CliDeps): Promise<void> {
     tags: { experiment: config.experiment, project: deps.project ?? projectTag(env), [STAGE_STEPS_TAG]: stageStepsTag(config) },
   };
 
-  const existing = await findExistingJob(batch, queueArn, jobName);
-  if (!existing) {
+  const existing = deployed.offline ? undefined : await findExistingJob(batch, queueArn, jobName);
+  if (!existing && !deployed.offline) {
     const conflicts = await conflictingJobs(batch, queueArn, config.experiment, jobName);
     if (conflicts.length > 0) {
       const list = conflicts.map((j) => `${j.jobName} (${j.jobId}, ${j.status})`).join(', ');
@@ -292,7 +367,7 @@ async function train(options: TrainOptions, deps: CliDeps): Promise<void> {
   deps.out(`console: ${consoleUrl(env.region, submitted.jobId)}`);
   deps.out(`config: ${where.configUri}`);
   deps.out(`results: ${config.stages.map((s) => where.resultsUri.replace('<stage>', s.name)).join(' ')} (checkpoints/, metrics.jsonl, final/)`);
-  deps.out(`follow it: npx tsx cli/train.ts watch --job-id ${submitted.jobId} --region ${env.region}`);
+  deps.out(`follow it: npx dapt train watch --job-id ${submitted.jobId} --region ${env.region}`);
 }
 
 /**
@@ -305,8 +380,16 @@ async function tokenize(options: { env: Environment; file: string; dryRun: boole
   const { config, bytes } = validateTrainerConfig(file, deps.python);
   deps.out(`config ${file}: valid (experiment '${config.experiment}')`);
   const { ssm, batch, s3 } = deps.clients(env.region);
-  const stack = await readTrainingStack(ssm, env);
-  const definition = await tokenizeJobDefinitionFor(ssm, env, config.experiment);
+  let stack: TrainingStackValues;
+  let definition: { jobDefinition: string; scope: string };
+  try {
+    stack = await readTrainingStack(ssm, env);
+    definition = await tokenizeJobDefinitionFor(ssm, env, config.experiment);
+  } catch (err) {
+    const offline = await readDeployed(env, config.experiment, options.dryRun, deps, () => Promise.reject(err));
+    stack = offline.environmentStack;
+    definition = { jobDefinition: `${offline.owner}-tokenize`, scope: offline.definitions.scope };
+  }
   deps.out(`job definition: ${definition.scope}`);
   const where = runLocations(stack.artifactsBucket, config.experiment);
   const configKey = tokenizeConfigKey(config.experiment, bytes);
@@ -333,7 +416,56 @@ async function tokenize(options: { env: Environment; file: string; dryRun: boole
   );
   deps.out(`job id: ${submitted.jobId}`);
   deps.out(`token cache: ${config.token_cache ?? `s3://${stack.artifactsBucket}/${RUNS_PREFIX}${config.experiment}/token-cache/`}`);
-  deps.out(`follow it: npx tsx cli/train.ts logs --job-id ${submitted.jobId} --follow --region ${env.region}`);
+  deps.out(`follow it: npx dapt train logs --job-id ${submitted.jobId} --follow --region ${env.region}`);
+}
+
+/**
+ * What the deployed stage says (SSM), or, for a dry run without AWS credentials, what its config
+ * file says it would be: names instead of ARNs, limits from config/<stage>.json, and no check
+ * for jobs already queued.
+ */
+async function readDeployed(
+  env: Environment,
+  experiment: string,
+  dryRun: boolean,
+  deps: CliDeps,
+  read: () => Promise<{ environmentStack: TrainingStackValues; definitions: { singleNode: string; multiNode: string; scope: string } }>,
+): Promise<{ environmentStack: TrainingStackValues; definitions: { singleNode: string; multiNode: string; scope: string }; offline: boolean; owner?: string }> {
+  try {
+    return { ...(await read()), offline: false };
+  } catch (err) {
+    if (!dryRun || !isMissingCredentials(err)) throw err;
+  }
+  const config = loadConfig({ stage: env.stage, ...(env.experiment ? { experiment: env.experiment } : {}) });
+  const root = `${env.prefix}-${config.envId}`;
+  const owner = env.stage === 'production' ? `${root}-run-${experiment}` : root;
+  deps.err(`notice: no AWS credentials; the dry run describes the stack from config/${env.stage}.json and cannot see jobs already queued`);
+  return {
+    offline: true,
+    owner,
+    environmentStack: {
+      gpuQueueArn: `${root}-gpu`,
+      cpuQueueArn: `${root}-cpu`,
+      singleNodeJobDefinition: `${owner}-train-single-node`,
+      multiNodeJobDefinition: config.training.maxNodes > 1 ? `${owner}-train-multi-node` : 'none',
+      maxNodes: config.training.maxNodes,
+      capacityMode: config.training.capacity.mode,
+      artifactsBucket: `<artifacts bucket of ${config.envId}>`,
+    },
+    definitions: {
+      singleNode: `${owner}-train-single-node`,
+      multiNode: config.training.maxNodes > 1 ? `${owner}-train-multi-node` : 'none',
+      scope: env.stage === 'production' ? `run stack ${owner} (from the config; writes only under runs/${experiment}/)` : `environment ${root} (from the config)`,
+    },
+  };
+}
+
+type TrainingStackValues = Awaited<ReturnType<typeof readTrainingStack>>;
+
+/** Whether `err` says the SDK found no credentials (nothing was asked of AWS). */
+function isMissingCredentials(err: unknown): boolean {
+  const e = err as { name?: string; message?: string; cause?: { name?: string } };
+  return e?.name === 'CredentialsProviderError' || e?.cause?.name === 'CredentialsProviderError' || /could not load credentials/i.test(e?.message ?? '');
 }
 
 /** `tags.project` of the stage's config file, so jobs carry the same tag as the stacks. */
@@ -364,15 +496,6 @@ export function defaultClients(region: string): Clients {
     s3: new S3Client({ region }),
   };
 }
-
-const USAGE = `usage: npx tsx cli/train.ts <command>
-  train  --config FILE --stage production|experiment [--experiment NAME] [--nodes N] [--dry-run]
-  tokenize --config FILE --stage production|experiment [--experiment NAME] [--dry-run]
-  status --job-id ID | --run NAME --stage production|experiment [--experiment NAME]
-  logs   --job-id ID [--follow] [--log-group G] [--node I]
-  watch  --job-id ID [--log-group G] [--node I]
-  cancel --job-id ID [--reason TEXT]
-  (all: [--region R] [--prefix P])`;
 
 /** Job tag holding each stage's step count, for `watch`'s progress bar. */
 export const STAGE_STEPS_TAG = 'stage-steps';

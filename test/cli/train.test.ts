@@ -202,7 +202,7 @@ test('bad arguments exit with 2 and the usage', async () => {
   for (const argv of [['train'], ['train', '--config', 'x.yaml', '--stage', 'staging'], ['train', '--config', 'x.yaml', '--stage', 'production', '--nodes', 'two'], ['train', '--bogus'], ['fly'], ['status'], ['cancel']]) {
     const result = await cli(moto, ...argv);
     assert.equal(result.code, 2, `${argv.join(' ')}: ${result.err}`);
-    assert.match(result.err, /usage: npx tsx cli\/train\.ts/);
+    assert.match(result.err, /Usage: train|add --help for usage/, 'says how to get the usage');
   }
   const badExperiment = await cli(moto, 'train', '--config', 'x.yaml', '--stage', 'experiment', '--experiment', 'Bad_Name');
   assert.equal(badExperiment.code, 2);

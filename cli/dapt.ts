@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+/**
+ * The platform's command line, one entry point with subcommands (`npx dapt --help`):
+ *
+ *   npx dapt train submit|tokenize|status|logs|watch|cancel ...   training jobs on AWS Batch
+ *   npx dapt eval start|status|report ...                          evaluation runs
+ *
+ * Parsing, validation and help come from commander; help and `--dry-run` need no AWS
+ * credentials. Exit codes: 0 ok, 1 a problem to fix (config, fit, stack not deployed, job
+ * failed), 2 bad arguments.
+ */
+import { Command, CommanderError } from 'commander';
+import { evalCommand } from './eval';
+import { type CliDeps, defaultClients, trainCommand } from './train';
+import { UsageError } from './train-lib';
+
+/** The whole program; `deps` is where output goes and how AWS clients are made (tests: moto). */
+export function buildProgram(deps: CliDeps): Command {
+  const program = new Command('dapt')
+    .description('Domain-adapt language models on AWS: operate training jobs and evaluation runs of a deployed stage')
+    .configureOutput({ writeOut: (text) => deps.out(text.trimEnd()), writeErr: (text) => deps.err(text.trimEnd()) })
+    .showHelpAfterError('(add --help for usage)')
+    .exitOverride();
+  program.addCommand(trainCommand(deps));
+  const evaluation = evalCommand(deps);
+  for (const command of [evaluation, ...evaluation.commands]) {
+    command.configureOutput({ writeOut: (text) => deps.out(text.trimEnd()), writeErr: (text) => deps.err(text.trimEnd()) }).exitOverride();
+  }
+  program.addCommand(evaluation);
+  return program;
+}
+
+/** Runs `dapt <argv>`; resolves to the exit code. */
+export async function main(argv: readonly string[], deps: CliDeps): Promise<number> {
+  try {
+    await buildProgram(deps).parseAsync([...argv], { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : EXIT_USAGE;
+    deps.err(`error: ${(err as Error).message}`);
+    return err instanceof UsageError ? EXIT_USAGE : EXIT_PROBLEM;
+  }
+}
+
+const EXIT_PROBLEM = 1;
+const EXIT_USAGE = 2;
+
+if (require.main === module) {
+  void main(process.argv.slice(2), { out: (l) => console.log(l), err: (l) => console.error(l), clients: defaultClients }).then((code) => {
+    process.exitCode = code;
+  });
+}
