@@ -285,7 +285,7 @@ export class TrainerJobs extends Construct {
 }
 
 /** What every trainer container is told about its environment (the trainer reads its config from DAPT_CONFIG). */
-export function trainerEnvironment(config: ResolvedConfig, buckets: TrainingBuckets): Record<string, string> {
+export function trainerEnvironment(config: ResolvedConfig, buckets: Pick<TrainingBuckets, 'models' | 'artifacts' | 'datasets'>): Record<string, string> {
   return {
     DAPT_STAGE: config.stage,
     DAPT_ENV_ID: config.envId,

@@ -80,9 +80,12 @@ export class TrainingStack extends Stack {
     // Inputs and outputs through SSM, so the lake holds no export lock for this stack.
     const bucket = (zone: 'datasets' | 'models' | 'artifacts' | 'curated' | 'raw'): s3.IBucket =>
       s3.Bucket.fromBucketName(this, `${zone.charAt(0).toUpperCase()}${zone.slice(1)}Bucket`, readPlatformParameter(this, config.ssmRoot, `${zone}Bucket`));
-    const lakeKeyArn = readPlatformParameter(this, config.ssmRoot, 'lakeKeyArn');
-    const buckets: TrainingBuckets = { datasets: bucket('datasets'), models: bucket('models'), artifacts: bucket('artifacts'), curated: bucket('curated') };
-    const rawBucket = bucket('raw');
+    // Read only where used: production has no environment-wide trainer or data jobs, and an unused
+    // template parameter is a cfn-lint finding (W2001).
+    const lakeKeyArn = (): string => readPlatformParameter(this, config.ssmRoot, 'lakeKeyArn');
+    const jobBuckets = { datasets: bucket('datasets'), models: bucket('models'), artifacts: bucket('artifacts') };
+    let curated: s3.IBucket | undefined;
+    const buckets = (): TrainingBuckets => ({ ...jobBuckets, curated: (curated ??= bucket('curated')) });
 
     const image = trainerImage(this);
 
@@ -157,8 +160,8 @@ export class TrainingStack extends Stack {
         config,
         namePrefix: `${config.prefix}-${config.envId}`,
         writePrefix: RUNS_PREFIX,
-        buckets,
-        lakeKeyArn,
+        buckets: buckets(),
+        lakeKeyArn: lakeKeyArn(),
         image,
         executionRole,
         logGroup: logs.logGroup,
@@ -179,7 +182,7 @@ export class TrainingStack extends Stack {
       container: createGpuContainer(this, 'Preflight', {
         image: ecs.ContainerImage.fromDockerImageAsset(image),
         command: ['torchrun', '--standalone', `--nproc_per_node=${P5_NODE.gpus}`, '-m', 'dapt_trainer.preflight'],
-        environment: { ...trainerEnvironment(config, buckets), NCCL_DEBUG: 'INFO' },
+        environment: { ...trainerEnvironment(config, jobBuckets), NCCL_DEBUG: 'INFO' },
         jobRole: preflightRole,
         executionRole,
         logGroup: logs.logGroup,
@@ -194,8 +197,8 @@ export class TrainingStack extends Stack {
         config,
         namePrefix: `${config.prefix}-${config.envId}`,
         writePrefix: '',
-        buckets: { raw: rawBucket, curated: buckets.curated, datasets: buckets.datasets },
-        lakeKeyArn,
+        buckets: { raw: bucket('raw'), curated: buckets().curated, datasets: jobBuckets.datasets },
+        lakeKeyArn: lakeKeyArn(),
         executionRole,
         logGroup: logs.logGroup,
       });
