@@ -16,7 +16,7 @@ UV_VERSION := 0.13.9
 TS_TESTS = $(shell find test lambda -name '*.test.ts' 2>/dev/null | sort)
 DOCKERFILES = $(sort $(wildcard containers/*/Dockerfile*))
 
-.PHONY: adapt synth checkov test install test-ts test-py lint constraints clean browser
+.PHONY: adapt synth checkov format test install test-ts test-py lint constraints clean browser
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -49,6 +49,10 @@ checkov: synth
 	@test -x .venv-checkov/bin/python || { $(PYTHON) -m venv .venv-checkov && .venv-checkov/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION); }
 	.venv-checkov/bin/python scripts/checkov_rate.py
 
+## Format the TypeScript (Prettier, 120 columns; `make test` fails on an unformatted file).
+format: $(NODE_STAMP)
+	npx prettier --write --log-level warn '**/*.{ts,mjs,js}'
+
 ## Every test: type-check, lint, TypeScript tests, then each Python package's lint, types and tests.
 # The TypeScript and Python suites run side by side (one process each, so the two cores stay busy);
 # --output-sync keeps each suite's output together.
@@ -62,6 +66,7 @@ browser:
 lint:
 	npx tsc --noEmit -p .
 	npx eslint --max-warnings 0 .
+	npx prettier --check --log-level warn '**/*.{ts,mjs,js}'
 	$(VENV)/bin/hadolint $(DOCKERFILES)
 
 test-ts:

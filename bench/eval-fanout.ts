@@ -44,11 +44,22 @@ async function runOnce(store: ResultStore, label: string): Promise<void> {
     created_by: '',
     notes: '',
   };
-  const rows: Row[] = Array.from({ length: n }, (_, i) => ({ id: `i${i}`, text: `ticket number ${i}`, label: manifest.labels?.[i % 4] ?? 'other' }));
+  const rows: Row[] = Array.from({ length: n }, (_, i) => ({
+    id: `i${i}`,
+    text: `ticket number ${i}`,
+    label: manifest.labels?.[i % 4] ?? 'other',
+  }));
   const spec = parseRunSpec(
     {
       benchmark: { name: manifest.name, version: manifest.version },
-      models: [{ provider: 'simulated', model_id: 'bench', revision: '1', simulated: { latency_ms: latencyMs, correct_rate: 0.8 } }],
+      models: [
+        {
+          provider: 'simulated',
+          model_id: 'bench',
+          revision: '1',
+          simulated: { latency_ms: latencyMs, correct_rate: 0.8 },
+        },
+      ],
       shard_size: n,
       worker_concurrency: concurrency,
       provider_concurrency: { simulated: concurrency },
@@ -61,7 +72,13 @@ async function runOnce(store: ResultStore, label: string): Promise<void> {
   const floorMs = (n * latencyMs) / concurrency;
   const runs: Array<{ wallMs: number; calls: number; ok: number; skipped: number }> = [];
   for (let pass = 0; pass < 2; pass++) {
-    const provider = new SimulatedProvider('bench', '1', { latency_ms: latencyMs, correct_rate: 0.8, unparseable_rate: 0, error_rate: 0, throttle_rate: 0 });
+    const provider = new SimulatedProvider('bench', '1', {
+      latency_ms: latencyMs,
+      correct_rate: 0.8,
+      unparseable_rate: 0,
+      error_rate: 0,
+      throttle_rate: 0,
+    });
     const started = performance.now();
     const counts = await runShard(shard.context, shard.units, {
       store,
@@ -82,7 +99,9 @@ async function runOnce(store: ResultStore, label: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  console.log(`eval fan-out engine benchmark: N=${n} units, L=${latencyMs} ms, C=${concurrency}; node ${process.version}, ${os.cpus().length} CPU(s) (${os.cpus()[0]?.model ?? 'unknown'})`);
+  console.log(
+    `eval fan-out engine benchmark: N=${n} units, L=${latencyMs} ms, C=${concurrency}; node ${process.version}, ${os.cpus().length} CPU(s) (${os.cpus()[0]?.model ?? 'unknown'})`,
+  );
   console.log('| store | N | L (ms) | C | floor N*L/C (s) | wall (s) | vs floor | provider calls | 2nd run calls |');
   console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   if (values.mode === 'memory' || values.mode === 'both') await runOnce(new MemoryResultStore(), 'memory');

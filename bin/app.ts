@@ -18,7 +18,10 @@ try {
   // `-c run=NAME` deploys one experiment's run stack on an environment that already exists;
   // `-c upstream=A,B` lets it read the models of earlier runs A and B.
   const run = context('run');
-  const upstream = context('upstream')?.split(',').map((name) => name.trim()).filter(Boolean);
+  const upstream = context('upstream')
+    ?.split(',')
+    .map((name) => name.trim())
+    .filter(Boolean);
   if (run !== undefined) buildRun(app, { ...selection, run, upstream });
   else buildPlatform(app, selection);
 } catch (err) {

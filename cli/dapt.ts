@@ -24,7 +24,9 @@ export function buildProgram(deps: CliDeps): Command {
   program.addCommand(trainCommand(deps));
   const evaluation = evalCommand(deps);
   for (const command of [evaluation, ...evaluation.commands]) {
-    command.configureOutput({ writeOut: (text) => deps.out(text.trimEnd()), writeErr: (text) => deps.err(text.trimEnd()) }).exitOverride();
+    command
+      .configureOutput({ writeOut: (text) => deps.out(text.trimEnd()), writeErr: (text) => deps.err(text.trimEnd()) })
+      .exitOverride();
   }
   program.addCommand(evaluation);
   return program;
@@ -46,7 +48,11 @@ const EXIT_PROBLEM = 1;
 const EXIT_USAGE = 2;
 
 if (require.main === module) {
-  void main(process.argv.slice(2), { out: (l) => console.log(l), err: (l) => console.error(l), clients: defaultClients }).then((code) => {
+  void main(process.argv.slice(2), {
+    out: (l) => console.log(l),
+    err: (l) => console.error(l),
+    clients: defaultClients,
+  }).then((code) => {
     process.exitCode = code;
   });
 }

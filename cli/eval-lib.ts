@@ -22,7 +22,9 @@ export interface Environment {
 export function envId(env: Environment): string {
   if (env.stage === 'production') return environmentId('production');
   if (!env.experiment || !ExperimentNameSchema.safeParse(env.experiment).success) {
-    throw new Error(`--experiment = ${JSON.stringify(env.experiment ?? '')}: must be ${NAME_RULE_TEXT} (required with --stage experiment)`);
+    throw new Error(
+      `--experiment = ${JSON.stringify(env.experiment ?? '')}: must be ${NAME_RULE_TEXT} (required with --stage experiment)`,
+    );
   }
   return environmentId(env.stage, env.experiment);
 }
@@ -30,7 +32,10 @@ export function envId(env: Environment): string {
 /** SSM parameter names the CLI reads. */
 export function parameterNames(env: Environment): { stateMachineArn: string; bucket: string } {
   const root = parameterRoot(env.prefix, envId(env));
-  return { stateMachineArn: platformParameterName(root, 'evalStateMachineArn'), bucket: platformParameterName(root, 'evalBucket') };
+  return {
+    stateMachineArn: platformParameterName(root, 'evalStateMachineArn'),
+    bucket: platformParameterName(root, 'evalBucket'),
+  };
 }
 
 /** Reads an SSM parameter; a missing one means the stack is not deployed there. */
@@ -39,7 +44,10 @@ export async function readParameter(ssm: SsmParameterReader, name: string, env: 
     return await ssm.get(name);
   } catch (err) {
     if (err instanceof ParameterNotFound) {
-      throw new Error(`SSM parameter ${name} does not exist: is the ${env.stage} eval stack (envId '${envId(env)}') deployed in region ${env.region}?`, { cause: err });
+      throw new Error(
+        `SSM parameter ${name} does not exist: is the ${env.stage} eval stack (envId '${envId(env)}') deployed in region ${env.region}?`,
+        { cause: err },
+      );
     }
     throw err;
   }
@@ -72,7 +80,9 @@ export async function startRun(
   }
   const current = existing ?? (await describe(sfn, executionArn));
   if (current !== null && current !== input) {
-    throw new Error(`ExecutionAlreadyExists: run '${runId}' was already started with different input (${current}); give the spec a new run_id`);
+    throw new Error(
+      `ExecutionAlreadyExists: run '${runId}' was already started with different input (${current}); give the spec a new run_id`,
+    );
   }
   return { executionArn, alreadyStarted: true };
 }
@@ -98,7 +108,12 @@ export interface Progress {
 export function progressBar(done: number, total: number, width = DEFAULT_BAR_WIDTH): string {
   const ratio = total > 0 ? Math.min(1, done / total) : 0;
   // cli-progress's own bar renderer (the live bars of its SingleBar use the same one).
-  const bar = Format.BarFormat(ratio, { barsize: width, barCompleteString: '#'.repeat(width), barIncompleteString: '.'.repeat(width), barGlue: '' });
+  const bar = Format.BarFormat(ratio, {
+    barsize: width,
+    barCompleteString: '#'.repeat(width),
+    barIncompleteString: '.'.repeat(width),
+    barGlue: '',
+  });
   return `[${bar}] ${(ratio * 100).toFixed(1).padStart(5)}%`;
 }
 
@@ -108,7 +123,9 @@ export async function countRecords(s3: S3Client, bucket: string, keys: readonly 
   let found = 0;
   let token: string | undefined;
   do {
-    const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'results/items/', ContinuationToken: token }));
+    const page = await s3.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: 'results/items/', ContinuationToken: token }),
+    );
     for (const object of page.Contents ?? []) if (object.Key && wanted.has(object.Key)) found++;
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);

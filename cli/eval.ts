@@ -15,7 +15,15 @@ import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3
 import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { Command, Option } from 'commander';
 import { parseRunSpec } from '../lambda/shared/spec';
-import { countRecords, type Environment, parameterNames, progressBar, readParameter, runIdFor, startRun } from './eval-lib';
+import {
+  countRecords,
+  type Environment,
+  parameterNames,
+  progressBar,
+  readParameter,
+  runIdFor,
+  startRun,
+} from './eval-lib';
 import { SsmParameterReader } from './ssm';
 
 /** Where the eval commands write. */
@@ -39,13 +47,23 @@ export function evalCommand(io: EvalIo): Command {
   const group = new Command('eval').description('Run evaluations on a deployed stage (Step Functions fan-out)');
   const common = (command: Command): Command =>
     command
-      .addOption(new Option('--stage <stage>', 'the deployed stage').choices(['production', 'experiment']).default('production'))
+      .addOption(
+        new Option('--stage <stage>', 'the deployed stage').choices(['production', 'experiment']).default('production'),
+      )
       .option('--experiment <name>', 'the experiment environment (with --stage experiment)')
-      .addOption(new Option('--region <region>', 'AWS region').default(process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1'))
+      .addOption(
+        new Option('--region <region>', 'AWS region').default(
+          process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
+        ),
+      )
       .addOption(new Option('--prefix <prefix>', 'prefix of the stacks and SSM parameters').default(DEFAULT_PREFIX));
   common(group.command('start').description('Validate a run spec, upload it and start its execution (once per run id)'))
     .requiredOption('--spec <file>', 'run spec (JSON)')
-    .option('--dry-run', 'validate the spec and print the run id and where it would go; start nothing (needs no credentials)', false)
+    .option(
+      '--dry-run',
+      'validate the spec and print the run id and where it would go; start nothing (needs no credentials)',
+      false,
+    )
     .action(async (values: EvalValues) => start(values, io));
   common(group.command('status').description("A run's execution status and how many units have a record"))
     .requiredOption('--run-id <id>', 'the run')
@@ -57,7 +75,12 @@ export function evalCommand(io: EvalIo): Command {
 }
 
 function environmentOf(values: EvalValues): Environment {
-  return { stage: values.stage, ...(values.experiment ? { experiment: values.experiment } : {}), prefix: values.prefix, region: values.region };
+  return {
+    stage: values.stage,
+    ...(values.experiment ? { experiment: values.experiment } : {}),
+    prefix: values.prefix,
+    region: values.region,
+  };
 }
 
 async function start(values: EvalValues, io: EvalIo): Promise<void> {
@@ -68,14 +91,23 @@ async function start(values: EvalValues, io: EvalIo): Promise<void> {
   const specKey = `runs/${runId}/spec.json`;
   if (values.dryRun) {
     io.out(`spec ${values.spec}: valid; run_id=${runId}`);
-    io.out(`would upload s3://<bucket at ${names.bucket}>/${specKey} and start execution ${runId} of <state machine at ${names.stateMachineArn}>`);
+    io.out(
+      `would upload s3://<bucket at ${names.bucket}>/${specKey} and start execution ${runId} of <state machine at ${names.stateMachineArn}>`,
+    );
     return;
   }
   const ssm = new SsmParameterReader({ region: env.region });
   const s3 = new S3Client({ region: env.region });
   const bucket = await readParameter(ssm, names.bucket, env);
   const stateMachineArn = await readParameter(ssm, names.stateMachineArn, env);
-  await s3.send(new PutObjectCommand({ Bucket: bucket, Key: specKey, Body: `${JSON.stringify({ ...spec, run_id: runId }, null, 2)}\n`, ContentType: 'application/json' }));
+  await s3.send(
+    new PutObjectCommand({
+      Bucket: bucket,
+      Key: specKey,
+      Body: `${JSON.stringify({ ...spec, run_id: runId }, null, 2)}\n`,
+      ContentType: 'application/json',
+    }),
+  );
   const started = await startRun(new SFNClient({ region: env.region }), stateMachineArn, runId, specKey);
   io.out(`${started.alreadyStarted ? 'already started (same run, same execution)' : 'started'}: run_id=${runId}`);
   io.out(`execution: ${started.executionArn}`);
@@ -93,26 +125,39 @@ async function status(values: EvalValues, io: EvalIo): Promise<void> {
   const finished = await countRecords(s3, bucket, run.cache_keys);
   const stateMachineArn = await readParameter(ssm, names.stateMachineArn, env);
   const execution = await new SFNClient({ region: env.region }).send(
-    new DescribeExecutionCommand({ executionArn: `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${runId}` }),
+    new DescribeExecutionCommand({
+      executionArn: `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${runId}`,
+    }),
   );
   io.out(`run ${runId}: execution ${execution.status ?? 'UNKNOWN'}`);
   io.out(`${progressBar(finished, run.expected_units)}  ${finished} / ${run.expected_units} units have a record`);
-  io.out(`quarantined rows: ${run.quarantined_rows}; errored units are counted in the report (records with status 'errored' are retried by the next run)`);
+  io.out(
+    `quarantined rows: ${run.quarantined_rows}; errored units are counted in the report (records with status 'errored' are retried by the next run)`,
+  );
 }
 
 async function report(values: EvalValues, io: EvalIo): Promise<void> {
   const env = environmentOf(values);
   const bucket = await readParameter(new SsmParameterReader({ region: env.region }), parameterNames(env).bucket, env);
   io.out(`report: s3://${bucket}/runs/${values.runId}/report.json (written by the Aggregate step)`);
-  io.out(`records: s3://${bucket}/runs/${values.runId}/results.jsonl; quarantine: s3://${bucket}/runs/${values.runId}/quarantine.jsonl`);
+  io.out(
+    `records: s3://${bucket}/runs/${values.runId}/results.jsonl; quarantine: s3://${bucket}/runs/${values.runId}/quarantine.jsonl`,
+  );
 }
 
-async function readRun(s3: S3Client, bucket: string, runId: string): Promise<{ expected_units: number; quarantined_rows: number; cache_keys: string[] }> {
+async function readRun(
+  s3: S3Client,
+  bucket: string,
+  runId: string,
+): Promise<{ expected_units: number; quarantined_rows: number; cache_keys: string[] }> {
   try {
     const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: `runs/${runId}/run.json` }));
     return JSON.parse((await response.Body?.transformToString()) ?? '{}') as Awaited<ReturnType<typeof readRun>>;
   } catch (err) {
-    if ((err as { name?: string }).name === 'NoSuchKey') throw new Error(`run ${runId} has no s3://${bucket}/runs/${runId}/run.json yet: not started, or still planning`, { cause: err });
+    if ((err as { name?: string }).name === 'NoSuchKey')
+      throw new Error(`run ${runId} has no s3://${bucket}/runs/${runId}/run.json yet: not started, or still planning`, {
+        cause: err,
+      });
     throw err;
   }
 }

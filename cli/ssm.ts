@@ -1,7 +1,12 @@
 /**
  * Reads the platform's SSM parameters (bucket names, state machine ARN) for the CLI.
  */
-import { GetParameterCommand, ParameterNotFound as SsmParameterNotFound, SSMClient, type SSMClientConfig } from '@aws-sdk/client-ssm';
+import {
+  GetParameterCommand,
+  ParameterNotFound as SsmParameterNotFound,
+  SSMClient,
+  type SSMClientConfig,
+} from '@aws-sdk/client-ssm';
 
 export interface SsmOptions {
   readonly region: string;

@@ -42,13 +42,21 @@ export interface StackLimits {
 export function nodeProblems(nodes: number, limits: StackLimits, queue: 'gpu' | 'cpu'): string[] {
   const problems: string[] = [];
   if (!Number.isInteger(nodes) || nodes < 1) return [`--nodes = ${nodes}: must be a whole number >= 1`];
-  if (queue === 'cpu' && nodes > 1) problems.push(`--nodes = ${nodes} with --queue cpu: the CPU queue runs on Fargate, which has no multi-node jobs`);
-  if (nodes > limits.maxNodes) problems.push(`--nodes = ${nodes}: the stack allows at most max-nodes = ${limits.maxNodes} (training.maxNodes in the stage config)`);
+  if (queue === 'cpu' && nodes > 1)
+    problems.push(`--nodes = ${nodes} with --queue cpu: the CPU queue runs on Fargate, which has no multi-node jobs`);
+  if (nodes > limits.maxNodes)
+    problems.push(
+      `--nodes = ${nodes}: the stack allows at most max-nodes = ${limits.maxNodes} (training.maxNodes in the stage config)`,
+    );
   if (nodes > 1 && limits.multiNodeJobDefinition === 'none') {
-    problems.push(`--nodes = ${nodes}: this stack has no multi-node job definition (job-definitions/multi-node = 'none' because training.maxNodes is 1); use --nodes 1 or raise training.maxNodes and redeploy`);
+    problems.push(
+      `--nodes = ${nodes}: this stack has no multi-node job definition (job-definitions/multi-node = 'none' because training.maxNodes is 1); use --nodes 1 or raise training.maxNodes and redeploy`,
+    );
   }
   if (nodes > 1 && limits.capacityMode === 'spot') {
-    problems.push(`--nodes = ${nodes} with capacity-mode = spot: Spot is for single-node jobs only (one reclaimed node stops every node of a multi-node job); use --nodes 1 or on-demand/reserved capacity`);
+    problems.push(
+      `--nodes = ${nodes} with capacity-mode = spot: Spot is for single-node jobs only (one reclaimed node stops every node of a multi-node job); use --nodes 1 or on-demand/reserved capacity`,
+    );
   }
   return problems;
 }
@@ -159,7 +167,10 @@ export function estimateMemory(
 ): MemoryEstimate {
   const gpus = nodes * node.gpusPerNode;
   const trainable = method === 'full' ? parameters : adapterParameters;
-  const total = method === 'full' ? parameters * FULL_BYTES_PER_PARAM : parameters * FROZEN_BYTES_PER_PARAM + adapterParameters * FULL_BYTES_PER_PARAM;
+  const total =
+    method === 'full'
+      ? parameters * FULL_BYTES_PER_PARAM
+      : parameters * FROZEN_BYTES_PER_PARAM + adapterParameters * FULL_BYTES_PER_PARAM;
   const bytesPerGpu = total / gpus;
   const limit = node.gpuBytes * DEFAULT_MEMORY_LIMIT;
   const rule =
@@ -167,14 +178,24 @@ export function estimateMemory(
       ? `${FULL_BYTES_PER_PARAM} B/param x ${billions(parameters)}B params`
       : `${FROZEN_BYTES_PER_PARAM} B/param x ${billions(parameters)}B frozen + ${FULL_BYTES_PER_PARAM} B/param x ${billions(adapterParameters)}B adapter`;
   const summary = `stage '${stage}' (${method}): ${rule} / ${gpus} GPUs = ${gb(bytesPerGpu)} GB per GPU (limit ${gb(limit)} GB = ${DEFAULT_MEMORY_LIMIT * 100}% of ${gb(node.gpuBytes)} GB; activations not counted)`;
-  return { stage, method, parameters, trainableParameters: trainable, gpus, bytesPerGpu, gpuBytes: node.gpuBytes, fits: bytesPerGpu <= limit, summary };
+  return {
+    stage,
+    method,
+    parameters,
+    trainableParameters: trainable,
+    gpus,
+    bytesPerGpu,
+    gpuBytes: node.gpuBytes,
+    fits: bytesPerGpu <= limit,
+    summary,
+  };
 }
 
 /** What to try when a stage does not fit. */
 export function fitAdvice(estimate: MemoryEstimate, activationCheckpointing: boolean): string {
   const options = [
-    ...(estimate.method === 'full' ? ["method.name: lora (2 B/param for the frozen base)"] : []),
-    `more nodes (--nodes ${Math.ceil(estimate.bytesPerGpu / (estimate.gpuBytes * DEFAULT_MEMORY_LIMIT) * (estimate.gpus / P5_GPU_NODE.gpusPerNode))} would shard it under the limit)`,
+    ...(estimate.method === 'full' ? ['method.name: lora (2 B/param for the frozen base)'] : []),
+    `more nodes (--nodes ${Math.ceil((estimate.bytesPerGpu / (estimate.gpuBytes * DEFAULT_MEMORY_LIMIT)) * (estimate.gpus / P5_GPU_NODE.gpusPerNode))} would shard it under the limit)`,
     ...(activationCheckpointing ? [] : ['compute.activation_checkpointing: true']),
   ];
   return `does not fit: ${estimate.summary}; try ${options.join(', or ')}`;
@@ -192,7 +213,12 @@ export interface FitReport {
  * origin's size); S3 models are skipped with a notice, since reading them would mean a download.
  * Relative model paths are resolved from `baseDir` (the config file's folder, then the cwd).
  */
-export function estimateStages(config: TrainerConfig, nodes: number, baseDir: string, queue: 'gpu' | 'cpu' = 'gpu'): FitReport {
+export function estimateStages(
+  config: TrainerConfig,
+  nodes: number,
+  baseDir: string,
+  queue: 'gpu' | 'cpu' = 'gpu',
+): FitReport {
   const estimates: MemoryEstimate[] = [];
   const notices: string[] = [];
   const problems: string[] = [];
@@ -202,13 +228,20 @@ export function estimateStages(config: TrainerConfig, nodes: number, baseDir: st
     let dims: LlamaDimensions | null = null;
     if (stage.model.from_stage !== null) {
       dims = dimensions.get(stage.model.from_stage) ?? null;
-      if (dims === null) notices.push(`stages.${i} '${stage.name}': memory estimate skipped (its model, stage '${stage.model.from_stage}', has no size)`);
+      if (dims === null)
+        notices.push(
+          `stages.${i} '${stage.name}': memory estimate skipped (its model, stage '${stage.model.from_stage}', has no size)`,
+        );
     } else if (stage.model.path !== null && stage.model.path.startsWith('s3://')) {
-      notices.push(`stages.${i} '${stage.name}': memory estimate skipped (model.path = ${stage.model.path} is on S3; only a local config.json is read)`);
+      notices.push(
+        `stages.${i} '${stage.name}': memory estimate skipped (model.path = ${stage.model.path} is on S3; only a local config.json is read)`,
+      );
     } else if (stage.model.path !== null) {
       const file = resolveConfigJson(stage.model.path, baseDir);
       if (file === null) {
-        notices.push(`stages.${i} '${stage.name}': memory estimate skipped (no config.json under model.path = ${stage.model.path})`);
+        notices.push(
+          `stages.${i} '${stage.name}': memory estimate skipped (no config.json under model.path = ${stage.model.path})`,
+        );
       } else {
         try {
           dims = llamaDimensions(JSON.parse(readFileSync(file, 'utf8')), file);
@@ -220,7 +253,10 @@ export function estimateStages(config: TrainerConfig, nodes: number, baseDir: st
     dimensions.set(stage.name, dims);
     if (dims === null) continue;
     const parameters = llamaParameterCount(dims);
-    const adapter = stage.method.name === 'lora' ? loraParameterCount(dims, stage.method.lora.rank, stage.method.lora.target_modules) : 0;
+    const adapter =
+      stage.method.name === 'lora'
+        ? loraParameterCount(dims, stage.method.lora.rank, stage.method.lora.target_modules)
+        : 0;
     const estimate = estimateMemory(stage.name, stage.method.name, parameters, adapter, nodes);
     estimates.push(estimate);
     if (!estimate.fits) problems.push(`stages.${i} ${fitAdvice(estimate, config.compute.activation_checkpointing)}`);

@@ -22,7 +22,12 @@ import {
   TerminateJobCommand,
 } from '@aws-sdk/client-batch';
 import { type CloudWatchLogsClient, GetLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
-import { parameterRoot, platformParameterName, type PlatformParameterKey, runParameterName } from '../lib/config/parameter-names';
+import {
+  parameterRoot,
+  platformParameterName,
+  type PlatformParameterKey,
+  runParameterName,
+} from '../lib/config/parameter-names';
 import { ExperimentNameSchema, NAME_RULE_TEXT } from '../lib/config/schema';
 import { envId, type Environment } from './eval-lib';
 import { ParameterNotFound, type SsmParameterReader } from './ssm';
@@ -70,11 +75,15 @@ export async function readTrainingStack(ssm: SsmParameterReader, env: Environmen
     } catch (err) {
       if (!(err instanceof ParameterNotFound)) throw err;
       const stack = key === 'artifactsBucket' ? 'data-lake' : 'training';
-      throw new UserError(`SSM parameter ${names[key]} does not exist: is the ${env.stage} ${stack} stack (envId '${envId(env)}') deployed in region ${env.region}? (set --region or AWS_REGION)`, { cause: err });
+      throw new UserError(
+        `SSM parameter ${names[key]} does not exist: is the ${env.stage} ${stack} stack (envId '${envId(env)}') deployed in region ${env.region}? (set --region or AWS_REGION)`,
+        { cause: err },
+      );
     }
   };
   const maxNodes = Number(await read('maxNodes'));
-  if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new UserError(`SSM parameter ${names.maxNodes} = ${JSON.stringify(maxNodes)}: must be a whole number >= 1`);
+  if (!Number.isInteger(maxNodes) || maxNodes < 1)
+    throw new UserError(`SSM parameter ${names.maxNodes} = ${JSON.stringify(maxNodes)}: must be a whole number >= 1`);
   return {
     gpuQueueArn: await read('gpuQueueArn'),
     cpuQueueArn: await read('cpuQueueArn'),
@@ -89,7 +98,10 @@ export async function readTrainingStack(ssm: SsmParameterReader, env: Environmen
 /** Where a run stack (`cdk deploy -c run=NAME`) publishes its job definitions (lib/stacks/run-stack.ts). */
 export function runParameterNames(env: Environment, experiment: string): { singleNode: string; multiNode: string } {
   const root = parameterRoot(env.prefix, envId(env));
-  return { singleNode: runParameterName(root, experiment, 'single-node'), multiNode: runParameterName(root, experiment, 'multi-node') };
+  return {
+    singleNode: runParameterName(root, experiment, 'single-node'),
+    multiNode: runParameterName(root, experiment, 'multi-node'),
+  };
 }
 
 /**
@@ -114,20 +126,30 @@ export async function jobDefinitionsFor(
   }
   if (env.stage === 'production') {
     if (!ExperimentNameSchema.safeParse(experiment).success) {
-      throw new UserError(`experiment = ${JSON.stringify(experiment)}: in production it names a run stack, so it must be ${NAME_RULE_TEXT}`);
+      throw new UserError(
+        `experiment = ${JSON.stringify(experiment)}: in production it names a run stack, so it must be ${NAME_RULE_TEXT}`,
+      );
     }
     throw new UserError(
       `SSM parameter ${names.singleNode} does not exist: in production every experiment runs with its own job role, which may write only under runs/${experiment}/. Deploy it first: npx cdk deploy -c stage=production -c run=${experiment} (region ${env.region})`,
     );
   }
-  return { singleNode: stack.singleNodeJobDefinition, multiNode: stack.multiNodeJobDefinition, scope: `environment ${envId(env)}: the experiment stage's own buckets` };
+  return {
+    singleNode: stack.singleNodeJobDefinition,
+    multiNode: stack.multiNodeJobDefinition,
+    scope: `environment ${envId(env)}: the experiment stage's own buckets`,
+  };
 }
 
 /**
  * The job definition that fills the shared token cache for `experiment` (CPU queue): the run
  * stack's, else, outside production, the environment's own.
  */
-export async function tokenizeJobDefinitionFor(ssm: SsmParameterReader, env: Environment, experiment: string): Promise<{ jobDefinition: string; scope: string }> {
+export async function tokenizeJobDefinitionFor(
+  ssm: SsmParameterReader,
+  env: Environment,
+  experiment: string,
+): Promise<{ jobDefinition: string; scope: string }> {
   const root = parameterRoot(env.prefix, envId(env));
   const runName = runParameterName(root, experiment, 'tokenize');
   try {
@@ -146,9 +168,13 @@ export async function tokenizeJobDefinitionFor(ssm: SsmParameterReader, env: Env
     jobDefinition = await ssm.get(name);
   } catch (err) {
     if (!(err instanceof ParameterNotFound)) throw err;
-    throw new UserError(`SSM parameter ${name} does not exist: deploy the training stack of envId '${envId(env)}' again (region ${env.region})`, { cause: err });
+    throw new UserError(
+      `SSM parameter ${name} does not exist: deploy the training stack of envId '${envId(env)}' again (region ${env.region})`,
+      { cause: err },
+    );
   }
-  if (jobDefinition === 'none') throw new UserError(`SSM parameter ${name} is 'none': this environment has no tokenize job definition`);
+  if (jobDefinition === 'none')
+    throw new UserError(`SSM parameter ${name} is 'none': this environment has no tokenize job definition`);
   return { jobDefinition, scope: `environment ${envId(env)}: the experiment stage's own buckets` };
 }
 
@@ -171,15 +197,23 @@ export interface ValidatedConfig {
  */
 export function validateTrainerConfig(file: string, python: string = DEFAULT_VENV_PYTHON): ValidatedConfig {
   if (!existsSync(file)) throw new UserError(`--config = ${file}: no such file`);
-  if (!existsSync(python)) throw new UserError(`${python} not found: the trainer's config validator lives in the project venv; run make install`);
+  if (!existsSync(python))
+    throw new UserError(
+      `${python} not found: the trainer's config validator lives in the project venv; run make install`,
+    );
   const result = spawnSync(python, ['-c', VALIDATOR, file], { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
   if (result.status !== 0) {
-    throw new UserError(`the config validator failed (exit ${result.status ?? result.signal}): ${result.stderr.trim() || result.error?.message}\n(is the trainer installed in the venv? run make install)`);
+    throw new UserError(
+      `the config validator failed (exit ${result.status ?? result.signal}): ${result.stderr.trim() || result.error?.message}\n(is the trainer installed in the venv? run make install)`,
+    );
   }
   const reply = JSON.parse(result.stdout) as { ok: true; config: unknown } | { ok: false; message: string };
   if (!reply.ok) throw new UserError(reply.message);
   const parsed = TrainerConfigSchema.safeParse(reply.config);
-  if (!parsed.success) throw new Error(`the trainer's config has changed shape; cli/train-fit.ts TrainerConfigSchema needs updating: ${parsed.error.message}`);
+  if (!parsed.success)
+    throw new Error(
+      `the trainer's config has changed shape; cli/train-fit.ts TrainerConfigSchema needs updating: ${parsed.error.message}`,
+    );
   return { config: parsed.data, bytes: readFileSync(file) };
 }
 
@@ -209,7 +243,10 @@ export function configHash(bytes: Buffer): string {
 }
 
 /** Where a run's config and outputs live in the artifacts bucket. */
-export function runLocations(bucket: string, experiment: string): { configKey: string; configUri: string; outputUri: string; resultsUri: string } {
+export function runLocations(
+  bucket: string,
+  experiment: string,
+): { configKey: string; configUri: string; outputUri: string; resultsUri: string } {
   const configKey = `${RUNS_PREFIX}${experiment}/config.yaml`;
   return {
     configKey,
@@ -227,7 +264,9 @@ export async function listJobsNamed(batch: BatchClient, queue: string, pattern: 
   let nextToken: string | undefined;
   do {
     // With filters, ListJobs ignores jobStatus and returns jobs in every status.
-    const page = await batch.send(new ListJobsCommand({ jobQueue: queue, filters: [{ name: 'JOB_NAME', values: [pattern] }], nextToken }));
+    const page = await batch.send(
+      new ListJobsCommand({ jobQueue: queue, filters: [{ name: 'JOB_NAME', values: [pattern] }], nextToken }),
+    );
     jobs.push(...(page.jobSummaryList ?? []));
     nextToken = page.nextToken;
   } while (nextToken);
@@ -255,7 +294,11 @@ export interface Submitted {
 }
 
 /** The existing job that makes a new submission unnecessary (same name, not failed), or null. */
-export async function findExistingJob(batch: BatchClient, queueArn: string, jobName: string): Promise<JobSummary | null> {
+export async function findExistingJob(
+  batch: BatchClient,
+  queueArn: string,
+  jobName: string,
+): Promise<JobSummary | null> {
   const jobs = await listJobsNamed(batch, queueArn, jobName);
   const live = jobs.filter((j) => j.jobName === jobName && j.status !== undefined && REUSABLE_STATUSES.has(j.status));
   live.sort((a, b) => (b.createdAt ?? 0) - (a.createdAt ?? 0));
@@ -267,10 +310,18 @@ export async function findExistingJob(batch: BatchClient, queueArn: string, jobN
  * `runs/<experiment>/config.yaml` (again, on a retry) and writes the same checkpoints, so a
  * second config must wait for it.
  */
-export async function conflictingJobs(batch: BatchClient, queueArn: string, experiment: string, jobName: string): Promise<JobSummary[]> {
+export async function conflictingJobs(
+  batch: BatchClient,
+  queueArn: string,
+  experiment: string,
+  jobName: string,
+): Promise<JobSummary[]> {
   const ours = experimentJobPattern(experiment);
   const jobs = await listJobsNamed(batch, queueArn, `${experiment}-*`);
-  return jobs.filter((j) => j.jobName !== jobName && ours.test(j.jobName ?? '') && j.status !== undefined && ACTIVE_STATUSES.has(j.status));
+  return jobs.filter(
+    (j) =>
+      j.jobName !== jobName && ours.test(j.jobName ?? '') && j.status !== undefined && ACTIVE_STATUSES.has(j.status),
+  );
 }
 
 /** Names of the jobs `train` submits for an experiment: `<experiment>-<8 hex>`. */
@@ -310,9 +361,19 @@ export function nodeCountOverride(nodes: number, layout: NodeLayout | null, jobD
 }
 
 /** Submits the job unless one with the same name is queued, running or done. */
-export async function submitTrainingJob(batch: BatchClient, request: TrainingJobRequest, numNodesOverride?: number): Promise<Submitted> {
+export async function submitTrainingJob(
+  batch: BatchClient,
+  request: TrainingJobRequest,
+  numNodesOverride?: number,
+): Promise<Submitted> {
   const existing = await findExistingJob(batch, request.queueArn, request.jobName);
-  if (existing?.jobId) return { jobId: existing.jobId, jobName: request.jobName, alreadySubmitted: true, status: existing.status ?? 'UNKNOWN' };
+  if (existing?.jobId)
+    return {
+      jobId: existing.jobId,
+      jobName: request.jobName,
+      alreadySubmitted: true,
+      status: existing.status ?? 'UNKNOWN',
+    };
   const environment: KeyValuePair[] = Object.entries(request.environment).map(([name, value]) => ({ name, value }));
   const response = await batch.send(
     new SubmitJobCommand({
@@ -361,7 +422,10 @@ export function consoleUrl(region: string, jobId: string): string {
 /** DescribeJobs for one job; a missing one is a user error naming the region. */
 export async function describeJob(batch: BatchClient, jobId: string, region: string): Promise<JobDetail> {
   const job = (await batch.send(new DescribeJobsCommand({ jobs: [jobId] }))).jobs?.[0];
-  if (!job) throw new UserError(`no job '${jobId}' in region ${region}: wrong --region, or a job older than Batch keeps (about 7 days after it ended)?`);
+  if (!job)
+    throw new UserError(
+      `no job '${jobId}' in region ${region}: wrong --region, or a job older than Batch keeps (about 7 days after it ended)?`,
+    );
   return job;
 }
 
@@ -369,13 +433,18 @@ export async function describeJob(batch: BatchClient, jobId: string, region: str
 export function formatStatus(job: JobDetail, now: number = Date.now()): string[] {
   const lines = [`job ${job.jobName ?? '?'} (${job.jobId ?? '?'}): ${job.status ?? 'UNKNOWN'}`];
   const explanation = explainStatus(job.status, job.statusReason);
-  if (job.statusReason || explanation) lines.push(`reason: ${[job.statusReason, explanation].filter(Boolean).join(' -- ')}`);
+  if (job.statusReason || explanation)
+    lines.push(`reason: ${[job.statusReason, explanation].filter(Boolean).join(' -- ')}`);
   lines.push(`nodes: ${job.nodeProperties?.numNodes ?? 1}`);
   const attempts = job.attempts ?? [];
-  lines.push(`attempts: ${attempts.length}${job.retryStrategy?.attempts ? ` of at most ${job.retryStrategy.attempts}` : ''}`);
+  lines.push(
+    `attempts: ${attempts.length}${job.retryStrategy?.attempts ? ` of at most ${job.retryStrategy.attempts}` : ''}`,
+  );
   for (const [i, attempt] of attempts.entries()) {
     const exit = attempt.container?.exitCode;
-    lines.push(`  ${i + 1}. ${time(attempt.startedAt)} -> ${time(attempt.stoppedAt)}${exit === undefined ? '' : ` exit ${exit}`}${attempt.statusReason ? ` (${attempt.statusReason})` : ''}`);
+    lines.push(
+      `  ${i + 1}. ${time(attempt.startedAt)} -> ${time(attempt.stoppedAt)}${exit === undefined ? '' : ` exit ${exit}`}${attempt.statusReason ? ` (${attempt.statusReason})` : ''}`,
+    );
   }
   lines.push(`created: ${time(job.createdAt)}; started: ${time(job.startedAt)}; stopped: ${time(job.stoppedAt)}`);
   if (job.startedAt && !job.stoppedAt) lines.push(`running for ${duration(now - job.startedAt)}`);
@@ -385,10 +454,14 @@ export function formatStatus(job: JobDetail, now: number = Date.now()): string[]
 /** What a status and its reason mean for a training job, in plain words; '' when obvious. */
 export function explainStatus(status: string | undefined, reason: string | undefined): string {
   const r = reason ?? '';
-  if (r.startsWith('CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY')) return 'waiting for P5 capacity in the AZ; the GPU queue cancels the job after training.runnableTimeoutMinutes';
-  if (r.startsWith('MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE')) return 'the job needs more vCPUs than the compute environment allows (more nodes than training.maxNodes?); it will be cancelled';
-  if (r.startsWith('MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT')) return 'no instance type of the compute environment can run this job; it will be cancelled';
-  if (status === 'RUNNABLE') return 'waiting for a node: P5 instances take minutes to start, longer when capacity is scarce';
+  if (r.startsWith('CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY'))
+    return 'waiting for P5 capacity in the AZ; the GPU queue cancels the job after training.runnableTimeoutMinutes';
+  if (r.startsWith('MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE'))
+    return 'the job needs more vCPUs than the compute environment allows (more nodes than training.maxNodes?); it will be cancelled';
+  if (r.startsWith('MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT'))
+    return 'no instance type of the compute environment can run this job; it will be cancelled';
+  if (status === 'RUNNABLE')
+    return 'waiting for a node: P5 instances take minutes to start, longer when capacity is scarce';
   if (status === 'STARTING') return 'a node is up; pulling the trainer image';
   return '';
 }
@@ -401,7 +474,11 @@ export function stopAction(status: string | undefined): 'cancel' | 'terminate' |
 }
 
 /** Stops a job the way its state needs; returns what was done. */
-export async function stopJob(batch: BatchClient, job: JobDetail, reason: string): Promise<'cancel' | 'terminate' | 'none'> {
+export async function stopJob(
+  batch: BatchClient,
+  job: JobDetail,
+  reason: string,
+): Promise<'cancel' | 'terminate' | 'none'> {
   const action = stopAction(job.status);
   if (action === 'cancel') await batch.send(new CancelJobCommand({ jobId: job.jobId, reason }));
   if (action === 'terminate') await batch.send(new TerminateJobCommand({ jobId: job.jobId, reason }));
@@ -427,14 +504,19 @@ export async function logLocation(
   }
   const attempts = target.attempts ?? [];
   const logStream = target.container?.logStreamName ?? attempts[attempts.length - 1]?.container?.logStreamName;
-  if (!logStream) throw new UserError(`job ${job.jobId} (${job.status}) has no log stream yet: it has not started a container`);
+  if (!logStream)
+    throw new UserError(`job ${job.jobId} (${job.status}) has no log stream yet: it has not started a container`);
   let logGroup = options.logGroup;
   if (!logGroup && job.jobDefinition) {
     const definition = await describeJobDefinition(batch, job.jobDefinition);
-    const container = definition?.containerProperties ?? definition?.nodeProperties?.nodeRangeProperties?.[0]?.container;
+    const container =
+      definition?.containerProperties ?? definition?.nodeProperties?.nodeRangeProperties?.[0]?.container;
     logGroup = container?.logConfiguration?.options?.['awslogs-group'];
   }
-  if (!logGroup) throw new UsageError(`the job definition of ${job.jobId} names no awslogs group; pass --log-group (the training stack's job log group)`);
+  if (!logGroup)
+    throw new UsageError(
+      `the job definition of ${job.jobId} names no awslogs group; pass --log-group (the training stack's job log group)`,
+    );
   return { logGroup, logStream };
 }
 
@@ -444,7 +526,14 @@ export async function readLogPage(
   location: { logGroup: string; logStream: string },
   token?: string,
 ): Promise<{ messages: string[]; nextToken?: string }> {
-  const page = await logs.send(new GetLogEventsCommand({ logGroupName: location.logGroup, logStreamName: location.logStream, startFromHead: true, ...(token ? { nextToken: token } : {}) }));
+  const page = await logs.send(
+    new GetLogEventsCommand({
+      logGroupName: location.logGroup,
+      logStreamName: location.logStream,
+      startFromHead: true,
+      ...(token ? { nextToken: token } : {}),
+    }),
+  );
   const messages = (page.events ?? []).map((e) => e.message ?? '');
   return { messages, ...(page.nextForwardToken ? { nextToken: page.nextForwardToken } : {}) };
 }
@@ -491,9 +580,22 @@ function escapeRegExp(text: string): string {
 }
 
 /** Statuses in which a job of the same name makes a new submission unnecessary (FAILED does not). */
-const REUSABLE_STATUSES: ReadonlySet<JobStatus | string> = new Set(['SUBMITTED', 'PENDING', 'RUNNABLE', 'STARTING', 'RUNNING', 'SUCCEEDED']);
+const REUSABLE_STATUSES: ReadonlySet<JobStatus | string> = new Set([
+  'SUBMITTED',
+  'PENDING',
+  'RUNNABLE',
+  'STARTING',
+  'RUNNING',
+  'SUCCEEDED',
+]);
 /** Statuses of a job that has not finished. */
-const ACTIVE_STATUSES: ReadonlySet<JobStatus | string> = new Set(['SUBMITTED', 'PENDING', 'RUNNABLE', 'STARTING', 'RUNNING']);
+const ACTIVE_STATUSES: ReadonlySet<JobStatus | string> = new Set([
+  'SUBMITTED',
+  'PENDING',
+  'RUNNABLE',
+  'STARTING',
+  'RUNNING',
+]);
 
 /** The project venv's interpreter (created by `make install`). */
 export const DEFAULT_VENV_PYTHON = path.join(__dirname, '..', '.venv', 'bin', 'python');

@@ -83,7 +83,8 @@ export function parseTrainerLine(line: string): TrainerLine | null {
  */
 export function renderStep(line: StepLine, totalSteps?: number): string {
   const parts = [line.stage ?? '(stage?)'];
-  if (totalSteps !== undefined && totalSteps > 0) parts.push(progressBar(line.step, totalSteps), `step ${line.step}/${totalSteps}`);
+  if (totalSteps !== undefined && totalSteps > 0)
+    parts.push(progressBar(line.step, totalSteps), `step ${line.step}/${totalSteps}`);
   else parts.push(`step ${line.step}`);
   parts.push(`loss ${line.loss.toFixed(4)}`);
   if (line.lr !== undefined) parts.push(`lr ${line.lr.toExponential(2)}`);
@@ -106,11 +107,16 @@ export function renderOther(line: HeldoutLine | EventLine): string {
  * `latestStepOnly`, a run of step lines of one stage shows only its last one, so a poll every few
  * seconds prints one progress line instead of every step since the last poll.
  */
-export function renderLogLines(messages: readonly string[], stageSteps: Readonly<Record<string, number>>, latestStepOnly = false): string[] {
+export function renderLogLines(
+  messages: readonly string[],
+  stageSteps: Readonly<Record<string, number>>,
+  latestStepOnly = false,
+): string[] {
   const out: string[] = [];
   let pendingStep: StepLine | null = null;
   const flush = (): void => {
-    if (pendingStep) out.push(renderStep(pendingStep, pendingStep.stage === undefined ? undefined : stageSteps[pendingStep.stage]));
+    if (pendingStep)
+      out.push(renderStep(pendingStep, pendingStep.stage === undefined ? undefined : stageSteps[pendingStep.stage]));
     pendingStep = null;
   };
   for (const message of messages) {

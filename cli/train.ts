@@ -138,7 +138,11 @@ export function trainCommand(deps: CliDeps, onError: (err: CommanderError) => vo
     .showHelpAfterError('(add --help for usage)');
   const common = (command: Command): Command =>
     command
-      .addOption(new Option('--region <region>', 'AWS region').default(process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? DEFAULT_REGION))
+      .addOption(
+        new Option('--region <region>', 'AWS region').default(
+          process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? DEFAULT_REGION,
+        ),
+      )
       .addOption(new Option('--prefix <prefix>', 'prefix of the stacks and SSM parameters').default(DEFAULT_PREFIX))
       .configureOutput({ writeOut: (text) => deps.out(text.trimEnd()), writeErr: (text) => deps.err(text.trimEnd()) })
       .exitOverride((err) => {
@@ -150,18 +154,32 @@ export function trainCommand(deps: CliDeps, onError: (err: CommanderError) => vo
     command
       .addOption(new Option('--stage <stage>', 'the deployed stage').choices(['production', 'experiment']))
       .option('--experiment <name>', 'the experiment environment (with --stage experiment)');
-  const run = (name: TrainCommandName) =>
+  const run =
+    (name: TrainCommandName) =>
     async (values: TrainValues): Promise<void> => {
       await execute(name, values, deps);
     };
 
-  common(stage(group.command('submit').alias('train').description('Validate a trainer config, check it fits the stack, upload it and submit the job (once per config)')))
+  common(
+    stage(
+      group
+        .command('submit')
+        .alias('train')
+        .description(
+          'Validate a trainer config, check it fits the stack, upload it and submit the job (once per config)',
+        ),
+    ),
+  )
     .requiredOption('--config <file>', 'trainer config (YAML)')
     .option('--nodes <n>', 'nodes for the job (more than 1: the multi-node definition)', '1')
     .addOption(new Option('--queue <queue>', 'job queue').default('gpu').hideHelp())
     .option('--dry-run', 'validate and print the request; submit nothing (needs no credentials)', false)
     .action(run('train'));
-  common(stage(group.command('tokenize').description('Fill the token cache on the CPU queue so the GPU job downloads tokens')))
+  common(
+    stage(
+      group.command('tokenize').description('Fill the token cache on the CPU queue so the GPU job downloads tokens'),
+    ),
+  )
     .requiredOption('--config <file>', 'trainer config (YAML)')
     .option('--dry-run', 'validate and print the request; submit nothing (needs no credentials)', false)
     .action(run('tokenize'));
@@ -172,12 +190,12 @@ export function trainCommand(deps: CliDeps, onError: (err: CommanderError) => vo
   common(group.command('logs').description("A job's log lines"))
     .requiredOption('--job-id <id>', 'the job')
     .option('--follow', 'keep reading until the job ends', false)
-    .option('--log-group <group>', 'log group (default: the job definition\'s)')
+    .option('--log-group <group>', "log group (default: the job definition's)")
     .option('--node <index>', 'node of a multi-node job')
     .action(run('logs'));
   common(group.command('watch').description('Status changes and training progress until the job ends'))
     .requiredOption('--job-id <id>', 'the job')
-    .option('--log-group <group>', 'log group (default: the job definition\'s)')
+    .option('--log-group <group>', "log group (default: the job definition's)")
     .option('--node <index>', 'node of a multi-node job')
     .action(run('watch'));
   common(group.command('cancel').description('Cancel a queued job or stop a running one (it checkpoints first)'))
@@ -193,7 +211,12 @@ async function execute(command: TrainCommandName, values: TrainValues, deps: Cli
     if (values.stage !== 'production' && values.stage !== 'experiment') {
       throw new UsageError(`--stage = ${JSON.stringify(values.stage ?? '')}: must be 'production' or 'experiment'`);
     }
-    const env: Environment = { stage: values.stage, ...(values.experiment ? { experiment: values.experiment } : {}), prefix: values.prefix, region };
+    const env: Environment = {
+      stage: values.stage,
+      ...(values.experiment ? { experiment: values.experiment } : {}),
+      prefix: values.prefix,
+      region,
+    };
     try {
       envId(env);
     } catch (err) {
@@ -212,7 +235,9 @@ async function execute(command: TrainCommandName, values: TrainValues, deps: Cli
     case 'train': {
       if (!values.config) throw new UsageError('train needs --config FILE');
       if (values.queue === 'cpu') {
-        throw new UsageError("--queue = \"cpu\": training runs on the GPU queue; the CPU queue runs the data pipeline (job definition at SSM <root>/training/job-definitions/data-prep)");
+        throw new UsageError(
+          '--queue = "cpu": training runs on the GPU queue; the CPU queue runs the data pipeline (job definition at SSM <root>/training/job-definitions/data-prep)',
+        );
       }
       if (values.queue !== 'gpu') throw new UsageError(`--queue = ${JSON.stringify(values.queue)}: must be 'gpu'`);
       const nodes = wholeNumber('--nodes', values.nodes, 1);
@@ -232,11 +257,21 @@ async function execute(command: TrainCommandName, values: TrainValues, deps: Cli
       }
       const env = environment();
       const run = values.run ?? values.experiment;
-      if (!run) throw new UsageError('status needs --job-id ID, or --run NAME (the config\'s experiment; default: --experiment)');
+      if (!run)
+        throw new UsageError(
+          "status needs --job-id ID, or --run NAME (the config's experiment; default: --experiment)",
+        );
       const stack = await readTrainingStack(ssm, env);
-      const jobs = (await Promise.all([stack.gpuQueueArn, stack.cpuQueueArn].map((q) => listJobsNamed(batch, q, `${run}-*`)))).flat();
-      const ours = jobs.filter((j) => experimentJobPattern(run).test(j.jobName ?? '')).sort((a, b) => (b.createdAt ?? 0) - (a.createdAt ?? 0));
-      if (ours.length === 0) throw new UserError(`no job of experiment '${run}' in the ${env.stage} queues (envId '${envId(env)}', region ${region})`);
+      const jobs = (
+        await Promise.all([stack.gpuQueueArn, stack.cpuQueueArn].map((q) => listJobsNamed(batch, q, `${run}-*`)))
+      ).flat();
+      const ours = jobs
+        .filter((j) => experimentJobPattern(run).test(j.jobName ?? ''))
+        .sort((a, b) => (b.createdAt ?? 0) - (a.createdAt ?? 0));
+      if (ours.length === 0)
+        throw new UserError(
+          `no job of experiment '${run}' in the ${env.stage} queues (envId '${envId(env)}', region ${region})`,
+        );
       for (const summary of ours) {
         deps.out('');
         for (const line of formatStatus(await describeJob(batch, summary.jobId ?? '', region))) deps.out(line);
@@ -260,14 +295,17 @@ async function execute(command: TrainCommandName, values: TrainValues, deps: Cli
       const { batch, logs } = deps.clients(region);
       let job = await describeJob(batch, jobId(), region);
       const steps = parseStageSteps(job.tags?.[STAGE_STEPS_TAG]);
-      if (Object.keys(steps).length === 0) deps.err(`notice: job has no '${STAGE_STEPS_TAG}' tag; steps are shown without totals`);
+      if (Object.keys(steps).length === 0)
+        deps.err(`notice: job has no '${STAGE_STEPS_TAG}' tag; steps are shown without totals`);
       let location: { logGroup: string; logStream: string } | null = null;
       let token: string | undefined;
       let lastStatus = '';
       for (;;) {
         if (job.status !== lastStatus) {
           lastStatus = job.status ?? '';
-          deps.out(`${new Date().toISOString()}  ${formatStatus(job)[0]}${job.statusReason ? ` -- ${job.statusReason}` : ''}`);
+          deps.out(
+            `${new Date().toISOString()}  ${formatStatus(job)[0]}${job.statusReason ? ` -- ${job.statusReason}` : ''}`,
+          );
         }
         if (location === null && (job.container?.logStreamName || job.attempts?.length || job.nodeProperties)) {
           location = await logLocation(batch, job, region, where).catch((err: unknown) => {
@@ -275,12 +313,18 @@ async function execute(command: TrainCommandName, values: TrainValues, deps: Cli
             throw err;
           });
         }
-        if (location !== null) token = await drainLogs(logs, location, token, (lines) => renderLogLines(lines, steps, true).forEach((l) => deps.out(l)));
+        if (location !== null)
+          token = await drainLogs(logs, location, token, (lines) =>
+            renderLogLines(lines, steps, true).forEach((l) => deps.out(l)),
+          );
         if (isFinished(job.status)) break;
         await sleep(deps.pollMs ?? DEFAULT_POLL_MS);
         job = await describeJob(batch, job.jobId ?? '', region);
       }
-      if (job.status === 'FAILED') throw new UserError(`job ${job.jobId} FAILED: ${job.statusReason ?? 'no reason given'} (see: logs --job-id ${job.jobId})`);
+      if (job.status === 'FAILED')
+        throw new UserError(
+          `job ${job.jobId} FAILED: ${job.statusReason ?? 'no reason given'} (see: logs --job-id ${job.jobId})`,
+        );
       return;
     }
     case 'cancel': {
@@ -308,7 +352,9 @@ interface TrainOptions {
 async function train(options: TrainOptions, deps: CliDeps): Promise<void> {
   const { env, file, nodes, queue } = options;
   const { config, bytes } = validateTrainerConfig(file, deps.python);
-  deps.out(`config ${file}: valid (experiment '${config.experiment}', stages ${config.stages.map((s) => `${s.name}: ${s.steps} steps`).join(', ')})`);
+  deps.out(
+    `config ${file}: valid (experiment '${config.experiment}', stages ${config.stages.map((s) => `${s.name}: ${s.steps} steps`).join(', ')})`,
+  );
 
   const { ssm, batch, s3 } = deps.clients(env.region);
   const deployed = await readDeployed(env, config.experiment, options.dryRun, deps, async () => {
@@ -317,18 +363,28 @@ async function train(options: TrainOptions, deps: CliDeps): Promise<void> {
     return { environmentStack, definitions };
   });
   const { environmentStack, definitions } = deployed;
-  const stack = { ...environmentStack, singleNodeJobDefinition: definitions.singleNode, multiNodeJobDefinition: definitions.multiNode };
+  const stack = {
+    ...environmentStack,
+    singleNodeJobDefinition: definitions.singleNode,
+    multiNodeJobDefinition: definitions.multiNode,
+  };
   deps.out(`job definitions: ${definitions.scope}`);
   const fit = estimateStages(config, nodes, dirname(file), queue);
   if (fit.estimates.length > 0) deps.out(`memory estimate (parameters: ${LLAMA_PARAMETER_FORMULA}):`);
   for (const estimate of fit.estimates) deps.out(`  ${estimate.summary}`);
   for (const notice of fit.notices) deps.out(`notice: ${notice}`);
   const problems = [...nodeProblems(nodes, stack, queue), ...fit.problems];
-  if (problems.length > 0) throw new UserError(`the job would not fit (${problems.length} problem(s)):\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  if (problems.length > 0)
+    throw new UserError(
+      `the job would not fit (${problems.length} problem(s)):\n${problems.map((p) => `  - ${p}`).join('\n')}`,
+    );
 
   const queueArn = queue === 'gpu' ? stack.gpuQueueArn : stack.cpuQueueArn;
   const jobDefinition = nodes > 1 ? stack.multiNodeJobDefinition : stack.singleNodeJobDefinition;
-  const numNodes = nodes > 1 && !deployed.offline ? nodeCountOverride(nodes, await multiNodeLayout(batch, jobDefinition), jobDefinition) : undefined;
+  const numNodes =
+    nodes > 1 && !deployed.offline
+      ? nodeCountOverride(nodes, await multiNodeLayout(batch, jobDefinition), jobDefinition)
+      : undefined;
   const jobName = jobNameFor(config.experiment, bytes);
   const where = runLocations(stack.artifactsBucket, config.experiment);
   const request = {
@@ -338,7 +394,11 @@ async function train(options: TrainOptions, deps: CliDeps): Promise<void> {
     experiment: config.experiment,
     nodes,
     environment: { DAPT_CONFIG: where.configUri, DAPT_OUTPUT: where.outputUri },
-    tags: { experiment: config.experiment, project: deps.project ?? projectTag(env), [STAGE_STEPS_TAG]: stageStepsTag(config) },
+    tags: {
+      experiment: config.experiment,
+      project: deps.project ?? projectTag(env),
+      [STAGE_STEPS_TAG]: stageStepsTag(config),
+    },
   };
 
   const existing = deployed.offline ? undefined : await findExistingJob(batch, queueArn, jobName);
@@ -356,7 +416,15 @@ async function train(options: TrainOptions, deps: CliDeps): Promise<void> {
     deps.out(JSON.stringify({ ...request, numNodesOverride: numNodes ?? null, upload: where.configUri }, null, 2));
     return;
   }
-  if (!existing) await s3.send(new PutObjectCommand({ Bucket: stack.artifactsBucket, Key: where.configKey, Body: bytes, ContentType: 'application/yaml' }));
+  if (!existing)
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: stack.artifactsBucket,
+        Key: where.configKey,
+        Body: bytes,
+        ContentType: 'application/yaml',
+      }),
+    );
   const submitted = await submitTrainingJob(batch, request, numNodes);
   deps.out(
     submitted.alreadySubmitted
@@ -366,7 +434,9 @@ async function train(options: TrainOptions, deps: CliDeps): Promise<void> {
   deps.out(`job id: ${submitted.jobId}`);
   deps.out(`console: ${consoleUrl(env.region, submitted.jobId)}`);
   deps.out(`config: ${where.configUri}`);
-  deps.out(`results: ${config.stages.map((s) => where.resultsUri.replace('<stage>', s.name)).join(' ')} (checkpoints/, metrics.jsonl, final/)`);
+  deps.out(
+    `results: ${config.stages.map((s) => where.resultsUri.replace('<stage>', s.name)).join(' ')} (checkpoints/, metrics.jsonl, final/)`,
+  );
   deps.out(`follow it: npx dapt train watch --job-id ${submitted.jobId} --region ${env.region}`);
 }
 
@@ -407,7 +477,14 @@ async function tokenize(options: { env: Environment; file: string; dryRun: boole
     deps.out(JSON.stringify({ ...request, upload: request.environment.DAPT_CONFIG }, null, 2));
     return;
   }
-  await s3.send(new PutObjectCommand({ Bucket: stack.artifactsBucket, Key: configKey, Body: bytes, ContentType: 'application/yaml' }));
+  await s3.send(
+    new PutObjectCommand({
+      Bucket: stack.artifactsBucket,
+      Key: configKey,
+      Body: bytes,
+      ContentType: 'application/yaml',
+    }),
+  );
   const submitted = await submitTrainingJob(batch, request);
   deps.out(
     submitted.alreadySubmitted
@@ -415,7 +492,9 @@ async function tokenize(options: { env: Environment; file: string; dryRun: boole
       : `submitted ${submitted.jobName} to ${stack.cpuQueueArn}`,
   );
   deps.out(`job id: ${submitted.jobId}`);
-  deps.out(`token cache: ${config.token_cache ?? `s3://${stack.artifactsBucket}/${RUNS_PREFIX}${config.experiment}/token-cache/`}`);
+  deps.out(
+    `token cache: ${config.token_cache ?? `s3://${stack.artifactsBucket}/${RUNS_PREFIX}${config.experiment}/token-cache/`}`,
+  );
   deps.out(`follow it: npx dapt train logs --job-id ${submitted.jobId} --follow --region ${env.region}`);
 }
 
@@ -429,8 +508,16 @@ async function readDeployed(
   experiment: string,
   dryRun: boolean,
   deps: CliDeps,
-  read: () => Promise<{ environmentStack: TrainingStackValues; definitions: { singleNode: string; multiNode: string; scope: string } }>,
-): Promise<{ environmentStack: TrainingStackValues; definitions: { singleNode: string; multiNode: string; scope: string }; offline: boolean; owner?: string }> {
+  read: () => Promise<{
+    environmentStack: TrainingStackValues;
+    definitions: { singleNode: string; multiNode: string; scope: string };
+  }>,
+): Promise<{
+  environmentStack: TrainingStackValues;
+  definitions: { singleNode: string; multiNode: string; scope: string };
+  offline: boolean;
+  owner?: string;
+}> {
   try {
     return { ...(await read()), offline: false };
   } catch (err) {
@@ -439,7 +526,9 @@ async function readDeployed(
   const config = loadConfig({ stage: env.stage, ...(env.experiment ? { experiment: env.experiment } : {}) });
   const root = `${env.prefix}-${config.envId}`;
   const owner = env.stage === 'production' ? `${root}-run-${experiment}` : root;
-  deps.err(`notice: no AWS credentials; the dry run describes the stack from config/${env.stage}.json and cannot see jobs already queued`);
+  deps.err(
+    `notice: no AWS credentials; the dry run describes the stack from config/${env.stage}.json and cannot see jobs already queued`,
+  );
   return {
     offline: true,
     owner,
@@ -455,7 +544,10 @@ async function readDeployed(
     definitions: {
       singleNode: `${owner}-train-single-node`,
       multiNode: config.training.maxNodes > 1 ? `${owner}-train-multi-node` : 'none',
-      scope: env.stage === 'production' ? `run stack ${owner} (from the config; writes only under runs/${experiment}/)` : `environment ${root} (from the config)`,
+      scope:
+        env.stage === 'production'
+          ? `run stack ${owner} (from the config; writes only under runs/${experiment}/)`
+          : `environment ${root} (from the config)`,
     },
   };
 }
@@ -465,7 +557,11 @@ type TrainingStackValues = Awaited<ReturnType<typeof readTrainingStack>>;
 /** Whether `err` says the SDK found no credentials (nothing was asked of AWS). */
 function isMissingCredentials(err: unknown): boolean {
   const e = err as { name?: string; message?: string; cause?: { name?: string } };
-  return e?.name === 'CredentialsProviderError' || e?.cause?.name === 'CredentialsProviderError' || /could not load credentials/i.test(e?.message ?? '');
+  return (
+    e?.name === 'CredentialsProviderError' ||
+    e?.cause?.name === 'CredentialsProviderError' ||
+    /could not load credentials/i.test(e?.message ?? '')
+  );
 }
 
 /** `tags.project` of the stage's config file, so jobs carry the same tag as the stacks. */
@@ -479,7 +575,8 @@ function projectTag(env: Environment): string {
 
 function wholeNumber(flag: string, text: string, min: number): number {
   const value = Number(text);
-  if (!/^\d+$/.test(text) || value < min) throw new UsageError(`${flag} = ${JSON.stringify(text)}: must be a whole number >= ${min}`);
+  if (!/^\d+$/.test(text) || value < min)
+    throw new UsageError(`${flag} = ${JSON.stringify(text)}: must be a whole number >= ${min}`);
   return value;
 }
 
@@ -506,7 +603,11 @@ const DEFAULT_REGION = 'us-east-1';
 const DEFAULT_POLL_MS = 15_000;
 
 if (require.main === module) {
-  void runCli(process.argv.slice(2), { out: (l) => console.log(l), err: (l) => console.error(l), clients: defaultClients }).then((code) => {
+  void runCli(process.argv.slice(2), {
+    out: (l) => console.log(l),
+    err: (l) => console.error(l),
+    clients: defaultClients,
+  }).then((code) => {
     process.exitCode = code;
   });
 }

@@ -41,7 +41,11 @@ export interface BuildOptions {
 }
 
 /** Adds the stack of one experiment run on an existing environment (`-c run=NAME`), tagged and checked. */
-export function buildRun(app: App, selection: StageSelection & { run: string; upstream?: readonly string[] }, options: BuildOptions = {}): RunStack {
+export function buildRun(
+  app: App,
+  selection: StageSelection & { run: string; upstream?: readonly string[] },
+  options: BuildOptions = {},
+): RunStack {
   const config = loadConfig(selection);
   const stack = new RunStack(app, `${config.prefix}-${config.envId}-run-${selection.run}`, {
     env: { account: config.account, region: config.region },

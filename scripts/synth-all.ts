@@ -9,9 +9,13 @@ import { ENVIRONMENTS, runCfnLint, synthesizeEnvironment } from '../lib/complian
 const OUT_ROOT = path.join(__dirname, '..', 'cdk.out');
 
 let failed = false;
-const rows: string[][] = [['environment', 'stack', 'resources', 'termination protection', 'nag findings', 'acknowledged', 'cfn-lint E/W']];
+const rows: string[][] = [
+  ['environment', 'stack', 'resources', 'termination protection', 'nag findings', 'acknowledged', 'cfn-lint E/W'],
+];
 for (const selection of ENVIRONMENTS) {
-  const label = [selection.stage, selection.experiment, selection.run && `run-${selection.run}`].filter(Boolean).join('/');
+  const label = [selection.stage, selection.experiment, selection.run && `run-${selection.run}`]
+    .filter(Boolean)
+    .join('/');
   const result = synthesizeEnvironment(selection, path.join(OUT_ROOT, label.replace(/\//g, '-')));
   const lint = runCfnLint(
     result.stacks.map((s) => s.template),
@@ -23,11 +27,20 @@ for (const selection of ENVIRONMENTS) {
     const stackLint = lint.filter((m) => path.resolve(m.file) === path.resolve(stack.template));
     const errors = stackLint.filter((m) => m.level === 'Error').length;
     const warnings = stackLint.filter((m) => m.level === 'Warning').length;
-    rows.push([label, stack.name, String(stack.resources), stack.terminationProtection ? 'yes' : 'no', String(findings.length), String(acks.length), `${errors}/${warnings}`]);
+    rows.push([
+      label,
+      stack.name,
+      String(stack.resources),
+      stack.terminationProtection ? 'yes' : 'no',
+      String(findings.length),
+      String(acks.length),
+      `${errors}/${warnings}`,
+    ]);
     if (findings.length > 0 || errors > 0) failed = true;
   }
   for (const f of result.findings) console.error(`FINDING ${label} ${f.pack} ${f.rule} at ${f.path}: ${f.description}`);
-  for (const m of lint.filter((x) => x.level === 'Error')) console.error(`CFN-LINT ERROR ${m.rule} ${m.file}: ${m.message}`);
+  for (const m of lint.filter((x) => x.level === 'Error'))
+    console.error(`CFN-LINT ERROR ${m.rule} ${m.file}: ${m.message}`);
 }
 
 const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
@@ -35,6 +48,12 @@ for (const [i, row] of rows.entries()) {
   console.log(row.map((cell, j) => cell.padEnd(widths[j]!)).join('  '));
   if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
 }
-console.log(`\nRule packs: AwsSolutions, NIST.800.53.R5, HIPAA.Security. Templates in ${path.relative(process.cwd(), OUT_ROOT)}/.`);
-console.log(failed ? 'FAILED: unacknowledged findings or cfn-lint errors above.' : 'OK: 0 unacknowledged findings, 0 cfn-lint errors.');
+console.log(
+  `\nRule packs: AwsSolutions, NIST.800.53.R5, HIPAA.Security. Templates in ${path.relative(process.cwd(), OUT_ROOT)}/.`,
+);
+console.log(
+  failed
+    ? 'FAILED: unacknowledged findings or cfn-lint errors above.'
+    : 'OK: 0 unacknowledged findings, 0 cfn-lint errors.',
+);
 process.exit(failed ? 1 : 0);

@@ -11,14 +11,23 @@ const CDK = path.join(ROOT, 'node_modules', '.bin', 'cdk');
 function cdkSynth(...context: string[]): { status: number | null; output: string; outdir: string } {
   const outdir = mkdtempSync(path.join(os.tmpdir(), 'dapt-cli-'));
   const args = ['synth', '--quiet', '--no-notices', '-o', outdir, ...context.flatMap((c) => ['-c', c])];
-  const result = spawnSync(CDK, args, { cwd: ROOT, encoding: 'utf8', env: { ...process.env, CDK_DISABLE_VERSION_CHECK: '1' } });
+  const result = spawnSync(CDK, args, {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, CDK_DISABLE_VERSION_CHECK: '1' },
+  });
   return { status: result.status, output: `${result.stdout}${result.stderr}`, outdir };
 }
 
 test('the cdk CLI synthesizes an experiment through bin/app.ts', () => {
   const { status, output, outdir } = cdkSynth('stage=experiment', 'experiment=cli');
   assert.equal(status, 0, output);
-  for (const stack of ['dapt-exp-cli-network', 'dapt-exp-cli-data-lake', 'dapt-exp-cli-eval', 'dapt-exp-cli-training']) {
+  for (const stack of [
+    'dapt-exp-cli-network',
+    'dapt-exp-cli-data-lake',
+    'dapt-exp-cli-eval',
+    'dapt-exp-cli-training',
+  ]) {
     assert.ok(existsSync(path.join(outdir, `${stack}.template.json`)), `${stack} not synthesized:\n${output}`);
   }
 });

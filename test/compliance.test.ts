@@ -20,19 +20,31 @@ for (const result of results) {
   const label = environmentLabel(result.config);
 
   test(`${label}: zero unacknowledged findings in AwsSolutions, NIST 800-53 R5 and HIPAA Security`, () => {
-    assert.deepEqual(result.findings.map((f) => `${f.pack} ${f.rule} at ${f.path}`), []);
-    assert.ok(result.stacks.length >= 1, "no stack synthesized");
+    assert.deepEqual(
+      result.findings.map((f) => `${f.pack} ${f.rule} at ${f.path}`),
+      [],
+    );
+    assert.ok(result.stacks.length >= 1, 'no stack synthesized');
   });
 
   test(`${label}: cfn-lint reports zero errors`, () => {
-    const matches = runCfnLint(result.stacks.map((s) => s.template), result.config.region);
-    assert.deepEqual(matches.filter((m) => m.level === 'Error').map((m) => `${m.rule} ${m.file}: ${m.message}`), []);
+    const matches = runCfnLint(
+      result.stacks.map((s) => s.template),
+      result.config.region,
+    );
+    assert.deepEqual(
+      matches.filter((m) => m.level === 'Error').map((m) => `${m.rule} ${m.file}: ${m.message}`),
+      [],
+    );
   });
 
   test(`${label}: every acknowledgment is on a resource inside a stack, with a reason`, () => {
     const stackNames = new Set(result.stacks.map((s) => s.name));
     for (const ack of result.acknowledgments) {
-      assert.ok(!stackNames.has(ack.path) && ack.path.includes('/'), `${ack.ruleId} acknowledged on a whole stack: ${ack.path}`);
+      assert.ok(
+        !stackNames.has(ack.path) && ack.path.includes('/'),
+        `${ack.ruleId} acknowledged on a whole stack: ${ack.path}`,
+      );
       assert.ok(ack.reason.length >= 30, `${ack.path} ${ack.ruleId}: reason too short`);
     }
   });
@@ -47,11 +59,15 @@ test('every acknowledgment still covers a real finding (none outlives its reason
       assert.equal(bare.acknowledgments.length, 0, 'acknowledgments were not switched off');
       for (const ack of acknowledged) {
         const rule = ack.ruleId.replace(/^[^:]+::/, '');
-        const covered = bare.findings.some((f) => f.rule === rule && (f.path === ack.path || f.path.startsWith(`${ack.path}/`)));
+        const covered = bare.findings.some(
+          (f) => f.rule === rule && (f.path === ack.path || f.path.startsWith(`${ack.path}/`)),
+        );
         assert.ok(covered, `acknowledgment ${rule} at ${ack.path} covers no finding; remove it`);
       }
       for (const finding of bare.findings) {
-        const covered = acknowledged.some((a) => a.ruleId.endsWith(finding.rule) && (finding.path === a.path || finding.path.startsWith(`${a.path}/`)));
+        const covered = acknowledged.some(
+          (a) => a.ruleId.endsWith(finding.rule) && (finding.path === a.path || finding.path.startsWith(`${a.path}/`)),
+        );
         assert.ok(covered, `finding ${finding.rule} at ${finding.path} has no acknowledgment`);
       }
       assert.ok(bare.findings.length > 0, 'switching acknowledgments off should surface the acknowledged findings');
@@ -62,7 +78,9 @@ test('every acknowledgment still covers a real finding (none outlives its reason
 });
 
 test('docs/compliance.md lists exactly the acknowledgments in the code', () => {
-  const expected = renderComplianceDoc(results.map((r, i) => ({ environment: environmentLabel(ENVIRONMENTS[i]!), acknowledgments: r.acknowledgments })));
+  const expected = renderComplianceDoc(
+    results.map((r, i) => ({ environment: environmentLabel(ENVIRONMENTS[i]!), acknowledgments: r.acknowledgments })),
+  );
   const committed = readFileSync(path.join(__dirname, '..', 'docs', 'compliance.md'), 'utf8');
   assert.equal(committed, expected, "docs/compliance.md is out of date: run 'npm run compliance:doc'");
 });
@@ -74,13 +92,18 @@ test('acknowledge refuses a whole stack, a vague reason and an unknown rule id',
   const reason = 'A reason long enough to explain why the rule does not apply.';
   assert.throws(() => acknowledge(stack, ['AwsSolutions-S1'], reason), /a whole stack is too wide/);
   assert.throws(() => acknowledge(bucket, ['AwsSolutions-S1'], 'because'), /shorter than 30 characters/);
-  assert.throws(() => acknowledge(bucket, ['S3-Logging'], reason), /is not a rule of the AwsSolutions, NIST.800.53.R5 or HIPAA.Security packs/);
+  assert.throws(
+    () => acknowledge(bucket, ['S3-Logging'], reason),
+    /is not a rule of the AwsSolutions, NIST.800.53.R5 or HIPAA.Security packs/,
+  );
   assert.doesNotThrow(() => acknowledge(bucket, ['AwsSolutions-IAM5[Action::s3:*]'], reason));
 });
 
 test('a role whose policy grants an unexplained wildcard fails the synth', () => {
   const stack = new Stack(createApp(), 'S');
-  const statements = [new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: ['arn:aws:s3:::bucket/runs/*'] })];
+  const statements = [
+    new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: ['arn:aws:s3:::bucket/runs/*'] }),
+  ];
   const principal = new iam.ServicePrincipal('ecs-tasks.amazonaws.com');
   assert.throws(
     () => new ManagedRole(stack, 'Unexplained', { assumedBy: principal, description: 'test role', statements }),

@@ -7,4 +7,8 @@ import { createPlanHandler } from './plan';
 
 const env = requireEnv(['EVAL_BUCKET', 'POWERTOOLS_SERVICE_NAME'] as const);
 
-export const handler = createPlanHandler({ s3: new S3Client({ requestHandler: AWS_HTTP }), bucket: env.EVAL_BUCKET, logger: new Logger() });
+export const handler = createPlanHandler({
+  s3: new S3Client({ requestHandler: AWS_HTTP }),
+  bucket: env.EVAL_BUCKET,
+  logger: new Logger(),
+});

@@ -38,7 +38,9 @@ export function createPlanHandler(deps: PlanDeps): (event: unknown) => Promise<P
   return async (event) => {
     const parsed = planEventSchema.safeParse(event);
     if (!parsed.success) {
-      throw new Error(`plan event is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'event'}: ${i.message}`).join('; ')}`);
+      throw new Error(
+        `plan event is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'event'}: ${i.message}`).join('; ')}`,
+      );
     }
     return planShards(deps, parsed.data.run_id, parsed.data.spec_key);
   };
@@ -55,7 +57,9 @@ export async function planShards(deps: PlanDeps, runId: string, specKey: string)
   }
   const spec = parseRunSpec(specData, `s3://${bucket}/${specKey}`);
   if (spec.run_id !== undefined && spec.run_id !== runId) {
-    throw new Error(`run spec s3://${bucket}/${specKey} has run_id '${spec.run_id}' but the execution's run_id is '${runId}'`);
+    throw new Error(
+      `run spec s3://${bucket}/${specKey} has run_id '${spec.run_id}' but the execution's run_id is '${runId}'`,
+    );
   }
   const prefix = `benchmarks/${spec.benchmark.name}/${spec.benchmark.version}/`;
   const manifestWhere = `s3://${bucket}/${prefix}benchmark.json`;
@@ -68,16 +72,28 @@ export async function planShards(deps: PlanDeps, runId: string, specKey: string)
   const itemsWhere = `s3://${bucket}/${prefix}${manifest.items_file}`;
   const items = await getBytes(s3, bucket, `${prefix}${manifest.items_file}`);
   verifyItemsHash(items, manifest.items_sha256, itemsWhere);
-  const load = loadRows(new TextDecoder('utf-8', { fatal: true }).decode(items), manifest.task, manifest.labels ?? null, itemsWhere);
+  const load = loadRows(
+    new TextDecoder('utf-8', { fatal: true }).decode(items),
+    manifest.task,
+    manifest.labels ?? null,
+    itemsWhere,
+  );
 
   const calibration = manifest.task === 'qa' && spec.judge ? await judgeCalibration(deps, spec.judge) : null;
   const plan = planRun(runId, spec, manifest, load.rows, calibration);
   const run = runPrefix(runId);
   await putText(s3, bucket, `${run}quarantine.jsonl`, quarantineJsonl(load.quarantined), 'application/x-ndjson');
-  await mapPool(plan.shards, SHARD_WRITE_CONCURRENCY, (shard, i) => putText(s3, bucket, plan.entries[i]?.shard_key ?? '', JSON.stringify(shard)));
+  await mapPool(plan.shards, SHARD_WRITE_CONCURRENCY, (shard, i) =>
+    putText(s3, bucket, plan.entries[i]?.shard_key ?? '', JSON.stringify(shard)),
+  );
   const manifestKey = `${run}shards/manifest.json`;
   await putText(s3, bucket, manifestKey, JSON.stringify(plan.entries));
-  await putText(s3, bucket, `${run}run.json`, `${JSON.stringify(runRecord(plan, spec, manifest, specKey, load.quarantined.length), null, 2)}\n`);
+  await putText(
+    s3,
+    bucket,
+    `${run}run.json`,
+    `${JSON.stringify(runRecord(plan, spec, manifest, specKey, load.quarantined.length), null, 2)}\n`,
+  );
   const result: PlanResult = {
     run_id: runId,
     manifest_key: manifestKey,
@@ -88,7 +104,9 @@ export async function planShards(deps: PlanDeps, runId: string, specKey: string)
   };
   deps.logger.info('run planned', { ...result, judge_calibrated: plan.judgeCalibration?.calibrated ?? null });
   if (plan.judgeCalibration && !plan.judgeCalibration.calibrated) {
-    deps.logger.warn('judge is not calibrated; running because judge.allow_uncalibrated is true', { problems: plan.judgeCalibration.problems });
+    deps.logger.warn('judge is not calibrated; running because judge.allow_uncalibrated is true', {
+      problems: plan.judgeCalibration.problems,
+    });
   }
   return result;
 }

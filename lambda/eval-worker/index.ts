@@ -7,7 +7,12 @@ import { AWS_HTTP } from '../shared/aws-http';
 import { requireEnv } from '../shared/env';
 import { createWorkerHandler } from './worker';
 
-const env = requireEnv(['EVAL_BUCKET', 'IDEMPOTENCY_TABLE', 'POWERTOOLS_SERVICE_NAME', 'POWERTOOLS_METRICS_NAMESPACE'] as const);
+const env = requireEnv([
+  'EVAL_BUCKET',
+  'IDEMPOTENCY_TABLE',
+  'POWERTOOLS_SERVICE_NAME',
+  'POWERTOOLS_METRICS_NAMESPACE',
+] as const);
 
 export const handler = createWorkerHandler({
   s3: new S3Client({ requestHandler: AWS_HTTP }),

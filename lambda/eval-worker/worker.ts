@@ -43,13 +43,25 @@ export interface WorkerDeps {
 
 /** The Lambda handler: `processShard` wrapped so that a shard delivered twice is processed once. */
 export function createWorkerHandler(deps: WorkerDeps): (event: unknown, context: Context) => Promise<WorkerResult> {
-  const config = new IdempotencyConfig({ eventKeyJmesPath: '[run_id, shard_key]', expiresAfterSeconds: IDEMPOTENCY_TTL_S, throwOnNoIdempotencyKey: true });
-  const persistenceStore = new DynamoDBPersistenceLayer({ tableName: deps.idempotencyTable, awsSdkV3Client: deps.dynamodb });
-  const idempotent = makeIdempotent((event: WorkerEvent, context: Context) => processShard(deps, event, context), { persistenceStore, config });
+  const config = new IdempotencyConfig({
+    eventKeyJmesPath: '[run_id, shard_key]',
+    expiresAfterSeconds: IDEMPOTENCY_TTL_S,
+    throwOnNoIdempotencyKey: true,
+  });
+  const persistenceStore = new DynamoDBPersistenceLayer({
+    tableName: deps.idempotencyTable,
+    awsSdkV3Client: deps.dynamodb,
+  });
+  const idempotent = makeIdempotent((event: WorkerEvent, context: Context) => processShard(deps, event, context), {
+    persistenceStore,
+    config,
+  });
   return async (event, context) => {
     const parsed = workerEventSchema.safeParse(event);
     if (!parsed.success) {
-      throw new Error(`worker event is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'event'}: ${i.message}`).join('; ')}`);
+      throw new Error(
+        `worker event is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'event'}: ${i.message}`).join('; ')}`,
+      );
     }
     config.registerLambdaContext(context);
     return idempotent(parsed.data, context);
@@ -78,7 +90,11 @@ export async function processShard(deps: WorkerDeps, event: WorkerEvent, context
       store: new S3ResultStore(deps.s3, deps.bucket),
       models: shard.models.map(build),
       judge: shard.judge ? build(shard.judge) : null,
-      retry: { maxAttempts: shard.worker.retry.max_attempts, baseDelayMs: shard.worker.retry.base_delay_ms, maxDelayMs: shard.worker.retry.max_delay_ms },
+      retry: {
+        maxAttempts: shard.worker.retry.max_attempts,
+        baseDelayMs: shard.worker.retry.base_delay_ms,
+        maxDelayMs: shard.worker.retry.max_delay_ms,
+      },
       concurrency: shard.worker.concurrency,
       providerSlots: shard.worker.provider_slots,
       ...(context ? { remainingMs: () => context.getRemainingTimeInMillis() } : {}),
@@ -112,7 +128,8 @@ export function publishProviderLatency(metrics: Metrics, latencies: ReadonlyMap<
   for (const [provider, values] of latencies) {
     for (let start = 0; start < values.length; start += LATENCY_VALUES_PER_BLOB) {
       metrics.addDimension('provider', provider);
-      for (const value of values.slice(start, start + LATENCY_VALUES_PER_BLOB)) metrics.addMetric('ProviderLatency', MetricUnit.Milliseconds, value);
+      for (const value of values.slice(start, start + LATENCY_VALUES_PER_BLOB))
+        metrics.addMetric('ProviderLatency', MetricUnit.Milliseconds, value);
       if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
     }
   }

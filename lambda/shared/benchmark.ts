@@ -72,20 +72,24 @@ export function manifestProblems(manifest: Manifest, where: string): string[] {
   if (isClassification && labels.length < MIN_LABELS) {
     problems.push(`${where}: 'labels' must list at least ${MIN_LABELS} labels for task 'classification'`);
   }
-  if (isClassification && new Set(labels).size !== labels.length) problems.push(`${where}: 'labels' has duplicates: ${JSON.stringify(labels)}`);
+  if (isClassification && new Set(labels).size !== labels.length)
+    problems.push(`${where}: 'labels' has duplicates: ${JSON.stringify(labels)}`);
   if (!isClassification && manifest.labels != null) {
     problems.push(`${where}: 'labels' is only allowed for task 'classification', not '${manifest.task}'`);
   }
   const prompts: PromptSpec[] = [manifest.prompt, ...manifest.format_spread];
   for (const prompt of prompts) problems.push(...templateProblems(prompt, manifest.task, where));
   if (manifest.cloze_prompt != null) {
-    if (manifest.task !== 'mcq') problems.push(`${where}: 'cloze_prompt' is only allowed for task 'mcq', not '${manifest.task}'`);
+    if (manifest.task !== 'mcq')
+      problems.push(`${where}: 'cloze_prompt' is only allowed for task 'mcq', not '${manifest.task}'`);
     problems.push(...clozeProblems(manifest.cloze_prompt, where));
     prompts.push(manifest.cloze_prompt);
   }
   const ids = prompts.map((p) => p.id);
   if (new Set(ids).size !== ids.length) {
-    problems.push(`${where}: prompt ids must be unique across 'prompt', 'format_spread' and 'cloze_prompt': ${JSON.stringify(ids)}`);
+    problems.push(
+      `${where}: prompt ids must be unique across 'prompt', 'format_spread' and 'cloze_prompt': ${JSON.stringify(ids)}`,
+    );
   }
   return problems;
 }
@@ -96,7 +100,7 @@ export function verifyItemsHash(items: Uint8Array, expected: string, where: stri
   if (actual !== expected) {
     throw new BenchmarkError(
       `items file ${where} does not match its manifest: items_sha256 in manifest is '${expected}', file hashes to '${actual}'. ` +
-        'Run `dapt-eval build` and bump \'version\' if the items changed on purpose.',
+        "Run `dapt-eval build` and bump 'version' if the items changed on purpose.",
     );
   }
 }
@@ -132,7 +136,9 @@ export function loadRows(text: string, task: Task, labels: readonly string[] | n
 
 /** `quarantine.jsonl` exactly as Python's `json.dumps(..., ensure_ascii=False)` writes it. */
 export function quarantineJsonl(rows: readonly Quarantined[]): string {
-  return rows.map((q) => `{"line": ${q.line}, "reason": ${JSON.stringify(q.reason)}, "raw": ${JSON.stringify(q.raw)}}\n`).join('');
+  return rows
+    .map((q) => `{"line": ${q.line}, "reason": ${JSON.stringify(q.reason)}, "raw": ${JSON.stringify(q.raw)}}\n`)
+    .join('');
 }
 
 function rowProblem(raw: string, task: Task, labels: readonly string[] | null): string | null {
@@ -192,8 +198,10 @@ function valueProblems(value: unknown, kind: FieldKind, where: string): string[]
   }
   const problems = objectProblems(value as Record<string, unknown>, DISTRACTOR_FIELDS, `${where}.`);
   const wrong = (value as Record<string, unknown>).wrong;
-  if (Array.isArray(wrong) && wrong.length < 2) problems.push(`${where}.wrong: List should have at least 2 items after validation, not ${wrong.length}`);
-  if (Array.isArray(wrong) && wrong.length > 2) problems.push(`${where}.wrong: List should have at most 2 items after validation, not ${wrong.length}`);
+  if (Array.isArray(wrong) && wrong.length < 2)
+    problems.push(`${where}.wrong: List should have at least 2 items after validation, not ${wrong.length}`);
+  if (Array.isArray(wrong) && wrong.length > 2)
+    problems.push(`${where}.wrong: List should have at most 2 items after validation, not ${wrong.length}`);
   return problems;
 }
 

@@ -43,7 +43,10 @@ export function checkCalibration(judge: JudgeSpec, reportText: string | null, wh
     kappa_threshold: report?.kappa_threshold ?? null,
     problems,
   });
-  if (key === null) return result(['no calibration_report is set: calibrate the judge with `dapt-eval calibrate-judge` and upload the report']);
+  if (key === null)
+    return result([
+      'no calibration_report is set: calibrate the judge with `dapt-eval calibrate-judge` and upload the report',
+    ]);
   if (reportText === null) return result([`calibration report ${where} does not exist`]);
   let data: unknown;
   try {
@@ -53,20 +56,28 @@ export function checkCalibration(judge: JudgeSpec, reportText: string | null, wh
   }
   const parsed = calibrationReportSchema.safeParse(data);
   if (!parsed.success) {
-    const fields = parsed.error.issues.map((i) => `${i.path.map(String).join('.') || 'report'}: ${i.message}`).join('; ');
+    const fields = parsed.error.issues
+      .map((i) => `${i.path.map(String).join('.') || 'report'}: ${i.message}`)
+      .join('; ');
     return result([`calibration report ${where} is not a calibrate-judge report (${fields})`]);
   }
   const report = parsed.data;
   const expected = judgeRef(identityOf(judge));
   const problems: string[] = [];
   if (report.judge.model !== expected.model) {
-    problems.push(`calibration report ${where} is for judge model '${report.judge.model}', but the spec's judge is '${describeModel(identityOf(judge))}'`);
+    problems.push(
+      `calibration report ${where} is for judge model '${report.judge.model}', but the spec's judge is '${describeModel(identityOf(judge))}'`,
+    );
   }
   if (report.judge.prompt_version !== expected.prompt_version) {
-    problems.push(`calibration report ${where} is for judge prompt '${report.judge.prompt_version}', but the fan-out judges with '${expected.prompt_version}'`);
+    problems.push(
+      `calibration report ${where} is for judge prompt '${report.judge.prompt_version}', but the fan-out judges with '${expected.prompt_version}'`,
+    );
   }
   if (!report.trusted) {
-    problems.push(`calibration report ${where} says trusted: false (cohen_kappa ${report.cohen_kappa ?? 'undefined'}, kappa_threshold ${report.kappa_threshold})`);
+    problems.push(
+      `calibration report ${where} says trusted: false (cohen_kappa ${report.cohen_kappa ?? 'undefined'}, kappa_threshold ${report.kappa_threshold})`,
+    );
   }
   return result(problems, report);
 }

@@ -66,7 +66,10 @@ export async function runShard(ctx: RunContext, units: readonly Unit[], options:
       return;
     }
     const model = options.models[unit.model];
-    if (!model) throw new Error(`unit of item '${unit.item.id}' names model index ${unit.model}, but the run has ${options.models.length} model(s)`);
+    if (!model)
+      throw new Error(
+        `unit of item '${unit.item.id}' names model index ${unit.model}, but the run has ${options.models.length} model(s)`,
+      );
     const key = unitKey(ctx, unit.item.id, model.identity, options.judge?.identity ?? null);
     const existing = await options.store.get(key);
     if (existing && FINISHED_STATUSES.has(existing.record.status)) {

@@ -5,7 +5,15 @@
  */
 import { cacheKey, type Decoding, describeModel, type JudgeRef, type ModelRef } from './cache-key';
 import type { Row } from './benchmark';
-import { CHOICE_LETTERS, formatChoices, JUDGE_PROMPT, type PromptSpec, render, shuffleChoices, type Task } from './prompts';
+import {
+  CHOICE_LETTERS,
+  formatChoices,
+  JUDGE_PROMPT,
+  type PromptSpec,
+  render,
+  shuffleChoices,
+  type Task,
+} from './prompts';
 import type { Generation, Oracle, Provider } from './providers/types';
 import { pyRepr, pyReprList, pySlice } from './pytext';
 import { type ItemResult, type JudgeRecord, RESULT_SCHEMA_VERSION, type Status } from './records';
@@ -77,7 +85,11 @@ export async function evaluateUnit(env: UnitEnv, item: Row, key: string): Promis
     outcome = await dispatch(env, item);
   } catch (err) {
     if (!(err instanceof ProviderError)) throw err;
-    outcome = { status: 'errored', error: err.message, attempts: err instanceof RetriesExhaustedError ? err.attempts : 0 };
+    outcome = {
+      status: 'errored',
+      error: err.message,
+      attempts: err instanceof RetriesExhaustedError ? err.attempts : 0,
+    };
   }
   const { ctx } = env;
   return {
@@ -142,7 +154,12 @@ async function evaluateMcq(env: UnitEnv, item: Row): Promise<Outcome> {
   const base = await generate(env, text, { correct: answer, wrong });
   const letter = parseLetter(base.prediction);
   if (letter === null) {
-    return { ...base, status: 'unparseable', error: `reply is not a single letter A-D: ${pyRepr(pySlice(base.prediction, 80))}`, details };
+    return {
+      ...base,
+      status: 'unparseable',
+      error: `reply is not a single letter A-D: ${pyRepr(pySlice(base.prediction, 80))}`,
+      details,
+    };
   }
   return { ...base, correct: letter === answer, details: { ...details, parsed_letter: letter } };
 }
@@ -154,7 +171,11 @@ async function evaluateClassification(env: UnitEnv, item: Row): Promise<Outcome>
   const base = await generate(env, text, { correct: gold, wrong: labels.filter((l) => l !== gold) });
   const label = parseLabel(base.prediction, labels);
   if (label === null) {
-    return { ...base, status: 'unparseable', error: `reply is not one of the labels ${pyReprList(labels)}: ${pyRepr(pySlice(base.prediction, 80))}` };
+    return {
+      ...base,
+      status: 'unparseable',
+      error: `reply is not one of the labels ${pyReprList(labels)}: ${pyRepr(pySlice(base.prediction, 80))}`,
+    };
   }
   return { ...base, correct: label === gold, details: { parsed_label: label, gold_label: gold } };
 }
@@ -172,23 +193,42 @@ async function evaluateQa(env: UnitEnv, item: Row): Promise<Outcome> {
   if (!judge) throw new Error("task 'qa' is scored by a judge: the run has no judge provider");
   const question = item.question as string;
   const reference = item.reference_answer as string;
-  const base = await generate(env, render(env.ctx.prompt, { question }), { correct: reference, wrong: [QA_WRONG_ANSWER] });
+  const base = await generate(env, render(env.ctx.prompt, { question }), {
+    correct: reference,
+    wrong: [QA_WRONG_ANSWER],
+  });
   const simulated: VerdictLabel = sameText(base.prediction, reference) ? 'correct' : 'incorrect';
   const ref = judgeRef(judge.identity);
   const prompt = render(JUDGE_PROMPT, { question, reference_answer: reference, candidate_answer: base.prediction });
   let reply: string;
   try {
-    reply = (await callWithRetry(() => env.call(judge, prompt, DEFAULT_JUDGE_DECODING, verdictOracle(simulated)), env.retry)).value.text;
+    reply = (
+      await callWithRetry(() => env.call(judge, prompt, DEFAULT_JUDGE_DECODING, verdictOracle(simulated)), env.retry)
+    ).value.text;
   } catch (err) {
     if (!(err instanceof ProviderError)) throw err;
-    return { ...base, status: 'errored', judge: { ...ref, verdict: null, reason: null }, error: `judge: ${err.message}` };
+    return {
+      ...base,
+      status: 'errored',
+      judge: { ...ref, verdict: null, reason: null },
+      error: `judge: ${err.message}`,
+    };
   }
   try {
     const verdict = parseVerdict(reply);
-    return { ...base, correct: verdict.verdict === 'correct', judge: { ...ref, verdict: verdict.verdict, reason: verdict.reason } };
+    return {
+      ...base,
+      correct: verdict.verdict === 'correct',
+      judge: { ...ref, verdict: verdict.verdict, reason: verdict.reason },
+    };
   } catch (err) {
     if (!(err instanceof StrictJsonError)) throw err;
-    return { ...base, status: 'unparseable', judge: { ...ref, verdict: null, reason: null }, error: `judge: ${err.message}` };
+    return {
+      ...base,
+      status: 'unparseable',
+      judge: { ...ref, verdict: null, reason: null },
+      error: `judge: ${err.message}`,
+    };
   }
 }
 

@@ -58,12 +58,20 @@ export class PlanError extends Error {
  * calibration gate (`checkCalibration`); a qa run whose judge has none, or fails it, is refused
  * unless the spec sets `judge.allow_uncalibrated`.
  */
-export function planRun(runId: string, spec: RunSpec, manifest: Manifest, rows: readonly Row[], calibration: JudgeCalibration | null = null): Plan {
+export function planRun(
+  runId: string,
+  spec: RunSpec,
+  manifest: Manifest,
+  rows: readonly Row[],
+  calibration: JudgeCalibration | null = null,
+): Plan {
   const problems: string[] = [];
   const allowed = TASK_MODES[manifest.task];
   const mode = spec.mode ?? (allowed[0] as string);
-  if (!allowed.includes(mode)) problems.push(`mode: '${mode}' is not valid for task '${manifest.task}'; use one of [${allowed.join(', ')}]`);
-  if (manifest.task === 'qa' && !spec.judge) problems.push("judge: task 'qa' is scored by a judge: add a 'judge' provider");
+  if (!allowed.includes(mode))
+    problems.push(`mode: '${mode}' is not valid for task '${manifest.task}'; use one of [${allowed.join(', ')}]`);
+  if (manifest.task === 'qa' && !spec.judge)
+    problems.push("judge: task 'qa' is scored by a judge: add a 'judge' provider");
   const judgeCalibration = manifest.task === 'qa' && spec.judge ? (calibration ?? NOT_CHECKED) : null;
   if (judgeCalibration && !judgeCalibration.calibrated && !spec.judge?.allow_uncalibrated) {
     problems.push(
@@ -102,7 +110,11 @@ export function planRun(runId: string, spec: RunSpec, manifest: Manifest, rows: 
   return {
     context,
     shards,
-    entries: shards.map((s) => ({ run_id: runId, shard_key: shardKey(runId, s.shard_index), shard_index: s.shard_index })),
+    entries: shards.map((s) => ({
+      run_id: runId,
+      shard_key: shardKey(runId, s.shard_index),
+      shard_index: s.shard_index,
+    })),
     maxConcurrency: maxConcurrency(spec, judge, shards.length),
     unitCount: units.length,
     cacheKeys: spec.models.map((m) => rows.map((row) => unitKey(context, row.id, identityOf(m), judgeIdentity))),
@@ -154,7 +166,8 @@ export function identityOf(spec: ProviderSpec): ModelRef {
 
 function workerSettings(spec: RunSpec, judge: ProviderSpec | null): WorkerSettings {
   const slots: Partial<Record<ProviderKind, number>> = {};
-  for (const p of [...spec.models, ...(judge ? [judge] : [])]) slots[p.provider] = Math.min(spec.worker_concurrency, providerLimit(spec, p.provider));
+  for (const p of [...spec.models, ...(judge ? [judge] : [])])
+    slots[p.provider] = Math.min(spec.worker_concurrency, providerLimit(spec, p.provider));
   return { concurrency: spec.worker_concurrency, provider_slots: slots, retry: spec.retry };
 }
 
@@ -164,7 +177,13 @@ function workerSettings(spec: RunSpec, judge: ProviderSpec | null): WorkerSettin
  * the Aggregate step reads (`benchmark`, `cache_keys` of every unit, `models` in spec order), the
  * judge's calibration (`judge_calibrated`, `judge_calibration`; null without a judge) and the sharding.
  */
-export function runRecord(plan: Plan, spec: RunSpec, manifest: Manifest, specKey: string, quarantinedRows: number): Record<string, unknown> {
+export function runRecord(
+  plan: Plan,
+  spec: RunSpec,
+  manifest: Manifest,
+  specKey: string,
+  quarantinedRows: number,
+): Record<string, unknown> {
   const judge = plan.shards[0]?.judge ?? null;
   const models = spec.models.map(identityOf);
   return {
@@ -191,7 +210,9 @@ export function runRecord(plan: Plan, spec: RunSpec, manifest: Manifest, specKey
     summary: null,
     spec_key: specKey,
     cache_keys_by_model: plan.cacheKeys,
-    provider_concurrency: Object.fromEntries(models.map((m) => [m.provider, providerLimit(spec, m.provider as ProviderKind)])),
+    provider_concurrency: Object.fromEntries(
+      models.map((m) => [m.provider, providerLimit(spec, m.provider as ProviderKind)]),
+    ),
     expected_units: plan.unitCount,
     quarantined_rows: quarantinedRows,
     shard_size: spec.shard_size,

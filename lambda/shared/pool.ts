@@ -24,8 +24,13 @@ export class Semaphore {
 }
 
 /** `items.map(fn)` with at most `concurrency` calls in flight; results keep input order. */
-export async function mapPool<T, R>(items: readonly T[], concurrency: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  if (!Number.isInteger(concurrency) || concurrency < 1) throw new Error(`mapPool 'concurrency' = ${concurrency} must be an integer >= 1`);
+export async function mapPool<T, R>(
+  items: readonly T[],
+  concurrency: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
+  if (!Number.isInteger(concurrency) || concurrency < 1)
+    throw new Error(`mapPool 'concurrency' = ${concurrency} must be an integer >= 1`);
   const results = new Array<R>(items.length);
   let next = 0;
   const lane = async (): Promise<void> => {

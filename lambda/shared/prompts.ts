@@ -26,12 +26,17 @@ export function clozeProblems(prompt: PromptSpec, where: string): string[] {
     return [`${where}: template of prompt '${prompt.id}' is not a valid format string: ${(err as Error).message}`];
   }
   const used = new Set(pieces.flatMap((p) => ('field' in p ? [p.field] : [])));
-  const problems = used.has('question') ? [] : [`${where}: template of cloze prompt '${prompt.id}' lacks required field '{question}'`];
+  const problems = used.has('question')
+    ? []
+    : [`${where}: template of cloze prompt '${prompt.id}' lacks required field '{question}'`];
   return problems.concat(
     [...used]
       .filter((f) => f !== 'question')
       .sort()
-      .map((f) => `${where}: template of cloze prompt '${prompt.id}' uses field '{${f}}'; a cloze prompt shows the question alone`),
+      .map(
+        (f) =>
+          `${where}: template of cloze prompt '${prompt.id}' uses field '{${f}}'; a cloze prompt shows the question alone`,
+      ),
   );
 }
 
@@ -54,7 +59,9 @@ export function templateProblems(prompt: PromptSpec, task: Task, where: string):
       .sort()
       .map(
         (f) =>
-          `${where}: template of prompt '${prompt.id}' uses unknown field '{${f}}'; task '${task}' provides [${[...required]
+          `${where}: template of prompt '${prompt.id}' uses unknown field '{${f}}'; task '${task}' provides [${[
+            ...required,
+          ]
             .sort()
             .map((r) => `'${r}'`)
             .join(', ')}]`,
@@ -68,7 +75,8 @@ export function render(prompt: PromptSpec, values: Readonly<Record<string, strin
     .map((p) => {
       if ('literal' in p) return p.literal;
       const value = values[p.field];
-      if (value === undefined) throw new Error(`template of prompt '${prompt.id}' uses '{${p.field}}' but no value was given`);
+      if (value === undefined)
+        throw new Error(`template of prompt '${prompt.id}' uses '{${p.field}}' but no value was given`);
       return value;
     })
     .join('');
@@ -120,7 +128,9 @@ function parseTemplate(template: string): Piece[] {
       if (end < 0) throw new Error("expected '}' before end of string");
       const field = template.slice(i + 1, end);
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(field)) {
-        throw new Error(`field '{${field}}' is not a plain name (conversions, format specs and indexing are not supported)`);
+        throw new Error(
+          `field '{${field}}' is not a plain name (conversions, format specs and indexing are not supported)`,
+        );
       }
       if (literal) pieces.push({ literal });
       literal = '';

@@ -59,7 +59,12 @@ export function recordLine(r: ItemResult): string {
     prediction: r.prediction,
     correct: r.correct,
     score: r.score,
-    judge: r.judge && { model: r.judge.model, prompt_version: r.judge.prompt_version, verdict: r.judge.verdict, reason: r.judge.reason },
+    judge: r.judge && {
+      model: r.judge.model,
+      prompt_version: r.judge.prompt_version,
+      verdict: r.judge.verdict,
+      reason: r.judge.reason,
+    },
     error: r.error,
     cache_key: r.cache_key,
     latency_ms: r.latency_ms,

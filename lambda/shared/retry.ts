@@ -75,7 +75,8 @@ export async function callWithRetry<T>(call: () => Promise<T>, policy: RetryPoli
       return { value: await call(), attempts: attempt };
     } catch (err) {
       const error = err instanceof ProviderError ? err : new TransientError(String((err as Error)?.message ?? err));
-      if (error instanceof PermanentError || attempt >= policy.maxAttempts) throw new RetriesExhaustedError(error, attempt);
+      if (error instanceof PermanentError || attempt >= policy.maxAttempts)
+        throw new RetriesExhaustedError(error, attempt);
       await sleep(retryDelayMs(policy, attempt, error));
     }
   }

@@ -22,6 +22,12 @@ export async function getText(s3: S3Client, bucket: string, key: string): Promis
   return new TextDecoder('utf-8', { fatal: true }).decode(await getBytes(s3, bucket, key));
 }
 
-export async function putText(s3: S3Client, bucket: string, key: string, body: string, contentType = 'application/json'): Promise<void> {
+export async function putText(
+  s3: S3Client,
+  bucket: string,
+  key: string,
+  body: string,
+  contentType = 'application/json',
+): Promise<void> {
   await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: contentType }));
 }

@@ -33,17 +33,30 @@ const providerFields = {
 
 /** Settings each provider kind needs, and settings only one kind may have. */
 function checkProviderSettings(
-  spec: { provider: ProviderKind; endpoint_name?: string | undefined; base_url?: string | undefined; simulated?: unknown },
+  spec: {
+    provider: ProviderKind;
+    endpoint_name?: string | undefined;
+    base_url?: string | undefined;
+    simulated?: unknown;
+  },
   ctx: z.RefinementCtx,
 ): void {
   if (spec.provider === 'sagemaker' && !spec.endpoint_name) {
     ctx.addIssue({ code: 'custom', path: ['endpoint_name'], message: "provider 'sagemaker' needs 'endpoint_name'" });
   }
   if (spec.provider === 'openai' && !spec.base_url) {
-    ctx.addIssue({ code: 'custom', path: ['base_url'], message: "provider 'openai' needs 'base_url' (an http(s) URL reachable from the eval subnets)" });
+    ctx.addIssue({
+      code: 'custom',
+      path: ['base_url'],
+      message: "provider 'openai' needs 'base_url' (an http(s) URL reachable from the eval subnets)",
+    });
   }
   if (spec.simulated && spec.provider !== 'simulated') {
-    ctx.addIssue({ code: 'custom', path: ['simulated'], message: `only allowed for provider 'simulated', not '${spec.provider}'` });
+    ctx.addIssue({
+      code: 'custom',
+      path: ['simulated'],
+      message: `only allowed for provider 'simulated', not '${spec.provider}'`,
+    });
   }
 }
 
@@ -62,7 +75,11 @@ export const judgeSpecSchema = z
     calibration_report: z
       .string()
       .refine((key) => CALIBRATION_REPORT_PREFIXES().some((prefix) => key.startsWith(prefix)) && !key.endsWith('/'), {
-        message: `must be an object key in the eval bucket under ${CALIBRATION_REPORT_PREFIXES().map((p) => `'${p}'`).join(' or ')} (what the Plan Lambda may read), e.g. 'benchmarks/help-qa/1.0.0/judge-calibration.json'; not an s3:// URI`,
+        message: `must be an object key in the eval bucket under ${CALIBRATION_REPORT_PREFIXES()
+          .map((p) => `'${p}'`)
+          .join(
+            ' or ',
+          )} (what the Plan Lambda may read), e.g. 'benchmarks/help-qa/1.0.0/judge-calibration.json'; not an s3:// URI`,
       })
       .optional(),
     /** Run with a judge whose report is missing, is for another judge, or says `trusted: false`; run.json records `judge_calibrated: false`. @default false */
@@ -97,7 +114,10 @@ const decodingSchema = z
 export const runSpecSchema = z.strictObject({
   run_id: z
     .string()
-    .regex(/^[A-Za-z0-9_-]{1,80}$/, 'must be 1-80 characters of A-Z a-z 0-9 _ - (it names the Step Functions execution)')
+    .regex(
+      /^[A-Za-z0-9_-]{1,80}$/,
+      'must be 1-80 characters of A-Z a-z 0-9 _ - (it names the Step Functions execution)',
+    )
     .optional(),
   benchmark: z.strictObject({
     name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'must match ^[A-Za-z0-9._-]+$'),

@@ -59,7 +59,8 @@ export class S3ResultStore implements ResultStore {
     } catch (err) {
       const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
       // 412: the precondition failed; 409: a concurrent conditional write to the same key is in progress.
-      if (e.$metadata?.httpStatusCode === 412 || e.$metadata?.httpStatusCode === 409 || e.name === 'PreconditionFailed') return false;
+      if (e.$metadata?.httpStatusCode === 412 || e.$metadata?.httpStatusCode === 409 || e.name === 'PreconditionFailed')
+        return false;
       throw err;
     }
   }

@@ -21,9 +21,12 @@ export const IGNORE_ACKNOWLEDGMENTS_ENV = 'DAPT_NAG_IGNORE_ACKNOWLEDGMENTS';
 /** Acknowledges `ruleIds` on `scope` (a resource or a construct holding resources) for `reason`. */
 export function acknowledge(scope: IConstruct, ruleIds: readonly string[], reason: string): void {
   const where = scope.node.path || '(app)';
-  const wide = scope instanceof App ? 'app' : scope instanceof Stage ? 'stage' : scope instanceof Stack ? 'stack' : undefined;
+  const wide =
+    scope instanceof App ? 'app' : scope instanceof Stage ? 'stage' : scope instanceof Stack ? 'stack' : undefined;
   if (wide) {
-    throw new Error(`acknowledge at '${where}': a whole ${wide} is too wide; acknowledge on the resource the finding is about`);
+    throw new Error(
+      `acknowledge at '${where}': a whole ${wide} is too wide; acknowledge on the resource the finding is about`,
+    );
   }
   if (reason.trim().length < MIN_REASON_LENGTH) {
     throw new Error(
@@ -32,7 +35,9 @@ export function acknowledge(scope: IConstruct, ruleIds: readonly string[], reaso
   }
   for (const id of ruleIds) {
     if (!RULE_ID.test(id)) {
-      throw new Error(`acknowledge at '${where}': rule id ${JSON.stringify(id)} is not a rule of the AwsSolutions, NIST.800.53.R5 or HIPAA.Security packs`);
+      throw new Error(
+        `acknowledge at '${where}': rule id ${JSON.stringify(id)} is not a rule of the AwsSolutions, NIST.800.53.R5 or HIPAA.Security packs`,
+      );
     }
   }
   if (process.env[IGNORE_ACKNOWLEDGMENTS_ENV] === '1') return;
@@ -52,8 +57,12 @@ export interface ExpectedWildcard {
  * at a time, and fails synthesis if the policy grants a wildcard none of `expected` explains: a new
  * broad permission must be explained, never waved through.
  */
-export function acknowledgeWildcards(policy: iam.Policy | iam.ManagedPolicy, expected: readonly ExpectedWildcard[]): void {
-  const document = Stack.of(policy).resolve(policy.document.toJSON()) as { Statement?: { Action?: unknown; Resource?: unknown }[] } | undefined;
+export function acknowledgeWildcards(
+  policy: iam.Policy | iam.ManagedPolicy,
+  expected: readonly ExpectedWildcard[],
+): void {
+  const document = Stack.of(policy).resolve(policy.document.toJSON()) as
+    { Statement?: { Action?: unknown; Resource?: unknown }[] } | undefined;
   const findings = new Map<string, string>();
   for (const statement of document?.Statement ?? []) {
     const wildcards = [
@@ -64,7 +73,9 @@ export function acknowledgeWildcards(policy: iam.Policy | iam.ManagedPolicy, exp
       const subject = wildcard.slice(wildcard.indexOf('::') + 2);
       const match = expected.find((e) => e.pattern.test(subject));
       if (!match) {
-        throw new Error(`policy at '${policy.node.path}' grants wildcard ${wildcard} that no expected pattern explains; narrow it or add an ExpectedWildcard with a reason`);
+        throw new Error(
+          `policy at '${policy.node.path}' grants wildcard ${wildcard} that no expected pattern explains; narrow it or add an ExpectedWildcard with a reason`,
+        );
       }
       findings.set(wildcard, match.reason);
     }

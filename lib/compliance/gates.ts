@@ -39,10 +39,17 @@ export interface SynthResult {
  * Synthesizes one environment into `outdir`; findings are returned, not thrown. With `quiet`,
  * the validation report aws-cdk-lib prints on failure is not echoed (the findings are returned).
  */
-export function synthesizeEnvironment(selection: StageSelection, outdir: string, options: { quiet?: boolean } = {}): SynthResult {
+export function synthesizeEnvironment(
+  selection: StageSelection,
+  outdir: string,
+  options: { quiet?: boolean } = {},
+): SynthResult {
   rmSync(outdir, { recursive: true, force: true });
   const app = createApp({ outdir });
-  const config = selection.run !== undefined ? buildRun(app, { ...selection, run: selection.run }).config : buildPlatform(app, selection).config;
+  const config =
+    selection.run !== undefined
+      ? buildRun(app, { ...selection, run: selection.run }).config
+      : buildPlatform(app, selection).config;
   let findings: Finding[] = [];
   const consoleError = console.error;
   if (options.quiet) console.error = () => undefined;
@@ -115,7 +122,12 @@ export function runCfnLint(templates: readonly string[], region: string): LintMa
     if (out === undefined || out.trim() === '') throw err;
     stdout = out;
   }
-  const matches = JSON.parse(stdout || '[]') as { Level: LintMatch['level']; Rule: { Id: string }; Message: string; Filename: string }[];
+  const matches = JSON.parse(stdout || '[]') as {
+    Level: LintMatch['level'];
+    Rule: { Id: string };
+    Message: string;
+    Filename: string;
+  }[];
   return matches.map((m) => ({ level: m.Level, rule: m.Rule.Id, message: m.Message, file: m.Filename }));
 }
 

@@ -57,8 +57,7 @@ export class ConfigError extends Error {
     readonly problems: readonly string[],
   ) {
     super(
-      `Invalid configuration ${source}: ${problems.length} problem(s)\n` +
-        problems.map((p) => `  - ${p}`).join('\n'),
+      `Invalid configuration ${source}: ${problems.length} problem(s)\n` + problems.map((p) => `  - ${p}`).join('\n'),
     );
     this.name = 'ConfigError';
   }
@@ -78,7 +77,9 @@ export function loadConfig(selection: StageSelection): ResolvedConfig {
   }
   const config = parseConfig(raw, source);
   if (config.stage !== stage) {
-    throw new ConfigError(source, [`stage = ${JSON.stringify(config.stage)}: must be "${stage}", the stage the file is named for`]);
+    throw new ConfigError(source, [
+      `stage = ${JSON.stringify(config.stage)}: must be "${stage}", the stage the file is named for`,
+    ]);
   }
   return { ...resolveConfig(config, selection.experiment, selection.defaultAccount), run: selection.run };
 }
@@ -129,7 +130,9 @@ function validateSelection(selection: StageSelection): Stage {
     }
   }
   if (stage === 'production' && selection.experiment !== undefined) {
-    problems.push(`experiment = ${JSON.stringify(selection.experiment)}: production is not an experiment; drop -c experiment`);
+    problems.push(
+      `experiment = ${JSON.stringify(selection.experiment)}: production is not an experiment; drop -c experiment`,
+    );
   }
   if (selection.run !== undefined) {
     const run = ExperimentNameSchema.safeParse(selection.run);
@@ -147,7 +150,8 @@ function formatIssues(issues: readonly z.core.$ZodIssue[], raw: unknown, rootNam
       const keys = issue.keys.map((k) => [field === '(root)' ? undefined : field, k].filter(Boolean).join('.'));
       return `${keys.join(', ')}: unknown key(s); check the spelling against lib/config/schema.ts`;
     }
-    const value = rootName === undefined ? valueAt(raw, issue.path) : issue.path.length === 0 ? raw : valueAt(raw, issue.path);
+    const value =
+      rootName === undefined ? valueAt(raw, issue.path) : issue.path.length === 0 ? raw : valueAt(raw, issue.path);
     const shown = value === undefined ? '(missing)' : JSON.stringify(value);
     return `${field} = ${shown}: ${issue.message}`;
   });

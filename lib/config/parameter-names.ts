@@ -54,6 +54,10 @@ export function platformParameterName(ssmRoot: string, key: PlatformParameterKey
 }
 
 /** Where a run stack (`-c run=NAME`) publishes its job definitions. */
-export function runParameterName(ssmRoot: string, run: string, key: 'single-node' | 'multi-node' | 'tokenize' | 'data-prep'): string {
+export function runParameterName(
+  ssmRoot: string,
+  run: string,
+  key: 'single-node' | 'multi-node' | 'tokenize' | 'data-prep',
+): string {
   return `${ssmRoot}/runs/${run}/job-definitions/${key}`;
 }

@@ -16,18 +16,15 @@ export type Stage = (typeof STAGES)[number];
 
 /** CloudWatch Logs accepts only these retention periods (days). */
 export const LOG_RETENTION_DAYS = [
-  1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288,
-  3653,
+  1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
 ] as const;
 
 const TAG_VALUE = /^[\p{L}\p{N} _.:/=+\-@]{1,256}$/u;
 const tagValue = z.string().regex(TAG_VALUE, 'must be 1-256 letters, digits, spaces or _.:/=+-@');
 
-const retentionDays = z
-  .number()
-  .refine((d) => (LOG_RETENTION_DAYS as readonly number[]).includes(d), {
-    message: `must be one of CloudWatch Logs' retention periods: ${LOG_RETENTION_DAYS.join(', ')}`,
-  });
+const retentionDays = z.number().refine((d) => (LOG_RETENTION_DAYS as readonly number[]).includes(d), {
+  message: `must be one of CloudWatch Logs' retention periods: ${LOG_RETENTION_DAYS.join(', ')}`,
+});
 
 const positiveDays = z.int().min(1, 'must be at least 1 day').max(3650, 'must be at most 3650 days');
 
@@ -81,7 +78,14 @@ export const EvalConfigSchema = z.strictObject({
   /** Worker Lambda memory in MB. */
   workerMemoryMb: z.int().min(256).max(10240),
   /** Bedrock foundation models the fan-out may call (as model or judge); IAM is scoped to these. */
-  bedrockModelIds: z.array(z.string().regex(/^[a-z0-9-]+\.[A-Za-z0-9.:_-]+$/, 'must be a Bedrock model id such as anthropic.claude-3-5-sonnet-20240620-v1:0')),
+  bedrockModelIds: z.array(
+    z
+      .string()
+      .regex(
+        /^[a-z0-9-]+\.[A-Za-z0-9.:_-]+$/,
+        'must be a Bedrock model id such as anthropic.claude-3-5-sonnet-20240620-v1:0',
+      ),
+  ),
 });
 
 /** GPU instance types the training compute environment may use (8 GPUs, EFA). */
@@ -93,12 +97,16 @@ export const TrainingCapacitySchema = z.discriminatedUnion('mode', [
   z.strictObject({
     mode: z.literal('reservation'),
     /** On-demand capacity reservation to launch into. */
-    reservationId: z.string().regex(/^cr-[0-9a-f]{8,17}$/, 'must be a capacity reservation id such as cr-0123456789abcdef0'),
+    reservationId: z
+      .string()
+      .regex(/^cr-[0-9a-f]{8,17}$/, 'must be a capacity reservation id such as cr-0123456789abcdef0'),
   }),
   z.strictObject({
     mode: z.literal('capacity-block'),
     /** Capacity Block for ML (a reservation of the capacity-block type). */
-    reservationId: z.string().regex(/^cr-[0-9a-f]{8,17}$/, 'must be a capacity reservation id such as cr-0123456789abcdef0'),
+    reservationId: z
+      .string()
+      .regex(/^cr-[0-9a-f]{8,17}$/, 'must be a capacity reservation id such as cr-0123456789abcdef0'),
   }),
   z.strictObject({ mode: z.literal('spot') }),
 ]);
@@ -110,7 +118,10 @@ export const TrainingConfigSchema = z.strictObject({
   maxNodes: z.int().min(1).max(64),
   capacity: TrainingCapacitySchema,
   /** A job waiting this long in RUNNABLE for lack of capacity is cancelled with a clear reason (10-1440). */
-  runnableTimeoutMinutes: z.int().min(10, 'must be at least 10 (AWS Batch minimum)').max(1440, 'must be at most 1440 (24 hours)'),
+  runnableTimeoutMinutes: z
+    .int()
+    .min(10, 'must be at least 10 (AWS Batch minimum)')
+    .max(1440, 'must be at most 1440 (24 hours)'),
   /** Wall-clock limit of one training attempt. */
   jobTimeoutHours: z.int().min(1).max(336),
   /** Attempts for a job whose host or Spot instance was lost (the trainer resumes from its checkpoint). */
@@ -124,33 +135,36 @@ export const TrainingConfigSchema = z.strictObject({
    * Capacity Block when there is one. Absent: the VPC's first zone. One zone always, because the
    * nodes of a multi-node job share a cluster placement group, which cannot span zones.
    */
-  availabilityZone: z.string().regex(/^[a-z]{2}(-gov)?-[a-z]+-\d[a-z]$/, 'must be an availability zone name such as us-east-1b').optional(),
+  availabilityZone: z
+    .string()
+    .regex(/^[a-z]{2}(-gov)?-[a-z]+-\d[a-z]$/, 'must be an availability zone name such as us-east-1b')
+    .optional(),
 });
 
-export const PlatformConfigSchema = z
-  .strictObject({
-    /** Which stage this file configures; must match the file name. */
-    stage: z.enum(STAGES),
-    /** AWS account id; when absent, the CLI's default account (CDK_DEFAULT_ACCOUNT) is used. */
-    account: z
-      .string()
-      .regex(/^\d{12}$/, 'must be a 12-digit AWS account id')
-      .optional(),
-    /** AWS region; P5 instances are offered in a subset of regions. */
-    region: z.string().regex(/^[a-z]{2}(-gov)?-[a-z]+-\d$/, 'must be an AWS region such as us-east-1'),
-    /** Prefix of every stack, SSM parameter and resource name: lowercase letters, digits, dashes. */
-    prefix: z.string().regex(/^[a-z][a-z0-9-]{1,14}$/, 'must be 2-15 lowercase letters, digits or dashes, starting with a letter'),
-    /** Cost-allocation tags put on every resource (stage and experiment are added from the stage). */
-    tags: z.strictObject({ project: tagValue, owner: tagValue, costCenter: tagValue }),
-    /** Retention of every CloudWatch log group the platform creates (VPC flow logs, trail, Lambda). */
-    logRetentionDays: retentionDays,
-    network: NetworkConfigSchema,
-    dataLake: DataLakeConfigSchema,
-    audit: AuditConfigSchema,
-    eval: EvalConfigSchema,
-    training: TrainingConfigSchema,
-  })
-  ;
+export const PlatformConfigSchema = z.strictObject({
+  /** Which stage this file configures; must match the file name. */
+  stage: z.enum(STAGES),
+  /** AWS account id; when absent, the CLI's default account (CDK_DEFAULT_ACCOUNT) is used. */
+  account: z
+    .string()
+    .regex(/^\d{12}$/, 'must be a 12-digit AWS account id')
+    .optional(),
+  /** AWS region; P5 instances are offered in a subset of regions. */
+  region: z.string().regex(/^[a-z]{2}(-gov)?-[a-z]+-\d$/, 'must be an AWS region such as us-east-1'),
+  /** Prefix of every stack, SSM parameter and resource name: lowercase letters, digits, dashes. */
+  prefix: z
+    .string()
+    .regex(/^[a-z][a-z0-9-]{1,14}$/, 'must be 2-15 lowercase letters, digits or dashes, starting with a letter'),
+  /** Cost-allocation tags put on every resource (stage and experiment are added from the stage). */
+  tags: z.strictObject({ project: tagValue, owner: tagValue, costCenter: tagValue }),
+  /** Retention of every CloudWatch log group the platform creates (VPC flow logs, trail, Lambda). */
+  logRetentionDays: retentionDays,
+  network: NetworkConfigSchema,
+  dataLake: DataLakeConfigSchema,
+  audit: AuditConfigSchema,
+  eval: EvalConfigSchema,
+  training: TrainingConfigSchema,
+});
 
 /**
  * Rules that relate several fields. They run on the raw input too, so a file with both a type
@@ -172,7 +186,8 @@ export function crossFieldProblems(raw: unknown): { path: string[]; message: str
       problems.push({ path: ['network', key], message: `must be longer than the VPC's /${vpcMask}` });
     }
   }
-  const evalConfig = (raw as { eval?: { maxShardConcurrency?: unknown; workerReservedConcurrency?: unknown } } | null)?.eval;
+  const evalConfig = (raw as { eval?: { maxShardConcurrency?: unknown; workerReservedConcurrency?: unknown } } | null)
+    ?.eval;
   if (
     typeof evalConfig?.maxShardConcurrency === 'number' &&
     typeof evalConfig.workerReservedConcurrency === 'number' &&
@@ -209,8 +224,21 @@ export type TrainingConfig = z.infer<typeof TrainingConfigSchema>;
  * The one naming rule of experiment and run names, kept in the trainer's package (whose config
  * `experiment` names the job and its `runs/<name>/` prefix) and read here by the stacks and CLIs.
  */
-export const NAME_RULE_FILE = path.join(__dirname, '..', '..', 'containers', 'trainer', 'src', 'dapt_trainer', 'names.json');
-const NAME_RULE = JSON.parse(readFileSync(NAME_RULE_FILE, 'utf8')) as { pattern: string; maxLength: number; rule: string };
+export const NAME_RULE_FILE = path.join(
+  __dirname,
+  '..',
+  '..',
+  'containers',
+  'trainer',
+  'src',
+  'dapt_trainer',
+  'names.json',
+);
+const NAME_RULE = JSON.parse(readFileSync(NAME_RULE_FILE, 'utf8')) as {
+  pattern: string;
+  maxLength: number;
+  rule: string;
+};
 /** The rule in words, for error messages: `1-20 lowercase letters, ...`. */
 export const NAME_RULE_TEXT = NAME_RULE.rule;
 

@@ -55,7 +55,12 @@ function acknowledgeProvider(stack: Stack): void {
   );
   acknowledge(
     fn,
-    ['NIST.800.53.R5-LambdaConcurrency', 'HIPAA.Security-LambdaConcurrency', 'NIST.800.53.R5-LambdaDLQ', 'HIPAA.Security-LambdaDLQ'],
+    [
+      'NIST.800.53.R5-LambdaConcurrency',
+      'HIPAA.Security-LambdaConcurrency',
+      'NIST.800.53.R5-LambdaDLQ',
+      'HIPAA.Security-LambdaDLQ',
+    ],
     'CloudFormation invokes this deploy-time function synchronously, a few times per deployment, and reports a failure as the failed resource; a reservation or dead-letter queue would add nothing.',
   );
   const role = provider.node.tryFindChild('ServiceRole');

@@ -159,7 +159,8 @@ export class PlatformFunction extends Construct {
 /** The one wildcard every platform function's policy has (actions without resource-level scope). */
 const FUNCTION_INFRA_WILDCARD: ExpectedWildcard = {
   pattern: /^\*$/,
-  reason: 'Only for actions without resource-level permissions: EC2 network-interface management for Lambda in a VPC, and X-Ray PutTraceSegments/PutTelemetryRecords.',
+  reason:
+    'Only for actions without resource-level permissions: EC2 network-interface management for Lambda in a VPC, and X-Ray PutTraceSegments/PutTelemetryRecords.',
 };
 
 /** The repository root: esbuild resolves packages from its package-lock.json. */

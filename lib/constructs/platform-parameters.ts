@@ -31,8 +31,14 @@ export class PlatformParameters extends Construct {
     if (!parameterName.startsWith(`${this.ssmRoot}/`)) {
       throw new Error(`parameter ${parameterName} must lie under ${this.ssmRoot}/`);
     }
-    const id = parameterName.slice(this.ssmRoot.length + 1).replace(/[^A-Za-z0-9]+(.)?/g, (_, c: string | undefined) => (c ?? '').toUpperCase());
-    return new ssm.StringParameter(this, id.charAt(0).toUpperCase() + id.slice(1), { parameterName, stringValue: value, description });
+    const id = parameterName
+      .slice(this.ssmRoot.length + 1)
+      .replace(/[^A-Za-z0-9]+(.)?/g, (_, c: string | undefined) => (c ?? '').toUpperCase());
+    return new ssm.StringParameter(this, id.charAt(0).toUpperCase() + id.slice(1), {
+      parameterName,
+      stringValue: value,
+      description,
+    });
   }
 }
 

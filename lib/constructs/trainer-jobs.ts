@@ -75,7 +75,11 @@ export interface GpuContainerProps {
 }
 
 /** The trainer's container on one P5 node: all GPUs, all EFA devices, large shared memory. */
-export function createGpuContainer(scope: Construct, id: string, props: GpuContainerProps): batch.EcsEc2ContainerDefinition {
+export function createGpuContainer(
+  scope: Construct,
+  id: string,
+  props: GpuContainerProps,
+): batch.EcsEc2ContainerDefinition {
   const linuxParameters = new batch.LinuxParameters(scope, `${id}LinuxParameters`, {
     sharedMemorySize: P5_NODE.sharedMemory,
     initProcessEnabled: true,
@@ -119,13 +123,28 @@ export function createExecutionRole(scope: Construct, logGroupArn: string, key: 
         actions: ['ecr:BatchCheckLayerAvailability', 'ecr:GetDownloadUrlForLayer', 'ecr:BatchGetImage'],
         resources: [`arn:${Aws.PARTITION}:ecr:${Stack.of(scope).region}:${Aws.ACCOUNT_ID}:repository/cdk-*`],
       }),
-      new iam.PolicyStatement({ sid: 'WriteJobLogs', actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [logGroupArn] }),
-      new iam.PolicyStatement({ sid: 'UseLogKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [key.keyArn] }),
+      new iam.PolicyStatement({
+        sid: 'WriteJobLogs',
+        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        resources: [logGroupArn],
+      }),
+      new iam.PolicyStatement({
+        sid: 'UseLogKey',
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+        resources: [key.keyArn],
+      }),
     ],
     wildcards: [
       { pattern: /^\*$/, reason: 'ecr:GetAuthorizationToken has no resource-level permissions.' },
-      { pattern: /:log-group:<[A-Za-z0-9]+>:\*$/, reason: 'Log streams of the one training log group; streams are named per job attempt.' },
-      { pattern: /:repository\/cdk-\*$/, reason: "CDK's bootstrap asset repository (cdk-<qualifier>-container-assets-...) holds the job images; its name includes the bootstrap qualifier." },
+      {
+        pattern: /:log-group:<[A-Za-z0-9]+>:\*$/,
+        reason: 'Log streams of the one training log group; streams are named per job attempt.',
+      },
+      {
+        pattern: /:repository\/cdk-\*$/,
+        reason:
+          "CDK's bootstrap asset repository (cdk-<qualifier>-container-assets-...) holds the job images; its name includes the bootstrap qualifier.",
+      },
     ],
   }).role;
 }
@@ -155,7 +174,9 @@ function createJobRole(
       new iam.PolicyStatement({
         sid: 'ReadBaseAndUpstreamModels',
         actions: ['s3:GetObject'],
-        resources: [BASE_MODELS_PREFIX, ...modelReadPrefixes].map((prefix) => buckets.models.arnForObjects(`${prefix}*`)),
+        resources: [BASE_MODELS_PREFIX, ...modelReadPrefixes].map((prefix) =>
+          buckets.models.arnForObjects(`${prefix}*`),
+        ),
       }),
       new iam.PolicyStatement({
         sid: 'ListInputsAndOutputs',
@@ -165,27 +186,45 @@ function createJobRole(
       new iam.PolicyStatement({
         sid: 'WriteRunOutputs',
         actions: ['s3:PutObject', 's3:AbortMultipartUpload'],
-        resources: [buckets.models.arnForObjects(`${writePrefix}*`), buckets.artifacts.arnForObjects(`${writePrefix}*`)],
+        resources: [
+          buckets.models.arnForObjects(`${writePrefix}*`),
+          buckets.artifacts.arnForObjects(`${writePrefix}*`),
+        ],
       }),
       new iam.PolicyStatement({
         sid: 'ReadRunOutputs',
         actions: ['s3:GetObject'],
         resources: [buckets.artifacts.arnForObjects(`${writePrefix}*`)],
       }),
-      new iam.PolicyStatement({ sid: 'UseLakeKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [lakeKeyArn] }),
+      new iam.PolicyStatement({
+        sid: 'UseLakeKey',
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+        resources: [lakeKeyArn],
+      }),
     ],
     wildcards: [
-      { pattern: /^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>\/\*$/, reason: 'Training inputs (dataset manifests and curated, redacted text) are read whole-zone; their keys are named by the experiment config, only reads are allowed.' },
-      { pattern: new RegExp(`^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>/${escapeRegExp(BASE_MODELS_PREFIX)}\\*$`), reason: `Imported base models, one folder each under '${BASE_MODELS_PREFIX}'; read only.` },
+      {
+        pattern: /^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>\/\*$/,
+        reason:
+          'Training inputs (dataset manifests and curated, redacted text) are read whole-zone; their keys are named by the experiment config, only reads are allowed.',
+      },
+      {
+        pattern: new RegExp(
+          `^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>/${escapeRegExp(BASE_MODELS_PREFIX)}\\*$`,
+        ),
+        reason: `Imported base models, one folder each under '${BASE_MODELS_PREFIX}'; read only.`,
+      },
       ...modelReadPrefixes.map((prefix) => ({
         pattern: new RegExp(`^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>/${escapeRegExp(prefix)}\\*$`),
         reason: `Models of '${prefix}' (this run's own checkpoints, or an upstream run it names), read to resume or to start from; read only.`,
       })),
-      { pattern: new RegExp(`^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>/${escapeRegExp(writePrefix)}\\*$`), reason: `Checkpoints and outputs are written under '${writePrefix}' only; keys are created per experiment, stage and step.` },
+      {
+        pattern: new RegExp(`^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>/${escapeRegExp(writePrefix)}\\*$`),
+        reason: `Checkpoints and outputs are written under '${writePrefix}' only; keys are created per experiment, stage and step.`,
+      },
     ],
   }).role;
 }
-
 
 export interface TrainerJobsProps {
   readonly config: ResolvedConfig;
@@ -222,7 +261,14 @@ export class TrainerJobs extends Construct {
     super(scope, id);
     const { config, buckets } = props;
     const training = config.training;
-    this.jobRole = createJobRole(this, config, buckets, props.lakeKeyArn, props.writePrefix, props.modelReadPrefixes ?? [props.writePrefix]);
+    this.jobRole = createJobRole(
+      this,
+      config,
+      buckets,
+      props.lakeKeyArn,
+      props.writePrefix,
+      props.modelReadPrefixes ?? [props.writePrefix],
+    );
     const container = (containerId: string, command: string[]): batch.EcsEc2ContainerDefinition =>
       createGpuContainer(this, containerId, {
         image: ecs.ContainerImage.fromDockerImageAsset(props.image),
@@ -235,7 +281,13 @@ export class TrainerJobs extends Construct {
 
     this.singleNode = new batch.EcsJobDefinition(this, 'SingleNode', {
       jobDefinitionName: `${props.namePrefix}-train-single-node`,
-      container: container('Trainer', ['torchrun', '--standalone', `--nproc_per_node=${P5_NODE.gpus}`, '-m', 'dapt_trainer']),
+      container: container('Trainer', [
+        'torchrun',
+        '--standalone',
+        `--nproc_per_node=${P5_NODE.gpus}`,
+        '-m',
+        'dapt_trainer',
+      ]),
       retryAttempts: training.retryAttempts,
       retryStrategies: TRAINER_RETRY_STRATEGIES,
       timeout: Duration.hours(training.jobTimeoutHours),
@@ -269,7 +321,13 @@ export class TrainerJobs extends Construct {
         jobDefinitionName: `${props.namePrefix}-train-multi-node`,
         // torchrun reads the node count, rank and main node's address from the variables AWS
         // Batch sets on each node of a multi-node parallel job.
-        containers: [{ startNode: 0, endNode: training.maxNodes - 1, container: container('MultiNodeTrainer', ['bash', '-c', MULTI_NODE_LAUNCH]) }],
+        containers: [
+          {
+            startNode: 0,
+            endNode: training.maxNodes - 1,
+            container: container('MultiNodeTrainer', ['bash', '-c', MULTI_NODE_LAUNCH]),
+          },
+        ],
         mainNode: 0,
         instanceType: new ec2.InstanceType(training.instanceTypes[0]!),
         retryAttempts: training.retryAttempts,
@@ -279,13 +337,19 @@ export class TrainerJobs extends Construct {
       });
       // An open node range ('0:') lets a submission ask for fewer nodes (numNodes override);
       // Batch refuses the override on a closed range such as '0:3'.
-      (this.multiNode.node.defaultChild as batch.CfnJobDefinition).addPropertyOverride('NodeProperties.NodeRangeProperties.0.TargetNodes', '0:');
+      (this.multiNode.node.defaultChild as batch.CfnJobDefinition).addPropertyOverride(
+        'NodeProperties.NodeRangeProperties.0.TargetNodes',
+        '0:',
+      );
     }
   }
 }
 
 /** What every trainer container is told about its environment (the trainer reads its config from DAPT_CONFIG). */
-export function trainerEnvironment(config: ResolvedConfig, buckets: Pick<TrainingBuckets, 'models' | 'artifacts' | 'datasets'>): Record<string, string> {
+export function trainerEnvironment(
+  config: ResolvedConfig,
+  buckets: Pick<TrainingBuckets, 'models' | 'artifacts' | 'datasets'>,
+): Record<string, string> {
   return {
     DAPT_STAGE: config.stage,
     DAPT_ENV_ID: config.envId,
@@ -337,9 +401,18 @@ export function trainerImage(scope: Construct): DockerImageAsset {
     platform: AssetPlatform.LINUX_AMD64,
     ignoreMode: IgnoreMode.DOCKER,
     exclude: [
-      '*', '!constraints.txt', '!containers', 'containers/*', '!containers/trainer',
-      'containers/trainer/tests', 'containers/trainer/bench',
-      '**/__pycache__', '**/*.egg-info', '**/.mypy_cache', '**/.pytest_cache', '**/.ruff_cache',
+      '*',
+      '!constraints.txt',
+      '!containers',
+      'containers/*',
+      '!containers/trainer',
+      'containers/trainer/tests',
+      'containers/trainer/bench',
+      '**/__pycache__',
+      '**/*.egg-info',
+      '**/.mypy_cache',
+      '**/.pytest_cache',
+      '**/.ruff_cache',
     ],
   });
 }

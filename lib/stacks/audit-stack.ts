@@ -74,7 +74,10 @@ export class AuditStack extends Stack {
       trailName,
       // A reference, not the bucket: the construct would add its own delivery statements, without
       // the aws:SourceArn condition, to the bucket policy (see allowCloudTrailDelivery).
-      bucket: s3.Bucket.fromBucketAttributes(this, 'TrailBucketRef', { bucketArn: trailBucket.bucketArn, bucketName: trailBucket.bucketName }),
+      bucket: s3.Bucket.fromBucketAttributes(this, 'TrailBucketRef', {
+        bucketArn: trailBucket.bucketArn,
+        bucketName: trailBucket.bucketName,
+      }),
       encryptionKey: trailKey,
       enableFileValidation: true,
       isMultiRegionTrail: true,
@@ -95,7 +98,9 @@ export class AuditStack extends Stack {
     this.trail.addS3EventSelector(
       props.dataBuckets.map((bucket) => ({ bucket })),
       {
-        readWriteType: config.audit.recordS3ReadEvents ? cloudtrail.ReadWriteType.ALL : cloudtrail.ReadWriteType.WRITE_ONLY,
+        readWriteType: config.audit.recordS3ReadEvents
+          ? cloudtrail.ReadWriteType.ALL
+          : cloudtrail.ReadWriteType.WRITE_ONLY,
         includeManagementEvents: true,
       },
     );
@@ -123,10 +128,22 @@ function grantCloudTrailKeyUse(key: kms.Key, trailArn: string): void {
     }),
   );
   key.addToResourcePolicy(
-    new iam.PolicyStatement({ sid: 'AllowCloudTrailToDescribeTheKey', principals: [cloudtrail], actions: ['kms:DescribeKey'], resources: ['*'], conditions: thisTrail }),
+    new iam.PolicyStatement({
+      sid: 'AllowCloudTrailToDescribeTheKey',
+      principals: [cloudtrail],
+      actions: ['kms:DescribeKey'],
+      resources: ['*'],
+      conditions: thisTrail,
+    }),
   );
   key.addToResourcePolicy(
-    new iam.PolicyStatement({ sid: 'AllowCloudTrailToDecryptForTheBucketKey', principals: [cloudtrail], actions: ['kms:Decrypt'], resources: ['*'], conditions: thisTrail }),
+    new iam.PolicyStatement({
+      sid: 'AllowCloudTrailToDecryptForTheBucketKey',
+      principals: [cloudtrail],
+      actions: ['kms:Decrypt'],
+      resources: ['*'],
+      conditions: thisTrail,
+    }),
   );
   key.addToResourcePolicy(
     new iam.PolicyStatement({

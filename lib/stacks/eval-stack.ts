@@ -29,7 +29,16 @@ export const EVAL_PREFIXES = {
 } as const;
 
 /** Column list of the Athena table, owned by the Python aggregator that writes the rows. */
-export const ATHENA_SCHEMA_FILE = path.join(__dirname, '..', '..', 'containers', 'eval', 'src', 'dapt_eval', 'athena_schema.json');
+export const ATHENA_SCHEMA_FILE = path.join(
+  __dirname,
+  '..',
+  '..',
+  'containers',
+  'eval',
+  'src',
+  'dapt_eval',
+  'athena_schema.json',
+);
 const REPO_ROOT = path.join(__dirname, '..', '..');
 
 export interface EvalStackProps extends StackProps {
@@ -57,7 +66,11 @@ export class EvalStack extends Stack {
 
     // The lake is read through its SSM parameters, not exports, so the lake never holds an export
     // lock for this stack (which may be redeployed or torn down on its own).
-    const evalBucket = s3.Bucket.fromBucketName(this, 'EvalBucket', readPlatformParameter(this, config.ssmRoot, 'evalBucket'));
+    const evalBucket = s3.Bucket.fromBucketName(
+      this,
+      'EvalBucket',
+      readPlatformParameter(this, config.ssmRoot, 'evalBucket'),
+    );
     const lakeKeyArn = readPlatformParameter(this, config.ssmRoot, 'lakeKeyArn');
     const glueDatabaseName = readPlatformParameter(this, config.ssmRoot, 'glueDatabase');
     // Logs, dead letters and idempotency records get a key of this stack, whose policy it controls.
@@ -87,7 +100,10 @@ export class EvalStack extends Stack {
       description: 'Evaluation Lambdas: outbound to VPC endpoints only (the subnets have no internet route)',
       allowAllOutbound: false,
     });
-    allowHttpsToServices(securityGroup, config.network.cidr, [props.gatewayPrefixLists.s3, props.gatewayPrefixLists.dynamodb]);
+    allowHttpsToServices(securityGroup, config.network.cidr, [
+      props.gatewayPrefixLists.s3,
+      props.gatewayPrefixLists.dynamodb,
+    ]);
     const functionDefaults = {
       vpc: props.vpc,
       subnets: { subnetGroupName: SUBNET_GROUPS.eval },
@@ -125,8 +141,16 @@ export class EvalStack extends Stack {
       timeout: Duration.minutes(5),
       memoryMb: 1024,
       statements: [
-        new iam.PolicyStatement({ sid: 'ReadBenchmarksAndSpecs', actions: ['s3:GetObject'], resources: objects(EVAL_PREFIXES.benchmarks, EVAL_PREFIXES.runs) }),
-        new iam.PolicyStatement({ sid: 'WriteRunFiles', actions: ['s3:PutObject'], resources: objects(EVAL_PREFIXES.runs) }),
+        new iam.PolicyStatement({
+          sid: 'ReadBenchmarksAndSpecs',
+          actions: ['s3:GetObject'],
+          resources: objects(EVAL_PREFIXES.benchmarks, EVAL_PREFIXES.runs),
+        }),
+        new iam.PolicyStatement({
+          sid: 'WriteRunFiles',
+          actions: ['s3:PutObject'],
+          resources: objects(EVAL_PREFIXES.runs),
+        }),
         listEvalBucket,
         useLakeKey,
       ],
@@ -142,14 +166,23 @@ export class EvalStack extends Stack {
         ...prefixWildcards(),
         {
           pattern: new RegExp(`:sagemaker:.+:endpoint/${config.prefix}-${config.envId}-\\*$`),
-          reason: "Serving endpoints are created per model by this environment; the name prefix limits the worker to this environment's endpoints.",
+          reason:
+            "Serving endpoints are created per model by this environment; the name prefix limits the worker to this environment's endpoints.",
         },
       ],
       timeout: Duration.seconds(config.eval.workerTimeoutSeconds),
       memoryMb: config.eval.workerMemoryMb,
       statements: [
-        new iam.PolicyStatement({ sid: 'ReadShardsAndBenchmarks', actions: ['s3:GetObject'], resources: objects(EVAL_PREFIXES.benchmarks, EVAL_PREFIXES.runs) }),
-        new iam.PolicyStatement({ sid: 'ReadWriteResults', actions: ['s3:GetObject', 's3:PutObject'], resources: objects(EVAL_PREFIXES.results) }),
+        new iam.PolicyStatement({
+          sid: 'ReadShardsAndBenchmarks',
+          actions: ['s3:GetObject'],
+          resources: objects(EVAL_PREFIXES.benchmarks, EVAL_PREFIXES.runs),
+        }),
+        new iam.PolicyStatement({
+          sid: 'ReadWriteResults',
+          actions: ['s3:GetObject', 's3:PutObject'],
+          resources: objects(EVAL_PREFIXES.results),
+        }),
         listEvalBucket,
         new iam.PolicyStatement({
           sid: 'ShardIdempotency',
@@ -159,12 +192,16 @@ export class EvalStack extends Stack {
         new iam.PolicyStatement({
           sid: 'InvokeConfiguredBedrockModels',
           actions: ['bedrock:InvokeModel'],
-          resources: config.eval.bedrockModelIds.map((id) => `arn:${Aws.PARTITION}:bedrock:${this.region}::foundation-model/${id}`),
+          resources: config.eval.bedrockModelIds.map(
+            (id) => `arn:${Aws.PARTITION}:bedrock:${this.region}::foundation-model/${id}`,
+          ),
         }),
         new iam.PolicyStatement({
           sid: 'InvokeThisEnvironmentsEndpoints',
           actions: ['sagemaker:InvokeEndpoint'],
-          resources: [`arn:${Aws.PARTITION}:sagemaker:${this.region}:${Aws.ACCOUNT_ID}:endpoint/${config.prefix}-${config.envId}-*`],
+          resources: [
+            `arn:${Aws.PARTITION}:sagemaker:${this.region}:${Aws.ACCOUNT_ID}:endpoint/${config.prefix}-${config.envId}-*`,
+          ],
         }),
         useLakeKey,
       ],
@@ -186,17 +223,34 @@ export class EvalStack extends Stack {
       timeout: Duration.minutes(15),
       memoryMb: 3008,
       statements: [
-        new iam.PolicyStatement({ sid: 'ReadRunsAndResults', actions: ['s3:GetObject'], resources: objects(EVAL_PREFIXES.runs, EVAL_PREFIXES.results) }),
-        new iam.PolicyStatement({ sid: 'WriteReportsAndAthenaRows', actions: ['s3:PutObject'], resources: objects(EVAL_PREFIXES.runs, EVAL_PREFIXES.athena) }),
+        new iam.PolicyStatement({
+          sid: 'ReadRunsAndResults',
+          actions: ['s3:GetObject'],
+          resources: objects(EVAL_PREFIXES.runs, EVAL_PREFIXES.results),
+        }),
+        new iam.PolicyStatement({
+          sid: 'WriteReportsAndAthenaRows',
+          actions: ['s3:PutObject'],
+          resources: objects(EVAL_PREFIXES.runs, EVAL_PREFIXES.athena),
+        }),
         listEvalBucket,
         useLakeKey,
       ],
     });
 
-    this.stateMachine = this.createStateMachine(config, evalBucket, evalKey, plan.function, worker.function, aggregate.function);
+    this.stateMachine = this.createStateMachine(
+      config,
+      evalBucket,
+      evalKey,
+      plan.function,
+      worker.function,
+      aggregate.function,
+    );
     // The Distributed Map's item reader reads the shard manifest itself, with the state machine's
     // role; the manifest is encrypted with the lake key like everything in the eval bucket.
-    this.stateMachine.addToRolePolicy(new iam.PolicyStatement({ sid: 'ReadShardManifests', actions: ['kms:Decrypt'], resources: [lakeKeyArn] }));
+    this.stateMachine.addToRolePolicy(
+      new iam.PolicyStatement({ sid: 'ReadShardManifests', actions: ['kms:Decrypt'], resources: [lakeKeyArn] }),
+    );
 
     this.resultsTableName = 'results';
     new glue.CfnTable(this, 'ResultsTable', {
@@ -224,8 +278,16 @@ export class EvalStack extends Stack {
     }).applyRemovalPolicy(removalPolicy);
 
     const parameters = new PlatformParameters(this, 'Parameters', config.ssmRoot);
-    parameters.publish('evalStateMachineArn', this.stateMachine.stateMachineArn, 'State machine that runs an evaluation');
-    parameters.publish('evalResultsTable', `${glueDatabaseName}.${this.resultsTableName}`, 'Athena table of per-unit evaluation results');
+    parameters.publish(
+      'evalStateMachineArn',
+      this.stateMachine.stateMachineArn,
+      'State machine that runs an evaluation',
+    );
+    parameters.publish(
+      'evalResultsTable',
+      `${glueDatabaseName}.${this.resultsTableName}`,
+      'Athena table of per-unit evaluation results',
+    );
   }
 
   private createStateMachine(
@@ -238,7 +300,10 @@ export class EvalStack extends Stack {
   ): sfn.StateMachine {
     const planRun = new tasks.LambdaInvoke(this, 'PlanRun', {
       lambdaFunction: plan,
-      payload: sfn.TaskInput.fromObject({ run_id: sfn.JsonPath.stringAt('$.run_id'), spec_key: sfn.JsonPath.stringAt('$.spec_key') }),
+      payload: sfn.TaskInput.fromObject({
+        run_id: sfn.JsonPath.stringAt('$.run_id'),
+        spec_key: sfn.JsonPath.stringAt('$.spec_key'),
+      }),
       resultSelector: { 'plan.$': '$.Payload' },
       resultPath: '$.planned',
       retryOnServiceExceptions: true,
@@ -250,11 +315,24 @@ export class EvalStack extends Stack {
     });
     // The worker stops with ShardIncompleteError when its Lambda time runs low; the retry skips
     // the units it finished, so a large shard completes over several invocations.
-    runShard.addRetry({ errors: ['ShardIncompleteError'], maxAttempts: DEFAULT_SHARD_CONTINUATIONS, interval: Duration.seconds(1), backoffRate: 1 });
+    runShard.addRetry({
+      errors: ['ShardIncompleteError'],
+      maxAttempts: DEFAULT_SHARD_CONTINUATIONS,
+      interval: Duration.seconds(1),
+      backoffRate: 1,
+    });
     // A worker crash (timeout, out of memory) is retried the same way.
-    runShard.addRetry({ errors: ['States.TaskFailed', 'States.Timeout'], maxAttempts: 3, backoffRate: 2, interval: Duration.seconds(10) });
+    runShard.addRetry({
+      errors: ['States.TaskFailed', 'States.Timeout'],
+      maxAttempts: 3,
+      backoffRate: 2,
+      interval: Duration.seconds(10),
+    });
     const shards = new sfn.DistributedMap(this, 'RunShards', {
-      itemReader: new sfn.S3JsonItemReader({ bucket: evalBucket, key: sfn.JsonPath.stringAt('$.planned.plan.manifest_key') }),
+      itemReader: new sfn.S3JsonItemReader({
+        bucket: evalBucket,
+        key: sfn.JsonPath.stringAt('$.planned.plan.manifest_key'),
+      }),
       maxConcurrencyPath: sfn.JsonPath.stringAt('$.planned.plan.max_concurrency'),
       itemSelector: {
         run_id: sfn.JsonPath.stringAt('$$.Map.Item.Value.run_id'),
@@ -317,10 +395,26 @@ function acknowledgeStateMachinePolicies(stateMachine: sfn.StateMachine, config:
       `The StateMachine and DistributedMap constructs write these role policies themselves (invoke the eval functions, read the shard manifest, run ${config.prefix}-${config.envId}-eval's own child executions) and offer no managed-policy option.`,
     );
     acknowledgeWildcards(policy, [
-      { pattern: /^<[A-Za-z0-9]+Function[A-Za-z0-9]+\.Arn>:\*$/, reason: 'Invoking any version or alias of the three eval functions (Step Functions calls them by qualified ARN); no other function.' },
-      { pattern: /^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>\/\*$/, reason: "The Distributed Map's S3 item reader reads the shard manifest, whose key is only known when a run starts; it is limited to the eval bucket." },
-      { pattern: /:execution:.*StateMachine[A-Za-z0-9]+.*\*$/, reason: "The Distributed Map starts, describes and stops child executions of this state machine only; their names are generated at run time." },
-      { pattern: /^\*$/, reason: 'Only for X-Ray (PutTraceSegments, PutTelemetryRecords, GetSampling*) and CloudWatch Logs delivery (Create/Get/Update/Delete/ListLogDelivery, PutResourcePolicy, DescribeResourcePolicies, DescribeLogGroups), which have no resource-level permissions.' },
+      {
+        pattern: /^<[A-Za-z0-9]+Function[A-Za-z0-9]+\.Arn>:\*$/,
+        reason:
+          'Invoking any version or alias of the three eval functions (Step Functions calls them by qualified ARN); no other function.',
+      },
+      {
+        pattern: /^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>\/\*$/,
+        reason:
+          "The Distributed Map's S3 item reader reads the shard manifest, whose key is only known when a run starts; it is limited to the eval bucket.",
+      },
+      {
+        pattern: /:execution:.*StateMachine[A-Za-z0-9]+.*\*$/,
+        reason:
+          'The Distributed Map starts, describes and stops child executions of this state machine only; their names are generated at run time.',
+      },
+      {
+        pattern: /^\*$/,
+        reason:
+          'Only for X-Ray (PutTraceSegments, PutTelemetryRecords, GetSampling*) and CloudWatch Logs delivery (Create/Get/Update/Delete/ListLogDelivery, PutResourcePolicy, DescribeResourcePolicies, DescribeLogGroups), which have no resource-level permissions.',
+      },
     ]);
   }
 }

@@ -65,15 +65,29 @@ export class NetworkStack extends Stack {
       maxAzs: config.network.maxAzs,
       natGateways: 0,
       subnetConfiguration: [
-        { name: SUBNET_GROUPS.training, subnetType: ec2.SubnetType.PRIVATE_ISOLATED, cidrMask: config.network.trainingSubnetMask },
-        { name: SUBNET_GROUPS.eval, subnetType: ec2.SubnetType.PRIVATE_ISOLATED, cidrMask: config.network.evalSubnetMask },
-        { name: SUBNET_GROUPS.endpoints, subnetType: ec2.SubnetType.PRIVATE_ISOLATED, cidrMask: config.network.endpointSubnetMask },
+        {
+          name: SUBNET_GROUPS.training,
+          subnetType: ec2.SubnetType.PRIVATE_ISOLATED,
+          cidrMask: config.network.trainingSubnetMask,
+        },
+        {
+          name: SUBNET_GROUPS.eval,
+          subnetType: ec2.SubnetType.PRIVATE_ISOLATED,
+          cidrMask: config.network.evalSubnetMask,
+        },
+        {
+          name: SUBNET_GROUPS.endpoints,
+          subnetType: ec2.SubnetType.PRIVATE_ISOLATED,
+          cidrMask: config.network.endpointSubnetMask,
+        },
       ],
       restrictDefaultSecurityGroup: true,
     });
     const s3Gateway = this.vpc.addGatewayEndpoint('S3', { service: ec2.GatewayVpcEndpointAwsService.S3 });
     for (const statement of s3EndpointStatements(this.region)) s3Gateway.addToPolicy(statement);
-    const dynamoGateway = this.vpc.addGatewayEndpoint('DynamoDB', { service: ec2.GatewayVpcEndpointAwsService.DYNAMODB });
+    const dynamoGateway = this.vpc.addGatewayEndpoint('DynamoDB', {
+      service: ec2.GatewayVpcEndpointAwsService.DYNAMODB,
+    });
     dynamoGateway.addToPolicy(thisAccountOnly('ThisAccountsTablesOnly', { resourceAccount: true }));
 
     const logsKey = new PlatformKey(this, 'LogsKey', {
@@ -87,7 +101,10 @@ export class NetworkStack extends Stack {
       destroyOnDelete,
     });
     this.vpc.addFlowLog('FlowLog', {
-      destination: ec2.FlowLogDestination.toCloudWatchLogs(flowLogs.logGroup, createFlowLogRole(this, flowLogs.logGroup)),
+      destination: ec2.FlowLogDestination.toCloudWatchLogs(
+        flowLogs.logGroup,
+        createFlowLogRole(this, flowLogs.logGroup),
+      ),
       trafficType: ec2.FlowLogTrafficType.ALL,
     });
 
@@ -97,7 +114,11 @@ export class NetworkStack extends Stack {
       allowAllOutbound: false,
     });
     // The CIDR literal (not the VPC's token) lets the compliance checks see the rule is VPC-internal.
-    this.endpointSecurityGroup.addIngressRule(ec2.Peer.ipv4(config.network.cidr), ec2.Port.tcp(443), 'HTTPS from the VPC');
+    this.endpointSecurityGroup.addIngressRule(
+      ec2.Peer.ipv4(config.network.cidr),
+      ec2.Port.tcp(443),
+      'HTTPS from the VPC',
+    );
     for (const name of Object.keys(INTERFACE_ENDPOINTS)) {
       const endpoint = this.vpc.addInterfaceEndpoint(endpointId(name), {
         service: new ec2.InterfaceVpcEndpointAwsService(name),
@@ -108,7 +129,11 @@ export class NetworkStack extends Stack {
       });
       // Principals of this account only: credentials from elsewhere cannot use the VPC's paths.
       // Log groups and endpoints are account resources, so there the resource must be ours too.
-      endpoint.addToPolicy(thisAccountOnly('ThisAccountsPrincipalsOnly', { resourceAccount: ['logs', 'sagemaker.runtime'].includes(name) }));
+      endpoint.addToPolicy(
+        thisAccountOnly('ThisAccountsPrincipalsOnly', {
+          resourceAccount: ['logs', 'sagemaker.runtime'].includes(name),
+        }),
+      );
     }
 
     this.gatewayPrefixLists = {
@@ -136,11 +161,31 @@ export class NetworkStack extends Stack {
     const parameters = new PlatformParameters(this, 'Parameters', config.ssmRoot);
     parameters.publish('vpcId', this.vpc.vpcId, 'VPC of training and evaluation');
     parameters.publish('vpcCidr', this.vpc.vpcCidrBlock, 'CIDR of the VPC');
-    parameters.publish('availabilityZones', Fn.join(',', this.vpc.availabilityZones), 'Availability zones, comma-separated, in subnet order');
-    parameters.publish('trainingSubnetIds', subnetIds(this.vpc, SUBNET_GROUPS.training), 'Isolated training subnets, comma-separated');
-    parameters.publish('evalSubnetIds', subnetIds(this.vpc, SUBNET_GROUPS.eval), 'Isolated evaluation subnets, comma-separated');
-    parameters.publish('efaSecurityGroupId', this.efaSecurityGroup.securityGroupId, 'Security group for EFA training nodes');
-    parameters.publish('endpointSecurityGroupId', this.endpointSecurityGroup.securityGroupId, 'Security group of the interface endpoints');
+    parameters.publish(
+      'availabilityZones',
+      Fn.join(',', this.vpc.availabilityZones),
+      'Availability zones, comma-separated, in subnet order',
+    );
+    parameters.publish(
+      'trainingSubnetIds',
+      subnetIds(this.vpc, SUBNET_GROUPS.training),
+      'Isolated training subnets, comma-separated',
+    );
+    parameters.publish(
+      'evalSubnetIds',
+      subnetIds(this.vpc, SUBNET_GROUPS.eval),
+      'Isolated evaluation subnets, comma-separated',
+    );
+    parameters.publish(
+      'efaSecurityGroupId',
+      this.efaSecurityGroup.securityGroupId,
+      'Security group for EFA training nodes',
+    );
+    parameters.publish(
+      'endpointSecurityGroupId',
+      this.endpointSecurityGroup.securityGroupId,
+      'Security group of the interface endpoints',
+    );
   }
 }
 
@@ -152,7 +197,11 @@ export class NetworkStack extends Stack {
 export function allowHttpsToServices(group: ec2.SecurityGroup, vpcCidr: string, prefixLists: readonly string[]): void {
   group.addEgressRule(ec2.Peer.ipv4(vpcCidr), ec2.Port.tcp(443), 'HTTPS to the interface endpoints');
   for (const prefixList of prefixLists) {
-    group.addEgressRule(ec2.Peer.prefixList(prefixList), ec2.Port.tcp(443), 'HTTPS to a gateway endpoint (S3 or DynamoDB)');
+    group.addEgressRule(
+      ec2.Peer.prefixList(prefixList),
+      ec2.Port.tcp(443),
+      'HTTPS to a gateway endpoint (S3 or DynamoDB)',
+    );
   }
 }
 
@@ -209,7 +258,8 @@ function lookUpPrefixList(scope: Construct, id: string, name: string): string {
     },
     repeatOnUpdate: true,
     statements: [new iam.PolicyStatement({ actions: ['ec2:DescribePrefixLists'], resources: ['*'] })],
-    wildcardReason: 'ec2:DescribePrefixLists has no resource-level permissions; it only reads the ids of AWS-managed prefix lists.',
+    wildcardReason:
+      'ec2:DescribePrefixLists has no resource-level permissions; it only reads the ids of AWS-managed prefix lists.',
   });
   return lookup.getResponseField('PrefixLists.0.PrefixListId');
 }
@@ -223,7 +273,9 @@ function createFlowLogRole(scope: Construct, logGroup: logs.ILogGroup): iam.IRol
     // Confused-deputy guard: the service may assume the role only for this account's flow logs.
     assumedBy: new iam.ServicePrincipal('vpc-flow-logs.amazonaws.com').withConditions({
       StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
-      ArnLike: { 'aws:SourceArn': `arn:${Aws.PARTITION}:ec2:${Stack.of(scope).region}:${Aws.ACCOUNT_ID}:vpc-flow-log/*` },
+      ArnLike: {
+        'aws:SourceArn': `arn:${Aws.PARTITION}:ec2:${Stack.of(scope).region}:${Aws.ACCOUNT_ID}:vpc-flow-log/*`,
+      },
     }),
     description: 'Delivers VPC flow logs to their log group',
     statements: [
@@ -241,8 +293,10 @@ function subnetIds(vpc: ec2.Vpc, group: string): string {
 
 /** `ecr.api` -> `EcrApiEndpoint`. */
 function endpointId(name: string): string {
-  return name
-    .split(/[.-]/)
-    .map((part) => part.charAt(0).toUpperCase() + part.slice(1))
-    .join('') + 'Endpoint';
+  return (
+    name
+      .split(/[.-]/)
+      .map((part) => part.charAt(0).toUpperCase() + part.slice(1))
+      .join('') + 'Endpoint'
+  );
 }

@@ -7,7 +7,13 @@ import type { Construct } from 'constructs';
 import type { ResolvedConfig } from '../config/load';
 import { runParameterName } from '../config/parameter-names';
 import { PlatformParameters, readPlatformParameter } from '../constructs/platform-parameters';
-import { createExecutionRole, RUNS_PREFIX, TrainerJobs, trainerImage, type TrainingBuckets } from '../constructs/trainer-jobs';
+import {
+  createExecutionRole,
+  RUNS_PREFIX,
+  TrainerJobs,
+  trainerImage,
+  type TrainingBuckets,
+} from '../constructs/trainer-jobs';
 import { createDataPrepJob } from './training-stack';
 
 export interface RunStackProps extends StackProps {
@@ -34,10 +40,16 @@ export class RunStack extends Stack {
     super(scope, id, props);
     const { config, run } = props;
     this.config = config;
-    const read = (key: Parameters<typeof readPlatformParameter>[2]): string => readPlatformParameter(this, config.ssmRoot, key);
+    const read = (key: Parameters<typeof readPlatformParameter>[2]): string =>
+      readPlatformParameter(this, config.ssmRoot, key);
     const bucket = (zone: keyof TrainingBuckets | 'raw'): s3.IBucket =>
       s3.Bucket.fromBucketName(this, `${zone.charAt(0).toUpperCase()}${zone.slice(1)}Bucket`, read(`${zone}Bucket`));
-    const buckets: TrainingBuckets = { datasets: bucket('datasets'), models: bucket('models'), artifacts: bucket('artifacts'), curated: bucket('curated') };
+    const buckets: TrainingBuckets = {
+      datasets: bucket('datasets'),
+      models: bucket('models'),
+      artifacts: bucket('artifacts'),
+      curated: bucket('curated'),
+    };
     const trainingKey = kms.Key.fromKeyArn(this, 'TrainingKey', read('trainingKeyArn'));
     const logGroup = logs.LogGroup.fromLogGroupName(this, 'JobLogs', read('trainingJobLogGroup'));
 
@@ -57,13 +69,21 @@ export class RunStack extends Stack {
     });
 
     const parameters = new PlatformParameters(this, 'Parameters', config.ssmRoot);
-    parameters.publishAt(runParameterName(config.ssmRoot, run, 'single-node'), this.jobs.singleNode.jobDefinitionArn, `Single-node training job definition of run '${run}'`);
+    parameters.publishAt(
+      runParameterName(config.ssmRoot, run, 'single-node'),
+      this.jobs.singleNode.jobDefinitionArn,
+      `Single-node training job definition of run '${run}'`,
+    );
     parameters.publishAt(
       runParameterName(config.ssmRoot, run, 'multi-node'),
       this.jobs.multiNode?.jobDefinitionArn ?? 'none',
       `Multi-node training job definition of run '${run}' ('none' when maxNodes is 1)`,
     );
-    parameters.publishAt(runParameterName(config.ssmRoot, run, 'tokenize'), this.jobs.tokenize.jobDefinitionArn, `Token-cache job definition of run '${run}' (CPU queue)`);
+    parameters.publishAt(
+      runParameterName(config.ssmRoot, run, 'tokenize'),
+      this.jobs.tokenize.jobDefinitionArn,
+      `Token-cache job definition of run '${run}' (CPU queue)`,
+    );
 
     // The data pipeline of this run: reads the input zones, writes curated records and manifests
     // only under runs/<run>/ (a shared environment's data must not be rewritten by one run).
@@ -76,6 +96,10 @@ export class RunStack extends Stack {
       executionRole,
       logGroup,
     });
-    parameters.publishAt(runParameterName(config.ssmRoot, run, 'data-prep'), this.dataPrepJob.jobDefinitionArn, `Training-data pipeline job definition of run '${run}' (CPU queue)`);
+    parameters.publishAt(
+      runParameterName(config.ssmRoot, run, 'data-prep'),
+      this.dataPrepJob.jobDefinitionArn,
+      `Training-data pipeline job definition of run '${run}' (CPU queue)`,
+    );
   }
 }

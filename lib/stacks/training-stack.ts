@@ -75,11 +75,19 @@ export class TrainingStack extends Stack {
       destroyOnDelete,
     }).key;
     grantEbsUse(this, key);
-    const logs = new EncryptedLogGroup(this, 'JobLogs', { encryptionKey: key, retentionDays: config.logRetentionDays, destroyOnDelete });
+    const logs = new EncryptedLogGroup(this, 'JobLogs', {
+      encryptionKey: key,
+      retentionDays: config.logRetentionDays,
+      destroyOnDelete,
+    });
 
     // Inputs and outputs through SSM, so the lake holds no export lock for this stack.
     const bucket = (zone: 'datasets' | 'models' | 'artifacts' | 'curated' | 'raw'): s3.IBucket =>
-      s3.Bucket.fromBucketName(this, `${zone.charAt(0).toUpperCase()}${zone.slice(1)}Bucket`, readPlatformParameter(this, config.ssmRoot, `${zone}Bucket`));
+      s3.Bucket.fromBucketName(
+        this,
+        `${zone.charAt(0).toUpperCase()}${zone.slice(1)}Bucket`,
+        readPlatformParameter(this, config.ssmRoot, `${zone}Bucket`),
+      );
     // Read only where used: production has no environment-wide trainer or data jobs, and an unused
     // template parameter is a cfn-lint finding (W2001).
     const lakeKeyArn = (): string => readPlatformParameter(this, config.ssmRoot, 'lakeKeyArn');
@@ -91,7 +99,9 @@ export class TrainingStack extends Stack {
 
     const instanceRole = createInstanceRole(this);
     const launchTemplate = createLaunchTemplate(this, config, key, props.efaSecurityGroup);
-    const placementGroup = new ec2.PlacementGroup(this, 'PlacementGroup', { strategy: ec2.PlacementGroupStrategy.CLUSTER });
+    const placementGroup = new ec2.PlacementGroup(this, 'PlacementGroup', {
+      strategy: ec2.PlacementGroupStrategy.CLUSTER,
+    });
 
     const gpuEnvironment = new batch.ManagedEc2EcsComputeEnvironment(this, 'GpuEnvironment', {
       vpc: props.vpc,
@@ -103,7 +113,10 @@ export class TrainingStack extends Stack {
       minvCpus: 0,
       maxvCpus: training.maxNodes * P5_NODE.vCpus,
       spot: training.capacity.mode === 'spot',
-      allocationStrategy: training.capacity.mode === 'spot' ? batch.AllocationStrategy.SPOT_PRICE_CAPACITY_OPTIMIZED : batch.AllocationStrategy.BEST_FIT_PROGRESSIVE,
+      allocationStrategy:
+        training.capacity.mode === 'spot'
+          ? batch.AllocationStrategy.SPOT_PRICE_CAPACITY_OPTIMIZED
+          : batch.AllocationStrategy.BEST_FIT_PROGRESSIVE,
       images: [{ imageType: batch.EcsMachineImageType.ECS_AL2023_NVIDIA }],
       launchTemplate: ec2.LaunchTemplate.fromLaunchTemplateAttributes(this, 'ImportedLaunchTemplate', {
         launchTemplateId: launchTemplate.ref,
@@ -115,7 +128,10 @@ export class TrainingStack extends Stack {
     });
     // The construct passes only the launch template's id, and Batch then keeps the version it saw
     // at creation: name the latest version so a template change updates the environment.
-    (gpuEnvironment.node.defaultChild as batch.CfnComputeEnvironment).addPropertyOverride('ComputeResources.LaunchTemplate.Version', launchTemplate.attrLatestVersionNumber);
+    (gpuEnvironment.node.defaultChild as batch.CfnComputeEnvironment).addPropertyOverride(
+      'ComputeResources.LaunchTemplate.Version',
+      launchTemplate.attrLatestVersionNumber,
+    );
 
     this.gpuQueue = new batch.JobQueue(this, 'GpuQueue', {
       jobQueueName: `${config.prefix}-${config.envId}-gpu`,
@@ -128,8 +144,16 @@ export class TrainingStack extends Stack {
         },
         // A job that can never fit (more nodes than maxNodes, wrong instance type) is a
         // configuration error: cancel it at the minimum wait instead of holding the queue.
-        { maxTime: Duration.minutes(10), reason: batch.JobStateTimeLimitActionsReason.COMPUTE_ENVIRONMENT_MAX_RESOURCE, action: batch.JobStateTimeLimitActionsAction.CANCEL },
-        { maxTime: Duration.minutes(10), reason: batch.JobStateTimeLimitActionsReason.JOB_RESOURCE_REQUIREMENT, action: batch.JobStateTimeLimitActionsAction.CANCEL },
+        {
+          maxTime: Duration.minutes(10),
+          reason: batch.JobStateTimeLimitActionsReason.COMPUTE_ENVIRONMENT_MAX_RESOURCE,
+          action: batch.JobStateTimeLimitActionsAction.CANCEL,
+        },
+        {
+          maxTime: Duration.minutes(10),
+          reason: batch.JobStateTimeLimitActionsReason.JOB_RESOURCE_REQUIREMENT,
+          action: batch.JobStateTimeLimitActionsAction.CANCEL,
+        },
       ],
     });
 
@@ -207,11 +231,31 @@ export class TrainingStack extends Stack {
     const parameters = new PlatformParameters(this, 'Parameters', config.ssmRoot);
     parameters.publish('trainingGpuQueueArn', this.gpuQueue.jobQueueArn, 'Job queue of GPU training jobs');
     parameters.publish('trainingCpuQueueArn', this.cpuQueue.jobQueueArn, 'Job queue of data-preparation jobs');
-    parameters.publish('trainingSingleNodeJobDefinitionArn', this.singleNodeJob?.jobDefinitionArn ?? 'none', "Single-node training job definition ('none' in production: runs bring their own)");
-    parameters.publish('trainingMultiNodeJobDefinitionArn', this.multiNodeJob?.jobDefinitionArn ?? 'none', "Multi-node training job definition ('none' when maxNodes is 1 or in production)");
-    parameters.publish('trainingPreflightJobDefinitionArn', this.preflightJob.jobDefinitionArn, 'NCCL/EFA preflight job definition');
-    parameters.publish('trainingDataPrepJobDefinitionArn', this.dataPrepJob?.jobDefinitionArn ?? 'none', "Training-data pipeline job definition (CPU queue; 'none' in production: runs bring their own)");
-    parameters.publish('trainingTokenizeJobDefinitionArn', this.tokenizeJob?.jobDefinitionArn ?? 'none', "Token-cache job definition (CPU queue; 'none' in production: runs bring their own)");
+    parameters.publish(
+      'trainingSingleNodeJobDefinitionArn',
+      this.singleNodeJob?.jobDefinitionArn ?? 'none',
+      "Single-node training job definition ('none' in production: runs bring their own)",
+    );
+    parameters.publish(
+      'trainingMultiNodeJobDefinitionArn',
+      this.multiNodeJob?.jobDefinitionArn ?? 'none',
+      "Multi-node training job definition ('none' when maxNodes is 1 or in production)",
+    );
+    parameters.publish(
+      'trainingPreflightJobDefinitionArn',
+      this.preflightJob.jobDefinitionArn,
+      'NCCL/EFA preflight job definition',
+    );
+    parameters.publish(
+      'trainingDataPrepJobDefinitionArn',
+      this.dataPrepJob?.jobDefinitionArn ?? 'none',
+      "Training-data pipeline job definition (CPU queue; 'none' in production: runs bring their own)",
+    );
+    parameters.publish(
+      'trainingTokenizeJobDefinitionArn',
+      this.tokenizeJob?.jobDefinitionArn ?? 'none',
+      "Token-cache job definition (CPU queue; 'none' in production: runs bring their own)",
+    );
     parameters.publish('trainingKeyArn', key.keyArn, 'KMS key of training volumes and job logs');
     parameters.publish('trainingJobLogGroup', logs.logGroup.logGroupName, 'Log group of training jobs');
     parameters.publish('trainingMaxNodes', String(training.maxNodes), 'Most nodes one training job may use');
@@ -224,7 +268,12 @@ export class TrainingStack extends Stack {
  * network card (card 0 also carries the node's IP; the others are EFA-only and use no address),
  * the capacity reservation or Capacity Block when configured, and the NVMe disks as /scratch.
  */
-function createLaunchTemplate(scope: Construct, config: ResolvedConfig, key: kms.IKey, efaSecurityGroup: ec2.ISecurityGroup): ec2.CfnLaunchTemplate {
+function createLaunchTemplate(
+  scope: Construct,
+  config: ResolvedConfig,
+  key: kms.IKey,
+  efaSecurityGroup: ec2.ISecurityGroup,
+): ec2.CfnLaunchTemplate {
   const capacity = config.training.capacity;
   return new ec2.CfnLaunchTemplate(scope, 'GpuLaunchTemplate', {
     launchTemplateName: `${config.prefix}-${config.envId}-gpu`,
@@ -233,7 +282,13 @@ function createLaunchTemplate(scope: Construct, config: ResolvedConfig, key: kms
       blockDeviceMappings: [
         {
           deviceName: '/dev/xvda',
-          ebs: { encrypted: true, kmsKeyId: key.keyArn, volumeSize: config.training.rootVolumeGiB, volumeType: 'gp3', deleteOnTermination: true },
+          ebs: {
+            encrypted: true,
+            kmsKeyId: key.keyArn,
+            volumeSize: config.training.rootVolumeGiB,
+            volumeType: 'gp3',
+            deleteOnTermination: true,
+          },
         },
       ],
       networkInterfaces: Array.from({ length: P5_NODE.efaInterfaces }, (_, card) => ({
@@ -244,11 +299,17 @@ function createLaunchTemplate(scope: Construct, config: ResolvedConfig, key: kms
         deleteOnTermination: true,
       })),
       ...(capacity.mode === 'reservation' || capacity.mode === 'capacity-block'
-        ? { capacityReservationSpecification: { capacityReservationTarget: { capacityReservationId: capacity.reservationId } } }
+        ? {
+            capacityReservationSpecification: {
+              capacityReservationTarget: { capacityReservationId: capacity.reservationId },
+            },
+          }
         : {}),
       ...(capacity.mode === 'capacity-block' ? { instanceMarketOptions: { marketType: 'capacity-block' } } : {}),
       userData: Fn.base64(SCRATCH_USER_DATA),
-      tagSpecifications: [{ resourceType: 'instance', tags: [{ key: 'Name', value: `${config.prefix}-${config.envId}-gpu-node` }] }],
+      tagSpecifications: [
+        { resourceType: 'instance', tags: [{ key: 'Name', value: `${config.prefix}-${config.envId}-gpu-node` }] },
+      ],
     },
   });
 }
@@ -268,7 +329,10 @@ function gpuSubnet(vpc: ec2.IVpc, availabilityZone: string | undefined): ec2.ISu
     );
   }
   const subnet = subnets.find((s) => s.availabilityZone === availabilityZone);
-  if (!subnet) throw new Error(`training.availabilityZone is ${availabilityZone}, which is not one of the VPC's zones (${zones.join(', ')}); raise network.maxAzs or pick one of them`);
+  if (!subnet)
+    throw new Error(
+      `training.availabilityZone is ${availabilityZone}, which is not one of the VPC's zones (${zones.join(', ')}); raise network.maxAzs or pick one of them`,
+    );
   return subnet;
 }
 
@@ -291,8 +355,8 @@ const SCRATCH_USER_DATA = [
   'set -ux',
   'mkdir -p /scratch',
   'layout="root volume"',
-  "trap 'chmod 1777 /scratch; echo \"$layout\" > /scratch/.dapt-scratch; chmod 0644 /scratch/.dapt-scratch' EXIT",
-  "disks=$(lsblk -d -n -o NAME,MODEL | awk '/Instance Storage/ {print \"/dev/\"$1}')",
+  'trap \'chmod 1777 /scratch; echo "$layout" > /scratch/.dapt-scratch; chmod 0644 /scratch/.dapt-scratch\' EXIT',
+  'disks=$(lsblk -d -n -o NAME,MODEL | awk \'/Instance Storage/ {print "/dev/"$1}\')',
   'count=$(echo "$disks" | grep -c . || true)',
   'say() { echo "dapt-scratch: $*"; echo "dapt-scratch: $*" >/dev/console 2>/dev/null || true; }',
   'if [ "$count" -gt 1 ]; then',
@@ -393,7 +457,11 @@ function createInstanceRole(scope: Construct): iam.Role {
       }),
     ],
     wildcards: [
-      { pattern: /^\*$/, reason: 'The ECS agent registers with a cluster Batch names at run time and polls for tasks; these actions (and ecr:GetAuthorizationToken, ec2:DescribeTags) have no usable resource-level scope.' },
+      {
+        pattern: /^\*$/,
+        reason:
+          'The ECS agent registers with a cluster Batch names at run time and polls for tasks; these actions (and ecr:GetAuthorizationToken, ec2:DescribeTags) have no usable resource-level scope.',
+      },
     ],
   }).role;
 }
@@ -423,25 +491,68 @@ export function createDataPrepJob(scope: Construct, props: DataPrepJobProps): ba
     file: 'containers/data/Dockerfile',
     platform: AssetPlatform.LINUX_AMD64,
     ignoreMode: IgnoreMode.DOCKER,
-    exclude: ['*', '!constraints.txt', '!containers', 'containers/*', '!containers/eval', '!containers/data', '**/__pycache__', '**/*.egg-info', '**/.mypy_cache', '**/.pytest_cache', '**/.ruff_cache'],
+    exclude: [
+      '*',
+      '!constraints.txt',
+      '!containers',
+      'containers/*',
+      '!containers/eval',
+      '!containers/data',
+      '**/__pycache__',
+      '**/*.egg-info',
+      '**/.mypy_cache',
+      '**/.pytest_cache',
+      '**/.ruff_cache',
+    ],
   });
   const written = writePrefix === '' ? 'whole zones' : `under '${writePrefix}' only`;
   const role = new ManagedRole(scope, 'DataPrepRole', {
     assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
     description: `Training-data pipeline jobs of ${props.namePrefix}: read raw inputs, write curated records and dataset manifests (${written})`,
     statements: [
-      new iam.PolicyStatement({ sid: 'ReadInputs', actions: ['s3:GetObject'], resources: [buckets.raw, buckets.curated, buckets.datasets].map((b) => b.arnForObjects('*')) }),
-      new iam.PolicyStatement({ sid: 'ListZones', actions: ['s3:ListBucket'], resources: [buckets.raw, buckets.curated, buckets.datasets].map((b) => b.bucketArn) }),
-      new iam.PolicyStatement({ sid: 'WriteCuratedAndManifests', actions: ['s3:PutObject', 's3:AbortMultipartUpload'], resources: [buckets.curated, buckets.datasets].map((b) => b.arnForObjects(`${writePrefix}*`)) }),
-      new iam.PolicyStatement({ sid: 'UseLakeKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [props.lakeKeyArn] }),
+      new iam.PolicyStatement({
+        sid: 'ReadInputs',
+        actions: ['s3:GetObject'],
+        resources: [buckets.raw, buckets.curated, buckets.datasets].map((b) => b.arnForObjects('*')),
+      }),
+      new iam.PolicyStatement({
+        sid: 'ListZones',
+        actions: ['s3:ListBucket'],
+        resources: [buckets.raw, buckets.curated, buckets.datasets].map((b) => b.bucketArn),
+      }),
+      new iam.PolicyStatement({
+        sid: 'WriteCuratedAndManifests',
+        actions: ['s3:PutObject', 's3:AbortMultipartUpload'],
+        resources: [buckets.curated, buckets.datasets].map((b) => b.arnForObjects(`${writePrefix}*`)),
+      }),
+      new iam.PolicyStatement({
+        sid: 'UseLakeKey',
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+        resources: [props.lakeKeyArn],
+      }),
       new iam.PolicyStatement({ sid: 'DetectPii', actions: ['comprehend:DetectPiiEntities'], resources: ['*'] }),
     ],
     wildcards: [
-      { pattern: /^\*$/, reason: 'comprehend:DetectPiiEntities (redaction with `detector: comprehend`) has no resource-level permissions.' },
-      { pattern: /^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>\/\*$/, reason: 'The pipeline reads whole input zones (names chosen by its config); in an experiment stage, which belongs to one experiment, it also writes new versioned outputs there (manifests refuse overwrites). It never touches models or artifacts.' },
+      {
+        pattern: /^\*$/,
+        reason:
+          'comprehend:DetectPiiEntities (redaction with `detector: comprehend`) has no resource-level permissions.',
+      },
+      {
+        pattern: /^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>\/\*$/,
+        reason:
+          'The pipeline reads whole input zones (names chosen by its config); in an experiment stage, which belongs to one experiment, it also writes new versioned outputs there (manifests refuse overwrites). It never touches models or artifacts.',
+      },
       ...(writePrefix === ''
         ? []
-        : [{ pattern: new RegExp(`^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>/${writePrefix.replace(/[/-]/g, '\\$&')}\\*$`), reason: `Curated records and manifests of this run, under '${writePrefix}' only; keys are chosen by the pipeline's config.` }]),
+        : [
+            {
+              pattern: new RegExp(
+                `^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>/${writePrefix.replace(/[/-]/g, '\\$&')}\\*$`,
+              ),
+              reason: `Curated records and manifests of this run, under '${writePrefix}' only; keys are chosen by the pipeline's config.`,
+            },
+          ]),
     ],
   }).role;
   return new batch.EcsJobDefinition(scope, 'DataPrepJob', {
@@ -468,4 +579,3 @@ export function createDataPrepJob(scope: Construct, props: DataPrepJobProps): ba
 /** The data pipeline holds each step's records in memory; 4 vCPUs / 30 GiB covers a few GB of text. */
 const DEFAULT_DATA_PREP_VCPUS = 4;
 const DEFAULT_DATA_PREP_MEMORY = Size.gibibytes(30);
-

@@ -24,22 +24,42 @@ function noCredentials(): never {
 /** Real SDK clients whose credential provider finds nothing, as on a machine without AWS set up. */
 function clientsWithoutCredentials(region: string): Clients {
   const config = { region, credentials: async () => noCredentials() };
-  return { ssm: new SsmParameterReader(config), batch: new BatchClient(config), logs: new CloudWatchLogsClient(config), s3: new S3Client(config) };
+  return {
+    ssm: new SsmParameterReader(config),
+    batch: new BatchClient(config),
+    logs: new CloudWatchLogsClient(config),
+    s3: new S3Client(config),
+  };
 }
 
 async function dapt(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
   const out: string[] = [];
   const err: string[] = [];
-  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), clients: clientsWithoutCredentials, project: 'dapt-platform' });
+  const code = await main(argv, {
+    out: (l) => out.push(l),
+    err: (l) => err.push(l),
+    clients: clientsWithoutCredentials,
+    project: 'dapt-platform',
+  });
   return { code, out: out.join('\n'), err: err.join('\n') };
 }
 
 test('every command prints its help without AWS credentials', async () => {
-  const commands = [[], ['train'], ['eval'], ...['submit', 'tokenize', 'status', 'logs', 'watch', 'cancel'].map((c) => ['train', c]), ...['start', 'status', 'report'].map((c) => ['eval', c])];
+  const commands = [
+    [],
+    ['train'],
+    ['eval'],
+    ...['submit', 'tokenize', 'status', 'logs', 'watch', 'cancel'].map((c) => ['train', c]),
+    ...['start', 'status', 'report'].map((c) => ['eval', c]),
+  ];
   for (const command of commands) {
     const result = await dapt(...command, '--help');
     assert.equal(result.code, 0, `${command.join(' ')} --help: ${result.err}`);
-    assert.match(result.out, new RegExp(`^Usage: dapt${command.length ? ` ${command.join(' ')}` : ''}`), command.join(' '));
+    assert.match(
+      result.out,
+      new RegExp(`^Usage: dapt${command.length ? ` ${command.join(' ')}` : ''}`),
+      command.join(' '),
+    );
   }
 });
 
@@ -58,15 +78,24 @@ test('train submit --dry-run works without credentials, describing the stack fro
 });
 
 test('bad arguments exit with 2 and point at the help', async () => {
-  for (const argv of [['fly'], ['train', 'submit'], ['train', 'submit', '--config', 'x.yaml', '--stage', 'staging'], ['eval', 'start']]) {
+  for (const argv of [
+    ['fly'],
+    ['train', 'submit'],
+    ['train', 'submit', '--config', 'x.yaml', '--stage', 'staging'],
+    ['eval', 'start'],
+  ]) {
     const result = await dapt(...argv);
     assert.equal(result.code, 2, `${argv.join(' ')}: ${result.err}`);
     assert.match(result.err, /add --help for usage|error:/);
   }
 });
 
-test('npx dapt runs the same program from package.json\'s bin', () => {
-  const result = spawnSync('npx', ['--no-install', 'dapt', 'eval', '--help'], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, AWS_EC2_METADATA_DISABLED: 'true' } });
+test("npx dapt runs the same program from package.json's bin", () => {
+  const result = spawnSync('npx', ['--no-install', 'dapt', 'eval', '--help'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, AWS_EC2_METADATA_DISABLED: 'true' },
+  });
   assert.equal(result.status, 0, result.stderr);
   assert.match(result.stdout, /Usage: dapt eval/);
 });

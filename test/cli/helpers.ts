@@ -6,7 +6,12 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BatchClient, CreateComputeEnvironmentCommand, CreateJobQueueCommand, RegisterJobDefinitionCommand } from '@aws-sdk/client-batch';
+import {
+  BatchClient,
+  CreateComputeEnvironmentCommand,
+  CreateJobQueueCommand,
+  RegisterJobDefinitionCommand,
+} from '@aws-sdk/client-batch';
 import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
@@ -17,7 +22,11 @@ import { type Moto, python } from '../lambda/helpers';
 /** Moto clients for the CLI. */
 export function motoClients(moto: Moto): Clients {
   return {
-    ssm: new SsmParameterReader({ region: moto.clientConfig.region, endpoint: moto.endpoint, credentials: moto.clientConfig.credentials }),
+    ssm: new SsmParameterReader({
+      region: moto.clientConfig.region,
+      endpoint: moto.endpoint,
+      credentials: moto.clientConfig.credentials,
+    }),
     batch: new BatchClient(moto.clientConfig),
     logs: new CloudWatchLogsClient(moto.clientConfig),
     s3: new S3Client({ ...moto.clientConfig, forcePathStyle: true }),
@@ -26,7 +35,10 @@ export function motoClients(moto: Moto): Clients {
 
 /** Runs jobs without Docker: moto's simple Batch backend marks each submitted job SUCCEEDED. */
 export async function useSimpleBatch(moto: Moto): Promise<void> {
-  const response = await fetch(`${moto.endpoint}/moto-api/config`, { method: 'POST', body: JSON.stringify({ batch: { use_docker: false } }) });
+  const response = await fetch(`${moto.endpoint}/moto-api/config`, {
+    method: 'POST',
+    body: JSON.stringify({ batch: { use_docker: false } }),
+  });
   if (!response.ok) throw new Error(`moto config failed: ${response.status}`);
 }
 
@@ -59,9 +71,21 @@ print(json.dumps(iam.create_role(RoleName=e["name"], AssumeRolePolicyDocument="{
     { endpoint: moto.endpoint, name: `${envId}-batch` },
   );
   const queue = async (kind: string): Promise<string> => {
-    const ce = await batch.send(new CreateComputeEnvironmentCommand({ computeEnvironmentName: `${envId}-${kind}-ce`, type: 'UNMANAGED', state: 'ENABLED', serviceRole: roleArn }));
+    const ce = await batch.send(
+      new CreateComputeEnvironmentCommand({
+        computeEnvironmentName: `${envId}-${kind}-ce`,
+        type: 'UNMANAGED',
+        state: 'ENABLED',
+        serviceRole: roleArn,
+      }),
+    );
     const q = await batch.send(
-      new CreateJobQueueCommand({ jobQueueName: `dapt-${envId}-${kind}`, priority: 1, state: 'ENABLED', computeEnvironmentOrder: [{ order: 1, computeEnvironment: ce.computeEnvironmentArn }] }),
+      new CreateJobQueueCommand({
+        jobQueueName: `dapt-${envId}-${kind}`,
+        priority: 1,
+        state: 'ENABLED',
+        computeEnvironmentOrder: [{ order: 1, computeEnvironment: ce.computeEnvironmentArn }],
+      }),
     );
     return q.jobQueueArn ?? '';
   };
@@ -72,9 +96,18 @@ print(json.dumps(iam.create_role(RoleName=e["name"], AssumeRolePolicyDocument="{
       { type: 'VCPU' as const, value: '1' },
       { type: 'MEMORY' as const, value: '512' },
     ],
-    logConfiguration: { logDriver: 'awslogs' as const, options: { 'awslogs-group': logGroup, 'awslogs-stream-prefix': 'train' } },
+    logConfiguration: {
+      logDriver: 'awslogs' as const,
+      options: { 'awslogs-group': logGroup, 'awslogs-stream-prefix': 'train' },
+    },
   };
-  const single = await batch.send(new RegisterJobDefinitionCommand({ jobDefinitionName: `dapt-${envId}-train-single-node`, type: 'container', containerProperties: container }));
+  const single = await batch.send(
+    new RegisterJobDefinitionCommand({
+      jobDefinitionName: `dapt-${envId}-train-single-node`,
+      type: 'container',
+      containerProperties: container,
+    }),
+  );
   const maxNodes = options.maxNodes ?? 4;
   const multi =
     options.multiNode === false
@@ -84,7 +117,11 @@ print(json.dumps(iam.create_role(RoleName=e["name"], AssumeRolePolicyDocument="{
             new RegisterJobDefinitionCommand({
               jobDefinitionName: `dapt-${envId}-train-multi-node`,
               type: 'multinode',
-              nodeProperties: { numNodes: maxNodes, mainNode: 0, nodeRangeProperties: [{ targetNodes: '0:', container }] },
+              nodeProperties: {
+                numNodes: maxNodes,
+                mainNode: 0,
+                nodeRangeProperties: [{ targetNodes: '0:', container }],
+              },
             }),
           )
         ).jobDefinitionArn ?? '');
@@ -92,7 +129,13 @@ print(json.dumps(iam.create_role(RoleName=e["name"], AssumeRolePolicyDocument="{
   await moto.s3.send(new CreateBucketCommand({ Bucket: bucket }));
   const gpuQueueArn = await queue('gpu');
   const cpuQueueArn = await queue('cpu');
-  const tokenize = await batch.send(new RegisterJobDefinitionCommand({ jobDefinitionName: `dapt-${envId}-tokenize`, type: 'container', containerProperties: container }));
+  const tokenize = await batch.send(
+    new RegisterJobDefinitionCommand({
+      jobDefinitionName: `dapt-${envId}-tokenize`,
+      type: 'container',
+      containerProperties: container,
+    }),
+  );
   const parameters: Record<string, string> = {
     'training/gpu-queue-arn': gpuQueueArn,
     'training/cpu-queue-arn': cpuQueueArn,
@@ -141,7 +184,10 @@ export function tempDir(): string {
 export function fakeModel(dir: string, name: string, dims: Record<string, number | boolean>): string {
   const folder = path.join(dir, name);
   mkdirSync(folder, { recursive: true });
-  writeFileSync(path.join(folder, 'config.json'), JSON.stringify({ architectures: ['LlamaForCausalLM'], model_type: 'llama', ...dims }));
+  writeFileSync(
+    path.join(folder, 'config.json'),
+    JSON.stringify({ architectures: ['LlamaForCausalLM'], model_type: 'llama', ...dims }),
+  );
   return folder;
 }
 
@@ -157,10 +203,20 @@ export const LLAMA_70B = {
 };
 
 /** A tiny model that always fits. */
-export const TINY = { hidden_size: 64, num_hidden_layers: 2, vocab_size: 1000, intermediate_size: 128, num_attention_heads: 4 };
+export const TINY = {
+  hidden_size: 64,
+  num_hidden_layers: 2,
+  vocab_size: 1000,
+  intermediate_size: 128,
+  num_attention_heads: 4,
+};
 
 /** Writes a trainer config: one completion stage on `model` (a folder or s3:// URI). */
-export function writeConfig(dir: string, name: string, options: { experiment?: string; model: string; method?: 'full' | 'lora'; steps?: number; extra?: string }): string {
+export function writeConfig(
+  dir: string,
+  name: string,
+  options: { experiment?: string; model: string; method?: 'full' | 'lora'; steps?: number; extra?: string },
+): string {
   const file = path.join(dir, name);
   writeFileSync(
     file,

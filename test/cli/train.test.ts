@@ -3,12 +3,41 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
-import { BatchClient, DescribeJobsCommand, type JobDetail, ListJobsCommand, RegisterJobDefinitionCommand } from '@aws-sdk/client-batch';
+import {
+  BatchClient,
+  DescribeJobsCommand,
+  type JobDetail,
+  ListJobsCommand,
+  RegisterJobDefinitionCommand,
+} from '@aws-sdk/client-batch';
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
-import { CloudWatchLogsClient, CreateLogGroupCommand, CreateLogStreamCommand, PutLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
+import {
+  CloudWatchLogsClient,
+  CreateLogGroupCommand,
+  CreateLogStreamCommand,
+  PutLogEventsCommand,
+} from '@aws-sdk/client-cloudwatch-logs';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
-import { estimateMemory, llamaDimensions, llamaParameterCount, loraParameterCount, nodeProblems } from '../../cli/train-fit';
-import { conflictingJobs, explainStatus, formatStatus, jobNameFor, nodeCountOverride, parseStageSteps, runParameterNames, stopAction, stopJob, trainingParameterNames, validateTrainerConfig } from '../../cli/train-lib';
+import {
+  estimateMemory,
+  llamaDimensions,
+  llamaParameterCount,
+  loraParameterCount,
+  nodeProblems,
+} from '../../cli/train-fit';
+import {
+  conflictingJobs,
+  explainStatus,
+  formatStatus,
+  jobNameFor,
+  nodeCountOverride,
+  parseStageSteps,
+  runParameterNames,
+  stopAction,
+  stopJob,
+  trainingParameterNames,
+  validateTrainerConfig,
+} from '../../cli/train-lib';
 import { parseTrainerLine, renderLogLines, renderStep } from '../../cli/train-watch';
 import { type Moto, startMoto } from '../lambda/helpers';
 import { cli, createTrainingStack, fakeModel, LLAMA_70B, tempDir, TINY, useSimpleBatch, writeConfig } from './helpers';
@@ -30,7 +59,9 @@ after(async () => {
 const stage = (name: string): string[] => ['--stage', 'experiment', '--experiment', name];
 
 async function jobsNamed(queueArn: string, prefix: string): Promise<string[]> {
-  const page = await new BatchClient(moto.clientConfig).send(new ListJobsCommand({ jobQueue: queueArn, filters: [{ name: 'JOB_NAME', values: [`${prefix}*`] }] }));
+  const page = await new BatchClient(moto.clientConfig).send(
+    new ListJobsCommand({ jobQueue: queueArn, filters: [{ name: 'JOB_NAME', values: [`${prefix}*`] }] }),
+  );
   return (page.jobSummaryList ?? []).map((j) => j.jobName ?? '');
 }
 
@@ -60,13 +91,19 @@ test('the same config submitted twice is one job; a changed config is a new job'
   const first = await cli(moto, 'train', '--config', config, ...stage('idem'));
   assert.equal(first.code, 0, first.err);
   assert.match(first.out, /submitted idem-[0-9a-f]{8} on 1 node\(s\)/);
-  assert.match(first.out, /console: https:\/\/us-east-1\.console\.aws\.amazon\.com\/batch\/home\?region=us-east-1#jobs\/detail\//);
+  assert.match(
+    first.out,
+    /console: https:\/\/us-east-1\.console\.aws\.amazon\.com\/batch\/home\?region=us-east-1#jobs\/detail\//,
+  );
   assert.match(first.out, /results: s3:\/\/artifacts-exp-idem\/runs\/idem\/dapt\//);
   const jobId = jobIdOf(first.out);
 
   const second = await cli(moto, 'train', '--config', config, ...stage('idem'));
   assert.equal(second.code, 0, second.err);
-  assert.match(second.out, /already submitted \(same config, same job name\): idem-[0-9a-f]{8} is SUCCEEDED; not submitting again/);
+  assert.match(
+    second.out,
+    /already submitted \(same config, same job name\): idem-[0-9a-f]{8} is SUCCEEDED; not submitting again/,
+  );
   assert.equal(jobIdOf(second.out), jobId);
   assert.equal((await jobsNamed(stack.gpuQueueArn, 'idem-')).length, 1);
 
@@ -127,28 +164,60 @@ test('Batch overrides numNodes only with an open node range: a closed one is exp
   assert.equal(nodeCountOverride(4, { numNodes: 4, openRange: false }, 'def'), undefined);
   assert.equal(nodeCountOverride(2, { numNodes: 4, openRange: true }, 'def'), 2);
   assert.equal(nodeCountOverride(2, null, 'def'), 2, 'an unknown layout is left to Batch');
-  assert.throws(() => nodeCountOverride(2, { numNodes: 4, openRange: false }, 'def'), /closed node range of 4 nodes.*use --nodes 4/);
+  assert.throws(
+    () => nodeCountOverride(2, { numNodes: 4, openRange: false }, 'def'),
+    /closed node range of 4 nodes.*use --nodes 4/,
+  );
 });
 
 test('a 70B full fine-tune on one node is refused with the numbers; LoRA fits', async () => {
   await createTrainingStack(moto, 'exp-big');
   const big = fakeModel(dir, 'llama-70b', LLAMA_70B);
-  const full = await cli(moto, 'train', '--config', writeConfig(dir, 'big.yaml', { experiment: 'big', model: big }), ...stage('big'));
+  const full = await cli(
+    moto,
+    'train',
+    '--config',
+    writeConfig(dir, 'big.yaml', { experiment: 'big', model: big }),
+    ...stage('big'),
+  );
   assert.equal(full.code, 1);
   assert.match(full.out, /memory estimate \(parameters: N = V\*h\*\(2 if untied else 1\) \+ L\*/);
-  assert.match(full.err, /stage 'dapt' \(full\): 16 B\/param x 70\.55B params \/ 8 GPUs = 141\.1 GB per GPU \(limit 72\.0 GB = 90% of 80\.0 GB/);
+  assert.match(
+    full.err,
+    /stage 'dapt' \(full\): 16 B\/param x 70\.55B params \/ 8 GPUs = 141\.1 GB per GPU \(limit 72\.0 GB = 90% of 80\.0 GB/,
+  );
   assert.match(full.err, /try method\.name: lora .*, or more nodes \(--nodes 2/);
 
-  const lora = await cli(moto, 'train', '--config', writeConfig(dir, 'big-lora.yaml', { experiment: 'big', model: big, method: 'lora' }), ...stage('big'), '--dry-run');
+  const lora = await cli(
+    moto,
+    'train',
+    '--config',
+    writeConfig(dir, 'big-lora.yaml', { experiment: 'big', model: big, method: 'lora' }),
+    ...stage('big'),
+    '--dry-run',
+  );
   assert.equal(lora.code, 0, lora.err);
-  assert.match(lora.out, /stage 'dapt' \(lora\): 2 B\/param x 70\.55B frozen \+ 16 B\/param x 3\.31B adapter \/ 8 GPUs = 24\.3 GB per GPU/);
+  assert.match(
+    lora.out,
+    /stage 'dapt' \(lora\): 2 B\/param x 70\.55B frozen \+ 16 B\/param x 3\.31B adapter \/ 8 GPUs = 24\.3 GB per GPU/,
+  );
 });
 
 test('an S3 model is not estimated, with a notice', async () => {
   await createTrainingStack(moto, 'exp-s3m');
-  const result = await cli(moto, 'train', '--config', writeConfig(dir, 's3m.yaml', { experiment: 's3m', model: 's3://models/llama' }), ...stage('s3m'), '--dry-run');
+  const result = await cli(
+    moto,
+    'train',
+    '--config',
+    writeConfig(dir, 's3m.yaml', { experiment: 's3m', model: 's3://models/llama' }),
+    ...stage('s3m'),
+    '--dry-run',
+  );
   assert.equal(result.code, 0, result.err);
-  assert.match(result.out, /notice: stages\.0 'dapt': memory estimate skipped \(model\.path = s3:\/\/models\/llama is on S3/);
+  assert.match(
+    result.out,
+    /notice: stages\.0 'dapt': memory estimate skipped \(model\.path = s3:\/\/models\/llama is on S3/,
+  );
 });
 
 test('LLaMA parameter counts: 70B from its dimensions, tied embeddings counted once', () => {
@@ -157,7 +226,10 @@ test('LLaMA parameter counts: 70B from its dimensions, tied embeddings counted o
   const tied = llamaDimensions({ ...TINY, tie_word_embeddings: true }, 'tiny');
   assert.equal(llamaParameterCount(tied), 1000 * 64 + 2 * (4 * 64 * 64 + 3 * 64 * 128 + 2 * 64) + 64);
   assert.equal(loraParameterCount(tied, 8, ['q_proj', 'down_proj']), 2 * 8 * (64 + 64 + 128 + 64));
-  assert.throws(() => llamaDimensions({ hidden_size: 1 }, 'x/config.json'), /x\/config\.json: not a LLaMA-style config \(num_hidden_layers/);
+  assert.throws(
+    () => llamaDimensions({ hidden_size: 1 }, 'x/config.json'),
+    /x\/config\.json: not a LLaMA-style config \(num_hidden_layers/,
+  );
   const twoNodes = estimateMemory('s', 'full', 70e9, 0, 2);
   assert.equal(twoNodes.bytesPerGpu, 70e9);
   assert.equal(twoNodes.fits, true, '70 GB per GPU is under 90% of 80 GB');
@@ -173,7 +245,10 @@ test('node checks need no AWS', () => {
 
 test("the trainer's validator problems are relayed verbatim, each naming its key", async () => {
   const bad = path.join(dir, 'bad.yaml');
-  writeFileSync(bad, 'experiment: demo\nstages:\n  - name: dapt\n    model: {path: /m, from_stage: x}\n    data: {sources: [{name: a, kind: completion}]}\n    steps: 0\n');
+  writeFileSync(
+    bad,
+    'experiment: demo\nstages:\n  - name: dapt\n    model: {path: /m, from_stage: x}\n    data: {sources: [{name: a, kind: completion}]}\n    steps: 0\n',
+  );
   const result = await cli(moto, 'train', '--config', bad, ...stage('any'));
   assert.equal(result.code, 1);
   assert.match(result.err, /Invalid trainer config '.*bad\.yaml' \(3 problem\(s\)\)/);
@@ -185,7 +260,10 @@ test("the trainer's validator problems are relayed verbatim, each naming its key
   writeFileSync(notYaml, 'experiment: [unclosed\n');
   assert.throws(() => validateTrainerConfig(notYaml), /<root>: not valid YAML/);
   assert.throws(() => validateTrainerConfig(bad, '/nonexistent/.venv/bin/python'), /not found: .*run make install/);
-  assert.throws(() => validateTrainerConfig(path.join(dir, 'missing.yaml')), /--config = .*missing\.yaml: no such file/);
+  assert.throws(
+    () => validateTrainerConfig(path.join(dir, 'missing.yaml')),
+    /--config = .*missing\.yaml: no such file/,
+  );
 });
 
 test('a missing SSM parameter asks whether the stack is deployed in the region', async () => {
@@ -193,25 +271,54 @@ test('a missing SSM parameter asks whether the stack is deployed in the region',
   const config = writeConfig(dir, 'ssm.yaml', { experiment: 'ssm', model: tiny });
   const none = await cli(moto, 'train', '--config', config, ...stage('nowhere'));
   assert.equal(none.code, 1);
-  assert.match(none.err, /SSM parameter \/dapt\/exp-nowhere\/training\/max-nodes does not exist: is the experiment training stack \(envId 'exp-nowhere'\) deployed in region us-east-1\?/);
+  assert.match(
+    none.err,
+    /SSM parameter \/dapt\/exp-nowhere\/training\/max-nodes does not exist: is the experiment training stack \(envId 'exp-nowhere'\) deployed in region us-east-1\?/,
+  );
   const partial = await cli(moto, 'train', '--config', config, ...stage('part'));
-  assert.match(partial.err, /\/dapt\/exp-part\/datalake\/buckets\/artifacts does not exist: is the experiment data-lake stack/);
+  assert.match(
+    partial.err,
+    /\/dapt\/exp-part\/datalake\/buckets\/artifacts does not exist: is the experiment data-lake stack/,
+  );
 });
 
 test('bad arguments exit with 2 and the usage', async () => {
-  for (const argv of [['train'], ['train', '--config', 'x.yaml', '--stage', 'staging'], ['train', '--config', 'x.yaml', '--stage', 'production', '--nodes', 'two'], ['train', '--bogus'], ['fly'], ['status'], ['cancel']]) {
+  for (const argv of [
+    ['train'],
+    ['train', '--config', 'x.yaml', '--stage', 'staging'],
+    ['train', '--config', 'x.yaml', '--stage', 'production', '--nodes', 'two'],
+    ['train', '--bogus'],
+    ['fly'],
+    ['status'],
+    ['cancel'],
+  ]) {
     const result = await cli(moto, ...argv);
     assert.equal(result.code, 2, `${argv.join(' ')}: ${result.err}`);
     assert.match(result.err, /Usage: train|add --help for usage/, 'says how to get the usage');
   }
-  const badExperiment = await cli(moto, 'train', '--config', 'x.yaml', '--stage', 'experiment', '--experiment', 'Bad_Name');
+  const badExperiment = await cli(
+    moto,
+    'train',
+    '--config',
+    'x.yaml',
+    '--stage',
+    'experiment',
+    '--experiment',
+    'Bad_Name',
+  );
   assert.equal(badExperiment.code, 2);
   assert.match(badExperiment.err, /--experiment = "Bad_Name": must be 1-20 lowercase letters/);
 });
 
 test('status by job id and by experiment; cancel of a finished job stops nothing', async () => {
   await createTrainingStack(moto, 'exp-st');
-  const submitted = await cli(moto, 'train', '--config', writeConfig(dir, 'st.yaml', { experiment: 'st', model: tiny }), ...stage('st'));
+  const submitted = await cli(
+    moto,
+    'train',
+    '--config',
+    writeConfig(dir, 'st.yaml', { experiment: 'st', model: tiny }),
+    ...stage('st'),
+  );
   const jobId = jobIdOf(submitted.out);
 
   const byId = await cli(moto, 'status', '--job-id', jobId);
@@ -238,15 +345,26 @@ test('status by job id and by experiment; cancel of a finished job stops nothing
 });
 
 test('cancel queued jobs, terminate running ones', async () => {
-  assert.deepEqual(
-    ['SUBMITTED', 'PENDING', 'RUNNABLE', 'STARTING', 'RUNNING', 'SUCCEEDED', 'FAILED'].map(stopAction),
-    ['cancel', 'cancel', 'cancel', 'terminate', 'terminate', 'none', 'none'],
-  );
+  assert.deepEqual(['SUBMITTED', 'PENDING', 'RUNNABLE', 'STARTING', 'RUNNING', 'SUCCEEDED', 'FAILED'].map(stopAction), [
+    'cancel',
+    'cancel',
+    'cancel',
+    'terminate',
+    'terminate',
+    'none',
+    'none',
+  ]);
   const sent: string[] = [];
-  const batch = { send: async (command: object) => void sent.push(`${command.constructor.name}:${JSON.stringify((command as { input: unknown }).input)}`) } as unknown as BatchClient;
+  const batch = {
+    send: async (command: object) =>
+      void sent.push(`${command.constructor.name}:${JSON.stringify((command as { input: unknown }).input)}`),
+  } as unknown as BatchClient;
   assert.equal(await stopJob(batch, { jobId: 'j1', status: 'RUNNABLE' } as JobDetail, 'why'), 'cancel');
   assert.equal(await stopJob(batch, { jobId: 'j2', status: 'RUNNING' } as JobDetail, 'why'), 'terminate');
-  assert.deepEqual(sent, ['CancelJobCommand:{"jobId":"j1","reason":"why"}', 'TerminateJobCommand:{"jobId":"j2","reason":"why"}']);
+  assert.deepEqual(sent, [
+    'CancelJobCommand:{"jobId":"j1","reason":"why"}',
+    'TerminateJobCommand:{"jobId":"j2","reason":"why"}',
+  ]);
 });
 
 test('a second config is refused while a job of the same experiment with another config is unfinished', async () => {
@@ -261,20 +379,35 @@ test('a second config is refused while a job of the same experiment with another
     }),
   } as unknown as BatchClient;
   const conflicts = await conflictingJobs(batch, 'queue', 'demo', 'demo-44444444');
-  assert.deepEqual(conflicts.map((j) => j.jobId), ['a']);
+  assert.deepEqual(
+    conflicts.map((j) => j.jobId),
+    ['a'],
+  );
 });
 
 test('status explains capacity waits', () => {
-  assert.match(explainStatus('RUNNABLE', 'CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - no p5.48xlarge'), /waiting for P5 capacity/);
+  assert.match(
+    explainStatus('RUNNABLE', 'CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - no p5.48xlarge'),
+    /waiting for P5 capacity/,
+  );
   assert.match(explainStatus('RUNNABLE', undefined), /waiting for a node/);
-  const lines = formatStatus({ jobId: 'j', jobName: 'n', status: 'RUNNABLE', statusReason: 'CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - x', nodeProperties: { numNodes: 4, mainNode: 0 } } as JobDetail);
+  const lines = formatStatus({
+    jobId: 'j',
+    jobName: 'n',
+    status: 'RUNNABLE',
+    statusReason: 'CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - x',
+    nodeProperties: { numNodes: 4, mainNode: 0 },
+  } as JobDetail);
   assert.match(lines.join('\n'), /reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - x -- waiting for P5 capacity/);
   assert.match(lines.join('\n'), /^nodes: 4$/m);
 });
 
 const EMF = (step: number, loss: number): string =>
   JSON.stringify({
-    _aws: { Timestamp: 1, CloudWatchMetrics: [{ Namespace: 'DaptPlatform/Training', Dimensions: [['Experiment', 'Stage']], Metrics: [] }] },
+    _aws: {
+      Timestamp: 1,
+      CloudWatchMetrics: [{ Namespace: 'DaptPlatform/Training', Dimensions: [['Experiment', 'Stage']], Metrics: [] }],
+    },
     Experiment: 'demo',
     Stage: 'dapt',
     loss,
@@ -289,16 +422,38 @@ const EMF = (step: number, loss: number): string =>
   });
 
 test("watch parses the trainer's EMF step lines, held-out records and events, and draws progress", () => {
-  assert.deepEqual(parseTrainerLine(EMF(50, 2.5)), { kind: 'step', stage: 'dapt', step: 50, loss: 2.5, lr: 2e-5, gradNorm: 1.5, tokensPerS: 123456.7, mfu: 0.4123 });
-  assert.deepEqual(parseTrainerLine('{"Stage": "dapt", "heldout_loss/kb": 1.25, "step": 100}'), { kind: 'heldout', stage: 'dapt', step: 100, losses: { kb: 1.25 } });
-  assert.deepEqual(parseTrainerLine('{"event": "resumed", "stage": "dapt", "step": 40}'), { kind: 'event', event: 'resumed', stage: 'dapt', fields: { step: 40 } });
+  assert.deepEqual(parseTrainerLine(EMF(50, 2.5)), {
+    kind: 'step',
+    stage: 'dapt',
+    step: 50,
+    loss: 2.5,
+    lr: 2e-5,
+    gradNorm: 1.5,
+    tokensPerS: 123456.7,
+    mfu: 0.4123,
+  });
+  assert.deepEqual(parseTrainerLine('{"Stage": "dapt", "heldout_loss/kb": 1.25, "step": 100}'), {
+    kind: 'heldout',
+    stage: 'dapt',
+    step: 100,
+    losses: { kb: 1.25 },
+  });
+  assert.deepEqual(parseTrainerLine('{"event": "resumed", "stage": "dapt", "step": 40}'), {
+    kind: 'event',
+    event: 'resumed',
+    stage: 'dapt',
+    fields: { step: 40 },
+  });
   assert.equal(parseTrainerLine('NCCL INFO Using network AWS Libfabric'), null);
   assert.equal(parseTrainerLine('{"step": 3}'), null);
   assert.equal(parseTrainerLine('{not json'), null);
 
   const step = parseTrainerLine(EMF(50, 2.5));
   assert.ok(step?.kind === 'step');
-  assert.equal(renderStep(step, 100), 'dapt  [###############...............]  50.0%  step 50/100  loss 2.5000  lr 2.00e-5  123,457 tok/s  MFU 41.2%');
+  assert.equal(
+    renderStep(step, 100),
+    'dapt  [###############...............]  50.0%  step 50/100  loss 2.5000  lr 2.00e-5  123,457 tok/s  MFU 41.2%',
+  );
   assert.equal(renderStep(step), 'dapt  step 50  loss 2.5000  lr 2.00e-5  123,457 tok/s  MFU 41.2%');
   assert.deepEqual(parseStageSteps('dapt=100 sft=20 bad'), { dapt: 100, sft: 20 });
 
@@ -312,7 +467,13 @@ test("watch parses the trainer's EMF step lines, held-out records and events, an
 
 test('watch follows a job to its end; logs prints its stream', async () => {
   await createTrainingStack(moto, 'exp-w');
-  const submitted = await cli(moto, 'train', '--config', writeConfig(dir, 'w.yaml', { experiment: 'w', model: tiny, steps: 4 }), ...stage('w'));
+  const submitted = await cli(
+    moto,
+    'train',
+    '--config',
+    writeConfig(dir, 'w.yaml', { experiment: 'w', model: tiny, steps: 4 }),
+    ...stage('w'),
+  );
   const jobId = jobIdOf(submitted.out);
   const job = await describe(jobId);
   const logs = new CloudWatchLogsClient(moto.clientConfig);
@@ -320,7 +481,12 @@ test('watch follows a job to its end; logs prints its stream', async () => {
   await logs.send(new CreateLogGroupCommand({ logGroupName: location.logGroupName }));
   await logs.send(new CreateLogStreamCommand(location));
   const messages = [EMF(2, 3.1), EMF(4, 2.7), '{"event": "done", "stages": []}'];
-  await logs.send(new PutLogEventsCommand({ ...location, logEvents: messages.map((message, i) => ({ timestamp: Date.now() + i, message })) }));
+  await logs.send(
+    new PutLogEventsCommand({
+      ...location,
+      logEvents: messages.map((message, i) => ({ timestamp: Date.now() + i, message })),
+    }),
+  );
 
   const watch = await cli(moto, 'watch', '--job-id', jobId);
   assert.equal(watch.code, 0, watch.err);
@@ -340,16 +506,31 @@ test("production jobs use their run stack's job definitions: refused without one
   const config = writeConfig(dir, 'prodrun.yaml', { experiment: 'prodrun', model: tiny });
   const refused = await cli(moto, 'train', '--config', config, '--stage', 'production', '--dry-run');
   assert.equal(refused.code, 1);
-  assert.match(refused.err, /may write only under runs\/prodrun\/\. Deploy it first: npx cdk deploy -c stage=production -c run=prodrun/);
+  assert.match(
+    refused.err,
+    /may write only under runs\/prodrun\/\. Deploy it first: npx cdk deploy -c stage=production -c run=prodrun/,
+  );
 
   // GIVEN what `cdk deploy -c stage=production -c run=prodrun` publishes
-  const container = { image: 'trainer', resourceRequirements: [{ type: 'VCPU' as const, value: '1' }, { type: 'MEMORY' as const, value: '512' }] };
+  const container = {
+    image: 'trainer',
+    resourceRequirements: [
+      { type: 'VCPU' as const, value: '1' },
+      { type: 'MEMORY' as const, value: '512' },
+    ],
+  };
   const definition = await new BatchClient(moto.clientConfig).send(
-    new RegisterJobDefinitionCommand({ jobDefinitionName: 'dapt-prod-run-prodrun-train-single-node', type: 'container', containerProperties: container }),
+    new RegisterJobDefinitionCommand({
+      jobDefinitionName: 'dapt-prod-run-prodrun-train-single-node',
+      type: 'container',
+      containerProperties: container,
+    }),
   );
   const ssm = new SSMClient(moto.clientConfig);
   const names = runParameterNames({ stage: 'production', prefix: 'dapt', region: 'us-east-1' }, 'prodrun');
-  await ssm.send(new PutParameterCommand({ Name: names.singleNode, Value: definition.jobDefinitionArn ?? '', Type: 'String' }));
+  await ssm.send(
+    new PutParameterCommand({ Name: names.singleNode, Value: definition.jobDefinitionArn ?? '', Type: 'String' }),
+  );
   await ssm.send(new PutParameterCommand({ Name: names.multiNode, Value: 'none', Type: 'String' }));
   // WHEN submitting, THEN the run's definition (and so its scoped role) is used
   const result = await cli(moto, 'train', '--config', config, '--stage', 'production');

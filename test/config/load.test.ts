@@ -50,7 +50,10 @@ test('a bad config lists every problem with field, value and rule', () => {
     /^colour: unknown key/,
   ];
   for (const pattern of expected) {
-    assert.ok(problems.some((p) => pattern.test(p)), `no problem matches ${pattern}; got:\n${problems.join('\n')}`);
+    assert.ok(
+      problems.some((p) => pattern.test(p)),
+      `no problem matches ${pattern}; got:\n${problems.join('\n')}`,
+    );
   }
   assert.equal(problems.length, expected.length, problems.join('\n'));
 });
@@ -68,39 +71,61 @@ test('subnet masks must fit inside the VPC', () => {
   (raw.network as Record<string, unknown>).cidr = '10.40.0.0/20';
   (raw.network as Record<string, unknown>).trainingSubnetMask = 20;
   const problems = problemsOf(() => parseConfig(raw, 'x.json'));
-  assert.deepEqual(problems, ['network.trainingSubnetMask = 20: must be longer than the VPC\'s /20']);
+  assert.deepEqual(problems, ["network.trainingSubnetMask = 20: must be longer than the VPC's /20"]);
 });
 
 test('experiment and run names follow the rule the trainer reads too (names.json)', () => {
   const rule = JSON.parse(readFileSync(NAME_RULE_FILE, 'utf8')) as { pattern: string };
-  for (const name of ['dapt7b-r2', 'a', 'lora-r256']) assert.ok(new RegExp(rule.pattern).test(name) && ExperimentNameSchema.safeParse(name).success, name);
+  for (const name of ['dapt7b-r2', 'a', 'lora-r256'])
+    assert.ok(new RegExp(rule.pattern).test(name) && ExperimentNameSchema.safeParse(name).success, name);
   for (const name of ['My_Run', 'run-', 'a--b', '1run']) assert.ok(!ExperimentNameSchema.safeParse(name).success, name);
 });
 
 test('the stage selection is validated before any file is read', () => {
   assert.match(problemsOf(() => loadConfig({}))[0]!, /stage is not set: pass -c stage=<experiment\|production>/);
-  assert.match(problemsOf(() => loadConfig({ stage: 'staging' }))[0]!, /stage = "staging": must be one of experiment, production/);
+  assert.match(
+    problemsOf(() => loadConfig({ stage: 'staging' }))[0]!,
+    /stage = "staging": must be one of experiment, production/,
+  );
   assert.match(problemsOf(() => loadConfig({ stage: 'experiment' }))[0]!, /experiment is not set/);
-  assert.match(problemsOf(() => loadConfig({ stage: 'experiment', experiment: 'My_Run' }))[0]!, /experiment = "My_Run": must be 1-20 lowercase/);
+  assert.match(
+    problemsOf(() => loadConfig({ stage: 'experiment', experiment: 'My_Run' }))[0]!,
+    /experiment = "My_Run": must be 1-20 lowercase/,
+  );
   assert.match(problemsOf(() => loadConfig({ stage: 'experiment', experiment: 'run-' }))[0]!, /not ending with a dash/);
   assert.match(problemsOf(() => loadConfig({ stage: 'experiment', experiment: 'a--b' }))[0]!, /single dashes/);
   assert.match(problemsOf(() => loadConfig({ stage: 'experiment', experiment: 'x'.repeat(21) }))[0]!, /1-20 lowercase/);
-  assert.match(problemsOf(() => loadConfig({ stage: 'production', experiment: 'x' }))[0]!, /production is not an experiment/);
+  assert.match(
+    problemsOf(() => loadConfig({ stage: 'production', experiment: 'x' }))[0]!,
+    /production is not an experiment/,
+  );
 });
 
 test('a stage file must declare the stage it is named for, and unreadable files are named', () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'dapt-config-'));
   writeFileSync(path.join(dir, 'production.json'), JSON.stringify({ ...production(), stage: 'experiment' }));
-  assert.match(problemsOf(() => loadConfig({ stage: 'production', configDir: dir }))[0]!, /stage = "experiment": must be "production"/);
+  assert.match(
+    problemsOf(() => loadConfig({ stage: 'production', configDir: dir }))[0]!,
+    /stage = "experiment": must be "production"/,
+  );
   writeFileSync(path.join(dir, 'production.json'), '{ not json');
-  assert.match(problemsOf(() => loadConfig({ stage: 'production', configDir: dir }))[0]!, /cannot read or parse the file/);
+  assert.match(
+    problemsOf(() => loadConfig({ stage: 'production', configDir: dir }))[0]!,
+    /cannot read or parse the file/,
+  );
 });
 
 test('the account comes from the file, else from the CLI default', () => {
   assert.equal(loadConfig({ stage: 'production', defaultAccount: '111122223333' }).account, '111122223333');
   const dir = mkdtempSync(path.join(os.tmpdir(), 'dapt-config-'));
   writeFileSync(path.join(dir, 'production.json'), JSON.stringify({ ...production(), account: '444455556666' }));
-  assert.equal(loadConfig({ stage: 'production', configDir: dir, defaultAccount: '111122223333' }).account, '444455556666');
+  assert.equal(
+    loadConfig({ stage: 'production', configDir: dir, defaultAccount: '111122223333' }).account,
+    '444455556666',
+  );
   writeFileSync(path.join(dir, 'production.json'), JSON.stringify({ ...production(), account: '12345' }));
-  assert.match(problemsOf(() => loadConfig({ stage: 'production', configDir: dir }))[0]!, /^account = "12345": must be a 12-digit AWS account id$/);
+  assert.match(
+    problemsOf(() => loadConfig({ stage: 'production', configDir: dir }))[0]!,
+    /^account = "12345": must be a 12-digit AWS account id$/,
+  );
 });

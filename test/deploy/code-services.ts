@@ -37,7 +37,10 @@ const SDK_TO_ENDPOINT: Record<string, string> = {
 /** The endpoint a service name is reached through; unknown names fail loudly. */
 export function endpointFor(sdkName: string, where: string): string {
   const endpoint = SDK_TO_ENDPOINT[sdkName];
-  if (!endpoint) throw new Error(`${where} calls the AWS service '${sdkName}', which the deploy-contract tests cannot map to a VPC endpoint: add it to SDK_TO_ENDPOINT`);
+  if (!endpoint)
+    throw new Error(
+      `${where} calls the AWS service '${sdkName}', which the deploy-contract tests cannot map to a VPC endpoint: add it to SDK_TO_ENDPOINT`,
+    );
   return endpoint;
 }
 
@@ -87,7 +90,9 @@ export function servicesOfPythonPackage(pkg: string): Map<string, string> {
   const sources = files.map((file) => ({ file, text: readFileSync(file, 'utf8') }));
   const factories = new Set(['boto3.client', 'boto3.resource', 'session.client']);
   for (const { text } of sources) {
-    for (const match of text.matchAll(/def (\w+)\(([^)]*)\)[^:]*:[\s\S]*?boto3\.(?:client|resource)\(\s*([A-Za-z_]\w*)\s*[,)]/g)) {
+    for (const match of text.matchAll(
+      /def (\w+)\(([^)]*)\)[^:]*:[\s\S]*?boto3\.(?:client|resource)\(\s*([A-Za-z_]\w*)\s*[,)]/g,
+    )) {
       const [, name, params, arg] = match;
       if (params!.split(',').some((p) => p.trim().split(':')[0] === arg)) factories.add(name!);
     }

@@ -37,7 +37,10 @@ function requiredEndpoints(deployment: Deployment): Map<string, string> {
   }
 
   for (const job of deployment.resources('AWS::Batch::JobDefinition')) {
-    const containers = [job.props.ContainerProperties, ...(job.props.NodeProperties?.NodeRangeProperties ?? []).map((n: { Container: unknown }) => n.Container)].filter(Boolean);
+    const containers = [
+      job.props.ContainerProperties,
+      ...(job.props.NodeProperties?.NodeRangeProperties ?? []).map((n: { Container: unknown }) => n.Container),
+    ].filter(Boolean);
     for (const container of containers as { Image: unknown; LogConfiguration?: { LogDriver: string } }[]) {
       const where = `job definition ${job.stack}/${job.id}`;
       if (container.LogConfiguration?.LogDriver === 'awslogs') need('logs', `${where} (awslogs driver)`);
@@ -68,7 +71,9 @@ function requiredEndpoints(deployment: Deployment): Map<string, string> {
 function createdEndpoints(deployment: Deployment): Map<string, string> {
   const created = new Map<string, string>();
   for (const endpoint of deployment.resources('AWS::EC2::VPCEndpoint')) {
-    const service = deployment.resolve(endpoint.stack, endpoint.props.ServiceName).replace(/^com\.amazonaws\.(<AWS::Region>|[a-z]{2}(-gov)?-[a-z]+-\d)\./, '');
+    const service = deployment
+      .resolve(endpoint.stack, endpoint.props.ServiceName)
+      .replace(/^com\.amazonaws\.(<AWS::Region>|[a-z]{2}(-gov)?-[a-z]+-\d)\./, '');
     created.set(service, `${endpoint.stack}/${endpoint.id}`);
   }
   return created;
@@ -101,7 +106,15 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
   test(`deploy contract (${name}): the code scan finds what the code calls`, () => {
     // Guards the scan itself: if it found nothing, both tests above would pass vacuously.
     const required = requiredEndpoints(deployment);
-    for (const endpoint of ['s3', 'dynamodb', 'bedrock-runtime', 'sagemaker.runtime', 'comprehend', 'ecs-agent', 'logs']) {
+    for (const endpoint of [
+      's3',
+      'dynamodb',
+      'bedrock-runtime',
+      'sagemaker.runtime',
+      'comprehend',
+      'ecs-agent',
+      'logs',
+    ]) {
       assert.ok(required.has(endpoint), `expected the scan to find a caller of ${endpoint}`);
     }
   });

@@ -42,7 +42,10 @@ function encryptedLocations(d: Deployment): EncryptedLocation[] {
       what: `table ${table.stack}/${table.id}`,
       resource: `«${table.stack}/${table.id}.Arn»`,
       key: d.resolve(table.stack, sse.KMSMasterKeyId),
-      needs: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:Query'].map((action) => ({ action, kms: 'kms:Decrypt' })),
+      needs: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:Query'].map((action) => ({
+        action,
+        kms: 'kms:Decrypt',
+      })),
     });
   }
   for (const queue of d.resources('AWS::SQS::Queue')) {
@@ -74,7 +77,9 @@ function keyStatementsFor(d: Deployment, keyToken: string): Statement[] {
 
 /** Allow statements of `statements` whose principals include `principal` (of `kind`). */
 function forPrincipal(statements: readonly Statement[], kind: string, principal: string): Statement[] {
-  return statements.filter((s) => s.effect === 'Allow' && (s.principals[kind] ?? []).some((p) => p === principal || p === '*'));
+  return statements.filter(
+    (s) => s.effect === 'Allow' && (s.principals[kind] ?? []).some((p) => p === principal || p === '*'),
+  );
 }
 
 function conditionValues(s: Statement, key: string): string[] {
@@ -93,7 +98,8 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
       for (const location of locations) {
         for (const { action, kms } of location.needs) {
           if (!touches(statements, action, location)) continue;
-          if (!allows(statements, kms, location.key)) problems.push(`${role} may ${action} on ${location.what} but not ${kms} on its key ${location.key}`);
+          if (!allows(statements, kms, location.key))
+            problems.push(`${role} may ${action} on ${location.what} but not ${kms} on its key ${location.key}`);
         }
       }
     }
@@ -125,7 +131,11 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
         const groupToken = d.resolve(machine.stack, destination.CloudWatchLogsLogGroup.LogGroupArn);
         const group = d.resources('AWS::Logs::LogGroup').find((g) => groupToken.startsWith(`«${g.stack}/${g.id}.`));
         assert.ok(group, `${machine.id}: log group ${groupToken} not found`);
-        assert.match(String(group.props.LogGroupName ?? ''), /^\/aws\/vendedlogs\/states\//, `${machine.id} logs to ${group.id}`);
+        assert.match(
+          String(group.props.LogGroupName ?? ''),
+          /^\/aws\/vendedlogs\/states\//,
+          `${machine.id} logs to ${group.id}`,
+        );
       }
     }
   });
@@ -141,18 +151,38 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
         if (!mapping.Ebs?.KmsKeyId) continue;
         const keyToken = d.resolve(lt.stack, mapping.Ebs.KmsKeyId);
         const policy = d.keyPolicy(keyToken)!;
-        for (const role of ['autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling', 'ec2fleet.amazonaws.com/AWSServiceRoleForEC2Fleet']) {
+        for (const role of [
+          'autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling',
+          'ec2fleet.amazonaws.com/AWSServiceRoleForEC2Fleet',
+        ]) {
           const arn = `arn:<AWS::Partition>:iam::<AWS::AccountId>:role/aws-service-role/${role}`;
           const statements = forPrincipal(policy.statements, 'AWS', arn);
-          for (const action of ['kms:Encrypt', 'kms:Decrypt', 'kms:ReEncryptFrom', 'kms:GenerateDataKeyWithoutPlaintext', 'kms:DescribeKey', 'kms:CreateGrant']) {
-            assert.ok(allows(statements, action, '*'), `launch template ${lt.id}: key ${keyToken} does not let ${role} ${action}`);
+          for (const action of [
+            'kms:Encrypt',
+            'kms:Decrypt',
+            'kms:ReEncryptFrom',
+            'kms:GenerateDataKeyWithoutPlaintext',
+            'kms:DescribeKey',
+            'kms:CreateGrant',
+          ]) {
+            assert.ok(
+              allows(statements, action, '*'),
+              `launch template ${lt.id}: key ${keyToken} does not let ${role} ${action}`,
+            );
           }
           const dependencies = new Set(policy.key.dependsOn);
           const creator = d
             .resources()
             .filter((r) => r.stack === policy.key.stack && dependencies.has(r.id))
-            .find((r) => JSON.stringify(r.props).includes(role.split('/')[0]!) && JSON.stringify(r.props).includes('createServiceLinkedRole'));
-          assert.ok(creator, `key ${policy.key.id} must depend on a resource that creates ${role} if it is missing (a key policy naming a missing role is rejected)`);
+            .find(
+              (r) =>
+                JSON.stringify(r.props).includes(role.split('/')[0]!) &&
+                JSON.stringify(r.props).includes('createServiceLinkedRole'),
+            );
+          assert.ok(
+            creator,
+            `key ${policy.key.id} must depend on a resource that creates ${role} if it is missing (a key policy naming a missing role is rejected)`,
+          );
         }
       }
     }
@@ -164,7 +194,11 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
       if (!lt) continue;
       assert.ok(lt.Version, `${ce.id}: no launch template version: Batch keeps the version it first saw`);
       const version = d.resolve(ce.stack, lt.Version);
-      assert.match(version, /LatestVersionNumber»$/, `${ce.id}: version ${version} must follow the template's latest version`);
+      assert.match(
+        version,
+        /LatestVersionNumber»$/,
+        `${ce.id}: version ${version} must follow the template's latest version`,
+      );
     }
   });
 }
@@ -180,20 +214,39 @@ test('deploy contract (production): the CloudTrail key policy has the sections C
   const encrypt = cloudtrail.filter((s) => allows([s], 'kms:GenerateDataKey', '*'));
   assert.ok(encrypt.length > 0, 'CloudTrail may not encrypt log files');
   for (const s of encrypt) {
-    assert.ok(conditionValues(s, 'kms:EncryptionContext:aws:cloudtrail:arn').length > 0, 'encrypt: limited to trails by kms:EncryptionContext:aws:cloudtrail:arn');
-    assert.ok(conditionValues(s, 'aws:SourceArn').some((a) => a.includes(':trail/')), 'encrypt: limited to this trail by aws:SourceArn');
+    assert.ok(
+      conditionValues(s, 'kms:EncryptionContext:aws:cloudtrail:arn').length > 0,
+      'encrypt: limited to trails by kms:EncryptionContext:aws:cloudtrail:arn',
+    );
+    assert.ok(
+      conditionValues(s, 'aws:SourceArn').some((a) => a.includes(':trail/')),
+      'encrypt: limited to this trail by aws:SourceArn',
+    );
   }
   // DescribeKey calls carry no encryption context: a statement that requires one never matches.
   assert.ok(
-    cloudtrail.some((s) => allows([s], 'kms:DescribeKey', '*') && conditionValues(s, 'kms:EncryptionContext:aws:cloudtrail:arn').length === 0),
+    cloudtrail.some(
+      (s) =>
+        allows([s], 'kms:DescribeKey', '*') &&
+        conditionValues(s, 'kms:EncryptionContext:aws:cloudtrail:arn').length === 0,
+    ),
     'CloudTrail may not describe the key without an encryption context',
   );
   // With an S3 Bucket Key on the trail bucket, creating the trail needs kms:Decrypt.
-  assert.ok(cloudtrail.some((s) => allows([s], 'kms:Decrypt', '*')), 'CloudTrail may not decrypt (the trail bucket uses an S3 Bucket Key)');
-
-  const readers = keyStatementsFor(d, keyToken).filter((s) => s.effect === 'Allow' && allows([s], 'kms:Decrypt', '*') && (s.principals.AWS ?? []).length > 0);
   assert.ok(
-    readers.some((s) => conditionValues(s, 'kms:CallerAccount').length > 0 && conditionValues(s, 'kms:EncryptionContext:aws:cloudtrail:arn').length > 0),
+    cloudtrail.some((s) => allows([s], 'kms:Decrypt', '*')),
+    'CloudTrail may not decrypt (the trail bucket uses an S3 Bucket Key)',
+  );
+
+  const readers = keyStatementsFor(d, keyToken).filter(
+    (s) => s.effect === 'Allow' && allows([s], 'kms:Decrypt', '*') && (s.principals.AWS ?? []).length > 0,
+  );
+  assert.ok(
+    readers.some(
+      (s) =>
+        conditionValues(s, 'kms:CallerAccount').length > 0 &&
+        conditionValues(s, 'kms:EncryptionContext:aws:cloudtrail:arn').length > 0,
+    ),
     "principals of this account may not decrypt the trail's log files",
   );
 });

@@ -64,10 +64,17 @@ export class Deployment {
           if (typeof dependency.file !== 'string' || !dependency.file.endsWith('.assets.json')) continue;
           const manifest = JSON.parse(readFileSync(dependency.file, 'utf8')) as Json;
           for (const [hash, entry] of Object.entries<Json>(manifest.files ?? {})) {
-            assets.set(hash, { packaging: entry.source.packaging ?? 'file', dir: path.join(assembly.directory, entry.source.path) });
+            assets.set(hash, {
+              packaging: entry.source.packaging ?? 'file',
+              dir: path.join(assembly.directory, entry.source.path),
+            });
           }
           for (const [hash, entry] of Object.entries<Json>(manifest.dockerImages ?? {})) {
-            assets.set(hash, { packaging: 'container-image', dir: path.join(assembly.directory, entry.source.directory), dockerfile: entry.source.dockerFile ?? 'Dockerfile' });
+            assets.set(hash, {
+              packaging: 'container-image',
+              dir: path.join(assembly.directory, entry.source.directory),
+              dockerfile: entry.source.dockerFile ?? 'Dockerfile',
+            });
           }
         }
       }
@@ -96,7 +103,9 @@ export class Deployment {
 
   resource(stack: string, id: string): Resource | undefined {
     const r = this.templates.get(stack)?.Resources?.[id];
-    return r ? { stack, id, type: r.Type, props: r.Properties ?? {}, dependsOn: [r.DependsOn ?? []].flat() } : undefined;
+    return r
+      ? { stack, id, type: r.Type, props: r.Properties ?? {}, dependsOn: [r.DependsOn ?? []].flat() }
+      : undefined;
   }
 
   /**
@@ -124,7 +133,8 @@ export class Deployment {
         const name = this.resolve(stack, expr['Fn::ImportValue']);
         for (const [other, template] of this.templates) {
           for (const output of Object.values<Json>(template.Outputs ?? {})) {
-            if (output.Export && this.resolve(other, output.Export.Name) === name) return this.resolve(other, output.Value);
+            if (output.Export && this.resolve(other, output.Export.Name) === name)
+              return this.resolve(other, output.Value);
           }
         }
         return `<import:${name}>`;
@@ -142,7 +152,8 @@ export class Deployment {
       if (String(parameter.Type).startsWith('AWS::SSM::Parameter::Value')) {
         const name = parameter.Default as string;
         for (const published of this.resources('AWS::SSM::Parameter')) {
-          if (this.resolve(published.stack, published.props.Name) === name) return this.resolve(published.stack, published.props.Value);
+          if (this.resolve(published.stack, published.props.Name) === name)
+            return this.resolve(published.stack, published.props.Value);
         }
         return `<ssm:${name}>`;
       }
@@ -159,15 +170,16 @@ export class Deployment {
       actions: [s.Action ?? []].flat().map((a: Json) => this.resolve(stack, a)),
       resources: [s.Resource ?? []].flat().map((r: Json) => this.resolve(stack, r)),
       principals: Object.fromEntries(
-        Object.entries<Json>(typeof s.Principal === 'object' ? s.Principal : s.Principal ? { AWS: s.Principal } : {}).map(([kind, v]) => [
-          kind,
-          [v].flat().map((p: Json) => this.resolve(stack, p)),
-        ]),
+        Object.entries<Json>(
+          typeof s.Principal === 'object' ? s.Principal : s.Principal ? { AWS: s.Principal } : {},
+        ).map(([kind, v]) => [kind, [v].flat().map((p: Json) => this.resolve(stack, p))]),
       ),
       conditions: Object.fromEntries(
         Object.entries<Json>(s.Condition ?? {}).map(([op, keys]) => [
           op,
-          Object.fromEntries(Object.entries<Json>(keys).map(([k, v]) => [k, [v].flat().map((x: Json) => this.resolve(stack, x))])),
+          Object.fromEntries(
+            Object.entries<Json>(keys).map(([k, v]) => [k, [v].flat().map((x: Json) => this.resolve(stack, x))]),
+          ),
         ]),
       ),
     }));
@@ -177,7 +189,9 @@ export class Deployment {
   roles(): Map<string, { resource: Resource; statements: Statement[] }> {
     const roles = new Map<string, { resource: Resource; statements: Statement[] }>();
     for (const role of this.resources('AWS::IAM::Role')) {
-      const inline = [role.props.Policies ?? []].flat().flatMap((p: Json) => this.statements(role.stack, p.PolicyDocument));
+      const inline = [role.props.Policies ?? []]
+        .flat()
+        .flatMap((p: Json) => this.statements(role.stack, p.PolicyDocument));
       roles.set(`«${role.stack}/${role.id}»`, { resource: role, statements: inline });
     }
     for (const type of ['AWS::IAM::ManagedPolicy', 'AWS::IAM::Policy']) {
@@ -209,7 +223,13 @@ function normalise(text: string): string {
 
 /** Whether `pattern` (an IAM action or resource, `*` and `?` as wildcards) covers `value`. */
 export function iamMatch(pattern: string, value: string): boolean {
-  const regex = new RegExp(`^${pattern.split('*').map((part) => part.split('?').map(escape).join('.')).join('.*')}$`, 'i');
+  const regex = new RegExp(
+    `^${pattern
+      .split('*')
+      .map((part) => part.split('?').map(escape).join('.'))
+      .join('.*')}$`,
+    'i',
+  );
   return regex.test(value);
 }
 
@@ -220,7 +240,10 @@ function escape(text: string): string {
 /** Whether one of `statements` allows `action` on `resource` (ignoring conditions). */
 export function allows(statements: readonly Statement[], action: string, resource: string): boolean {
   return statements.some(
-    (s) => s.effect === 'Allow' && s.actions.some((a) => iamMatch(a, action)) && s.resources.some((r) => r === '*' || iamMatch(r, resource)),
+    (s) =>
+      s.effect === 'Allow' &&
+      s.actions.some((a) => iamMatch(a, action)) &&
+      s.resources.some((r) => r === '*' || iamMatch(r, resource)),
   );
 }
 
@@ -239,7 +262,13 @@ export function deploymentFor(selection: { stage: string; experiment?: string },
     // A run stack deploys on its own (`-c run=NAME`), so it is built in an app of its own.
     const runApp = createApp({ outdir: mkdtempSync(path.join(os.tmpdir(), 'dapt-deploy-run-')) });
     const runStack = buildRun(runApp, { ...selection, run }, { complianceChecks: false });
-    deployment = new Deployment([{ app, stacks }, { app: runApp, stacks: [runStack] }], platform.config.network.cidr);
+    deployment = new Deployment(
+      [
+        { app, stacks },
+        { app: runApp, stacks: [runStack] },
+      ],
+      platform.config.network.cidr,
+    );
     cache.set(key, deployment);
   }
   return deployment;

@@ -14,7 +14,9 @@ function conditionValues(s: Statement, key: string): string[] {
 }
 
 function bucketPolicyOf(d: Deployment, stack: string, bucketToken: string): Statement[] {
-  const policies = d.resources('AWS::S3::BucketPolicy').filter((p) => d.resolve(p.stack, p.props.Bucket) === bucketToken);
+  const policies = d
+    .resources('AWS::S3::BucketPolicy')
+    .filter((p) => d.resolve(p.stack, p.props.Bucket) === bucketToken);
   assert.ok(policies.length > 0, `no bucket policy for ${bucketToken} (looked from ${stack})`);
   return policies.flatMap((p) => d.statements(p.stack, p.props.PolicyDocument));
 }
@@ -23,12 +25,20 @@ test('deploy contract (production): the trail bucket policy lets only this trail
   const d = deploymentFor(PRODUCTION);
   const trail = d.resources('AWS::CloudTrail::Trail')[0]!;
   const bucketToken = d.resolve(trail.stack, trail.props.S3BucketName);
-  const statements = bucketPolicyOf(d, trail.stack, bucketToken).filter((s) => s.effect === 'Allow' && (s.principals.Service ?? []).includes('cloudtrail.amazonaws.com'));
+  const statements = bucketPolicyOf(d, trail.stack, bucketToken).filter(
+    (s) => s.effect === 'Allow' && (s.principals.Service ?? []).includes('cloudtrail.amazonaws.com'),
+  );
   const bucketArn = `arn:<AWS::Partition>:s3:::${bucketToken}`;
   assert.ok(allows(statements, 's3:GetBucketAcl', bucketArn), 'CloudTrail may not read the bucket ACL');
-  assert.ok(allows(statements, 's3:PutObject', `${bucketArn}/AWSLogs/<AWS::AccountId>/CloudTrail/x.json.gz`), 'CloudTrail may not write log files');
+  assert.ok(
+    allows(statements, 's3:PutObject', `${bucketArn}/AWSLogs/<AWS::AccountId>/CloudTrail/x.json.gz`),
+    'CloudTrail may not write log files',
+  );
   for (const s of statements) {
-    assert.ok(conditionValues(s, 'aws:SourceArn').some((a) => a.includes(':trail/')), `statement ${s.sid ?? s.actions.join(',')} lacks aws:SourceArn naming the trail`);
+    assert.ok(
+      conditionValues(s, 'aws:SourceArn').some((a) => a.includes(':trail/')),
+      `statement ${s.sid ?? s.actions.join(',')} lacks aws:SourceArn naming the trail`,
+    );
   }
 });
 
@@ -44,17 +54,31 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
       const target = d.resources('AWS::S3::Bucket').find((b) => `«${b.stack}/${b.id}»` === destination);
       assert.ok(target, `${bucket.id} logs to ${destination}, not a bucket of this deployment`);
       // S3 delivers access logs only to SSE-S3 buckets.
-      const sse = target.props.BucketEncryption?.ServerSideEncryptionConfiguration?.[0]?.ServerSideEncryptionByDefault?.SSEAlgorithm;
+      const sse =
+        target.props.BucketEncryption?.ServerSideEncryptionConfiguration?.[0]?.ServerSideEncryptionByDefault
+          ?.SSEAlgorithm;
       assert.equal(sse, 'AES256', `log bucket ${target.id} must use SSE-S3`);
       const prefix = d.resolve(bucket.stack, bucket.props.LoggingConfiguration.LogFilePrefix ?? '');
-      const statements = bucketPolicyOf(d, bucket.stack, destination).filter((s) => s.effect === 'Allow' && (s.principals.Service ?? []).includes('logging.s3.amazonaws.com'));
-      const covering = statements.filter((s) => allows([s], 's3:PutObject', `arn:<AWS::Partition>:s3:::${destination}/${prefix}log-object`));
-      assert.ok(covering.length > 0, `${bucket.stack}/${bucket.id}: S3 may not deliver its access logs to ${destination}/${prefix}`);
+      const statements = bucketPolicyOf(d, bucket.stack, destination).filter(
+        (s) => s.effect === 'Allow' && (s.principals.Service ?? []).includes('logging.s3.amazonaws.com'),
+      );
+      const covering = statements.filter((s) =>
+        allows([s], 's3:PutObject', `arn:<AWS::Partition>:s3:::${destination}/${prefix}log-object`),
+      );
+      assert.ok(
+        covering.length > 0,
+        `${bucket.stack}/${bucket.id}: S3 may not deliver its access logs to ${destination}/${prefix}`,
+      );
       // The source is named by reference or, where the bucket has a fixed name, by that name.
       const sourceArns = [`arn:<AWS::Partition>:s3:::«${bucket.stack}/${bucket.id}»`];
-      if (bucket.props.BucketName) sourceArns.push(`arn:<AWS::Partition>:s3:::${d.resolve(bucket.stack, bucket.props.BucketName)}`);
+      if (bucket.props.BucketName)
+        sourceArns.push(`arn:<AWS::Partition>:s3:::${d.resolve(bucket.stack, bucket.props.BucketName)}`);
       assert.ok(
-        covering.some((s) => conditionValues(s, 'aws:SourceArn').some((a) => sourceArns.includes(a)) && conditionValues(s, 'aws:SourceAccount').length > 0),
+        covering.some(
+          (s) =>
+            conditionValues(s, 'aws:SourceArn').some((a) => sourceArns.includes(a)) &&
+            conditionValues(s, 'aws:SourceAccount').length > 0,
+        ),
         `${bucket.stack}/${bucket.id}: the delivery statement must name it in aws:SourceArn and the account in aws:SourceAccount`,
       );
     }
@@ -70,7 +94,10 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
       const trust = d.statements(role.resource.stack, role.resource.props.AssumeRolePolicyDocument);
       for (const s of trust) {
         assert.ok(conditionValues(s, 'aws:SourceAccount').length > 0, 'flow-log role trust lacks aws:SourceAccount');
-        assert.ok(conditionValues(s, 'aws:SourceArn').some((a) => a.includes(':vpc-flow-log/')), 'flow-log role trust lacks aws:SourceArn');
+        assert.ok(
+          conditionValues(s, 'aws:SourceArn').some((a) => a.includes(':vpc-flow-log/')),
+          'flow-log role trust lacks aws:SourceArn',
+        );
       }
     }
   });
@@ -80,7 +107,10 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
     assert.ok(endpoints.length > 0);
     for (const endpoint of endpoints) {
       const where = `${d.resolve(endpoint.stack, endpoint.props.ServiceName)} (${endpoint.id})`;
-      assert.ok(endpoint.props.PolicyDocument, `${where} has no endpoint policy: it would let any account's credentials and resources through`);
+      assert.ok(
+        endpoint.props.PolicyDocument,
+        `${where} has no endpoint policy: it would let any account's credentials and resources through`,
+      );
       for (const s of d.statements(endpoint.stack, endpoint.props.PolicyDocument)) {
         if (s.effect !== 'Allow') continue;
         const scopedToAccount =
@@ -93,8 +123,17 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
     // Data stores: a principal of this account must not copy data to another account's bucket or table.
     for (const endpoint of endpoints.filter((e) => /\.(s3|dynamodb)$/.test(d.resolve(e.stack, e.props.ServiceName)))) {
       const statements = d.statements(endpoint.stack, endpoint.props.PolicyDocument);
-      const open = statements.filter((s) => s.effect === 'Allow' && s.resources.includes('*') && !conditionValues(s, 'aws:ResourceAccount').includes('<AWS::AccountId>'));
-      assert.deepEqual(open.map((s) => s.sid), [], `${endpoint.id}: statements on any resource must require aws:ResourceAccount`);
+      const open = statements.filter(
+        (s) =>
+          s.effect === 'Allow' &&
+          s.resources.includes('*') &&
+          !conditionValues(s, 'aws:ResourceAccount').includes('<AWS::AccountId>'),
+      );
+      assert.deepEqual(
+        open.map((s) => s.sid),
+        [],
+        `${endpoint.id}: statements on any resource must require aws:ResourceAccount`,
+      );
     }
   });
 
@@ -133,14 +172,30 @@ test('deploy contract (production): data preparation writes only under its own r
   const zones = d.resources('AWS::S3::Bucket').filter((b) => /^(Curated|Datasets)Zone/.test(b.id));
   assert.equal(zones.length, 2);
   const writers = [...d.roles()].filter(([, r]) =>
-    r.statements.some((s) => s.actions.some((a) => iamMatch(a, 's3:PutObject')) && s.resources.some((res) => zones.some((z) => res.startsWith(`arn:<AWS::Partition>:s3:::«${z.stack}/${z.id}»/`)))),
+    r.statements.some(
+      (s) =>
+        s.actions.some((a) => iamMatch(a, 's3:PutObject')) &&
+        s.resources.some((res) => zones.some((z) => res.startsWith(`arn:<AWS::Partition>:s3:::«${z.stack}/${z.id}»/`))),
+    ),
   );
   assert.ok(writers.length > 0, 'expected the run stack to prepare data');
   for (const [role, { statements }] of writers) {
     for (const zone of zones) {
       const bucket = `arn:<AWS::Partition>:s3:::«${zone.stack}/${zone.id}»`;
-      assert.ok(!allows(statements, 's3:PutObject', `${bucket}/shared/records.jsonl`), `${role} may write anywhere in ${zone.id}`);
+      assert.ok(
+        !allows(statements, 's3:PutObject', `${bucket}/shared/records.jsonl`),
+        `${role} may write anywhere in ${zone.id}`,
+      );
     }
-    assert.ok(zones.some((z) => allows(statements, 's3:PutObject', `arn:<AWS::Partition>:s3:::«${z.stack}/${z.id}»/runs/contract/records.jsonl`)), `${role} cannot write its own run`);
+    assert.ok(
+      zones.some((z) =>
+        allows(
+          statements,
+          's3:PutObject',
+          `arn:<AWS::Partition>:s3:::«${z.stack}/${z.id}»/runs/contract/records.jsonl`,
+        ),
+      ),
+      `${role} cannot write its own run`,
+    );
   }
 });

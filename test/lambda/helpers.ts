@@ -4,8 +4,20 @@
  * benchmark fixtures.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { createServer as createHttpServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttp2Server, type Http2Server, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
+import {
+  createServer as createHttpServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import {
+  createServer as createHttp2Server,
+  type Http2Server,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  type Http2Session,
+} from 'node:http2';
 import { createServer } from 'node:net';
 import * as path from 'node:path';
 import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -21,7 +33,11 @@ export interface Moto {
   readonly endpoint: string;
   readonly s3: S3Client;
   readonly dynamodb: DynamoDBClient;
-  readonly clientConfig: { endpoint: string; region: string; credentials: { accessKeyId: string; secretAccessKey: string } };
+  readonly clientConfig: {
+    endpoint: string;
+    region: string;
+    credentials: { accessKeyId: string; secretAccessKey: string };
+  };
   stop(): Promise<void>;
 }
 
@@ -39,11 +55,17 @@ export async function startMoto(): Promise<Moto> {
     }
     if (Date.now() > deadline || child.exitCode !== null) {
       child.kill();
-      throw new Error(`moto_server did not answer on ${endpoint} within ${MOTO_START_TIMEOUT_MS} ms (exit code ${child.exitCode})`);
+      throw new Error(
+        `moto_server did not answer on ${endpoint} within ${MOTO_START_TIMEOUT_MS} ms (exit code ${child.exitCode})`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  const clientConfig = { endpoint, region: 'us-east-1', credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } };
+  const clientConfig = {
+    endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+  };
   return {
     endpoint,
     clientConfig,
@@ -86,7 +108,11 @@ export async function putBenchmark(
 
 /** Runs `script` in the project venv with `input` as JSON on stdin; returns its stdout parsed as JSON. */
 export function python<T>(script: string, input: unknown): T {
-  const result = spawnSync(PYTHON, ['-c', script], { input: JSON.stringify(input), encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
+  const result = spawnSync(PYTHON, ['-c', script], {
+    input: JSON.stringify(input),
+    encoding: 'utf8',
+    maxBuffer: 256 * 1024 * 1024,
+  });
   if (result.status !== 0) throw new Error(`python failed (${result.status}): ${result.stderr}`);
   return JSON.parse(result.stdout) as T;
 }
@@ -148,7 +174,12 @@ export async function startStubServer(protocol: 'http1' | 'http2' = 'http1'): Pr
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
-      requests.push({ method: req.method ?? '', path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
+      requests.push({
+        method: req.method ?? '',
+        path: req.url ?? '',
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString('utf8'),
+      });
       const reply = (replies.length > 1 ? replies.shift() : replies[0]) as StubReply;
       const body = typeof reply.body === 'string' ? reply.body : JSON.stringify(reply.body);
       res.writeHead(reply.status ?? 200, { 'content-type': 'application/json', ...reply.headers });

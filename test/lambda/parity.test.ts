@@ -44,7 +44,10 @@ test('cache_key matches the golden vector of containers/eval/README.md', () => {
 
 test('canonical JSON rejects numbers that Python and JavaScript print differently', () => {
   assert.throws(() => canonicalJson({ t: 1e-5 }), CanonicalJsonError);
-  assert.throws(() => canonicalJson({ t: 1.5e16 }), /\$\.t: integer 15000000000000000 exceeds JavaScript's safe integer range/);
+  assert.throws(
+    () => canonicalJson({ t: 1.5e16 }),
+    /\$\.t: integer 15000000000000000 exceeds JavaScript's safe integer range/,
+  );
   assert.throws(() => canonicalJson({ t: Number.NaN }), /\$\.t: NaN is not a finite number/);
   assert.equal(canonicalJson({ b: 1.0, a: 0.7 }), '{"a":0.7,"b":1}');
 });
@@ -123,9 +126,37 @@ test('MCQ shuffles, rendered prompts and reply parsing equal Python', () => {
     answer: 'Business',
     distractors: { near_miss: 'Pro', wrong: ['Free', 'Starter'] },
   }));
-  const replies = ['B', ' (c). ', 'Answer: d', 'answer： A)', 'AB', 'The answer is B', 'b:', 'E', '(A', 'Billing.', ' billing..', 'STRASSE', 'probably billing', '{"verdict": "correct", "reason": "same"}', '```json\n{"verdict": "incorrect", "reason": "x"}\n```', '{"verdict": "correct"}', '{"verdict": "maybe", "reason": "x"}', 'Sure! {"verdict": "correct", "reason": "x"}', '{"verdict": "correct", "reason": "x", "score": 1}', '[1]'];
+  const replies = [
+    'B',
+    ' (c). ',
+    'Answer: d',
+    'answer： A)',
+    'AB',
+    'The answer is B',
+    'b:',
+    'E',
+    '(A',
+    'Billing.',
+    ' billing..',
+    'STRASSE',
+    'probably billing',
+    '{"verdict": "correct", "reason": "same"}',
+    '```json\n{"verdict": "incorrect", "reason": "x"}\n```',
+    '{"verdict": "correct"}',
+    '{"verdict": "maybe", "reason": "x"}',
+    'Sure! {"verdict": "correct", "reason": "x"}',
+    '{"verdict": "correct", "reason": "x", "score": 1}',
+    '[1]',
+  ];
   const labels = ['billing', 'straße', 'refund'];
-  const expected = python<{ perms: number[][]; prompts: string[]; letters: (string | null)[]; labels: (string | null)[]; verdicts: (string | null)[]; judge: string }>(
+  const expected = python<{
+    perms: number[][];
+    prompts: string[];
+    letters: (string | null)[];
+    labels: (string | null)[];
+    verdicts: (string | null)[];
+    judge: string;
+  }>(
     `import json, sys
 from dapt_eval.mcq import shuffle_choices, parse_letter
 from dapt_eval.prompts import DEFAULT_PROMPTS, render, format_choices
@@ -154,13 +185,17 @@ print(json.dumps({"perms": perms, "prompts": prompts, "letters": [parse_letter(r
     version: '1',
     template: 'Choose the correct answer. Reply with the letter only.\n\nQuestion: {question}\n{choices}\nAnswer:',
   };
-  const shuffles = items.map((it) => shuffleChoices(it.id, [it.answer, it.distractors.near_miss, ...it.distractors.wrong], 7));
+  const shuffles = items.map((it) =>
+    shuffleChoices(it.id, [it.answer, it.distractors.near_miss, ...it.distractors.wrong], 7),
+  );
   assert.deepEqual(
     shuffles.map((s) => s.permutation),
     expected.perms,
   );
   assert.deepEqual(
-    items.map((it, i) => render(mcqPrompt, { question: it.question, choices: formatChoices(shuffles[i]?.choices ?? []) })),
+    items.map((it, i) =>
+      render(mcqPrompt, { question: it.question, choices: formatChoices(shuffles[i]?.choices ?? []) }),
+    ),
     expected.prompts,
   );
   assert.deepEqual(replies.map(parseLetter), expected.letters);
@@ -194,11 +229,36 @@ print(json.dumps([p.generate(s, DecodingParams(seed=3), Oracle("right", ("w1", "
   );
   const provider = new SimulatedProvider('m', '1', behaviour);
   const decoding = { temperature: 0, max_tokens: 256, top_p: 1, seed: 3, stop: [] };
-  const actual = await Promise.all(prompts.map(async (p) => (await provider.generate(p, decoding, { correct: 'right', wrong: ['w1', 'w2', 'w3'] })).text));
+  const actual = await Promise.all(
+    prompts.map(
+      async (p) => (await provider.generate(p, decoding, { correct: 'right', wrong: ['w1', 'w2', 'w3'] })).text,
+    ),
+  );
   assert.deepEqual(actual, expected);
 });
 
-const ALPHABET = ['a', 'Z', '9', ' ', 'é', 'ß', '日', '本', 'ש', 'ָ', '🙂', '"', '\\', '\n', '\u2028', 'Ω', 'ﬁ', '_', '-', '/'];
+const ALPHABET = [
+  'a',
+  'Z',
+  '9',
+  ' ',
+  'é',
+  'ß',
+  '日',
+  '本',
+  'ש',
+  'ָ',
+  '🙂',
+  '"',
+  '\\',
+  '\n',
+  '\u2028',
+  'Ω',
+  'ﬁ',
+  '_',
+  '-',
+  '/',
+];
 
 const ROUGE_TEXTS = [
   'The quick brown fox jumps over the lazy dog.',
@@ -220,7 +280,10 @@ const ROUGE_PAIRS: Array<[string, string]> = [
   ['Billing is monthly.', ''],
   ['ﬁnal STRASSE', 'final straße'],
   ['a b c d e f g', 'g f e d c b a'],
-  ['Invoices are emailed on the first day of each month to the account owner.', 'The account owner gets invoices by email on the first of the month.'],
+  [
+    'Invoices are emailed on the first day of each month to the account owner.',
+    'The account owner gets invoices by email on the first of the month.',
+  ],
 ];
 
 function mulberry32(seed: number): () => number {

@@ -55,7 +55,11 @@ interface Outcome {
 
 /** One request as the endpoint saw it: method, decoded path, JSON body. */
 function seen(server: StubServer): Array<{ method: string; path: string; body: unknown }> {
-  return server.requests.map((r) => ({ method: r.method, path: decodeURIComponent(r.path), body: JSON.parse(r.body) as unknown }));
+  return server.requests.map((r) => ({
+    method: r.method,
+    path: decodeURIComponent(r.path),
+    body: JSON.parse(r.body) as unknown,
+  }));
 }
 
 async function tsOutcomes(provider: Provider, prompts: readonly string[], decoding: Decoding): Promise<Outcome[]> {
@@ -63,7 +67,11 @@ async function tsOutcomes(provider: Provider, prompts: readonly string[], decodi
   for (const prompt of prompts) {
     try {
       const g = await provider.generate(prompt, decoding);
-      out.push({ text: g.text, usage: { input_tokens: g.usage.input_tokens, output_tokens: g.usage.output_tokens }, latency_ms: g.latencyMs });
+      out.push({
+        text: g.text,
+        usage: { input_tokens: g.usage.input_tokens, output_tokens: g.usage.output_tokens },
+        latency_ms: g.latencyMs,
+      });
     } catch (err) {
       if (!(err instanceof ProviderError)) throw err;
       out.push({ error: err.name, message: err.message });
@@ -73,7 +81,12 @@ async function tsOutcomes(provider: Provider, prompts: readonly string[], decodi
 }
 
 /** The same prompts through the Python provider of `kind`, against the same server (its own client and retry settings). */
-function pyOutcomes(kind: 'openai' | 'bedrock' | 'sagemaker', url: string, prompts: readonly string[], decoding: Decoding): Promise<Outcome[]> {
+function pyOutcomes(
+  kind: 'openai' | 'bedrock' | 'sagemaker',
+  url: string,
+  prompts: readonly string[],
+  decoding: Decoding,
+): Promise<Outcome[]> {
   return pythonAsync<Outcome[]>(
     `import json, sys
 from dapt_eval.providers.base import DecodingParams, ProviderError
@@ -145,7 +158,12 @@ async function assertParity(
 
 describe('OpenAI-compatible provider', () => {
   const chat = (content: string | null, usage?: Record<string, number>): StubReply => ({
-    body: { id: 'c1', object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }], ...(usage ? { usage } : {}) },
+    body: {
+      id: 'c1',
+      object: 'chat.completion',
+      choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
+      ...(usage ? { usage } : {}),
+    },
   });
 
   test('sends one user message with the decoding, maps choices and usage, and classifies errors like Python', async () => {
@@ -166,7 +184,15 @@ describe('OpenAI-compatible provider', () => {
     );
     assert.deepEqual(
       outcomes.map((o) => o.error ?? o.text),
-      ['Settings > Billing', '', 'ThrottledError', 'TransientError', 'TransientError', 'PermanentError', 'TransientError'],
+      [
+        'Settings > Billing',
+        '',
+        'ThrottledError',
+        'TransientError',
+        'TransientError',
+        'PermanentError',
+        'TransientError',
+      ],
     );
     assert.deepEqual(outcomes[0]?.usage, { input_tokens: 17, output_tokens: 4 });
     assert.deepEqual(outcomes[1]?.usage, { input_tokens: 0, output_tokens: 0 });
@@ -174,7 +200,11 @@ describe('OpenAI-compatible provider', () => {
 
     // Malformed replies are permanent on both sides (the messages differ: Python prints a dict repr).
     stub.reset({ body: { choices: [{ message: { role: 'assistant' } }] } });
-    await assert.rejects(provider.generate('Hi', GREEDY), (err: Error) => err.name === 'PermanentError' && err.message.startsWith('openai: response lacks choices[0].message.content'));
+    await assert.rejects(
+      provider.generate('Hi', GREEDY),
+      (err: Error) =>
+        err.name === 'PermanentError' && err.message.startsWith('openai: response lacks choices[0].message.content'),
+    );
 
     stub.reset(chat('ok'));
     await provider.generate('Hi', GREEDY);
@@ -193,7 +223,10 @@ describe('OpenAI-compatible provider', () => {
 
   test('a 429 is retried no sooner than its Retry-After, then succeeds', async () => {
     const provider = new OpenAICompatibleProvider(stub.url, 'dapt-7b', 'r1');
-    stub.reset({ status: 429, headers: { 'retry-after': '2' }, body: 'slow down' }, chat('Paris', { prompt_tokens: 5, completion_tokens: 1 }));
+    stub.reset(
+      { status: 429, headers: { 'retry-after': '2' }, body: 'slow down' },
+      chat('Paris', { prompt_tokens: 5, completion_tokens: 1 }),
+    );
     const slept: number[] = [];
     const result = await callWithRetry(() => provider.generate('Capital of France?', GREEDY), {
       maxAttempts: 3,
@@ -210,7 +243,10 @@ describe('OpenAI-compatible provider', () => {
     assert.equal(stub.requests.length, 2);
 
     stub.reset({ status: 429, headers: { 'retry-after': '1.5' }, body: '' });
-    await assert.rejects(provider.generate('x', GREEDY), (err: unknown) => err instanceof ThrottledError && err.retryAfterMs === 1500);
+    await assert.rejects(
+      provider.generate('x', GREEDY),
+      (err: unknown) => err instanceof ThrottledError && err.retryAfterMs === 1500,
+    );
   });
 
   test('a server that keeps failing ends as an errored record carrying the message', async () => {
@@ -238,7 +274,10 @@ describe('OpenAI-compatible provider', () => {
     const [stored] = [...store.objects.values()];
     const record = JSON.parse(stored?.line ?? '') as Record<string, unknown>;
     assert.equal(record.status, 'errored');
-    assert.equal(record.error, 'TransientError after 3 attempt(s): openai: /v1/chat/completions returned HTTP 500: \'{"error":"CUDA out of memory"}\'');
+    assert.equal(
+      record.error,
+      'TransientError after 3 attempt(s): openai: /v1/chat/completions returned HTTP 500: \'{"error":"CUDA out of memory"}\'',
+    );
     assert.equal(record.attempts, 3);
     assert.equal(record.prediction, null);
     assert.equal(record.correct, null);
@@ -247,7 +286,11 @@ describe('OpenAI-compatible provider', () => {
 
   test('an unreachable server is a transient error naming the path', async () => {
     const provider = new OpenAICompatibleProvider('http://127.0.0.1:9', 'dapt-7b', 'r1');
-    await assert.rejects(provider.generate('x', GREEDY), (err: Error) => err.name === 'TransientError' && err.message.startsWith('openai: transport error calling /v1/chat/completions'));
+    await assert.rejects(
+      provider.generate('x', GREEDY),
+      (err: Error) =>
+        err.name === 'TransientError' && err.message.startsWith('openai: transport error calling /v1/chat/completions'),
+    );
   });
 });
 
@@ -265,7 +308,13 @@ describe('Bedrock Converse provider', () => {
     headers: { 'x-amzn-errortype': `${code}:http://internal.amazon.com/coral/com.amazon.bedrock/` },
     body: { message },
   });
-  const client = (): BedrockRuntimeClient => new BedrockRuntimeClient({ endpoint: stubH2.url, region: 'us-east-1', credentials: DUMMY_CREDENTIALS, maxAttempts: 1 });
+  const client = (): BedrockRuntimeClient =>
+    new BedrockRuntimeClient({
+      endpoint: stubH2.url,
+      region: 'us-east-1',
+      credentials: DUMMY_CREDENTIALS,
+      maxAttempts: 1,
+    });
 
   test('sends modelId in the path, one user turn and inferenceConfig; maps text, usage and errors like Python', async () => {
     const provider = new BedrockConverseProvider(BEDROCK_MODEL, 'unpinned', client());
@@ -327,19 +376,35 @@ describe('Bedrock Converse provider', () => {
   test('a reply without output.message.content is a permanent error', async () => {
     const provider = new BedrockConverseProvider(BEDROCK_MODEL, 'unpinned', client());
     stubH2.reset({ body: { usage: { inputTokens: 1, outputTokens: 0, totalTokens: 1 }, stopReason: 'end_turn' } });
-    await assert.rejects(provider.generate('Hi', GREEDY), (err: Error) => err.name === 'PermanentError' && err.message.startsWith('bedrock: response lacks output.message.content'));
+    await assert.rejects(
+      provider.generate('Hi', GREEDY),
+      (err: Error) =>
+        err.name === 'PermanentError' && err.message.startsWith('bedrock: response lacks output.message.content'),
+    );
   });
 
   test('the factory client makes one attempt per call (the retry layer is the only one)', async () => {
     const saved = { ...process.env };
-    Object.assign(process.env, { AWS_ENDPOINT_URL_BEDROCK_RUNTIME: stubH2.url, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing' });
+    Object.assign(process.env, {
+      AWS_ENDPOINT_URL_BEDROCK_RUNTIME: stubH2.url,
+      AWS_ACCESS_KEY_ID: 'testing',
+      AWS_SECRET_ACCESS_KEY: 'testing',
+    });
     try {
       // A region no other test uses, so the factory builds (and caches) its client now, with this environment.
-      const provider = buildProvider({ provider: 'bedrock', model_id: BEDROCK_MODEL, revision: 'unpinned', region: 'eu-west-3' });
+      const provider = buildProvider({
+        provider: 'bedrock',
+        model_id: BEDROCK_MODEL,
+        revision: 'unpinned',
+        region: 'eu-west-3',
+      });
       stubH2.reset(awsError(400, 'ThrottlingException', 'slow down'));
       await assert.rejects(provider.generate('Hi', GREEDY), ThrottledError);
       assert.equal(stubH2.requests.length, 1);
-      assert.ok(stubH2.requests[0]?.headers.authorization?.includes('/eu-west-3/bedrock/aws4_request'), 'signed for the spec region');
+      assert.ok(
+        stubH2.requests[0]?.headers.authorization?.includes('/eu-west-3/bedrock/aws4_request'),
+        'signed for the spec region',
+      );
     } finally {
       process.env = saved;
     }
@@ -348,12 +413,35 @@ describe('Bedrock Converse provider', () => {
 
 describe('SageMaker endpoint provider', () => {
   const tgi = (text: string, prefill: number, generated: number): StubReply => ({
-    body: [{ generated_text: text, details: { finish_reason: 'eos_token', generated_tokens: generated, prefill: Array.from({ length: prefill }, (_, id) => ({ id, text: 't' })) } }],
+    body: [
+      {
+        generated_text: text,
+        details: {
+          finish_reason: 'eos_token',
+          generated_tokens: generated,
+          prefill: Array.from({ length: prefill }, (_, id) => ({ id, text: 't' })),
+        },
+      },
+    ],
   });
-  const awsError = (status: number, code: string, message: string): StubReply => ({ status, headers: { 'x-amzn-errortype': code }, body: { message } });
+  const awsError = (status: number, code: string, message: string): StubReply => ({
+    status,
+    headers: { 'x-amzn-errortype': code },
+    body: { message },
+  });
 
   test('sends the TGI request for the decoding, reads TGI and LMI replies, and classifies errors like Python', async () => {
-    const provider = new SageMakerEndpointProvider(ENDPOINT, 'dapt-7b', 'ckpt-1200', new SageMakerRuntimeClient({ endpoint: stub.url, region: 'us-east-1', credentials: DUMMY_CREDENTIALS, maxAttempts: 1 }));
+    const provider = new SageMakerEndpointProvider(
+      ENDPOINT,
+      'dapt-7b',
+      'ckpt-1200',
+      new SageMakerRuntimeClient({
+        endpoint: stub.url,
+        region: 'us-east-1',
+        credentials: DUMMY_CREDENTIALS,
+        maxAttempts: 1,
+      }),
+    );
     for (const decoding of [SAMPLED, GREEDY]) {
       const outcomes = await assertParity(
         'sagemaker',
@@ -370,7 +458,11 @@ describe('SageMaker endpoint provider', () => {
         decoding,
       );
       assert.deepEqual(outcomes.slice(0, 2), [
-        { text: ' Settings > Billing', usage: { input_tokens: 23, output_tokens: 5 }, latency_ms: outcomes[0]?.latency_ms },
+        {
+          text: ' Settings > Billing',
+          usage: { input_tokens: 23, output_tokens: 5 },
+          latency_ms: outcomes[0]?.latency_ms,
+        },
         { text: 'LMI reply', usage: { input_tokens: 0, output_tokens: 0 }, latency_ms: outcomes[1]?.latency_ms },
       ]);
       assert.deepEqual(
@@ -384,35 +476,78 @@ describe('SageMaker endpoint provider', () => {
     assert.equal(decodeURIComponent(request?.path ?? ''), `/endpoints/${ENDPOINT}/invocations`);
     assert.equal(request?.headers['content-type'], 'application/json');
     assert.equal(request?.headers.accept, 'application/json');
-    assert.deepEqual(JSON.parse(request?.body ?? '').parameters, { max_new_tokens: 256, return_full_text: false, seed: 0, details: true, do_sample: false });
+    assert.deepEqual(JSON.parse(request?.body ?? '').parameters, {
+      max_new_tokens: 256,
+      return_full_text: false,
+      seed: 0,
+      details: true,
+      do_sample: false,
+    });
   });
 
   test('sampled decoding sends temperature, top_p and stop to TGI; a reply without generated_text is permanent', async () => {
-    const provider = new SageMakerEndpointProvider(ENDPOINT, 'dapt-7b', 'r1', new SageMakerRuntimeClient({ endpoint: stub.url, region: 'us-east-1', credentials: DUMMY_CREDENTIALS, maxAttempts: 1 }));
+    const provider = new SageMakerEndpointProvider(
+      ENDPOINT,
+      'dapt-7b',
+      'r1',
+      new SageMakerRuntimeClient({
+        endpoint: stub.url,
+        region: 'us-east-1',
+        credentials: DUMMY_CREDENTIALS,
+        maxAttempts: 1,
+      }),
+    );
     // Permanent on both sides; the messages differ (Python prints a dict repr).
     stub.reset({ body: { outputs: ['no generated_text here'] } });
-    await assert.rejects(provider.generate('Hi', GREEDY), (err: Error) => err.name === 'PermanentError' && err.message.startsWith("sagemaker: response lacks 'generated_text'"));
+    await assert.rejects(
+      provider.generate('Hi', GREEDY),
+      (err: Error) =>
+        err.name === 'PermanentError' && err.message.startsWith("sagemaker: response lacks 'generated_text'"),
+    );
     stub.reset(tgi('x', 1, 1));
     await provider.generate('Hi', SAMPLED);
     assert.deepEqual(JSON.parse(stub.requests[0]?.body ?? ''), {
       inputs: 'Hi',
-      parameters: { max_new_tokens: 64, return_full_text: false, seed: 7, details: true, do_sample: true, temperature: 0.7, top_p: 0.9, stop: ['\n\n', 'END'] },
+      parameters: {
+        max_new_tokens: 64,
+        return_full_text: false,
+        seed: 7,
+        details: true,
+        do_sample: true,
+        temperature: 0.7,
+        top_p: 0.9,
+        stop: ['\n\n', 'END'],
+      },
     });
   });
 
   test('against moto InvokeEndpoint (queued results), replies are read as Python reads them', async () => {
     const bodies = [
-      JSON.stringify([{ generated_text: 'Paris', details: { prefill: [{ id: 1 }, { id: 2 }, { id: 3 }], generated_tokens: 2 } }]),
+      JSON.stringify([
+        { generated_text: 'Paris', details: { prefill: [{ id: 1 }, { id: 2 }, { id: 3 }], generated_tokens: 2 } },
+      ]),
       JSON.stringify({ generated_text: 'Lyon — ß', details: null }),
       'not json',
     ];
     const queued = await fetch(`${moto.endpoint}/moto-api/static/sagemaker/endpoint-results`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ results: bodies.map((Body) => ({ Body, ContentType: 'application/json', InvokedProductionVariant: 'AllTraffic', CustomAttributes: '' })) }),
+      body: JSON.stringify({
+        results: bodies.map((Body) => ({
+          Body,
+          ContentType: 'application/json',
+          InvokedProductionVariant: 'AllTraffic',
+          CustomAttributes: '',
+        })),
+      }),
     });
     assert.equal(queued.status, 201);
-    const provider = new SageMakerEndpointProvider(ENDPOINT, 'dapt-7b', 'r1', new SageMakerRuntimeClient({ ...moto.clientConfig, maxAttempts: 1 }));
+    const provider = new SageMakerEndpointProvider(
+      ENDPOINT,
+      'dapt-7b',
+      'r1',
+      new SageMakerRuntimeClient({ ...moto.clientConfig, maxAttempts: 1 }),
+    );
     // moto hands out the next queued result for each distinct request, so each prompt differs.
     const outcomes = await tsOutcomes(provider, ['a', 'b', 'c'], GREEDY);
     const expected = python<Outcome[]>(
@@ -449,12 +584,25 @@ describe('model call timeouts (factory clients)', () => {
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     const { port } = silent.address() as net.AddressInfo;
     const saved = { ...process.env };
-    Object.assign(process.env, { AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME: `http://127.0.0.1:${port}`, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing' });
+    Object.assign(process.env, {
+      AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME: `http://127.0.0.1:${port}`,
+      AWS_ACCESS_KEY_ID: 'testing',
+      AWS_SECRET_ACCESS_KEY: 'testing',
+    });
     try {
-      const spec = { provider: 'sagemaker', endpoint_name: ENDPOINT, model_id: 'dapt-7b', revision: 'r1', region: 'ap-south-2' } as const;
+      const spec = {
+        provider: 'sagemaker',
+        endpoint_name: ENDPOINT,
+        model_id: 'dapt-7b',
+        revision: 'r1',
+        region: 'ap-south-2',
+      } as const;
       const provider = buildProvider(spec, 300);
       const started = Date.now();
-      await assert.rejects(provider.generate('Hi', GREEDY), (err: Error) => err.name === 'TransientError' && /sagemaker: TimeoutError/.test(err.message));
+      await assert.rejects(
+        provider.generate('Hi', GREEDY),
+        (err: Error) => err.name === 'TransientError' && /sagemaker: TimeoutError/.test(err.message),
+      );
       const waited = Date.now() - started;
       assert.ok(waited >= 250 && waited < 5_000, `gave up after ${waited} ms`);
       assert.ok(sockets.length >= 1, 'the request reached the server');

@@ -21,14 +21,25 @@ test('AuditStack trail validates log files, covers all regions and is KMS-encryp
     CloudWatchLogsLogGroupArn: Match.anyValue(),
   });
   template.hasResourceProperties('AWS::KMS::Key', {
-    KeyPolicy: { Statement: Match.arrayWith([Match.objectLike({ Sid: 'AllowCloudTrailToEncryptThisTrail', Principal: { Service: 'cloudtrail.amazonaws.com' } })]) },
+    KeyPolicy: {
+      Statement: Match.arrayWith([
+        Match.objectLike({
+          Sid: 'AllowCloudTrailToEncryptThisTrail',
+          Principal: { Service: 'cloudtrail.amazonaws.com' },
+        }),
+      ]),
+    },
   });
 });
 
-test("AuditStack records S3 data events of every lake zone", () => {
+test('AuditStack records S3 data events of every lake zone', () => {
   const { audit } = templatesFor(PRODUCTION);
-  const trail = Object.values(audit!.findResources('AWS::CloudTrail::Trail'))[0] as { Properties: { EventSelectors: { DataResources: { Type: string; Values: unknown[] }[]; ReadWriteType: string }[] } };
-  const selector = trail.Properties.EventSelectors.find((s) => s.DataResources?.some((d) => d.Type === 'AWS::S3::Object'));
+  const trail = Object.values(audit!.findResources('AWS::CloudTrail::Trail'))[0] as {
+    Properties: { EventSelectors: { DataResources: { Type: string; Values: unknown[] }[]; ReadWriteType: string }[] };
+  };
+  const selector = trail.Properties.EventSelectors.find((s) =>
+    s.DataResources?.some((d) => d.Type === 'AWS::S3::Object'),
+  );
   assert.ok(selector, 'no S3 data-event selector');
   assert.equal(selector.ReadWriteType, 'All');
   assert.equal(selector.DataResources[0]!.Values.length, LAKE_ZONES.length);

@@ -10,7 +10,9 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
   const { dataLake: template, platform } = templatesFor(selection);
   const name = selection.stage;
   const buckets = template.findResources('AWS::S3::Bucket') as Record<string, Resource>;
-  const zoneIds = LAKE_ZONES.map((zone) => template.getResourceId('AWS::S3::Bucket', { Properties: { LoggingConfiguration: { LogFilePrefix: `${zone}/` } } }));
+  const zoneIds = LAKE_ZONES.map((zone) =>
+    template.getResourceId('AWS::S3::Bucket', { Properties: { LoggingConfiguration: { LogFilePrefix: `${zone}/` } } }),
+  );
 
   test(`DataLakeStack (${name}) has one bucket per zone plus the access-logs bucket`, () => {
     assert.equal(Object.keys(buckets).length, LAKE_ZONES.length + 1);
@@ -20,7 +22,9 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
   test(`DataLakeStack (${name}) encrypts every zone with the customer-managed lake key`, () => {
     const keyId = template.getResourceId('AWS::KMS::Key', { Properties: { EnableKeyRotation: true } });
     for (const id of zoneIds) {
-      const encryption = buckets[id]!.Properties.BucketEncryption as { ServerSideEncryptionConfiguration: { ServerSideEncryptionByDefault: unknown; BucketKeyEnabled: boolean }[] };
+      const encryption = buckets[id]!.Properties.BucketEncryption as {
+        ServerSideEncryptionConfiguration: { ServerSideEncryptionByDefault: unknown; BucketKeyEnabled: boolean }[];
+      };
       assert.deepEqual(encryption.ServerSideEncryptionConfiguration[0]!.ServerSideEncryptionByDefault, {
         SSEAlgorithm: 'aws:kms',
         KMSMasterKeyID: { 'Fn::GetAtt': [keyId, 'Arn'] },
@@ -33,11 +37,22 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
     const logsId = Object.keys(buckets).find((id) => !zoneIds.includes(id))!;
     for (const [id, bucket] of Object.entries(buckets)) {
       assert.deepEqual(bucket.Properties.VersioningConfiguration, { Status: 'Enabled' }, `${id} versioning`);
-      assert.deepEqual(bucket.Properties.PublicAccessBlockConfiguration, {
-        BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true,
-      }, `${id} public access`);
+      assert.deepEqual(
+        bucket.Properties.PublicAccessBlockConfiguration,
+        {
+          BlockPublicAcls: true,
+          BlockPublicPolicy: true,
+          IgnorePublicAcls: true,
+          RestrictPublicBuckets: true,
+        },
+        `${id} public access`,
+      );
       if (id !== logsId) {
-        assert.deepEqual((bucket.Properties.LoggingConfiguration as { DestinationBucketName: unknown }).DestinationBucketName, { Ref: logsId }, `${id} access logs`);
+        assert.deepEqual(
+          (bucket.Properties.LoggingConfiguration as { DestinationBucketName: unknown }).DestinationBucketName,
+          { Ref: logsId },
+          `${id} access logs`,
+        );
       }
       template.hasResourceProperties('AWS::S3::BucketPolicy', {
         Bucket: { Ref: id },
@@ -76,7 +91,9 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
   });
 
   test(`DataLakeStack (${name}) has a Glue database and an encrypted Athena workgroup for eval results`, () => {
-    template.hasResourceProperties('AWS::Glue::Database', { DatabaseInput: { Name: `dapt_${platform.config.envId.replace(/-/g, '_')}_eval` } });
+    template.hasResourceProperties('AWS::Glue::Database', {
+      DatabaseInput: { Name: `dapt_${platform.config.envId.replace(/-/g, '_')}_eval` },
+    });
     template.hasResourceProperties('AWS::Athena::WorkGroup', {
       WorkGroupConfiguration: {
         EnforceWorkGroupConfiguration: true,
@@ -87,7 +104,9 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
 
   test(`DataLakeStack (${name}) publishes bucket names and the key ARN as SSM parameters`, () => {
     for (const zone of LAKE_ZONES) {
-      template.hasResourceProperties('AWS::SSM::Parameter', { Name: `${platform.config.ssmRoot}/datalake/buckets/${zone}` });
+      template.hasResourceProperties('AWS::SSM::Parameter', {
+        Name: `${platform.config.ssmRoot}/datalake/buckets/${zone}`,
+      });
     }
     template.hasResourceProperties('AWS::SSM::Parameter', { Name: `${platform.config.ssmRoot}/datalake/kms-key-arn` });
   });

@@ -15,20 +15,29 @@ type Resource = { Properties: Record<string, unknown>; DeletionPolicy?: string }
 for (const selection of [PRODUCTION, EXPERIMENT]) {
   const { evaluation: template, network, platform } = templatesFor(selection);
   const name = selection.stage;
-  const functions = template.findResources('AWS::Lambda::Function', { Properties: { Description: Match.stringLikeRegexp('shard|run spec|Aggregates') } }) as Record<string, Resource>;
+  const functions = template.findResources('AWS::Lambda::Function', {
+    Properties: { Description: Match.stringLikeRegexp('shard|run spec|Aggregates') },
+  }) as Record<string, Resource>;
   const policies = Object.values(template.findResources('AWS::IAM::ManagedPolicy')) as Resource[];
   const statements = policies.flatMap((p) => (p.Properties.PolicyDocument as { Statement: Statement[] }).Statement);
 
   test(`EvalStack (${name}) runs plan, worker and aggregate Lambdas in the isolated eval subnets`, () => {
     assert.equal(Object.keys(functions).length, 3);
     const evalSubnets = Object.entries(network.findResources('AWS::EC2::Subnet'))
-      .filter(([, s]) => ((s as Resource).Properties.Tags as { Key: string; Value: string }[]).some((t) => t.Key === 'aws-cdk:subnet-name' && t.Value === 'eval'))
+      .filter(([, s]) =>
+        ((s as Resource).Properties.Tags as { Key: string; Value: string }[]).some(
+          (t) => t.Key === 'aws-cdk:subnet-name' && t.Value === 'eval',
+        ),
+      )
       .map(([id]) => id);
     for (const [id, fn] of Object.entries(functions)) {
       const vpcConfig = fn.Properties.VpcConfig as { SubnetIds: { 'Fn::ImportValue': string }[] };
       assert.equal(vpcConfig.SubnetIds.length, evalSubnets.length, `${id} subnets`);
       for (const subnet of vpcConfig.SubnetIds) {
-        assert.ok(evalSubnets.some((s) => subnet['Fn::ImportValue'].includes(s)), `${id} runs outside the eval subnets: ${JSON.stringify(subnet)}`);
+        assert.ok(
+          evalSubnets.some((s) => subnet['Fn::ImportValue'].includes(s)),
+          `${id} runs outside the eval subnets: ${JSON.stringify(subnet)}`,
+        );
       }
       assert.deepEqual(fn.Properties.TracingConfig, { Mode: 'Active' }, `${id} tracing`);
       // None reserved unless configured: a reservation fails in accounts with a small quota.
@@ -39,9 +48,18 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
       Description: Match.stringLikeRegexp('one shard'),
       Runtime: 'nodejs24.x',
       Timeout: platform.config.eval.workerTimeoutSeconds,
-      Environment: { Variables: Match.objectLike({ EVAL_BUCKET: Match.anyValue(), IDEMPOTENCY_TABLE: Match.anyValue(), POWERTOOLS_SERVICE_NAME: 'eval-worker' }) },
+      Environment: {
+        Variables: Match.objectLike({
+          EVAL_BUCKET: Match.anyValue(),
+          IDEMPOTENCY_TABLE: Match.anyValue(),
+          POWERTOOLS_SERVICE_NAME: 'eval-worker',
+        }),
+      },
     });
-    template.hasResourceProperties('AWS::Lambda::Function', { PackageType: 'Image', Description: Match.stringLikeRegexp('Aggregates') });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      PackageType: 'Image',
+      Description: Match.stringLikeRegexp('Aggregates'),
+    });
   });
 
   test(`EvalStack (${name}) roles use customer-managed policies with no wildcard actions`, () => {
@@ -65,7 +83,8 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
   });
 
   test(`EvalStack (${name}) gives each function only its prefixes of the eval bucket`, () => {
-    const resourcesOf = (sid: string): string => JSON.stringify(statements.filter((s) => s.Sid === sid).map((s) => s.Resource));
+    const resourcesOf = (sid: string): string =>
+      JSON.stringify(statements.filter((s) => s.Sid === sid).map((s) => s.Resource));
     assert.match(resourcesOf('ReadWriteResults'), /\/results\/items\/\*/);
     assert.doesNotMatch(resourcesOf('ReadWriteResults'), /\/runs\//);
     assert.match(resourcesOf('WriteReportsAndAthenaRows'), /\/athena\/results\/\*/);
@@ -77,7 +96,11 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
       "the pattern must recognise the state machine's bucket-wide item-reader grant (it would not catch anything otherwise)",
     );
     for (const statement of statements) {
-      assert.doesNotMatch(JSON.stringify(statement.Resource), bucketWide, `bucket-wide object access in ${statement.Sid}`);
+      assert.doesNotMatch(
+        JSON.stringify(statement.Resource),
+        bucketWide,
+        `bucket-wide object access in ${statement.Sid}`,
+      );
     }
   });
 
@@ -102,7 +125,9 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
   });
 
   test(`EvalStack (${name}) Athena table columns come from the aggregator's schema file`, () => {
-    const columns = (JSON.parse(readFileSync(ATHENA_SCHEMA_FILE, 'utf8')) as { name: string; type: string }[]).filter((c) => c.name !== 'run_id');
+    const columns = (JSON.parse(readFileSync(ATHENA_SCHEMA_FILE, 'utf8')) as { name: string; type: string }[]).filter(
+      (c) => c.name !== 'run_id',
+    );
     template.hasResourceProperties('AWS::Glue::Table', {
       TableInput: Match.objectLike({
         PartitionKeys: [{ Name: 'run_id', Type: 'string' }],
@@ -113,17 +138,27 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
 
   test(`EvalStack (${name}) reads the lake through SSM (no export lock) and publishes its state machine`, () => {
     const parameters = template.toJSON().Parameters as Record<string, { Type: string; Default: string }>;
-    const ssmNames = Object.values(parameters).filter((p) => p.Type.startsWith('AWS::SSM::Parameter::Value')).map((p) => p.Default);
+    const ssmNames = Object.values(parameters)
+      .filter((p) => p.Type.startsWith('AWS::SSM::Parameter::Value'))
+      .map((p) => p.Default);
     for (const key of ['datalake/buckets/eval', 'datalake/kms-key-arn', 'datalake/glue-database']) {
       assert.ok(ssmNames.includes(`${platform.config.ssmRoot}/${key}`), `${key} not read from SSM`);
     }
     assert.doesNotMatch(JSON.stringify(template.toJSON().Resources), /data-lake:ExportsOutput/);
-    template.hasResourceProperties('AWS::SSM::Parameter', { Name: `${platform.config.ssmRoot}/eval/state-machine-arn` });
+    template.hasResourceProperties('AWS::SSM::Parameter', {
+      Name: `${platform.config.ssmRoot}/eval/state-machine-arn`,
+    });
   });
 
   test(`EvalStack (${name}) removal policies follow the stage`, () => {
     const expected = platform.config.behaviour.destroyOnDelete ? 'Delete' : 'Retain';
-    for (const type of ['AWS::DynamoDB::Table', 'AWS::KMS::Key', 'AWS::Logs::LogGroup', 'AWS::SQS::Queue', 'AWS::Glue::Table']) {
+    for (const type of [
+      'AWS::DynamoDB::Table',
+      'AWS::KMS::Key',
+      'AWS::Logs::LogGroup',
+      'AWS::SQS::Queue',
+      'AWS::Glue::Table',
+    ]) {
       for (const [id, r] of Object.entries(template.findResources(type)) as [string, Resource][]) {
         assert.equal(r.DeletionPolicy, expected, `${type} ${id}`);
       }
@@ -132,10 +167,18 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
 }
 
 test('EvalStack reserves worker concurrency only when configured', () => {
-  const raw = JSON.parse(readFileSync(path.join(DEFAULT_CONFIG_DIR, 'experiment.json'), 'utf8')) as Record<string, Record<string, unknown>>;
+  const raw = JSON.parse(readFileSync(path.join(DEFAULT_CONFIG_DIR, 'experiment.json'), 'utf8')) as Record<
+    string,
+    Record<string, unknown>
+  >;
   raw.eval!.workerReservedConcurrency = 60;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'dapt-eval-'));
   writeFileSync(path.join(dir, 'experiment.json'), JSON.stringify(raw));
-  const template = Template.fromStack(buildPlatform(createApp(), { stage: 'experiment', experiment: 'rc', configDir: dir }).evaluation);
-  template.hasResourceProperties('AWS::Lambda::Function', { Description: Match.stringLikeRegexp('one shard'), ReservedConcurrentExecutions: 60 });
+  const template = Template.fromStack(
+    buildPlatform(createApp(), { stage: 'experiment', experiment: 'rc', configDir: dir }).evaluation,
+  );
+  template.hasResourceProperties('AWS::Lambda::Function', {
+    Description: Match.stringLikeRegexp('one shard'),
+    ReservedConcurrentExecutions: 60,
+  });
 });

@@ -22,12 +22,18 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
       );
     }
     for (const [id, subnet] of Object.entries(template.findResources('AWS::EC2::Subnet'))) {
-      assert.notEqual((subnet as { Properties: { MapPublicIpOnLaunch?: boolean } }).Properties.MapPublicIpOnLaunch, true, `subnet ${id} maps public IPs`);
+      assert.notEqual(
+        (subnet as { Properties: { MapPublicIpOnLaunch?: boolean } }).Properties.MapPublicIpOnLaunch,
+        true,
+        `subnet ${id} maps public IPs`,
+      );
     }
   });
 
   test(`NetworkStack (${name}) has training, eval and endpoint subnets in each AZ`, () => {
-    const subnets = Object.values(template.findResources('AWS::EC2::Subnet')) as { Properties: { Tags: { Key: string; Value: string }[] } }[];
+    const subnets = Object.values(template.findResources('AWS::EC2::Subnet')) as {
+      Properties: { Tags: { Key: string; Value: string }[] };
+    }[];
     const groups = subnets.map((s) => s.Properties.Tags.find((t) => t.Key === 'aws-cdk:subnet-name')?.Value);
     const azs = platform.network.availabilityZones.length;
     for (const group of ['training', 'eval', 'endpoints']) {
@@ -47,7 +53,9 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
         ServiceName: `com.amazonaws.${platform.config.region}.${service}`,
       });
     }
-    const interfaceEndpoints = template.findResources('AWS::EC2::VPCEndpoint', { Properties: { VpcEndpointType: 'Interface' } });
+    const interfaceEndpoints = template.findResources('AWS::EC2::VPCEndpoint', {
+      Properties: { VpcEndpointType: 'Interface' },
+    });
     assert.equal(Object.keys(interfaceEndpoints).length, Object.keys(INTERFACE_ENDPOINTS).length);
     template.hasResourceProperties('AWS::EC2::SecurityGroup', {
       GroupDescription: Match.stringLikeRegexp('Interface VPC endpoints'),
@@ -65,7 +73,9 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
   });
 
   test(`NetworkStack (${name}) has a self-referencing security group for EFA`, () => {
-    const groups = template.findResources('AWS::EC2::SecurityGroup', { Properties: { GroupDescription: Match.stringLikeRegexp('EFA') } });
+    const groups = template.findResources('AWS::EC2::SecurityGroup', {
+      Properties: { GroupDescription: Match.stringLikeRegexp('EFA') },
+    });
     const [efaId] = Object.keys(groups);
     assert.ok(efaId, 'no EFA security group');
     template.hasResourceProperties('AWS::EC2::SecurityGroupIngress', {
@@ -76,8 +86,16 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
   });
 
   test(`NetworkStack (${name}) publishes its ids as SSM parameters under ${platform.config.ssmRoot}`, () => {
-    for (const suffix of ['network/vpc-id', 'network/subnets/training', 'network/subnets/eval', 'network/security-groups/efa']) {
-      template.hasResourceProperties('AWS::SSM::Parameter', { Name: `${platform.config.ssmRoot}/${suffix}`, Type: 'String' });
+    for (const suffix of [
+      'network/vpc-id',
+      'network/subnets/training',
+      'network/subnets/eval',
+      'network/security-groups/efa',
+    ]) {
+      template.hasResourceProperties('AWS::SSM::Parameter', {
+        Name: `${platform.config.ssmRoot}/${suffix}`,
+        Type: 'String',
+      });
     }
   });
 }

@@ -20,15 +20,26 @@ test("RunStack's job role writes only under runs/<run>/ of the models and artifa
   for (const write of writes) {
     const resources = JSON.stringify(write.Resource);
     assert.match(resources, /\/runs\/lora7b\/\*/);
-    assert.doesNotMatch(resources.replace(/\/runs\/lora7b\/\*/g, ''), /\/\*/, `${write.Sid}: no write outside runs/lora7b/`);
+    assert.doesNotMatch(
+      resources.replace(/\/runs\/lora7b\/\*/g, ''),
+      /\/\*/,
+      `${write.Sid}: no write outside runs/lora7b/`,
+    );
   }
   const reads = statements.find((s) => s.Sid === 'ReadRunOutputs')!;
   assert.match(JSON.stringify(reads.Resource), /\/runs\/lora7b\/\*/);
 });
 
 test('RunStack publishes its own job definitions under /dapt/prod/runs/<run>/', () => {
-  const names = (Object.values(template.findResources('AWS::Batch::JobDefinition')) as Resource[]).map((d) => d.Properties.JobDefinitionName);
-  assert.deepEqual(names.sort(), ['dapt-prod-run-lora7b-data-prep', 'dapt-prod-run-lora7b-tokenize', 'dapt-prod-run-lora7b-train-multi-node', 'dapt-prod-run-lora7b-train-single-node']);
+  const names = (Object.values(template.findResources('AWS::Batch::JobDefinition')) as Resource[]).map(
+    (d) => d.Properties.JobDefinitionName,
+  );
+  assert.deepEqual(names.sort(), [
+    'dapt-prod-run-lora7b-data-prep',
+    'dapt-prod-run-lora7b-tokenize',
+    'dapt-prod-run-lora7b-train-multi-node',
+    'dapt-prod-run-lora7b-train-single-node',
+  ]);
   for (const key of ['single-node', 'multi-node', 'tokenize', 'data-prep']) {
     template.hasResourceProperties('AWS::SSM::Parameter', { Name: `/dapt/prod/runs/lora7b/job-definitions/${key}` });
   }
@@ -36,7 +47,8 @@ test('RunStack publishes its own job definitions under /dapt/prod/runs/<run>/', 
 
 test("RunStack's tokenize job fills the token cache on Fargate as the run's own role", () => {
   const definitions = Object.values(template.findResources('AWS::Batch::JobDefinition')) as Resource[];
-  const byName = (suffix: string): Record<string, unknown> => definitions.find((d) => String(d.Properties.JobDefinitionName).endsWith(suffix))!.Properties;
+  const byName = (suffix: string): Record<string, unknown> =>
+    definitions.find((d) => String(d.Properties.JobDefinitionName).endsWith(suffix))!.Properties;
   const tokenize = byName('-tokenize');
   assert.deepEqual(tokenize.PlatformCapabilities, ['FARGATE']);
   const container = tokenize.ContainerProperties as { Command: string[]; JobRoleArn: unknown; Image: unknown };
@@ -50,7 +62,13 @@ test('RunStack reads the platform through SSM and can go away on its own', () =>
   const parameters = Object.values(template.toJSON().Parameters as Record<string, { Type: string; Default: string }>)
     .filter((p) => p.Type.startsWith('AWS::SSM::Parameter::Value'))
     .map((p) => p.Default);
-  for (const key of ['datalake/buckets/models', 'datalake/buckets/artifacts', 'datalake/kms-key-arn', 'training/kms-key-arn', 'training/job-log-group']) {
+  for (const key of [
+    'datalake/buckets/models',
+    'datalake/buckets/artifacts',
+    'datalake/kms-key-arn',
+    'training/kms-key-arn',
+    'training/job-log-group',
+  ]) {
     assert.ok(parameters.includes(`/dapt/prod/${key}`), `${key} not read from SSM`);
   }
   assert.doesNotMatch(JSON.stringify(template.toJSON()), /Fn::ImportValue/);
@@ -61,6 +79,7 @@ test('RunStack reads the platform through SSM and can go away on its own', () =>
 test('a run name follows the experiment-name rules', () => {
   assert.throws(
     () => buildRun(createApp(), { stage: 'production', run: 'Bad_Run' }),
-    (err: unknown) => err instanceof ConfigError && /^run = "Bad_Run": must be 1-20 lowercase letters/.test(err.problems[0]!),
+    (err: unknown) =>
+      err instanceof ConfigError && /^run = "Bad_Run": must be 1-20 lowercase letters/.test(err.problems[0]!),
   );
 });

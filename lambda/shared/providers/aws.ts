@@ -58,7 +58,10 @@ export class BedrockConverseProvider implements Provider {
       throw classifyAwsError('bedrock', err);
     }
     const blocks = response.output?.message?.content;
-    if (!blocks) throw new PermanentError(`bedrock: response lacks output.message.content: ${JSON.stringify(response).slice(0, 300)}`);
+    if (!blocks)
+      throw new PermanentError(
+        `bedrock: response lacks output.message.content: ${JSON.stringify(response).slice(0, 300)}`,
+      );
     return {
       text: blocks.map((b) => ('text' in b && typeof b.text === 'string' ? b.text : '')).join(''),
       usage: { input_tokens: response.usage?.inputTokens ?? 0, output_tokens: response.usage?.outputTokens ?? 0 },
@@ -101,7 +104,12 @@ export class SageMakerEndpointProvider implements Provider {
 
 /** TGI/LMI request body. TGI rejects temperature 0, so greedy decoding is `do_sample: false`. */
 export function tgiRequest(prompt: string, d: Decoding): { inputs: string; parameters: Record<string, unknown> } {
-  const parameters: Record<string, unknown> = { max_new_tokens: d.max_tokens, return_full_text: false, seed: d.seed, details: true };
+  const parameters: Record<string, unknown> = {
+    max_new_tokens: d.max_tokens,
+    return_full_text: false,
+    seed: d.seed,
+    details: true,
+  };
   if (d.temperature > 0) {
     Object.assign(parameters, { do_sample: true, temperature: d.temperature });
     if (d.top_p < 1) parameters.top_p = d.top_p;

@@ -31,19 +31,34 @@ export function buildProvider(spec: ProviderSpec, requestTimeoutMs = MODEL_REQUE
       return new BedrockConverseProvider(
         spec.model_id,
         spec.revision,
-        cached(bedrockClients, spec.region, requestTimeoutMs, (r) => new BedrockRuntimeClient({ ...r, maxAttempts: 1, requestHandler: http })),
+        cached(
+          bedrockClients,
+          spec.region,
+          requestTimeoutMs,
+          (r) => new BedrockRuntimeClient({ ...r, maxAttempts: 1, requestHandler: http }),
+        ),
       );
     case 'sagemaker':
       return new SageMakerEndpointProvider(
         spec.endpoint_name as string,
         spec.model_id,
         spec.revision,
-        cached(sagemakerClients, spec.region, requestTimeoutMs, (r) => new SageMakerRuntimeClient({ ...r, maxAttempts: 1, requestHandler: http })),
+        cached(
+          sagemakerClients,
+          spec.region,
+          requestTimeoutMs,
+          (r) => new SageMakerRuntimeClient({ ...r, maxAttempts: 1, requestHandler: http }),
+        ),
       );
   }
 }
 
-function cached<C>(cache: Map<string, C>, region: string | undefined, timeoutMs: number, make: (r: { region?: string }) => C): C {
+function cached<C>(
+  cache: Map<string, C>,
+  region: string | undefined,
+  timeoutMs: number,
+  make: (r: { region?: string }) => C,
+): C {
   const key = `${region ?? ''}/${timeoutMs}`;
   let client = cache.get(key);
   if (!client) {

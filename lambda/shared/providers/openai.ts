@@ -49,11 +49,16 @@ export class OpenAICompatibleProvider implements Provider {
     if (response.status >= 400) {
       // Python's wording (`{response.text[:200]!r}`), so both runners record the same error.
       const detail = `openai: ${path} returned HTTP ${response.status}: ${pyRepr(pySlice(text, 200))}`;
-      if (response.status === 429) throw new ThrottledError(detail, parseRetryAfter(response.headers.get('retry-after')));
-      if (response.status >= 500 || response.status === 408 || response.status === 409) throw new TransientError(detail);
+      if (response.status === 429)
+        throw new ThrottledError(detail, parseRetryAfter(response.headers.get('retry-after')));
+      if (response.status >= 500 || response.status === 408 || response.status === 409)
+        throw new TransientError(detail);
       throw new PermanentError(detail);
     }
-    let data: { choices?: Array<{ message?: { content?: string | null } }>; usage?: { prompt_tokens?: number; completion_tokens?: number } };
+    let data: {
+      choices?: Array<{ message?: { content?: string | null } }>;
+      usage?: { prompt_tokens?: number; completion_tokens?: number };
+    };
     try {
       data = JSON.parse(text) as typeof data;
     } catch {
@@ -61,7 +66,8 @@ export class OpenAICompatibleProvider implements Provider {
     }
     const message = data.choices?.[0]?.message;
     // Like Python, a message without `content` is malformed; `content: null` is an empty reply.
-    if (!message || !('content' in message)) throw new PermanentError(`openai: response lacks choices[0].message.content: ${text.slice(0, 300)}`);
+    if (!message || !('content' in message))
+      throw new PermanentError(`openai: response lacks choices[0].message.content: ${text.slice(0, 300)}`);
     return {
       text: String(message.content ?? ''),
       usage: { input_tokens: data.usage?.prompt_tokens ?? 0, output_tokens: data.usage?.completion_tokens ?? 0 },

@@ -36,7 +36,8 @@ export class SimulatedProvider implements Provider {
     const started = performance.now();
     if (this.behaviour.latency_ms > 0) await new Promise((resolve) => setTimeout(resolve, this.behaviour.latency_ms));
     const seed = decoding.seed;
-    if (unit('error', seed, prompt) < this.behaviour.error_rate) throw new TransientError('simulated: injected server error (HTTP 500)');
+    if (unit('error', seed, prompt) < this.behaviour.error_rate)
+      throw new TransientError('simulated: injected server error (HTTP 500)');
     if (previous === 0 && unit('throttle', seed, prompt) < this.behaviour.throttle_rate) {
       throw new ThrottledError('simulated: injected throttle (HTTP 429)', 0);
     }
@@ -50,7 +51,8 @@ export class SimulatedProvider implements Provider {
 }
 
 function answer(behaviour: SimulatedBehaviour, prompt: string, seed: number, oracle: Oracle | undefined): string {
-  if (unit('unparseable', seed, prompt) < behaviour.unparseable_rate) return `${UNPARSEABLE_PREFIX} ${digest('garbage', seed, prompt).slice(0, 8)}`;
+  if (unit('unparseable', seed, prompt) < behaviour.unparseable_rate)
+    return `${UNPARSEABLE_PREFIX} ${digest('garbage', seed, prompt).slice(0, 8)}`;
   if (!oracle) return `offline answer ${digest('answer', seed, prompt).slice(0, 8)}`;
   if (unit('correct', seed, prompt) < behaviour.correct_rate || oracle.wrong.length === 0) return oracle.correct;
   const pick = Number(BigInt(`0x${digest('wrong', seed, prompt)}`) % BigInt(oracle.wrong.length));
@@ -67,4 +69,10 @@ function unit(salt: string, seed: number, prompt: string): number {
 }
 
 export const UNPARSEABLE_PREFIX = '¯\\_(ツ)_/¯ I cannot decide';
-const DEFAULT_BEHAVIOUR: SimulatedBehaviour = { correct_rate: 1, unparseable_rate: 0, error_rate: 0, throttle_rate: 0, latency_ms: 0 };
+const DEFAULT_BEHAVIOUR: SimulatedBehaviour = {
+  correct_rate: 1,
+  unparseable_rate: 0,
+  error_rate: 0,
+  throttle_rate: 0,
+  latency_ms: 0,
+};
