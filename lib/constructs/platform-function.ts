@@ -9,6 +9,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { acknowledge, type ExpectedWildcard } from '../compliance/acknowledge';
 import { ManagedRole } from './managed-role';
+import { REPO_ROOT } from './repository-image';
 import { EncryptedLogGroup } from './encrypted-log-group';
 
 /** How the function's code is packaged: a TypeScript entry bundled with esbuild, or a container image. */
@@ -163,8 +164,6 @@ const FUNCTION_INFRA_WILDCARD: ExpectedWildcard = {
     'Only for actions without resource-level permissions: EC2 network-interface management for Lambda in a VPC, and X-Ray PutTraceSegments/PutTelemetryRecords.',
 };
 
-/** The repository root: esbuild resolves packages from its package-lock.json. */
-const REPO_ROOT = path.join(__dirname, '..', '..');
 /** Newest Node.js Lambda runtime; the compliance packs flag older ones. */
 const DEFAULT_NODE_RUNTIME = lambda.Runtime.NODEJS_24_X;
 /** How long a failed event waits in the dead-letter queue (SQS allows at most 14 days). */

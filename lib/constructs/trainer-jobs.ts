@@ -4,21 +4,19 @@
  * The training stack builds them for a whole environment (writes under `runs/`); a run stack
  * builds them for one experiment (writes under `runs/<experiment>/` only).
  */
-import { Duration, Size } from 'aws-cdk-lib';
+import { Aws, Duration, Size, Stack } from 'aws-cdk-lib';
 import * as batch from 'aws-cdk-lib/aws-batch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
-import { DockerImageAsset, Platform as AssetPlatform } from 'aws-cdk-lib/aws-ecr-assets';
-import { IgnoreMode } from 'aws-cdk-lib';
-import * as path from 'node:path';
+import type { DockerImageAsset } from 'aws-cdk-lib/aws-ecr-assets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
-import { Aws, Stack } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
 import type { ResolvedConfig } from '../config/load';
 import { ManagedRole } from './managed-role';
+import { repositoryImage } from './repository-image';
 
 /** The lake zones a training job touches. Never `raw`: the trainer reads only redacted (curated) text. */
 export type TrainingBuckets = Record<'datasets' | 'models' | 'artifacts' | 'curated', s3.IBucket>;
@@ -386,33 +384,14 @@ function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 }
 
-const REPO_ROOT = path.join(__dirname, '..', '..');
-
 /**
- * The trainer image (containers/trainer/Dockerfile). Built from the repository root so the image
- * installs with the repository's pinned constraints.txt; only that file and the trainer package
- * are in the build context. The training stack and every run stack call this with the same
- * settings, so they share one asset hash (one image build, one push).
+ * The trainer image (containers/trainer/Dockerfile, without its tests and benchmarks). The training
+ * stack and every run stack build it with these props: one asset hash, one build, one push.
  */
 export function trainerImage(scope: Construct): DockerImageAsset {
-  return new DockerImageAsset(scope, 'TrainerImage', {
-    directory: REPO_ROOT,
-    file: 'containers/trainer/Dockerfile',
-    platform: AssetPlatform.LINUX_AMD64,
-    ignoreMode: IgnoreMode.DOCKER,
-    exclude: [
-      '*',
-      '!constraints.txt',
-      '!containers',
-      'containers/*',
-      '!containers/trainer',
-      'containers/trainer/tests',
-      'containers/trainer/bench',
-      '**/__pycache__',
-      '**/*.egg-info',
-      '**/.mypy_cache',
-      '**/.pytest_cache',
-      '**/.ruff_cache',
-    ],
+  return repositoryImage(scope, 'TrainerImage', {
+    dockerfile: 'containers/trainer/Dockerfile',
+    packages: ['trainer'],
+    without: ['tests', 'bench'],
   });
 }

@@ -17,6 +17,7 @@ import type { ResolvedConfig } from '../config/load';
 import { EncryptedLogGroup } from '../constructs/encrypted-log-group';
 import { PlatformFunction } from '../constructs/platform-function';
 import { PlatformKey } from '../constructs/platform-key';
+import { PYTHON_BUILD_LEFTOVERS, REPO_ROOT } from '../constructs/repository-image';
 import { PlatformParameters, readPlatformParameter } from '../constructs/platform-parameters';
 import { allowHttpsToServices, SUBNET_GROUPS } from './network-stack';
 
@@ -39,7 +40,6 @@ export const ATHENA_SCHEMA_FILE = path.join(
   'dapt_eval',
   'athena_schema.json',
 );
-const REPO_ROOT = path.join(__dirname, '..', '..');
 
 export interface EvalStackProps extends StackProps {
   readonly config: ResolvedConfig;
@@ -215,7 +215,7 @@ export class EvalStack extends Stack {
         code: lambda.DockerImageCode.fromImageAsset(path.join(REPO_ROOT, 'containers', 'eval'), {
           file: 'Dockerfile.lambda',
           platform: AssetPlatform.LINUX_ARM64,
-          exclude: ['**/__pycache__', '**/.mypy_cache', '**/.pytest_cache', '**/.ruff_cache', '**/*.egg-info', 'tests'],
+          exclude: [...PYTHON_BUILD_LEFTOVERS, 'tests'],
         }),
       },
       environment: { ...environment, POWERTOOLS_SERVICE_NAME: 'eval-aggregate' },

@@ -1,10 +1,8 @@
-import * as path from 'node:path';
-import { Aws, Duration, Fn, IgnoreMode, Size, Stack, type StackProps, Token } from 'aws-cdk-lib';
+import { Aws, Duration, Fn, Size, Stack, type StackProps, Token } from 'aws-cdk-lib';
 import * as batch from 'aws-cdk-lib/aws-batch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 
-import { DockerImageAsset, Platform as AssetPlatform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as logs from 'aws-cdk-lib/aws-logs';
@@ -30,10 +28,9 @@ import {
 export { CONFIG_ERROR_EXIT_CODE, P5_NODE, RUNS_PREFIX } from '../constructs/trainer-jobs';
 import { deployTimeCall } from '../constructs/deploy-time-call';
 import { PlatformKey } from '../constructs/platform-key';
+import { repositoryImage } from '../constructs/repository-image';
 import { PlatformParameters, readPlatformParameter } from '../constructs/platform-parameters';
 import { allowHttpsToServices, SUBNET_GROUPS } from './network-stack';
-
-const REPO_ROOT = path.join(__dirname, '..', '..');
 
 export interface TrainingStackProps extends StackProps {
   readonly config: ResolvedConfig;
@@ -486,24 +483,9 @@ export interface DataPrepJobProps {
  */
 export function createDataPrepJob(scope: Construct, props: DataPrepJobProps): batch.EcsJobDefinition {
   const { config, buckets, writePrefix } = props;
-  const image = new DockerImageAsset(scope, 'DataPrepImage', {
-    directory: REPO_ROOT,
-    file: 'containers/data/Dockerfile',
-    platform: AssetPlatform.LINUX_AMD64,
-    ignoreMode: IgnoreMode.DOCKER,
-    exclude: [
-      '*',
-      '!constraints.txt',
-      '!containers',
-      'containers/*',
-      '!containers/eval',
-      '!containers/data',
-      '**/__pycache__',
-      '**/*.egg-info',
-      '**/.mypy_cache',
-      '**/.pytest_cache',
-      '**/.ruff_cache',
-    ],
+  const image = repositoryImage(scope, 'DataPrepImage', {
+    dockerfile: 'containers/data/Dockerfile',
+    packages: ['eval', 'data'],
   });
   const written = writePrefix === '' ? 'whole zones' : `under '${writePrefix}' only`;
   const role = new ManagedRole(scope, 'DataPrepRole', {
