@@ -9,6 +9,7 @@ import type { RunSpec } from '../lambda/shared/spec';
 import { environmentId, parameterRoot, platformParameterName } from '../lib/config/parameter-names';
 import { ExperimentNameSchema, NAME_RULE_TEXT } from '../lib/config/schema';
 import { ParameterNotFound, type SsmParameterReader } from './ssm';
+import { EVAL_PREFIXES } from '../lambda/shared/layout';
 
 /** Which deployed environment to talk to. */
 export interface Environment {
@@ -119,12 +120,12 @@ export function progressBar(done: number, total: number, width = DEFAULT_BAR_WID
 
 /** Lists `results/items/` and counts how many of `keys` have a record. */
 export async function countRecords(s3: S3Client, bucket: string, keys: readonly string[]): Promise<number> {
-  const wanted = new Set(keys.map((k) => `results/items/${k}.json`));
+  const wanted = new Set(keys.map((k) => `${EVAL_PREFIXES.results}${k}.json`));
   let found = 0;
   let token: string | undefined;
   do {
     const page = await s3.send(
-      new ListObjectsV2Command({ Bucket: bucket, Prefix: 'results/items/', ContinuationToken: token }),
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: EVAL_PREFIXES.results, ContinuationToken: token }),
     );
     for (const object of page.Contents ?? []) if (object.Key && wanted.has(object.Key)) found++;
     token = page.IsTruncated ? page.NextContinuationToken : undefined;

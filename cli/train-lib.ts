@@ -599,8 +599,9 @@ const ACTIVE_STATUSES: ReadonlySet<JobStatus | string> = new Set([
 
 /** The project venv's interpreter (created by `make install`). */
 export const DEFAULT_VENV_PYTHON = path.join(__dirname, '..', '.venv', 'bin', 'python');
-/** Prefix of run inputs and outputs in the artifacts bucket (RUNS_PREFIX in lib/stacks/training-stack.ts). */
-export const RUNS_PREFIX = 'runs/';
+/** Prefix of run inputs and outputs in the artifacts bucket (one definition, lib/config/parameter-names.ts). */
+export { RUNS_PREFIX } from '../lib/config/parameter-names';
+import { RUNS_PREFIX } from '../lib/config/parameter-names';
 /** AWS Batch job names: up to 128 letters, digits, hyphens and underscores. */
 const MAX_JOB_NAME = 128;
 /** AWS tag values: up to 256 characters. */

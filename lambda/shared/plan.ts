@@ -8,6 +8,7 @@ import { decodingDict, type ModelRef } from './cache-key';
 import type { Unit } from './engine';
 import { judgeRef, type RunContext, TASK_MODES, unitKey } from './evaluate';
 import { judgeProvider, type ProviderKind, type ProviderSpec, providerLimit, type RunSpec } from './spec';
+import { EVAL_PREFIXES } from './layout';
 
 /** Worker settings carried by every shard. */
 export interface WorkerSettings {
@@ -219,6 +220,6 @@ export function runRecord(
     shard_count: plan.shards.length,
     max_concurrency: plan.maxConcurrency,
     worker_concurrency: spec.worker_concurrency,
-    results_prefix: 'results/items/',
+    results_prefix: EVAL_PREFIXES.results,
   };
 }

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { assertCanonicalizable } from './canonical-json';
+import { EVAL_PREFIXES } from './layout';
 
 export const PROVIDER_KINDS = ['bedrock', 'sagemaker', 'openai', 'simulated'] as const;
 export type ProviderKind = (typeof PROVIDER_KINDS)[number];
@@ -192,5 +193,5 @@ function MAX_SHARD_SIZE(): number {
  * lib/stacks/eval-stack.ts); a calibration report elsewhere would fail with AccessDenied.
  */
 function CALIBRATION_REPORT_PREFIXES(): readonly string[] {
-  return ['benchmarks/', 'runs/'];
+  return [EVAL_PREFIXES.benchmarks, EVAL_PREFIXES.runs];
 }

@@ -5,6 +5,7 @@
  */
 import { GetObjectCommand, NoSuchKey, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { type ItemResult, parseRecord, recordLine } from './records';
+import { EVAL_PREFIXES } from './layout';
 
 /** A stored record and the version a conditional replace must match. */
 export interface Stored {
@@ -84,4 +85,4 @@ export class MemoryResultStore implements ResultStore {
   }
 }
 
-export const RESULTS_PREFIX = 'results/items/';
+export const RESULTS_PREFIX = EVAL_PREFIXES.results;

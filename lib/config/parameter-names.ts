@@ -61,3 +61,10 @@ export function runParameterName(
 ): string {
   return `${ssmRoot}/runs/${run}/job-definitions/${key}`;
 }
+
+/**
+ * Prefix of run outputs (checkpoints, merged weights, adapters, metrics, configs) in the models and
+ * artifacts zones, and of a run's curated records and manifests: `runs/<run>/`. Here, with the
+ * other names the stacks and the CLIs share, so both import one definition.
+ */
+export const RUNS_PREFIX = 'runs/';

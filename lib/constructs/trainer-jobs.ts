@@ -39,8 +39,7 @@ export const P5_NODE = {
 /** Exit code with which the trainer reports a configuration error: never retried. */
 export const CONFIG_ERROR_EXIT_CODE = 2;
 
-/** Prefix of run outputs (checkpoints, merged weights, adapters, metrics) in the models and artifacts zones. */
-export const RUNS_PREFIX = 'runs/';
+export { RUNS_PREFIX } from '../config/parameter-names';
 
 /** The multi-node launch: one torchrun per node, rendezvous at the main node. */
 export const MULTI_NODE_LAUNCH = [

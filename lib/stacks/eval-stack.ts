@@ -21,13 +21,9 @@ import { PYTHON_BUILD_LEFTOVERS, REPO_ROOT } from '../constructs/repository-imag
 import { PlatformParameters, readPlatformParameter } from '../constructs/platform-parameters';
 import { allowHttpsToServices, SUBNET_GROUPS } from './network-stack';
 
-/** Where each kind of evaluation object lives in the eval bucket (shared with lambda/ and containers/eval). */
-export const EVAL_PREFIXES = {
-  benchmarks: 'benchmarks/',
-  runs: 'runs/',
-  results: 'results/items/',
-  athena: 'athena/results/',
-} as const;
+/** Where each kind of evaluation object lives in the eval bucket (one definition, shared with lambda/ and containers/eval). */
+export { EVAL_PREFIXES } from '../../lambda/shared/layout';
+import { EVAL_PREFIXES } from '../../lambda/shared/layout';
 
 /** Column list of the Athena table, owned by the Python aggregator that writes the rows. */
 export const ATHENA_SCHEMA_FILE = path.join(

@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dapt_eval.fanout import RUN_ID_PATTERN, Plan, PlanError, RunOutputs, aggregate_run, parse_plan
+from dapt_eval.layout import ATHENA_PREFIX, RUNS_PREFIX
 from dapt_eval.s3store import DEFAULT_FETCH_CONCURRENCY, S3ResultStore, make_s3_client
 
 log = logging.getLogger(__name__)
@@ -121,5 +122,3 @@ def _env(name: str) -> str:
     return value
 
 
-RUNS_PREFIX = "runs/"
-ATHENA_PREFIX = "athena/results/"

@@ -23,10 +23,11 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
+from dapt_eval.layout import RESULTS_PREFIX
 from dapt_eval.results import FINISHED_STATUSES, ItemResult
 
 WriteOutcome = Literal["created", "replaced", "kept_finished"]
-DEFAULT_ITEMS_PREFIX = "results/items/"
+DEFAULT_ITEMS_PREFIX = RESULTS_PREFIX
 DEFAULT_FETCH_CONCURRENCY = 32
 
 
