@@ -20,6 +20,7 @@ import { type ItemResult, type JudgeRecord, RESULT_SCHEMA_VERSION, type Status }
 import { callWithRetry, ProviderError, RetriesExhaustedError, type RetryPolicy } from './retry';
 import { rougeL } from './rouge';
 import { parseLabel, parseLetter, parseVerdict, sameText, StrictJsonError, type VerdictLabel } from './scoring';
+import { QA_WRONG_ANSWER, SUMMARY_FALLBACK_CHARS } from './constants';
 
 /** Everything about a run a worker needs besides the units (embedded in every shard file). */
 export interface RunContext {
@@ -251,5 +252,3 @@ export const TASK_MODES: Readonly<Record<Task, readonly string[]>> = {
 
 /** `judge.DEFAULT_JUDGE_PARAMS`. */
 export const DEFAULT_JUDGE_DECODING: Decoding = { temperature: 0, max_tokens: 256, top_p: 1, seed: 0, stop: [] };
-const QA_WRONG_ANSWER = 'I do not know.';
-const SUMMARY_FALLBACK_CHARS = 200;

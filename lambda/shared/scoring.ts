@@ -4,14 +4,13 @@
  * `unparseable`: counted on its own, never scored as wrong.
  */
 import { casefold, pyRepr, pySplit, pyStrip } from './pytext';
+import { MCQ_LETTER } from './constants';
 
-/** `B`, `(B)`, `B.`, `B)`, `B:`, optionally after `Answer:` (ASCII or full-width colon). */
-const LETTER = /^(?:answer\s*[:\uff1a]\s*)?\(?([A-D])\)?[.):]?$/iu;
 const FENCE = /^```json[ \t]*\n([\s\S]*?)\n?```$/;
 
 /** The answer letter if the reply is exactly a letter, else null. */
 export function parseLetter(text: string): string | null {
-  const match = LETTER.exec(pyStrip(text));
+  const match = MCQ_LETTER.exec(pyStrip(text));
   return match?.[1] ? match[1].toUpperCase() : null;
 }
 

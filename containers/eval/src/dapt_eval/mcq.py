@@ -13,7 +13,6 @@ the model knows the answer rather than whether it follows the letter format.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -21,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from dapt_eval.constants import MCQ_LETTER
 from dapt_eval.metrics import UnicodeTokenizer
 from dapt_eval.prompts import CHOICE_LETTERS, PromptSpec, render
 from dapt_eval.providers.base import DecodingParams, Oracle, Provider, ProviderError
@@ -35,7 +35,6 @@ near-paraphrases. Near-miss distractors legitimately share most words with the a
 
 # "B", "(B)", "B.", "B)", "B:", optionally after "Answer:" (ASCII or full-width colon);
 # nothing else is a letter answer.
-_LETTER = re.compile(r"\A(?:answer\s*[:\uff1a]\s*)?\(?([A-D])\)?[.):]?\Z", re.IGNORECASE)
 _TOKENIZER = UnicodeTokenizer()
 
 
@@ -78,8 +77,8 @@ def shuffle_choices(item: McqItem, seed: int) -> ShuffledChoices:
 
 
 def parse_letter(text: str) -> str | None:
-    """The answer letter if the reply is exactly a letter (see `_LETTER`), else None."""
-    match = _LETTER.match(text.strip())
+    """The answer letter if the reply is exactly a letter (see `MCQ_LETTER`), else None."""
+    match = MCQ_LETTER.fullmatch(text.strip())
     return match.group(1).upper() if match else None
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dapt_eval.benchmark import Benchmark
+from dapt_eval.constants import QA_WRONG_ANSWER, SUMMARY_FALLBACK_CHARS
 from dapt_eval.judge import Judge, VerdictLabel
 from dapt_eval.mcq import (
     McqMode,
@@ -47,7 +48,6 @@ TASK_MODES: dict[Task, tuple[str, ...]] = {
     Task.CLASSIFICATION: ("label",),
     Task.SUMMARIZATION: ("rouge_l",),
 }
-QA_WRONG_ANSWER = "I do not know."
 QA_OVERLAP = "overlap"
 """The qa mode without a judge: ROUGE-L F1 of the answer against the reference answer. A
 lexical proxy, reported as such ("reference overlap"), never as a judge pass rate."""
@@ -497,5 +497,3 @@ def _to_result(
         attempts=outcome.attempts,
     )
 
-
-SUMMARY_FALLBACK_CHARS = 200
