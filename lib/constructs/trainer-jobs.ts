@@ -299,17 +299,17 @@ export class TrainerJobs extends Construct {
         cpu: TOKENIZE_VCPUS,
         memory: TOKENIZE_MEMORY,
         // The token cache is built on local disk (DAPT_CACHE=/scratch/...) before it is uploaded.
-        ephemeralStorageSize: Size.gibibytes(200),
+        ephemeralStorageSize: TOKENIZE_DISK,
         jobRole: this.jobRole,
         executionRole: props.executionRole,
         logging: ecs.LogDriver.awsLogs({ logGroup: props.logGroup, streamPrefix: 'tokenize' }),
         environment: trainerEnvironment(config, buckets),
         fargateCpuArchitecture: ecs.CpuArchitecture.X86_64,
       }),
-      retryAttempts: 2,
+      retryAttempts: TOKENIZE_ATTEMPTS,
       // Finished sources are found in the shared cache on a retry.
       retryStrategies: FARGATE_RETRY_STRATEGIES,
-      timeout: Duration.hours(24),
+      timeout: TOKENIZE_TIMEOUT,
       propagateTags: true,
     });
 
@@ -394,3 +394,9 @@ export function trainerImage(scope: Construct): DockerImageAsset {
     without: ['tests', 'bench'],
   });
 }
+/** Local disk of the tokenize task: the token cache is built here before it is uploaded. */
+const TOKENIZE_DISK = Size.gibibytes(200);
+/** Attempts of a tokenize task that could not start (Fargate capacity, image pull). */
+const TOKENIZE_ATTEMPTS = 2;
+/** Tokenising a 7B run's sources takes hours of CPU; a day means something is wrong. */
+const TOKENIZE_TIMEOUT = Duration.hours(24);

@@ -134,8 +134,8 @@ export class EvalStack extends Stack {
       code: { kind: 'nodejs', entry: path.join(REPO_ROOT, 'lambda', 'eval-plan', 'index.ts') },
       environment: { ...environment, POWERTOOLS_SERVICE_NAME: 'eval-plan' },
       wildcards: prefixWildcards(),
-      timeout: Duration.minutes(5),
-      memoryMb: 1024,
+      timeout: DEFAULT_PLAN_TIMEOUT,
+      memoryMb: DEFAULT_PLAN_MEMORY_MB,
       statements: [
         new iam.PolicyStatement({
           sid: 'ReadBenchmarksAndSpecs',
@@ -216,8 +216,8 @@ export class EvalStack extends Stack {
       },
       environment: { ...environment, POWERTOOLS_SERVICE_NAME: 'eval-aggregate' },
       wildcards: prefixWildcards(),
-      timeout: Duration.minutes(15),
-      memoryMb: 3008,
+      timeout: DEFAULT_AGGREGATE_TIMEOUT,
+      memoryMb: DEFAULT_AGGREGATE_MEMORY_MB,
       statements: [
         new iam.PolicyStatement({
           sid: 'ReadRunsAndResults',
@@ -419,3 +419,10 @@ function acknowledgeStateMachinePolicies(stateMachine: sfn.StateMachine, config:
 const DEFAULT_SHARD_CONTINUATIONS = 20;
 /** A run that has not finished in a day is stuck, not slow. */
 const DEFAULT_RUN_TIMEOUT = Duration.hours(24);
+/** Planning reads one benchmark and writes its shards: minutes at most. */
+const DEFAULT_PLAN_TIMEOUT = Duration.minutes(5);
+const DEFAULT_PLAN_MEMORY_MB = 1024;
+/** Aggregation reads every record of a run and writes the report: Lambda's longest timeout. */
+const DEFAULT_AGGREGATE_TIMEOUT = Duration.minutes(15);
+/** The aggregator holds a run's records in memory while it builds the report. */
+const DEFAULT_AGGREGATE_MEMORY_MB = 3008;

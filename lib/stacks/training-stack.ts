@@ -209,7 +209,7 @@ export class TrainingStack extends Stack {
         logGroup: logs.logGroup,
       }),
       retryAttempts: 1,
-      timeout: Duration.minutes(30),
+      timeout: DEFAULT_PREFLIGHT_TIMEOUT,
       propagateTags: true,
     });
 
@@ -543,17 +543,17 @@ export function createDataPrepJob(scope: Construct, props: DataPrepJobProps): ba
       image: ecs.ContainerImage.fromDockerImageAsset(image),
       cpu: DEFAULT_DATA_PREP_VCPUS,
       memory: DEFAULT_DATA_PREP_MEMORY,
-      ephemeralStorageSize: Size.gibibytes(100),
+      ephemeralStorageSize: DEFAULT_DATA_PREP_DISK,
       jobRole: role,
       executionRole: props.executionRole,
       logging: ecs.LogDriver.awsLogs({ logGroup: props.logGroup, streamPrefix: 'data-prep' }),
       environment: { DAPT_STAGE: config.stage, DAPT_ENV_ID: config.envId, DAPT_WRITE_PREFIX: writePrefix },
       fargateCpuArchitecture: ecs.CpuArchitecture.X86_64,
     }),
-    retryAttempts: 2,
+    retryAttempts: DEFAULT_FARGATE_ATTEMPTS,
     // The pipeline resumes finished steps on a retry.
     retryStrategies: FARGATE_RETRY_STRATEGIES,
-    timeout: Duration.hours(12),
+    timeout: DEFAULT_DATA_PREP_TIMEOUT,
     propagateTags: true,
   });
 }
@@ -561,3 +561,11 @@ export function createDataPrepJob(scope: Construct, props: DataPrepJobProps): ba
 /** The data pipeline holds each step's records in memory; 4 vCPUs / 30 GiB covers a few GB of text. */
 const DEFAULT_DATA_PREP_VCPUS = 4;
 const DEFAULT_DATA_PREP_MEMORY = Size.gibibytes(30);
+/** Local disk of a data-prep task (Fargate's ephemeral storage): inputs and step outputs before upload. */
+const DEFAULT_DATA_PREP_DISK = Size.gibibytes(100);
+/** A data pipeline that has not finished in half a day is stuck on something, not slow. */
+const DEFAULT_DATA_PREP_TIMEOUT = Duration.hours(12);
+/** Attempts of a Fargate job whose task could not start (the retry strategies say which). */
+const DEFAULT_FARGATE_ATTEMPTS = 2;
+/** An NCCL all-reduce over one node takes minutes; longer means EFA or the node is broken. */
+const DEFAULT_PREFLIGHT_TIMEOUT = Duration.minutes(30);
