@@ -105,5 +105,5 @@ def test_a_source_override_is_checked_against_the_merged_bounds(tmp_path: Path) 
     # WHEN parsing  THEN both problems name the source's key
     with pytest.raises(ConfigError) as err:
         config(tmp_path, sources, clean={"max_chars": 500})
-    assert "sources.1.clean.min_chars: 900 > max_chars 500" in str(err.value)
-    assert "sources.2.clean.languages: unknown ISO 639-1 codes ['xx']" in str(err.value)
+    assert "sources.1.clean.min_chars = 900: must be <= max_chars (500)" in str(err.value)
+    assert "sources.2.clean.languages = ['xx']: unknown ISO 639-1 codes ['xx']" in str(err.value)

@@ -214,8 +214,8 @@ def test_config_errors_name_the_keys(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     message = str(caught.value)
-    assert "synthesize.sources.0: 'nope'" in message
-    assert "instructions.output: 'public'" in message
+    assert "synthesize.sources.0 = 'nope': not a source name" in message
+    assert "instructions.output = 'public': already a source name" in message
     assert "instructions.sets.0.path" in message
 
 
@@ -349,13 +349,13 @@ def test_instruction_source_config_errors_are_reported_together(tmp_path: Path) 
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     message = str(caught.value)
-    assert "instructions.sources.0.source: 'nope' is not a source name" in message
-    assert "instructions.sources.1.source: 'public' is not a labelled dataset" in message
-    assert "instructions.sources.1.task: 'summarization' is not a labelled task" in message
+    assert "instructions.sources.0.source = 'nope': not a source name" in message
+    assert "instructions.sources.1.source = 'public': not a labelled dataset" in message
+    assert "instructions.sources.1.task = 'summarization': not a labelled task" in message
     # and a section with neither sets nor sources is refused
     data["instructions"] = {"seed": 1}
     path.write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError, match=r"instructions: .*'sets' or 'sources'"):
+    with pytest.raises(ConfigError, match=r"instructions = .*: give at least one of 'sets' or"):
         load_config(path)
 
 
@@ -369,6 +369,6 @@ def test_an_output_outside_the_runs_writable_prefix_is_refused_before_any_work(
     assert load_config(_write_fixture(tmp_path, output=inside)).output == inside
     other = tmp_path / "other"
     other.mkdir()
-    refused = r"output: 's3://lake-curated/shared/kb' is outside 'runs/lora7b/'"
+    refused = r"output = 's3://lake-curated/shared/kb': outside 'runs/lora7b/'"
     with pytest.raises(ConfigError, match=refused):
         load_config(_write_fixture(other, output="s3://lake-curated/shared/kb"))

@@ -137,7 +137,7 @@ def test_config_reports_every_problem_with_its_key(tmp_path: Path) -> None:
         "sources.1.path",
         "sources.1.kind",
         "dedup.threshold",
-        "unknown: unknown key",
+        "unknown = 1: unknown key",
     ):
         assert key in message
 
@@ -172,5 +172,5 @@ def test_batch_settings_come_from_the_environment() -> None:
     assert batch_settings(env) == ("s3://b/pipeline.yaml", "s3://b/run1", ["ingest", "clean"])
     with pytest.raises(ConfigError) as err:
         batch_settings({"STEPS": "ingest,bake"})
-    assert "PIPELINE_CONFIG environment variable is not set" in str(err.value)
+    assert "PIPELINE_CONFIG: environment variable is not set" in str(err.value)
     assert "['bake']" in str(err.value)

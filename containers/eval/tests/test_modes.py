@@ -79,7 +79,7 @@ def test_cloze_mode_needs_a_cloze_prompt_and_log_likelihoods(
     make_benchmark: MakeBenchmark, tmp_path: Path
 ) -> None:
     plain = make_benchmark(Task.MCQ, [mcq_row(1)], name="plain")
-    with pytest.raises(RunConfigError, match="mode 'cloze' needs a 'cloze_prompt'"):
+    with pytest.raises(RunConfigError, match="mode = 'cloze': needs a 'cloze_prompt'"):
         run_and_report(plain, Scripted({}), RunConfig(run_id="r", mode="cloze"), tmp_path / "a")
 
 

@@ -193,7 +193,7 @@ def test_loglik_mode_refuses_providers_without_loglik(
     benchmark = load_benchmark(make_benchmark(Task.MCQ, [mcq_row(0)]))
     provider = OpenAICompatibleProvider("http://127.0.0.1:9", "chat-only", loglik_supported=False)
     with pytest.raises(
-        RunConfigError, match="mode 'loglik' needs log-likelihoods but provider 'openai'"
+        RunConfigError, match="mode = 'loglik': needs log-likelihoods but provider 'openai'"
     ):
         run_benchmark(benchmark, provider, _config(mode="loglik"), ResultStore(tmp_path))
 

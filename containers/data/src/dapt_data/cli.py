@@ -85,22 +85,30 @@ def batch_settings(env: Mapping[str, str]) -> tuple[str, str | None, list[str]]:
     problems = []
     config_uri = env.get("PIPELINE_CONFIG", "")
     if not config_uri:
-        problems.append("PIPELINE_CONFIG environment variable is not set")
-    steps = [s.strip() for s in env.get("STEPS", "all").split(",") if s.strip()]
+        problems.append("PIPELINE_CONFIG: environment variable is not set")
+    raw = env.get("STEPS", "all")
+    steps = [s.strip() for s in raw.split(",") if s.strip()]
     steps = list(STEPS) if steps == ["all"] else steps
     unknown = [s for s in steps if s not in STEPS]
     if unknown:
-        problems.append(f"STEPS has unknown steps {unknown}; choose from {list(STEPS)} or 'all'")
+        problems.append(
+            f"STEPS = '{raw}': unknown steps {unknown}; choose from {list(STEPS)} or 'all'"
+        )
     if problems:
-        raise ConfigError("; ".join(problems))
+        raise ConfigError(ENVIRONMENT, problems)
     return config_uri, env.get("OUTPUT_URI") or None, steps
 
 
-def configured_steps(config: PipelineConfig, names: list[str], every: bool) -> list[str]:
-    """`names` without optional steps whose section is absent; naming one alone is an error."""
+def configured_steps(
+    config: PipelineConfig, names: list[str], every: bool, source: str = "<config>"
+) -> list[str]:
+    """`names` without optional steps whose section is absent; naming one alone is an error
+    (of the config at `source`, which lacks the section)."""
     absent = [n for n in names if n in OPTIONAL_STEPS and getattr(config, n) is None]
     if absent and not every:
-        raise ConfigError(f"steps {absent} need their config section ('{absent[0]}:'); none is set")
+        raise ConfigError(
+            source, [f"{n}: the '{n}' step needs this section; none is set" for n in absent]
+        )
     return [n for n in names if n not in absent]
 
 
@@ -111,7 +119,10 @@ def load_config_uri(uri: str) -> PipelineConfig:
     with tempfile.TemporaryDirectory() as folder:
         local = Path(folder) / uri.rsplit("/", 1)[-1]
         local.write_bytes(read_bytes(uri))
-        return load_config(local)
+        try:
+            return load_config(local)
+        except ConfigError as err:  # name the S3 object, not the temporary copy
+            raise ConfigError(uri, err.problems) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -127,9 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if output:
                 config = config.model_copy(update={"output": output})
         else:
+            uri = str(args.config)
             config = load_config(args.config)
             names = list(STEPS) if args.command == "run" else [args.command]
-        names = configured_steps(config, names, every=names == list(STEPS))
+        names = configured_steps(config, names, every=names == list(STEPS), source=uri)
     except ConfigError as err:
         print(f"dapt-data: {err}", file=sys.stderr)
         return 2
@@ -143,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 OPTIONAL_STEPS = ("synthesize", "comprehension", "instructions")
 """Steps that need their own config section; `run` and `STEPS=all` leave them out without it."""
+ENVIRONMENT = "<environment>"
+"""The source of a config error in the batch job's settings (PIPELINE_CONFIG, STEPS)."""
 
 if __name__ == "__main__":
     sys.exit(main())

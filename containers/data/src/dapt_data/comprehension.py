@@ -52,10 +52,22 @@ class MiningConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    tasks: list[ComprehensionTask] = Field(default_factory=lambda: list(ComprehensionTask))
-    max_per_task: int = Field(default=2, ge=1, description="tasks of each type per document")
-    min_sentence_words: int = Field(default=10, ge=4)
-    seed: int = 0
+    tasks: list[ComprehensionTask] = Field(
+        default_factory=lambda: list(ComprehensionTask),
+        description="Task types mined from each document.",
+    )
+    max_per_task: int = Field(
+        default=2, ge=1, description="Most tasks of each type mined from one document."
+    )
+    min_sentence_words: int = Field(
+        default=10,
+        ge=4,
+        description="Sentences with fewer words yield no `completion` or `word_to_text` task.",
+    )
+    seed: int = Field(
+        default=0,
+        description="Seed of which candidate tasks are kept and which phrasing each gets.",
+    )
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from dapt_eval.config_errors import ConfigError as EvalConfigError
+from dapt_eval.config_errors import Problems, validation_problems
 from dapt_eval.providers.factory import ProviderSpec
 from lingua import Language
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -27,8 +29,11 @@ from dapt_data.storage import is_s3
 from dapt_data.synthetic import SyntheticTask
 
 
-class ConfigError(ValueError):
-    """The config is unusable; the message lists every problem with its key."""
+class ConfigError(EvalConfigError):
+    """The pipeline config is unusable; `problems` lists every one as `key.path = value: rule`
+    (the shape of `dapt_eval.config_errors`)."""
+
+    what = "data pipeline"
 
 
 class Format(StrEnum):
@@ -49,46 +54,109 @@ class _Section(BaseModel):
 class CleanConfig(_Section):
     """Normalisation is always on; each filter can be loosened or disabled."""
 
-    min_chars: int = Field(default=50, ge=0)
-    max_chars: int = Field(default=1_000_000, gt=0)
-    max_symbol_ratio: float = Field(default=0.3, ge=0, le=1)
-    max_repeated_line_ratio: float = Field(default=0.3, ge=0, le=1)
-    repeated_ngram_words: int = Field(default=5, ge=1)
-    max_repeated_ngram_ratio: float = Field(default=0.3, ge=0, le=1)
+    min_chars: int = Field(
+        default=50,
+        ge=0,
+        description="Records shorter than this many characters (after normalisation) are "
+        "dropped as `too_short`.",
+    )
+    max_chars: int = Field(
+        default=1_000_000,
+        gt=0,
+        description="Records longer than this many characters are dropped as `too_long`.",
+    )
+    max_symbol_ratio: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="Largest share of visible characters that are neither letters nor digits; "
+        "a record above it is dropped as `symbol_ratio`.",
+    )
+    max_repeated_line_ratio: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="Largest share of non-blank lines that repeat an earlier line; a record "
+        "above it is dropped as `repeated_lines`.",
+    )
+    repeated_ngram_words: int = Field(
+        default=5, ge=1, description="Words per n-gram of the repeated n-gram filter."
+    )
+    max_repeated_ngram_ratio: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="Largest share of word n-gram occurrences whose n-gram occurs more than "
+        "once; a record above it is dropped as `repeated_ngrams`.",
+    )
     languages: list[str] = Field(
         default_factory=lambda: ["en"],
-        description="ISO 639-1 allow-list; empty = no language filter",
+        description="ISO 639-1 codes of the languages kept (other and undetermined text is "
+        "dropped as `language`); empty: no language filter.",
     )
     language_candidates: list[str] = Field(
         default_factory=lambda: list(DEFAULT_LANGUAGE_CANDIDATES),
-        description="languages the detector chooses among (allow-list is always added)",
+        description="ISO 639-1 codes of the languages the detector chooses among (the "
+        "allow-list is always added).",
     )
-    language_sample_chars: int = Field(default=2000, gt=0)
+    language_sample_chars: int = Field(
+        default=2000,
+        gt=0,
+        description="Characters from the start of a record that the language detector reads.",
+    )
 
 
 class SourceConfig(_Section):
     """One input: where it is, how to read it, and what it is for."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$", description="unique; first part of source_id")
-    path: str = Field(min_length=1, description="file, folder, or s3://bucket/prefix")
-    format: Format
-    kind: Kind = Kind.COMPLETION
-    origin: Origin = Origin.DOMAIN
-    include: list[str] = Field(
-        default_factory=list, description="file name globs; default by format"
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Unique source name: the first part of its records' `source_id` and the "
+        "name of its final file and manifest entry.",
     )
-    text_field: str = Field(default="text", description="jsonl/csv: the text column")
-    label_field: str | None = Field(default=None, description="jsonl/csv: the label column")
-    id_field: str | None = Field(default=None, description="jsonl/csv/chat: a column kept in meta")
+    path: str = Field(
+        min_length=1,
+        description="File, folder or s3://bucket/prefix to read (a relative path is relative to "
+        "the config file).",
+    )
+    format: Format = Field(
+        description="How files become records: markdown, html and text one per file, chat one "
+        "per chat, jsonl and csv one per line or row.",
+    )
+    kind: Kind = Field(
+        default=Kind.COMPLETION,
+        description="How the trainer uses the source: `completion` (raw text) or `instruction` "
+        "(prompt/response pairs).",
+    )
+    origin: Origin = Field(
+        default=Origin.DOMAIN,
+        description="`domain` data, or `public` text mixed in to keep general skills: the group "
+        "the mix's `manifest.target_domain_share` is computed over.",
+    )
+    include: list[str] = Field(
+        default_factory=list,
+        description="File name globs of the files to read; empty: the format's usual extensions.",
+    )
+    text_field: str = Field(
+        default="text", description="jsonl/csv: the field or column holding the text."
+    )
+    label_field: str | None = Field(
+        default=None, description="jsonl/csv: the field or column holding a label, if any."
+    )
+    id_field: str | None = Field(
+        default=None,
+        description="jsonl/csv/chat: a field or column whose value is kept in the record's meta.",
+    )
     weight: float = Field(
         default=1.0,
         gt=0,
-        description="relative emphasis within its origin group in the mix (manifest.py)",
+        description="Relative emphasis within its origin group in the mix (a factor on its "
+        "sampling weight, see dapt_data.manifest).",
     )
     clean: CleanConfig | None = Field(
         default=None,
-        description="this source's filter bounds: only the keys given replace the top-level "
-        "`clean` ones (e.g. {min_chars: 1} for a labelled set of short utterances)",
+        description="This source's filter bounds: only the keys given replace the top-level "
+        "`clean` ones (e.g. {min_chars: 1} for a labelled set of short utterances).",
     )
 
     def patterns(self) -> list[str]:
@@ -99,64 +167,130 @@ class SourceConfig(_Section):
 class IngestConfig(_Section):
     """Limits beyond which input is quarantined instead of read."""
 
-    max_line_chars: int = Field(default=100_000, gt=0, description="longer lines are quarantined")
-    max_file_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    max_line_chars: int = Field(
+        default=100_000,
+        gt=0,
+        description="Longest line, in characters (a jsonl/chat line, a csv cell, any line of a "
+        "document); beyond it the line, or the document, is quarantined as `line_too_long`.",
+    )
+    max_file_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        gt=0,
+        description="Largest file read, in bytes; a larger one is quarantined as `file_too_large`.",
+    )
 
 
 class DedupConfig(_Section):
     """Exact (content hash) and near-duplicate (MinHash LSH) removal; first occurrence kept."""
 
-    exact: bool = True
-    near: bool = True
-    threshold: float = Field(default=0.8, gt=0, le=1, description="Jaccard similarity")
-    num_perm: int = Field(default=128, ge=16)
-    shingle_words: int = Field(default=5, ge=1)
-    seed: int = 1
+    exact: bool = Field(
+        default=True,
+        description="Drop a record whose case-folded, whitespace-collapsed text hashes like an "
+        "earlier one's.",
+    )
+    near: bool = Field(
+        default=True,
+        description="Drop a record whose estimated Jaccard similarity to an earlier kept one is "
+        "at least `threshold` (MinHash LSH over word shingles).",
+    )
+    threshold: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="Jaccard similarity of word shingles at or above which a record is a "
+        "near-duplicate.",
+    )
+    num_perm: int = Field(
+        default=128,
+        ge=16,
+        description="MinHash permutations per signature (more: a closer Jaccard estimate, slower).",
+    )
+    shingle_words: int = Field(
+        default=5, ge=1, description="Words per shingle of the near-duplicate signatures."
+    )
+    seed: int = Field(default=1, description="Seed of the MinHash permutations.")
 
 
 class DecontaminateConfig(_Section):
     """Drop training text that shares word n-grams with benchmark items."""
 
-    benchmarks: list[str] = Field(default_factory=list, description="benchmark directories")
-    ngram_words: int = Field(default=13, ge=1)
-    min_item_words: int = Field(default=8, ge=1, description="shorter item fields are not checked")
+    benchmarks: list[str] = Field(
+        default_factory=list,
+        description="Benchmark directories (benchmark.json and items) that training text must "
+        "not overlap.",
+    )
+    ngram_words: int = Field(
+        default=13,
+        ge=1,
+        description="Words per n-gram compared (a benchmark field with fewer words is one "
+        "n-gram, matched whole).",
+    )
+    min_item_words: int = Field(
+        default=8,
+        ge=1,
+        description="Benchmark fields with fewer words are not checked (too short to tell "
+        "copying from chance).",
+    )
     threshold: float = Field(
         default=0.0,
         ge=0,
         le=1,
-        description="drop when shared n-grams / the item's n-grams > threshold (0: any shared)",
+        description="A record is dropped when its shared n-grams / an item's n-grams exceed "
+        "this (0: any shared n-gram).",
     )
     check_references: bool = Field(
         default=False,
-        description="also check reference answers and summaries (drops KB text that states them)",
+        description="Also check reference answers and summaries (drops KB text that states them).",
     )
     references_only: list[str] = Field(
         default_factory=list,
-        description="benchmarks (also in `benchmarks`) whose inputs are domain documents the "
+        description="Benchmarks (also in `benchmarks`) whose inputs are domain documents the "
         "model is meant to read, e.g. summaries of KB sections: only their references are "
-        "checked",
+        "checked.",
     )
-    verify_hash: bool = True
+    verify_hash: bool = Field(
+        default=True,
+        description="Check each benchmark's items file against the `items_sha256` of its "
+        "benchmark.json before using it.",
+    )
 
 
 class RedactConfig(_Section):
     """PII redaction (`dapt_data.redact`); `options` is passed to it unchanged."""
 
-    enabled: bool = True
-    options: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = Field(
+        default=True,
+        description="Redact PII (off: the redact step passes the decontaminated records on "
+        "unchanged).",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The settings of `dapt_data.redact.RedactionConfig` (detector, types, ...), "
+        "validated with the rest of the config.",
+    )
 
 
 class ManifestConfig(_Section):
     """The mixing manifest the trainer reads."""
 
-    name: str = Field(default="train", pattern=r"^[A-Za-z0-9._-]+$")
+    name: str = Field(
+        default="train",
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Manifest name: versions are published as `manifests/<name>/v<N>.json` "
+        "under the output.",
+    )
     target_domain_share: float | None = Field(
         default=0.02,
         gt=0,
         lt=1,
-        description="domain tokens / all training tokens; null = no mixing",
+        description="Domain tokens / all training tokens that the sampling weights aim at; "
+        "null: no mixing (each source's sampling weight is its own `weight`).",
     )
-    tokenizer: str | None = Field(default=None, description="tokenizer.json; null = whitespace")
+    tokenizer: str | None = Field(
+        default=None,
+        description="tokenizer.json that counts the mix's tokens exactly; null: "
+        "whitespace-separated words approximate them.",
+    )
 
 
 class SynthesizeConfig(_Section):
@@ -165,22 +299,69 @@ class SynthesizeConfig(_Section):
 
     sources: list[str] = Field(
         default_factory=list,
-        description="config source names to generate from; empty = every domain completion source",
+        description="Config source names to generate from; empty: every domain completion source.",
     )
-    tasks: list[SyntheticTask] = Field(default_factory=lambda: list(SyntheticTask), min_length=1)
-    teacher: ProviderSpec = Field(description="the teacher, as dapt_eval's provider factory takes")
-    questions_per_passage: int = Field(default=3, ge=1, le=20)
-    max_passage_chars: int = Field(default=1500, ge=200)
-    min_passage_chars: int = Field(default=120, ge=1)
-    min_grounding: float = Field(default=0.8, ge=0, le=1, description="answer tokens in passage")
-    near_dup_threshold: float = Field(default=0.8, gt=0, le=1)
-    max_tokens: int = Field(default=1024, ge=1, description="teacher output limit per call")
+    tasks: list[SyntheticTask] = Field(
+        default_factory=lambda: list(SyntheticTask),
+        min_length=1,
+        description="Example types asked of the teacher: `qa` (closed-book question and answer) "
+        "and `reading_comprehension` (passage, question and answer).",
+    )
+    teacher: ProviderSpec = Field(
+        description="The teacher model, as dapt_eval's provider factory takes it."
+    )
+    questions_per_passage: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Question/answer items asked of the teacher per passage and task.",
+    )
+    max_passage_chars: int = Field(
+        default=1500,
+        ge=200,
+        description="Longest passage sent to the teacher, in characters (paragraphs are packed "
+        "up to it).",
+    )
+    min_passage_chars: int = Field(
+        default=120,
+        ge=1,
+        description="Passages shorter than this many characters are not sent to the teacher.",
+    )
+    min_grounding: float = Field(
+        default=0.8,
+        ge=0,
+        le=1,
+        description="Share of an answer's content words that must occur in its passage for the "
+        "example to be kept.",
+    )
+    near_dup_threshold: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="Jaccard similarity of question word 1- and 2-grams at or above which a "
+        "question duplicates an earlier one and is dropped.",
+    )
+    max_tokens: int = Field(
+        default=1024, ge=1, description="Most tokens the teacher may generate per call."
+    )
     max_examples: int | None = Field(
-        default=None, ge=1, description="keep the first N examples; the rest go to dropped.jsonl"
+        default=None,
+        ge=1,
+        description="Keep the first N examples, the rest going to dropped.jsonl; null: keep all.",
     )
-    output: str = Field(default="synthetic", pattern=r"^[A-Za-z0-9._-]+$")
-    origin: Origin = Origin.DOMAIN
-    weight: float = Field(default=1.0, gt=0, description="relative emphasis in the mix")
+    output: str = Field(
+        default="synthetic",
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Name of the source the examples become in the manifest.",
+    )
+    origin: Origin = Field(
+        default=Origin.DOMAIN, description="Origin group of the generated source in the mix."
+    )
+    weight: float = Field(
+        default=1.0,
+        gt=0,
+        description="Relative emphasis of the generated source within its origin group.",
+    )
 
 
 class ComprehensionConfig(_Section):
@@ -190,36 +371,67 @@ class ComprehensionConfig(_Section):
 
     sources: list[str] = Field(
         default_factory=list,
-        description="config source names to mine; empty = every domain completion source",
+        description="Config source names to mine; empty: every domain completion source.",
     )
     tasks: list[ComprehensionTask] = Field(
-        default_factory=lambda: list(ComprehensionTask), min_length=1
+        default_factory=lambda: list(ComprehensionTask),
+        min_length=1,
+        description="Task types mined from each text (title, section, completion, connective, "
+        "word_to_text).",
     )
-    max_per_task: int = Field(default=2, ge=1, description="tasks of each type per document")
-    min_sentence_words: int = Field(default=10, ge=4)
-    seed: int = 0
-    output: str = Field(default="comprehension", pattern=r"^[A-Za-z0-9._-]+$")
-    origin: Origin = Origin.DOMAIN
-    weight: float = Field(default=1.0, gt=0, description="relative emphasis in the mix")
+    max_per_task: int = Field(
+        default=2, ge=1, description="Most tasks of each type appended to one document."
+    )
+    min_sentence_words: int = Field(
+        default=10,
+        ge=4,
+        description="Sentences with fewer words yield no `completion` or `word_to_text` task.",
+    )
+    seed: int = Field(
+        default=0,
+        description="Seed of which candidate tasks are kept and which phrasing each gets.",
+    )
+    output: str = Field(
+        default="comprehension",
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Name of the source the mined texts become in the manifest.",
+    )
+    origin: Origin = Field(
+        default=Origin.DOMAIN, description="Origin group of the mined source in the mix."
+    )
+    weight: float = Field(
+        default=1.0,
+        gt=0,
+        description="Relative emphasis of the mined source within its origin group.",
+    )
 
 
 class InstructionSetConfig(_Section):
     """One labelled set: a benchmark-format folder (`benchmark.json` + items) and its task."""
 
-    path: str = Field(min_length=1, description="local folder with benchmark.json")
-    task: InstructionTask
+    path: str = Field(
+        min_length=1,
+        description="Local folder with benchmark.json and its items (a training split, not an "
+        "evaluation benchmark).",
+    )
+    task: InstructionTask = Field(
+        description="Which paraphrase list phrases the items: intent, sentiment, segmentation "
+        "or summarization."
+    )
 
 
 class InstructionSourceConfig(_Section):
     """One labelled pipeline source (a jsonl/csv source with `label_field`), read after redact."""
 
-    source: str = Field(min_length=1, description="a `sources[].name` with a label_field")
-    task: InstructionTask = Field(description="intent, sentiment or segmentation")
+    source: str = Field(min_length=1, description="A `sources[].name` with a `label_field`.")
+    task: InstructionTask = Field(
+        description="Which labelled task phrases its records: intent, sentiment or segmentation."
+    )
     labels: list[str] | None = Field(
         default=None,
         min_length=1,
-        description="allowed labels, in prompt order; other labels are quarantined; "
-        "null = the labels seen in the source, sorted",
+        description="Allowed labels, in prompt order, other labels being quarantined; null: the "
+        "labels seen in the source, sorted.",
     )
 
 
@@ -227,18 +439,34 @@ class InstructionsConfig(_Section):
     """Paraphrased prompt/response examples from labelled sets (`dapt_data.instructions`)."""
 
     sets: list[InstructionSetConfig] = Field(
-        default_factory=list, description="benchmark-format folders"
+        default_factory=list, description="Labelled benchmark-format folders."
     )
     sources: list[InstructionSourceConfig] = Field(
-        default_factory=list, description="labelled pipeline sources, after redaction"
+        default_factory=list, description="Labelled pipeline sources, read after redaction."
     )
-    seed: int = 0
+    seed: int = Field(
+        default=0,
+        description="Seed of the phrasing picked for each item (the first of `paraphrases` "
+        "consecutive seeds).",
+    )
     paraphrases: int = Field(
-        default=1, ge=1, description="phrasings tried per item (seeds seed..seed+N-1)"
+        default=1,
+        ge=1,
+        description="Phrasings tried per item, with seeds seed..seed+N-1 (repeats are kept once).",
     )
-    output: str = Field(default="instructions", pattern=r"^[A-Za-z0-9._-]+$")
-    origin: Origin = Origin.DOMAIN
-    weight: float = Field(default=1.0, gt=0, description="relative emphasis in the mix")
+    output: str = Field(
+        default="instructions",
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Name of the source the examples become in the manifest.",
+    )
+    origin: Origin = Field(
+        default=Origin.DOMAIN, description="Origin group of the generated source in the mix."
+    )
+    weight: float = Field(
+        default=1.0,
+        gt=0,
+        description="Relative emphasis of the generated source within its origin group.",
+    )
 
     @model_validator(mode="after")
     def _has_input(self) -> InstructionsConfig:
@@ -250,24 +478,46 @@ class InstructionsConfig(_Section):
 class PipelineConfig(_Section):
     """Everything one run needs."""
 
-    output: str = Field(min_length=1, description="local folder or s3://bucket/prefix")
-    sources: list[SourceConfig] = Field(min_length=1)
-    ingest: IngestConfig = Field(default_factory=IngestConfig)
-    clean: CleanConfig = Field(default_factory=CleanConfig)
-    dedup: DedupConfig = Field(default_factory=DedupConfig)
-    decontaminate: DecontaminateConfig = Field(default_factory=DecontaminateConfig)
-    redact: RedactConfig = Field(default_factory=RedactConfig)
-    manifest: ManifestConfig = Field(default_factory=ManifestConfig)
-    synthesize: SynthesizeConfig | None = None
-    comprehension: ComprehensionConfig | None = None
-    instructions: InstructionsConfig | None = None
+    output: str = Field(
+        min_length=1,
+        description="Local folder or s3://bucket/prefix under which every step writes.",
+    )
+    sources: list[SourceConfig] = Field(min_length=1, description="The inputs, in order.")
+    ingest: IngestConfig = Field(
+        default_factory=IngestConfig, description="Limits of what ingest reads."
+    )
+    clean: CleanConfig = Field(
+        default_factory=CleanConfig, description="Quality filter bounds of every source."
+    )
+    dedup: DedupConfig = Field(
+        default_factory=DedupConfig, description="Exact and near-duplicate removal."
+    )
+    decontaminate: DecontaminateConfig = Field(
+        default_factory=DecontaminateConfig, description="Benchmark overlap removal."
+    )
+    redact: RedactConfig = Field(default_factory=RedactConfig, description="PII redaction.")
+    manifest: ManifestConfig = Field(
+        default_factory=ManifestConfig, description="The mixing manifest the trainer reads."
+    )
+    synthesize: SynthesizeConfig | None = Field(
+        default=None,
+        description="Teacher-generated examples; null: the synthesize step is skipped.",
+    )
+    comprehension: ComprehensionConfig | None = Field(
+        default=None,
+        description="Mined reading-comprehension texts; null: the comprehension step is skipped.",
+    )
+    instructions: InstructionsConfig | None = Field(
+        default=None,
+        description="Paraphrased instruction examples; null: the instructions step is skipped.",
+    )
 
     @model_validator(mode="after")
     def _unique_source_names(self) -> PipelineConfig:
         names = [s.name for s in self.sources]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"source names must be unique, repeated: {duplicates}")
+            raise Problems([f"sources: source names must be unique; repeated: {duplicates}"])
         return self
 
     def section_hash(self, *sections: str) -> str:
@@ -309,13 +559,14 @@ def load_config(path: Path) -> PipelineConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
-        raise ConfigError(f"config {path}: cannot read: {err}") from err
+        raise ConfigError(str(path), [f"<file>: cannot read ({err})"]) from err
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(f"config {path}: not valid {path.suffix.lstrip('.')}: {err}") from err
+        kind = path.suffix.lstrip(".") or "yaml"
+        raise ConfigError(str(path), [f"<root>: not valid {kind} ({err})"]) from err
     if not isinstance(data, dict):
-        raise ConfigError(f"config {path}: must be a mapping, got {type(data).__name__}")
+        raise ConfigError(str(path), [f"<root> = {type(data).__name__}: must be a mapping"])
     config = parse_config(data, str(path))
     return resolve_paths(config, path.parent)
 
@@ -326,10 +577,10 @@ def parse_config(data: dict[str, Any], where: str) -> PipelineConfig:
     try:
         config = PipelineConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(f"config {where} is invalid:\n" + describe(err, problems)) from err
+        raise ConfigError(where, validation_problems(err) + problems) from err
     problems += cross_problems(config)
     if problems:
-        raise ConfigError(f"config {where} is invalid:\n" + "\n".join(problems))
+        raise ConfigError(where, problems)
     return config
 
 
@@ -340,38 +591,27 @@ def _redact_problems(data: dict[str, Any]) -> list[str]:
     try:
         RedactionConfig.model_validate(options)
     except ValidationError as err:
-        return describe(err, prefix="redact.options.").splitlines()
+        return validation_problems(err, prefix="redact.options")
     return []
-
-
-def describe(err: ValidationError, more: list[str] | None = None, prefix: str = "") -> str:
-    """One line per problem: `  key.path: message (got value)`, then `more`."""
-    lines = []
-    for detail in err.errors():
-        key = prefix + (".".join(str(p) for p in detail["loc"]) or "(root)")
-        message = "field required" if detail["type"] == "missing" else detail["msg"]
-        if detail["type"] == "extra_forbidden":
-            message = "unknown key"
-        got = "" if detail["type"] == "missing" else f" (got {detail.get('input')!r})"
-        lines.append(f"  {key}: {message}{got}")
-    return "\n".join(lines + (more or []))
 
 
 def _clean_problems(clean: CleanConfig, where: str) -> list[str]:
     problems = []
     if clean.min_chars > clean.max_chars:
-        problems.append(f"  {where}.min_chars: {clean.min_chars} > max_chars {clean.max_chars}")
-    unknown = sorted(set(clean.languages) - set(known_language_codes()))
-    if unknown:
-        problems.append(f"  {where}.languages: unknown ISO 639-1 codes {unknown}")
-    unknown = sorted(set(clean.language_candidates) - set(known_language_codes()))
-    if unknown:
-        problems.append(f"  {where}.language_candidates: unknown ISO 639-1 codes {unknown}")
+        problems.append(
+            f"{where}.min_chars = {clean.min_chars}: must be <= max_chars ({clean.max_chars})"
+        )
+    known = set(known_language_codes())
+    for key in ("languages", "language_candidates"):
+        codes: list[str] = getattr(clean, key)
+        unknown = sorted(set(codes) - known)
+        if unknown:
+            problems.append(f"{where}.{key} = {codes}: unknown ISO 639-1 codes {unknown}")
     return problems
 
 
 def cross_problems(config: PipelineConfig) -> list[str]:
-    """Rules spanning keys, all collected."""
+    """Rules spanning keys, all collected, each `key = value: rule`."""
     problems: list[str] = []
     problems += _clean_problems(config.clean, "clean")
     for index, source in enumerate(config.sources):
@@ -379,12 +619,12 @@ def cross_problems(config: PipelineConfig) -> list[str]:
             problems += _clean_problems(config.clean_for(source.name), f"sources.{index}.clean")
         if source.label_field and source.format not in {Format.JSONL, Format.CSV}:
             problems.append(
-                f"  sources.{index}.label_field: only for formats jsonl/csv, "
-                f"not '{source.format.value}'"
+                f"sources.{index}.label_field = '{source.label_field}': only for formats "
+                f"jsonl/csv, not '{source.format.value}'"
             )
     listed = {str(Path(b)) for b in config.decontaminate.benchmarks}
     problems += [
-        f"  decontaminate.references_only.{index}: '{b}' is not in decontaminate.benchmarks"
+        f"decontaminate.references_only.{index} = '{b}': not in decontaminate.benchmarks"
         for index, b in enumerate(config.decontaminate.references_only)
         if str(Path(b)) not in listed
     ]
@@ -405,7 +645,7 @@ def _write_prefix_problems(output: str, write_prefix: str) -> list[str]:
     if key.startswith(write_prefix):
         return []
     return [
-        f"  output: '{output}' is outside {write_prefix!r}, the only prefix this job's role "
+        f"output = '{output}': outside {write_prefix!r}, the only prefix this job's role "
         f"may write ({WRITE_PREFIX_ENV}); use s3://<bucket>/{write_prefix}..."
     ]
 
@@ -428,28 +668,28 @@ def _generated_problems(config: PipelineConfig) -> list[str]:
         for index, item in enumerate(config.instructions.sets):
             key = f"instructions.sets.{index}.path"
             if is_s3(item.path):
-                problems.append(f"  {key}: must be a local folder, got '{item.path}'")
+                problems.append(f"{key} = '{item.path}': must be a local folder")
             elif str(Path(item.path)) in benchmarks:
                 problems.append(
-                    f"  {key}: '{item.path}' is also in decontaminate.benchmarks "
+                    f"{key} = '{item.path}': also in decontaminate.benchmarks "
                     "(training on evaluation items); use the training split"
                 )
     if config.instructions is not None:
         problems += _instruction_source_problems(config, config.instructions.sources)
     for key, value in outputs.items():
         if value in names:
-            problems.append(f"  {key}: '{value}' is already a source name")
+            problems.append(f"{key} = '{value}': already a source name")
     seen: dict[str, str] = {}
     for key, value in outputs.items():
         if value in seen:
-            problems.append(f"  {key}: same name as {seen[value]} '{value}'")
+            problems.append(f"{key} = '{value}': same name as {seen[value]}")
         seen.setdefault(value, key)
     return problems
 
 
 def _source_names(key: str, wanted: list[str], names: set[str]) -> list[str]:
     return [
-        f"  {key}.{index}: '{name}' is not a source name {sorted(names)}"
+        f"{key}.{index} = '{name}': not a source name {sorted(names)}"
         for index, name in enumerate(wanted)
         if name not in names
     ]
@@ -464,22 +704,24 @@ def _instruction_source_problems(
     for index, item in enumerate(items):
         key = f"instructions.sources.{index}"
         if item.source not in names:
-            problems.append(f"  {key}.source: '{item.source}' is not a source name {sorted(names)}")
+            problems.append(f"{key}.source = '{item.source}': not a source name {sorted(names)}")
         elif config.source(item.source).label_field is None:
             problems.append(
-                f"  {key}.source: '{item.source}' is not a labelled dataset "
+                f"{key}.source = '{item.source}': not a labelled dataset "
                 "(a jsonl/csv source with label_field)"
             )
         if item.task not in LABELLED_TASKS:
             problems.append(
-                f"  {key}.task: '{item.task.value}' is not a labelled task, use one of "
+                f"{key}.task = '{item.task.value}': not a labelled task, use one of "
                 f"{[t.value for t in LABELLED_TASKS]}"
             )
         if item.labels is not None:
             blank = [label for label in item.labels if not label.strip()]
             repeated = sorted({x for x in item.labels if item.labels.count(x) > 1})
             if blank or repeated:
-                problems.append(f"  {key}.labels: empty or repeated labels {blank + repeated}")
+                problems.append(
+                    f"{key}.labels = {item.labels}: empty or repeated labels {blank + repeated}"
+                )
     return problems
 
 

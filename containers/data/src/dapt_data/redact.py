@@ -47,38 +47,60 @@ class RedactionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    detector: Literal["patterns", "comprehend"] = "patterns"
+    detector: Literal["patterns", "comprehend"] = Field(
+        default="patterns",
+        description="`patterns`: offline regexes, validators and name heuristics; `comprehend`: "
+        "Amazon Comprehend DetectPiiEntities plus the offline secret, card and IBAN validators.",
+    )
     types: frozenset[PiiType] = Field(
         default_factory=lambda: frozenset(DEFAULT_TYPES),
-        description="types to redact; others are detected by nothing and left in the text",
+        description="PII types to redact; values of other types are left in the text.",
     )
     phone_regions: tuple[str, ...] = Field(
         default=("US", "GB", "DE", "FR", "IN", "AU", "CA", "ES", "IT", "NL", "BR", "MX", "JP"),
         min_length=1,
-        description="regions for numbers written without '+<country code>'",
+        description="Regions (ISO 3166 alpha-2) tried for phone numbers written without "
+        "'+<country code>'.",
     )
     secret_min_entropy: float = Field(
-        default=3.0, ge=0, le=8, description="bits per character for `key=value` secrets"
+        default=3.0,
+        ge=0,
+        le=8,
+        description="Shannon entropy, in bits per character, from which the value of a "
+        "`key=value` assignment counts as a secret (a bare token needs more).",
     )
     numbered: bool = Field(
         default=False,
-        description="'[NAME_1]', '[NAME_2]': the same value gets the same number in a record",
+        description="Number placeholders ('[NAME_1]', '[NAME_2]'), the same value getting the "
+        "same number within a record.",
     )
     name_fields: tuple[str, ...] = Field(
         default=("customer_name", "agent_name", "name", "speaker", "author", "participants"),
-        description="record, meta and turn fields holding participant names",
+        description="Record, meta and turn fields holding participant names, which are redacted "
+        "wherever they occur in the text.",
     )
     allow_values: frozenset[str] = Field(
         default_factory=frozenset,
-        description="exact values never redacted (a product's public test card, a brand name)",
+        description="Exact values never redacted (a product's public test card, a brand name).",
     )
     allow_email_domains: frozenset[str] = Field(
         default_factory=frozenset,
-        description="email domains kept (your own support@/no-reply@ addresses carry knowledge)",
+        description="Email domains kept (your own support@/no-reply@ addresses carry knowledge).",
     )
-    comprehend_language: str = "en"
-    comprehend_min_score: float = Field(default=0.5, ge=0, le=1)
-    comprehend_region: str | None = None
+    comprehend_language: str = Field(
+        default="en", description="Language code sent to Comprehend with every text."
+    )
+    comprehend_min_score: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Lowest Comprehend confidence score of an entity that is redacted.",
+    )
+    comprehend_region: str | None = Field(
+        default=None,
+        description="AWS region of the Comprehend client; null: the default region of the AWS "
+        "configuration.",
+    )
 
 
 class RedactionResult(BaseModel):

@@ -57,14 +57,44 @@ class SynthesisConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    tasks: tuple[SyntheticTask, ...] = (SyntheticTask.QA, SyntheticTask.READING_COMPREHENSION)
-    questions_per_passage: int = Field(default=3, ge=1, le=20)
-    max_passage_chars: int = Field(default=1500, ge=200)
-    min_passage_chars: int = Field(default=120, ge=1)
-    min_grounding: float = Field(default=0.8, ge=0, le=1)
-    near_dup_threshold: float = Field(default=0.8, gt=0, le=1)
+    tasks: tuple[SyntheticTask, ...] = Field(
+        default=(SyntheticTask.QA, SyntheticTask.READING_COMPREHENSION),
+        description="Example types asked of the teacher for every passage.",
+    )
+    questions_per_passage: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Question/answer items asked of the teacher per passage and task.",
+    )
+    max_passage_chars: int = Field(
+        default=1500,
+        ge=200,
+        description="Longest passage, in characters: paragraphs are packed up to it and a "
+        "longer one is cut.",
+    )
+    min_passage_chars: int = Field(
+        default=120,
+        ge=1,
+        description="Passages shorter than this many characters are not sent to the teacher.",
+    )
+    min_grounding: float = Field(
+        default=0.8,
+        ge=0,
+        le=1,
+        description="Share of an answer's content tokens that must occur in its passage for the "
+        "item to be kept.",
+    )
+    near_dup_threshold: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="Jaccard similarity of question word 1- and 2-grams at or above which a "
+        "question duplicates an earlier one and is dropped.",
+    )
     decoding: DecodingParams = Field(
-        default_factory=lambda: DecodingParams(temperature=0.0, max_tokens=1024)
+        default_factory=lambda: DecodingParams(temperature=0.0, max_tokens=1024),
+        description="Sampling settings of every teacher call (greedy, 1024 new tokens).",
     )
 
 

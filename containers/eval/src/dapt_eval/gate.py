@@ -36,12 +36,22 @@ class TaskRule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    required: bool = True
-    """The candidate must beat the base on it beyond the CI (else: only must not regress)."""
-    margin: float = 0.0
-    """The CI lower bound of the paired difference must exceed this."""
-    tolerance: float = Field(default=0.02, ge=0)
-    """The mean paired difference may not fall below minus this."""
+    required: bool = Field(
+        default=True,
+        description="The candidate must beat the base on this benchmark beyond the 95% CI "
+        "(false: it only must not regress).",
+    )
+    margin: float = Field(
+        default=0.0,
+        description="The CI lower bound of the paired difference (candidate - base, in the "
+        "benchmark's primary metric) must exceed this.",
+    )
+    tolerance: float = Field(
+        default=0.02,
+        ge=0,
+        description="The mean paired difference may not fall below minus this (in the "
+        "benchmark's primary metric).",
+    )
 
 
 class GatePolicy(BaseModel):
@@ -49,15 +59,32 @@ class GatePolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    tasks: dict[str, TaskRule] = Field(default_factory=dict)
-    default_tolerance: float = Field(default=0.02, ge=0)
-    """Tolerance of a compared benchmark that `tasks` does not list."""
-    heldout_max_increase: float = Field(default=0.05, ge=0)
-    """Largest allowed relative rise of a public source's held-out loss (0.05 = 5%)."""
-    heldout_sources: list[str] | None = None
-    """Which held-out losses are general ability (default: every source measured before and
-    after whose name the caller lists as public)."""
-    require_calibrated_judge: bool = True
+    tasks: dict[str, TaskRule] = Field(
+        default_factory=dict,
+        description="The rule of each benchmark, by benchmark name; a listed required "
+        "benchmark without a comparison fails the gate.",
+    )
+    default_tolerance: float = Field(
+        default=0.02,
+        ge=0,
+        description="Tolerance of a compared benchmark that `tasks` does not list.",
+    )
+    heldout_max_increase: float = Field(
+        default=0.05,
+        ge=0,
+        description="Largest allowed relative rise of a public source's held-out loss, as a "
+        "fraction (0.05 = 5%).",
+    )
+    heldout_sources: list[str] | None = Field(
+        default=None,
+        description="Which held-out losses are general ability (default: the sources the "
+        "caller lists as public); each must be measured before and after training.",
+    )
+    require_calibrated_judge: bool = Field(
+        default=True,
+        description="When a benchmark was scored by an LLM judge, its calibration report must "
+        "say `trusted` (false: the judge check always passes).",
+    )
 
 
 class Check(BaseModel):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dapt_eval.benchmark import Benchmark
+from dapt_eval.config_errors import ConfigError
 from dapt_eval.constants import QA_WRONG_ANSWER, SUMMARY_FALLBACK_CHARS
 from dapt_eval.judge import Judge, VerdictLabel
 from dapt_eval.mcq import (
@@ -53,30 +54,50 @@ QA_OVERLAP = "overlap"
 lexical proxy, reported as such ("reference overlap"), never as a judge pass rate."""
 
 
-class RunConfigError(ValueError):
-    """The run cannot start: incompatible task, mode, provider or judge."""
+class RunConfigError(ConfigError):
+    """The run cannot start: incompatible task, mode, provider or judge, or a bad RunConfig."""
+
+    what = "run"
+
+
+RUN_SOURCE = "<run>"
+"""The source of a run's config errors: a RunConfig (built from flags or by a caller, never read
+from a file) together with the benchmark, provider and judge it is run with."""
 
 
 @dataclass
 class RunConfig:
-    """Everything that, with the benchmark and provider, determines a run's results."""
+    """Everything that, with the benchmark and provider, determines a run's results.
+
+    A dataclass (it holds a RetryPolicy with an injectable sleep and random generator), so its
+    fields are documented by attribute docstrings rather than pydantic descriptions."""
 
     run_id: str
+    """Identifier recorded in every result and in `run.json` (not part of the cache key)."""
     decoding: DecodingParams = field(default_factory=DecodingParams)
+    """Sampling settings sent to the provider with every prompt (part of the cache key)."""
     mode: str | None = None
+    """Scoring mode, one of the task's `TASK_MODES`; None picks the task's first mode."""
     concurrency: int = DEFAULT_CONCURRENCY
+    """Units (item, prompt) evaluated at the same time, in threads."""
     include_format_spread: bool = False
+    """Also evaluate the manifest's prompt variants, not only its primary prompt."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    """Retries of throttled and transient provider errors (judge calls have their own)."""
     sample: int | None = None
     """Evaluate only this many items (all when None or larger than the benchmark), chosen by
     `sample_items`: the same items for every model, so paired comparisons stay paired."""
     sample_seed: int = 0
+    """Seed of `sample_items`' choice of items when `sample` is set."""
 
     def __post_init__(self) -> None:
+        problems = []
         if self.concurrency < 1:
-            raise RunConfigError(f"RunConfig 'concurrency' = {self.concurrency} must be >= 1")
+            problems.append(f"concurrency = {self.concurrency}: must be >= 1")
         if self.sample is not None and self.sample < 1:
-            raise RunConfigError(f"RunConfig 'sample' = {self.sample} must be >= 1 or None")
+            problems.append(f"sample = {self.sample}: must be >= 1 or None")
+        if problems:
+            raise RunConfigError(RUN_SOURCE, problems)
 
 
 def sample_items(items: Sequence[Item], n: int | None, seed: int = 0) -> list[Item]:
@@ -142,25 +163,29 @@ def resolve_mode(
     judge: Judge | None,
     has_cloze_prompt: bool = True,
 ) -> str:
-    """Pick and check the scoring mode; refuse rather than fall back silently."""
+    """Pick and check the scoring mode; refuse rather than fall back silently (every problem
+    of the combination at once, each naming the run's `mode`)."""
     allowed = TASK_MODES[task]
     mode = requested or allowed[0]
+    problems = []
     if mode not in allowed:
-        raise RunConfigError(
-            f"mode '{mode}' is not valid for task '{task.value}'; use one of {list(allowed)}"
+        problems.append(
+            f"mode = '{mode}': not valid for task '{task.value}'; use one of {list(allowed)}"
         )
     if mode in (McqMode.LOGLIK, McqMode.CLOZE) and not provider.supports_loglik:
-        raise RunConfigError(
-            f"mode '{mode}' needs log-likelihoods but provider '{provider.name}' "
+        problems.append(
+            f"mode = '{mode}': needs log-likelihoods but provider '{provider.name}' "
             f"(model '{provider.model_id}') does not support them; use mode 'letter'"
         )
     if mode == McqMode.CLOZE and not has_cloze_prompt:
-        raise RunConfigError("mode 'cloze' needs a 'cloze_prompt' in the benchmark manifest")
+        problems.append("mode = 'cloze': needs a 'cloze_prompt' in the benchmark manifest")
     if task is Task.QA and mode == "judge" and judge is None:
-        raise RunConfigError(
-            "task 'qa' is scored by a judge: configure a judge provider, or use mode "
-            f"'{QA_OVERLAP}' (reference overlap, ROUGE-L) when there is none"
+        problems.append(
+            "mode = 'judge': task 'qa' is scored by a judge: configure a judge provider, or use "
+            f"mode '{QA_OVERLAP}' (reference overlap, ROUGE-L) when there is none"
         )
+    if problems:
+        raise RunConfigError(RUN_SOURCE, problems)
     return mode
 
 

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dapt_trainer.config_errors import ConfigError as _ConfigError
+from dapt_trainer.config_errors import Problems, validation_problems
 from dapt_trainer.storage import read_text
 
 NAME_RULE: dict[str, Any] = json.loads(
@@ -30,15 +32,11 @@ def name_problem(name: str) -> str | None:
     return None
 
 
-class ConfigError(ValueError):
-    """A config failed validation; ``problems`` lists every one as `key.path = value: rule`."""
+class ConfigError(_ConfigError):
+    """A trainer config failed validation; ``problems`` lists every one as
+    `key.path = value: rule` (the shape of ``dapt_trainer.config_errors``)."""
 
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(
-            f"Invalid trainer config '{source}' ({len(problems)} problem(s)):\n{lines}"
-        )
+    what = "trainer"
 
 
 class _Strict(BaseModel):
@@ -48,11 +46,16 @@ class _Strict(BaseModel):
 class ModelConfig(_Strict):
     """Where the starting weights come from: exactly one of ``path`` and ``from_stage``."""
 
-    path: str | None = None
-    """Local directory or ``s3://`` prefix holding a Hugging Face checkpoint (config, tokenizer,
-    safetensors). Nothing is fetched from a model hub."""
-    from_stage: str | None = None
-    """Name of an earlier stage of this experiment whose merged output is the starting point."""
+    path: str | None = Field(
+        default=None,
+        description="Local directory or s3:// prefix holding a Hugging Face checkpoint (config, "
+        "tokenizer, safetensors) to start from; nothing is fetched from a model hub.",
+    )
+    from_stage: str | None = Field(
+        default=None,
+        description="Name of an earlier stage of this experiment whose exported model "
+        "(merged, when it trained adapters) is the starting point.",
+    )
 
     @model_validator(mode="after")
     def _one_origin(self) -> ModelConfig:
@@ -64,23 +67,47 @@ class ModelConfig(_Strict):
 class SourceConfig(_Strict):
     """One data source: files of one kind, one mixing weight, one group."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    """Short name used in metrics (held-out loss per source) and the quarantine report."""
-    kind: Literal["completion", "instruction"]
-    """``completion``: raw text for continued pretraining. ``instruction``: prompt/response or
-    chat ``messages`` rows, rendered with the model's chat template; loss on responses only."""
-    paths: list[str] = Field(default_factory=list)
-    """JSONL (``.jsonl``, ``.json``) or Parquet (``.parquet``) files, local or ``s3://``."""
-    manifest: str | None = None
-    """Optional dataset manifest (JSON with a ``files`` list) written by the data pipeline; its
-    files are read in addition to ``paths``."""
-    weight: float | None = Field(default=None, gt=0)
-    """Relative share of training tokens (normalised within the group when ``domain_share`` is
-    set, over all sources otherwise). Unset: the data-pipeline ``manifest``'s
-    ``mix_probability`` (its share of training tokens), else 1."""
-    group: Literal["domain", "public"] | None = None
-    """Whether the source counts toward ``data.domain_share``. Unset: the data-pipeline
-    ``manifest``'s ``origin``, else ``public``."""
+    name: str = Field(
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Short name of the source, used in metrics (held-out loss per source) and "
+        "the quarantine report.",
+    )
+    kind: Literal["completion", "instruction"] = Field(
+        description="`completion`: raw text for continued pretraining; `instruction`: "
+        "prompt/response or chat `messages` rows rendered with the model's chat template, with "
+        "loss on the responses only.",
+    )
+    paths: list[str] = Field(
+        default_factory=list,
+        description="JSONL (.jsonl, .json) or Parquet (.parquet) files, local or s3://.",
+    )
+    manifest: str | None = Field(
+        default=None,
+        description="Dataset manifest written by the data pipeline (JSON with a `files` list), "
+        "whose files are read in addition to `paths`.",
+    )
+    weight: float | None = Field(
+        default=None,
+        gt=0,
+        description="Relative share of training tokens, normalised within the group when "
+        "`data.domain_share` is set and over all sources otherwise; unset: the manifest's "
+        "`mix_probability` (its share of training tokens), else 1.",
+    )
+    group: Literal["domain", "public"] | None = Field(
+        default=None,
+        description="Whether the source counts toward `data.domain_share` (`domain`) or not "
+        "(`public`); unset: the manifest's `origin`, else `public`.",
+    )
+    text_field: str = Field(
+        default="text", description="Field of a completion row holding the document text."
+    )
+    heldout_examples: int = Field(
+        default=0,
+        ge=0,
+        description="Examples kept out of training (the first N valid rows) to measure the "
+        "source's held-out loss.",
+    )
 
     @property
     def share(self) -> float:
@@ -92,11 +119,6 @@ class SourceConfig(_Strict):
         """``group``, or ``public`` where nothing set it."""
         return self.group or "public"
 
-    text_field: str = "text"
-    """Field holding the document text of a completion row."""
-    heldout_examples: int = Field(default=0, ge=0)
-    """Examples kept out of training (the first N valid rows) to report held-out loss."""
-
     @model_validator(mode="after")
     def _has_files(self) -> SourceConfig:
         if not self.paths and self.manifest is None:
@@ -107,43 +129,62 @@ class SourceConfig(_Strict):
 class DataConfig(_Strict):
     """What a stage trains on and how examples become fixed-size rows."""
 
-    sources: list[SourceConfig] = Field(min_length=1)
-    seq_len: int = Field(default=4096, ge=8)
-    """Tokens per row; longer completion documents are split, longer instruction examples
-    truncated."""
-    packing: bool = True
-    """Pack several documents per row (attention never crosses a document boundary)."""
-    pack_window: int = Field(default=64, ge=1, le=4096)
-    """Documents drawn ahead and considered when filling a row: each row starts with the oldest
-    and is topped up with the best-fitting others, so instruction examples (never cut) still
-    fill rows. 1 packs in draw order. Shares are charged at draw time, so they still hold."""
-    domain_share: float | None = Field(default=None, gt=0, lt=1)
-    """Fraction of training tokens drawn from ``group: domain`` sources (e.g. 0.02)."""
+    sources: list[SourceConfig] = Field(
+        min_length=1, description="The sources mixed into this stage's rows; names are unique."
+    )
+    seq_len: int = Field(
+        default=4096,
+        ge=8,
+        description="Tokens per row; longer completion documents are split, longer instruction "
+        "examples truncated.",
+    )
+    packing: bool = Field(
+        default=True,
+        description="Pack several documents per row, attention never crossing a document "
+        "boundary (off: one document, or a piece of one, per row, the rest padded).",
+    )
+    # Shares are charged when a document is drawn, not when it is placed, so they still hold.
+    pack_window: int = Field(
+        default=64,
+        ge=1,
+        le=4096,
+        description="Documents drawn ahead when filling a row: each row starts with the oldest "
+        "and is topped up with the best-fitting others, so instruction examples (never cut) "
+        "still fill rows; 1 packs in draw order.",
+    )
+    domain_share: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Fraction of training tokens drawn from `group: domain` sources (e.g. 0.02); "
+        "unset: every source's share is its weight over all weights.",
+    )
 
     @model_validator(mode="after")
     def _groups(self) -> DataConfig:
         problems = check_groups(self, resolved=False)
         if problems:
-            raise ValueError("; ".join(problems))
+            raise Problems(problems)
         return self
 
 
 def check_groups(data: DataConfig, resolved: bool) -> list[str]:
     """Unique source names; ``domain_share`` needs a domain and a public source. Before the
     manifests are read (``resolved=False``), a manifest source without an explicit group may
-    still turn out to be either, so the group rule waits for ``resolve_data``."""
+    still turn out to be either, so the group rule waits for ``resolve_data``. Each problem is
+    `key = value: rule`, keys relative to the data section."""
     names = [s.name for s in data.sources]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     problems = []
     if duplicates:
-        problems.append(f"source names must be unique; repeated: {duplicates}")
+        problems.append(f"sources: source names must be unique; repeated: {duplicates}")
     pending = not resolved and any(s.manifest is not None and s.group is None for s in data.sources)
     if data.domain_share is not None and not pending:
         groups = {s.counts_as for s in data.sources}
         if groups != {"domain", "public"}:
             problems.append(
-                "'domain_share' needs at least one 'domain' and one 'public' source; "
-                f"groups present: {sorted(groups)}"
+                f"domain_share = {data.domain_share}: needs at least one 'domain' and one "
+                f"'public' source; groups present: {sorted(groups)}"
             )
     return problems
 
@@ -151,80 +192,174 @@ def check_groups(data: DataConfig, resolved: bool) -> list[str]:
 class LoraConfig(_Strict):
     """Low-rank adapters (PEFT). High ranks (256+) are supported; consider ``rslora`` there."""
 
-    rank: int = Field(default=256, ge=1, le=4096)
-    alpha: int = Field(default=512, gt=0)
-    dropout: float = Field(default=0.0, ge=0, lt=1)
-    target_modules: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_LORA_TARGETS), min_length=1
+    rank: int = Field(
+        default=256, ge=1, le=4096, description="Rank r of each adapter's two low-rank matrices."
     )
-    dora: bool = False
-    """Weight-decomposed LoRA (DoRA)."""
-    rslora: bool = False
-    """Scale by alpha/sqrt(rank) instead of alpha/rank (keeps high ranks learning)."""
+    alpha: int = Field(
+        default=512,
+        gt=0,
+        description="Adapter scaling numerator: updates are scaled by alpha/rank (alpha/sqrt(rank) "
+        "with `rslora`).",
+    )
+    dropout: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Dropout probability on the adapters' input while training.",
+    )
+    target_modules: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_LORA_TARGETS),
+        min_length=1,
+        description="Names of the linear modules that get adapters (default: the attention "
+        "q/k/v/o and the MLP gate/up/down projections).",
+    )
+    dora: bool = Field(
+        default=False, description="Weight-decomposed LoRA (DoRA) instead of plain LoRA."
+    )
+    rslora: bool = Field(
+        default=False,
+        description="Scale by alpha/sqrt(rank) instead of alpha/rank (rank-stabilised LoRA, which "
+        "keeps high ranks learning).",
+    )
 
 
 class MethodConfig(_Strict):
     """Which weights train: all of them (``full``) or LoRA/DoRA adapters (``lora``)."""
 
-    name: Literal["full", "lora"] = "full"
-    lora: LoraConfig = Field(default_factory=LoraConfig)
+    name: Literal["full", "lora"] = Field(
+        default="full",
+        description="`full`: every weight trains; `lora`: only the adapters train, and the "
+        "exported model has them merged in (the adapter is saved too).",
+    )
+    lora: LoraConfig = Field(
+        default_factory=LoraConfig, description="Adapter settings, used when `name` is `lora`."
+    )
 
 
 class OptimizerConfig(_Strict):
     """AdamW with a warmup, then a cosine, linear or constant schedule."""
 
-    lr: float = Field(default=2e-5, gt=0, le=1)
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = Field(default=1e-8, gt=0)
-    weight_decay: float = Field(default=0.1, ge=0)
-    grad_clip: float | None = Field(default=1.0, gt=0)
-    schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    warmup_steps: int = Field(default=0, ge=0)
-    min_lr_ratio: float = Field(default=0.1, ge=0, le=1)
+    lr: float = Field(
+        default=2e-5, gt=0, le=1, description="Peak learning rate, reached at the end of warmup."
+    )
+    betas: tuple[float, float] = Field(
+        default=(0.9, 0.95),
+        description="AdamW's decay rates of the first and second gradient moments, each in [0, 1).",
+    )
+    eps: float = Field(
+        default=1e-8, gt=0, description="AdamW's term added to the denominator for stability."
+    )
+    weight_decay: float = Field(
+        default=0.1, ge=0, description="AdamW's decoupled weight decay, per unit learning rate."
+    )
+    grad_clip: float | None = Field(
+        default=1.0,
+        gt=0,
+        description="Largest global L2 norm of the gradient, clipped to before each step; unset: "
+        "no clipping (the norm is still logged).",
+    )
+    schedule: Literal["cosine", "linear", "constant"] = Field(
+        default="cosine",
+        description="Learning rate after warmup: `cosine` or `linear` decay to "
+        "`min_lr_ratio` x `lr` at the last step, or `constant` at `lr`.",
+    )
+    warmup_steps: int = Field(
+        default=0,
+        ge=0,
+        description="Optimizer steps of linear warmup to `lr` (step k at (k+1)/(warmup_steps+1) "
+        "x `lr`); fewer than the stage's `steps`.",
+    )
+    min_lr_ratio: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Learning rate the `cosine` and `linear` schedules end at, as a fraction of "
+        "`lr`.",
+    )
 
     @model_validator(mode="after")
     def _betas(self) -> OptimizerConfig:
         if not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"betas must lie in [0, 1); got {list(self.betas)}")
+            raise Problems([f"betas = {list(self.betas)}: each must lie in [0, 1)"])
         return self
 
 
 class CheckpointConfig(_Strict):
     """How often a stage saves a resumable checkpoint."""
 
-    every_steps: int = Field(default=500, ge=1)
-    keep_last: int = Field(default=2, ge=1)
-    """Complete checkpoints kept; older ones are deleted after a newer one is complete."""
+    every_steps: int = Field(
+        default=500,
+        ge=1,
+        description="Save a resumable checkpoint every N optimizer steps (the last step exports "
+        "the final model instead).",
+    )
+    keep_last: int = Field(
+        default=2,
+        ge=1,
+        description="Complete checkpoints kept; older ones are deleted once a newer one is "
+        "complete.",
+    )
 
 
 class StageConfig(_Strict):
     """One training stage."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
-    model: ModelConfig
-    data: DataConfig
-    method: MethodConfig = Field(default_factory=MethodConfig)
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    micro_batch_size: int = Field(default=1, ge=1)
-    """Rows per forward pass per GPU."""
-    grad_accum_steps: int = Field(default=1, ge=1)
-    steps: int = Field(ge=1)
-    """Optimizer steps."""
-    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
-    log_every: int = Field(default=1, ge=1)
-    eval_every: int | None = Field(default=None, ge=1)
-    """Held-out loss every N steps (always at the end when any source holds examples out)."""
-    eval_at_start: bool = True
-    """Also measure the held-out loss of the starting weights before step 1 (metrics step 0,
-    ``heldout_before.json`` and the lineage's ``heldout_loss_before``): the baseline that shows
-    what training changed, e.g. how much general ability the public held-out slice lost."""
+    name: str = Field(
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="Stage name: its output is `<output>/<experiment>/<name>/`, and a later "
+        "stage's `model.from_stage` refers to it.",
+    )
+    model: ModelConfig = Field(description="Where the stage's starting weights come from.")
+    data: DataConfig = Field(description="What the stage trains on and how rows are built.")
+    method: MethodConfig = Field(
+        default_factory=MethodConfig,
+        description="Which weights train: all of them or LoRA/DoRA adapters.",
+    )
+    optimizer: OptimizerConfig = Field(
+        default_factory=OptimizerConfig,
+        description="AdamW settings and the learning-rate schedule.",
+    )
+    micro_batch_size: int = Field(
+        default=1, ge=1, description="Rows per forward pass on each GPU (rank)."
+    )
+    grad_accum_steps: int = Field(
+        default=1,
+        ge=1,
+        description="Micro batches per optimizer step on each rank, so a step covers seq_len x "
+        "micro_batch_size x grad_accum_steps x ranks token positions.",
+    )
+    steps: int = Field(ge=1, description="Optimizer steps the stage trains for.")
+    checkpoint: CheckpointConfig = Field(
+        default_factory=CheckpointConfig,
+        description="How often resumable checkpoints are saved and how many are kept.",
+    )
+    log_every: int = Field(
+        default=1,
+        ge=1,
+        description="Write a training metrics record every N optimizer steps (and at the last).",
+    )
+    eval_every: int | None = Field(
+        default=None,
+        ge=1,
+        description="Measure the held-out loss every N optimizer steps (it is always measured "
+        "at the end when any source holds examples out); unset: only then.",
+    )
+    eval_at_start: bool = Field(
+        default=True,
+        description="Also measure the starting weights' held-out loss before step 1 (metrics "
+        "step 0, `heldout_before.json`, the lineage's `heldout_loss_before`): the baseline that "
+        "shows what training changed, e.g. how much general ability the public slice lost.",
+    )
 
     @model_validator(mode="after")
     def _warmup(self) -> StageConfig:
         if self.optimizer.warmup_steps >= self.steps:
-            raise ValueError(
-                f"optimizer.warmup_steps = {self.optimizer.warmup_steps} must be < "
-                f"steps = {self.steps}"
+            raise Problems(
+                [
+                    f"optimizer.warmup_steps = {self.optimizer.warmup_steps}: must be < "
+                    f"steps ({self.steps})"
+                ]
             )
         return self
 
@@ -232,31 +367,73 @@ class StageConfig(_Strict):
 class ComputeConfig(_Strict):
     """How the hardware is used; shared by all stages."""
 
-    precision: Literal["bf16", "fp32"] = "bf16"
-    """bf16 autocast (FSDP2 mixed precision when sharded) on GPU; the CPU runs fp32 unless
-    ``cpu_bf16``."""
-    activation_checkpointing: bool = True
-    attention: Literal["auto", "flash_attention_2", "flex_attention", "sdpa", "eager"] = "auto"
-    """Attention kernel (a transformers ``attn_implementation``). ``auto``: flash-attention 2 on
-    GPU when the image has it (varlen: packed documents cost no masked FLOPs), else SDPA with
-    the block-diagonal mask transformers derives from packed position ids."""
-    compile: bool = False
-    """``torch.compile`` each decoder layer."""
-    cpu_bf16: bool = False
-    """On a CPU (no GPU visible), also train under bf16 autocast when ``precision`` is bf16.
-    x86 CPUs with AVX-512 BF16 or AMX run it about 1.6x faster than fp32 (measured on the
-    development sandbox's EPYC); off by default because CPU runs are mostly tests, where fp32
-    keeps losses exactly comparable."""
-    peak_flops: float = Field(default=989e12, gt=0)
-    """Peak FLOP/s of one accelerator at ``precision``, for MFU (989e12: H100 SXM bf16 dense)."""
+    precision: Literal["bf16", "fp32"] = Field(
+        default="bf16",
+        description="`bf16`: bf16 autocast on GPU (FSDP2 mixed precision when sharded) and a "
+        "bf16 exported model; the CPU runs fp32 unless `cpu_bf16`.",
+    )
+    activation_checkpointing: bool = Field(
+        default=True,
+        description="Recompute each decoder layer's activations in the backward pass instead of "
+        "keeping them (less memory for about one more forward pass).",
+    )
+    attention: Literal["auto", "flash_attention_2", "flex_attention", "sdpa", "eager"] = Field(
+        default="auto",
+        description="Attention kernel (a transformers `attn_implementation`); `auto`: "
+        "flash-attention 2 on GPU when the image has it (packed documents cost no masked FLOPs), "
+        "else SDPA with the block-diagonal mask derived from packed position ids.",
+    )
+    compile: bool = Field(default=False, description="`torch.compile` each decoder layer.")
+    # x86 CPUs with AVX-512 BF16 or AMX run it about 1.6x faster than fp32 (measured on the
+    # development sandbox's EPYC); off by default because CPU runs are mostly tests, where fp32
+    # keeps losses exactly comparable.
+    cpu_bf16: bool = Field(
+        default=False,
+        description="On a CPU (no GPU visible), also train under bf16 autocast when `precision` "
+        "is bf16.",
+    )
+    peak_flops: float = Field(
+        default=989e12,
+        gt=0,
+        description="Peak FLOP/s of one accelerator at `precision`, the denominator of the "
+        "logged MFU (989e12: H100 SXM bf16 dense).",
+    )
 
 
 class ExperimentConfig(_Strict):
     """The whole YAML file."""
 
-    experiment: str
-    """Names the job and its ``runs/<experiment>/`` prefix; the rule of ``names.json``, shared with
-    the stacks and the CLIs (a run stack's role writes only under its own name)."""
+    experiment: str = Field(
+        description="Names the job and its `runs/<experiment>/` prefix; follows the rule of "
+        "`names.json`, shared with the stacks and the CLIs (a run stack's role writes only under "
+        "its own name).",
+    )
+    output: str | None = Field(
+        default=None,
+        description="Local directory or s3:// prefix the stages write under "
+        "(`<output>/<experiment>/<stage>/`); `--output` or `DAPT_OUTPUT` overrides it.",
+    )
+    seed: int = Field(
+        default=0,
+        description="Seed of torch's random state (adapter initialisation, dropout) and of each "
+        "source's per-epoch example order.",
+    )
+    # A job downloads a source's cache from here instead of tokenising it again; the first node
+    # publishes what it builds. Entries are keyed by file fingerprints and tokenizer, so sharing
+    # one prefix between experiments is safe.
+    token_cache: str | None = Field(
+        default=None,
+        description="Local directory or s3:// prefix where tokenised sources are shared between "
+        "nodes, instances and runs (default `<output>/<experiment>/token-cache`).",
+    )
+    compute: ComputeConfig = Field(
+        default_factory=ComputeConfig,
+        description="How the hardware is used; shared by all stages.",
+    )
+    stages: list[StageConfig] = Field(
+        min_length=1,
+        description="The stages, run in order; a stage may start from an earlier one's output.",
+    )
 
     @field_validator("experiment")
     @classmethod
@@ -265,17 +442,6 @@ class ExperimentConfig(_Strict):
         if problem:
             raise ValueError(problem)
         return value
-    output: str | None = None
-    """Local directory or ``s3://`` prefix; ``DAPT_OUTPUT`` overrides it."""
-    seed: int = 0
-    token_cache: str | None = None
-    """Local directory or ``s3://`` prefix where tokenised sources are shared between nodes,
-    instances and runs (default ``<output>/<experiment>/token-cache``). A job downloads a
-    source's cache from here instead of tokenising it again; the first node publishes what it
-    builds. Entries are keyed by file fingerprints and tokenizer, so sharing one prefix between
-    experiments is safe."""
-    compute: ComputeConfig = Field(default_factory=ComputeConfig)
-    stages: list[StageConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _chain(self) -> ExperimentConfig:
@@ -292,7 +458,7 @@ class ExperimentConfig(_Strict):
                 problems.append(f"stages.{i}.name = {stage.name!r}: stage names must be unique")
             seen.append(stage.name)
         if problems:
-            raise ValueError("; ".join(problems))
+            raise Problems(problems)
         return self
 
     def stage(self, name: str) -> StageConfig:
@@ -306,13 +472,7 @@ def parse_config(raw: Any, source: str = "<config>") -> ExperimentConfig:
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as err:
-        problems = []
-        for e in err.errors():
-            path = ".".join(str(p) for p in e["loc"]) or "<root>"
-            value = e.get("input")
-            shown = _short(value)
-            problems.append(f"{path} = {shown}: {e['msg']}")
-        raise ConfigError(source, problems) from None
+        raise ConfigError(source, validation_problems(err)) from None
 
 
 def load_config(location: str | Path) -> ExperimentConfig:
@@ -329,11 +489,6 @@ def dump_config(config: ExperimentConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= DEFAULT_REPR_LIMIT else text[: DEFAULT_REPR_LIMIT - 3] + "..."
-
-
 DEFAULT_LORA_TARGETS: tuple[str, ...] = (
     "q_proj",
     "k_proj",
@@ -343,4 +498,3 @@ DEFAULT_LORA_TARGETS: tuple[str, ...] = (
     "up_proj",
     "down_proj",
 )
-DEFAULT_REPR_LIMIT = 80

@@ -13,19 +13,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dapt_eval.config_errors import ConfigError
 from dapt_eval.providers.base import DecodingParams
 
 DEFAULT_BATCH_SIZE = 8
 DEFAULT_SCRATCH = Path("/tmp/dapt-eval-scratch")  # the job's own ephemeral disk
 
 
-class BatchConfigError(ValueError):
-    """The batch job cannot start; the message lists every problem with its flag and variable."""
+class BatchConfigError(ConfigError):
+    """The batch job cannot start; every problem names its flag and variable."""
+
+    what = "batch job"
+
+
+BATCH_SOURCE = "<flags/env>"
+"""The source of the batch job's config errors: its flags, each falling back to a variable."""
 
 
 @dataclass(frozen=True)
 class BatchConfig:
-    """Everything the batch job needs; see ENV_VARS for the variable behind each field."""
+    """Everything the batch job needs; see ENV_VARS for the variable behind each field.
+
+    A dataclass built by `config_from` (flags and variables, not a file), so its fields are
+    documented by attribute docstrings rather than pydantic descriptions."""
 
     model_uri: str
     """Hugging Face-format model directory: a local path or `s3://bucket/prefix/`."""
@@ -42,7 +52,8 @@ class BatchConfig:
     revision: str | None = None
     """Model revision; default: `sha256:<16 hex>` of the model directory's content."""
     mode: str | None = None
-    """MCQ `letter` (default) or `loglik`; other tasks have one mode."""
+    """Scoring mode as the runner's TASK_MODES name it (MCQ: `letter`, the default, `loglik` or
+    `cloze`); None picks the task's first mode."""
     batch_size: int = DEFAULT_BATCH_SIZE
     """Sequences per forward pass (generation and log-likelihood)."""
     decoding: DecodingParams = field(default_factory=DecodingParams)
@@ -57,18 +68,20 @@ class BatchConfig:
     def __post_init__(self) -> None:
         problems = []
         if (self.out_dir is None) == (self.eval_bucket is None):
-            problems.append("set exactly one of --out (OUT_DIR) and --eval-bucket (EVAL_BUCKET)")
+            problems.append(
+                "--out (OUT_DIR): set exactly one of it and --eval-bucket (EVAL_BUCKET)"
+            )
         if self.batch_size < 1:
-            problems.append(f"--batch-size (BATCH_SIZE) = {self.batch_size} must be >= 1")
+            problems.append(f"--batch-size (BATCH_SIZE) = {self.batch_size}: must be >= 1")
         if self.decoding.temperature != 0:
             problems.append(
                 f"--temperature (TEMPERATURE) = {self.decoding.temperature}: the batch job "
                 "decodes greedily, so it must be 0"
             )
         if self.device not in ("auto", "cuda", "cpu"):
-            problems.append(f"--device (DEVICE) = '{self.device}' must be auto, cuda or cpu")
+            problems.append(f"--device (DEVICE) = '{self.device}': must be auto, cuda or cpu")
         if problems:
-            raise BatchConfigError("batch job configuration: " + "; ".join(problems))
+            raise BatchConfigError(BATCH_SOURCE, problems)
 
 
 def add_batch_args(parser: argparse.ArgumentParser) -> None:
@@ -98,20 +111,20 @@ def config_from(args: argparse.Namespace, env: Mapping[str, str] | None = None) 
         try:
             return kind(raw)
         except ValueError:
-            problems.append(f"--{flag} ({ENV_VARS[flag][0]}) = '{raw}' is not a {kind.__name__}")
+            problems.append(f"--{flag} ({ENV_VARS[flag][0]}) = '{raw}': not a {kind.__name__}")
             return default
 
     model_uri, benchmark_uri = value("model"), value("benchmark")
     for flag, given in (("model", model_uri), ("benchmark", benchmark_uri)):
         if not given:
-            problems.append(f"--{flag} ({ENV_VARS[flag][0]}) is required")
+            problems.append(f"--{flag} ({ENV_VARS[flag][0]}): required")
     defaults = DecodingParams()
     batch_size = int(number("batch-size", DEFAULT_BATCH_SIZE, int))
     max_tokens = int(number("max-tokens", defaults.max_tokens, int))
     seed = int(number("seed", defaults.seed, int))
     temperature = float(number("temperature", defaults.temperature, float))
     if problems:
-        raise BatchConfigError("batch job configuration: " + "; ".join(problems))
+        raise BatchConfigError(BATCH_SOURCE, problems)
     out = value("out")
     return BatchConfig(
         model_uri=str(model_uri),

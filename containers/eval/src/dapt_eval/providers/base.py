@@ -21,11 +21,25 @@ class DecodingParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
-    max_tokens: int = Field(default=256, ge=1)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    seed: int = Field(default=0, ge=0, description="Sampling seed and MCQ shuffle seed.")
-    stop: tuple[str, ...] = ()
+    temperature: float = Field(
+        default=0.0, ge=0.0, le=2.0, description="Sampling temperature; 0 decodes greedily."
+    )
+    max_tokens: int = Field(default=256, ge=1, description="Most new tokens generated per call.")
+    top_p: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1.0,
+        description="Nucleus sampling: the probability mass of the tokens sampled from (1: all).",
+    )
+    seed: int = Field(
+        default=0,
+        ge=0,
+        description="Sampling seed sent to providers that take one (not Bedrock); also the MCQ "
+        "choice-shuffle seed.",
+    )
+    stop: tuple[str, ...] = Field(
+        default=(), description="Strings that end a generation (the providers' stop sequences)."
+    )
 
     def cache_dict(self) -> dict[str, Any]:
         """The decoding object exactly as it enters the cache key and the result record."""

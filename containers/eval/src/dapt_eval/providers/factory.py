@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from dapt_eval.config_errors import Problems
 from dapt_eval.providers.aws import BedrockConverseProvider, SageMakerEndpointProvider
 from dapt_eval.providers.base import DEFAULT_REVISION, Provider
 from dapt_eval.providers.offline import OfflineBehaviour, OfflineProvider
@@ -20,26 +21,57 @@ class ProviderSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
-    kind: ProviderKind
-    model_id: str = Field(min_length=1)
-    revision: str = DEFAULT_REVISION
-    base_url: str | None = None
-    api_key_env: str | None = None
-    region: str | None = None
-    endpoint_name: str | None = None
-    offline: OfflineBehaviour = Field(default_factory=OfflineBehaviour)
+    kind: ProviderKind = Field(
+        description="Which provider implementation answers: the offline simulator, an "
+        "OpenAI-compatible server, Amazon Bedrock (Converse) or a SageMaker endpoint."
+    )
+    model_id: str = Field(
+        min_length=1,
+        description="Model identifier recorded in results and cache keys, and the model that "
+        "Bedrock or the OpenAI-compatible server is asked for.",
+    )
+    revision: str = Field(
+        default=DEFAULT_REVISION,
+        description="Model revision recorded in results and cache keys (nothing checks it "
+        "against the served model); pin it so a changed model is not mistaken for a cached one.",
+    )
+    base_url: str | None = Field(
+        default=None,
+        description="Root URL of the OpenAI-compatible server (requests go to {base_url}/v1/...); "
+        "required for kind 'openai'.",
+    )
+    api_key_env: str | None = Field(
+        default=None,
+        description="Name of the environment variable holding the OpenAI-compatible server's "
+        "API key (sent as a bearer token); None sends no key.",
+    )
+    region: str | None = Field(
+        default=None,
+        description="AWS region of the Bedrock or SageMaker client; None uses the default "
+        "region of the AWS configuration.",
+    )
+    endpoint_name: str | None = Field(
+        default=None,
+        description="Name of the SageMaker real-time endpoint to invoke; required for kind "
+        "'sagemaker'.",
+    )
+    offline: OfflineBehaviour = Field(
+        default_factory=OfflineBehaviour,
+        description="Simulated accuracy and failure rates of kind 'offline' (ignored by the "
+        "other kinds).",
+    )
 
     @model_validator(mode="after")
     def _check_required(self) -> ProviderSpec:
         problems = []
         if self.kind == "openai" and not self.base_url:
-            problems.append("provider 'openai' needs 'base_url' (e.g. http://localhost:8000)")
+            problems.append("base_url: provider 'openai' needs it (e.g. http://localhost:8000)")
         if self.kind == "sagemaker" and not self.endpoint_name:
-            problems.append("provider 'sagemaker' needs 'endpoint_name'")
+            problems.append("endpoint_name: provider 'sagemaker' needs it")
         if self.api_key_env and self.api_key_env not in os.environ:
-            problems.append(f"{self.api_key_env} environment variable is not set")
+            problems.append(f"api_key_env = '{self.api_key_env}': environment variable is not set")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise Problems(problems)
         return self
 
 

@@ -26,12 +26,19 @@ from dapt_eval.providers.base import (
 
 @dataclass(frozen=True)
 class OfflineBehaviour:
-    """Rates in [0, 1] of each simulated behaviour, decided per prompt."""
+    """Rates in [0, 1] of each simulated behaviour, decided per prompt.
+
+    A dataclass (the CLI and tests build it directly), so its fields are documented by
+    attribute docstrings rather than pydantic descriptions."""
 
     correct_rate: float = 1.0
+    """Share of the prompts neither failed nor unparseable that get the oracle's correct answer."""
     unparseable_rate: float = 0.0
+    """Share of prompts answered with text no parser accepts."""
     error_rate: float = 0.0
+    """Share of prompts that always fail with a server error (recorded as `errored`)."""
     throttle_rate: float = 0.0
+    """Share of prompts throttled on their first call only (a retry succeeds)."""
 
     def __post_init__(self) -> None:
         for name in ("correct_rate", "unparseable_rate", "error_rate", "throttle_rate"):

@@ -24,13 +24,21 @@ DEFAULT_MAX_DELAY_S = 30.0
 
 @dataclass
 class RetryPolicy:
-    """How often and how long to retry; `sleep` and `rng` are injectable for fast tests."""
+    """How often and how long to retry; `sleep` and `rng` are injectable for fast tests.
+
+    A dataclass (it holds a function and a random generator), so its fields are documented by
+    attribute docstrings rather than pydantic descriptions."""
 
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    """Calls made at most, the first one included (1: never retry)."""
     base_delay_s: float = DEFAULT_BASE_DELAY_S
+    """Backoff ceiling of the first retry, in seconds; it doubles with every further attempt."""
     max_delay_s: float = DEFAULT_MAX_DELAY_S
+    """Largest backoff ceiling, in seconds (a server's Retry-After may still ask for longer)."""
     sleep: Callable[[float], None] = time.sleep
+    """Waits the given seconds between attempts (tests pass a no-op)."""
     rng: random.Random = field(default_factory=random.Random)
+    """Draws the jittered delay, uniform between 0 and the ceiling."""
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:

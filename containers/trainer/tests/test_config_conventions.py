@@ -1,0 +1,145 @@
+"""Conventions the configs of dapt-eval, dapt-data and dapt-trainer share (each package tests its
+own): one error shape, `Invalid <what> config '<source>' (N problem(s))` with one problem per
+key, and a description on every field of every config model."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib.util
+import inspect
+import textwrap
+import typing
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from dapt_trainer import config_errors
+from dapt_trainer.config import ConfigError, ExperimentConfig, parse_config
+
+
+def problem_key(problem: str) -> str:
+    """The key a problem line names: the text before ` = value` or `: rule`."""
+    return problem.split(" = ", 1)[0].split(": ", 1)[0]
+
+
+def test_a_config_error_has_a_source_problems_and_the_shared_message() -> None:
+    err = ConfigError("exp.yaml", ["stages.0.steps = 0: must be >= 1", "experiment: required"])
+    assert isinstance(err, ValueError) and isinstance(err, config_errors.ConfigError)
+    assert err.source == "exp.yaml"
+    assert err.problems == ["stages.0.steps = 0: must be >= 1", "experiment: required"]
+    assert str(err) == (
+        "Invalid trainer config 'exp.yaml' (2 problem(s)):\n"
+        "  - stages.0.steps = 0: must be >= 1\n"
+        "  - experiment: required"
+    )
+
+
+def test_every_problem_of_a_bad_config_names_its_key() -> None:
+    stage: dict[str, Any] = {
+        "name": "dapt",
+        "model": {"path": "/m"},
+        "data": {"sources": [{"name": "kb", "kind": "completion", "paths": ["a"]}] * 2},
+        "optimizer": {"betas": [0.9, 1.5], "warmup_steps": 3},
+        "steps": 2,
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(
+            {"experiment": "x", "colour": "red", "stages": [stage, {"name": "sft"}]}, "bad.yaml"
+        )
+    err = caught.value
+    assert err.source == "bad.yaml"
+    assert [problem_key(p) for p in err.problems] == [
+        "stages.0.data.sources",
+        "stages.0.optimizer.betas",
+        "stages.1.model",
+        "stages.1.data",
+        "stages.1.steps",
+        "colour",
+    ]
+    assert str(err).startswith(f"Invalid trainer config 'bad.yaml' ({len(err.problems)} problem")
+    # A cross-stage rule, checked once the stages are valid, names each stage's key too.
+    good = {**stage, "data": {"sources": stage["data"]["sources"][:1]}, "optimizer": {}}
+    late = {**good, "model": {"from_stage": "later"}}
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"experiment": "x", "stages": [late, good]})
+    assert [problem_key(p) for p in caught.value.problems] == [
+        "stages.0.model.from_stage",
+        "stages.1.name",
+    ]
+
+
+def test_the_error_module_is_the_dapt_eval_one_byte_for_byte() -> None:
+    # The trainer image does not install dapt-eval, so the shape is a copy; it may not drift.
+    spec = importlib.util.find_spec("dapt_eval.config_errors")
+    assert spec is not None and spec.origin is not None
+    assert Path(config_errors.__file__).read_bytes() == Path(spec.origin).read_bytes()
+
+
+CONFIG_MODELS: tuple[type, ...] = (ExperimentConfig,)
+"""The roots of every config the trainer reads; nested models are found from their fields."""
+
+
+def test_every_config_field_is_described() -> None:
+    visited, missing = undocumented(CONFIG_MODELS)
+    assert len(visited) >= 10  # the walk reached the nested sections
+    assert missing == []
+
+
+def undocumented(roots: Iterable[type]) -> tuple[list[type], list[str]]:
+    """The config classes reachable from `roots` through their fields, and `Class.field` for
+    each field without a one-sentence description: pydantic `Field(description=...)`, or, on a
+    dataclass, an attribute docstring."""
+    visited: list[type] = []
+    missing: list[str] = []
+
+    def visit(cls: type) -> None:
+        if cls in visited:
+            return
+        visited.append(cls)
+        if issubclass(cls, BaseModel):
+            fields = {n: (f.description, f.annotation) for n, f in cls.model_fields.items()}
+        else:
+            assert dataclasses.is_dataclass(cls), cls
+            hints = typing.get_type_hints(cls)
+            docs = attribute_docstrings(cls)
+            fields = {f.name: (docs.get(f.name), hints[f.name]) for f in dataclasses.fields(cls)}
+        for name, (text, annotation) in fields.items():
+            if not text or not text.strip().endswith("."):
+                missing.append(f"{cls.__name__}.{name}")
+            for nested in config_classes(annotation):
+                visit(nested)
+
+    for root in roots:
+        visit(root)
+    return visited, missing
+
+
+def config_classes(annotation: Any) -> Iterator[type]:
+    """Pydantic models and dataclasses named anywhere in a type annotation."""
+    if isinstance(annotation, type) and (
+        issubclass(annotation, BaseModel) or dataclasses.is_dataclass(annotation)
+    ):
+        yield annotation
+    for arg in typing.get_args(annotation):
+        yield from config_classes(arg)
+
+
+def attribute_docstrings(cls: type) -> dict[str, str]:
+    """The string literal right after each annotated attribute of a class body."""
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0]
+    assert isinstance(body, ast.ClassDef)
+    docs = {}
+    for stmt, after in zip(body.body, body.body[1:], strict=False):
+        if (
+            isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[stmt.target.id] = after.value.value
+    return docs
