@@ -11,7 +11,10 @@ export interface DeployTimeCallProps {
   readonly statements: readonly iam.PolicyStatement[];
   /** Repeat the call on every stack update (for lookups whose answer can change). @default false */
   readonly repeatOnUpdate?: boolean;
-  /** Why a wildcard resource in `statements` is needed, when there is one. */
+  /**
+   * Why a wildcard resource in `statements` is needed, when there is one.
+   * @default - none: a wildcard resource in `statements` stays an unacknowledged cdk-nag finding
+   */
   readonly wildcardReason?: string;
 }
 

@@ -9,6 +9,7 @@ export interface EncryptedLogGroupProps {
   readonly encryptionKey: kms.IKey;
   /** Retention in days (one of CloudWatch Logs' allowed values; validated by the config schema). */
   readonly retentionDays: number;
+  /** Delete the group with its stack (experiments) instead of keeping it. */
   readonly destroyOnDelete: boolean;
   /**
    * Name of the group. Step Functions (and other vended-log sources) need one under

@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
+import type * as logs from 'aws-cdk-lib/aws-logs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -20,15 +21,21 @@ export type PlatformFunctionCode =
 export interface PlatformFunctionProps {
   /** One sentence on what the function does. */
   readonly description: string;
+  /** The bundled TypeScript entry or the container image the function runs. */
   readonly code: PlatformFunctionCode;
   /** Environment variables; infrastructure and code meet only through these. */
   readonly environment: Record<string, string>;
+  /** The VPC the function runs in; it has no internet route, only endpoints. */
   readonly vpc: ec2.IVpc;
+  /** The isolated subnets of that VPC the function gets its interfaces in. */
   readonly subnets: ec2.SubnetSelection;
+  /** Egress of the function: HTTPS to the VPC endpoints only. */
   readonly securityGroup: ec2.ISecurityGroup;
   /** Key for the log group, the dead-letter queue and the environment variables. */
   readonly encryptionKey: kms.IKey;
+  /** Retention of the function's log group, in days (one of CloudWatch Logs' allowed values). */
   readonly logRetentionDays: number;
+  /** Delete the log group and dead-letter queue with the stack (experiments) instead of keeping them. */
   readonly destroyOnDelete: boolean;
   /**
    * Concurrent executions reserved for (and capping) this function.
@@ -36,7 +43,9 @@ export interface PlatformFunctionProps {
    * account whose quota is below 100 plus the reservation, such as a new account's)
    */
   readonly reservedConcurrency?: number;
+  /** Longest an invocation may run (Lambda allows at most 15 minutes). */
   readonly timeout: Duration;
+  /** Memory of the function in MB; Lambda gives CPU in proportion. */
   readonly memoryMb: number;
   /** The function's permissions beyond logging, tracing and its VPC interfaces. */
   readonly statements: readonly iam.PolicyStatement[];
@@ -78,37 +87,7 @@ export class PlatformFunction extends Construct {
       description: props.description,
       wildcards: [FUNCTION_INFRA_WILDCARD, ...(props.wildcards ?? [])],
       statements: [
-        new iam.PolicyStatement({
-          sid: 'WriteOwnLogs',
-          actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-          resources: [logs.logGroup.logGroupArn],
-        }),
-        new iam.PolicyStatement({
-          sid: 'DeadLetters',
-          actions: ['sqs:SendMessage'],
-          resources: [this.deadLetterQueue.queueArn],
-        }),
-        new iam.PolicyStatement({
-          sid: 'UseKeyForLogsAndDeadLetters',
-          actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
-          resources: [props.encryptionKey.keyArn],
-        }),
-        new iam.PolicyStatement({
-          sid: 'VpcNetworkInterfaces',
-          actions: [
-            'ec2:CreateNetworkInterface',
-            'ec2:DescribeNetworkInterfaces',
-            'ec2:DeleteNetworkInterface',
-            'ec2:AssignPrivateIpAddresses',
-            'ec2:UnassignPrivateIpAddresses',
-          ],
-          resources: ['*'],
-        }),
-        new iam.PolicyStatement({
-          sid: 'Tracing',
-          actions: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'],
-          resources: ['*'],
-        }),
+        ...infrastructureStatements(logs.logGroup, this.deadLetterQueue, props.encryptionKey),
         ...props.statements,
       ],
     });
@@ -145,16 +124,60 @@ export class PlatformFunction extends Construct {
             bundling: { minify: true, sourceMap: true, target: 'node24', format: nodejs.OutputFormat.CJS },
           })
         : new lambda.DockerImageFunction(this, 'Function', { ...common, code: props.code.code });
-    if (props.reservedConcurrency === undefined) {
-      acknowledge(
-        this.function,
-        ['NIST.800.53.R5-LambdaConcurrency', 'HIPAA.Security-LambdaConcurrency'],
-        "Concurrency is bounded by its caller (the state machine's Distributed Map maxConcurrency, one plan and one aggregate per run); a reservation would fail to deploy in accounts whose Lambda quota is below 100 plus the reservation, such as new accounts (quota 10). Set eval.workerReservedConcurrency to reserve.",
-      );
-    }
+    if (props.reservedConcurrency === undefined) acknowledgeUnreservedConcurrency(this.function);
     // The role's policy must exist before the function is created, or the first invocations fail.
     this.function.node.addDependency(this.policy);
   }
+}
+
+/** The compliance packs ask every function for reserved concurrency; why these have none. */
+function acknowledgeUnreservedConcurrency(fn: lambda.Function): void {
+  acknowledge(
+    fn,
+    ['NIST.800.53.R5-LambdaConcurrency', 'HIPAA.Security-LambdaConcurrency'],
+    "Concurrency is bounded by its caller (the state machine's Distributed Map maxConcurrency, one plan and one aggregate per run); a reservation would fail to deploy in accounts whose Lambda quota is below 100 plus the reservation, such as new accounts (quota 10). Set eval.workerReservedConcurrency to reserve.",
+  );
+}
+
+/** What every platform function may do besides its own work: log, dead-letter, use its key, join the VPC, trace. */
+function infrastructureStatements(
+  logGroup: logs.ILogGroup,
+  deadLetterQueue: sqs.IQueue,
+  key: kms.IKey,
+): iam.PolicyStatement[] {
+  return [
+    new iam.PolicyStatement({
+      sid: 'WriteOwnLogs',
+      actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+      resources: [logGroup.logGroupArn],
+    }),
+    new iam.PolicyStatement({
+      sid: 'DeadLetters',
+      actions: ['sqs:SendMessage'],
+      resources: [deadLetterQueue.queueArn],
+    }),
+    new iam.PolicyStatement({
+      sid: 'UseKeyForLogsAndDeadLetters',
+      actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+      resources: [key.keyArn],
+    }),
+    new iam.PolicyStatement({
+      sid: 'VpcNetworkInterfaces',
+      actions: [
+        'ec2:CreateNetworkInterface',
+        'ec2:DescribeNetworkInterfaces',
+        'ec2:DeleteNetworkInterface',
+        'ec2:AssignPrivateIpAddresses',
+        'ec2:UnassignPrivateIpAddresses',
+      ],
+      resources: ['*'],
+    }),
+    new iam.PolicyStatement({
+      sid: 'Tracing',
+      actions: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'],
+      resources: ['*'],
+    }),
+  ];
 }
 
 /** The one wildcard every platform function's policy has (actions without resource-level scope). */

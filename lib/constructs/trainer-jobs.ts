@@ -63,11 +63,17 @@ const EFA_ENVIRONMENT: Record<string, string> = {
 };
 
 export interface GpuContainerProps {
+  /** The trainer image the container runs. */
   readonly image: ecs.ContainerImage;
+  /** What the container runs, e.g. `torchrun ... -m dapt_trainer`. */
   readonly command: string[];
+  /** Environment besides the EFA/NCCL settings every GPU container gets. */
   readonly environment: Record<string, string>;
+  /** The role the job's code runs as (its data permissions). */
   readonly jobRole: iam.IRole;
+  /** Pulls the image and writes the job's logs. */
   readonly executionRole: iam.IRole;
+  /** Where the container's logs go (the training log group). */
   readonly logGroup: logs.ILogGroup;
 }
 
@@ -178,7 +184,8 @@ function createJobRole(
       new iam.PolicyStatement({
         sid: 'ListInputsAndOutputs',
         actions: ['s3:ListBucket'],
-        resources: Object.values(buckets).map((b) => b.bucketArn),
+        // Named one by one: a wider object passed as `buckets` must not widen the role (never `raw`).
+        resources: [buckets.datasets, buckets.models, buckets.artifacts, buckets.curated].map((b) => b.bucketArn),
       }),
       new iam.PolicyStatement({
         sid: 'WriteRunOutputs',
@@ -224,6 +231,7 @@ function createJobRole(
 }
 
 export interface TrainerJobsProps {
+  /** The resolved stage config; the jobs read `training` (timeouts, retries, nodes), `stage` and `envId`. */
   readonly config: ResolvedConfig;
   /** Start of the job definitions' names, e.g. `dapt-prod` or `dapt-prod-run-lora7b`. */
   readonly namePrefix: string;
@@ -235,10 +243,15 @@ export interface TrainerJobsProps {
    * @default - [writePrefix]
    */
   readonly modelReadPrefixes?: readonly string[];
+  /** The lake zones the trainer reads and writes; never `raw` (only redacted text reaches training). */
   readonly buckets: TrainingBuckets;
+  /** The lake's key, which encrypts every zone. */
   readonly lakeKeyArn: string;
+  /** The trainer image (`trainerImage`), one asset for every stack that runs the trainer. */
   readonly image: DockerImageAsset;
+  /** Pulls the image and writes the job's logs. */
   readonly executionRole: iam.IRole;
+  /** Where the container's logs go (the training log group). */
   readonly logGroup: logs.ILogGroup;
 }
 
@@ -290,56 +303,72 @@ export class TrainerJobs extends Construct {
       timeout: Duration.hours(training.jobTimeoutHours),
       propagateTags: true,
     });
-
-    this.tokenize = new batch.EcsJobDefinition(this, 'Tokenize', {
-      jobDefinitionName: `${props.namePrefix}-tokenize`,
-      container: new batch.EcsFargateContainerDefinition(this, 'TokenizeContainer', {
-        image: ecs.ContainerImage.fromDockerImageAsset(props.image),
-        command: ['dapt-train', '--tokenize-only'],
-        cpu: TOKENIZE_VCPUS,
-        memory: TOKENIZE_MEMORY,
-        // The token cache is built on local disk (DAPT_CACHE=/scratch/...) before it is uploaded.
-        ephemeralStorageSize: TOKENIZE_DISK,
-        jobRole: this.jobRole,
-        executionRole: props.executionRole,
-        logging: ecs.LogDriver.awsLogs({ logGroup: props.logGroup, streamPrefix: 'tokenize' }),
-        environment: trainerEnvironment(config, buckets),
-        fargateCpuArchitecture: ecs.CpuArchitecture.X86_64,
-      }),
-      retryAttempts: TOKENIZE_ATTEMPTS,
-      // Finished sources are found in the shared cache on a retry.
-      retryStrategies: FARGATE_RETRY_STRATEGIES,
-      timeout: TOKENIZE_TIMEOUT,
-      propagateTags: true,
-    });
-
+    this.tokenize = createTokenizeJob(this, props, this.jobRole);
     if (training.maxNodes > 1) {
-      this.multiNode = new batch.MultiNodeJobDefinition(this, 'MultiNode', {
-        jobDefinitionName: `${props.namePrefix}-train-multi-node`,
-        // torchrun reads the node count, rank and main node's address from the variables AWS
-        // Batch sets on each node of a multi-node parallel job.
-        containers: [
-          {
-            startNode: 0,
-            endNode: training.maxNodes - 1,
-            container: container('MultiNodeTrainer', ['bash', '-c', MULTI_NODE_LAUNCH]),
-          },
-        ],
-        mainNode: 0,
-        instanceType: new ec2.InstanceType(training.instanceTypes[0]!),
-        retryAttempts: training.retryAttempts,
-        retryStrategies: TRAINER_RETRY_STRATEGIES,
-        timeout: Duration.hours(training.jobTimeoutHours),
-        propagateTags: true,
-      });
-      // An open node range ('0:') lets a submission ask for fewer nodes (numNodes override);
-      // Batch refuses the override on a closed range such as '0:3'.
-      (this.multiNode.node.defaultChild as batch.CfnJobDefinition).addPropertyOverride(
-        'NodeProperties.NodeRangeProperties.0.TargetNodes',
-        '0:',
+      this.multiNode = createMultiNodeJob(
+        this,
+        props,
+        container('MultiNodeTrainer', ['bash', '-c', MULTI_NODE_LAUNCH]),
       );
     }
   }
+}
+
+/**
+ * `tokenize` on the Fargate (CPU) queue: fills the shared token cache (`dapt-train
+ * --tokenize-only`) so GPU jobs download tokens instead of tokenising.
+ */
+function createTokenizeJob(scope: Construct, props: TrainerJobsProps, jobRole: iam.IRole): batch.EcsJobDefinition {
+  return new batch.EcsJobDefinition(scope, 'Tokenize', {
+    jobDefinitionName: `${props.namePrefix}-tokenize`,
+    container: new batch.EcsFargateContainerDefinition(scope, 'TokenizeContainer', {
+      image: ecs.ContainerImage.fromDockerImageAsset(props.image),
+      command: ['dapt-train', '--tokenize-only'],
+      cpu: TOKENIZE_VCPUS,
+      memory: TOKENIZE_MEMORY,
+      // The token cache is built on local disk (DAPT_CACHE=/scratch/...) before it is uploaded.
+      ephemeralStorageSize: TOKENIZE_DISK,
+      jobRole,
+      executionRole: props.executionRole,
+      logging: ecs.LogDriver.awsLogs({ logGroup: props.logGroup, streamPrefix: 'tokenize' }),
+      environment: trainerEnvironment(props.config, props.buckets),
+      fargateCpuArchitecture: ecs.CpuArchitecture.X86_64,
+    }),
+    retryAttempts: TOKENIZE_ATTEMPTS,
+    // Finished sources are found in the shared cache on a retry.
+    retryStrategies: FARGATE_RETRY_STRATEGIES,
+    timeout: TOKENIZE_TIMEOUT,
+    propagateTags: true,
+  });
+}
+
+/**
+ * Multi-node training: torchrun on every node reads the node count, rank and main node's address
+ * from the variables AWS Batch sets on each node of a multi-node parallel job.
+ */
+function createMultiNodeJob(
+  scope: Construct,
+  props: TrainerJobsProps,
+  container: batch.EcsEc2ContainerDefinition,
+): batch.MultiNodeJobDefinition {
+  const training = props.config.training;
+  const job = new batch.MultiNodeJobDefinition(scope, 'MultiNode', {
+    jobDefinitionName: `${props.namePrefix}-train-multi-node`,
+    containers: [{ startNode: 0, endNode: training.maxNodes - 1, container }],
+    mainNode: 0,
+    instanceType: new ec2.InstanceType(training.instanceTypes[0]!),
+    retryAttempts: training.retryAttempts,
+    retryStrategies: TRAINER_RETRY_STRATEGIES,
+    timeout: Duration.hours(training.jobTimeoutHours),
+    propagateTags: true,
+  });
+  // An open node range ('0:') lets a submission ask for fewer nodes (numNodes override);
+  // Batch refuses the override on a closed range such as '0:3'.
+  (job.node.defaultChild as batch.CfnJobDefinition).addPropertyOverride(
+    'NodeProperties.NodeRangeProperties.0.TargetNodes',
+    '0:',
+  );
+  return job;
 }
 
 /** What every trainer container is told about its environment (the trainer reads its config from DAPT_CONFIG). */

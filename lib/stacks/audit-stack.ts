@@ -22,6 +22,7 @@ export function trailBucketName(config: ResolvedConfig): string {
 }
 
 export interface AuditStackProps extends StackProps {
+  /** The resolved stage config; the stack reads `audit`, `dataLake` lifecycle days, `prefix` and `envId`. */
   readonly config: ResolvedConfig;
   /** Buckets whose object-level (data) events are recorded. */
   readonly dataBuckets: readonly s3.IBucket[];
@@ -51,17 +52,7 @@ export class AuditStack extends Stack {
     const trailArn = `arn:${Aws.PARTITION}:cloudtrail:${this.region}:${Aws.ACCOUNT_ID}:trail/${trailName}`;
     grantCloudTrailKeyUse(trailKey, trailArn);
 
-    const trailBucket = new SecureBucket(this, 'TrailBucket', {
-      bucketName: trailBucketName(config),
-      encryptionKey: trailKey,
-      // A reference: the lake's stack writes the delivery statement for this bucket itself, with
-      // its confused-deputy conditions (CDK's own, added across stacks, has none).
-      accessLogsBucket: s3.Bucket.fromBucketName(this, 'AccessLogsBucketRef', props.accessLogsBucket.bucketName),
-      accessLogsPrefix: TRAIL_ACCESS_LOGS_PREFIX,
-      abortIncompleteUploadDays: config.dataLake.abortIncompleteUploadDays,
-      noncurrentVersionExpirationDays: config.dataLake.noncurrentVersionExpirationDays,
-      destroyOnDelete,
-    }).bucket;
+    const trailBucket = createTrailBucket(this, config, trailKey, props.accessLogsBucket);
 
     const trailLogs = new EncryptedLogGroup(this, 'TrailLogs', {
       encryptionKey: trailKey,
@@ -87,14 +78,7 @@ export class AuditStack extends Stack {
     });
     // CloudTrail checks the bucket policy when the trail is created.
     this.trail.node.addDependency(trailBucket.policy!);
-    const logsRolePolicy = this.trail.node.tryFindChild('LogsRole')?.node.tryFindChild('DefaultPolicy');
-    if (logsRolePolicy) {
-      acknowledge(
-        logsRolePolicy,
-        ['NIST.800.53.R5-IAMNoInlinePolicy', 'HIPAA.Security-IAMNoInlinePolicy'],
-        "The Trail construct creates its CloudWatch Logs role and this policy itself (CreateLogStream/PutLogEvents on the trail's log group only) and offers no way to pass a managed policy.",
-      );
-    }
+    acknowledgeLogsRolePolicy(this.trail);
     this.trail.addS3EventSelector(
       props.dataBuckets.map((bucket) => ({ bucket })),
       {
@@ -105,6 +89,32 @@ export class AuditStack extends Stack {
       },
     );
   }
+}
+
+/** The trail's own bucket, with its fixed name and the lake's access-logs bucket as log destination. */
+function createTrailBucket(stack: Stack, config: ResolvedConfig, key: kms.IKey, accessLogs: s3.IBucket): s3.Bucket {
+  return new SecureBucket(stack, 'TrailBucket', {
+    bucketName: trailBucketName(config),
+    encryptionKey: key,
+    // A reference: the lake's stack writes the delivery statement for this bucket itself, with
+    // its confused-deputy conditions (CDK's own, added across stacks, has none).
+    accessLogsBucket: s3.Bucket.fromBucketName(stack, 'AccessLogsBucketRef', accessLogs.bucketName),
+    accessLogsPrefix: TRAIL_ACCESS_LOGS_PREFIX,
+    abortIncompleteUploadDays: config.dataLake.abortIncompleteUploadDays,
+    noncurrentVersionExpirationDays: config.dataLake.noncurrentVersionExpirationDays,
+    destroyOnDelete: config.behaviour.destroyOnDelete,
+  }).bucket;
+}
+
+/** The Trail construct's CloudWatch Logs role policy is inline and not ours to replace. */
+function acknowledgeLogsRolePolicy(trail: cloudtrail.Trail): void {
+  const logsRolePolicy = trail.node.tryFindChild('LogsRole')?.node.tryFindChild('DefaultPolicy');
+  if (!logsRolePolicy) return;
+  acknowledge(
+    logsRolePolicy,
+    ['NIST.800.53.R5-IAMNoInlinePolicy', 'HIPAA.Security-IAMNoInlinePolicy'],
+    "The Trail construct creates its CloudWatch Logs role and this policy itself (CreateLogStream/PutLogEvents on the trail's log group only) and offers no way to pass a managed policy.",
+  );
 }
 
 /**

@@ -25,6 +25,7 @@ export type LakeZone = (typeof LAKE_ZONES)[number];
 export const ATHENA_RESULTS_PREFIX = 'athena-results/';
 
 export interface DataLakeStackProps extends StackProps {
+  /** The resolved stage config; the stack reads `dataLake`, `audit.cloudTrail`, `prefix` and `envId`. */
   readonly config: ResolvedConfig;
 }
 
@@ -43,31 +44,15 @@ export class DataLakeStack extends Stack {
     super(scope, id, props);
     const { config } = props;
     const destroyOnDelete = config.behaviour.destroyOnDelete;
-
     this.key = new PlatformKey(this, 'LakeKey', {
       alias: `${config.prefix}-${config.envId}-lake`,
       description: `Encrypts every zone of the ${config.prefix}-${config.envId} data lake`,
       destroyOnDelete,
     }).key;
-
     this.accessLogsBucket = createAccessLogsBucket(this, config);
-    if (config.audit.cloudTrail) {
-      // The audit stack's trail bucket logs here too; its statement is written here, where the
-      // policy lives, naming that bucket (by its fixed name) and this account.
-      this.accessLogsBucket.addToResourcePolicy(
-        new iam.PolicyStatement({
-          sid: 'AllowAccessLogsOfTheTrailBucket',
-          principals: [new iam.ServicePrincipal('logging.s3.amazonaws.com')],
-          actions: ['s3:PutObject'],
-          resources: [this.accessLogsBucket.arnForObjects(`${TRAIL_ACCESS_LOGS_PREFIX}*`)],
-          conditions: {
-            ArnLike: { 'aws:SourceArn': `arn:${Aws.PARTITION}:s3:::${trailBucketName(config)}` },
-            StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
-          },
-        }),
-      );
-    }
-
+    // The audit stack's trail bucket logs here too; its statement is written here, where the
+    // policy lives, naming that bucket (by its fixed name) and this account.
+    if (config.audit.cloudTrail) this.accessLogsBucket.addToResourcePolicy(trailBucketLogsStatement(this, config));
     const buckets = {} as Record<LakeZone, s3.Bucket>;
     for (const zone of LAKE_ZONES) {
       buckets[zone] = new SecureBucket(this, zoneId(zone), {
@@ -80,40 +65,68 @@ export class DataLakeStack extends Stack {
       }).bucket;
     }
     this.buckets = buckets;
+    this.glueDatabaseName = createEvalDatabase(this, config);
+    this.athenaWorkGroupName = createEvalWorkGroup(this, config, buckets.eval, this.key);
+    this.publishParameters(config.ssmRoot);
+  }
 
-    this.glueDatabaseName = `${config.prefix}_${config.envId}_eval`.replace(/-/g, '_');
-    new glue.CfnDatabase(this, 'EvalDatabase', {
-      catalogId: this.account,
-      databaseInput: {
-        name: this.glueDatabaseName,
-        description: 'Evaluation results (per-item and aggregated) of this environment, queried with Athena',
-      },
-    }).applyRemovalPolicy(destroyOnDelete ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN);
-
-    this.athenaWorkGroupName = `${config.prefix}-${config.envId}-eval`;
-    new athena.CfnWorkGroup(this, 'EvalWorkGroup', {
-      name: this.athenaWorkGroupName,
-      description: 'Queries over evaluation results; results encrypted with the lake key',
-      recursiveDeleteOption: destroyOnDelete,
-      workGroupConfiguration: {
-        enforceWorkGroupConfiguration: true,
-        publishCloudWatchMetricsEnabled: true,
-        resultConfiguration: {
-          outputLocation: buckets.eval.s3UrlForObject(ATHENA_RESULTS_PREFIX),
-          encryptionConfiguration: { encryptionOption: 'SSE_KMS', kmsKey: this.key.keyArn },
-        },
-      },
-    }).applyRemovalPolicy(destroyOnDelete ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN);
-
-    const parameters = new PlatformParameters(this, 'Parameters', config.ssmRoot);
+  /** What the later stacks and the CLI read about the lake. */
+  private publishParameters(ssmRoot: string): void {
+    const parameters = new PlatformParameters(this, 'Parameters', ssmRoot);
     parameters.publish('lakeKeyArn', this.key.keyArn, 'KMS key of every lake zone');
     for (const zone of LAKE_ZONES) {
-      parameters.publish(`${zone}Bucket` as PlatformParameterKey, buckets[zone].bucketName, `Lake zone '${zone}'`);
+      parameters.publish(`${zone}Bucket` as PlatformParameterKey, this.buckets[zone].bucketName, `Lake zone '${zone}'`);
     }
     parameters.publish('accessLogsBucket', this.accessLogsBucket.bucketName, 'Server access logs of the lake');
     parameters.publish('glueDatabase', this.glueDatabaseName, 'Glue database of evaluation results');
     parameters.publish('athenaWorkGroup', this.athenaWorkGroupName, 'Athena workgroup for evaluation queries');
   }
+}
+
+/** Lets S3 deliver the trail bucket's server access logs here: that bucket only, this account only. */
+function trailBucketLogsStatement(bucket: DataLakeStack, config: ResolvedConfig): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    sid: 'AllowAccessLogsOfTheTrailBucket',
+    principals: [new iam.ServicePrincipal('logging.s3.amazonaws.com')],
+    actions: ['s3:PutObject'],
+    resources: [bucket.accessLogsBucket.arnForObjects(`${TRAIL_ACCESS_LOGS_PREFIX}*`)],
+    conditions: {
+      ArnLike: { 'aws:SourceArn': `arn:${Aws.PARTITION}:s3:::${trailBucketName(config)}` },
+      StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
+    },
+  });
+}
+
+/** The Glue database the eval stack's results table lives in; returns its name. */
+function createEvalDatabase(stack: Stack, config: ResolvedConfig): string {
+  const name = `${config.prefix}_${config.envId}_eval`.replace(/-/g, '_');
+  new glue.CfnDatabase(stack, 'EvalDatabase', {
+    catalogId: stack.account,
+    databaseInput: {
+      name,
+      description: 'Evaluation results (per-item and aggregated) of this environment, queried with Athena',
+    },
+  }).applyRemovalPolicy(config.behaviour.destroyOnDelete ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN);
+  return name;
+}
+
+/** An Athena workgroup whose query results land in the eval bucket, encrypted with the lake key; returns its name. */
+function createEvalWorkGroup(stack: Stack, config: ResolvedConfig, evalBucket: s3.IBucket, key: kms.IKey): string {
+  const name = `${config.prefix}-${config.envId}-eval`;
+  new athena.CfnWorkGroup(stack, 'EvalWorkGroup', {
+    name,
+    description: 'Queries over evaluation results; results encrypted with the lake key',
+    recursiveDeleteOption: config.behaviour.destroyOnDelete,
+    workGroupConfiguration: {
+      enforceWorkGroupConfiguration: true,
+      publishCloudWatchMetricsEnabled: true,
+      resultConfiguration: {
+        outputLocation: evalBucket.s3UrlForObject(ATHENA_RESULTS_PREFIX),
+        encryptionConfiguration: { encryptionOption: 'SSE_KMS', kmsKey: key.keyArn },
+      },
+    },
+  }).applyRemovalPolicy(config.behaviour.destroyOnDelete ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN);
+  return name;
 }
 
 /**

@@ -2,25 +2,23 @@ import { Stack, type StackProps } from 'aws-cdk-lib';
 import type * as batch from 'aws-cdk-lib/aws-batch';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Construct } from 'constructs';
 import type { ResolvedConfig } from '../config/load';
 import { runParameterName } from '../config/parameter-names';
+import { DataPrepJob } from '../constructs/data-prep-job';
+import { LakeImports } from '../constructs/lake-imports';
 import { PlatformParameters, readPlatformParameter } from '../constructs/platform-parameters';
-import {
-  createExecutionRole,
-  RUNS_PREFIX,
-  TrainerJobs,
-  trainerImage,
-  type TrainingBuckets,
-} from '../constructs/trainer-jobs';
-import { createDataPrepJob } from './training-stack';
+import { createExecutionRole, RUNS_PREFIX, TrainerJobs, trainerImage } from '../constructs/trainer-jobs';
 
 export interface RunStackProps extends StackProps {
+  /** The resolved stage config (production); the stack reads `training`, `prefix`, `envId` and `ssmRoot`. */
   readonly config: ResolvedConfig;
   /** The experiment this stack isolates; its jobs write only under `runs/<run>/`. */
   readonly run: string;
-  /** Earlier runs whose models this run may read (e.g. the DAPT run an SFT run starts from). */
+  /**
+   * Earlier runs whose models this run may read (e.g. the DAPT run an SFT run starts from).
+   * @default - none: the run reads base models and its own outputs only
+   */
   readonly upstreamRuns?: readonly string[];
 }
 
@@ -42,14 +40,8 @@ export class RunStack extends Stack {
     this.config = config;
     const read = (key: Parameters<typeof readPlatformParameter>[2]): string =>
       readPlatformParameter(this, config.ssmRoot, key);
-    const bucket = (zone: keyof TrainingBuckets | 'raw'): s3.IBucket =>
-      s3.Bucket.fromBucketName(this, `${zone.charAt(0).toUpperCase()}${zone.slice(1)}Bucket`, read(`${zone}Bucket`));
-    const buckets: TrainingBuckets = {
-      datasets: bucket('datasets'),
-      models: bucket('models'),
-      artifacts: bucket('artifacts'),
-      curated: bucket('curated'),
-    };
+    const lake = new LakeImports(this, config.ssmRoot);
+    const buckets = lake.zones('datasets', 'models', 'artifacts', 'curated');
     const trainingKey = kms.Key.fromKeyArn(this, 'TrainingKey', read('trainingKeyArn'));
     const logGroup = logs.LogGroup.fromLogGroupName(this, 'JobLogs', read('trainingJobLogGroup'));
 
@@ -62,7 +54,7 @@ export class RunStack extends Stack {
       writePrefix: `${RUNS_PREFIX}${run}/`,
       modelReadPrefixes: [run, ...(props.upstreamRuns ?? [])].map((name) => `${RUNS_PREFIX}${name}/`),
       buckets,
-      lakeKeyArn: read('lakeKeyArn'),
+      lakeKeyArn: lake.keyArn(),
       image,
       executionRole,
       logGroup,
@@ -87,15 +79,16 @@ export class RunStack extends Stack {
 
     // The data pipeline of this run: reads the input zones, writes curated records and manifests
     // only under runs/<run>/ (a shared environment's data must not be rewritten by one run).
-    this.dataPrepJob = createDataPrepJob(this, {
-      config,
+    this.dataPrepJob = new DataPrepJob(this, 'DataPrep', {
+      stage: config.stage,
+      envId: config.envId,
       namePrefix: `${config.prefix}-${config.envId}-run-${run}`,
       writePrefix: `${RUNS_PREFIX}${run}/`,
-      buckets: { raw: bucket('raw'), curated: buckets.curated, datasets: buckets.datasets },
-      lakeKeyArn: read('lakeKeyArn'),
+      buckets: { raw: lake.bucket('raw'), curated: buckets.curated, datasets: buckets.datasets },
+      lakeKeyArn: lake.keyArn(),
       executionRole,
       logGroup,
-    });
+    }).definition;
     parameters.publishAt(
       runParameterName(config.ssmRoot, run, 'data-prep'),
       this.dataPrepJob.jobDefinitionArn,
