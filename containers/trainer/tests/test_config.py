@@ -144,7 +144,10 @@ def test_cli_says_which_env_var_is_missing(
 ) -> None:
     monkeypatch.delenv("DAPT_CONFIG", raising=False)
     assert main([]) == 2
-    assert "DAPT_CONFIG environment variable is not set" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "Invalid trainer config '<environment>' (1 problem(s)):\n"
+        "  - DAPT_CONFIG: environment variable is not set (or pass --config)\n"
+    )
 
 
 @pytest.mark.parametrize("name", ["My_Run", "run-", "a--b", "1run", "x" * 21, ""])

@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import BaseModel
 
 from dapt_trainer import config_errors
-from dapt_trainer.config import ConfigError, ExperimentConfig, parse_config
+from dapt_trainer.cli import main
+from dapt_trainer.config import ConfigError, ExperimentConfig, load_config, parse_config
 
 
 def problem_key(problem: str) -> str:
@@ -70,6 +72,48 @@ def test_every_problem_of_a_bad_config_names_its_key() -> None:
         "stages.0.model.from_stage",
         "stages.1.name",
     ]
+
+
+def test_file_and_environment_errors_have_the_same_shape(
+    tmp_path: Path,
+    s3: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "exp.yaml"
+    for data, problem in (
+        (b"[unclosed", "<root>: not valid YAML"),
+        (b"- a list", "<root> = list: must be a mapping"),
+        (b"\xff\xfe", "<file>: cannot read"),
+    ):
+        path.write_bytes(data)
+        with pytest.raises(ConfigError) as caught:
+            load_config(path)
+        assert caught.value.source == str(path)
+        assert caught.value.problems[0].startswith(problem)
+    for absent in (str(tmp_path / "absent.yaml"), "s3://bucket/absent.yaml"):
+        with pytest.raises(ConfigError) as caught:
+            load_config(absent)
+        assert caught.value.source == absent
+        assert [problem_key(p) for p in caught.value.problems] == ["<file>"]
+    # The CLI reports the same errors (and a missing environment) with exit code 2.
+    assert main(["--config", str(tmp_path / "absent.yaml"), "--check"]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"Invalid trainer config '{tmp_path / 'absent.yaml'}' (1 problem(s)):\n  - <file>: "
+    )
+    monkeypatch.delenv("DAPT_CONFIG", raising=False)
+    monkeypatch.delenv("DAPT_OUTPUT", raising=False)
+    assert main([]) == 2
+    assert capsys.readouterr().err.startswith(
+        "Invalid trainer config '<environment>' (1 problem(s)):\n  - DAPT_CONFIG: "
+    )
+    sources = [{"name": "kb", "kind": "completion", "paths": ["a.jsonl"]}]
+    stage = {"name": "a", "model": {"path": "m"}, "data": {"sources": sources}, "steps": 100}
+    path.write_text(yaml.safe_dump({"experiment": "x", "stages": [stage]}), encoding="utf-8")
+    assert main(["--config", str(path)]) == 2  # no output anywhere
+    assert capsys.readouterr().err.startswith(
+        "Invalid trainer config '<environment>' (1 problem(s)):\n  - DAPT_OUTPUT: "
+    )
 
 
 def test_the_error_module_is_the_dapt_eval_one_byte_for_byte() -> None:

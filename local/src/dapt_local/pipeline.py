@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dapt_data.config import ConfigError as DataConfigError
 from dapt_data.config import Format, SourceConfig, cross_problems
 from dapt_data.config import load_config as load_data_config
 from dapt_data.manifest import DatasetManifest, read_manifest
@@ -176,9 +177,9 @@ def run_data(
             ),
         }
     )
-    problems = cross_problems(data)
+    problems = cross_problems(data)  # the public source added here is checked with the rest
     if problems:
-        raise PipelineError(f"data pipeline config {config.data.pipeline}:\n" + "\n".join(problems))
+        raise PipelineError(str(DataConfigError(config.data.pipeline, problems)))
     steps = configured_steps(data)
     skipped = True
     manifest_uri = ""

@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
     location = args.config or os.environ.get(ENV_CONFIG)
     if not location:
-        print(f"{ENV_CONFIG} environment variable is not set (or pass --config)", file=sys.stderr)
+        missing = f"{ENV_CONFIG}: environment variable is not set (or pass --config)"
+        print(str(ConfigError(ENVIRONMENT, [missing])), file=sys.stderr)
         return EXIT_USAGE
     try:
         experiment = load_config(location)
@@ -45,10 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     output = args.output or os.environ.get(ENV_OUTPUT) or experiment.output
     if not output:
-        print(
-            f"{ENV_OUTPUT} environment variable is not set (or set 'output' or --output)",
-            file=sys.stderr,
-        )
+        missing = f"{ENV_OUTPUT}: environment variable is not set (or set 'output' or --output)"
+        print(str(ConfigError(ENVIRONMENT, [missing])), file=sys.stderr)
         return EXIT_USAGE
     try:
         for stage in experiment.stages:
@@ -110,6 +109,9 @@ def tokenize_only(experiment: ExperimentConfig, output: str) -> int:
 
 ENV_CONFIG = "DAPT_CONFIG"
 ENV_OUTPUT = "DAPT_OUTPUT"
+ENVIRONMENT = "<environment>"
+"""The source a problem of the environment (or of the flags standing in for it) is reported
+under."""
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 143
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dapt_trainer.config_errors import ConfigError as _ConfigError
 from dapt_trainer.config_errors import Problems, validation_problems
-from dapt_trainer.storage import read_text
+from dapt_trainer.storage import is_s3, read_text
 
 NAME_RULE: dict[str, Any] = json.loads(
     Path(__file__).with_name("names.json").read_text(encoding="utf-8")
@@ -476,13 +476,27 @@ def parse_config(raw: Any, source: str = "<config>") -> ExperimentConfig:
 
 
 def load_config(location: str | Path) -> ExperimentConfig:
-    """Read and validate a YAML config from a local path or ``s3://`` URI."""
-    text = read_text(str(location))
+    """Read and validate a YAML config from a local path or ``s3://`` URI; a file that cannot
+    be read or parsed is a ``ConfigError`` too (``<file>: cannot read``, ``<root>: not valid
+    YAML``)."""
+    text = _read_config(str(location))
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(str(location), [f"<root>: not valid YAML ({err})"]) from None
     return parse_config(raw, str(location))
+
+
+def _read_config(location: str) -> str:
+    unreadable: tuple[type[Exception], ...] = (OSError, ValueError)  # not UTF-8, no bucket
+    if is_s3(location):
+        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - S3 only
+
+        unreadable += (BotoCoreError, ClientError)
+    try:
+        return read_text(location)
+    except unreadable as err:
+        raise ConfigError(location, [f"<file>: cannot read ({err})"]) from None
 
 
 def dump_config(config: ExperimentConfig) -> str:
