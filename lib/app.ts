@@ -10,6 +10,7 @@ import { DataLakeStack } from './stacks/data-lake-stack';
 import { EvalStack } from './stacks/eval-stack';
 import { NetworkStack } from './stacks/network-stack';
 import { RunStack } from './stacks/run-stack';
+import { ServingStack } from './stacks/serving-stack';
 import { TrainingStack } from './stacks/training-stack';
 
 /** Feature flags this project is written against (kept here, not in cdk.json, so tests use them too). */
@@ -32,6 +33,8 @@ export interface Platform {
   readonly training: TrainingStack;
   /** Present where the stage audits (production). */
   readonly audit?: AuditStack;
+  /** Present where the stage config has a `serving` section. */
+  readonly serving?: ServingStack;
 }
 
 /** How an app is built; tests that read templates only may skip the compliance checks (they add no resources). */
@@ -107,6 +110,17 @@ export function buildPlatform(app: App, selection: StageSelection, options: Buil
     s3PrefixListId: network.gatewayPrefixLists.s3,
   });
   training.addStackDependency(dataLake);
+  const servingConfig = config.serving;
+  const serving = servingConfig
+    ? new ServingStack(app, name('serving'), {
+        ...common,
+        config: { ...config, serving: servingConfig },
+        description: `SageMaker endpoint serving the base model and its LoRA adapters in ${config.prefix}-${config.envId}`,
+        vpc: network.vpc,
+        s3PrefixListId: network.gatewayPrefixLists.s3,
+      })
+    : undefined;
+  serving?.addStackDependency(dataLake);
   const audit = config.audit.cloudTrail
     ? new AuditStack(app, name('audit'), {
         ...common,
@@ -118,5 +132,5 @@ export function buildPlatform(app: App, selection: StageSelection, options: Buil
 
   tagAll(app, config, config.experiment ?? 'none');
   if (options.complianceChecks !== false) attachComplianceChecks(app);
-  return { config, network, dataLake, evaluation, training, audit };
+  return { config, network, dataLake, evaluation, training, audit, serving };
 }

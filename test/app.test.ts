@@ -10,6 +10,7 @@ const stacksOf = (p: ReturnType<typeof platformFor>): Stack[] => [
   p.evaluation,
   p.training,
   ...(p.audit ? [p.audit] : []),
+  ...(p.serving ? [p.serving] : []),
 ];
 
 test('termination protection is on in production and off in experiments', () => {
@@ -22,11 +23,24 @@ test('termination protection is on in production and off in experiments', () => 
 test('stack names carry the prefix and the environment', () => {
   assert.deepEqual(
     stacksOf(platformFor(PRODUCTION)).map((s) => s.stackName),
-    ['dapt-prod-network', 'dapt-prod-data-lake', 'dapt-prod-eval', 'dapt-prod-training', 'dapt-prod-audit'],
+    [
+      'dapt-prod-network',
+      'dapt-prod-data-lake',
+      'dapt-prod-eval',
+      'dapt-prod-training',
+      'dapt-prod-audit',
+      'dapt-prod-serving',
+    ],
   );
   assert.deepEqual(
     stacksOf(platformFor(EXPERIMENT)).map((s) => s.stackName),
-    ['dapt-exp-unit-network', 'dapt-exp-unit-data-lake', 'dapt-exp-unit-eval', 'dapt-exp-unit-training'],
+    [
+      'dapt-exp-unit-network',
+      'dapt-exp-unit-data-lake',
+      'dapt-exp-unit-eval',
+      'dapt-exp-unit-training',
+      'dapt-exp-unit-serving',
+    ],
   );
 });
 

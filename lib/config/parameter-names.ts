@@ -45,6 +45,11 @@ export const PLATFORM_PARAMETERS = {
   trainingJobLogGroup: 'training/job-log-group',
   trainingMaxNodes: 'training/max-nodes',
   trainingCapacityMode: 'training/capacity-mode',
+  servingEndpointName: 'serving/endpoint-name',
+  servingBaseComponent: 'serving/base-component',
+  servingAlarmTopicArn: 'serving/alarm-topic-arn',
+  servingModelPackageGroup: 'serving/model-package-group',
+  servingRegistrarFunctionArn: 'serving/registrar-function-arn',
 } as const;
 export type PlatformParameterKey = keyof typeof PLATFORM_PARAMETERS;
 

@@ -141,6 +141,90 @@ export const TrainingConfigSchema = z.strictObject({
     .optional(),
 });
 
+/** A model or adapter as served: a name and its artifact under the models zone. */
+const ServedArtifactSchema = z.strictObject({
+  /** Names the inference component `<prefix>-<envId>-<name>`; lowercase letters, digits, dashes. */
+  name: z
+    .string()
+    .regex(/^[a-z](?:-?[a-z0-9])*$/, 'must be lowercase letters, digits or single dashes, starting with a letter')
+    .max(30, 'must be at most 30 characters (SageMaker names are limited to 63)'),
+  /** Key prefix in the models zone: an imported base model (`base/...`) or a run's output (`runs/<run>/...`), ending in `/`. */
+  artifact: z
+    .string()
+    .regex(/^(base|runs)\/[A-Za-z0-9._/-]+\/$/, "must be a key prefix under 'base/' or 'runs/' ending in '/'"),
+});
+
+export const ServingConfigSchema = z.strictObject({
+  /** The domain the models are adapted to; names its model package group `<prefix>-<envId>-<domain>`. */
+  domain: z
+    .string()
+    .regex(/^[a-z](?:-?[a-z0-9])*$/, 'must be lowercase letters, digits or single dashes, starting with a letter')
+    .max(30, 'must be at most 30 characters'),
+  /** Instance type of the endpoint's instances, e.g. ml.g6e.2xlarge. */
+  instanceType: z
+    .string()
+    .regex(/^ml\.[a-z0-9-]+\.[a-z0-9]+$/, 'must be a SageMaker instance type such as ml.g6e.2xlarge'),
+  /** Most instances the endpoint's managed instance scaling may run. */
+  maxInstances: z.int().min(1).max(20),
+  /**
+   * The large-model-inference container (AWS Deep Learning Containers' LMI image), pinned: its
+   * account (763104351884 in most regions), repository and tag. docs/operations.md lists the
+   * image this platform was written against.
+   */
+  image: z.strictObject({
+    account: z.string().regex(/^\d{12}$/, 'must be a 12-digit AWS account id'),
+    repository: z.string().regex(/^[a-z0-9][a-z0-9._/-]*$/, 'must be an ECR repository name'),
+    tag: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/, 'must be an image tag'),
+  }),
+  /**
+   * The SageMaker inference AMI of the instances, whose GPU driver must run the image's CUDA
+   * (al2-ami-sagemaker-inference-gpu-3-1: driver 550, CUDA 12.4).
+   */
+  inferenceAmiVersion: z.enum([
+    'al2-ami-sagemaker-inference-gpu-2',
+    'al2-ami-sagemaker-inference-gpu-2-1',
+    'al2-ami-sagemaker-inference-gpu-3-1',
+    'al2023-ami-sagemaker-inference-gpu-4-1',
+  ]),
+  /** The base model every adapter runs on. */
+  baseModel: ServedArtifactSchema,
+  /**
+   * LoRA adapters served on the base model, one inference component each. SageMaker takes an
+   * adapter as one `.tar.gz` (adapter_config.json and the adapter weights at its root).
+   */
+  adapters: z
+    .array(
+      ServedArtifactSchema.extend({
+        /** Key of the adapter's archive in the models zone, e.g. `runs/sft7b/adapter.tar.gz`. */
+        artifact: z
+          .string()
+          .regex(/^runs\/[A-Za-z0-9._/-]+\.tar\.gz$/, "must be a key under 'runs/' ending in '.tar.gz'"),
+      }),
+    )
+    .max(50),
+  /** GPUs one copy of the base model takes. */
+  acceleratorsPerCopy: z.int().min(1).max(8),
+  /** Host memory one copy of the base model takes, in MB. */
+  memoryPerCopyMb: z.int().min(1024).max(2_000_000),
+  /** Most copies of the base model (scaling's upper bound). */
+  maxCopies: z.int().min(1).max(100),
+  /** Concurrent requests per copy that target tracking holds (production, and experiments once awake). */
+  targetConcurrentRequestsPerCopy: z.int().min(1).max(1000),
+  /** Adapters one copy keeps loaded at once (LMI's OPTION_MAX_LORAS). */
+  maxLoadedAdapters: z.int().min(1).max(64),
+  /** Largest LoRA rank an adapter may have (LMI's OPTION_MAX_LORA_RANK). */
+  maxLoraRank: z.int().min(1).max(512),
+  /** Percent of requests and responses captured to the eval zone (`capture/`); 0 turns capture off. */
+  dataCapturePercent: z.int().min(0).max(100),
+  /** Alarm thresholds. */
+  alarms: z.strictObject({
+    /** 5xx responses (server errors) per 5 minutes that raise the alarm. */
+    max5xxPer5Minutes: z.int().min(1),
+    /** Average model latency, in milliseconds, that raises the alarm. */
+    maxModelLatencyMs: z.int().min(1),
+  }),
+});
+
 export const PlatformConfigSchema = z.strictObject({
   /** Which stage this file configures; must match the file name. */
   stage: z.enum(STAGES),
@@ -164,6 +248,8 @@ export const PlatformConfigSchema = z.strictObject({
   audit: AuditConfigSchema,
   eval: EvalConfigSchema,
   training: TrainingConfigSchema,
+  /** The SageMaker endpoint the adapted models are served from; absent: no serving stack. */
+  serving: ServingConfigSchema.optional(),
 });
 
 /**
@@ -219,6 +305,7 @@ export type NetworkConfig = z.infer<typeof NetworkConfigSchema>;
 export type DataLakeConfig = z.infer<typeof DataLakeConfigSchema>;
 export type EvalConfig = z.infer<typeof EvalConfigSchema>;
 export type TrainingConfig = z.infer<typeof TrainingConfigSchema>;
+export type ServingConfig = z.infer<typeof ServingConfigSchema>;
 
 /**
  * The one naming rule of experiment and run names, kept in the trainer's package (whose config

@@ -102,7 +102,7 @@ export class EvalFunctions extends Construct {
     this.aggregate = new PlatformFunction(this, 'Aggregate', {
       ...common,
       description: 'Aggregates per-item results into the run report (JSON, HTML) and Athena rows',
-      code: { kind: 'image', code: aggregatorImage() },
+      code: { kind: 'image', code: evalPackageImage() },
       environment: environment('eval-aggregate'),
       timeout: DEFAULT_AGGREGATE_TIMEOUT,
       memoryMb: DEFAULT_AGGREGATE_MEMORY_MB,
@@ -207,12 +207,16 @@ function aggregateStatements(props: EvalFunctionsProps): iam.PolicyStatement[] {
   ];
 }
 
-/** The aggregator is the Python package itself (containers/eval), as a Lambda container image. */
-function aggregatorImage(): lambda.DockerImageCode {
+/**
+ * The evaluation package itself (containers/eval) as a Lambda container image; `handler` picks the
+ * entry point (the image's default is the aggregator). One asset for every function that uses it.
+ */
+export function evalPackageImage(handler?: string): lambda.DockerImageCode {
   return lambda.DockerImageCode.fromImageAsset(path.join(REPO_ROOT, 'containers', 'eval'), {
     file: 'Dockerfile.lambda',
     platform: AssetPlatform.LINUX_ARM64,
     exclude: [...PYTHON_BUILD_LEFTOVERS, 'tests'],
+    ...(handler ? { cmd: [handler] } : {}),
   });
 }
 

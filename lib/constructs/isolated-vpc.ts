@@ -37,6 +37,7 @@ export const INTERFACE_ENDPOINTS: Readonly<Record<string, string>> = {
   comprehend: 'PII detection in the data-preparation job (redaction detector `comprehend`)',
   'bedrock-runtime': 'the evaluation worker: models and judges on Bedrock',
   'sagemaker.runtime': 'the evaluation worker: candidate models on SageMaker endpoints',
+  'sagemaker.api': 'the model registrar: registers model packages in the model registry',
 };
 
 export interface IsolatedVpcProps {
@@ -123,7 +124,7 @@ export class IsolatedVpc extends Construct {
       // Log groups and endpoints are account resources, so there the resource must be ours too.
       endpoint.addToPolicy(
         thisAccountOnly('ThisAccountsPrincipalsOnly', {
-          resourceAccount: ['logs', 'sagemaker.runtime'].includes(name),
+          resourceAccount: ['logs', 'sagemaker.runtime', 'sagemaker.api'].includes(name),
         }),
       );
     }

@@ -102,6 +102,21 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
     }
   });
 
+  test(`deploy contract (${name}): the serving role trusts SageMaker only on this account's behalf`, () => {
+    const roles = [...d.roles().values()].filter((r) =>
+      JSON.stringify(r.resource.props.AssumeRolePolicyDocument).includes('sagemaker.amazonaws.com'),
+    );
+    assert.ok(roles.length > 0, 'a serving stack with a SageMaker execution role');
+    for (const role of roles) {
+      for (const s of d.statements(role.resource.stack, role.resource.props.AssumeRolePolicyDocument)) {
+        assert.ok(
+          conditionValues(s, 'aws:SourceAccount').includes('<AWS::AccountId>'),
+          'SageMaker trust lacks aws:SourceAccount',
+        );
+      }
+    }
+  });
+
   test(`deploy contract (${name}): VPC endpoints allow only this account's principals and resources`, () => {
     const endpoints = d.resources('AWS::EC2::VPCEndpoint');
     assert.ok(endpoints.length > 0);

@@ -31,6 +31,9 @@ const STATEFUL_TYPES = [
   'AWS::EC2::Subnet',
   'AWS::StepFunctions::StateMachine',
   'AWS::SQS::Queue',
+  'AWS::SNS::Topic',
+  'AWS::SageMaker::Endpoint',
+  'AWS::SageMaker::InferenceComponent',
 ];
 
 const PIN_FILE = path.join(__dirname, 'stateful-logical-ids.json');
@@ -42,6 +45,7 @@ function statefulIds(): Record<string, Record<string, string[]>> {
     const platform = buildPlatform(createApp({ outdir: tmp() }), selection, { complianceChecks: false });
     stacks.push(platform.network, platform.dataLake, platform.evaluation, platform.training);
     if (platform.audit) stacks.push(platform.audit);
+    if (platform.serving) stacks.push(platform.serving);
   }
   stacks.push(buildRun(createApp({ outdir: tmp() }), { ...PRODUCTION, run: 'demo' }, { complianceChecks: false }));
   const ids: Record<string, Record<string, string[]>> = {};
