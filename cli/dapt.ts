@@ -4,39 +4,45 @@
  *
  *   npx dapt train submit|tokenize|status|logs|watch|cancel ...   training jobs on AWS Batch
  *   npx dapt eval start|status|report ...                          evaluation runs
+ *   npx dapt serve register|deploy|status|undeploy|invoke ...      serving on SageMaker
  *
  * Parsing, validation and help come from commander; help and `--dry-run` need no AWS
  * credentials. Exit codes: 0 ok, 1 a problem to fix (config, fit, stack not deployed, job
- * failed), 2 bad arguments.
+ * failed, package not deployable), 2 bad arguments, 3 `serve register` whose gate failed.
  */
 import { Command, CommanderError } from 'commander';
 import { evalCommand } from './eval';
+import { serveCommand } from './serve';
 import { type CliDeps, defaultClients, trainCommand } from './train';
 import { UsageError } from './train-lib';
 
 /** The whole program; `deps` is where output goes and how AWS clients are made (tests: moto). */
-export function buildProgram(deps: CliDeps): Command {
+export function buildProgram(deps: CliDeps, setExitCode: (code: number) => void = () => undefined): Command {
   const program = new Command('dapt')
-    .description('Domain-adapt language models on AWS: operate training jobs and evaluation runs of a deployed stage')
+    .description(
+      'Domain-adapt language models on AWS: operate training jobs, evaluation runs and serving of a deployed stage',
+    )
     .configureOutput({ writeOut: (text) => deps.out(text.trimEnd()), writeErr: (text) => deps.err(text.trimEnd()) })
     .showHelpAfterError('(add --help for usage)')
     .exitOverride();
   program.addCommand(trainCommand(deps));
-  const evaluation = evalCommand(deps);
-  for (const command of [evaluation, ...evaluation.commands]) {
-    command
-      .configureOutput({ writeOut: (text) => deps.out(text.trimEnd()), writeErr: (text) => deps.err(text.trimEnd()) })
-      .exitOverride();
+  for (const group of [evalCommand(deps), serveCommand({ ...deps, setExitCode })]) {
+    for (const command of [group, ...group.commands]) {
+      command
+        .configureOutput({ writeOut: (text) => deps.out(text.trimEnd()), writeErr: (text) => deps.err(text.trimEnd()) })
+        .exitOverride();
+    }
+    program.addCommand(group);
   }
-  program.addCommand(evaluation);
   return program;
 }
 
 /** Runs `dapt <argv>`; resolves to the exit code. */
 export async function main(argv: readonly string[], deps: CliDeps): Promise<number> {
+  let code = 0;
   try {
-    await buildProgram(deps).parseAsync([...argv], { from: 'user' });
-    return 0;
+    await buildProgram(deps, (c) => (code = c)).parseAsync([...argv], { from: 'user' });
+    return code;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : EXIT_USAGE;
     deps.err(`error: ${(err as Error).message}`);

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dapt_eval.registry import GATE_INPUTS_FILE, GateInputs
 from PIL import Image
 
 from dapt_local.config import AdaptConfig
@@ -58,6 +59,15 @@ def test_the_report_carries_the_gate_decision_and_the_general_held_out_loss(
     assert (
         json.loads(Path(config.output, "report", "report.json").read_text())["decision"] == decision
     )
+
+
+def test_the_aws_registry_would_decide_as_the_report_did(
+    reduced_run: tuple[AdaptConfig, dict[str, Any]],
+) -> None:
+    config, report = reduced_run
+    inputs = Path(config.output, "report", GATE_INPUTS_FILE).read_text()
+    again = GateInputs.model_validate_json(inputs).decide()
+    assert again.model_dump(mode="json") == report["decision"]
 
 
 def test_the_lineage_names_data_config_code_and_models(

@@ -49,8 +49,10 @@ test('every command prints its help without AWS credentials', async () => {
     [],
     ['train'],
     ['eval'],
+    ['serve'],
     ...['submit', 'tokenize', 'status', 'logs', 'watch', 'cancel'].map((c) => ['train', c]),
     ...['start', 'status', 'report'].map((c) => ['eval', c]),
+    ...['register', 'deploy', 'status', 'undeploy', 'invoke'].map((c) => ['serve', c]),
   ];
   for (const command of commands) {
     const result = await dapt(...command, '--help');

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from dapt_data.manifest import DatasetManifest
 from dapt_eval.commands import compare_dirs
 from dapt_eval.compare import PAGE_CSS, bar_chart_svg
-from dapt_eval.gate import decide
+from dapt_eval.registry import GATE_INPUTS_FILE, GateInputs
 
 from dapt_local.config import AdaptConfig
 from dapt_local.evaluate import EvalRun
@@ -54,7 +54,19 @@ def write_report(
     before = _read_json(trained.final / "heldout_before.json") or {}
     after = _read_json(trained.final / "heldout.json") or {}
     public = [s.name for s in manifest.sources if s.origin.value == "public"]
-    decision = decide(comparisons, candidate, config.gate, before, after, public)
+    # The gate's inputs are written beside the report: the AWS registry step decides again on
+    # this file (`dapt_eval.registry`), with the same function, and so makes the same decision.
+    inputs = GateInputs(
+        comparisons=comparisons,
+        candidate=candidate,
+        policy=config.gate,
+        heldout_before=before,
+        heldout_after=after,
+        public_sources=public,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / GATE_INPUTS_FILE).write_text(inputs.model_dump_json(indent=2) + "\n", "utf-8")
+    decision = inputs.decide()
     report = {
         "name": config.name,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
