@@ -28,6 +28,8 @@ const providerFields = {
   revision: z.string().min(1).default(DEFAULT_REVISION()),
   region: z.string().min(1).optional(),
   endpoint_name: z.string().min(1).optional(),
+  /** An inference component of the endpoint (a base model or a LoRA adapter); provider 'sagemaker' only. */
+  inference_component_name: z.string().min(1).optional(),
   base_url: z.url().optional(),
   simulated: simulatedSchema.optional(),
 };
@@ -37,6 +39,7 @@ function checkProviderSettings(
   spec: {
     provider: ProviderKind;
     endpoint_name?: string | undefined;
+    inference_component_name?: string | undefined;
     base_url?: string | undefined;
     simulated?: unknown;
   },
@@ -50,6 +53,13 @@ function checkProviderSettings(
       code: 'custom',
       path: ['base_url'],
       message: "provider 'openai' needs 'base_url' (an http(s) URL reachable from the eval subnets)",
+    });
+  }
+  if (spec.inference_component_name && spec.provider !== 'sagemaker') {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['inference_component_name'],
+      message: `only allowed for provider 'sagemaker', not '${spec.provider}'`,
     });
   }
   if (spec.simulated && spec.provider !== 'simulated') {

@@ -184,7 +184,10 @@ function workerStatements(scope: Construct, props: EvalFunctionsProps): iam.Poli
     new iam.PolicyStatement({
       sid: 'InvokeThisEnvironmentsEndpoints',
       actions: ['sagemaker:InvokeEndpoint'],
-      resources: [`arn:${Aws.PARTITION}:sagemaker:${region}:${Aws.ACCOUNT_ID}:endpoint/${props.namePrefix}-*`],
+      // An inference component (a base model or an adapter) is authorized as itself too.
+      resources: ['endpoint', 'inference-component'].map(
+        (type) => `arn:${Aws.PARTITION}:sagemaker:${region}:${Aws.ACCOUNT_ID}:${type}/${props.namePrefix}-*`,
+      ),
     }),
     sharedStatements(props)[1]!,
   ];
@@ -230,9 +233,9 @@ function prefixWildcards(): ExpectedWildcard[] {
 
 function endpointWildcard(namePrefix: string): ExpectedWildcard {
   return {
-    pattern: new RegExp(`:sagemaker:.+:endpoint/${namePrefix}-\\*$`),
+    pattern: new RegExp(`:sagemaker:.+:(endpoint|inference-component)/${namePrefix}-\\*$`),
     reason:
-      "Serving endpoints are created per model by this environment; the name prefix limits the worker to this environment's endpoints.",
+      "Serving endpoints and their inference components (base models, adapters) are created per model by this environment; the name prefix limits the worker to this environment's.",
   };
 }
 

@@ -72,6 +72,11 @@ export class ModelRegistry extends Construct {
             "Gate inputs, reports and lineage are written per run under 'runs/<run>/' of the artifacts zone; the registrar writes only each run's gate/decision.json.",
         },
         {
+          pattern: /^\*$/,
+          reason:
+            'sagemaker:ListModelPackages lists package summaries (names, versions, status) by group name and has no usable resource scope; the registrar reads only its own group.',
+        },
+        {
           pattern: /:model-package\/[a-z0-9-]+\/\*$/,
           reason: 'Package versions of this one group are numbered by SageMaker as they are registered.',
         },
@@ -105,7 +110,7 @@ function registrarStatements(props: ModelRegistryProps, groupArn: string, packag
     }),
     new iam.PolicyStatement({
       sid: 'RegisterInThisGroup',
-      actions: ['sagemaker:CreateModelPackage', 'sagemaker:ListModelPackages', 'sagemaker:DescribeModelPackageGroup'],
+      actions: ['sagemaker:CreateModelPackage'],
       resources: [groupArn, packagesArn],
     }),
     new iam.PolicyStatement({
@@ -113,6 +118,8 @@ function registrarStatements(props: ModelRegistryProps, groupArn: string, packag
       actions: ['sagemaker:DescribeModelPackage'],
       resources: [packagesArn],
     }),
+    // A list call names no package yet; the registrar filters by this group's name.
+    new iam.PolicyStatement({ sid: 'ListPackages', actions: ['sagemaker:ListModelPackages'], resources: ['*'] }),
   ];
 }
 

@@ -485,6 +485,37 @@ describe('SageMaker endpoint provider', () => {
     });
   });
 
+  test('an inference component (base model or adapter) is named in the request, as boto3 names it', async () => {
+    const client = new SageMakerRuntimeClient({
+      endpoint: stub.url,
+      region: 'us-east-1',
+      credentials: DUMMY_CREDENTIALS,
+      maxAttempts: 1,
+    });
+    const provider = new SageMakerEndpointProvider(ENDPOINT, 'support-adapter', 'r1', client, 'dapt-exp-7b-support');
+    stub.reset(tgi('ok', 1, 1));
+    await provider.generate('Hi', GREEDY);
+    const ours = stub.requests.at(-1)?.headers['x-amzn-sagemaker-inference-component'];
+    assert.equal(ours, 'dapt-exp-7b-support');
+    stub.reset(tgi('ok', 1, 1));
+    await pythonAsync(
+      `
+import boto3, json
+from dapt_eval.providers.aws import SageMakerEndpointProvider
+from dapt_eval.providers.base import DecodingParams
+client = boto3.client("sagemaker-runtime", region_name="us-east-1")
+SageMakerEndpointProvider("${ENDPOINT}", "support-adapter", client=client, inference_component_name="dapt-exp-7b-support").generate("Hi", DecodingParams())
+print(json.dumps({}))`,
+      {},
+      {
+        AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME: stub.url,
+        AWS_ACCESS_KEY_ID: DUMMY_CREDENTIALS.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: DUMMY_CREDENTIALS.secretAccessKey,
+      },
+    );
+    assert.equal(stub.requests.at(-1)?.headers['x-amzn-sagemaker-inference-component'], ours);
+  });
+
   test('sampled decoding sends temperature, top_p and stop to TGI; a reply without generated_text is permanent', async () => {
     const provider = new SageMakerEndpointProvider(
       ENDPOINT,

@@ -11,6 +11,7 @@ import boto3
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
+from pydantic import ValidationError
 
 from dapt_eval.providers.aws import (
     BedrockConverseProvider,
@@ -18,6 +19,7 @@ from dapt_eval.providers.aws import (
     tgi_request,
 )
 from dapt_eval.providers.base import DecodingParams, PermanentError, ThrottledError, TransientError
+from dapt_eval.providers.factory import ProviderSpec
 
 
 @pytest.fixture(autouse=True)
@@ -150,3 +152,28 @@ def test_sagemaker_throttle_and_bad_body(sagemaker: tuple[Any, Stubber]) -> None
         provider.generate("p", DecodingParams())
     with pytest.raises(PermanentError, match="lacks 'generated_text'"):
         provider.generate("p", DecodingParams())
+
+
+def test_sagemaker_names_the_inference_component(sagemaker: tuple[Any, Stubber]) -> None:
+    client, stubber = sagemaker
+    stubber.add_response(
+        "invoke_endpoint",
+        {"Body": _body({"generated_text": "ok"})},
+        {
+            "EndpointName": "dapt-prod-serving",
+            "InferenceComponentName": "dapt-prod-support",
+            "ContentType": ANY,
+            "Accept": ANY,
+            "Body": ANY,
+        },
+    )
+    provider = SageMakerEndpointProvider(
+        "dapt-prod-serving", "support", client=client, inference_component_name="dapt-prod-support"
+    )
+    assert provider.generate("p", DecodingParams()).text == "ok"
+    stubber.assert_no_pending_responses()
+
+
+def test_only_sagemaker_takes_an_inference_component() -> None:
+    with pytest.raises(ValidationError, match="inference_component_name: only for provider"):
+        ProviderSpec(kind="bedrock", model_id="m", inference_component_name="c")

@@ -78,6 +78,8 @@ export class SageMakerEndpointProvider implements Provider {
     modelId: string,
     revision: string,
     private readonly client: SageMakerRuntimeClient,
+    /** An inference component of the endpoint (a base model or an adapter on it). @default - the endpoint's model */
+    private readonly inferenceComponentName?: string,
   ) {
     this.identity = { provider: 'sagemaker', model_id: modelId, revision };
   }
@@ -89,6 +91,7 @@ export class SageMakerEndpointProvider implements Provider {
       const response = await this.client.send(
         new InvokeEndpointCommand({
           EndpointName: this.endpointName,
+          ...(this.inferenceComponentName ? { InferenceComponentName: this.inferenceComponentName } : {}),
           ContentType: 'application/json',
           Accept: 'application/json',
           Body: new TextEncoder().encode(JSON.stringify(tgiRequest(prompt, decoding))),

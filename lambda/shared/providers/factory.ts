@@ -49,6 +49,7 @@ export function buildProvider(spec: ProviderSpec, requestTimeoutMs = MODEL_REQUE
           requestTimeoutMs,
           (r) => new SageMakerRuntimeClient({ ...r, maxAttempts: 1, requestHandler: http }),
         ),
+        spec.inference_component_name,
       );
   }
 }

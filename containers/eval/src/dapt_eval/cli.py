@@ -145,6 +145,11 @@ def _add_provider_args(parser: argparse.ArgumentParser, prefix: str, required: b
     )
     parser.add_argument(f"--{prefix}region", default=None, help="bedrock/sagemaker: AWS region")
     parser.add_argument(f"--{prefix}endpoint", default=None, help="sagemaker: endpoint name")
+    parser.add_argument(
+        f"--{prefix}inference-component",
+        default=None,
+        help="sagemaker: inference component of the endpoint (a base model or a LoRA adapter)",
+    )
     parser.add_argument(f"--{prefix}offline-correct-rate", type=float, default=1.0)
     parser.add_argument(f"--{prefix}offline-unparseable-rate", type=float, default=0.0)
     parser.add_argument(f"--{prefix}offline-error-rate", type=float, default=0.0)
@@ -164,6 +169,7 @@ def _provider(args: argparse.Namespace, prefix: str) -> Provider | None:
         api_key_env=getattr(args, f"{key}api_key_env"),
         region=getattr(args, f"{key}region"),
         endpoint_name=endpoint,
+        inference_component_name=getattr(args, f"{key}inference_component"),
         offline=OfflineBehaviour(
             correct_rate=getattr(args, f"{key}offline_correct_rate"),
             unparseable_rate=getattr(args, f"{key}offline_unparseable_rate"),

@@ -144,8 +144,10 @@ class SageMakerEndpointProvider(Provider):
         revision: str = DEFAULT_REVISION,
         region: str | None = None,
         client: Any = None,
+        inference_component_name: str | None = None,
     ) -> None:
         self.endpoint_name = endpoint_name
+        self.inference_component_name = inference_component_name
         self.model_id = model_id or endpoint_name
         self.revision = revision
         self._client = client or make_client("sagemaker-runtime", region)
@@ -156,11 +158,17 @@ class SageMakerEndpointProvider(Provider):
         """Invoke the endpoint and read `generated_text` from the TGI/LMI response shape."""
         started = time.perf_counter()
         try:
+            component = (
+                {"InferenceComponentName": self.inference_component_name}
+                if self.inference_component_name
+                else {}
+            )
             response = self._client.invoke_endpoint(
                 EndpointName=self.endpoint_name,
                 ContentType="application/json",
                 Accept="application/json",
                 Body=json.dumps(tgi_request(prompt, params)),
+                **component,
             )
             body = response["Body"].read()
         except ClientError as err:

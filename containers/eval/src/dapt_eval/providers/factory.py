@@ -55,6 +55,11 @@ class ProviderSpec(BaseModel):
         description="Name of the SageMaker real-time endpoint to invoke; required for kind "
         "'sagemaker'.",
     )
+    inference_component_name: str | None = Field(
+        default=None,
+        description="Inference component of the SageMaker endpoint to invoke (a base model or a "
+        "LoRA adapter on it); kind 'sagemaker' only, None invokes the endpoint's model.",
+    )
     offline: OfflineBehaviour = Field(
         default_factory=OfflineBehaviour,
         description="Simulated accuracy and failure rates of kind 'offline' (ignored by the "
@@ -68,6 +73,10 @@ class ProviderSpec(BaseModel):
             problems.append("base_url: provider 'openai' needs it (e.g. http://localhost:8000)")
         if self.kind == "sagemaker" and not self.endpoint_name:
             problems.append("endpoint_name: provider 'sagemaker' needs it")
+        if self.inference_component_name and self.kind != "sagemaker":
+            problems.append(
+                f"inference_component_name: only for provider 'sagemaker', not '{self.kind}'"
+            )
         if self.api_key_env and self.api_key_env not in os.environ:
             problems.append(f"api_key_env = '{self.api_key_env}': environment variable is not set")
         if problems:
@@ -86,4 +95,10 @@ def build_provider(spec: ProviderSpec) -> Provider:
     if spec.kind == "bedrock":
         return BedrockConverseProvider(spec.model_id, spec.revision, spec.region)
     assert spec.endpoint_name is not None
-    return SageMakerEndpointProvider(spec.endpoint_name, spec.model_id, spec.revision, spec.region)
+    return SageMakerEndpointProvider(
+        spec.endpoint_name,
+        spec.model_id,
+        spec.revision,
+        spec.region,
+        inference_component_name=spec.inference_component_name,
+    )
