@@ -22,6 +22,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { BatchClient } from '@aws-sdk/client-batch';
 import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { JOB_CONTRACT, trainerJobEnvironment } from '../lib/config/job-contract';
 import { loadConfig } from '../lib/config/load';
 import { envId, type Environment } from './eval-lib';
 import { SsmParameterReader } from './ssm';
@@ -393,7 +394,7 @@ async function train(options: TrainOptions, deps: CliDeps): Promise<void> {
     jobName,
     experiment: config.experiment,
     nodes,
-    environment: { DAPT_CONFIG: where.configUri, DAPT_OUTPUT: where.outputUri },
+    environment: trainerJobEnvironment(where.configUri, where.outputUri),
     tags: {
       experiment: config.experiment,
       project: deps.project ?? projectTag(env),
@@ -469,12 +470,12 @@ async function tokenize(options: { env: Environment; file: string; dryRun: boole
     jobName: tokenizeJobName(config.experiment, bytes),
     experiment: config.experiment,
     nodes: 1,
-    environment: { DAPT_CONFIG: `s3://${stack.artifactsBucket}/${configKey}`, DAPT_OUTPUT: where.outputUri },
+    environment: trainerJobEnvironment(`s3://${stack.artifactsBucket}/${configKey}`, where.outputUri),
     tags: { experiment: config.experiment, project: deps.project ?? projectTag(env) },
   };
   if (options.dryRun) {
     deps.out(`dry run: would submit ${request.jobName}`);
-    deps.out(JSON.stringify({ ...request, upload: request.environment.DAPT_CONFIG }, null, 2));
+    deps.out(JSON.stringify({ ...request, upload: request.environment[JOB_CONTRACT.environment.config] }, null, 2));
     return;
   }
   await s3.send(

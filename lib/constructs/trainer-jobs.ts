@@ -14,6 +14,7 @@ import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { JOB_CONTRACT } from '../config/job-contract';
 import type { ResolvedConfig } from '../config/load';
 import { ManagedRole } from './managed-role';
 import { repositoryImage } from './repository-image';
@@ -36,8 +37,8 @@ export const P5_NODE = {
   sharedMemory: Size.gibibytes(512),
 } as const;
 
-/** Exit code with which the trainer reports a configuration error: never retried. */
-export const CONFIG_ERROR_EXIT_CODE = 2;
+export const CONFIG_ERROR_EXIT_CODE = JOB_CONTRACT.exitCodes.configError;
+export { JOB_CONTRACT } from '../config/job-contract';
 
 export { RUNS_PREFIX } from '../config/parameter-names';
 

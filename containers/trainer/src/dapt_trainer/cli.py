@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 # Never reach a model hub: weights come from a local folder or S3 only. Set before transformers
 # is imported anywhere in this process.
@@ -107,13 +108,16 @@ def tokenize_only(experiment: ExperimentConfig, output: str) -> int:
     return 0
 
 
-ENV_CONFIG = "DAPT_CONFIG"
-ENV_OUTPUT = "DAPT_OUTPUT"
+JOB_CONTRACT = json.loads(Path(__file__).with_name("job_contract.json").read_text(encoding="utf-8"))
+"""Environment variables and exit codes shared with the stacks and the CLI."""
+ENV_CONFIG: str = JOB_CONTRACT["environment"]["config"]
+ENV_OUTPUT: str = JOB_CONTRACT["environment"]["output"]
 ENVIRONMENT = "<environment>"
 """The source a problem of the environment (or of the flags standing in for it) is reported
 under."""
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 143
+EXIT_USAGE: int = JOB_CONTRACT["exitCodes"]["configError"]
+"""A configuration or usage error: it fails the same way every time, so Batch never retries it."""
+EXIT_INTERRUPTED: int = JOB_CONTRACT["exitCodes"]["interrupted"]
 
 if __name__ == "__main__":
     sys.exit(main())
