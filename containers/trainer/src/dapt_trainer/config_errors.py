@@ -1,4 +1,4 @@
-"""One shape for every config error of dapt-eval, dapt-data and dapt-trainer.
+"""One shape for every config error of dapt-eval, dapt-data, dapt-trainer and dapt-local.
 
 An error has a ``source`` (the config file, or another origin such as ``<flags/env>``) and
 ``problems``, one line each, every line naming its key: ``key.path = value: rule``, or
