@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { Duration, Size } from 'aws-cdk-lib';
 import * as batch from 'aws-cdk-lib/aws-batch';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -7,8 +9,15 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import type { ExpectedWildcard } from '../compliance/acknowledge';
 import { ManagedRole } from './managed-role';
-import { repositoryImage } from './repository-image';
 import { FARGATE_RETRY_STRATEGIES } from './trainer-jobs';
+import { REPO_ROOT, repositoryImage } from './repository-image';
+
+/** The variable that tells dapt-data its write prefix (its refusal of other outputs is keyed on it). */
+const WRITE_PREFIX_ENV = (
+  JSON.parse(
+    readFileSync(path.join(REPO_ROOT, 'containers', 'data', 'src', 'dapt_data', 'job_contract.json'), 'utf8'),
+  ) as { environment: { writePrefix: string } }
+).environment.writePrefix;
 
 export interface DataPrepJobProps {
   /** Stage and environment id the job is told about (`DAPT_STAGE`, `DAPT_ENV_ID`). */
@@ -56,7 +65,7 @@ export class DataPrepJob extends Construct {
         jobRole: this.role,
         executionRole: props.executionRole,
         logging: ecs.LogDriver.awsLogs({ logGroup: props.logGroup, streamPrefix: 'data-prep' }),
-        environment: { DAPT_STAGE: props.stage, DAPT_ENV_ID: props.envId, DAPT_WRITE_PREFIX: props.writePrefix },
+        environment: { DAPT_STAGE: props.stage, DAPT_ENV_ID: props.envId, [WRITE_PREFIX_ENV]: props.writePrefix },
         fargateCpuArchitecture: ecs.CpuArchitecture.X86_64,
       }),
       retryAttempts: DEFAULT_FARGATE_ATTEMPTS,

@@ -633,7 +633,9 @@ def cross_problems(config: PipelineConfig) -> list[str]:
     return problems
 
 
-WRITE_PREFIX_ENV = "DAPT_WRITE_PREFIX"
+WRITE_PREFIX_ENV: str = json.loads(
+    Path(__file__).with_name("job_contract.json").read_text(encoding="utf-8")
+)["environment"]["writePrefix"]
 """Set by a run's data-prep job (``runs/<run>/``): its role may write only under that prefix."""
 
 
