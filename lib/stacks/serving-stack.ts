@@ -95,7 +95,12 @@ export class ServingStack extends Stack {
       logRetentionDays: config.logRetentionDays,
       destroyOnDelete: config.behaviour.destroyOnDelete,
     });
-    const parameters = new PlatformParameters(this, 'Parameters', config.ssmRoot);
+    this.publishParameters(config.ssmRoot, alarms.topic.topicArn);
+  }
+
+  /** What the CLI (`dapt serve`) and the evaluation read about serving. */
+  private publishParameters(ssmRoot: string, alarmTopicArn: string): void {
+    const parameters = new PlatformParameters(this, 'Parameters', ssmRoot);
     parameters.publish(
       'servingModelPackageGroup',
       this.registry.group.modelPackageGroupName,
@@ -108,6 +113,6 @@ export class ServingStack extends Stack {
     );
     parameters.publish('servingEndpointName', this.endpoint.endpointName, 'SageMaker endpoint of the served models');
     parameters.publish('servingBaseComponent', this.base.componentName, 'Inference component of the base model');
-    parameters.publish('servingAlarmTopicArn', alarms.topic.topicArn, 'SNS topic the serving alarms notify');
+    parameters.publish('servingAlarmTopicArn', alarmTopicArn, 'SNS topic the serving alarms notify');
   }
 }
