@@ -9,6 +9,7 @@ import random
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from conftest import BUCKET, MakeConfig, tokenized
+from dapt_trainer.adapter_archive import ADAPTER_ARCHIVE, archive_adapter
 from dapt_trainer.checkpoint import latest_complete
 from dapt_trainer.config import DataConfig, SourceConfig, dump_config
 from dapt_trainer.data.stream import PackedStream, Row, collate, pad_id
@@ -215,6 +217,18 @@ def test_lora_stage_on_dapt_output_via_s3(
         torch.testing.assert_close(merged(ids).logits, adapted(ids).logits, rtol=1e-4, atol=1e-4)
         assert not torch.allclose(plain(ids).logits, merged(ids).logits, atol=1e-4)
 
+    # The archive SageMaker serves holds the same adapter, its files at the root.
+    with tarfile.open(local / ADAPTER_ARCHIVE) as tar:
+        assert {"adapter_config.json", "adapter_model.safetensors"} <= set(tar.getnames())
+        assert all("/" not in name for name in tar.getnames())
+        tar.extractall(tmp_path / "served", filter="data")
+    served = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(dapt_dir, local_files_only=True),
+        str(tmp_path / "served"),
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(served(ids).logits, adapted(ids).logits)
+
 
 def test_flop_count_follows_torchtitan(make_config: MakeConfig, tmp_path: Path) -> None:
     recipe = StageRecipe(make_config(), make_config().stages[0], str(tmp_path), ONE, CPU)
@@ -354,3 +368,16 @@ def test_every_attention_kernel_keeps_packed_documents_apart(
             dim=1,
         )
     torch.testing.assert_close(packed, apart, rtol=1e-5, atol=1e-5)
+
+
+def test_the_adapter_archive_is_reproducible_and_refuses_a_non_adapter(tmp_path: Path) -> None:
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"r": 8}')
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights")
+    first = archive_adapter(adapter, tmp_path / "a.tar.gz").read_bytes()
+    os.utime(adapter / "adapter_config.json", (1, 1))
+    assert archive_adapter(adapter, tmp_path / "b.tar.gz").read_bytes() == first
+    (adapter / "adapter_config.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no adapter_config\.json"):
+        archive_adapter(adapter, tmp_path / "c.tar.gz")

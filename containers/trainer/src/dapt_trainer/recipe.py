@@ -24,6 +24,7 @@ import torch.nn.functional as F  # noqa: N812 - the usual alias
 from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
+from dapt_trainer.adapter_archive import ADAPTER_ARCHIVE, archive_adapter
 from dapt_trainer.checkpoint import latest_complete, load_checkpoint, save_checkpoint
 from dapt_trainer.config import ExperimentConfig, OptimizerConfig, StageConfig, dump_config
 from dapt_trainer.data.cache import TokenizedSource, tokenized_sources
@@ -524,7 +525,8 @@ class StageRecipe:
         return uri
 
     def export(self, heldout: dict[str, float]) -> None:
-        """``final/model`` (merged HF safetensors + tokenizer), ``final/adapter`` for LoRA,
+        """``final/model`` (merged HF safetensors + tokenizer), ``final/adapter`` and
+        ``final/adapter.tar.gz`` (as SageMaker serves it) for LoRA,
         ``final/heldout.json``, ``final/lineage.json``, then ``final/COMPLETE``."""
         full_sd = get_model_state_dict(
             self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -537,6 +539,8 @@ class StageRecipe:
             fresh.load_state_dict(full_sd)
             if self.lora:
                 fresh.save_pretrained(str(staging / "adapter"))
+                # The same adapter as SageMaker serves it (one archive, files at its root).
+                archive_adapter(staging / "adapter", staging / ADAPTER_ARCHIVE)
                 fresh = fresh.merge_and_unload()
             if self.experiment.compute.precision == "bf16":
                 fresh = fresh.to(torch.bfloat16)
