@@ -190,7 +190,8 @@ export const ServingConfigSchema = z.strictObject({
   baseModel: ServedArtifactSchema,
   /**
    * LoRA adapters served on the base model, one inference component each. SageMaker takes an
-   * adapter as one `.tar.gz` (adapter_config.json and the adapter weights at its root).
+   * adapter as one `.tar.gz` (adapter_config.json and the adapter weights at its root). Empty in
+   * production, where adapters arrive only as Approved packages (`dapt serve deploy`).
    */
   adapters: z
     .array(
@@ -289,6 +290,14 @@ export function crossFieldProblems(raw: unknown): { path: string[]; message: str
     problems.push({
       path: ['training', 'capacity', 'mode'],
       message: `spot is for single-node jobs only (training.maxNodes is ${training.maxNodes}): a reclaimed node would stop every node of a multi-node job; set maxNodes to 1 or use on-demand, reservation or capacity-block`,
+    });
+  }
+  const adapters = (raw as { serving?: { adapters?: unknown } } | null)?.serving?.adapters;
+  if (config.stage === 'production' && Array.isArray(adapters) && adapters.length > 0) {
+    problems.push({
+      path: ['serving', 'adapters'],
+      message:
+        'must be empty in production: adapters reach production only as Approved model packages, with `dapt serve deploy` (which checks the approval the promotion gate set)',
     });
   }
   if (config.stage === 'production' && config.audit?.cloudTrail === false) {

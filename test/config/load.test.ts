@@ -37,6 +37,9 @@ test('a bad config lists every problem with field, value and rule', () => {
   (raw.training as Record<string, unknown>).availabilityZone = 'us-east-1';
   (raw.dataLake as Record<string, unknown>).abortIncompleteUploadDays = 0;
   (raw.audit as Record<string, unknown>).cloudTrail = false;
+  (raw.serving as Record<string, unknown>).adapters = [
+    { name: 'support', artifact: 'runs/x/sft/final/adapter.tar.gz' },
+  ];
   raw.logRetentionDays = 8;
   raw.colour = 'blue';
   const problems = problemsOf(() => parseConfig(raw, 'config/production.json'));
@@ -46,6 +49,7 @@ test('a bad config lists every problem with field, value and rule', () => {
     /^training\.availabilityZone = "us-east-1": must be an availability zone name/,
     /^dataLake\.abortIncompleteUploadDays = 0: must be at least 1 day$/,
     /^audit\.cloudTrail = false: must be true in production/,
+    /^serving\.adapters = .*: must be empty in production: adapters reach production only as Approved model packages/,
     /^logRetentionDays = 8: must be one of CloudWatch Logs' retention periods/,
     /^colour: unknown key/,
   ];

@@ -61,8 +61,9 @@ test('ServingStack wakes a scaled-to-zero experiment on the first request that f
   );
 });
 
-test('ServingStack adapters run on their base component and are created after it', () => {
-  const components = all(production.template, 'AWS::SageMaker::InferenceComponent');
+test('ServingStack adapters run on their base component and are created after it; production takes none from config', () => {
+  assert.equal(Object.keys(all(production.template, 'AWS::SageMaker::InferenceComponent')).length, 1, 'only the base');
+  const components = all(experiment.template, 'AWS::SageMaker::InferenceComponent');
   const [baseId, base] = Object.entries(components).find(
     ([, c]) => (c.Properties.Specification as Record<string, unknown>).ModelName,
   )!;
