@@ -49,9 +49,10 @@ checkov: synth
 	@test -x .venv-checkov/bin/python || { $(PYTHON) -m venv .venv-checkov && .venv-checkov/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION); }
 	.venv-checkov/bin/python scripts/checkov_rate.py
 
-## Format the TypeScript (Prettier, 120 columns; `make test` fails on an unformatted file).
-format: $(NODE_STAMP)
+## Format the TypeScript (Prettier, 120 columns) and the Python (ruff format, 100); `make test` fails on either unformatted.
+format: $(NODE_STAMP) $(VENV_STAMP)
 	npx prettier --write --log-level warn '**/*.{ts,mjs,js}'
+	for pkg in $(PY_PACKAGES); do (cd $$pkg && $(CURDIR)/$(VENV)/bin/ruff format --quiet .); done
 
 ## Every test: type-check, lint, TypeScript tests, then each Python package's lint, types and tests.
 # The TypeScript and Python suites run side by side (one process each, so the two cores stay busy);
@@ -74,7 +75,7 @@ test-ts:
 
 test-py:
 	for pkg in $(PY_PACKAGES); do \
-	  (cd $$pkg && $(CURDIR)/$(VENV)/bin/ruff check . && $(CURDIR)/$(VENV)/bin/mypy && $(CURDIR)/$(VENV)/bin/pytest -q); \
+	  (cd $$pkg && $(CURDIR)/$(VENV)/bin/ruff check . && $(CURDIR)/$(VENV)/bin/ruff format --check . && $(CURDIR)/$(VENV)/bin/mypy && $(CURDIR)/$(VENV)/bin/pytest -q); \
 	done
 
 ## Re-pin the Python dependencies after changing requirements-dev.txt or a pyproject.toml.

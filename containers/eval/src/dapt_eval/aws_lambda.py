@@ -120,5 +120,3 @@ def _env(name: str) -> str:
     if not value:
         raise RuntimeError(f"{name} environment variable is not set")
     return value
-
-

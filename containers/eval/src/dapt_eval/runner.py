@@ -521,4 +521,3 @@ def _to_result(
         details=outcome.details,
         attempts=outcome.attempts,
     )
-
