@@ -5,29 +5,18 @@ key (`dapt_eval.config_errors`), and a description on every field of every confi
 from __future__ import annotations
 
 import argparse
-import ast
-import dataclasses
-import inspect
-import textwrap
-import typing
-from collections.abc import Iterable, Iterator
-from typing import Any
 
 import pytest
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from dapt_eval.batch.config import BatchConfig, BatchConfigError, add_batch_args, config_from
 from dapt_eval.config_errors import ConfigError, validation_problems
+from dapt_eval.conventions import problem_key, undocumented
 from dapt_eval.gate import GatePolicy
 from dapt_eval.providers.factory import ProviderSpec
 from dapt_eval.providers.offline import OfflineProvider
 from dapt_eval.runner import RunConfig, RunConfigError, resolve_mode
 from dapt_eval.schemas import Task
-
-
-def problem_key(problem: str) -> str:
-    """The key a problem line names: the text before ` = value` or `: rule`."""
-    return problem.split(" = ", 1)[0].split(": ", 1)[0]
 
 
 def test_a_config_error_has_a_source_problems_and_the_shared_message() -> None:
@@ -110,59 +99,3 @@ def test_every_config_field_is_described() -> None:
     names = {cls.__name__ for cls in visited}  # the walk reached the nested ones
     assert {"DecodingParams", "RetryPolicy", "OfflineBehaviour", "TaskRule"} <= names
     assert missing == []
-
-
-def undocumented(roots: Iterable[type]) -> tuple[list[type], list[str]]:
-    """The config classes reachable from `roots` through their fields, and `Class.field` for
-    each field without a one-sentence description: pydantic `Field(description=...)`, or, on a
-    dataclass, an attribute docstring."""
-    visited: list[type] = []
-    missing: list[str] = []
-
-    def visit(cls: type) -> None:
-        if cls in visited:
-            return
-        visited.append(cls)
-        if issubclass(cls, BaseModel):
-            fields = {n: (f.description, f.annotation) for n, f in cls.model_fields.items()}
-        else:
-            assert dataclasses.is_dataclass(cls), cls
-            hints = typing.get_type_hints(cls)
-            docs = attribute_docstrings(cls)
-            fields = {f.name: (docs.get(f.name), hints[f.name]) for f in dataclasses.fields(cls)}
-        for name, (text, annotation) in fields.items():
-            if not text or not text.strip().endswith("."):
-                missing.append(f"{cls.__name__}.{name}")
-            for nested in config_classes(annotation):
-                visit(nested)
-
-    for root in roots:
-        visit(root)
-    return visited, missing
-
-
-def config_classes(annotation: Any) -> Iterator[type]:
-    """Pydantic models and dataclasses named anywhere in a type annotation."""
-    if isinstance(annotation, type) and (
-        issubclass(annotation, BaseModel) or dataclasses.is_dataclass(annotation)
-    ):
-        yield annotation
-    for arg in typing.get_args(annotation):
-        yield from config_classes(arg)
-
-
-def attribute_docstrings(cls: type) -> dict[str, str]:
-    """The string literal right after each annotated attribute of a class body."""
-    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0]
-    assert isinstance(body, ast.ClassDef)
-    docs = {}
-    for stmt, after in zip(body.body, body.body[1:], strict=False):
-        if (
-            isinstance(stmt, ast.AnnAssign)
-            and isinstance(stmt.target, ast.Name)
-            and isinstance(after, ast.Expr)
-            and isinstance(after.value, ast.Constant)
-            and isinstance(after.value.value, str)
-        ):
-            docs[stmt.target.id] = after.value.value
-    return docs
