@@ -50,9 +50,10 @@ test('GpuCompute launches a Capacity Block into its reservation, on the capacity
 });
 
 test("GpuCompute's environment follows the launch template's latest version, so a template change reaches the nodes", () => {
-  const launchTemplate = computeResources(gpuTemplate()).LaunchTemplate as { Version: unknown };
+  const template = gpuTemplate();
+  const launchTemplate = computeResources(template).LaunchTemplate as { Version: unknown };
   assert.deepEqual(launchTemplate.Version, {
-    'Fn::GetAtt': [Object.keys(gpuTemplate().findResources('AWS::EC2::LaunchTemplate'))[0], 'LatestVersionNumber'],
+    'Fn::GetAtt': [Object.keys(template.findResources('AWS::EC2::LaunchTemplate'))[0], 'LatestVersionNumber'],
   });
 });
 
