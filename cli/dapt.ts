@@ -5,12 +5,14 @@
  *   npx dapt train submit|tokenize|status|logs|watch|cancel ...   training jobs on AWS Batch
  *   npx dapt eval start|status|report ...                          evaluation runs
  *   npx dapt serve register|deploy|status|undeploy|invoke ...      serving on SageMaker
+ *   npx dapt cost train|env|eval ...                               what it costs, before spending
  *
  * Parsing, validation and help come from commander; help and `--dry-run` need no AWS
  * credentials. Exit codes: 0 ok, 1 a problem to fix (config, fit, stack not deployed, job
  * failed, package not deployable), 2 bad arguments, 3 `serve register` whose gate failed.
  */
 import { Command, CommanderError } from 'commander';
+import { costCommand } from './cost';
 import { evalCommand } from './eval';
 import { serveCommand } from './serve';
 import { type CliDeps, defaultClients, trainCommand } from './train';
@@ -20,13 +22,13 @@ import { UsageError } from './train-lib';
 export function buildProgram(deps: CliDeps, setExitCode: (code: number) => void = () => undefined): Command {
   const program = new Command('dapt')
     .description(
-      'Domain-adapt language models on AWS: operate training jobs, evaluation runs and serving of a deployed stage',
+      'Domain-adapt language models on AWS: operate training jobs, evaluation runs and serving of a deployed stage, and estimate their cost',
     )
     .configureOutput({ writeOut: (text) => deps.out(text.trimEnd()), writeErr: (text) => deps.err(text.trimEnd()) })
     .showHelpAfterError('(add --help for usage)')
     .exitOverride();
   program.addCommand(trainCommand(deps));
-  for (const group of [evalCommand(deps), serveCommand({ ...deps, setExitCode })]) {
+  for (const group of [evalCommand(deps), serveCommand({ ...deps, setExitCode }), costCommand(deps)]) {
     for (const command of [group, ...group.commands]) {
       command
         .configureOutput({ writeOut: (text) => deps.out(text.trimEnd()), writeErr: (text) => deps.err(text.trimEnd()) })

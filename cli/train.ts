@@ -2,7 +2,7 @@
  * Operate training jobs on a deployed stage's AWS Batch queues: `npx dapt train <command>`
  * (`npx dapt train --help`; every command has `--help`, which needs no AWS credentials).
  *
- *   dapt train submit   --config FILE --stage production|experiment [--experiment NAME] [--nodes N] [--dry-run]
+ *   dapt train submit   --config FILE --stage production|experiment [--experiment NAME] [--nodes N] [--yes] [--dry-run]
  *   dapt train tokenize --config FILE --stage production|experiment [--experiment NAME] [--dry-run]
  *   dapt train status   --job-id ID | --run NAME (--stage ... [--experiment NAME])
  *   dapt train logs     --job-id ID [--follow] [--log-group G] [--node I]
@@ -12,7 +12,9 @@
  * `train` validates the config with the trainer's own schema (project venv), checks that the job
  * fits the stack (SSM `/<prefix>/<envId>/training/...`) and the GPUs, uploads the config to
  * `s3://<artifacts>/runs/<experiment>/config.yaml` and submits `<experiment>-<sha256[:8]>` unless
- * that job is already queued, running or done. `--experiment` selects the experiment stage
+ * that job is already queued, running or done; it prints the cost estimate first (cli/cost.ts) and,
+ * above the stage's `training.confirmSpendAboveUsd`, asks (`--yes` accepts; without a terminal it
+ * refuses). `--experiment` selects the experiment stage
  * (envId `exp-<NAME>`); `status --run` names the config's `experiment` (default: `--experiment`).
  *
  * Exit codes: 0 ok, 1 a problem to fix (config, fit, stack not deployed, job failed), 2 bad arguments.
@@ -24,6 +26,7 @@ import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { JOB_CONTRACT, trainerJobEnvironment } from '../lib/config/job-contract';
 import { loadConfig } from '../lib/config/load';
+import { checkTrainingSpend } from './cost';
 import { envId, type Environment } from './eval-lib';
 import { SsmParameterReader } from './ssm';
 import { estimateStages, LLAMA_PARAMETER_FORMULA, nodeProblems } from './train-fit';
@@ -112,6 +115,7 @@ interface TrainValues {
   nodes: string;
   queue: string;
   dryRun: boolean;
+  yes: boolean;
   jobId?: string;
   follow: boolean;
   logGroup?: string;
@@ -174,6 +178,11 @@ export function trainCommand(deps: CliDeps, onError: (err: CommanderError) => vo
     .requiredOption('--config <file>', 'trainer config (YAML)')
     .option('--nodes <n>', 'nodes for the job (more than 1: the multi-node definition)', '1')
     .addOption(new Option('--queue <queue>', 'job queue').default('gpu').hideHelp())
+    .option(
+      '--yes',
+      "submit without asking when the cost estimate is above the stage's training.confirmSpendAboveUsd",
+      false,
+    )
     .option('--dry-run', 'validate and print the request; submit nothing (needs no credentials)', false)
     .action(run('train'));
   common(
@@ -242,7 +251,10 @@ async function execute(command: TrainCommandName, values: TrainValues, deps: Cli
       }
       if (values.queue !== 'gpu') throw new UsageError(`--queue = ${JSON.stringify(values.queue)}: must be 'gpu'`);
       const nodes = wholeNumber('--nodes', values.nodes, 1);
-      await train({ env: environment(), file: values.config, nodes, queue: values.queue, dryRun: values.dryRun }, deps);
+      await train(
+        { env: environment(), file: values.config, nodes, queue: values.queue, dryRun: values.dryRun, yes: values.yes },
+        deps,
+      );
       return;
     }
     case 'tokenize': {
@@ -348,6 +360,8 @@ interface TrainOptions {
   readonly nodes: number;
   readonly queue: 'gpu' | 'cpu';
   readonly dryRun: boolean;
+  /** Accept a cost estimate above the stage's confirmation threshold without asking. */
+  readonly yes: boolean;
 }
 
 async function train(options: TrainOptions, deps: CliDeps): Promise<void> {
@@ -412,6 +426,18 @@ async function train(options: TrainOptions, deps: CliDeps): Promise<void> {
       );
     }
   }
+  if (!existing)
+    await checkTrainingSpend({
+      file,
+      nodes,
+      stage: env.stage,
+      ...(env.experiment ? { experiment: env.experiment } : {}),
+      region: env.region,
+      yes: options.yes,
+      dryRun: options.dryRun,
+      out: deps.out,
+      ...(deps.python ? { python: deps.python } : {}),
+    });
   if (options.dryRun) {
     deps.out(`dry run: would ${existing ? `reuse job ${existing.jobId} (${existing.status})` : 'submit'} ${jobName}`);
     deps.out(JSON.stringify({ ...request, numNodesOverride: numNodes ?? null, upload: where.configUri }, null, 2));

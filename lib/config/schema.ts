@@ -131,6 +131,11 @@ export const TrainingConfigSchema = z.strictObject({
   /** vCPUs of the Fargate queue for data-preparation jobs. */
   cpuQueueMaxvCpus: z.int().min(1).max(4096),
   /**
+   * Estimated cost in USD (`npx dapt cost train`) above which `dapt train submit` asks before
+   * submitting; `--yes` accepts without asking, and without a terminal it refuses. Absent: 500.
+   */
+  confirmSpendAboveUsd: z.number().min(0, 'must be an amount in USD >= 0').optional(),
+  /**
    * Availability zone of the GPU nodes, e.g. us-east-1b: the zone of the capacity reservation or
    * Capacity Block when there is one. Absent: the VPC's first zone. One zone always, because the
    * nodes of a multi-node job share a cluster placement group, which cannot span zones.
