@@ -73,11 +73,11 @@ export class IsolatedVpc extends Construct {
         isolated(SUBNET_GROUPS.endpoints, network.endpointSubnetMask),
       ],
       restrictDefaultSecurityGroup: true,
-      // Name tags without the `Default` step, as when the stack held the VPC itself.
-      vpcName: this.node.path,
+      // Name tags without the `Default` step, as when the stack held the VPC itself, and from the
+      // stack down (a pipeline's stage would otherwise prefix them with its own path).
+      vpcName: nameTag(this),
     });
-    for (const subnet of this.vpc.isolatedSubnets)
-      Tags.of(subnet).add('Name', subnet.node.path.replace('/Default/', '/'));
+    for (const subnet of this.vpc.isolatedSubnets) Tags.of(subnet).add('Name', nameTag(subnet));
     this.addGatewayEndpoints();
     this.endpointSecurityGroup = new ec2.SecurityGroup(this, 'EndpointSecurityGroup', {
       vpc: this.vpc,
@@ -94,7 +94,7 @@ export class IsolatedVpc extends Construct {
       ),
       trafficType: ec2.FlowLogTrafficType.ALL,
     });
-    Tags.of(flowLog).add('Name', flowLog.node.path.replace('/Default/', '/'));
+    Tags.of(flowLog).add('Name', nameTag(flowLog));
     const region = Stack.of(this).region;
     this.gatewayPrefixLists = {
       s3: lookUpPrefixList(this, 'S3PrefixList', `com.amazonaws.${region}.s3`),
@@ -237,4 +237,11 @@ function endpointId(name: string): string {
       .map((part) => part.charAt(0).toUpperCase() + part.slice(1))
       .join('') + 'Endpoint'
   );
+}
+
+/** `<stack name>/<path below the stack>` without `Default` steps: `dapt-prod-network/Vpc/trainingSubnet1`. */
+function nameTag(construct: Construct): string {
+  const stack = Stack.of(construct);
+  const below = construct.node.path.slice(stack.node.path.length + 1);
+  return `${stack.stackName}/${below}`.replace(/\/Default(\/|$)/g, '/').replace(/\/$/, '');
 }

@@ -1,12 +1,12 @@
-import { Aws, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import { Aws, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as athena from 'aws-cdk-lib/aws-athena';
 import * as glue from 'aws-cdk-lib/aws-glue';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Construct } from 'constructs';
-import { acknowledge } from '../compliance/acknowledge';
 import type { ResolvedConfig } from '../config/load';
+import { AccessLogsBucket } from '../constructs/access-logs-bucket';
 import { PlatformKey } from '../constructs/platform-key';
 import { PlatformParameters, type PlatformParameterKey } from '../constructs/platform-parameters';
 import { SecureBucket } from '../constructs/secure-bucket';
@@ -49,7 +49,12 @@ export class DataLakeStack extends Stack {
       description: `Encrypts every zone of the ${config.prefix}-${config.envId} data lake`,
       destroyOnDelete,
     }).key;
-    this.accessLogsBucket = createAccessLogsBucket(this, config);
+    this.accessLogsBucket = new AccessLogsBucket(this, 'AccessLogsBucket', {
+      expirationDays: config.dataLake.accessLogExpirationDays,
+      noncurrentVersionExpirationDays: config.dataLake.noncurrentVersionExpirationDays,
+      abortIncompleteUploadDays: config.dataLake.abortIncompleteUploadDays,
+      destroyOnDelete: config.behaviour.destroyOnDelete,
+    }).bucket;
     // The audit stack's trail bucket logs here too; its statement is written here, where the
     // policy lives, naming that bucket (by its fixed name) and this account.
     if (config.audit.cloudTrail) this.accessLogsBucket.addToResourcePolicy(trailBucketLogsStatement(this, config));
@@ -127,44 +132,6 @@ function createEvalWorkGroup(stack: Stack, config: ResolvedConfig, evalBucket: s
     },
   }).applyRemovalPolicy(config.behaviour.destroyOnDelete ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN);
   return name;
-}
-
-/**
- * The destination of the lake's server access logs. S3 delivers access logs only to buckets with
- * SSE-S3 default encryption, so this is the one bucket without the lake key (acknowledged here).
- * The rule packs recognise a log destination and do not ask it to log itself.
- */
-function createAccessLogsBucket(scope: Construct, config: ResolvedConfig): s3.Bucket {
-  const destroyOnDelete = config.behaviour.destroyOnDelete;
-  const bucket = new s3.Bucket(scope, 'AccessLogsBucket', {
-    encryption: s3.BucketEncryption.S3_MANAGED,
-    enforceSSL: true,
-    minimumTLSVersion: 1.2,
-    blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
-    objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-    versioned: true,
-    lifecycleRules: [
-      {
-        id: 'expire-access-logs',
-        expiration: Duration.days(config.dataLake.accessLogExpirationDays),
-        noncurrentVersionExpiration: Duration.days(config.dataLake.noncurrentVersionExpirationDays),
-        abortIncompleteMultipartUploadAfter: Duration.days(config.dataLake.abortIncompleteUploadDays),
-      },
-    ],
-    removalPolicy: destroyOnDelete ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN,
-    autoDeleteObjects: destroyOnDelete,
-  });
-  acknowledge(
-    bucket,
-    ['NIST.800.53.R5-S3DefaultEncryptionKMS', 'HIPAA.Security-S3DefaultEncryptionKMS'],
-    'S3 delivers server access logs only to buckets whose default encryption is SSE-S3 (AES-256); SSE-KMS is not supported for this destination.',
-  );
-  acknowledge(
-    bucket,
-    ['NIST.800.53.R5-S3BucketReplicationEnabled', 'HIPAA.Security-S3BucketReplicationEnabled'],
-    'Access logs stay in-region with the data they describe; replication is a per-deployment data-residency decision.',
-  );
-  return bucket;
 }
 
 /** `raw` -> `RawZone`. */
