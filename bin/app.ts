@@ -3,8 +3,10 @@
  * CDK entry point: `npx cdk synth -c stage=production` or
  * `npx cdk synth -c stage=experiment -c experiment=NAME`; add `-c run=NAME` (and
  * `-c upstream=A,B` for the runs it starts from) for one experiment run's stack on that environment.
+ * Production is its delivery pipeline's stack, whose `Production` stage holds the platform; the
+ * pipeline adds `-c commit=SHA`, recorded in the stage.
  */
-import { buildPlatform, buildRun, createApp } from '../lib/app';
+import { buildEnvironment, buildRun, createApp } from '../lib/app';
 import { ConfigError } from '../lib/config/load';
 
 const app = createApp();
@@ -23,7 +25,7 @@ try {
     .map((name) => name.trim())
     .filter(Boolean);
   if (run !== undefined) buildRun(app, { ...selection, run, upstream });
-  else buildPlatform(app, selection);
+  else buildEnvironment(app, selection, { sourceCommit: context('commit') });
 } catch (err) {
   if (err instanceof ConfigError) {
     console.error(err.message);

@@ -22,8 +22,8 @@ for (const selection of ENVIRONMENTS) {
     result.config.region,
   );
   for (const stack of result.stacks) {
-    const findings = result.findings.filter((f) => f.path.startsWith(`${stack.name}/`));
-    const acks = result.acknowledgments.filter((a) => a.path.startsWith(`${stack.name}/`));
+    const findings = result.findings.filter((f) => f.path.startsWith(`${stack.path}/`));
+    const acks = result.acknowledgments.filter((a) => a.path.startsWith(`${stack.path}/`));
     const stackLint = lint.filter((m) => path.resolve(m.file) === path.resolve(stack.template));
     const errors = stackLint.filter((m) => m.level === 'Error').length;
     const warnings = stackLint.filter((m) => m.level === 'Warning').length;

@@ -1,15 +1,18 @@
 /**
  * The compliance rule packs every synth runs, and the audit trail of acknowledgments.
  */
-import { type App, Validations } from 'aws-cdk-lib';
+import { type Stage, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 
 /** The packs, by the plugin names cdk-nag reports them under. */
 export const RULE_PACKS = ['AwsSolutions', 'NIST.800.53.R5', 'HIPAA.Security'] as const;
 
-/** Attaches the three packs; a finding that is not acknowledged fails synthesis. */
-export function attachComplianceChecks(app: App): void {
+/**
+ * Attaches the three packs to an app or a stage (a stage's stacks are checked by its own plugins
+ * only, so a pipeline's stage gets them too); a finding that is not acknowledged fails synthesis.
+ */
+export function attachComplianceChecks(app: Stage): void {
   Validations.of(app).addPlugins(
     new AwsSolutionsChecks(app, { verbose: true }),
     new NIST80053R5Checks(app, { verbose: true }),

@@ -36,6 +36,7 @@ export function renderComplianceDoc(environments: readonly EnvironmentAcknowledg
     'checks that each acknowledgment still covers a real finding, so none outlives its reason.',
     '',
     ...DEPLOY_CONTRACTS,
+    ...LIFECYCLE,
     ...CHECKOV,
   ];
   for (const env of environments) {
@@ -62,6 +63,18 @@ const DEPLOY_CONTRACTS = [
   'access-logging and EBS key and bucket policy sections with their conditions, endpoint policies',
   'limited to this account, egress kept inside the VPC. What only a real account can show, and the',
   'commands that show it, are in [operations](operations.md#what-the-tests-verify-and-what-only-a-real-account-can).',
+  '',
+];
+
+/** What is checked before, at and after a production deployment, and where an auditor reads each record. */
+const LIFECYCLE = [
+  '## Before, at and after deployment: what an auditor reads',
+  '',
+  '| When | What is checked | The record, and how to read it |',
+  '| --- | --- | --- |',
+  "| Before deploy | cdk-nag (three packs, zero unacknowledged findings), cfn-lint (zero errors), the deploy-contract tests, the whole test suite | The delivery pipeline's `Synth` step runs the README's test command (`make test`, what CI runs) and `make synth` on the exact commit it deploys; its CodeBuild log is the evidence, linked from the pipeline execution (`aws codepipeline list-action-executions --pipeline-name dapt-prod-delivery`). This document lists every acknowledgment with its reason. |",
+  "| At deploy | Only the pipeline deploys production (`dapt-prod-delivery`, self-mutating, source: the reviewed branch through a CodeConnections connection, or an S3 object air-gapped); a person approves (`ApproveProduction`) before any stack changes | Who approved and when: CloudTrail's `PutApprovalResult` event, and the SSM parameter `/dapt/prod/delivery/last-approved-deployment` (commit, approver ARN, approval time, execution id), written after the deployment; `aws ssm get-parameter-history` lists every approved deployment. The commit CloudFormation deployed: `/dapt/prod/delivery/deployed-commit` (a synth outside the pipeline writes `not built by the delivery pipeline` there). |",
+  "| After deploy | AWS Config records every supported resource type; conformance packs `dapt-prod-nist-800-53-r5` and `dapt-prod-hipaa-security` hold the AWS Config managed rule behind each cdk-nag rule of the same pack (`lib/compliance/conformance-packs.ts`, tested against the installed cdk-nag) plus account-level rules synthesis cannot see (root MFA, account-wide public-access blocks, EBS encryption by default, keys pending deletion); a scheduled state machine (`dapt-prod-drift-detection`) asks CloudFormation to detect drift on every stack, the pipeline's included | Compliance per rule and resource: `aws configservice get-conformance-pack-compliance-details --conformance-pack-name dapt-prod-nist-800-53-r5`; configuration history and snapshots under `config/` of the trail bucket (KMS); each non-compliant evaluation and each drifted stack is published to the `dapt-prod-compliance` topic (KMS); drift details: `aws cloudformation describe-stack-resource-drifts --stack-name STACK`. |",
   '',
 ];
 

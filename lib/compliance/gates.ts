@@ -6,8 +6,8 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
-import { type App, Stack } from 'aws-cdk-lib';
-import { buildPlatform, buildRun, createApp } from '../app';
+import { type App, Stack, Stage } from 'aws-cdk-lib';
+import { buildEnvironment, buildRun, createApp } from '../app';
 import type { ResolvedConfig, StageSelection } from '../config/load';
 import { type AcknowledgmentRecord, collectAcknowledgments } from './checks';
 
@@ -21,6 +21,8 @@ export interface Finding {
 
 export interface StackSummary {
   readonly name: string;
+  /** Construct path: findings and acknowledgments are reported under it. */
+  readonly path: string;
   readonly template: string;
   readonly resources: number;
   readonly terminationProtection: boolean;
@@ -49,7 +51,7 @@ export function synthesizeEnvironment(
   const config =
     selection.run !== undefined
       ? buildRun(app, { ...selection, run: selection.run }).config
-      : buildPlatform(app, selection).config;
+      : buildEnvironment(app, selection).config;
   let findings: Finding[] = [];
   const consoleError = console.error;
   if (options.quiet) console.error = () => undefined;
@@ -63,14 +65,22 @@ export function synthesizeEnvironment(
   } finally {
     console.error = consoleError;
   }
-  const stacks = app.node.children
-    .filter((c): c is Stack => c instanceof Stack)
+  // Every stack, those of a pipeline's stage included (their templates are in the stage's own assembly).
+  const stacks = app.node
+    .findAll()
+    .filter((c): c is Stack => c instanceof Stack && c.nestedStackParent === undefined)
     .map((stack) => {
-      const template = path.join(outdir, stack.templateFile);
+      const template = path.join(Stage.of(stack)?.outdir ?? outdir, stack.templateFile);
       const resources = existsSync(template)
         ? Object.keys((JSON.parse(readFileSync(template, 'utf8')) as { Resources?: object }).Resources ?? {}).length
         : 0;
-      return { name: stack.stackName, template, resources, terminationProtection: stack.terminationProtection };
+      return {
+        name: stack.stackName,
+        path: stack.node.path,
+        template,
+        resources,
+        terminationProtection: stack.terminationProtection,
+      };
     });
   return { app, config, outdir, stacks, findings, acknowledgments: collectAcknowledgments(app) };
 }

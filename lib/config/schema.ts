@@ -56,11 +56,65 @@ export const DataLakeConfigSchema = z.strictObject({
   accessLogExpirationDays: positiveDays,
 });
 
+/** The rule packs a conformance pack can mirror (cdk-nag's plugin names, checked at synth time too). */
+export const CONFORMANCE_PACKS = ['NIST.800.53.R5', 'HIPAA.Security'] as const;
+
+/** An EventBridge Scheduler expression: `rate(1 day)`, `cron(0 6 * * ? *)`. */
+const scheduleExpression = z
+  .string()
+  .regex(
+    /^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\([^()]+\))$/,
+    'must be an EventBridge Scheduler expression such as rate(1 day) or cron(0 6 * * ? *)',
+  );
+
+export const ContinuousComplianceConfigSchema = z.strictObject({
+  /**
+   * `create`: this stack creates the region's AWS Config recorder and delivery channel (one of
+   * each per account and region); `existing`: the account already records (AWS Control Tower,
+   * an organization-wide setup), and only the conformance packs are added.
+   */
+  configRecorder: z.enum(['create', 'existing']),
+  /** Conformance packs mirroring the synth-time cdk-nag packs of the same name. */
+  conformancePacks: z.array(z.enum(CONFORMANCE_PACKS)).min(1, 'must name at least one pack'),
+  /** When every platform stack is checked for drift from its template. */
+  driftDetectionSchedule: scheduleExpression,
+  /** Addresses subscribed to the compliance topic (drift, non-compliant resources); each must confirm. */
+  notificationEmails: z.array(z.email('must be an email address')).max(10),
+});
+
 export const AuditConfigSchema = z.strictObject({
   /** Record management events and the lake's S3 data events in a CloudTrail trail. */
   cloudTrail: z.boolean(),
   /** Record read events too (GetObject); write events are always recorded when the trail is on. */
   recordS3ReadEvents: z.boolean(),
+  /** AWS Config recording, conformance packs and scheduled drift detection; absent: none (experiments). */
+  continuousCompliance: ContinuousComplianceConfigSchema.optional(),
+});
+
+export const DeliveryConfigSchema = z.strictObject({
+  /**
+   * Where the reviewed commits come from: `connection`, a repository (`owner/name`, `branch`)
+   * reached through an AWS CodeConnections connection whose ARN the platform team stores once in
+   * the SSM parameter `<ssmRoot>/delivery/connection-arn` (creating a connection needs a person
+   * to authorize it with the provider); or `s3`, for air-gapped setups, a zip of the repository
+   * at `objectKey` in a versioned bucket.
+   */
+  source: z.discriminatedUnion('kind', [
+    z.strictObject({
+      kind: z.literal('connection'),
+      repository: z.string().regex(/^[\w.-]+\/[\w.-]+$/, 'must be owner/name'),
+      branch: z.string().min(1).max(255),
+    }),
+    z.strictObject({
+      kind: z.literal('s3'),
+      bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name'),
+      objectKey: z.string().min(1).max(1024),
+    }),
+  ]),
+  /** CodeBuild compute type of the synth step, which runs the whole test suite. */
+  synthComputeType: z.enum(['BUILD_GENERAL1_MEDIUM', 'BUILD_GENERAL1_LARGE', 'BUILD_GENERAL1_XLARGE']),
+  /** Addresses told when a deployment waits for approval, succeeds or fails; each must confirm. */
+  notificationEmails: z.array(z.email('must be an email address')).max(10),
 });
 
 export const EvalConfigSchema = z.strictObject({
@@ -256,6 +310,11 @@ export const PlatformConfigSchema = z.strictObject({
   training: TrainingConfigSchema,
   /** The SageMaker endpoint the adapted models are served from; absent: no serving stack. */
   serving: ServingConfigSchema.optional(),
+  /**
+   * The delivery pipeline that deploys this stage from reviewed commits only (production);
+   * absent: the stage is deployed with `cdk deploy` from a workstation (experiments).
+   */
+  delivery: DeliveryConfigSchema.optional(),
 });
 
 /**
@@ -268,7 +327,8 @@ export function crossFieldProblems(raw: unknown): { path: string[]; message: str
   const config = (raw ?? {}) as {
     stage?: unknown;
     network?: { cidr?: unknown; [k: string]: unknown };
-    audit?: { cloudTrail?: unknown };
+    audit?: { cloudTrail?: unknown; continuousCompliance?: unknown };
+    delivery?: unknown;
   };
   const cidr = config.network?.cidr;
   const vpcMask = typeof cidr === 'string' ? Number(cidr.split('/')[1]) : NaN;
@@ -305,6 +365,20 @@ export function crossFieldProblems(raw: unknown): { path: string[]; message: str
         'must be empty in production: adapters reach production only as Approved model packages, with `dapt serve deploy` (which checks the approval the promotion gate set)',
     });
   }
+  const production = config.stage === 'production';
+  if (production && config.delivery === undefined) {
+    problems.push({
+      path: ['delivery'],
+      message:
+        'is required in production: the audited environment is deployed only by its pipeline, from reviewed commits',
+    });
+  }
+  if (production && config.audit !== undefined && config.audit.continuousCompliance === undefined) {
+    problems.push({
+      path: ['audit', 'continuousCompliance'],
+      message: 'is required in production: AWS Config and drift detection keep checking what cdk-nag checked once',
+    });
+  }
   if (config.stage === 'production' && config.audit?.cloudTrail === false) {
     problems.push({
       path: ['audit', 'cloudTrail'],
@@ -320,6 +394,8 @@ export type DataLakeConfig = z.infer<typeof DataLakeConfigSchema>;
 export type EvalConfig = z.infer<typeof EvalConfigSchema>;
 export type TrainingConfig = z.infer<typeof TrainingConfigSchema>;
 export type ServingConfig = z.infer<typeof ServingConfigSchema>;
+export type DeliveryConfig = z.infer<typeof DeliveryConfigSchema>;
+export type ContinuousComplianceConfig = z.infer<typeof ContinuousComplianceConfigSchema>;
 
 /**
  * The one naming rule of experiment and run names, kept in the trainer's package (whose config

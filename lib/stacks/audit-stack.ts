@@ -3,12 +3,19 @@ import * as cloudtrail from 'aws-cdk-lib/aws-cloudtrail';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
 import type { Construct } from 'constructs';
 import { acknowledge } from '../compliance/acknowledge';
 import type { ResolvedConfig } from '../config/load';
+import type { ContinuousComplianceConfig } from '../config/schema';
+import { ContinuousCompliance } from '../constructs/continuous-compliance';
+import { DriftDetection } from '../constructs/drift-detection';
 import { EncryptedLogGroup } from '../constructs/encrypted-log-group';
 import { PlatformKey } from '../constructs/platform-key';
 import { SecureBucket } from '../constructs/secure-bucket';
+import { deliveryStackName } from './delivery-stack';
 
 /** Prefix of the trail bucket's server access logs in the lake's access-logs bucket. */
 export const TRAIL_ACCESS_LOGS_PREFIX = 'cloudtrail/';
@@ -28,12 +35,29 @@ export interface AuditStackProps extends StackProps {
   readonly dataBuckets: readonly s3.IBucket[];
   /** Where the trail bucket's own server access logs go. */
   readonly accessLogsBucket: s3.IBucket;
+  /**
+   * The environment's other stacks, checked for drift with this one where the stage config has
+   * `audit.continuousCompliance`.
+   * @default - none
+   */
+  readonly checkedStacks?: readonly Stack[];
+  /**
+   * The commit being deployed, recorded where the stage has a delivery pipeline.
+   * @default - recorded as not built by the pipeline
+   */
+  readonly sourceCommit?: string;
 }
+
+/** What the deployed-commit parameter says when the stage was synthesized outside the pipeline. */
+export const NOT_FROM_PIPELINE = 'not built by the delivery pipeline';
 
 /**
  * The audit trail of the production environment: a multi-region CloudTrail trail with log-file
  * validation, the lake's S3 data events, encrypted with its own key, delivered to its own bucket
- * and to CloudWatch Logs for alarms and queries.
+ * and to CloudWatch Logs for alarms and queries. With `audit.continuousCompliance`, also what
+ * keeps checking after deployment: AWS Config with conformance packs mirroring the synth-time
+ * cdk-nag packs (delivering to the trail bucket under `config/`), and scheduled drift detection
+ * of every stack, both notifying one encrypted compliance topic.
  */
 export class AuditStack extends Stack {
   readonly trail: cloudtrail.Trail;
@@ -88,7 +112,70 @@ export class AuditStack extends Stack {
         includeManagementEvents: true,
       },
     );
+    if (config.delivery) {
+      // Written by CloudFormation as part of this deployment: the commit every stack of it came from.
+      new ssm.StringParameter(this, 'DeployedCommitParameter', {
+        parameterName: `${config.ssmRoot}/delivery/deployed-commit`,
+        description: 'The commit (or source object version) the last deployment of this environment was built from',
+        stringValue: props.sourceCommit ?? NOT_FROM_PIPELINE,
+      });
+    }
+    const compliance = config.audit.continuousCompliance;
+    if (compliance) {
+      addContinuousCompliance(
+        this,
+        config,
+        compliance,
+        { bucket: trailBucket, key: trailKey },
+        props.checkedStacks ?? [],
+      );
+    }
   }
+}
+
+/** AWS Config and its conformance packs, drift detection of `checked` and this stack, and their topic. */
+function addContinuousCompliance(
+  stack: AuditStack,
+  config: ResolvedConfig,
+  compliance: ContinuousComplianceConfig,
+  delivery: { bucket: s3.IBucket; key: kms.IKey },
+  checked: readonly Stack[],
+): void {
+  const namePrefix = `${config.prefix}-${config.envId}`;
+  const key = new PlatformKey(stack, 'ComplianceKey', {
+    alias: `${namePrefix}-compliance`,
+    description: `Encrypts the compliance notifications and drift-detection logs of ${namePrefix}`,
+    destroyOnDelete: config.behaviour.destroyOnDelete,
+  }).key;
+  const topic = new sns.Topic(stack, 'ComplianceTopic', {
+    topicName: `${namePrefix}-compliance`,
+    masterKey: key,
+    enforceSSL: true,
+  });
+  for (const email of compliance.notificationEmails) topic.addSubscription(new subscriptions.EmailSubscription(email));
+  new ContinuousCompliance(stack, 'ContinuousCompliance', {
+    config: compliance,
+    namePrefix,
+    deliveryBucket: delivery.bucket,
+    deliveryKey: delivery.key,
+    topic,
+    topicKey: key,
+  });
+  const logGroup = new EncryptedLogGroup(stack, 'DriftDetectionLogs', {
+    encryptionKey: key,
+    retentionDays: config.logRetentionDays,
+    destroyOnDelete: config.behaviour.destroyOnDelete,
+    logGroupName: `/aws/vendedlogs/states/${namePrefix}-drift-detection`,
+  }).logGroup;
+  new DriftDetection(stack, 'DriftDetection', {
+    stacks: [...checked, stack],
+    otherStackNames: config.delivery ? [deliveryStackName(config)] : [],
+    schedule: compliance.driftDetectionSchedule,
+    topic,
+    topicKey: key,
+    logGroup,
+    stateMachineName: `${namePrefix}-drift-detection`,
+  });
 }
 
 /** The trail's own bucket, with its fixed name and the lake's access-logs bucket as log destination. */
