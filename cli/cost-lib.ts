@@ -3,7 +3,6 @@
  * the size of each stage's model, a benchmark's items and prompt lengths, and the AWS Price List
  * API refresh of the instance prices. The arithmetic is in lib/cost/estimate.ts.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { GetProductsCommand, type GetProductsCommandOutput } from '@aws-sdk/client-pricing';
@@ -14,7 +13,7 @@ import type { ModelSize, TrainingStage } from '../lib/cost/estimate';
 import { parametersFromName } from '../lib/cost/estimate';
 import type { Price, PriceTable } from '../lib/cost/prices';
 import { llamaDimensions, llamaParameterCount, loraParameterCount } from './train-fit';
-import { DEFAULT_VENV_PYTHON, UserError } from './train-lib';
+import { DEFAULT_VENV_PYTHON, runTrainerValidator, UserError } from './train-lib';
 
 /** The slice of a validated trainer config (dapt_trainer.config.ExperimentConfig) the cost needs. */
 export const TrainerCostConfigSchema = z.object({
@@ -44,36 +43,18 @@ export type TrainerCostConfig = z.infer<typeof TrainerCostConfigSchema>;
  * in, problems relayed verbatim), as `dapt train submit` does, and returns what the cost needs.
  */
 export function readTrainerCostConfig(file: string, python: string = DEFAULT_VENV_PYTHON): TrainerCostConfig {
-  if (!existsSync(file)) throw new UserError(`--config = ${file}: no such file`);
-  if (!existsSync(python))
-    throw new UserError(
-      `${python} not found: the trainer's config validator lives in the project venv; run make install`,
-    );
-  const result = spawnSync(python, ['-c', VALIDATOR, file], { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
-  if (result.status !== 0)
-    throw new UserError(
-      `the config validator failed (exit ${result.status ?? result.signal}): ${result.stderr.trim() || result.error?.message}\n(is the trainer installed in the venv? run make install)`,
-    );
-  const reply = JSON.parse(result.stdout) as { ok: true; config: unknown } | { ok: false; message: string };
-  if (!reply.ok) throw new UserError(reply.message);
-  const parsed = TrainerCostConfigSchema.safeParse(reply.config);
+  return parseTrainerCostConfig(runTrainerValidator(file, python));
+}
+
+/** What the cost needs from a config the trainer's validator returned (`runTrainerValidator`). */
+export function parseTrainerCostConfig(raw: unknown): TrainerCostConfig {
+  const parsed = TrainerCostConfigSchema.safeParse(raw);
   if (!parsed.success)
     throw new Error(
       `the trainer's config has changed shape; cli/cost-lib.ts TrainerCostConfigSchema needs updating: ${parsed.error.message}`,
     );
   return parsed.data;
 }
-
-const VALIDATOR = `
-import json, sys
-from dapt_trainer.config import ConfigError, load_config
-try:
-    config = load_config(sys.argv[1])
-except ConfigError as err:
-    print(json.dumps({"ok": False, "message": str(err)}))
-else:
-    print(json.dumps({"ok": True, "config": config.model_dump(mode="json")}))
-`;
 
 /**
  * Each stage with its model's size: from a local Hugging Face `config.json` (exact, as `train

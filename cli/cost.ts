@@ -39,6 +39,7 @@ import {
   isMissingCredentials,
   type PricingApi,
   readBenchmark,
+  parseTrainerCostConfig,
   readTrainerCostConfig,
   refreshInstancePrices,
   trainingStages,
@@ -212,7 +213,10 @@ async function train(values: CostValues, io: CostIo): Promise<void> {
   );
 }
 
-/** The estimate of a trainer config on a stage (reads the config with the trainer's validator). */
+/**
+ * The estimate of a trainer config on a stage: reads the config with the trainer's validator, or
+ * takes `validated`, what that validator already returned for `file` (`train submit` has it).
+ */
 export function trainingEstimate(
   file: string,
   nodes: number,
@@ -222,8 +226,9 @@ export function trainingEstimate(
   assumptions = DEFAULT_TRAINING_ASSUMPTIONS,
   python?: string,
   region: string = config.region,
+  validated?: unknown,
 ): CostEstimate {
-  const trainer = readTrainerCostConfig(file, python);
+  const trainer = validated !== undefined ? parseTrainerCostConfig(validated) : readTrainerCostConfig(file, python);
   return estimateTraining(
     {
       experiment: trainer.experiment,
@@ -480,6 +485,8 @@ export async function checkTrainingSpend(args: {
   readonly dryRun: boolean;
   readonly out: (line: string) => void;
   readonly python?: string;
+  /** What the trainer's validator returned for `file`, where the caller already ran it. @default - validated here */
+  readonly validated?: unknown;
   readonly confirm?: ConfirmOptions;
 }): Promise<void> {
   let estimate: CostEstimate;
@@ -496,6 +503,7 @@ export async function checkTrainingSpend(args: {
       DEFAULT_TRAINING_ASSUMPTIONS,
       args.python,
       args.region,
+      args.validated,
     );
     threshold = confirmThreshold(config);
   } catch (err) {

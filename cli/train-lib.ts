@@ -187,6 +187,8 @@ export function tokenizeConfigKey(experiment: string, bytes: Buffer): string {
 export interface ValidatedConfig {
   readonly config: TrainerConfig;
   readonly bytes: Buffer;
+  /** The whole config as the trainer's validator returned it (defaults filled in), for other readers such as the cost estimate. */
+  readonly raw: unknown;
 }
 
 /**
@@ -196,6 +198,17 @@ export interface ValidatedConfig {
  * config with its defaults filled in. Problems are relayed verbatim, each naming its key.
  */
 export function validateTrainerConfig(file: string, python: string = DEFAULT_VENV_PYTHON): ValidatedConfig {
+  const raw = runTrainerValidator(file, python);
+  const parsed = TrainerConfigSchema.safeParse(raw);
+  if (!parsed.success)
+    throw new Error(
+      `the trainer's config has changed shape; cli/train-fit.ts TrainerConfigSchema needs updating: ${parsed.error.message}`,
+    );
+  return { config: parsed.data, bytes: readFileSync(file), raw };
+}
+
+/** Runs the trainer's `load_config` on `file` in the venv; returns the config as JSON, or throws its problems. */
+export function runTrainerValidator(file: string, python: string = DEFAULT_VENV_PYTHON): unknown {
   if (!existsSync(file)) throw new UserError(`--config = ${file}: no such file`);
   if (!existsSync(python))
     throw new UserError(
@@ -209,12 +222,7 @@ export function validateTrainerConfig(file: string, python: string = DEFAULT_VEN
   }
   const reply = JSON.parse(result.stdout) as { ok: true; config: unknown } | { ok: false; message: string };
   if (!reply.ok) throw new UserError(reply.message);
-  const parsed = TrainerConfigSchema.safeParse(reply.config);
-  if (!parsed.success)
-    throw new Error(
-      `the trainer's config has changed shape; cli/train-fit.ts TrainerConfigSchema needs updating: ${parsed.error.message}`,
-    );
-  return { config: parsed.data, bytes: readFileSync(file) };
+  return reply.config;
 }
 
 const VALIDATOR = `

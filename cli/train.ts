@@ -366,7 +366,7 @@ interface TrainOptions {
 
 async function train(options: TrainOptions, deps: CliDeps): Promise<void> {
   const { env, file, nodes, queue } = options;
-  const { config, bytes } = validateTrainerConfig(file, deps.python);
+  const { config, bytes, raw } = validateTrainerConfig(file, deps.python);
   deps.out(
     `config ${file}: valid (experiment '${config.experiment}', stages ${config.stages.map((s) => `${s.name}: ${s.steps} steps`).join(', ')})`,
   );
@@ -436,7 +436,7 @@ async function train(options: TrainOptions, deps: CliDeps): Promise<void> {
       yes: options.yes,
       dryRun: options.dryRun,
       out: deps.out,
-      ...(deps.python ? { python: deps.python } : {}),
+      validated: raw,
     });
   if (options.dryRun) {
     deps.out(`dry run: would ${existing ? `reuse job ${existing.jobId} (${existing.status})` : 'submit'} ${jobName}`);
