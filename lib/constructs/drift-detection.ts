@@ -52,7 +52,7 @@ export class DriftDetection extends Construct {
       maxConcurrency: 1,
       resultPath: sfn.JsonPath.DISCARD,
     });
-    perStack.itemProcessor(checkOneStack(this, props));
+    perStack.itemProcessor(checkOneStack(this, props, stackNames));
     const listStacks = new sfn.Pass(this, 'Stacks', {
       result: sfn.Result.fromArray(stackNames),
       resultPath: '$.stacks',
@@ -90,9 +90,8 @@ export class DriftDetection extends Construct {
 }
 
 /** detect -> wait -> status until done -> notify if drifted or failed; a stack that errors is reported and skipped. */
-function checkOneStack(scope: Construct, props: DriftDetectionProps): sfn.IChainable {
+function checkOneStack(scope: Construct, props: DriftDetectionProps, stackNames: readonly string[]): sfn.IChainable {
   const stackArn = `arn:${Aws.PARTITION}:cloudformation:${Stack.of(scope).region}:${Aws.ACCOUNT_ID}:stack`;
-  const stackNames = [...props.stacks.map((s) => s.stackName), ...(props.otherStackNames ?? [])];
   const detect = new tasks.CallAwsService(scope, 'DetectStackDrift', {
     service: 'cloudformation',
     action: 'detectStackDrift',

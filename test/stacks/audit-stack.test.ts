@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { CfnResource } from 'aws-cdk-lib';
 import { Match } from 'aws-cdk-lib/assertions';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
+import { buildEnvironment, createApp } from '../../lib/app';
 import { LAKE_ZONES } from '../../lib/stacks/data-lake-stack';
 import { EXPERIMENT, PRODUCTION, templatesFor } from '../helpers';
 
@@ -122,26 +125,26 @@ test('production checks every platform stack for drift on a schedule and notifie
   }
 });
 
-test('experiments have no AWS Config, conformance packs, drift detection or deployed-commit record', () => {
-  const { platform } = templatesFor(EXPERIMENT);
+test('experiments have no pipeline, AWS Config, conformance packs, drift detection or deployed-commit record', () => {
+  const app = createApp();
+  const environment = buildEnvironment(app, EXPERIMENT, { complianceChecks: false });
+  assert.equal(environment.delivery, undefined, 'an experiment got a delivery pipeline');
   const types = new Set(
-    [
-      platform.network,
-      platform.dataLake,
-      platform.evaluation,
-      platform.training,
-      ...(platform.serving ? [platform.serving] : []),
-    ]
-      .flatMap((stack) => stack.node.findAll())
-      .map((c) => (c as { cfnResourceType?: string }).cfnResourceType)
-      .filter(Boolean),
+    app.node
+      .findAll()
+      .filter((c): c is CfnResource => c instanceof CfnResource)
+      .map((c) => c.cfnResourceType),
   );
+  assert.ok(types.has('AWS::S3::Bucket'), 'the experiment environment was not built');
   for (const type of [
+    'AWS::CodePipeline::Pipeline',
     'AWS::Config::ConfigurationRecorder',
     'AWS::Config::ConformancePack',
     'AWS::Scheduler::Schedule',
-    'AWS::CodePipeline::Pipeline',
+    'AWS::CloudTrail::Trail',
   ]) {
     assert.ok(!types.has(type), `experiment has ${type}`);
   }
+  const parameters = app.node.findAll().filter((c): c is ssm.CfnParameter => c instanceof ssm.CfnParameter);
+  assert.ok(!parameters.some((p) => JSON.stringify(p.name ?? '').includes('delivery/deployed-commit')));
 });
