@@ -73,3 +73,14 @@ export function runParameterName(
  * other names the stacks and the CLIs share, so both import one definition.
  */
 export const RUNS_PREFIX = 'runs/';
+
+/**
+ * The lifecycle's own parameters, written by `dapt env extend|expire-now` and the sweeper, never by
+ * CloudFormation (so a redeploy leaves them alone): `expires-at`, an ISO time that overrides the
+ * stacks' ttl when written after their latest deploy, and `warned`, the expiry the sweeper last
+ * warned about. An environment's live at `<ssmRoot>/lifecycle/...`, a run stack's at
+ * `<ssmRoot>/runs/<run>/...`.
+ */
+export function lifecycleParameterName(ssmRoot: string, key: 'expires-at' | 'warned', run?: string): string {
+  return run === undefined ? `${ssmRoot}/lifecycle/${key}` : `${ssmRoot}/runs/${run}/${key}`;
+}

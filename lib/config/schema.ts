@@ -117,6 +117,28 @@ export const DeliveryConfigSchema = z.strictObject({
   notificationEmails: z.array(z.email('must be an email address')).max(10),
 });
 
+export const LifecycleConfigSchema = z.strictObject({
+  /**
+   * Hours an experiment environment (or a run stack) lives after its latest deploy when
+   * `-c ttl=HOURS` is not given. Production itself never expires: in production the lifecycle
+   * applies to run stacks (`-c run=NAME`) only.
+   */
+  defaultTtlHours: z.int().min(1, 'must be at least 1 hour').max(8760, 'must be at most 8760 hours (a year)'),
+  /** Longest ttl a deploy (`-c ttl`) or `dapt env extend` may set, counted from now. */
+  maxTtlHours: z.int().min(1, 'must be at least 1 hour').max(8760, 'must be at most 8760 hours (a year)'),
+  /** Hours before the expiry the notification emails are warned (once per expiry). */
+  warningHours: z.int().min(1, 'must be at least 1 hour').max(168, 'must be at most 168 hours (a week)'),
+  /** When the sweeper looks for expired stacks (EventBridge Scheduler); an expired stack waits at most this long. */
+  sweepSchedule: scheduleExpression,
+  /** Addresses subscribed to the lifecycle topic (warnings, deletions, failed deletions); each must confirm. */
+  notificationEmails: z.array(z.email('must be an email address')).max(10),
+  /** An AWS Budgets cost budget per experiment environment and per run stack, by its `experiment` tag. */
+  budget: z.strictObject({
+    /** Monthly cost in USD; notified at 80% actual and 100% forecasted. */
+    monthlyUsd: z.number().min(1, 'must be at least 1 USD').max(1_000_000, 'must be at most 1,000,000 USD'),
+  }),
+});
+
 export const EvalConfigSchema = z.strictObject({
   /** Most shards the Distributed Map runs at once; the plan may choose fewer to respect provider limits. */
   maxShardConcurrency: z.int().min(1).max(10000),
@@ -311,6 +333,11 @@ export const PlatformConfigSchema = z.strictObject({
   /** The SageMaker endpoint the adapted models are served from; absent: no serving stack. */
   serving: ServingConfigSchema.optional(),
   /**
+   * Expiry, warnings, sweeping and budgets of experiment environments and run stacks (production's
+   * platform stacks never expire; its run stacks do).
+   */
+  lifecycle: LifecycleConfigSchema,
+  /**
    * The delivery pipeline that deploys this stage from reviewed commits only (production);
    * absent: the stage is deployed with `cdk deploy` from a workstation (experiments).
    */
@@ -365,6 +392,17 @@ export function crossFieldProblems(raw: unknown): { path: string[]; message: str
         'must be empty in production: adapters reach production only as Approved model packages, with `dapt serve deploy` (which checks the approval the promotion gate set)',
     });
   }
+  const lifecycle = (raw as { lifecycle?: { defaultTtlHours?: unknown; maxTtlHours?: unknown } } | null)?.lifecycle;
+  if (
+    typeof lifecycle?.defaultTtlHours === 'number' &&
+    typeof lifecycle.maxTtlHours === 'number' &&
+    lifecycle.defaultTtlHours > lifecycle.maxTtlHours
+  ) {
+    problems.push({
+      path: ['lifecycle', 'defaultTtlHours'],
+      message: `must be at most lifecycle.maxTtlHours (${lifecycle.maxTtlHours}): a deploy without -c ttl would be refused`,
+    });
+  }
   const production = config.stage === 'production';
   if (production && config.delivery === undefined) {
     problems.push({
@@ -396,6 +434,7 @@ export type TrainingConfig = z.infer<typeof TrainingConfigSchema>;
 export type ServingConfig = z.infer<typeof ServingConfigSchema>;
 export type DeliveryConfig = z.infer<typeof DeliveryConfigSchema>;
 export type ContinuousComplianceConfig = z.infer<typeof ContinuousComplianceConfigSchema>;
+export type LifecycleConfig = z.infer<typeof LifecycleConfigSchema>;
 
 /**
  * The one naming rule of experiment and run names, kept in the trainer's package (whose config

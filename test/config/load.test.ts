@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { ConfigError, DEFAULT_CONFIG_DIR, loadConfig, parseConfig } from '../../lib/config/load';
+import { resolveTtlHours } from '../../lib/config/lifecycle';
 import { ExperimentNameSchema, NAME_RULE_FILE } from '../../lib/config/schema';
 
 const production = (): Record<string, unknown> =>
@@ -132,4 +133,23 @@ test('the account comes from the file, else from the CLI default', () => {
     problemsOf(() => loadConfig({ stage: 'production', configDir: dir }))[0]!,
     /^account = "12345": must be a 12-digit AWS account id$/,
   );
+});
+
+test('lifecycle: defaultTtlHours may not exceed maxTtlHours, and a deploy ttl above the limit names it', () => {
+  const raw = production();
+  raw.lifecycle = { ...(raw.lifecycle as Record<string, unknown>), defaultTtlHours: 900, maxTtlHours: 720 };
+  assert.deepEqual(
+    problemsOf(() => parseConfig(raw, 'config/production.json')),
+    [
+      'lifecycle.defaultTtlHours = 900: must be at most lifecycle.maxTtlHours (720): a deploy without -c ttl would be refused',
+    ],
+  );
+  const lifecycle = { defaultTtlHours: 72, maxTtlHours: 336 };
+  assert.deepEqual(resolveTtlHours(lifecycle, undefined), { hours: 72 });
+  assert.deepEqual(resolveTtlHours(lifecycle, '12'), { hours: 12 });
+  assert.match(
+    (resolveTtlHours(lifecycle, '400') as { problem: string }).problem,
+    /at most lifecycle\.maxTtlHours \(336 hours\)/,
+  );
+  assert.match((resolveTtlHours(lifecycle, '1.5') as { problem: string }).problem, /whole number of hours/);
 });
