@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * CDK entry point: `npx cdk synth -c stage=production` or
- * `npx cdk synth -c stage=experiment -c experiment=NAME`; add `-c run=NAME` (and
+ * `npx cdk synth -c stage=experiment -c experiment=NAME [-c ttl=HOURS]`; add `-c run=NAME` (and
  * `-c upstream=A,B` for the runs it starts from) for one experiment run's stack on that environment.
  * Production is its delivery pipeline's stack, whose `Production` stage holds the platform; the
  * pipeline adds `-c commit=SHA`, recorded in the stage.
@@ -24,8 +24,10 @@ try {
     ?.split(',')
     .map((name) => name.trim())
     .filter(Boolean);
-  if (run !== undefined) buildRun(app, { ...selection, run, upstream });
-  else buildEnvironment(app, selection, { sourceCommit: context('commit') });
+  // `-c ttl=HOURS`: how long the experiment environment or run stack lives after this deploy.
+  const ttlHours = context('ttl');
+  if (run !== undefined) buildRun(app, { ...selection, run, upstream }, { ttlHours });
+  else buildEnvironment(app, selection, { sourceCommit: context('commit'), ttlHours });
 } catch (err) {
   if (err instanceof ConfigError) {
     console.error(err.message);

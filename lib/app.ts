@@ -2,14 +2,17 @@
  * Builds one environment (a stage, and for ephemeral stages an experiment) into a CDK app.
  * `bin/app.ts`, the tests and `scripts/synth-all.ts` all build through here.
  */
-import { App, type AppProps, Stage, Tags } from 'aws-cdk-lib';
+import { App, type AppProps, type Stack, Stage, Tags } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
 import { attachComplianceChecks } from './compliance/checks';
-import { loadConfig, type ResolvedConfig, type StageSelection } from './config/load';
+import { ENVIRONMENT_TAG, lifecycleStackName, resolveTtlHours, RUN_TAG, TTL_TAG } from './config/lifecycle';
+import { ConfigError, loadConfig, type ResolvedConfig, type StageSelection } from './config/load';
+import { ExperimentBudget } from './constructs/experiment-budget';
 import { AuditStack } from './stacks/audit-stack';
 import { DataLakeStack } from './stacks/data-lake-stack';
 import { DeliveryStack, deliveryStackName } from './stacks/delivery-stack';
 import { EvalStack } from './stacks/eval-stack';
+import { LifecycleStack, lifecycleTopicArn } from './stacks/lifecycle-stack';
 import { NetworkStack } from './stacks/network-stack';
 import { RunStack } from './stacks/run-stack';
 import { ServingStack } from './stacks/serving-stack';
@@ -37,6 +40,8 @@ export interface Platform {
   readonly audit?: AuditStack;
   /** Present where the stage config has a `serving` section. */
   readonly serving?: ServingStack;
+  /** The sweeper of this account and region: every experiment's, or production's run stacks'. */
+  readonly lifecycle: LifecycleStack;
 }
 
 /** How an app is built; tests that read templates only may skip the compliance checks (they add no resources). */
@@ -49,6 +54,11 @@ export interface BuildOptions {
    * @default - recorded as not built by the pipeline
    */
   readonly sourceCommit?: string;
+  /**
+   * Hours an experiment environment or run stack lives after this deploy (`-c ttl=HOURS`).
+   * @default - `lifecycle.defaultTtlHours`; more than `lifecycle.maxTtlHours` fails the synth
+   */
+  readonly ttlHours?: string;
 }
 
 /** Adds the stack of one experiment run on an existing environment (`-c run=NAME`), tagged and checked. */
@@ -65,9 +75,82 @@ export function buildRun(
     upstreamRuns: selection.upstream,
     description: `Training jobs of run '${selection.run}' on ${config.prefix}-${config.envId}: writes only under runs/${selection.run}/`,
   });
+  // Counts the run's costs (tagged experiment=<run>), told to the stage's lifecycle topic.
+  new ExperimentBudget(stack, 'Budget', {
+    budgetName: `${config.prefix}-${config.envId}-run-${selection.run}`,
+    experiment: selection.run,
+    monthlyUsd: config.lifecycle.budget.monthlyUsd,
+    notificationEmails: config.lifecycle.notificationEmails,
+    topicArn: lifecycleTopicArn(stack, config),
+  });
+  tagLifecycle([stack], config, ttlHoursOf(config, options), selection.run);
   tagAll(app, config, selection.run);
   if (options.complianceChecks !== false) attachComplianceChecks(app);
   return stack;
+}
+
+/** `-c ttl`, checked against `lifecycle.maxTtlHours`. */
+function ttlHoursOf(config: ResolvedConfig, options: BuildOptions): number {
+  const ttl = resolveTtlHours(config.lifecycle, options.ttlHours);
+  if ('problem' in ttl) throw new ConfigError('selection (cdk context)', [ttl.problem]);
+  return ttl.hours;
+}
+
+/**
+ * Static stack tags the sweeper reads (lib/config/lifecycle.ts). Stack tags only, never resource
+ * tags in the template; CloudFormation passes them on to the resources, and since they change only
+ * when `-c ttl` does, a redeploy updates nothing. The expiry is computed by the sweeper.
+ */
+function tagLifecycle(stacks: readonly Stack[], config: ResolvedConfig, ttlHours: number, run?: string): void {
+  for (const stack of stacks) {
+    stack.tags.setTag(TTL_TAG, String(ttlHours));
+    stack.tags.setTag(ENVIRONMENT_TAG, config.envId);
+    if (run !== undefined) stack.tags.setTag(RUN_TAG, run);
+  }
+}
+
+/**
+ * The sweeper's stack (one per account and region, the same template whichever experiment deploys
+ * it) and, in an experiment, the environment's budget (in its network stack, deleted last) and
+ * lifecycle tags. Production's platform stacks get no ttl: production never expires.
+ */
+function addLifecycle(
+  app: Stage,
+  config: ResolvedConfig,
+  stacks: readonly Stack[],
+  network: NetworkStack,
+  options: BuildOptions,
+): LifecycleStack {
+  const name = lifecycleStackName(config.prefix, config.stage);
+  const lifecycle = new LifecycleStack(app, name, {
+    env: { account: config.account, region: config.region },
+    stackName: name,
+    config,
+    // Shared by every experiment: `cdk destroy --all` of one experiment must not take it along.
+    terminationProtection: true,
+    description: `Expiry warnings, deletion of expired ${config.stage === 'production' ? 'run stacks' : 'experiment environments'}, and the budgets' topic of ${config.prefix} in this region`,
+  });
+  // Whichever experiment deploys it, it is no experiment's (and its costs in no experiment's budget).
+  Tags.of(lifecycle).add('experiment', 'none', { priority: LIFECYCLE_TAG_PRIORITY });
+  if (config.stage === 'production') {
+    if (options.ttlHours !== undefined) {
+      throw new ConfigError('selection (cdk context)', [
+        `ttl = ${JSON.stringify(options.ttlHours)}: production never expires; -c ttl applies to experiments and run stacks (-c run=NAME)`,
+      ]);
+    }
+    return lifecycle;
+  }
+  // The budget's notifications go to the lifecycle topic, which must exist first.
+  network.addStackDependency(lifecycle);
+  new ExperimentBudget(network, 'Budget', {
+    budgetName: `${config.prefix}-${config.envId}`,
+    experiment: config.experiment!,
+    monthlyUsd: config.lifecycle.budget.monthlyUsd,
+    notificationEmails: config.lifecycle.notificationEmails,
+    topicArn: lifecycleTopicArn(network, config),
+  });
+  tagLifecycle(stacks, config, ttlHoursOf(config, options));
+  return lifecycle;
 }
 
 /** Cost-allocation tags on every resource of the app (or stage). */
@@ -173,6 +256,8 @@ export function buildPlatform(app: Stage, selection: StageSelection, options: Bu
       })
     : undefined;
   serving?.addStackDependency(dataLake);
+  const environmentStacks = [network, dataLake, evaluation, training, ...(serving ? [serving] : [])];
+  const lifecycle = addLifecycle(app, config, environmentStacks, network, options);
   const audit = config.audit.cloudTrail
     ? new AuditStack(app, name('audit'), {
         ...common,
@@ -180,12 +265,16 @@ export function buildPlatform(app: Stage, selection: StageSelection, options: Bu
         description: `CloudTrail audit trail of ${config.prefix}-${config.envId}`,
         dataBuckets: Object.values(dataLake.buckets),
         accessLogsBucket: dataLake.accessLogsBucket,
-        checkedStacks: [network, dataLake, evaluation, training, ...(serving ? [serving] : [])],
+        checkedStacks: [...environmentStacks, lifecycle],
         sourceCommit: options.sourceCommit,
       })
     : undefined;
 
   tagAll(app, config, config.experiment ?? 'none');
   if (options.complianceChecks !== false) attachComplianceChecks(app);
-  return { config, network, dataLake, evaluation, training, audit, serving };
+  if (audit) tagLifecycle(config.stage === 'production' ? [] : [audit], config, ttlHoursOf(config, options));
+  return { config, network, dataLake, evaluation, training, audit, serving, lifecycle };
 }
+
+/** Above the app-wide tags' default priority (100), so the lifecycle stack's `experiment` stays `none`. */
+const LIFECYCLE_TAG_PRIORITY = 200;

@@ -65,9 +65,7 @@ export class EvalFunctions extends Construct {
       props.gatewayPrefixLists.dynamodb,
     ]);
     const common = {
-      vpc: props.vpc,
-      subnets: { subnetGroupName: SUBNET_GROUPS.eval },
-      securityGroup,
+      network: { vpc: props.vpc, subnets: { subnetGroupName: SUBNET_GROUPS.eval }, securityGroup },
       encryptionKey: props.encryptionKey,
       logRetentionDays: props.logRetentionDays,
       destroyOnDelete: props.destroyOnDelete,

@@ -25,12 +25,14 @@ export interface PlatformFunctionProps {
   readonly code: PlatformFunctionCode;
   /** Environment variables; infrastructure and code meet only through these. */
   readonly environment: Record<string, string>;
-  /** The VPC the function runs in; it has no internet route, only endpoints. */
-  readonly vpc: ec2.IVpc;
-  /** The isolated subnets of that VPC the function gets its interfaces in. */
-  readonly subnets: ec2.SubnetSelection;
-  /** Egress of the function: HTTPS to the VPC endpoints only. */
-  readonly securityGroup: ec2.ISecurityGroup;
+  /**
+   * The VPC the function runs in (no internet route, only endpoints), its isolated subnets and a
+   * security group allowing HTTPS to the endpoints only; or why it runs outside any VPC, which
+   * acknowledges the packs' Lambda-in-VPC rule with that reason.
+   */
+  readonly network:
+    | { readonly vpc: ec2.IVpc; readonly subnets: ec2.SubnetSelection; readonly securityGroup: ec2.ISecurityGroup }
+    | { readonly outsideVpcReason: string };
   /** Key for the log group, the dead-letter queue and the environment variables. */
   readonly encryptionKey: kms.IKey;
   /** Retention of the function's log group, in days (one of CloudWatch Logs' allowed values). */
@@ -69,6 +71,8 @@ export class PlatformFunction extends Construct {
 
   constructor(scope: Construct, id: string, props: PlatformFunctionProps) {
     super(scope, id);
+    const network = props.network;
+    const inVpc = 'vpc' in network;
     const logs = new EncryptedLogGroup(this, 'Logs', {
       encryptionKey: props.encryptionKey,
       retentionDays: props.logRetentionDays,
@@ -87,7 +91,7 @@ export class PlatformFunction extends Construct {
       description: props.description,
       wildcards: [FUNCTION_INFRA_WILDCARD, ...(props.wildcards ?? [])],
       statements: [
-        ...infrastructureStatements(logs.logGroup, this.deadLetterQueue, props.encryptionKey),
+        ...infrastructureStatements(logs.logGroup, this.deadLetterQueue, props.encryptionKey, inVpc),
         ...props.statements,
       ],
     });
@@ -100,9 +104,9 @@ export class PlatformFunction extends Construct {
       environment: props.environment,
       // Environment variables at rest with the function's key, not Lambda's AWS-managed one.
       environmentEncryption: props.encryptionKey,
-      vpc: props.vpc,
-      vpcSubnets: props.subnets,
-      securityGroups: [props.securityGroup],
+      ...('vpc' in network
+        ? { vpc: network.vpc, vpcSubnets: network.subnets, securityGroups: [network.securityGroup] }
+        : {}),
       logGroup: logs.logGroup,
       loggingFormat: lambda.LoggingFormat.JSON,
       tracing: lambda.Tracing.ACTIVE,
@@ -125,6 +129,13 @@ export class PlatformFunction extends Construct {
           })
         : new lambda.DockerImageFunction(this, 'Function', { ...common, code: props.code.code });
     if (props.reservedConcurrency === undefined) acknowledgeUnreservedConcurrency(this.function);
+    if ('outsideVpcReason' in network) {
+      acknowledge(
+        this.function,
+        ['NIST.800.53.R5-LambdaInsideVPC', 'HIPAA.Security-LambdaInsideVPC'],
+        network.outsideVpcReason,
+      );
+    }
     // The role's policy must exist before the function is created, or the first invocations fail.
     this.function.node.addDependency(this.policy);
   }
@@ -144,7 +155,19 @@ function infrastructureStatements(
   logGroup: logs.ILogGroup,
   deadLetterQueue: sqs.IQueue,
   key: kms.IKey,
+  inVpc: boolean,
 ): iam.PolicyStatement[] {
+  const vpcInterfaces = new iam.PolicyStatement({
+    sid: 'VpcNetworkInterfaces',
+    actions: [
+      'ec2:CreateNetworkInterface',
+      'ec2:DescribeNetworkInterfaces',
+      'ec2:DeleteNetworkInterface',
+      'ec2:AssignPrivateIpAddresses',
+      'ec2:UnassignPrivateIpAddresses',
+    ],
+    resources: ['*'],
+  });
   return [
     new iam.PolicyStatement({
       sid: 'WriteOwnLogs',
@@ -161,17 +184,7 @@ function infrastructureStatements(
       actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
       resources: [key.keyArn],
     }),
-    new iam.PolicyStatement({
-      sid: 'VpcNetworkInterfaces',
-      actions: [
-        'ec2:CreateNetworkInterface',
-        'ec2:DescribeNetworkInterfaces',
-        'ec2:DeleteNetworkInterface',
-        'ec2:AssignPrivateIpAddresses',
-        'ec2:UnassignPrivateIpAddresses',
-      ],
-      resources: ['*'],
-    }),
+    ...(inVpc ? [vpcInterfaces] : []),
     new iam.PolicyStatement({
       sid: 'Tracing',
       actions: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'],
