@@ -6,6 +6,7 @@
  *   npx dapt eval start|status|report ...                          evaluation runs
  *   npx dapt serve register|deploy|status|undeploy|invoke ...      serving on SageMaker
  *   npx dapt cost train|env|eval ...                               what it costs, before spending
+ *   npx dapt env expiry|extend|expire-now ...                      when an experiment expires (the sweeper deletes it)
  *
  * Parsing, validation and help come from commander; help and `--dry-run` need no AWS
  * credentials. Exit codes: 0 ok, 1 a problem to fix (config, fit, stack not deployed, job
@@ -13,6 +14,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { costCommand } from './cost';
+import { envCommand } from './env';
 import { evalCommand } from './eval';
 import { serveCommand } from './serve';
 import { type CliDeps, defaultClients, trainCommand } from './train';
@@ -28,7 +30,12 @@ export function buildProgram(deps: CliDeps, setExitCode: (code: number) => void 
     .showHelpAfterError('(add --help for usage)')
     .exitOverride();
   program.addCommand(trainCommand(deps));
-  for (const group of [evalCommand(deps), serveCommand({ ...deps, setExitCode }), costCommand(deps)]) {
+  for (const group of [
+    evalCommand(deps),
+    serveCommand({ ...deps, setExitCode }),
+    costCommand(deps),
+    envCommand(deps),
+  ]) {
     for (const command of [group, ...group.commands]) {
       command
         .configureOutput({ writeOut: (text) => deps.out(text.trimEnd()), writeErr: (text) => deps.err(text.trimEnd()) })

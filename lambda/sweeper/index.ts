@@ -7,14 +7,7 @@
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { BatchClient, ListJobsCommand, type JobStatus, TerminateJobCommand } from '@aws-sdk/client-batch';
-import {
-  CloudFormationClient,
-  DeleteStackCommand,
-  DescribeStacksCommand,
-  ListStackResourcesCommand,
-  ListStacksCommand,
-  type StackStatus,
-} from '@aws-sdk/client-cloudformation';
+import { CloudFormationClient, DeleteStackCommand, ListStackResourcesCommand } from '@aws-sdk/client-cloudformation';
 import {
   DeleteInferenceComponentCommand,
   ListInferenceComponentsCommand,
@@ -22,26 +15,12 @@ import {
 } from '@aws-sdk/client-sagemaker';
 import { ListExecutionsCommand, SFNClient, StopExecutionCommand } from '@aws-sdk/client-sfn';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
-import {
-  DeleteParametersCommand,
-  DescribeParametersCommand,
-  GetParameterCommand,
-  GetParametersCommand,
-  PutParameterCommand,
-  SSMClient,
-} from '@aws-sdk/client-ssm';
+import { DeleteParametersCommand, GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { sweptStackPrefix } from '../../lib/config/lifecycle';
 import { AWS_HTTP } from '../shared/aws-http';
 import { requireEnv } from '../shared/env';
-import {
-  decideSweep,
-  DELETING_MARKER,
-  type FoundParameter,
-  type FoundStack,
-  lifecycleParameterUnit,
-  type Preparation,
-  type SweepAction,
-} from './decide';
+import { decideSweep, DELETING_MARKER, type Preparation, type SweepAction } from './decide';
+import { findParameters, findStacks } from './find';
 
 /** The AWS clients a sweep uses (tests: moto). */
 export interface SweeperClients {
@@ -216,64 +195,6 @@ async function prepare(
   }
 }
 
-/** Every stack named `<sweptPrefix>...` not yet DELETE_COMPLETE, with its tags. */
-export async function findStacks(cloudformation: CloudFormationClient, sweptPrefix: string): Promise<FoundStack[]> {
-  const found: FoundStack[] = [];
-  let nextToken: string | undefined;
-  do {
-    const page = await cloudformation.send(
-      new ListStacksCommand({ NextToken: nextToken, StackStatusFilter: LIVE_STACK_STATUSES }),
-    );
-    for (const summary of page.StackSummaries ?? []) {
-      if (!summary.StackName?.startsWith(sweptPrefix) || !summary.CreationTime) continue;
-      const described = await cloudformation.send(new DescribeStacksCommand({ StackName: summary.StackName }));
-      const stack = described.Stacks?.[0];
-      found.push({
-        name: summary.StackName,
-        status: summary.StackStatus ?? 'UNKNOWN',
-        statusReason: summary.StackStatusReason,
-        createdAt: summary.CreationTime,
-        updatedAt: summary.LastUpdatedTime,
-        tags: Object.fromEntries((stack?.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? ''])),
-      });
-    }
-    nextToken = page.NextToken;
-  } while (nextToken);
-  return found;
-}
-
-/** Every lifecycle parameter of this stage under `/<prefix>/`, with its value and time of writing. */
-export async function findParameters(
-  ssm: SSMClient,
-  prefix: string,
-  stage: 'experiment' | 'production',
-): Promise<FoundParameter[]> {
-  const names: string[] = [];
-  let nextToken: string | undefined;
-  do {
-    const page = await ssm.send(
-      new DescribeParametersCommand({
-        NextToken: nextToken,
-        ParameterFilters: [{ Key: 'Name', Option: 'BeginsWith', Values: [`/${prefix}/`] }],
-      }),
-    );
-    for (const p of page.Parameters ?? []) {
-      if (p.Name && lifecycleParameterUnit(prefix, stage, p.Name)) names.push(p.Name);
-    }
-    nextToken = page.NextToken;
-  } while (nextToken);
-  const found: FoundParameter[] = [];
-  for (let i = 0; i < names.length; i += GET_PARAMETERS_BATCH) {
-    const page = await ssm.send(new GetParametersCommand({ Names: names.slice(i, i + GET_PARAMETERS_BATCH) }));
-    for (const p of page.Parameters ?? []) {
-      if (p.Name && p.Value !== undefined && p.LastModifiedDate) {
-        found.push({ name: p.Name, value: p.Value, modifiedAt: p.LastModifiedDate });
-      }
-    }
-  }
-  return found;
-}
-
 async function physicalIds(cloudformation: CloudFormationClient, stack: string, type: string): Promise<string[]> {
   const ids: string[] = [];
   let nextToken: string | undefined;
@@ -307,35 +228,8 @@ async function notify(sns: SNSClient, topicArn: string, subject: string, lines: 
   );
 }
 
-/** Every stack status but DELETE_COMPLETE (ListStacks keeps deleted stacks for 90 days). */
-const LIVE_STACK_STATUSES: StackStatus[] = [
-  'CREATE_IN_PROGRESS',
-  'CREATE_FAILED',
-  'CREATE_COMPLETE',
-  'ROLLBACK_IN_PROGRESS',
-  'ROLLBACK_FAILED',
-  'ROLLBACK_COMPLETE',
-  'DELETE_IN_PROGRESS',
-  'DELETE_FAILED',
-  'UPDATE_IN_PROGRESS',
-  'UPDATE_COMPLETE_CLEANUP_IN_PROGRESS',
-  'UPDATE_COMPLETE',
-  'UPDATE_FAILED',
-  'UPDATE_ROLLBACK_IN_PROGRESS',
-  'UPDATE_ROLLBACK_FAILED',
-  'UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS',
-  'UPDATE_ROLLBACK_COMPLETE',
-  'REVIEW_IN_PROGRESS',
-  'IMPORT_IN_PROGRESS',
-  'IMPORT_COMPLETE',
-  'IMPORT_ROLLBACK_IN_PROGRESS',
-  'IMPORT_ROLLBACK_FAILED',
-  'IMPORT_ROLLBACK_COMPLETE',
-];
 /** Batch job states that still hold (or will take) compute. */
 const UNFINISHED_JOB_STATUSES: JobStatus[] = ['SUBMITTED', 'PENDING', 'RUNNABLE', 'STARTING', 'RUNNING'];
-/** GetParameters takes at most 10 names. */
-const GET_PARAMETERS_BATCH = 10;
 const MAX_SUBJECT = 100;
 
 /** Lambda wiring, only when running as the function (tests import `sweep`). */
