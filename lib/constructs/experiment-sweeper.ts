@@ -63,6 +63,8 @@ export class ExperimentSweeper extends Construct {
       timeout: DEFAULT_SWEEP_TIMEOUT,
       memoryMb: DEFAULT_SWEEP_MEMORY_MB,
       statements: sweeperStatements(this, props),
+      unreservedConcurrencyReason:
+        'EventBridge Scheduler invokes it once per sweep period (flexible window off), and a second sweep at once would only find deletions in progress; a reservation would fail to deploy in accounts whose Lambda quota is below 100 plus the reservation.',
       wildcards: SWEEPER_WILDCARDS,
     });
     scheduleSweep(this, props.lifecycle.sweepSchedule, this.function.function.functionArn);
@@ -169,7 +171,7 @@ const SWEEPER_WILDCARDS: readonly ExpectedWildcard[] = [
   {
     pattern: /^\*$/,
     reason:
-      'ListStacks, DescribeParameters, Batch ListJobs and SageMaker ListInferenceComponents have no resource-level permissions; they return names and states, no data.',
+      'Only for actions without resource-level permissions: ListStacks, DescribeParameters, Batch ListJobs and SageMaker ListInferenceComponents (names and states, no data), and X-Ray PutTraceSegments/PutTelemetryRecords.',
   },
   {
     pattern: /:cloudformation:.*:stack\/[a-z0-9-]+-(exp|prod-run)-\*\/\*$/,

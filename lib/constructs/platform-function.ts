@@ -45,6 +45,11 @@ export interface PlatformFunctionProps {
    * account whose quota is below 100 plus the reservation, such as a new account's)
    */
   readonly reservedConcurrency?: number;
+  /**
+   * Why no concurrency is reserved, for the compliance packs (when `reservedConcurrency` is absent).
+   * @default - the evaluation functions' reason: their caller bounds their concurrency
+   */
+  readonly unreservedConcurrencyReason?: string;
   /** Longest an invocation may run (Lambda allows at most 15 minutes). */
   readonly timeout: Duration;
   /** Memory of the function in MB; Lambda gives CPU in proportion. */
@@ -89,7 +94,10 @@ export class PlatformFunction extends Construct {
     const execution = new ManagedRole(this, 'Execution', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: props.description,
-      wildcards: [FUNCTION_INFRA_WILDCARD, ...(props.wildcards ?? [])],
+      // The first matching reason is used: outside a VPC `*` is tracing plus whatever the caller explains.
+      wildcards: inVpc
+        ? [FUNCTION_INFRA_WILDCARD, ...(props.wildcards ?? [])]
+        : [...(props.wildcards ?? []), FUNCTION_TRACING_WILDCARD],
       statements: [
         ...infrastructureStatements(logs.logGroup, this.deadLetterQueue, props.encryptionKey, inVpc),
         ...props.statements,
@@ -128,7 +136,9 @@ export class PlatformFunction extends Construct {
             bundling: { minify: true, sourceMap: true, target: 'node24', format: nodejs.OutputFormat.CJS },
           })
         : new lambda.DockerImageFunction(this, 'Function', { ...common, code: props.code.code });
-    if (props.reservedConcurrency === undefined) acknowledgeUnreservedConcurrency(this.function);
+    if (props.reservedConcurrency === undefined) {
+      acknowledgeUnreservedConcurrency(this.function, props.unreservedConcurrencyReason ?? DEFAULT_UNRESERVED_REASON);
+    }
     if ('outsideVpcReason' in network) {
       acknowledge(
         this.function,
@@ -142,13 +152,12 @@ export class PlatformFunction extends Construct {
 }
 
 /** The compliance packs ask every function for reserved concurrency; why these have none. */
-function acknowledgeUnreservedConcurrency(fn: lambda.Function): void {
-  acknowledge(
-    fn,
-    ['NIST.800.53.R5-LambdaConcurrency', 'HIPAA.Security-LambdaConcurrency'],
-    "Concurrency is bounded by its caller (the state machine's Distributed Map maxConcurrency, one plan and one aggregate per run); a reservation would fail to deploy in accounts whose Lambda quota is below 100 plus the reservation, such as new accounts (quota 10). Set eval.workerReservedConcurrency to reserve.",
-  );
+function acknowledgeUnreservedConcurrency(fn: lambda.Function, reason: string): void {
+  acknowledge(fn, ['NIST.800.53.R5-LambdaConcurrency', 'HIPAA.Security-LambdaConcurrency'], reason);
 }
+
+const DEFAULT_UNRESERVED_REASON =
+  "Concurrency is bounded by its caller (the state machine's Distributed Map maxConcurrency, one plan and one aggregate per run); a reservation would fail to deploy in accounts whose Lambda quota is below 100 plus the reservation, such as new accounts (quota 10). Set eval.workerReservedConcurrency to reserve.";
 
 /** What every platform function may do besides its own work: log, dead-letter, use its key, join the VPC, trace. */
 function infrastructureStatements(
@@ -198,6 +207,12 @@ const FUNCTION_INFRA_WILDCARD: ExpectedWildcard = {
   pattern: /^\*$/,
   reason:
     'Only for actions without resource-level permissions: EC2 network-interface management for Lambda in a VPC, and X-Ray PutTraceSegments/PutTelemetryRecords.',
+};
+
+/** The wildcard of a function outside any VPC: tracing only. */
+const FUNCTION_TRACING_WILDCARD: ExpectedWildcard = {
+  pattern: /^\*$/,
+  reason: 'Only for actions without resource-level permissions: X-Ray PutTraceSegments/PutTelemetryRecords.',
 };
 
 /** Newest Node.js Lambda runtime; the compliance packs flag older ones. */
