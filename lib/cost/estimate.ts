@@ -337,6 +337,8 @@ export const PLATFORM_KEYS: readonly {
   { stack: 'training-stack.ts', id: 'TrainingKey', when: () => true },
   { stack: 'serving-stack.ts', id: 'ServingKey', when: (c) => c.serving !== undefined },
   { stack: 'audit-stack.ts', id: 'TrailKey', when: (c) => c.audit.cloudTrail },
+  // The lifecycle stack's (one per account and region, shared by every experiment there).
+  { stack: 'lifecycle-stack.ts', id: 'LifecycleKey', when: () => true },
   // The delivery pipeline's stack, built where the stage config has a `delivery` section.
   {
     stack: 'delivery-stack.ts',

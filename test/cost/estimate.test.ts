@@ -219,6 +219,7 @@ test('environment: the stage configs give AZs, keys, trail and serving minimum; 
     'eval-stack/EvalKey',
     'training-stack/TrainingKey',
     'serving-stack/ServingKey',
+    'lifecycle-stack/LifecycleKey',
   ]);
   const production = idleEnvironment(loadConfig({ stage: 'production' }), 10);
   assert.equal(production.serving?.minInstances, 1);
