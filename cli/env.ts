@@ -12,7 +12,7 @@
  */
 import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
 import { SSMClient } from '@aws-sdk/client-ssm';
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { loadConfig } from '../lib/config/load';
 import {
   describeExpiry,
@@ -22,6 +22,7 @@ import {
   selectedExpiries,
   writeExpiry,
 } from './env-lib';
+import { envId, environmentOptions } from './eval-lib';
 
 export interface EnvIo {
   readonly out: (line: string) => void;
@@ -47,18 +48,10 @@ export function envCommand(io: EnvIo): Command {
     'Expiry of experiment environments and run stacks: show, extend, expire now (the sweeper deletes what expired)',
   );
   const common = (command: Command): Command =>
-    command
-      .addOption(
-        new Option('--stage <stage>', 'the deployed stage').choices(['production', 'experiment']).default('experiment'),
-      )
-      .option('--experiment <name>', 'the experiment environment (with --stage experiment)')
-      .option('--run <name>', 'one run stack (-c run=NAME) instead of the whole environment; required in production')
-      .addOption(
-        new Option('--region <region>', 'AWS region').default(
-          process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
-        ),
-      )
-      .addOption(new Option('--prefix <prefix>', 'prefix of the stacks and SSM parameters').default('dapt'));
+    environmentOptions(command, 'experiment').option(
+      '--run <name>',
+      'one run stack (-c run=NAME) instead of the whole environment; required in production',
+    );
   common(group.command('expiry').description('Each environment or run stack, its expiry and how long is left')).action(
     async (values: EnvValues) => expiry(values, io),
   );
@@ -145,7 +138,7 @@ async function requireDeployed(clients: EnvClients, selection: LifecycleSelectio
 }
 
 function describeTarget(selection: LifecycleSelection): string {
-  const env = selection.stage === 'production' ? 'prod' : `exp-${selection.experiment ?? ''}`;
+  const env = envId(selection);
   return selection.run ? `run stack ${selection.prefix}-${env}-run-${selection.run}` : `experiment environment ${env}`;
 }
 

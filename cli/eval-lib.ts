@@ -2,6 +2,7 @@
  * The pure and AWS-facing parts of `dapt eval` (cli/eval.ts), kept apart so they can be tested with moto.
  */
 import { Format } from 'cli-progress';
+import { type Command, Option } from 'commander';
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { DescribeExecutionCommand, type SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { canonicalJson, sha256Hex } from '../lambda/shared/canonical-json';
@@ -17,6 +18,24 @@ export interface Environment {
   readonly experiment?: string;
   readonly prefix: string;
   readonly region: string;
+}
+
+/**
+ * The options that name a deployed environment (`--stage`, `--experiment`, `--region`,
+ * `--prefix`), shared by `dapt eval`, `dapt serve` and `dapt env`.
+ */
+export function environmentOptions(command: Command, defaultStage: Environment['stage'] = 'production'): Command {
+  return command
+    .addOption(
+      new Option('--stage <stage>', 'the deployed stage').choices(['production', 'experiment']).default(defaultStage),
+    )
+    .option('--experiment <name>', 'the experiment environment (with --stage experiment)')
+    .addOption(
+      new Option('--region <region>', 'AWS region').default(
+        process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? DEFAULT_REGION,
+      ),
+    )
+    .addOption(new Option('--prefix <prefix>', 'prefix of the stacks and SSM parameters').default(DEFAULT_PREFIX));
 }
 
 /** `prod` or `exp-<experiment>`, as in lib/config/load.ts. */
@@ -134,3 +153,8 @@ export async function countRecords(s3: S3Client, bucket: string, keys: readonly 
 }
 
 const DEFAULT_BAR_WIDTH = 30;
+
+/** Region when neither --region nor AWS_REGION / AWS_DEFAULT_REGION is set. */
+const DEFAULT_REGION = 'us-east-1';
+/** Prefix of the stacks and SSM parameters unless --prefix says otherwise (config `prefix`). */
+const DEFAULT_PREFIX = 'dapt';

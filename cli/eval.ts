@@ -13,11 +13,12 @@
 import { readFileSync } from 'node:fs';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { parseRunSpec } from '../lambda/shared/spec';
 import {
   countRecords,
   type Environment,
+  environmentOptions,
   parameterNames,
   progressBar,
   readParameter,
@@ -45,18 +46,7 @@ interface EvalValues {
 /** The `eval` command group, on commander (parsing, validation and generated help). */
 export function evalCommand(io: EvalIo): Command {
   const group = new Command('eval').description('Run evaluations on a deployed stage (Step Functions fan-out)');
-  const common = (command: Command): Command =>
-    command
-      .addOption(
-        new Option('--stage <stage>', 'the deployed stage').choices(['production', 'experiment']).default('production'),
-      )
-      .option('--experiment <name>', 'the experiment environment (with --stage experiment)')
-      .addOption(
-        new Option('--region <region>', 'AWS region').default(
-          process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
-        ),
-      )
-      .addOption(new Option('--prefix <prefix>', 'prefix of the stacks and SSM parameters').default(DEFAULT_PREFIX));
+  const common = (command: Command): Command => environmentOptions(command);
   common(group.command('start').description('Validate a run spec, upload it and start its execution (once per run id)'))
     .requiredOption('--spec <file>', 'run spec (JSON)')
     .option(
@@ -161,5 +151,3 @@ async function readRun(
     throw err;
   }
 }
-
-const DEFAULT_PREFIX = 'dapt';

@@ -23,8 +23,8 @@ import {
   SageMakerClient,
 } from '@aws-sdk/client-sagemaker';
 import { InvokeEndpointCommand, SageMakerRuntimeClient } from '@aws-sdk/client-sagemaker-runtime';
-import { Command, Option } from 'commander';
-import { type Environment, readParameter } from './eval-lib';
+import { Command } from 'commander';
+import { type Environment, environmentOptions, readParameter } from './eval-lib';
 import {
   adapterComponentRequest,
   deploymentProblems,
@@ -64,18 +64,7 @@ interface ServeValues {
 /** The `serve` command group. */
 export function serveCommand(io: ServeIo): Command {
   const group = new Command('serve').description('Register, deploy and call adapted models on the SageMaker endpoint');
-  const common = (command: Command): Command =>
-    command
-      .addOption(
-        new Option('--stage <stage>', 'the deployed stage').choices(['production', 'experiment']).default('production'),
-      )
-      .option('--experiment <name>', 'the experiment environment (with --stage experiment)')
-      .addOption(
-        new Option('--region <region>', 'AWS region').default(
-          process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
-        ),
-      )
-      .addOption(new Option('--prefix <prefix>', 'prefix of the stacks and SSM parameters').default('dapt'));
+  const common = (command: Command): Command => environmentOptions(command);
   common(
     group.command('register').description('Gate a trained model and register it in the domain model package group'),
   )
