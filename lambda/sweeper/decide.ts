@@ -10,7 +10,7 @@
  * later. A deploy therefore restarts the clock and supersedes an older `dapt env extend`.
  */
 import { ENVIRONMENT_TAG, RUN_TAG, sweptStackPrefix, TTL_TAG } from '../../lib/config/lifecycle';
-import { lifecycleParameterName, parameterRoot } from '../../lib/config/parameter-names';
+import { lifecycleParameterName, parameterRoot, platformParameterName } from '../../lib/config/parameter-names';
 
 /** A stack as ListStacks and DescribeStacks report it. */
 export interface FoundStack {
@@ -244,12 +244,18 @@ function preparationOf(prefix: string, stack: FoundStack): Preparation {
   if (stack.tags[RUN_TAG]) {
     return {
       kind: 'terminate-batch-jobs',
-      queueParameters: [`${root}/training/gpu-queue-arn`, `${root}/training/cpu-queue-arn`],
+      queueParameters: [
+        platformParameterName(root, 'trainingGpuQueueArn'),
+        platformParameterName(root, 'trainingCpuQueueArn'),
+      ],
     };
   }
   switch (partOf(prefix, stack)) {
     case 'serving':
-      return { kind: 'remove-inference-components', endpointParameter: `${root}/serving/endpoint-name` };
+      return {
+        kind: 'remove-inference-components',
+        endpointParameter: platformParameterName(root, 'servingEndpointName'),
+      };
     case 'training':
       return { kind: 'terminate-batch-jobs', queueParameters: [] };
     case 'eval':

@@ -5,6 +5,7 @@ import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
+import { platformParameterName } from '../config/parameter-names';
 import type { ExpectedWildcard } from '../compliance/acknowledge';
 import { sweptStackPrefix } from '../config/lifecycle';
 import type { LifecycleConfig } from '../config/schema';
@@ -103,9 +104,11 @@ function sweeperStatements(scope: Construct, props: ExperimentSweeperProps): iam
       sid: 'ReadQueuesAndEndpoint',
       actions: ['ssm:GetParameter'],
       resources: [
-        arn('ssm', `parameter/${envRoot}/training/gpu-queue-arn`),
-        arn('ssm', `parameter/${envRoot}/training/cpu-queue-arn`),
-        ...(props.stage === 'experiment' ? [arn('ssm', `parameter/${envRoot}/serving/endpoint-name`)] : []),
+        arn('ssm', `parameter${platformParameterName(`/${envRoot}`, 'trainingGpuQueueArn')}`),
+        arn('ssm', `parameter${platformParameterName(`/${envRoot}`, 'trainingCpuQueueArn')}`),
+        ...(props.stage === 'experiment'
+          ? [arn('ssm', `parameter${platformParameterName(`/${envRoot}`, 'servingEndpointName')}`)]
+          : []),
       ],
     }),
     new iam.PolicyStatement({
