@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
-    templates = sorted((ROOT / "cdk.out").glob("*/*.template.json"))
+    # Production's platform stacks sit in its pipeline stage's nested assembly, one level deeper.
+    templates = sorted((ROOT / "cdk.out").rglob("*.template.json"))
     if not templates:
         print("no templates under cdk.out/: run `make synth` first", file=sys.stderr)
         return 2
