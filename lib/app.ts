@@ -14,6 +14,7 @@ import { DeliveryStack, deliveryStackName } from './stacks/delivery-stack';
 import { EvalStack } from './stacks/eval-stack';
 import { LifecycleStack, lifecycleTopicArn } from './stacks/lifecycle-stack';
 import { NetworkStack } from './stacks/network-stack';
+import { PipelineStack } from './stacks/pipeline-stack';
 import { RunStack } from './stacks/run-stack';
 import { ServingStack } from './stacks/serving-stack';
 import { TrainingStack } from './stacks/training-stack';
@@ -42,6 +43,8 @@ export interface Platform {
   readonly serving?: ServingStack;
   /** The sweeper of this account and region: every experiment's, or production's run stacks'. */
   readonly lifecycle: LifecycleStack;
+  /** The experiment pipeline; present where there is serving (it registers and deploys there). */
+  readonly pipeline?: PipelineStack;
 }
 
 /** How an app is built; tests that read templates only may skip the compliance checks (they add no resources). */
@@ -256,7 +259,18 @@ export function buildPlatform(app: Stage, selection: StageSelection, options: Bu
       })
     : undefined;
   serving?.addStackDependency(dataLake);
-  const environmentStacks = [network, dataLake, evaluation, training, ...(serving ? [serving] : [])];
+  const pipeline = serving
+    ? new PipelineStack(app, name('pipeline'), {
+        ...common,
+        ...stackName('pipeline'),
+        description: `Experiment pipeline (Step Functions: data, tokens, training, evaluation, gate, registry, deploy) of ${config.prefix}-${config.envId}`,
+        vpc: network.vpc,
+        s3PrefixListId: network.gatewayPrefixLists.s3,
+      })
+    : undefined;
+  // It reads the other stacks' SSM parameters at deploy time.
+  for (const upstream of [dataLake, evaluation, training, serving]) if (upstream) pipeline?.addStackDependency(upstream);
+  const environmentStacks = [network, dataLake, evaluation, training, ...(serving ? [serving] : []), ...(pipeline ? [pipeline] : [])];
   const lifecycle = addLifecycle(app, config, environmentStacks, network, options);
   const audit = config.audit.cloudTrail
     ? new AuditStack(app, name('audit'), {
@@ -273,7 +287,7 @@ export function buildPlatform(app: Stage, selection: StageSelection, options: Bu
   tagAll(app, config, config.experiment ?? 'none');
   if (options.complianceChecks !== false) attachComplianceChecks(app);
   if (audit) tagLifecycle(config.stage === 'production' ? [] : [audit], config, ttlHoursOf(config, options));
-  return { config, network, dataLake, evaluation, training, audit, serving, lifecycle };
+  return { config, network, dataLake, evaluation, training, audit, serving, pipeline, lifecycle };
 }
 
 /** Above the app-wide tags' default priority (100), so the lifecycle stack's `experiment` stays `none`. */

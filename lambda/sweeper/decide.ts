@@ -222,11 +222,15 @@ function deleteWave(
   return actions;
 }
 
-/** Deletion order: 0 run stacks, 1 everything that uses the lake and network, 2 the data lake, 3 the network. */
+/**
+ * Deletion order: 0 run stacks, 1 the experiment pipeline (its executions drive jobs, evaluations and
+ * deployments in the others), 2 everything else that uses the lake and network, 3 the data lake,
+ * 4 the network.
+ */
 export function tierOf(prefix: string, stack: FoundStack): number {
   if (stack.tags[RUN_TAG]) return 0;
   const part = partOf(prefix, stack);
-  return part === 'network' ? 3 : part === 'data-lake' ? 2 : 1;
+  return part === 'network' ? 4 : part === 'data-lake' ? 3 : part === 'pipeline' ? 1 : 2;
 }
 
 /** `network`, `data-lake`, `serving`, ...: the stack name after `<prefix>-<envId>-`. */
@@ -259,6 +263,7 @@ function preparationOf(prefix: string, stack: FoundStack): Preparation {
     case 'training':
       return { kind: 'terminate-batch-jobs', queueParameters: [] };
     case 'eval':
+    case 'pipeline':
       return { kind: 'stop-executions' };
     default:
       return { kind: 'none' };

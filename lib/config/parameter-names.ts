@@ -50,6 +50,8 @@ export const PLATFORM_PARAMETERS = {
   servingAlarmTopicArn: 'serving/alarm-topic-arn',
   servingModelPackageGroup: 'serving/model-package-group',
   servingRegistrarFunctionArn: 'serving/registrar-function-arn',
+  pipelineStateMachineArn: 'pipeline/state-machine-arn',
+  pipelineTopicArn: 'pipeline/topic-arn',
 } as const;
 export type PlatformParameterKey = keyof typeof PLATFORM_PARAMETERS;
 

@@ -14,6 +14,8 @@ export interface ModelRegistryProps {
   readonly groupName: string;
   /** The artifacts zone: gate inputs, reports and lineage under `runs/`, where the decision is written. */
   readonly artifactsBucket: s3.IBucket;
+  /** The models zone, where a trained model's `final/lineage.json` is written beside it. */
+  readonly modelsBucket: s3.IBucket;
   /** The lake's key, which encrypts the artifacts zone. */
   readonly lakeKeyArn: string;
   /** The VPC whose isolated eval subnets the registrar runs in. */
@@ -65,7 +67,7 @@ export class ModelRegistry extends Construct {
       statements: registrarStatements(props, groupArn, packagesArn),
       wildcards: [
         {
-          pattern: /^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>\/runs\/\*(\/gate\/decision\.json)?$/,
+          pattern: /^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>\/runs\/\*(\/gate\/decision\.json|\/final\/lineage\.json)?$/,
           reason:
             "Gate inputs, reports and lineage are written per run under 'runs/<run>/' of the artifacts zone; the registrar writes only each run's gate/decision.json.",
         },
@@ -95,6 +97,11 @@ function registrarStatements(props: ModelRegistryProps, groupArn: string, packag
       sid: 'ReadGateInputsReportsAndLineage',
       actions: ['s3:GetObject'],
       resources: [props.artifactsBucket.arnForObjects('runs/*')],
+    }),
+    new iam.PolicyStatement({
+      sid: 'ReadTrainedModelsLineage',
+      actions: ['s3:GetObject'],
+      resources: [props.modelsBucket.arnForObjects('runs/*/final/lineage.json')],
     }),
     new iam.PolicyStatement({
       sid: 'WriteTheDecision',

@@ -87,6 +87,7 @@ export class ServingStack extends Stack {
     this.registry = new ModelRegistry(this, 'Registry', {
       groupName: `${namePrefix}-${serving.domain}`,
       artifactsBucket: lake.bucket('artifacts'),
+      modelsBucket,
       lakeKeyArn: lake.keyArn(),
       vpc: props.vpc,
       vpcCidr: config.network.cidr,

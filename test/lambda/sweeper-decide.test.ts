@@ -251,3 +251,15 @@ test('lifecycle parameter names map to their unit; other parameters are not life
   assert.equal(lifecycleParameterUnit('dapt', 'experiment', '/dapt/prod/runs/sft/expires-at'), undefined);
   assert.equal(lifecycleParameterUnit('dapt', 'experiment', '/other/exp-a/lifecycle/warned'), undefined);
 });
+
+test('the experiment pipeline goes before the stacks it drives, its executions stopped first', () => {
+  const stacks = [...ENV, envStack('pipeline')];
+  const actions = sweep({ stacks, now: hours(73) });
+  assert.deepEqual(deleted(actions), ['dapt-exp-alice-pipeline']);
+  const pipeline = actions.find((a) => a.kind === 'delete-stack');
+  assert.deepEqual(pipeline && pipeline.kind === 'delete-stack' ? pipeline.prepare : undefined, {
+    kind: 'stop-executions',
+  });
+  const next = sweep({ stacks: ENV, now: hours(74) });
+  assert.deepEqual(deleted(next), ['dapt-exp-alice-eval', 'dapt-exp-alice-serving', 'dapt-exp-alice-training']);
+});
