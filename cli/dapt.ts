@@ -7,6 +7,7 @@
  *   npx dapt serve register|deploy|status|undeploy|invoke ...      serving on SageMaker
  *   npx dapt cost train|env|eval ...                               what it costs, before spending
  *   npx dapt env expiry|extend|expire-now ...                      when an experiment expires (the sweeper deletes it)
+ *   npx dapt pipeline start|status|watch|approve|reject ...        the experiment pipeline (data to served model)
  *
  * Parsing, validation and help come from commander; help and `--dry-run` need no AWS
  * credentials. Exit codes: 0 ok, 1 a problem to fix (config, fit, stack not deployed, job
@@ -16,6 +17,7 @@ import { Command, CommanderError } from 'commander';
 import { costCommand } from './cost';
 import { envCommand } from './env';
 import { evalCommand } from './eval';
+import { pipelineCommand } from './pipeline';
 import { serveCommand } from './serve';
 import { type CliDeps, defaultClients, trainCommand } from './train';
 import { UsageError } from './train-lib';
@@ -35,6 +37,7 @@ export function buildProgram(deps: CliDeps, setExitCode: (code: number) => void 
     serveCommand({ ...deps, setExitCode }),
     costCommand(deps),
     envCommand(deps),
+    pipelineCommand(deps),
   ]) {
     for (const command of [group, ...group.commands]) {
       command

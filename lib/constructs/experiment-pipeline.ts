@@ -7,6 +7,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { acknowledge, acknowledgeWildcards } from '../compliance/acknowledge';
+import { PIPELINE_STEPS, type PipelineStep } from '../config/pipeline-steps';
 
 /**
  * The experiment pipeline: one execution takes one experiment from its data to a served model.
@@ -50,20 +51,7 @@ export interface ExperimentPipelineProps {
   readonly logGroup: logs.ILogGroup;
 }
 
-/** The steps of a pipeline, in order: ledger names, shown by `dapt pipeline status`. */
-export const PIPELINE_STEPS = [
-  'data',
-  'tokenize',
-  'train',
-  'candidate',
-  'evaluate',
-  'gate',
-  'register',
-  'approve',
-  'deploy',
-  'cleanup',
-] as const;
-export type PipelineStep = (typeof PIPELINE_STEPS)[number];
+export { PIPELINE_STEPS, type PipelineStep };
 
 /** How long a pipeline may wait for a person's approval before it fails. */
 export const APPROVAL_TIMEOUT = Duration.days(7);
