@@ -20,6 +20,7 @@ const environmentStacks: Stack[] = [
   platform.evaluation,
   platform.training,
   ...(platform.serving ? [platform.serving] : []),
+  ...(platform.pipeline ? [platform.pipeline] : []),
 ];
 const lifecycle = Template.fromStack(platform.lifecycle);
 const tagsOf = (stack: Stack): Record<string, string> => stack.tags.tagValues();
