@@ -67,9 +67,10 @@ export class ModelRegistry extends Construct {
       statements: registrarStatements(props, groupArn, packagesArn),
       wildcards: [
         {
-          pattern: /^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>\/runs\/\*(\/gate\/decision\.json|\/final\/lineage\.json)?$/,
+          pattern:
+            /^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>\/runs\/\*(\/gate\/decision\.json|\/final\/lineage\.json)?$/,
           reason:
-            "Gate inputs, reports and lineage are written per run under 'runs/<run>/' of the artifacts zone; the registrar writes only each run's gate/decision.json.",
+            "Gate inputs and reports are written per run under 'runs/<run>/' of the artifacts zone, each trained model's lineage under 'runs/<run>/<stage>/final/' of the models zone; the registrar writes only each run's gate/decision.json.",
         },
         {
           pattern: /^\*$/,

@@ -336,6 +336,8 @@ export const PLATFORM_KEYS: readonly {
   { stack: 'eval-stack.ts', id: 'EvalKey', when: () => true },
   { stack: 'training-stack.ts', id: 'TrainingKey', when: () => true },
   { stack: 'serving-stack.ts', id: 'ServingKey', when: (c) => c.serving !== undefined },
+  // The experiment pipeline is built where there is serving (it registers and deploys there).
+  { stack: 'pipeline-stack.ts', id: 'PipelineKey', when: (c) => c.serving !== undefined },
   { stack: 'audit-stack.ts', id: 'TrailKey', when: (c) => c.audit.cloudTrail },
   // The lifecycle stack's (one per account and region, shared by every experiment there).
   { stack: 'lifecycle-stack.ts', id: 'LifecycleKey', when: () => true },

@@ -73,6 +73,8 @@ export class PipelineStack extends Stack {
       destroyOnDelete,
       timeout: Duration.minutes(2),
       memoryMb: DEFAULT_STEPS_MEMORY_MB,
+      unreservedConcurrencyReason:
+        'Called only by the pipeline state machine, one call at a time per execution (ledger checks and marks, one gate collection); a reservation would fail to deploy in accounts whose Lambda quota is below 100 plus the reservation, such as new accounts (quota 10).',
       statements: [
         new iam.PolicyStatement({
           sid: 'LedgerAndGateInputs',
@@ -87,7 +89,6 @@ export class PipelineStack extends Stack {
           sid: 'ReadEvidence',
           actions: ['s3:GetObject'],
           resources: [
-            artifacts.arnForObjects('runs/*'),
             models.arnForObjects('runs/*/final/heldout*.json'),
             evalBucket.arnForObjects('runs/*/report.json'),
           ],
@@ -99,14 +100,18 @@ export class PipelineStack extends Stack {
           resources: [artifacts.bucketArn],
           conditions: { StringLike: { 's3:prefix': ['runs/*'] } },
         }),
-        new iam.PolicyStatement({ sid: 'UseLakeKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [lake.keyArn()] }),
+        new iam.PolicyStatement({
+          sid: 'UseLakeKey',
+          actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+          resources: [lake.keyArn()],
+        }),
       ],
       wildcards: [
         {
           pattern:
-            /^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>\/runs\/\*(\/pipeline\/\*|\/gate\/(gate_inputs|evaluation)\.json|\/report\.json|\/final\/heldout\*\.json)?$/,
+            /^arn:(aws[a-z-]*|<AWS::Partition>):s3:::<[A-Za-z0-9]+>\/runs\/\*(\/pipeline\/\*|\/gate\/(gate_inputs|evaluation)\.json|\/report\.json|\/final\/heldout\*\.json)$/,
           reason:
-            "Each run's own prefix 'runs/<run>/' (ledger markers under pipeline/, gate inputs, trained evidence) and each evaluation run's report; run names are chosen when a pipeline starts.",
+            "Per run, named when a pipeline starts: its ledger markers (runs/<run>/pipeline/), its gate inputs and evidence summary, its trained model's held-out losses (models zone) and each evaluation run's report (eval zone).",
         },
       ],
     });

@@ -219,6 +219,7 @@ test('environment: the stage configs give AZs, keys, trail and serving minimum; 
     'eval-stack/EvalKey',
     'training-stack/TrainingKey',
     'serving-stack/ServingKey',
+    'pipeline-stack/PipelineKey',
     'lifecycle-stack/LifecycleKey',
   ]);
   const production = idleEnvironment(loadConfig({ stage: 'production' }), 10);
