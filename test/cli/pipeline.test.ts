@@ -30,7 +30,7 @@ import {
 } from '../../cli/pipeline-lib';
 import { SsmParameterReader } from '../../cli/ssm';
 import { jobNameFor, tokenizeJobName, validateTrainerConfig } from '../../cli/train-lib';
-import { type Moto, startMoto } from '../lambda/helpers';
+import { type Moto, python, startMoto } from '../lambda/helpers';
 import { createTrainingStack, fakeModel, tempDir, TINY, useSimpleBatch, writeConfig } from './helpers';
 
 let moto: Moto;
@@ -56,7 +56,7 @@ function spec(over: Record<string, unknown> = {}): ReturnType<typeof parseRunSpe
 
 const DEPLOYED: DeployedPlatform = {
   region: 'us-east-1',
-  buckets: { artifacts: 'art', models: 'mod', datasets: 'dat', eval: 'ev' },
+  buckets: { artifacts: 'artifacts-b', models: 'models-b', datasets: 'datasets-b', eval: 'eval-b' },
   gpuQueueArn: 'arn:gpu',
   cpuQueueArn: 'arn:cpu',
   singleNodeJobDefinition: 'arn:single',
@@ -67,7 +67,7 @@ const DEPLOYED: DeployedPlatform = {
   baseComponent: 'dapt-exp-demo-base',
   modelPackageGroup: 'dapt-exp-demo-models',
   image: 'image:1',
-  modelDataUrl: 's3://mod/base/smollm2/',
+  modelDataUrl: 's3://models-b/base/smollm2/',
 };
 
 function request(over: Partial<PipelineRequest> = {}, method: 'full' | 'lora' = 'lora'): PipelineRequest {
@@ -90,7 +90,7 @@ test('the execution input: base model first, the candidate on its own component,
   const { input, uploads } = buildPipelineInput(req, DEPLOYED);
   const id = pipelineId(req);
   assert.equal(input.pipeline_id, id);
-  assert.equal(input.ledger_uri, `s3://art/runs/demo/pipeline/${id}/ledger`);
+  assert.equal(input.ledger_uri, `s3://artifacts-b/runs/demo/pipeline/${id}/ledger`);
   assert.equal(input.tokenize.job_name, tokenizeJobName('demo', req.trainer.bytes));
   assert.equal(input.train.job_name, jobNameFor('demo', req.trainer.bytes));
   assert.equal(input.train.job_definition, 'arn:single');
@@ -100,7 +100,7 @@ test('the execution input: base model first, the candidate on its own component,
   );
   assert.equal(
     input.train.environment[1]!.Value,
-    's3://mod/runs',
+    's3://models-b/runs',
     'trained models go to the models zone the endpoint reads',
   );
   assert.equal(input.data, undefined);
@@ -108,7 +108,7 @@ test('the execution input: base model first, the candidate on its own component,
   assert.equal(input.deploy.request.InferenceComponentName, `dapt-exp-demo-demo-${id}`);
   assert.equal(
     input.candidate.request.Specification?.Container?.ArtifactUrl,
-    's3://mod/runs/demo/dapt/final/adapter.tar.gz',
+    's3://models-b/runs/demo/dapt/final/adapter.tar.gz',
   );
   const uploadedSpec = JSON.parse(uploads.find((u) => u.key === input.evaluations[0]!.spec_key)!.body.toString()) as {
     models: { provider: string; inference_component_name?: string }[];
@@ -126,8 +126,32 @@ test('the execution input: base model first, the candidate on its own component,
   assert.equal(input.gate.base_label, 'sagemaker:dapt-exp-demo-base@base');
   assert.equal(input.gate.candidate_label, `sagemaker:demo@${id}`);
   assert.deepEqual(input.gate.public_sources, ['kb'], 'a source without a group counts as public');
-  assert.equal(input.registration.adapter_url, 's3://mod/runs/demo/dapt/final/adapter.tar.gz');
+  assert.equal(input.registration.adapter_url, 's3://models-b/runs/demo/dapt/final/adapter.tar.gz');
   assert.equal(input.registration.gate_inputs_uri, input.gate.output_uri);
+});
+
+test('the gate and registration events the CLI builds are what the steps Lambda and the registrar accept', () => {
+  const { input } = buildPipelineInput(request(), DEPLOYED);
+  // The Python models are the contract (dapt_eval.pipeline_steps.CollectEvent, dapt_eval.registry.Registration).
+  const checked = python<{ collect: string; registration: string; check: string; mark: string }>(
+    `import json, sys
+from dapt_eval.pipeline_steps import EVENT
+from dapt_eval.registry import Registration
+e = json.load(sys.stdin)
+print(json.dumps({
+  "collect": type(EVENT.validate_python(e["gate"])).__name__,
+  "registration": Registration.model_validate(e["registration"]).group,
+  "check": type(EVENT.validate_python({"action": "check", "ledger_uri": e["ledger_uri"], "step": "train"})).__name__,
+  "mark": type(EVENT.validate_python({"action": "mark", "ledger_uri": e["ledger_uri"], "step": "train", "execution": "x", "result": {"value": {}}})).__name__,
+}))`,
+    input,
+  );
+  assert.deepEqual(checked, {
+    collect: 'CollectEvent',
+    registration: 'dapt-exp-demo-models',
+    check: 'CheckEvent',
+    mark: 'MarkEvent',
+  });
 });
 
 test('multi-node training takes the multi-node definition; a data config adds the data job', () => {
@@ -137,9 +161,9 @@ test('multi-node training takes the multi-node definition; a data config adds th
   assert.equal(input.train.nodes, 2);
   assert.equal(input.data?.job_definition, 'arn:data-prep');
   assert.equal(input.data?.job_queue, 'arn:cpu');
-  const dataUpload = uploads.find((u) => u.bucket === 'dat');
+  const dataUpload = uploads.find((u) => u.bucket === 'datasets-b');
   assert.ok(dataUpload, 'the data config goes to the datasets zone the data-prep role reads');
-  assert.deepEqual(input.data?.environment, [{ Name: 'PIPELINE_CONFIG', Value: `s3://dat/${dataUpload.key}` }]);
+  assert.deepEqual(input.data?.environment, [{ Name: 'PIPELINE_CONFIG', Value: `s3://datasets-b/${dataUpload.key}` }]);
 });
 
 test('the pipeline id changes with any input and only then', () => {
