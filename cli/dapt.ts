@@ -10,7 +10,7 @@
  *   npx dapt pipeline start|status|watch|approve|reject ...        the experiment pipeline (data to served model)
  *
  * Parsing, validation and help come from commander; help and `--dry-run` need no AWS
- * credentials. Exit codes: 0 ok, 1 a problem to fix (config, fit, stack not deployed, job
+ * credentials (`pipeline start --dry-run` reads the deployed stacks' names). Exit codes: 0 ok, 1 a problem to fix (config, fit, stack not deployed, job
  * failed, package not deployable), 2 bad arguments, 3 `serve register` whose gate failed.
  */
 import { Command, CommanderError } from 'commander';

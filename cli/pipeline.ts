@@ -138,7 +138,11 @@ export function pipelineCommand(io: PipelineIo): Command {
     .option('--image <uri>', "serving image the model package names (default: the base component's)")
     .option('--model-data <s3-uri>', "the base model's S3 prefix the package names (default: the base component's)")
     .option('--yes', "start without asking when the cost estimate is above the stage's confirmation threshold", false)
-    .option('--dry-run', 'validate and print the execution input; upload and start nothing', false)
+    .option(
+      '--dry-run',
+      'validate, read the deployed stacks (SSM: needs read credentials) and print the execution input; upload and start nothing',
+      false,
+    )
     .action(async (values: PipelineValues) => start(values, io));
   environmentOptions(
     group.command('status').description('The stages of an execution and the current step’s own progress'),
