@@ -78,7 +78,10 @@ export class ExperimentPipeline extends Construct {
     );
     const definition = sfn.Chain.start(
       new sfn.Choice(this, 'PrepareData?')
-        .when(sfn.Condition.isPresent('$.data.job_name'), this.step('data', this.batchJob('PrepareData', '$.data', false)))
+        .when(
+          sfn.Condition.isPresent('$.data.job_name'),
+          this.step('data', this.batchJob('PrepareData', '$.data', false)),
+        )
         .otherwise(new sfn.Pass(this, 'NoDataPreparation'))
         .afterwards(),
     )
@@ -245,10 +248,7 @@ export class ExperimentPipeline extends Construct {
       .next(
         new sfn.Choice(this, `${id}InService?`)
           .when(sfn.Condition.stringEquals(`$.results.${at.slice(2)}.status`, 'InService'), inService)
-          .when(
-            sfn.Condition.stringEquals(`$.results.${at.slice(2)}.status`, 'Failed'),
-            componentFailed,
-          )
+          .when(sfn.Condition.stringEquals(`$.results.${at.slice(2)}.status`, 'Failed'), componentFailed)
           .otherwise(wait),
       );
   }
@@ -319,7 +319,8 @@ export class ExperimentPipeline extends Construct {
     ).next(
       new sfn.Fail(this, 'GateFailed', {
         error: 'GateFailed',
-        causePath: "States.Format('the promotion gate failed: {}', States.JsonToString($.results.register.value.reasons))",
+        causePath:
+          "States.Format('the promotion gate failed: {}', States.JsonToString($.results.register.value.reasons))",
       }),
     );
     const deploy = this.step('deploy', this.placeComponent('Deployed', '$.deploy'))
@@ -427,11 +428,15 @@ export class ExperimentPipeline extends Construct {
         resources: [...this.props.jobQueueArns, arn('batch', `job-definition/${prefix}-*`)],
       }),
     );
+    // DescribeJobs has no resource-level scope; TerminateJob takes a job ARN (whose id Batch assigns).
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({ sid: 'FollowItsJobs', actions: ['batch:DescribeJobs'], resources: ['*'] }),
+    );
     role.addToPrincipalPolicy(
       new iam.PolicyStatement({
-        sid: 'FollowAndStopItsJobs',
-        actions: ['batch:DescribeJobs', 'batch:TerminateJob'],
-        resources: ['*'],
+        sid: 'StopItsJobs',
+        actions: ['batch:TerminateJob'],
+        resources: [arn('batch', 'job/*')],
       }),
     );
     role.addToPrincipalPolicy(
@@ -480,7 +485,12 @@ export class ExperimentPipeline extends Construct {
       {
         pattern: /^\*$/,
         reason:
-          'batch:DescribeJobs and batch:TerminateJob (which the submitJob.sync integration calls on the job it started), X-Ray and CloudWatch Logs delivery have no resource-level scope; the jobs are the ones this execution submitted.',
+          'batch:DescribeJobs (which the submitJob.sync integration calls on the job it started), X-Ray and CloudWatch Logs delivery have no resource-level scope.',
+      },
+      {
+        pattern: /:job\/\*$/,
+        reason:
+          'batch:TerminateJob of the jobs this execution submitted, when it is stopped (submitJob.sync); job ids are assigned by Batch at submission.',
       },
       {
         pattern: /:execution:.*\*$/,
@@ -489,7 +499,8 @@ export class ExperimentPipeline extends Construct {
       },
       {
         pattern: /^<[A-Za-z0-9]+>:\*$|^arn:.*:function:.*:\*$|Function[A-Za-z0-9]*\.Arn>:\*$/,
-        reason: 'Any version or alias of the steps function and the registrar (Step Functions calls them by qualified ARN).',
+        reason:
+          'Any version or alias of the steps function and the registrar (Step Functions calls them by qualified ARN).',
       },
     ]);
   }
