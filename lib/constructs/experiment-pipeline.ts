@@ -215,7 +215,7 @@ export class ExperimentPipeline extends Construct {
         'Specification.$': `${at}.request.Specification`,
         'Tags.$': `${at}.request.Tags`,
       },
-      iamResources: ['*'],
+      iamResources: this.componentArns(),
       resultPath: sfn.JsonPath.DISCARD,
     });
     create.addRetry({ errors: ['SageMaker.ThrottlingException'], maxAttempts: 6, backoffRate: 2 });
@@ -223,7 +223,7 @@ export class ExperimentPipeline extends Construct {
       service: 'sagemaker',
       action: 'describeInferenceComponent',
       parameters: { 'InferenceComponentName.$': `${at}.request.InferenceComponentName` },
-      iamResources: ['*'],
+      iamResources: this.componentArns(),
       resultSelector: {
         'name.$': '$.InferenceComponentName',
         'status.$': '$.InferenceComponentStatus',
@@ -372,7 +372,7 @@ export class ExperimentPipeline extends Construct {
       service: 'sagemaker',
       action: 'deleteInferenceComponent',
       parameters: { 'InferenceComponentName.$': '$.candidate.request.InferenceComponentName' },
-      iamResources: ['*'],
+      iamResources: this.componentArns(),
       resultSelector: { deleted: true },
       resultPath: '$.results.cleanup',
     });
@@ -414,6 +414,13 @@ export class ExperimentPipeline extends Construct {
     );
   }
 
+  /** The inference components this pipeline may create, describe and delete (its environment's name prefix), and the endpoint. */
+  private componentArns(): string[] {
+    const region = Stack.of(this).region;
+    const arn = (resource: string): string => `arn:${Aws.PARTITION}:sagemaker:${region}:${Aws.ACCOUNT_ID}:${resource}`;
+    return [arn(`inference-component/${this.props.namePrefix}-*`), arn(`endpoint/${this.props.endpointName}`)];
+  }
+
   /** What the custom Batch and SageMaker states call; the tasks CDK knows grant themselves. */
   private grantServiceCalls(): void {
     const region = Stack.of(this).region;
@@ -448,13 +455,10 @@ export class ExperimentPipeline extends Construct {
     );
     role.addToPrincipalPolicy(
       new iam.PolicyStatement({
-        sid: 'PlaceAdaptersOnTheEndpoint',
-        actions: [
-          'sagemaker:CreateInferenceComponent',
-          'sagemaker:DescribeInferenceComponent',
-          'sagemaker:DeleteInferenceComponent',
-          'sagemaker:AddTags',
-        ],
+        // Create/Describe/DeleteInferenceComponent are granted by their tasks (componentArns);
+        // creating a component with tags also needs AddTags.
+        sid: 'TagTheComponentsItCreates',
+        actions: ['sagemaker:AddTags'],
         resources: [
           arn('sagemaker', `inference-component/${prefix}-*`),
           arn('sagemaker', `endpoint/${this.props.endpointName}`),

@@ -60,6 +60,20 @@ function encryptedLocations(d: Deployment): EncryptedLocation[] {
       ],
     });
   }
+  for (const topic of d.resources('AWS::SNS::Topic')) {
+    if (!topic.props.KmsMasterKeyId) continue;
+    // A publisher to an encrypted topic needs the key itself (SNS's documentation of SSE):
+    // GenerateDataKey* and Decrypt, or Publish fails with KMS.AccessDeniedException.
+    out.push({
+      what: `topic ${topic.stack}/${topic.id}`,
+      resource: `«${topic.stack}/${topic.id}»`,
+      key: d.resolve(topic.stack, topic.props.KmsMasterKeyId),
+      needs: [
+        { action: 'sns:Publish', kms: 'kms:GenerateDataKey' },
+        { action: 'sns:Publish', kms: 'kms:Decrypt' },
+      ],
+    });
+  }
   return out;
 }
 
@@ -92,7 +106,7 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
 
   test(`deploy contract (${name}): every role that reads or writes encrypted data may use its key`, () => {
     const locations = encryptedLocations(d);
-    assert.ok(locations.length > 5, 'expected the lake, the eval table and the dead-letter queues');
+    assert.ok(locations.length > 5, 'expected the lake, the eval table, the dead-letter queues and the topics');
     const problems: string[] = [];
     for (const [role, { statements }] of d.roles()) {
       for (const location of locations) {

@@ -260,6 +260,9 @@ export function deploymentFor(selection: { stage: string; experiment?: string },
     const stacks: Stack[] = [platform.network, platform.dataLake, platform.evaluation, platform.training];
     if (platform.audit) stacks.push(platform.audit);
     if (platform.serving) stacks.push(platform.serving);
+    if (platform.pipeline) stacks.push(platform.pipeline);
+    // The sweeper of the account and region, deployed with every environment.
+    stacks.push(platform.lifecycle);
     // A run stack deploys on its own (`-c run=NAME`), so it is built in an app of its own.
     const runApp = createApp({ outdir: mkdtempSync(path.join(os.tmpdir(), 'dapt-deploy-run-')) });
     const runStack = buildRun(runApp, { ...selection, run }, { complianceChecks: false });
