@@ -3,7 +3,7 @@
  * prompt, call the provider through the retry layer, score strictly, and build the record.
  * Provider failures after retries become `errored` records carrying the message.
  */
-import { cacheKey, type Decoding, describeModel, type JudgeRef, type ModelRef } from './cache-key';
+import { cacheKey, type Decoding, describeModel, itemSha256, type JudgeRef, type ModelRef } from './cache-key';
 import type { Row } from './benchmark';
 import {
   CHOICE_LETTERS,
@@ -64,12 +64,13 @@ export function judgeRef(judge: ModelRef): JudgeRef {
   return { model: describeModel(judge), prompt_version: `${JUDGE_PROMPT.id}@${JUDGE_PROMPT.version}` };
 }
 
-/** The unit's cache key (judge only for qa, like Python's runner). */
-export function unitKey(ctx: RunContext, itemId: string, model: ModelRef, judge: ModelRef | null): string {
+/** The unit's cache key (judge only for qa, like Python's runner); the item's content is in it. */
+export function unitKey(ctx: RunContext, item: Row, model: ModelRef, judge: ModelRef | null): string {
   return cacheKey({
     benchmark: ctx.benchmark,
     benchmark_version: ctx.benchmark_version,
-    item_id: itemId,
+    item_id: item.id,
+    item_sha256: itemSha256(item),
     prompt_id: ctx.prompt.id,
     prompt_version: ctx.prompt.version,
     model,

@@ -118,7 +118,7 @@ export function planRun(
     })),
     maxConcurrency: maxConcurrency(spec, judge, shards.length),
     unitCount: units.length,
-    cacheKeys: spec.models.map((m) => rows.map((row) => unitKey(context, row.id, identityOf(m), judgeIdentity))),
+    cacheKeys: spec.models.map((m) => rows.map((row) => unitKey(context, row, identityOf(m), judgeIdentity))),
     judgeCalibration,
   };
 }

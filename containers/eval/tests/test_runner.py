@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from conftest import MakeBenchmark, cls_row, mcq_row, qa_row, sum_row
+from conftest import MakeBenchmark, cls_row, mcq_row, qa_row, sum_row, write_jsonl
 from dapt_eval.aggregate import AggregationError, aggregate
-from dapt_eval.benchmark import load_benchmark
+from dapt_eval.benchmark import build_benchmark, load_benchmark
 from dapt_eval.commands import aggregate_dir, run_and_report
-from dapt_eval.hashing import sha256_text
+from dapt_eval.hashing import item_sha256, sha256_text
 from dapt_eval.judge import Judge
 from dapt_eval.prompts import PromptSpec
 from dapt_eval.providers.base import DecodingParams
@@ -47,10 +48,17 @@ def _offline(**behaviour: float) -> OfflineProvider:
 
 def test_cache_key_is_sha256_of_the_documented_canonical_json() -> None:
     # This golden vector is repeated in README.md for the TypeScript implementation.
+    row: dict[str, Any] = {"id": "m1", "question": "Which?", "answer": "A1"}
+    row["distractors"] = {"near_miss": "A2", "wrong": ["A3", "A4"]}
+    assert item_sha256(row) == sha256_text(
+        '{"answer":"A1","distractors":{"near_miss":"A2","wrong":["A3","A4"]},"id":"m1",'
+        '"question":"Which?"}'
+    )
     key = cache_key(
         benchmark="bench",
         benchmark_version="1.0.0",
         item_id="m1",
+        item_sha256=item_sha256(row),
         prompt_id="mcq-letter",
         prompt_version="1",
         model=ModelRef(provider="offline", model_id="tiny", revision="r1"),
@@ -61,12 +69,14 @@ def test_cache_key_is_sha256_of_the_documented_canonical_json() -> None:
     canonical = (
         '{"benchmark":{"name":"bench","version":"1.0.0"},'
         '"decoding":{"max_tokens":256,"seed":0,"stop":[],"temperature":0,"top_p":1},'
-        '"item_id":"m1","judge":null,"mode":"letter",'
+        '"item_id":"m1",'
+        '"item_sha256":"75c6c1f0662edb1be5310c26edf883de0589e4031e47046ce19547fa387f512a",'
+        '"judge":null,"mode":"letter",'
         '"model":{"model_id":"tiny","provider":"offline","revision":"r1"},'
         '"prompt":{"id":"mcq-letter","version":"1"}}'
     )
     assert key == sha256_text(canonical)
-    assert key == "08be62faece4017e575a5d4c6bba7fef9064322b541f41610ca112bc42668fa3"
+    assert key == "9fc755f1a49817561e401d5cf1b8f50f836035771135f46430c278b829cc41bc"
 
 
 def test_mcq_run_writes_one_record_per_item_with_the_shared_schema(
@@ -293,3 +303,56 @@ def test_records_round_trip_through_the_schema(
     run_and_report(root, _offline(), _config(), tmp_path / "out")
     line = (tmp_path / "out" / "results.jsonl").read_text().splitlines()[0]
     assert ItemResult.model_validate_json(line).item_id == "m0"
+
+
+def test_editing_an_item_reruns_it_and_the_report_uses_the_new_content(
+    make_benchmark: MakeBenchmark, tmp_path: Path
+) -> None:
+    rows = [cls_row(i, LABELS[i % 3]) for i in range(4)]
+    root = make_benchmark(Task.CLASSIFICATION, rows, labels=LABELS)
+    out = tmp_path / "out"
+    run_and_report(root, _offline(), _config(), out)
+    rows[0] = {**rows[0], "label": "outage"}  # a gold label fixed by the benchmark author
+    write_jsonl(root / "items.jsonl", rows)
+    build_benchmark(root)
+    again = _offline()
+    _, report = run_and_report(root, again, _config(), out)
+    assert again.total_calls == 1  # the edited item only; before, 0 calls and the old label
+    results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(results) == 4
+    assert next(r for r in results if r["item_id"] == "c0")["details"]["gold_label"] == "outage"
+    assert report["primary"]["completion_rate"] == 1.0
+
+
+def test_deleted_items_leave_the_report(make_benchmark: MakeBenchmark, tmp_path: Path) -> None:
+    rows = [mcq_row(i) for i in range(10)]
+    root = make_benchmark(Task.MCQ, rows)
+    out = tmp_path / "out"
+    run_and_report(root, _offline(), _config(), out)
+    write_jsonl(root / "items.jsonl", rows[:5])
+    build_benchmark(root)
+    _, report = run_and_report(root, _offline(), _config(), out)
+    primary = report["primary"]
+    assert (primary["n_results"], primary["completion_rate"]) == (5, 1.0)
+
+
+def test_strict_accuracy_and_completion_count_the_items_expected(
+    make_benchmark: MakeBenchmark, tmp_path: Path
+) -> None:
+    benchmark = load_benchmark(make_benchmark(Task.MCQ, [mcq_row(i) for i in range(10)]))
+    store = ResultStore(tmp_path / "out")
+    run_benchmark(benchmark, _offline(), _config(), store)
+    primary = aggregate(list(store), benchmark.manifest, expected_per_prompt=100)["primary"]
+    assert primary["accuracy"]["rate"] == 1.0  # of the 10 scored
+    assert primary["strict_accuracy"]["rate"] == pytest.approx(0.1)  # of the 100 expected
+    assert (primary["n_missing"], primary["completion_rate"]) == (90, 0.1)
+
+
+def test_more_records_than_expected_items_is_an_error(
+    make_benchmark: MakeBenchmark, tmp_path: Path
+) -> None:
+    benchmark = load_benchmark(make_benchmark(Task.MCQ, [mcq_row(i) for i in range(4)]))
+    store = ResultStore(tmp_path / "out")
+    run_benchmark(benchmark, _offline(), _config(), store)
+    with pytest.raises(AggregationError, match=r"4 records .* 3 items expected"):
+        aggregate(list(store), benchmark.manifest, expected_per_prompt=3)

@@ -152,12 +152,19 @@ def prompt_report(
     """Metrics of one prompt: counts and completion, then the task's metrics."""
     finished = sum(1 for r in results if r.status in ("ok", "unparseable"))
     total = expected if expected is not None else len(results)
+    if len(results) > total:
+        raise AggregationError(
+            f"prompt '{results[0].prompt_id}' of '{scope.name}' has {len(results)} records but "
+            f"{total} items expected: records of items no longer in the benchmark (or of another "
+            "run) are mixed in; aggregate only the run's cache keys"
+        )
+    missing = total - len(results)
     report: dict[str, Any] = {
         "n_results": len(results),
         "n_expected": total,
-        "n_missing": max(0, total - len(results)),
+        "n_missing": missing,
         "completion_rate": finished / total if total else None,
-        **accuracy_report([Outcome(r.status, r.correct) for r in results]),
+        **accuracy_report([Outcome(r.status, r.correct) for r in results], n_missing=missing),
     }
     if scope.task is Task.CLASSIFICATION:
         scored = [r for r in results if r.status == "ok"]
@@ -170,7 +177,9 @@ def prompt_report(
         )
     if scored_by_rouge(scope.task, scope.mode):
         scores = [r.score for r in results if r.status == "ok" and r.score is not None]
+        # Strict: errored, unparseable and missing items score 0, over the items expected.
         strict = [r.score if r.status == "ok" and r.score is not None else 0.0 for r in results]
+        strict += [0.0] * missing
         report["rouge_l"] = mean_with_ci(scores, n_resamples, seed)
         report["rouge_l_strict"] = mean_with_ci(strict, n_resamples, seed)
     report["primary_value"] = primary_value(report, scope.task, scope.mode)

@@ -77,6 +77,7 @@ def cache_key_payload(
     benchmark: str,
     benchmark_version: str,
     item_id: str,
+    item_sha256: str,
     prompt_id: str,
     prompt_version: str,
     model: ModelRef,
@@ -88,6 +89,7 @@ def cache_key_payload(
     return {
         "benchmark": {"name": benchmark, "version": benchmark_version},
         "item_id": item_id,
+        "item_sha256": item_sha256,
         "prompt": {"id": prompt_id, "version": prompt_version},
         "model": model.model_dump(),
         "decoding": decoding,
