@@ -1,0 +1,38 @@
+"""The conformance corpus (`containers/eval/conformance/*.json`): vectors that this suite and
+the TypeScript suite (`test/lambda/conformance.test.ts`) both run, so the two runtimes cannot
+drift apart where the parity tests do not look."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dapt_eval.benchmark import load_rows
+from dapt_eval.schemas import ClassificationItem
+
+CORPUS = Path(__file__).resolve().parents[1] / "conformance"
+
+
+def _vectors(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((CORPUS / name).read_text(encoding="utf-8"))
+    return data
+
+
+LOADERS = _vectors("loaders.json")
+
+
+@pytest.mark.parametrize("case", LOADERS["cases"], ids=[c["name"] for c in LOADERS["cases"]])
+def test_jsonl_loader_follows_the_corpus(case: dict[str, Any], tmp_path: Path) -> None:
+    path = tmp_path / "items.jsonl"
+    path.write_bytes(case["text"].encode("utf-8"))
+    labels = LOADERS["labels"]
+
+    def check(row: ClassificationItem) -> str | None:
+        return None if row.label in labels else f"label: '{row.label}' is not in the set"
+
+    load = load_rows(path, ClassificationItem, check)
+    assert [r.id for r in load.rows] == case["rows"]
+    assert [q.line for q in load.quarantined] == case["quarantined_lines"]
