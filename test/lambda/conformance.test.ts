@@ -8,6 +8,8 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { loadRows } from '../../lambda/shared/benchmark';
+import { tokenCount } from '../../lambda/shared/providers/types';
+import { callWithRetry, PermanentError, RetriesExhaustedError } from '../../lambda/shared/retry';
 import { ROOT } from './helpers';
 
 const CORPUS = path.join(ROOT, 'containers', 'eval', 'conformance');
@@ -47,3 +49,46 @@ test('loadRows drops a BOM left in the text it is given, like the Python loader'
     ['c0'],
   );
 });
+
+interface TokenCountCase {
+  readonly name: string;
+  readonly value?: unknown;
+  readonly count?: number;
+  readonly error?: string;
+}
+interface UnexpectedCase {
+  readonly name: string;
+  readonly type: string;
+  readonly message: string;
+  readonly error: string;
+}
+const PROVIDERS = vectors<{ token_counts: TokenCountCase[]; unexpected: UnexpectedCase[] }>('providers.json');
+
+for (const c of PROVIDERS.token_counts) {
+  test(`token counts follow the corpus: ${c.name}`, () => {
+    if (c.error !== undefined) {
+      assert.throws(
+        () => tokenCount(c.value, 'openai: usage.prompt_tokens'),
+        (err: Error) => err instanceof PermanentError && err.message === c.error,
+      );
+    } else {
+      assert.equal(tokenCount(c.value, 'openai: usage.prompt_tokens'), c.count);
+    }
+  });
+}
+
+for (const c of PROVIDERS.unexpected) {
+  test(`unexpected exceptions follow the corpus: ${c.name}`, async () => {
+    const kinds: Record<string, new (message: string) => Error> = { TypeError };
+    const Kind = kinds[c.type] ?? Error;
+    await assert.rejects(
+      callWithRetry(() => Promise.reject(new Kind(c.message)), {
+        maxAttempts: 2,
+        baseDelayMs: 0,
+        maxDelayMs: 0,
+        sleep: async () => {},
+      }),
+      (err: Error) => err instanceof RetriesExhaustedError && err.message === c.error,
+    );
+  });
+}

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from dapt_eval.benchmark import load_rows
+from dapt_eval.providers.base import PermanentError, token_count
+from dapt_eval.providers.retry import RetriesExhaustedError, RetryPolicy, call_with_retry
 from dapt_eval.schemas import ClassificationItem
 
 CORPUS = Path(__file__).resolve().parents[1] / "conformance"
@@ -36,3 +38,33 @@ def test_jsonl_loader_follows_the_corpus(case: dict[str, Any], tmp_path: Path) -
     load = load_rows(path, ClassificationItem, check)
     assert [r.id for r in load.rows] == case["rows"]
     assert [q.line for q in load.quarantined] == case["quarantined_lines"]
+
+
+PROVIDERS = _vectors("providers.json")
+
+
+@pytest.mark.parametrize(
+    "case", PROVIDERS["token_counts"], ids=[c["name"] for c in PROVIDERS["token_counts"]]
+)
+def test_token_counts_follow_the_corpus(case: dict[str, Any]) -> None:
+    value = case.get("value")
+    if "error" in case:
+        with pytest.raises(PermanentError) as raised:
+            token_count(value, "openai: usage.prompt_tokens")
+        assert str(raised.value) == case["error"]
+    else:
+        assert token_count(value, "openai: usage.prompt_tokens") == case["count"]
+
+
+@pytest.mark.parametrize(
+    "case", PROVIDERS["unexpected"], ids=[c["name"] for c in PROVIDERS["unexpected"]]
+)
+def test_unexpected_exceptions_follow_the_corpus(case: dict[str, Any]) -> None:
+    kind = {"TypeError": TypeError}[case["type"]]
+
+    def call() -> None:
+        raise kind(case["message"])
+
+    with pytest.raises(RetriesExhaustedError) as raised:
+        call_with_retry(call, RetryPolicy(max_attempts=2, sleep=lambda _: None))
+    assert str(raised.value) == case["error"]

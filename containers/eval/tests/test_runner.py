@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from conftest import MakeBenchmark, cls_row, mcq_row, qa_row, sum_row, write_jsonl
@@ -356,3 +357,41 @@ def test_more_records_than_expected_items_is_an_error(
     run_benchmark(benchmark, _offline(), _config(), store)
     with pytest.raises(AggregationError, match=r"4 records .* 3 items expected"):
         aggregate(list(store), benchmark.manifest, expected_per_prompt=3)
+
+
+class _BrokenProvider(OfflineProvider):
+    """A provider whose client code raises something that is not a ProviderError."""
+
+    def generate(self, prompt: str, params: DecodingParams, oracle: Any = None) -> Any:
+        raise TypeError("int() argument must be a string, a bytes-like object or a real number")
+
+
+def test_an_unexpected_provider_exception_is_an_errored_item_not_an_aborted_run(
+    make_benchmark: MakeBenchmark, tmp_path: Path
+) -> None:
+    root = make_benchmark(Task.MCQ, [mcq_row(i) for i in range(3)])
+    summary, report = run_and_report(root, _BrokenProvider("tiny", "r1"), _config(), tmp_path / "o")
+    assert (summary.errored, report["primary"]["n_errored"]) == (3, 3)
+    record = json.loads((tmp_path / "o" / "results.jsonl").read_text().splitlines()[0])
+    assert record["error"] == (
+        "TransientError after 3 attempt(s): unexpected TypeError: int() argument must be a "
+        "string, a bytes-like object or a real number"
+    )
+
+
+def test_a_server_answering_null_token_counts_is_scored(
+    make_benchmark: MakeBenchmark, tmp_path: Path
+) -> None:
+    def reply(request: httpx.Request) -> httpx.Response:
+        body = {"choices": [{"message": {"content": "A"}}], "usage": {"prompt_tokens": None}}
+        return httpx.Response(200, json=body)
+
+    provider = OpenAICompatibleProvider("http://server", "m")
+    provider._client = httpx.Client(base_url="http://server", transport=httpx.MockTransport(reply))
+    root = make_benchmark(Task.MCQ, [mcq_row(0)])
+    summary, _ = run_and_report(root, provider, _config(), tmp_path / "o")
+    record = json.loads((tmp_path / "o" / "results.jsonl").read_text().splitlines()[0])
+    assert (summary.ok + summary.unparseable, record["usage"]) == (
+        1,
+        {"input_tokens": 0, "output_tokens": 0},
+    )
