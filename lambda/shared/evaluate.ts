@@ -7,6 +7,7 @@ import { cacheKey, type Decoding, describeModel, itemSha256, type JudgeRef, type
 import type { Row } from './benchmark';
 import {
   CHOICE_LETTERS,
+  encloseCandidate,
   formatChoices,
   JUDGE_PROMPT,
   type PromptSpec,
@@ -200,8 +201,10 @@ async function evaluateQa(env: UnitEnv, item: Row): Promise<Outcome> {
     wrong: [QA_WRONG_ANSWER],
   });
   const simulated: VerdictLabel = sameText(base.prediction, reference) ? 'correct' : 'incorrect';
+  const enclosed = encloseCandidate(base.prediction);
+  const seen = { candidate_chars: enclosed.chars, candidate_truncated: enclosed.truncated };
   const ref = judgeRef(judge.identity);
-  const prompt = render(JUDGE_PROMPT, { question, reference_answer: reference, candidate_answer: base.prediction });
+  const prompt = render(JUDGE_PROMPT, { question, reference_answer: reference, candidate_answer: enclosed.text });
   let reply: string;
   try {
     reply = (
@@ -212,23 +215,23 @@ async function evaluateQa(env: UnitEnv, item: Row): Promise<Outcome> {
     return {
       ...base,
       status: 'errored',
-      judge: { ...ref, verdict: null, reason: null },
+      judge: { ...ref, verdict: null, reason: null, raw_reply: null, ...seen },
       error: `judge: ${err.message}`,
     };
   }
   try {
-    const verdict = parseVerdict(reply);
+    const verdict = parseVerdict(reply, base.prediction);
     return {
       ...base,
       correct: verdict.verdict === 'correct',
-      judge: { ...ref, verdict: verdict.verdict, reason: verdict.reason },
+      judge: { ...ref, verdict: verdict.verdict, reason: verdict.reason, raw_reply: reply, ...seen },
     };
   } catch (err) {
     if (!(err instanceof StrictJsonError)) throw err;
     return {
       ...base,
       status: 'unparseable',
-      judge: { ...ref, verdict: null, reason: null },
+      judge: { ...ref, verdict: null, reason: null, raw_reply: reply, ...seen },
       error: `judge: ${err.message}`,
     };
   }

@@ -8,8 +8,10 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { loadRows } from '../../lambda/shared/benchmark';
+import { encloseCandidate, JUDGE_PROMPT, render } from '../../lambda/shared/prompts';
 import { tokenCount } from '../../lambda/shared/providers/types';
 import { callWithRetry, PermanentError, RetriesExhaustedError } from '../../lambda/shared/retry';
+import { parseVerdict, StrictJsonError } from '../../lambda/shared/scoring';
 import { ROOT } from './helpers';
 
 const CORPUS = path.join(ROOT, 'containers', 'eval', 'conformance');
@@ -89,6 +91,59 @@ for (const c of PROVIDERS.unexpected) {
         sleep: async () => {},
       }),
       (err: Error) => err instanceof RetriesExhaustedError && err.message === c.error,
+    );
+  });
+}
+
+interface EncloseCase {
+  readonly name: string;
+  readonly candidate: string;
+  readonly max_chars: number;
+  readonly text: string;
+  readonly chars: number;
+  readonly truncated: boolean;
+}
+interface VerdictCase {
+  readonly name: string;
+  readonly reply: string;
+  readonly candidate: string;
+  readonly verdict?: string;
+  readonly error?: string;
+  readonly error_prefix?: string;
+}
+const JUDGE = vectors<{
+  enclose: EncloseCase[];
+  prompt: { question: string; reference_answer: string; candidate: string; prompt: string };
+  verdicts: VerdictCase[];
+}>('judge.json');
+
+for (const c of JUDGE.enclose) {
+  test(`the judge candidate is enclosed as the corpus says: ${c.name}`, () => {
+    const enclosed = encloseCandidate(c.candidate, c.max_chars);
+    assert.deepEqual(enclosed, { text: c.text, chars: c.chars, truncated: c.truncated });
+  });
+}
+
+test('the judge prompt is the corpus prompt', () => {
+  const c = JUDGE.prompt;
+  const candidate = encloseCandidate(c.candidate).text;
+  assert.equal(
+    render(JUDGE_PROMPT, { question: c.question, reference_answer: c.reference_answer, candidate_answer: candidate }),
+    c.prompt,
+  );
+});
+
+for (const c of JUDGE.verdicts) {
+  test(`verdicts parse as the corpus says: ${c.name}`, () => {
+    if (c.verdict !== undefined) {
+      assert.equal(parseVerdict(c.reply, c.candidate).verdict, c.verdict);
+      return;
+    }
+    assert.throws(
+      () => parseVerdict(c.reply, c.candidate),
+      (err: Error) =>
+        err instanceof StrictJsonError &&
+        (c.error !== undefined ? err.message === c.error : err.message.startsWith(c.error_prefix ?? '')),
     );
   });
 }

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from dapt_eval.benchmark import load_rows
+from dapt_eval.judge import JUDGE_PROMPT, VerdictParseError, enclose_candidate, parse_verdict
+from dapt_eval.prompts import render
 from dapt_eval.providers.base import PermanentError, token_count
 from dapt_eval.providers.retry import RetriesExhaustedError, RetryPolicy, call_with_retry
 from dapt_eval.schemas import ClassificationItem
@@ -68,3 +70,39 @@ def test_unexpected_exceptions_follow_the_corpus(case: dict[str, Any]) -> None:
     with pytest.raises(RetriesExhaustedError) as raised:
         call_with_retry(call, RetryPolicy(max_attempts=2, sleep=lambda _: None))
     assert str(raised.value) == case["error"]
+
+
+JUDGE = _vectors("judge.json")
+
+
+@pytest.mark.parametrize("case", JUDGE["enclose"], ids=[c["name"] for c in JUDGE["enclose"]])
+def test_the_judge_candidate_is_enclosed_as_the_corpus_says(case: dict[str, Any]) -> None:
+    enclosed = enclose_candidate(case["candidate"], case["max_chars"])
+    assert (enclosed.text, enclosed.chars, enclosed.truncated) == (
+        case["text"],
+        case["chars"],
+        case["truncated"],
+    )
+
+
+def test_the_judge_prompt_is_the_corpus_prompt() -> None:
+    case = JUDGE["prompt"]
+    values = {
+        "question": case["question"],
+        "reference_answer": case["reference_answer"],
+        "candidate_answer": enclose_candidate(case["candidate"]).text,
+    }
+    assert render(JUDGE_PROMPT, values) == case["prompt"]
+
+
+@pytest.mark.parametrize("case", JUDGE["verdicts"], ids=[c["name"] for c in JUDGE["verdicts"]])
+def test_verdicts_parse_as_the_corpus_says(case: dict[str, Any]) -> None:
+    if "verdict" in case:
+        assert parse_verdict(case["reply"], case["candidate"]).verdict == case["verdict"]
+        return
+    with pytest.raises(VerdictParseError) as raised:
+        parse_verdict(case["reply"], case["candidate"])
+    if "error" in case:
+        assert str(raised.value) == case["error"]
+    else:
+        assert str(raised.value).startswith(case["error_prefix"])

@@ -230,9 +230,18 @@ def test_qa_is_judged_and_judge_garbage_is_unparseable_not_incorrect(
     garbage = [r for r in records if r["status"] == "unparseable"]
     assert garbage and all(r["correct"] is None and r["judge"]["verdict"] is None for r in garbage)
     judged = [r for r in records if r["status"] == "ok"]
-    assert all(r["judge"]["prompt_version"] == "judge-reference-guided@1" for r in judged)
+    assert all(r["judge"]["prompt_version"] == "judge-reference-guided@2" for r in judged)
+    assert all(r["judge"]["raw_reply"].startswith('{"verdict"') for r in judged)
     assert report["primary_metric"] == "judge_pass_rate"
     assert 0 < report["primary"]["accuracy"]["rate"] < 1
+    # the headline counts the unparseable verdicts as failures, and shows how many there were
+    passed = sum(1 for r in judged if r["correct"])
+    pass_rate = report["primary"]["judge_pass_rate"]
+    assert (pass_rate["rate"], pass_rate["n_unparseable_verdicts"]) == (
+        pytest.approx(passed / (len(judged) + len(garbage))),
+        len(garbage),
+    )
+    assert report["primary"]["primary_value"]["value"] == pass_rate["rate"]
 
 
 def test_qa_without_a_judge_is_refused(make_benchmark: MakeBenchmark, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from dapt_eval.metrics import (
     accuracy_report,
     classification_report,
     mean_with_ci,
+    wilson,
 )
 from dapt_eval.results import ItemResult
 from dapt_eval.schemas import Task
@@ -175,6 +176,8 @@ def prompt_report(
             n_resamples,
             seed,
         )
+    if scope.task is Task.QA and scope.mode == "judge":
+        report["judge_pass_rate"] = judge_pass_rate(results)
     if scored_by_rouge(scope.task, scope.mode):
         scores = [r.score for r in results if r.status == "ok" and r.score is not None]
         # Strict: errored, unparseable and missing items score 0, over the items expected.
@@ -186,10 +189,31 @@ def prompt_report(
     return report
 
 
+def judge_pass_rate(results: Sequence[ItemResult]) -> dict[str, Any]:
+    """Share of judged answers the judge passed; an unparseable verdict is a failure.
+
+    Why not excluded like an unparseable MCQ letter: here the reply that failed to parse is the
+    judge's, and the candidate can cause it ("reply PASS"). Excluding it let an answer that
+    derails the judge leave the denominator (pass rate 0.125 -> 1.0 with an echoing judge).
+    Errored items (the provider failed) are left out, as everywhere."""
+    judged = [r for r in results if r.status in ("ok", "unparseable")]
+    passed = sum(1 for r in judged if r.status == "ok" and r.correct)
+    unparseable = sum(1 for r in judged if r.status == "unparseable")
+    return {
+        **wilson(passed, len(judged)).to_json(),
+        "n_judged": len(judged),
+        "n_passed": passed,
+        "n_unparseable_verdicts": unparseable,
+    }
+
+
 def primary_value(
     report: dict[str, Any], task: Task, mode: str | None = None
 ) -> dict[str, float | None]:
     """The headline number with its CI bounds, in one shape for every task (used by charts)."""
+    if "judge_pass_rate" in report:
+        block = report["judge_pass_rate"]
+        return {"value": block["rate"], "low": block["ci"]["low"], "high": block["ci"]["high"]}
     if task is Task.CLASSIFICATION:
         block = report["classification"]
         return {
@@ -219,6 +243,8 @@ def spread(per_prompt: dict[str, dict[str, Any]], metric: str) -> dict[str, Any]
 
 REPORT_NOTES = (
     "accuracy excludes errored and unparseable items from its denominator; strict_accuracy "
-    "counts them as failures. For qa, accuracy is the judge pass rate. Intervals: Wilson for "
-    "proportions, seeded percentile bootstrap for macro-F1 and ROUGE-L."
+    "counts them, and expected items without a record, as failures. For qa, the headline is "
+    "judge_pass_rate: an unparseable verdict counts as a failure (n_unparseable_verdicts "
+    "beside it). Intervals: Wilson for proportions, seeded percentile bootstrap for macro-F1 "
+    "and ROUGE-L."
 )

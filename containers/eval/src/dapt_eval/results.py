@@ -41,6 +41,12 @@ class JudgeRecord(BaseModel):
     prompt_version: str
     verdict: Literal["correct", "incorrect"] | None
     reason: str | None
+    raw_reply: str | None = None
+    """The judge's reply exactly as received (None when the call failed), to audit verdicts."""
+    candidate_chars: int | None = None
+    """Code points of the candidate answer before the judge prompt's cut."""
+    candidate_truncated: bool = False
+    """The judge saw only the first `judge_candidate_max_chars` code points of the answer."""
 
 
 class ItemResult(BaseModel):

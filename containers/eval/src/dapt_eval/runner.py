@@ -459,6 +459,9 @@ def _evaluate_qa(
         prompt_version=described["prompt_version"],
         verdict=verdict.verdict,
         reason=verdict.reason,
+        raw_reply=verdict.raw,
+        candidate_chars=verdict.candidate_chars,
+        candidate_truncated=verdict.candidate_truncated,
     )
     if verdict.status != "ok":
         return _replace(base, status=verdict.status, judge=record, error=verdict.error)
