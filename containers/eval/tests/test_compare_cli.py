@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from conftest import MakeBenchmark, mcq_row, write_jsonl
+from conftest import MakeBenchmark, cls_row, mcq_row, sum_row, write_jsonl
 from dapt_eval.aggregate import AggregationError
+from dapt_eval.benchmark import build_benchmark
 from dapt_eval.cli import main
-from dapt_eval.commands import compare_dirs, run_and_report
+from dapt_eval.commands import aggregate_dir, compare_dirs, run_and_report
+from dapt_eval.providers.base import DecodingParams
 from dapt_eval.providers.offline import OfflineBehaviour, OfflineProvider
 from dapt_eval.providers.retry import RetryPolicy
 from dapt_eval.runner import RunConfig
@@ -135,3 +138,70 @@ def test_cli_calibrate_judge_require_trusted(
     assert main(args) == 0
     assert main([*args, "--judge-offline-correct-rate", "0.5"]) == 1
     assert json.loads((tmp_path / "r.json").read_text())["trusted"] is False
+
+
+def _pair(root: Path, tmp_path: Path, rates: tuple[float, float]) -> dict[str, Any]:
+    for name, rate in zip(("base", "dapt"), rates, strict=True):
+        provider = OfflineProvider(name, "1", OfflineBehaviour(correct_rate=rate))
+        config = RunConfig(run_id=name, decoding=DecodingParams(seed=7, max_tokens=64))
+        run_and_report(root, provider, config, tmp_path / name)
+    return compare_dirs([tmp_path / "base", tmp_path / "dapt"], tmp_path / "cmp")
+
+
+def test_summarization_compare_headlines_rouge_l_not_strict_accuracy(
+    make_benchmark: MakeBenchmark, tmp_path: Path
+) -> None:
+    root = make_benchmark(Task.SUMMARIZATION, [sum_row(i) for i in range(6)])
+    comparison = _pair(root, tmp_path, (0.5, 1.0))
+    model = comparison["models"][1]
+    assert model["strict"]["metric"] == "rouge_l_strict"
+    assert model["strict"]["value"] == pytest.approx(1.0)
+    page = (tmp_path / "cmp" / "compare.html").read_text()
+    assert "strict accuracy" not in page and "rouge_l_strict" in page
+
+
+def test_classification_paired_difference_names_its_metric(
+    make_benchmark: MakeBenchmark, tmp_path: Path
+) -> None:
+    labels = ["billing", "outage"]
+    root = make_benchmark(
+        Task.CLASSIFICATION, [cls_row(i, labels[i % 2]) for i in range(8)], labels=labels
+    )
+    comparison = _pair(root, tmp_path, (0.5, 1.0))
+    assert comparison["primary_metric"] == "macro_f1"
+    assert comparison["paired"][0]["statistic"] == "accuracy"
+    page = (tmp_path / "cmp" / "compare.html").read_text()
+    assert "difference in accuracy (b&minus;a)" in page
+    assert "not in the headline metric macro_f1" in page
+
+
+def test_compare_page_shows_small_p_values_settings_and_quarantine(
+    make_benchmark: MakeBenchmark, tmp_path: Path
+) -> None:
+    root = make_benchmark(Task.MCQ, [mcq_row(i) for i in range(100)])
+    write_jsonl(root / "items.jsonl", [mcq_row(i) for i in range(100)] + ["{broken"])
+    build_benchmark(root)
+    comparison = _pair(root, tmp_path, (0.0, 1.0))
+    p_value = comparison["paired"][0]["mcnemar_exact"]["p_value"]
+    assert 0 < p_value < 1e-20  # 100 discordant pairs
+    page = (tmp_path / "cmp" / "compare.html").read_text()
+    assert f"<td>{p_value:.1e}</td></tr>" in page  # before: <td>0.000</td>
+    model = comparison["models"][0]
+    assert model["quarantined_rows"] == 1
+    assert model["decoding"]["seed"] == 7 and model["judge"] is None
+    assert "seed 7" in page and "max_tokens 64" in page and "quarantined rows" in page
+
+
+def test_records_from_both_runtimes_mix_whatever_their_number_spelling(
+    make_benchmark: MakeBenchmark, tmp_path: Path
+) -> None:
+    root = make_benchmark(Task.MCQ, [mcq_row(i) for i in range(4)])
+    run_and_report(root, OfflineProvider("m", "1"), RunConfig(run_id="r"), tmp_path / "o")
+    items = sorted((tmp_path / "o" / "items").glob("*.json"))
+    record = json.loads(items[0].read_text())
+    assert record["decoding"]["temperature"] == 0 and '"temperature":0,' in items[0].read_text()
+    # a record as an older Python wrote it ("temperature": 0.0) next to the others
+    record["decoding"] = {**record["decoding"], "temperature": 0.0, "top_p": 1.0}
+    items[0].write_text(json.dumps(record) + "\n")
+    report = aggregate_dir(tmp_path / "o")
+    assert report["decoding"]["temperature"] == 0 and report["primary"]["n_results"] == 4

@@ -133,6 +133,7 @@ def aggregate(
         "task": scope.task.value,
         "model": first.model.model_dump(),
         "decoding": first.decoding,
+        "judge": _judge_identity(results),
         "mode": first.mode,
         "primary_prompt": primary_id,
         "primary_metric": metric,
@@ -141,6 +142,16 @@ def aggregate(
         "per_prompt": per_prompt,
         "notes": REPORT_NOTES,
     }
+
+
+def _judge_identity(results: Sequence[ItemResult]) -> dict[str, str] | None:
+    """`{model, prompt_version}` of the judge that graded the records (None without one)."""
+    judged = sorted(
+        {(r.judge.model, r.judge.prompt_version) for r in results if r.judge is not None}
+    )
+    if len(judged) > 1:
+        raise AggregationError(f"cannot aggregate mixed results: 'judge' takes {judged}")
+    return {"model": judged[0][0], "prompt_version": judged[0][1]} if judged else None
 
 
 def prompt_report(

@@ -142,6 +142,7 @@ def aggregate_dir(out_dir: Path) -> dict[str, Any]:
     report = aggregate(results, manifest, expected_per_prompt=int(record["n_items"]))
     report["run_id"] = record["run_id"]
     report["sample"] = record.get("sample")
+    report["quarantined_rows"] = (record.get("summary") or {}).get("quarantined_rows")
     store.write_jsonl(out_dir / RESULTS_FILE, results)
     write_json(out_dir / REPORT_FILE, report)
     return report

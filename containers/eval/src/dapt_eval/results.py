@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dapt_eval.hashing import canonical_json, sha256_text
+from dapt_eval.hashing import canonical_json, canonicalize, sha256_text
 
 Status = Literal["ok", "errored", "unparseable"]
 FINISHED_STATUSES: frozenset[str] = frozenset({"ok", "unparseable"})
@@ -76,6 +76,15 @@ class ItemResult(BaseModel):
     usage: dict[str, int] = Field(default_factory=dict)
     details: dict[str, Any] = Field(default_factory=dict)
     attempts: int = 0
+
+    @field_validator("decoding")
+    @classmethod
+    def _portable_numbers(cls, decoding: dict[str, Any]) -> dict[str, Any]:
+        """Integral floats as ints (`0.0` -> `0`), as JavaScript writes them: a record from the
+        TypeScript worker and one from this runner then hold the same decoding, written and
+        compared the same way, instead of being refused as mixed ('0' vs '0.0')."""
+        normalised: dict[str, Any] = canonicalize(decoding)
+        return normalised
 
 
 def cache_key_payload(
