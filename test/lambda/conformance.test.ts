@@ -10,8 +10,9 @@ import { test } from 'node:test';
 import { loadRows } from '../../lambda/shared/benchmark';
 import { encloseCandidate, JUDGE_PROMPT, render } from '../../lambda/shared/prompts';
 import { tokenCount } from '../../lambda/shared/providers/types';
+import { type ItemResult, recordLine } from '../../lambda/shared/records';
 import { callWithRetry, PermanentError, RetriesExhaustedError } from '../../lambda/shared/retry';
-import { parseVerdict, StrictJsonError } from '../../lambda/shared/scoring';
+import { parseLetter, parseVerdict, StrictJsonError } from '../../lambda/shared/scoring';
 import { ROOT } from './helpers';
 
 const CORPUS = path.join(ROOT, 'containers', 'eval', 'conformance');
@@ -145,5 +146,21 @@ for (const c of JUDGE.verdicts) {
         err instanceof StrictJsonError &&
         (c.error !== undefined ? err.message === c.error : err.message.startsWith(c.error_prefix ?? '')),
     );
+  });
+}
+
+const LETTERS = vectors<{ cases: Array<{ name: string; reply: string; letter: string | null }> }>('letters.json');
+
+for (const c of LETTERS.cases) {
+  test(`letters parse as the corpus says: ${c.name}`, () => {
+    assert.equal(parseLetter(c.reply), c.letter);
+  });
+}
+
+const RECORDS = vectors<{ cases: Array<{ name: string; record: ItemResult; line: string }> }>('records.json');
+
+for (const c of RECORDS.cases) {
+  test(`records serialise as the corpus says: ${c.name}`, () => {
+    assert.equal(recordLine(c.record), c.line);
   });
 }

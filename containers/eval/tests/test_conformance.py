@@ -12,9 +12,11 @@ import pytest
 
 from dapt_eval.benchmark import load_rows
 from dapt_eval.judge import JUDGE_PROMPT, VerdictParseError, enclose_candidate, parse_verdict
+from dapt_eval.mcq import parse_letter
 from dapt_eval.prompts import render
 from dapt_eval.providers.base import PermanentError, token_count
 from dapt_eval.providers.retry import RetriesExhaustedError, RetryPolicy, call_with_retry
+from dapt_eval.results import ItemResult
 from dapt_eval.schemas import ClassificationItem
 
 CORPUS = Path(__file__).resolve().parents[1] / "conformance"
@@ -106,3 +108,19 @@ def test_verdicts_parse_as_the_corpus_says(case: dict[str, Any]) -> None:
         assert str(raised.value) == case["error"]
     else:
         assert str(raised.value).startswith(case["error_prefix"])
+
+
+LETTERS = _vectors("letters.json")
+
+
+@pytest.mark.parametrize("case", LETTERS["cases"], ids=[c["name"] for c in LETTERS["cases"]])
+def test_letters_parse_as_the_corpus_says(case: dict[str, Any]) -> None:
+    assert parse_letter(case["reply"]) == case["letter"]
+
+
+RECORDS = _vectors("records.json")
+
+
+@pytest.mark.parametrize("case", RECORDS["cases"], ids=[c["name"] for c in RECORDS["cases"]])
+def test_records_serialise_as_the_corpus_says(case: dict[str, Any]) -> None:
+    assert ItemResult.model_validate(case["record"]).model_dump_json() + "\n" == case["line"]

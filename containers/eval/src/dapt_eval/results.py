@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from dapt_eval.hashing import canonical_json, canonicalize, sha256_text
 
@@ -85,6 +85,29 @@ class ItemResult(BaseModel):
         compared the same way, instead of being refused as mixed ('0' vs '0.0')."""
         normalised: dict[str, Any] = canonicalize(decoding)
         return normalised
+
+    @field_validator("details")
+    @classmethod
+    def _integral_details(cls, details: dict[str, Any]) -> dict[str, Any]:
+        """Integral floats in `details` (a loglik of -1.0) as ints, as JavaScript writes them."""
+        normalised: dict[str, Any] = integral_as_int(details)
+        return normalised
+
+    @field_serializer("score", "latency_ms")
+    def _integral_number(self, value: float | None) -> float | int | None:
+        """`1.0` is written `1`, as the TypeScript worker writes it (read back as 1.0)."""
+        return int(value) if value is not None and value.is_integer() else value
+
+
+def integral_as_int(value: Any) -> Any:
+    """`value` with every integral float, at any depth, as an int (JSON as JavaScript writes it)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: integral_as_int(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [integral_as_int(v) for v in value]
+    return value
 
 
 def cache_key_payload(
