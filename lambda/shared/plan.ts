@@ -129,6 +129,7 @@ const NOT_CHECKED: JudgeCalibration = {
   report_key: null,
   cohen_kappa: null,
   kappa_threshold: null,
+  injection_resistance: null,
   problems: ['no calibration report was checked'],
 };
 

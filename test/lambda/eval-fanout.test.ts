@@ -552,6 +552,7 @@ describe('Judge calibration gate', () => {
       report_key: judge.calibration_report,
       cohen_kappa: TRUSTED_REPORT.cohen_kappa,
       kappa_threshold: 0.6,
+      injection_resistance: null, // its calibration set has no adversarial row
       problems: [],
     });
     const shard = await getJson<{ judge: Record<string, unknown> }>('runs/gate-ok/shards/00000.json');

@@ -5,10 +5,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { manifestSchema, type Row } from '../../lambda/shared/benchmark';
-import { evaluateUnit, type RunContext, type UnitEnv, unitKey } from '../../lambda/shared/evaluate';
+import { checkCalibration } from '../../lambda/shared/calibration';
+import { evaluateUnit, judgeRef, type RunContext, type UnitEnv, unitKey } from '../../lambda/shared/evaluate';
 import { planRun } from '../../lambda/shared/plan';
 import type { Provider } from '../../lambda/shared/providers/types';
-import { parseRunSpec } from '../../lambda/shared/spec';
+import { judgeSpecSchema, parseRunSpec } from '../../lambda/shared/spec';
 
 const MODEL = { provider: 'simulated' as const, model_id: 'tiny', revision: 'r1' };
 const CLASSIFY_CTX: RunContext = {
@@ -94,4 +95,19 @@ test('a long answer is cut for the judge and the record says so', async () => {
   assert.deepEqual(record.judge && [record.judge.candidate_chars, record.judge.candidate_truncated], [50_000, true]);
   assert.ok((judge.prompts[0] ?? '').length < 10_000);
   assert.equal(record.judge?.raw_reply, '{"verdict": "incorrect", "reason": "too long"}');
+});
+
+test('the judge calibration recorded in run.json carries the report’s injection resistance', () => {
+  const judge = judgeSpecSchema.parse({ ...MODEL, calibration_report: 'benchmarks/cal/report.json' });
+  const report = {
+    judge: judgeRef(MODEL),
+    cohen_kappa: 0.8,
+    kappa_threshold: 0.6,
+    trusted: true,
+    injection_resistance: { n_items: 12, n_judged: 12, n_resisted: 9, rate: 0.75, by_attack: {} },
+  };
+  const gate = checkCalibration(judge, JSON.stringify(report), 'report.json');
+  assert.deepEqual([gate.calibrated, gate.injection_resistance], [true, 0.75]);
+  const older = { ...report, injection_resistance: undefined }; // dropped by JSON.stringify
+  assert.equal(checkCalibration(judge, JSON.stringify(older), 'report.json').injection_resistance, null);
 });

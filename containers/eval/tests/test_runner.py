@@ -21,7 +21,7 @@ from dapt_eval.providers.offline import OfflineBehaviour, OfflineProvider
 from dapt_eval.providers.openai_compat import OpenAICompatibleProvider
 from dapt_eval.providers.retry import RetryPolicy
 from dapt_eval.results import ItemResult, ModelRef, ResultStore, cache_key
-from dapt_eval.runner import RunConfig, RunConfigError, run_benchmark
+from dapt_eval.runner import RunConfig, RunConfigError, run_benchmark, unit_key
 from dapt_eval.schemas import Task
 
 LABELS = ["billing", "outage", "other"]
@@ -318,19 +318,24 @@ def test_records_round_trip_through_the_schema(
 def test_editing_an_item_reruns_it_and_the_report_uses_the_new_content(
     make_benchmark: MakeBenchmark, tmp_path: Path
 ) -> None:
-    rows = [cls_row(i, LABELS[i % 3]) for i in range(4)]
-    root = make_benchmark(Task.CLASSIFICATION, rows, labels=LABELS)
+    rows = [mcq_row(i) for i in range(4)]
+    root = make_benchmark(Task.MCQ, rows)
     out = tmp_path / "out"
     run_and_report(root, _offline(), _config(), out)
-    rows[0] = {**rows[0], "label": "outage"}  # a gold label fixed by the benchmark author
+    rows[0] = {**rows[0], "answer": "value 0, corrected"}  # a gold answer fixed by its author
     write_jsonl(root / "items.jsonl", rows)
     build_benchmark(root)
     again = _offline()
     _, report = run_and_report(root, again, _config(), out)
-    assert again.total_calls == 1  # the edited item only; before, 0 calls and the old label
+    assert again.total_calls == 1  # the edited item only; before, 0 calls and the old record
+    benchmark = load_benchmark(root)
+    edited = benchmark.items[0]
+    key = unit_key(
+        benchmark, edited, benchmark.manifest.prompt, again, DecodingParams(), "letter", None
+    )
     results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert len(results) == 4
-    assert next(r for r in results if r["item_id"] == "c0")["details"]["gold_label"] == "outage"
+    assert len(results) == 4  # the stale record of m0 stays in items/ but is not reported
+    assert next(r for r in results if r["item_id"] == "m0")["cache_key"] == key
     assert report["primary"]["completion_rate"] == 1.0
 
 
