@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { loadRows } from '../../lambda/shared/benchmark';
-import { encloseCandidate, JUDGE_PROMPT, render } from '../../lambda/shared/prompts';
+import { encloseCandidate, JUDGE_PROMPT, render, type Task, templateProblems } from '../../lambda/shared/prompts';
 import { tokenCount } from '../../lambda/shared/providers/types';
 import { type ItemResult, recordLine } from '../../lambda/shared/records';
 import { callWithRetry, PermanentError, RetriesExhaustedError } from '../../lambda/shared/retry';
@@ -162,5 +162,25 @@ const RECORDS = vectors<{ cases: Array<{ name: string; record: ItemResult; line:
 for (const c of RECORDS.cases) {
   test(`records serialise as the corpus says: ${c.name}`, () => {
     assert.equal(recordLine(c.record), c.line);
+  });
+}
+
+const TEMPLATES = vectors<{
+  problems: Array<{ name: string; task: Task; template: string; problems: string[] }>;
+  renders: Array<{ name: string; template: string; values: Record<string, string>; text: string }>;
+}>('templates.json');
+
+for (const c of TEMPLATES.problems) {
+  test(`template problems follow the corpus: ${c.name}`, () => {
+    assert.deepEqual(
+      templateProblems({ id: 'p', version: '1', template: c.template }, c.task, 'benchmark.json'),
+      c.problems,
+    );
+  });
+}
+
+for (const c of TEMPLATES.renders) {
+  test(`templates render as the corpus says: ${c.name}`, () => {
+    assert.equal(render({ id: 'p', version: '1', template: c.template }, c.values), c.text);
   });
 }

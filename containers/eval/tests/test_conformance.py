@@ -13,11 +13,11 @@ import pytest
 from dapt_eval.benchmark import load_rows
 from dapt_eval.judge import JUDGE_PROMPT, VerdictParseError, enclose_candidate, parse_verdict
 from dapt_eval.mcq import parse_letter
-from dapt_eval.prompts import render
+from dapt_eval.prompts import PromptSpec, render, template_problems
 from dapt_eval.providers.base import PermanentError, token_count
 from dapt_eval.providers.retry import RetriesExhaustedError, RetryPolicy, call_with_retry
 from dapt_eval.results import ItemResult
-from dapt_eval.schemas import ClassificationItem
+from dapt_eval.schemas import ClassificationItem, Task
 
 CORPUS = Path(__file__).resolve().parents[1] / "conformance"
 
@@ -124,3 +124,22 @@ RECORDS = _vectors("records.json")
 @pytest.mark.parametrize("case", RECORDS["cases"], ids=[c["name"] for c in RECORDS["cases"]])
 def test_records_serialise_as_the_corpus_says(case: dict[str, Any]) -> None:
     assert ItemResult.model_validate(case["record"]).model_dump_json() + "\n" == case["line"]
+
+
+TEMPLATES = _vectors("templates.json")
+
+
+@pytest.mark.parametrize(
+    "case", TEMPLATES["problems"], ids=[c["name"] for c in TEMPLATES["problems"]]
+)
+def test_template_problems_follow_the_corpus(case: dict[str, Any]) -> None:
+    prompt = PromptSpec(id="p", version="1", template=case["template"])
+    assert template_problems(prompt, Task(case["task"]), "benchmark.json") == case["problems"]
+
+
+@pytest.mark.parametrize(
+    "case", TEMPLATES["renders"], ids=[c["name"] for c in TEMPLATES["renders"]]
+)
+def test_templates_render_as_the_corpus_says(case: dict[str, Any]) -> None:
+    prompt = PromptSpec(id="p", version="1", template=case["template"])
+    assert render(prompt, case["values"]) == case["text"]
