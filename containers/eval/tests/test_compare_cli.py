@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import struct
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -218,3 +221,30 @@ def test_records_from_both_runtimes_mix_whatever_their_number_spelling(
     items[0].write_text(json.dumps(record) + "\n")
     report = aggregate_dir(tmp_path / "o")
     assert report["decoding"]["temperature"] == 0 and report["primary"]["n_results"] == 4
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="make test installs chromium")
+def test_compare_page_renders_in_a_headless_browser(
+    make_benchmark: MakeBenchmark, tmp_path: Path
+) -> None:
+    root = make_benchmark(Task.MCQ, [mcq_row(i) for i in range(40)])
+    comparison = _pair(root, tmp_path, (0.0, 1.0))
+    page = tmp_path / "cmp" / "compare.html"
+    shot = tmp_path / "compare.png"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--dump-dom"]
+    # One browser start (each costs seconds): the screenshot and the laid-out DOM together.
+    dom = subprocess.run(
+        ["chromium", *flags, f"--screenshot={shot}", "--window-size=900,900", page.as_uri()],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    # The browser laid out the chart, both models, the settings and the scientific p-value.
+    p_value = comparison["paired"][0]["mcnemar_exact"]["p_value"]
+    assert dom.count("<svg") == 1 and dom.count("<rect") == 2  # one bar each (the first 0 wide)
+    assert "offline:dapt@1" in dom and "Run settings" in dom and f"{p_value:.1e}" in dom
+    header = shot.read_bytes()[:24]
+    width, height = struct.unpack(">II", header[16:24])
+    assert header[:8] == b"\x89PNG\r\n\x1a\n" and (width, height) == (900, 900)
+    assert shot.stat().st_size > 10_000  # text, table borders and a bar: not a blank page
