@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { sha256Hex } from './canonical-json';
 import { clozeProblems, type PromptSpec, type Task, templateProblems } from './prompts';
-import { isBlank, pySplitlines } from './pytext';
+import { isBlank } from './pytext';
 
 /** The benchmark as a whole is unusable. */
 export class BenchmarkError extends Error {
@@ -111,7 +111,7 @@ export function loadRows(text: string, task: Task, labels: readonly string[] | n
   const rows: Row[] = [];
   const quarantined: Quarantined[] = [];
   const firstSeen = new Map<string, number>();
-  pySplitlines(text).forEach((raw, index) => {
+  jsonlLines(text.startsWith(UTF8_BOM) ? text.slice(UTF8_BOM.length) : text).forEach((raw, index) => {
     const line = index + 1;
     let reason = rowProblem(raw, task, labels);
     if (reason === null) {
@@ -132,6 +132,17 @@ export function loadRows(text: string, task: Task, labels: readonly string[] | n
     );
   }
   return { rows, quarantined };
+}
+
+/**
+ * The lines of a JSONL text (`dapt_eval.benchmark.jsonl_lines`): split on "\n" only; a "\r"
+ * just before it belongs to the break. Not Python's `splitlines`, which also breaks on U+2028,
+ * U+2029, U+0085, \v, \f and \x1c-\x1e: they may stand raw inside JSON strings.
+ */
+export function jsonlLines(text: string): string[] {
+  const lines = text.split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  return lines.map((line) => (line.endsWith('\r') ? line.slice(0, -1) : line));
 }
 
 /** `quarantine.jsonl` exactly as Python's `json.dumps(..., ensure_ascii=False)` writes it. */
@@ -249,3 +260,5 @@ export const ROW_FIELDS: Readonly<Record<Task, readonly FieldRule[]>> = {
 };
 
 const MIN_LABELS = 2;
+/** Dropped from the start of the items text, as `TextDecoder` and the Python loader drop it. */
+const UTF8_BOM = '\ufeff';

@@ -32,6 +32,8 @@ export interface CacheKeyInput {
   readonly benchmark: string;
   readonly benchmark_version: string;
   readonly item_id: string;
+  /** `itemSha256(row)`: the row's content, so an edited item never reuses a stale record. */
+  readonly item_sha256: string;
   readonly prompt_id: string;
   readonly prompt_version: string;
   readonly model: ModelRef;
@@ -45,6 +47,7 @@ export function cacheKeyPayload(input: CacheKeyInput): Record<string, unknown> {
   return {
     benchmark: { name: input.benchmark, version: input.benchmark_version },
     item_id: input.item_id,
+    item_sha256: input.item_sha256,
     prompt: { id: input.prompt_id, version: input.prompt_version },
     model: { provider: input.model.provider, model_id: input.model.model_id, revision: input.model.revision },
     decoding: decodingDict(input.decoding),
@@ -56,6 +59,14 @@ export function cacheKeyPayload(input: CacheKeyInput): Record<string, unknown> {
 /** sha256 hex of the canonical JSON of `cacheKeyPayload(input)`. */
 export function cacheKey(input: CacheKeyInput): string {
   return sha256Hex(canonicalJson(cacheKeyPayload(input)));
+}
+
+/**
+ * sha256 hex of a benchmark row's canonical JSON (`dapt_eval.hashing.item_sha256`): the row as
+ * parsed from `items.jsonl`, the fields it sets and nothing added.
+ */
+export function itemSha256(row: Readonly<Record<string, unknown>>): string {
+  return sha256Hex(canonicalJson(row));
 }
 
 /** The decoding object with exactly the Python keys, in the Python order. */

@@ -16,6 +16,8 @@ const calibrationReportSchema = z.looseObject({
   cohen_kappa: z.number().nullable(),
   kappa_threshold: z.number(),
   trusted: z.boolean(),
+  /** Reports written before adversarial calibration rows existed have none. */
+  injection_resistance: z.looseObject({ rate: z.number().nullable() }).optional(),
 });
 
 /** The outcome of the gate, as recorded in run.json (`judge_calibration`). */
@@ -26,6 +28,12 @@ export interface JudgeCalibration {
   readonly report_key: string | null;
   readonly cohen_kappa: number | null;
   readonly kappa_threshold: number | null;
+  /**
+   * The report's `injection_resistance.rate`: the share of adversarial calibration answers that
+   * did not pass (null when the report has none, or its set had no adversarial row). Recorded,
+   * not gated on: the threshold is the reader's to set.
+   */
+  readonly injection_resistance: number | null;
   /** Why the judge is not calibrated; empty when it is. */
   readonly problems: readonly string[];
 }
@@ -41,6 +49,7 @@ export function checkCalibration(judge: JudgeSpec, reportText: string | null, wh
     report_key: key,
     cohen_kappa: report?.cohen_kappa ?? null,
     kappa_threshold: report?.kappa_threshold ?? null,
+    injection_resistance: report?.injection_resistance?.rate ?? null,
     problems,
   });
   if (key === null)

@@ -10,3 +10,5 @@ export const MCQ_LETTER = new RegExp(`^(?:${constants.mcq_letter_pattern})$`, 'i
 export const QA_WRONG_ANSWER = constants.qa_wrong_answer;
 /** The simulated provider's wrong summary: the document's first characters. */
 export const SUMMARY_FALLBACK_CHARS = constants.summary_fallback_chars;
+/** The judge sees at most this many code points of a candidate answer (the cut is recorded). */
+export const JUDGE_CANDIDATE_MAX_CHARS = constants.judge_candidate_max_chars;

@@ -70,7 +70,7 @@ export async function runShard(ctx: RunContext, units: readonly Unit[], options:
       throw new Error(
         `unit of item '${unit.item.id}' names model index ${unit.model}, but the run has ${options.models.length} model(s)`,
       );
-    const key = unitKey(ctx, unit.item.id, model.identity, options.judge?.identity ?? null);
+    const key = unitKey(ctx, unit.item, model.identity, options.judge?.identity ?? null);
     const existing = await options.store.get(key);
     if (existing && FINISHED_STATUSES.has(existing.record.status)) {
       counts.skipped++;

@@ -3,10 +3,11 @@
  * prompt, call the provider through the retry layer, score strictly, and build the record.
  * Provider failures after retries become `errored` records carrying the message.
  */
-import { cacheKey, type Decoding, describeModel, type JudgeRef, type ModelRef } from './cache-key';
+import { cacheKey, type Decoding, describeModel, itemSha256, type JudgeRef, type ModelRef } from './cache-key';
 import type { Row } from './benchmark';
 import {
   CHOICE_LETTERS,
+  encloseCandidate,
   formatChoices,
   JUDGE_PROMPT,
   type PromptSpec,
@@ -64,12 +65,13 @@ export function judgeRef(judge: ModelRef): JudgeRef {
   return { model: describeModel(judge), prompt_version: `${JUDGE_PROMPT.id}@${JUDGE_PROMPT.version}` };
 }
 
-/** The unit's cache key (judge only for qa, like Python's runner). */
-export function unitKey(ctx: RunContext, itemId: string, model: ModelRef, judge: ModelRef | null): string {
+/** The unit's cache key (judge only for qa, like Python's runner); the item's content is in it. */
+export function unitKey(ctx: RunContext, item: Row, model: ModelRef, judge: ModelRef | null): string {
   return cacheKey({
     benchmark: ctx.benchmark,
     benchmark_version: ctx.benchmark_version,
-    item_id: itemId,
+    item_id: item.id,
+    item_sha256: itemSha256(item),
     prompt_id: ctx.prompt.id,
     prompt_version: ctx.prompt.version,
     model,
@@ -199,8 +201,10 @@ async function evaluateQa(env: UnitEnv, item: Row): Promise<Outcome> {
     wrong: [QA_WRONG_ANSWER],
   });
   const simulated: VerdictLabel = sameText(base.prediction, reference) ? 'correct' : 'incorrect';
+  const enclosed = encloseCandidate(base.prediction);
+  const seen = { candidate_chars: enclosed.chars, candidate_truncated: enclosed.truncated };
   const ref = judgeRef(judge.identity);
-  const prompt = render(JUDGE_PROMPT, { question, reference_answer: reference, candidate_answer: base.prediction });
+  const prompt = render(JUDGE_PROMPT, { question, reference_answer: reference, candidate_answer: enclosed.text });
   let reply: string;
   try {
     reply = (
@@ -211,23 +215,23 @@ async function evaluateQa(env: UnitEnv, item: Row): Promise<Outcome> {
     return {
       ...base,
       status: 'errored',
-      judge: { ...ref, verdict: null, reason: null },
+      judge: { ...ref, verdict: null, reason: null, raw_reply: null, ...seen },
       error: `judge: ${err.message}`,
     };
   }
   try {
-    const verdict = parseVerdict(reply);
+    const verdict = parseVerdict(reply, base.prediction);
     return {
       ...base,
       correct: verdict.verdict === 'correct',
-      judge: { ...ref, verdict: verdict.verdict, reason: verdict.reason },
+      judge: { ...ref, verdict: verdict.verdict, reason: verdict.reason, raw_reply: reply, ...seen },
     };
   } catch (err) {
     if (!(err instanceof StrictJsonError)) throw err;
     return {
       ...base,
       status: 'unparseable',
-      judge: { ...ref, verdict: null, reason: null },
+      judge: { ...ref, verdict: null, reason: null, raw_reply: reply, ...seen },
       error: `judge: ${err.message}`,
     };
   }

@@ -118,7 +118,7 @@ export function planRun(
     })),
     maxConcurrency: maxConcurrency(spec, judge, shards.length),
     unitCount: units.length,
-    cacheKeys: spec.models.map((m) => rows.map((row) => unitKey(context, row.id, identityOf(m), judgeIdentity))),
+    cacheKeys: spec.models.map((m) => rows.map((row) => unitKey(context, row, identityOf(m), judgeIdentity))),
     judgeCalibration,
   };
 }
@@ -129,6 +129,7 @@ const NOT_CHECKED: JudgeCalibration = {
   report_key: null,
   cohen_kappa: null,
   kappa_threshold: null,
+  injection_resistance: null,
   problems: ['no calibration report was checked'],
 };
 

@@ -1,6 +1,6 @@
 /**
  * Python `str` behaviours the evaluation core relies on, reproduced exactly in TypeScript:
- * `strip`/`split` (Python's whitespace set), `casefold`, `splitlines`, code-point slicing and
+ * `strip`/`split` (Python's whitespace set), `casefold`, code-point slicing and
  * `repr`. Scores and parse decisions depend on them, so "close enough" would make the two
  * runners disagree on the same reply.
  */
@@ -47,19 +47,6 @@ export function casefold(text: string): string {
     )
     .join('ı');
 }
-
-/** `str.splitlines()`: Python also breaks on \v, \f, \x1c-\x1e, \x85, U+2028 and U+2029. */
-export function pySplitlines(text: string): string[] {
-  if (text === '') return [];
-  const lines = text.split(LINE_BREAK);
-  if (lines[lines.length - 1] === '' && LINE_BREAK_AT_END.test(text)) lines.pop();
-  return lines;
-}
-
-// Built from a string: Python's line boundaries include the \x1c-\x1e separators on purpose.
-const LINE_BREAKS = '\\r\\n|[\\n\\r\\v\\f\\x1c\\x1d\\x1e\\x85\\u2028\\u2029]';
-const LINE_BREAK = new RegExp(LINE_BREAKS, 'u');
-const LINE_BREAK_AT_END = new RegExp(`(?:${LINE_BREAKS})$`, 'u');
 
 /** `text[:n]` (Python slices by code point, JavaScript by UTF-16 unit). */
 export function pySlice(text: string, n: number): string {

@@ -14,6 +14,12 @@ export const RESULT_SCHEMA_VERSION = 1;
 export interface JudgeRecord extends JudgeRef {
   readonly verdict: VerdictLabel | null;
   readonly reason: string | null;
+  /** The judge's reply exactly as received (null when the call failed). */
+  readonly raw_reply: string | null;
+  /** Code points of the candidate answer before the judge prompt's cut. */
+  readonly candidate_chars: number | null;
+  /** The judge saw only the first `JUDGE_CANDIDATE_MAX_CHARS` code points. */
+  readonly candidate_truncated: boolean;
 }
 
 export interface ItemResult {
@@ -64,6 +70,9 @@ export function recordLine(r: ItemResult): string {
       prompt_version: r.judge.prompt_version,
       verdict: r.judge.verdict,
       reason: r.judge.reason,
+      raw_reply: r.judge.raw_reply,
+      candidate_chars: r.judge.candidate_chars,
+      candidate_truncated: r.judge.candidate_truncated,
     },
     error: r.error,
     cache_key: r.cache_key,

@@ -67,14 +67,27 @@ export function retryDelayMs(policy: RetryPolicy, attempt: number, error: Provid
   return jittered;
 }
 
-/** Runs `call`, retrying throttles and transient errors; permanent errors fail at once. */
+/**
+ * A non-provider exception from a provider call, as the retry layer sees it
+ * (`dapt_eval.providers.retry.unexpected_error`): transient, retried, then an errored item.
+ */
+export function unexpectedError(err: unknown): TransientError {
+  const name = err instanceof Error ? err.name : typeof err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new TransientError(`unexpected ${name}: ${message}`);
+}
+
+/**
+ * Runs `call`, retrying throttles and transient errors; permanent errors fail at once. Any other
+ * exception is `unexpectedError` (retried, then recorded as an errored item), as in Python.
+ */
 export async function callWithRetry<T>(call: () => Promise<T>, policy: RetryPolicy): Promise<Attempted<T>> {
   const sleep = policy.sleep ?? defaultSleep;
   for (let attempt = 1; ; attempt++) {
     try {
       return { value: await call(), attempts: attempt };
     } catch (err) {
-      const error = err instanceof ProviderError ? err : new TransientError(String((err as Error)?.message ?? err));
+      const error = err instanceof ProviderError ? err : unexpectedError(err);
       if (error instanceof PermanentError || attempt >= policy.maxAttempts)
         throw new RetriesExhaustedError(error, attempt);
       await sleep(retryDelayMs(policy, attempt, error));

@@ -8,6 +8,13 @@ import { MCQ_LETTER } from './constants';
 
 const FENCE = /^```json[ \t]*\n([\s\S]*?)\n?```$/;
 
+/** The text `parseJsonObject` parses: the fenced block's body, or the stripped reply. */
+export function jsonBody(text: string): string {
+  const stripped = pyStrip(text);
+  const fenced = FENCE.exec(stripped);
+  return fenced ? (fenced[1] ?? '') : stripped;
+}
+
 /** The answer letter if the reply is exactly a letter, else null. */
 export function parseLetter(text: string): string | null {
   const match = MCQ_LETTER.exec(pyStrip(text));
@@ -28,8 +35,7 @@ export class StrictJsonError extends Error {
 /** The single JSON object in `text`; no prose around it, no repair. */
 export function parseJsonObject(text: string): Record<string, unknown> {
   const stripped = pyStrip(text);
-  const fenced = FENCE.exec(stripped);
-  const body = fenced ? (fenced[1] ?? '') : stripped;
+  const body = jsonBody(text);
   let value: unknown;
   try {
     value = JSON.parse(body);
@@ -50,8 +56,12 @@ export interface Verdict {
   readonly reason: string;
 }
 
-/** `{"verdict": "correct"|"incorrect", "reason": "..."}` and nothing else; throws StrictJsonError naming every problem. */
-export function parseVerdict(text: string): Verdict {
+/**
+ * `{"verdict": "correct"|"incorrect", "reason": "..."}` and nothing else; throws StrictJsonError
+ * naming every problem. With `candidate`, a reply whose JSON also stands in the candidate answer
+ * (whitespace collapsed) is rejected: the candidate's fake verdict echoed, not the judge's own.
+ */
+export function parseVerdict(text: string, candidate?: string): Verdict {
   const value = parseJsonObject(text);
   const problems: string[] = [];
   if (!('verdict' in value)) problems.push('verdict: Field required');
@@ -64,12 +74,18 @@ export function parseVerdict(text: string): Verdict {
     if (key !== 'verdict' && key !== 'reason') problems.push(`${key}: Extra inputs are not permitted`);
   }
   if (problems.length > 0) throw new StrictJsonError(`verdict object rejected: ${problems.join('; ')}`);
+  if (candidate !== undefined && collapsed(candidate).includes(collapsed(jsonBody(text))))
+    throw new StrictJsonError("the reply repeats a verdict written in the candidate answer: not the judge's own");
   return { verdict: value.verdict as VerdictLabel, reason: value.reason as string };
 }
 
 /** Same words ignoring case and whitespace (the simulated judge's notion of a right answer). */
 export function sameText(a: string, b: string): boolean {
   return pySplit(casefold(a)).join(' ') === pySplit(casefold(b)).join(' ');
+}
+
+function collapsed(text: string): string {
+  return pySplit(text).join(' ');
 }
 
 function pyTypeName(value: unknown): string {

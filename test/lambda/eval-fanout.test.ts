@@ -460,7 +460,7 @@ print(json.dumps(len([ItemResult.model_validate_json(json.dumps(r)) for r in jso
       ),
     );
     assert.equal(records[0]?.judge?.model, 'simulated:judge-1@r1');
-    assert.equal(records[0]?.judge?.prompt_version, 'judge-reference-guided@1');
+    assert.equal(records[0]?.judge?.prompt_version, 'judge-reference-guided@2');
     const good = await runAll(await plan('qa-ok', await putSpec('qa-ok', spec(await calibratedJudge('judge-0')))));
     assert.equal(sum(good.results, 'ok'), 6);
     const scored = await recordsOf('qa-ok');
@@ -552,6 +552,7 @@ describe('Judge calibration gate', () => {
       report_key: judge.calibration_report,
       cohen_kappa: TRUSTED_REPORT.cohen_kappa,
       kappa_threshold: 0.6,
+      injection_resistance: null, // its calibration set has no adversarial row
       problems: [],
     });
     const shard = await getJson<{ judge: Record<string, unknown> }>('runs/gate-ok/shards/00000.json');
@@ -592,7 +593,7 @@ describe('Judge calibration gate', () => {
     await refused(
       'gate-prompt',
       { ...judge, calibration_report: oldPrompt },
-      /is for judge prompt 'judge-reference-guided@0', but the fan-out judges with 'judge-reference-guided@1'/,
+      /is for judge prompt 'judge-reference-guided@0', but the fan-out judges with 'judge-reference-guided@2'/,
     );
   });
 

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type CacheKeyInput, cacheKey } from '../../lambda/shared/cache-key';
+import { type CacheKeyInput, cacheKey, itemSha256 } from '../../lambda/shared/cache-key';
 import { CanonicalJsonError, canonicalJson } from '../../lambda/shared/canonical-json';
 import { formatChoices, JUDGE_PROMPT, render, shuffleChoices } from '../../lambda/shared/prompts';
 import { SimulatedProvider } from '../../lambda/shared/providers/simulated';
@@ -14,10 +14,17 @@ import { rougeL, tokenize } from '../../lambda/shared/rouge';
 import { parseLabel, parseLetter, parseVerdict } from '../../lambda/shared/scoring';
 import { python } from './helpers';
 
+const GOLDEN_ROW = {
+  id: 'm1',
+  question: 'Which?',
+  answer: 'A1',
+  distractors: { near_miss: 'A2', wrong: ['A3', 'A4'] },
+};
 const GOLDEN: CacheKeyInput = {
   benchmark: 'bench',
   benchmark_version: '1.0.0',
   item_id: 'm1',
+  item_sha256: itemSha256(GOLDEN_ROW),
   prompt_id: 'mcq-letter',
   prompt_version: '1',
   model: { provider: 'offline', model_id: 'tiny', revision: 'r1' },
@@ -31,15 +38,17 @@ test('cache_key matches the golden vector of containers/eval/README.md', () => {
     canonicalJson({
       benchmark: { name: 'bench', version: '1.0.0' },
       item_id: 'm1',
+      item_sha256: '75c6c1f0662edb1be5310c26edf883de0589e4031e47046ce19547fa387f512a',
       prompt: { id: 'mcq-letter', version: '1' },
       model: { provider: 'offline', model_id: 'tiny', revision: 'r1' },
       decoding: { temperature: 0, max_tokens: 256, top_p: 1, seed: 0, stop: [] },
       mode: 'letter',
       judge: null,
     }),
-    '{"benchmark":{"name":"bench","version":"1.0.0"},"decoding":{"max_tokens":256,"seed":0,"stop":[],"temperature":0,"top_p":1},"item_id":"m1","judge":null,"mode":"letter","model":{"model_id":"tiny","provider":"offline","revision":"r1"},"prompt":{"id":"mcq-letter","version":"1"}}',
+    '{"benchmark":{"name":"bench","version":"1.0.0"},"decoding":{"max_tokens":256,"seed":0,"stop":[],"temperature":0,"top_p":1},"item_id":"m1","item_sha256":"75c6c1f0662edb1be5310c26edf883de0589e4031e47046ce19547fa387f512a","judge":null,"mode":"letter","model":{"model_id":"tiny","provider":"offline","revision":"r1"},"prompt":{"id":"mcq-letter","version":"1"}}',
   );
-  assert.equal(cacheKey(GOLDEN), '08be62faece4017e575a5d4c6bba7fef9064322b541f41610ca112bc42668fa3');
+  assert.equal(itemSha256(GOLDEN_ROW), '75c6c1f0662edb1be5310c26edf883de0589e4031e47046ce19547fa387f512a');
+  assert.equal(cacheKey(GOLDEN), '9fc755f1a49817561e401d5cf1b8f50f836035771135f46430c278b829cc41bc');
 });
 
 test('canonical JSON rejects numbers that Python and JavaScript print differently', () => {
@@ -52,14 +61,20 @@ test('canonical JSON rejects numbers that Python and JavaScript print differentl
   assert.equal(canonicalJson({ b: 1.0, a: 0.7 }), '{"a":0.7,"b":1}');
 });
 
-test('cache_key equals Python for random payloads with non-ASCII text and floats', () => {
+test('cache_key equals Python for random payloads and rows with non-ASCII text and floats', () => {
   const rng = mulberry32(20240607);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rng() * xs.length)] as T;
   const word = (): string => Array.from({ length: 1 + Math.floor(rng() * 6) }, () => pick(ALPHABET)).join('');
-  const payloads: CacheKeyInput[] = Array.from({ length: 60 }, (_, i) => ({
+  const rows = Array.from({ length: 60 }, (_, i) => ({
+    id: word(),
+    [pick(['question', 'text', 'document'])]: `${word()} ${word()}\u2028${word()}`,
+    ...(i % 2 === 0 ? { label: word() } : { distractors: { near_miss: word(), wrong: [word(), word()] } }),
+  }));
+  const payloads: CacheKeyInput[] = rows.map((row, i) => ({
     benchmark: `b-${word()}`,
     benchmark_version: `${i}.${Math.floor(rng() * 9)}`,
-    item_id: word(),
+    item_id: row.id,
+    item_sha256: itemSha256(row),
     prompt_id: word(),
     prompt_version: String(Math.floor(rng() * 5)),
     model: { provider: pick(['offline', 'bedrock', 'openai', 'sagemaker']), model_id: word(), revision: word() },
@@ -75,13 +90,16 @@ test('cache_key equals Python for random payloads with non-ASCII text and floats
   }));
   const expected = python<string[]>(
     `import json, sys
+from dapt_eval.hashing import item_sha256
 from dapt_eval.results import cache_key, ModelRef
 out = []
-for p in json.load(sys.stdin):
+v = json.load(sys.stdin)
+for row, p in zip(v["rows"], v["payloads"]):
     p["model"] = ModelRef(**p["model"])
+    p["item_sha256"] = item_sha256(row)
     out.append(cache_key(**p))
 print(json.dumps(out))`,
-    payloads,
+    { rows, payloads },
   );
   assert.deepEqual(payloads.map(cacheKey), expected);
 });

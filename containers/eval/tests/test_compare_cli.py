@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+import shutil
+import struct
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from conftest import MakeBenchmark, mcq_row, write_jsonl
+from conftest import MakeBenchmark, mcq_row, sum_row, write_jsonl
 from dapt_eval.aggregate import AggregationError
+from dapt_eval.benchmark import build_benchmark
 from dapt_eval.cli import main
-from dapt_eval.commands import compare_dirs, run_and_report
+from dapt_eval.commands import aggregate_dir, compare_dirs, run_and_report
+from dapt_eval.compare import render_html
+from dapt_eval.providers.base import DecodingParams
 from dapt_eval.providers.offline import OfflineBehaviour, OfflineProvider
 from dapt_eval.providers.retry import RetryPolicy
 from dapt_eval.runner import RunConfig
@@ -135,3 +142,109 @@ def test_cli_calibrate_judge_require_trusted(
     assert main(args) == 0
     assert main([*args, "--judge-offline-correct-rate", "0.5"]) == 1
     assert json.loads((tmp_path / "r.json").read_text())["trusted"] is False
+
+
+def _pair(root: Path, tmp_path: Path, rates: tuple[float, float]) -> dict[str, Any]:
+    for name, rate in zip(("base", "dapt"), rates, strict=True):
+        provider = OfflineProvider(name, "1", OfflineBehaviour(correct_rate=rate))
+        config = RunConfig(run_id=name, decoding=DecodingParams(seed=7, max_tokens=64))
+        run_and_report(root, provider, config, tmp_path / name)
+    return compare_dirs([tmp_path / "base", tmp_path / "dapt"], tmp_path / "cmp")
+
+
+def test_summarization_compare_headlines_rouge_l_not_strict_accuracy(
+    make_benchmark: MakeBenchmark, tmp_path: Path
+) -> None:
+    root = make_benchmark(Task.SUMMARIZATION, [sum_row(i) for i in range(6)])
+    comparison = _pair(root, tmp_path, (0.5, 1.0))
+    model = comparison["models"][1]
+    assert model["strict"]["metric"] == "rouge_l_strict"
+    assert model["strict"]["value"] == pytest.approx(1.0)
+    page = (tmp_path / "cmp" / "compare.html").read_text()
+    assert "strict accuracy" not in page and "rouge_l_strict" in page
+
+
+def test_classification_paired_difference_names_its_metric() -> None:
+    model = {
+        "label": "m",
+        "primary": {"value": 0.5, "low": 0.4, "high": 0.6},
+        "n_items": 8,
+        "n_errored": 0,
+        "n_unparseable": 0,
+        "strict": {"metric": "strict_accuracy", "value": 0.5},
+        "format_spread": {"min": None, "max": None, "n_prompts": 1},
+    }
+    diff = {"mean_difference": 0.25, "ci": {"low": 0.0, "high": 0.5}}
+    pair = {"b": "m", "n_shared_completed": 8, "statistic": "accuracy"}
+    comparison = {
+        "benchmark": "b",
+        "benchmark_version": "1",
+        "task": "classification",
+        "mode": "label",
+        "primary_metric": "macro_f1",
+        "baseline": "m",
+        "models": [model, model],
+        "paired": [{**pair, "difference_b_minus_a": diff, "mcnemar_exact": {"p_value": 0.5}}],
+    }
+    page = render_html(comparison)
+    assert "difference in accuracy (b&minus;a)" in page  # before: "difference (b&minus;a)"
+    assert "not in the headline metric macro_f1" in page
+
+
+def test_compare_page_shows_small_p_values_settings_and_quarantine(
+    make_benchmark: MakeBenchmark, tmp_path: Path
+) -> None:
+    root = make_benchmark(Task.MCQ, [mcq_row(i) for i in range(100)])
+    write_jsonl(root / "items.jsonl", [mcq_row(i) for i in range(100)] + ["{broken"])
+    build_benchmark(root)
+    comparison = _pair(root, tmp_path, (0.0, 1.0))
+    p_value = comparison["paired"][0]["mcnemar_exact"]["p_value"]
+    assert 0 < p_value < 1e-20  # 100 discordant pairs
+    page = (tmp_path / "cmp" / "compare.html").read_text()
+    assert f"<td>{p_value:.1e}</td></tr>" in page  # before: <td>0.000</td>
+    model = comparison["models"][0]
+    assert model["quarantined_rows"] == 1
+    assert model["decoding"]["seed"] == 7 and model["judge"] is None
+    assert "seed 7" in page and "max_tokens 64" in page and "quarantined rows" in page
+
+
+def test_records_from_both_runtimes_mix_whatever_their_number_spelling(
+    make_benchmark: MakeBenchmark, tmp_path: Path
+) -> None:
+    root = make_benchmark(Task.MCQ, [mcq_row(i) for i in range(4)])
+    run_and_report(root, OfflineProvider("m", "1"), RunConfig(run_id="r"), tmp_path / "o")
+    items = sorted((tmp_path / "o" / "items").glob("*.json"))
+    record = json.loads(items[0].read_text())
+    assert record["decoding"]["temperature"] == 0 and '"temperature":0,' in items[0].read_text()
+    # a record as an older Python wrote it ("temperature": 0.0) next to the others
+    record["decoding"] = {**record["decoding"], "temperature": 0.0, "top_p": 1.0}
+    items[0].write_text(json.dumps(record) + "\n")
+    report = aggregate_dir(tmp_path / "o")
+    assert report["decoding"]["temperature"] == 0 and report["primary"]["n_results"] == 4
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="make test installs chromium")
+def test_compare_page_renders_in_a_headless_browser(
+    make_benchmark: MakeBenchmark, tmp_path: Path
+) -> None:
+    root = make_benchmark(Task.MCQ, [mcq_row(i) for i in range(40)])
+    comparison = _pair(root, tmp_path, (0.0, 1.0))
+    page = tmp_path / "cmp" / "compare.html"
+    shot = tmp_path / "compare.png"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--dump-dom"]
+    # One browser start (each costs seconds): the screenshot and the laid-out DOM together.
+    dom = subprocess.run(
+        ["chromium", *flags, f"--screenshot={shot}", "--window-size=900,900", page.as_uri()],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    # The browser laid out the chart, both models, the settings and the scientific p-value.
+    p_value = comparison["paired"][0]["mcnemar_exact"]["p_value"]
+    assert dom.count("<svg") == 1 and dom.count("<rect") == 2  # one bar each (the first 0 wide)
+    assert "offline:dapt@1" in dom and "Run settings" in dom and f"{p_value:.1e}" in dom
+    header = shot.read_bytes()[:24]
+    width, height = struct.unpack(">II", header[16:24])
+    assert header[:8] == b"\x89PNG\r\n\x1a\n" and (width, height) == (900, 900)
+    assert shot.stat().st_size > 10_000  # text, table borders and a bar: not a blank page

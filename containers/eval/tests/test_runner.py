@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
-from conftest import MakeBenchmark, cls_row, mcq_row, qa_row, sum_row
+from conftest import MakeBenchmark, cls_row, mcq_row, qa_row, sum_row, write_jsonl
 from dapt_eval.aggregate import AggregationError, aggregate
-from dapt_eval.benchmark import load_benchmark
+from dapt_eval.benchmark import build_benchmark, load_benchmark
 from dapt_eval.commands import aggregate_dir, run_and_report
-from dapt_eval.hashing import sha256_text
+from dapt_eval.hashing import item_sha256, sha256_text
 from dapt_eval.judge import Judge
 from dapt_eval.prompts import PromptSpec
 from dapt_eval.providers.base import DecodingParams
@@ -19,7 +21,7 @@ from dapt_eval.providers.offline import OfflineBehaviour, OfflineProvider
 from dapt_eval.providers.openai_compat import OpenAICompatibleProvider
 from dapt_eval.providers.retry import RetryPolicy
 from dapt_eval.results import ItemResult, ModelRef, ResultStore, cache_key
-from dapt_eval.runner import RunConfig, RunConfigError, run_benchmark
+from dapt_eval.runner import RunConfig, RunConfigError, run_benchmark, unit_key
 from dapt_eval.schemas import Task
 
 LABELS = ["billing", "outage", "other"]
@@ -47,10 +49,17 @@ def _offline(**behaviour: float) -> OfflineProvider:
 
 def test_cache_key_is_sha256_of_the_documented_canonical_json() -> None:
     # This golden vector is repeated in README.md for the TypeScript implementation.
+    row: dict[str, Any] = {"id": "m1", "question": "Which?", "answer": "A1"}
+    row["distractors"] = {"near_miss": "A2", "wrong": ["A3", "A4"]}
+    assert item_sha256(row) == sha256_text(
+        '{"answer":"A1","distractors":{"near_miss":"A2","wrong":["A3","A4"]},"id":"m1",'
+        '"question":"Which?"}'
+    )
     key = cache_key(
         benchmark="bench",
         benchmark_version="1.0.0",
         item_id="m1",
+        item_sha256=item_sha256(row),
         prompt_id="mcq-letter",
         prompt_version="1",
         model=ModelRef(provider="offline", model_id="tiny", revision="r1"),
@@ -61,12 +70,14 @@ def test_cache_key_is_sha256_of_the_documented_canonical_json() -> None:
     canonical = (
         '{"benchmark":{"name":"bench","version":"1.0.0"},'
         '"decoding":{"max_tokens":256,"seed":0,"stop":[],"temperature":0,"top_p":1},'
-        '"item_id":"m1","judge":null,"mode":"letter",'
+        '"item_id":"m1",'
+        '"item_sha256":"75c6c1f0662edb1be5310c26edf883de0589e4031e47046ce19547fa387f512a",'
+        '"judge":null,"mode":"letter",'
         '"model":{"model_id":"tiny","provider":"offline","revision":"r1"},'
         '"prompt":{"id":"mcq-letter","version":"1"}}'
     )
     assert key == sha256_text(canonical)
-    assert key == "08be62faece4017e575a5d4c6bba7fef9064322b541f41610ca112bc42668fa3"
+    assert key == "9fc755f1a49817561e401d5cf1b8f50f836035771135f46430c278b829cc41bc"
 
 
 def test_mcq_run_writes_one_record_per_item_with_the_shared_schema(
@@ -219,9 +230,18 @@ def test_qa_is_judged_and_judge_garbage_is_unparseable_not_incorrect(
     garbage = [r for r in records if r["status"] == "unparseable"]
     assert garbage and all(r["correct"] is None and r["judge"]["verdict"] is None for r in garbage)
     judged = [r for r in records if r["status"] == "ok"]
-    assert all(r["judge"]["prompt_version"] == "judge-reference-guided@1" for r in judged)
+    assert all(r["judge"]["prompt_version"] == "judge-reference-guided@2" for r in judged)
+    assert all(r["judge"]["raw_reply"].startswith('{"verdict"') for r in judged)
     assert report["primary_metric"] == "judge_pass_rate"
     assert 0 < report["primary"]["accuracy"]["rate"] < 1
+    # the headline counts the unparseable verdicts as failures, and shows how many there were
+    passed = sum(1 for r in judged if r["correct"])
+    pass_rate = report["primary"]["judge_pass_rate"]
+    assert (pass_rate["rate"], pass_rate["n_unparseable_verdicts"]) == (
+        pytest.approx(passed / (len(judged) + len(garbage))),
+        len(garbage),
+    )
+    assert report["primary"]["primary_value"]["value"] == pass_rate["rate"]
 
 
 def test_qa_without_a_judge_is_refused(make_benchmark: MakeBenchmark, tmp_path: Path) -> None:
@@ -293,3 +313,99 @@ def test_records_round_trip_through_the_schema(
     run_and_report(root, _offline(), _config(), tmp_path / "out")
     line = (tmp_path / "out" / "results.jsonl").read_text().splitlines()[0]
     assert ItemResult.model_validate_json(line).item_id == "m0"
+
+
+def test_editing_an_item_reruns_it_and_the_report_uses_the_new_content(
+    make_benchmark: MakeBenchmark, tmp_path: Path
+) -> None:
+    rows = [mcq_row(i) for i in range(4)]
+    root = make_benchmark(Task.MCQ, rows)
+    out = tmp_path / "out"
+    run_and_report(root, _offline(), _config(), out)
+    rows[0] = {**rows[0], "answer": "value 0, corrected"}  # a gold answer fixed by its author
+    write_jsonl(root / "items.jsonl", rows)
+    build_benchmark(root)
+    again = _offline()
+    _, report = run_and_report(root, again, _config(), out)
+    assert again.total_calls == 1  # the edited item only; before, 0 calls and the old record
+    benchmark = load_benchmark(root)
+    edited = benchmark.items[0]
+    key = unit_key(
+        benchmark, edited, benchmark.manifest.prompt, again, DecodingParams(), "letter", None
+    )
+    results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(results) == 4  # the stale record of m0 stays in items/ but is not reported
+    assert next(r for r in results if r["item_id"] == "m0")["cache_key"] == key
+    assert report["primary"]["completion_rate"] == 1.0
+
+
+def test_deleted_items_leave_the_report(make_benchmark: MakeBenchmark, tmp_path: Path) -> None:
+    rows = [mcq_row(i) for i in range(10)]
+    root = make_benchmark(Task.MCQ, rows)
+    out = tmp_path / "out"
+    run_and_report(root, _offline(), _config(), out)
+    write_jsonl(root / "items.jsonl", rows[:5])
+    build_benchmark(root)
+    _, report = run_and_report(root, _offline(), _config(), out)
+    primary = report["primary"]
+    assert (primary["n_results"], primary["completion_rate"]) == (5, 1.0)
+
+
+def test_strict_accuracy_and_completion_count_the_items_expected(
+    make_benchmark: MakeBenchmark, tmp_path: Path
+) -> None:
+    benchmark = load_benchmark(make_benchmark(Task.MCQ, [mcq_row(i) for i in range(10)]))
+    store = ResultStore(tmp_path / "out")
+    run_benchmark(benchmark, _offline(), _config(), store)
+    primary = aggregate(list(store), benchmark.manifest, expected_per_prompt=100)["primary"]
+    assert primary["accuracy"]["rate"] == 1.0  # of the 10 scored
+    assert primary["strict_accuracy"]["rate"] == pytest.approx(0.1)  # of the 100 expected
+    assert (primary["n_missing"], primary["completion_rate"]) == (90, 0.1)
+
+
+def test_more_records_than_expected_items_is_an_error(
+    make_benchmark: MakeBenchmark, tmp_path: Path
+) -> None:
+    benchmark = load_benchmark(make_benchmark(Task.MCQ, [mcq_row(i) for i in range(4)]))
+    store = ResultStore(tmp_path / "out")
+    run_benchmark(benchmark, _offline(), _config(), store)
+    with pytest.raises(AggregationError, match=r"4 records .* 3 items expected"):
+        aggregate(list(store), benchmark.manifest, expected_per_prompt=3)
+
+
+class _BrokenProvider(OfflineProvider):
+    """A provider whose client code raises something that is not a ProviderError."""
+
+    def generate(self, prompt: str, params: DecodingParams, oracle: Any = None) -> Any:
+        raise TypeError("int() argument must be a string, a bytes-like object or a real number")
+
+
+def test_an_unexpected_provider_exception_is_an_errored_item_not_an_aborted_run(
+    make_benchmark: MakeBenchmark, tmp_path: Path
+) -> None:
+    root = make_benchmark(Task.MCQ, [mcq_row(i) for i in range(3)])
+    summary, report = run_and_report(root, _BrokenProvider("tiny", "r1"), _config(), tmp_path / "o")
+    assert (summary.errored, report["primary"]["n_errored"]) == (3, 3)
+    record = json.loads((tmp_path / "o" / "results.jsonl").read_text().splitlines()[0])
+    assert record["error"] == (
+        "TransientError after 3 attempt(s): unexpected TypeError: int() argument must be a "
+        "string, a bytes-like object or a real number"
+    )
+
+
+def test_a_server_answering_null_token_counts_is_scored(
+    make_benchmark: MakeBenchmark, tmp_path: Path
+) -> None:
+    def reply(request: httpx.Request) -> httpx.Response:
+        body = {"choices": [{"message": {"content": "A"}}], "usage": {"prompt_tokens": None}}
+        return httpx.Response(200, json=body)
+
+    provider = OpenAICompatibleProvider("http://server", "m")
+    provider._client = httpx.Client(base_url="http://server", transport=httpx.MockTransport(reply))
+    root = make_benchmark(Task.MCQ, [mcq_row(0)])
+    summary, _ = run_and_report(root, provider, _config(), tmp_path / "o")
+    record = json.loads((tmp_path / "o" / "results.jsonl").read_text().splitlines()[0])
+    assert (summary.ok + summary.unparseable, record["usage"]) == (
+        1,
+        {"input_tokens": 0, "output_tokens": 0},
+    )

@@ -7,7 +7,7 @@ import { BedrockRuntimeClient, ConverseCommand, type ConverseCommandOutput } fro
 import { InvokeEndpointCommand, SageMakerRuntimeClient } from '@aws-sdk/client-sagemaker-runtime';
 import type { Decoding, ModelRef } from '../cache-key';
 import { PermanentError, type ProviderError, ThrottledError, TransientError } from '../retry';
-import type { Generation, Provider } from './types';
+import { type Generation, type Provider, tokenCount } from './types';
 
 /**
  * Maps an AWS SDK error to throttled / transient / permanent, keeping code and message. The error
@@ -64,7 +64,10 @@ export class BedrockConverseProvider implements Provider {
       );
     return {
       text: blocks.map((b) => ('text' in b && typeof b.text === 'string' ? b.text : '')).join(''),
-      usage: { input_tokens: response.usage?.inputTokens ?? 0, output_tokens: response.usage?.outputTokens ?? 0 },
+      usage: {
+        input_tokens: tokenCount(response.usage?.inputTokens, 'bedrock: usage.inputTokens'),
+        output_tokens: tokenCount(response.usage?.outputTokens, 'bedrock: usage.outputTokens'),
+      },
       latencyMs: response.metrics?.latencyMs ?? performance.now() - started,
     };
   }
@@ -135,10 +138,13 @@ export function tgiResponseText(body: string): Omit<Generation, 'latencyMs'> {
   if (first === null || typeof first !== 'object' || !('generated_text' in first)) {
     throw new PermanentError(`sagemaker: response lacks 'generated_text': ${JSON.stringify(data).slice(0, 300)}`);
   }
-  const details = (first.details ?? {}) as { prefill?: unknown[]; generated_tokens?: number };
+  const details = (first.details ?? {}) as { prefill?: unknown[]; generated_tokens?: unknown };
   return {
     text: String(first.generated_text),
-    usage: { input_tokens: details.prefill?.length ?? 0, output_tokens: Number(details.generated_tokens ?? 0) },
+    usage: {
+      input_tokens: details.prefill?.length ?? 0,
+      output_tokens: tokenCount(details.generated_tokens, 'sagemaker: details.generated_tokens'),
+    },
   };
 }
 

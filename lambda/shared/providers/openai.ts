@@ -6,7 +6,7 @@
 import type { Decoding, ModelRef } from '../cache-key';
 import { pyRepr, pySlice } from '../pytext';
 import { parseRetryAfter, PermanentError, ThrottledError, TransientError } from '../retry';
-import type { Generation, Provider } from './types';
+import { type Generation, type Provider, tokenCount } from './types';
 
 export class OpenAICompatibleProvider implements Provider {
   readonly identity: ModelRef;
@@ -57,7 +57,7 @@ export class OpenAICompatibleProvider implements Provider {
     }
     let data: {
       choices?: Array<{ message?: { content?: string | null } }>;
-      usage?: { prompt_tokens?: number; completion_tokens?: number };
+      usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } | null;
     };
     try {
       data = JSON.parse(text) as typeof data;
@@ -68,9 +68,15 @@ export class OpenAICompatibleProvider implements Provider {
     // Like Python, a message without `content` is malformed; `content: null` is an empty reply.
     if (!message || !('content' in message))
       throw new PermanentError(`openai: response lacks choices[0].message.content: ${text.slice(0, 300)}`);
+    const usage = data.usage ?? {};
+    if (typeof usage !== 'object' || Array.isArray(usage))
+      throw new PermanentError(`openai: usage is not an object: ${JSON.stringify(usage).slice(0, 200)}`);
     return {
       text: String(message.content ?? ''),
-      usage: { input_tokens: data.usage?.prompt_tokens ?? 0, output_tokens: data.usage?.completion_tokens ?? 0 },
+      usage: {
+        input_tokens: tokenCount(usage.prompt_tokens, 'openai: usage.prompt_tokens'),
+        output_tokens: tokenCount(usage.completion_tokens, 'openai: usage.completion_tokens'),
+      },
       latencyMs: performance.now() - started,
     };
   }

@@ -1,5 +1,6 @@
 /** The one interface every provider implements (mirrors `dapt_eval.providers.base.Provider`). */
 import type { Decoding, ModelRef } from '../cache-key';
+import { PermanentError } from '../retry';
 
 /** Token counts as reported by the provider (0 where it reports none). */
 export interface Usage {
@@ -25,4 +26,16 @@ export interface Provider {
   readonly identity: ModelRef;
   /** One completion for `prompt`; rejects with a ProviderError subclass on failure. */
   generate(prompt: string, decoding: Decoding, oracle?: Oracle): Promise<Generation>;
+}
+
+/**
+ * A usage count from a provider's reply (`dapt_eval.providers.base.token_count`): absent or null
+ * is 0 (the server reports none); anything but a non-negative integer is a malformed reply,
+ * a `PermanentError` naming `where` (vectors: `containers/eval/conformance/providers.json`).
+ */
+export function tokenCount(value: unknown, where: string): number {
+  if (value === null || value === undefined) return 0;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0)
+    throw new PermanentError(`${where} is not a token count: ${JSON.stringify(value)}`);
+  return value;
 }

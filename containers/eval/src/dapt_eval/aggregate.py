@@ -19,6 +19,7 @@ from dapt_eval.metrics import (
     accuracy_report,
     classification_report,
     mean_with_ci,
+    wilson,
 )
 from dapt_eval.results import ItemResult
 from dapt_eval.schemas import Task
@@ -132,6 +133,7 @@ def aggregate(
         "task": scope.task.value,
         "model": first.model.model_dump(),
         "decoding": first.decoding,
+        "judge": _judge_identity(results),
         "mode": first.mode,
         "primary_prompt": primary_id,
         "primary_metric": metric,
@@ -140,6 +142,16 @@ def aggregate(
         "per_prompt": per_prompt,
         "notes": REPORT_NOTES,
     }
+
+
+def _judge_identity(results: Sequence[ItemResult]) -> dict[str, str] | None:
+    """`{model, prompt_version}` of the judge that graded the records (None without one)."""
+    judged = sorted(
+        {(r.judge.model, r.judge.prompt_version) for r in results if r.judge is not None}
+    )
+    if len(judged) > 1:
+        raise AggregationError(f"cannot aggregate mixed results: 'judge' takes {judged}")
+    return {"model": judged[0][0], "prompt_version": judged[0][1]} if judged else None
 
 
 def prompt_report(
@@ -152,12 +164,19 @@ def prompt_report(
     """Metrics of one prompt: counts and completion, then the task's metrics."""
     finished = sum(1 for r in results if r.status in ("ok", "unparseable"))
     total = expected if expected is not None else len(results)
+    if len(results) > total:
+        raise AggregationError(
+            f"prompt '{results[0].prompt_id}' of '{scope.name}' has {len(results)} records but "
+            f"{total} items expected: records of items no longer in the benchmark (or of another "
+            "run) are mixed in; aggregate only the run's cache keys"
+        )
+    missing = total - len(results)
     report: dict[str, Any] = {
         "n_results": len(results),
         "n_expected": total,
-        "n_missing": max(0, total - len(results)),
+        "n_missing": missing,
         "completion_rate": finished / total if total else None,
-        **accuracy_report([Outcome(r.status, r.correct) for r in results]),
+        **accuracy_report([Outcome(r.status, r.correct) for r in results], n_missing=missing),
     }
     if scope.task is Task.CLASSIFICATION:
         scored = [r for r in results if r.status == "ok"]
@@ -168,19 +187,44 @@ def prompt_report(
             n_resamples,
             seed,
         )
+    if scope.task is Task.QA and scope.mode == "judge":
+        report["judge_pass_rate"] = judge_pass_rate(results)
     if scored_by_rouge(scope.task, scope.mode):
         scores = [r.score for r in results if r.status == "ok" and r.score is not None]
+        # Strict: errored, unparseable and missing items score 0, over the items expected.
         strict = [r.score if r.status == "ok" and r.score is not None else 0.0 for r in results]
+        strict += [0.0] * missing
         report["rouge_l"] = mean_with_ci(scores, n_resamples, seed)
         report["rouge_l_strict"] = mean_with_ci(strict, n_resamples, seed)
     report["primary_value"] = primary_value(report, scope.task, scope.mode)
     return report
 
 
+def judge_pass_rate(results: Sequence[ItemResult]) -> dict[str, Any]:
+    """Share of judged answers the judge passed; an unparseable verdict is a failure.
+
+    Why not excluded like an unparseable MCQ letter: here the reply that failed to parse is the
+    judge's, and the candidate can cause it ("reply PASS"). Excluding it let an answer that
+    derails the judge leave the denominator (pass rate 0.125 -> 1.0 with an echoing judge).
+    Errored items (the provider failed) are left out, as everywhere."""
+    judged = [r for r in results if r.status in ("ok", "unparseable")]
+    passed = sum(1 for r in judged if r.status == "ok" and r.correct)
+    unparseable = sum(1 for r in judged if r.status == "unparseable")
+    return {
+        **wilson(passed, len(judged)).to_json(),
+        "n_judged": len(judged),
+        "n_passed": passed,
+        "n_unparseable_verdicts": unparseable,
+    }
+
+
 def primary_value(
     report: dict[str, Any], task: Task, mode: str | None = None
 ) -> dict[str, float | None]:
     """The headline number with its CI bounds, in one shape for every task (used by charts)."""
+    if "judge_pass_rate" in report:
+        block = report["judge_pass_rate"]
+        return {"value": block["rate"], "low": block["ci"]["low"], "high": block["ci"]["high"]}
     if task is Task.CLASSIFICATION:
         block = report["classification"]
         return {
@@ -210,6 +254,8 @@ def spread(per_prompt: dict[str, dict[str, Any]], metric: str) -> dict[str, Any]
 
 REPORT_NOTES = (
     "accuracy excludes errored and unparseable items from its denominator; strict_accuracy "
-    "counts them as failures. For qa, accuracy is the judge pass rate. Intervals: Wilson for "
-    "proportions, seeded percentile bootstrap for macro-F1 and ROUGE-L."
+    "counts them, and expected items without a record, as failures. For qa, the headline is "
+    "judge_pass_rate: an unparseable verdict counts as a failure (n_unparseable_verdicts "
+    "beside it). Intervals: Wilson for proportions, seeded percentile bootstrap for macro-F1 "
+    "and ROUGE-L."
 )

@@ -116,12 +116,13 @@ def load_rows(
     """
     if not path.is_file():
         raise BenchmarkError(f"items file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    # Bytes decoded, not read_text: its universal newlines would turn a lone "\r" into a break.
+    text = path.read_bytes().decode("utf-8").removeprefix(UTF8_BOM)
     if not text.strip():
         raise BenchmarkError(f"items file {path} is empty: a benchmark needs at least one row")
     result: LoadResult[RowT] = LoadResult(path=path)
     first_seen: dict[str, int] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(jsonl_lines(text), start=1):
         row, reason = _parse_row(raw, model, extra_check)
         if row is not None:
             row_id = str(getattr(row, "id", ""))
@@ -142,6 +143,20 @@ def load_rows(
             f"first reason: line {result.quarantined[0].line}: {result.quarantined[0].reason}"
         )
     return result
+
+
+def jsonl_lines(text: str) -> list[str]:
+    """The lines of a JSONL text: split on "\n" only; a "\r" just before it belongs to the break.
+
+    Not `str.splitlines()`: that also breaks on U+2028, U+2029, U+0085, \v, \f and \x1c-\x1e,
+    which may stand raw inside JSON strings (this project's `mcq-generate` writes them so), and
+    would cut such a row in two and shift every later line number. A lone "\r" is no break.
+    The TypeScript loader (`lambda/shared/benchmark.ts`, `jsonlLines`) follows the same rule.
+    """
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
 
 
 def _parse_row(
@@ -288,6 +303,9 @@ def _label_check(manifest: Manifest) -> RowCheck[BaseModel] | None:
 
 CLOZE_MODE = "cloze"
 """The mcq scoring mode that uses `cloze_prompt` (`dapt_eval.mcq.McqMode.CLOZE`)."""
+UTF8_BOM = "\ufeff"
+"""Dropped from the start of an items file (once), as the TypeScript Plan's TextDecoder does: the
+hash is still of the raw bytes, so the same verified file gives the same rows in both runtimes."""
 MANIFEST_FILE = "benchmark.json"
 QUARANTINE_FILE = "quarantine.jsonl"
 MIN_LABELS = 2

@@ -41,7 +41,14 @@ from dapt_eval.prompts import DEFAULT_PROMPTS
 from dapt_eval.providers.base import Oracle, Provider
 from dapt_eval.providers.retry import RetryPolicy
 from dapt_eval.results import ItemResult, ResultStore
-from dapt_eval.runner import RunConfig, RunSummary, resolve_mode, run_benchmark, sample_items
+from dapt_eval.runner import (
+    RunConfig,
+    RunSummary,
+    resolve_mode,
+    run_benchmark,
+    sample_items,
+    unit_key,
+)
 from dapt_eval.schemas import JudgeCalibrationItem, McqItem, QaItem, Task
 
 RUN_FILE = "run.json"
@@ -76,12 +83,20 @@ def run_record(
     """`run.json`: enough to aggregate and compare later without the benchmark directory.
 
     `n_items` is what the run evaluates: the sample when the run is sampled (`sample` says of
-    how many items, with which seed)."""
+    how many items, with which seed). `cache_keys` are the run's units for the benchmark's
+    items as they are now: what `aggregate_dir` reports on."""
     manifest = benchmark.manifest
     mode = resolve_mode(
         manifest.task, config.mode, provider, judge, manifest.cloze_prompt is not None
     )
     chosen = sample_items(benchmark.items, config.sample, config.sample_seed)
+    prompts = manifest.prompts_for(mode, config.include_format_spread)
+    unit_judge = judge if manifest.task is Task.QA and mode == "judge" else None
+    keys = [
+        unit_key(benchmark, item, prompt, provider, config.decoding, mode, unit_judge)
+        for prompt in prompts
+        for item in chosen
+    ]
     return {
         "run_id": config.run_id,
         "manifest": manifest.model_dump(mode="json"),
@@ -97,7 +112,8 @@ def run_record(
             else None
         ),
         "item_ids": [item.id for item in chosen],
-        "prompt_ids": [p.id for p in manifest.prompts_for(mode, config.include_format_spread)],
+        "prompt_ids": [p.id for p in prompts],
+        "cache_keys": keys,
         "summary": summary.to_json(),
     }
 
@@ -107,21 +123,26 @@ def aggregate_dir(out_dir: Path) -> dict[str, Any]:
     record = read_json(out_dir / RUN_FILE)
     manifest = Manifest.model_validate(record["manifest"])
     store = ResultStore(out_dir)
-    # Only this run's units: records an earlier, larger or different run left here are not
-    # counted (run.json written before item_ids existed: every record, as before).
+    # Only this run's units: records an earlier, larger or different run left here, or records
+    # of an item since edited (its content is in the key) or deleted, are not counted.
+    # run.json written before cache_keys existed: filtered by item and prompt ids, as before.
+    keys = set(record["cache_keys"]) if "cache_keys" in record else None
     items = set(record["item_ids"]) if "item_ids" in record else None
     prompts = set(record["prompt_ids"]) if "prompt_ids" in record else None
     results = sorted(
         (
             r
             for r in store
-            if (items is None or r.item_id in items) and (prompts is None or r.prompt_id in prompts)
+            if (keys is None or r.cache_key in keys)
+            and (items is None or r.item_id in items)
+            and (prompts is None or r.prompt_id in prompts)
         ),
         key=lambda r: (r.prompt_id, r.item_id),
     )
     report = aggregate(results, manifest, expected_per_prompt=int(record["n_items"]))
     report["run_id"] = record["run_id"]
     report["sample"] = record.get("sample")
+    report["quarantined_rows"] = (record.get("summary") or {}).get("quarantined_rows")
     store.write_jsonl(out_dir / RESULTS_FILE, results)
     write_json(out_dir / REPORT_FILE, report)
     return report

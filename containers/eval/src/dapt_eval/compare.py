@@ -152,6 +152,7 @@ def _check_comparable(runs: Sequence[RunView]) -> None:
 
 def _model_row(run: RunView) -> dict[str, Any]:
     primary = run.report["primary"]
+    rouge = "rouge_l_strict" in primary
     return {
         "label": run.label,
         "model": run.report["model"],
@@ -159,8 +160,18 @@ def _model_row(run: RunView) -> dict[str, Any]:
         "n_items": primary["n_items"],
         "n_errored": primary["n_errored"],
         "n_unparseable": primary["n_unparseable"],
-        "strict_accuracy": primary["strict_accuracy"]["rate"],
+        # ROUGE-scored tasks have no right/wrong: their strict figure is strict ROUGE-L, and
+        # strict accuracy (always 0 there) is not shown as if it meant something.
+        "strict_accuracy": None if rouge else primary["strict_accuracy"]["rate"],
+        "strict": (
+            {"metric": "rouge_l_strict", "value": primary["rouge_l_strict"]["mean"]}
+            if rouge
+            else {"metric": "strict_accuracy", "value": primary["strict_accuracy"]["rate"]}
+        ),
         "format_spread": {k: run.report["format_spread"][k] for k in ("min", "max", "n_prompts")},
+        "decoding": run.report.get("decoding"),
+        "judge": run.report.get("judge"),
+        "quarantined_rows": run.report.get("quarantined_rows"),
     }
 
 
@@ -173,19 +184,26 @@ def render_html(comparison: dict[str, Any], completion: dict[str, Any] | None = 
         f"{comparison['benchmark']} v{comparison['benchmark_version']} "
         f"({comparison['task']}, {comparison['mode']})"
     )
+    strict_name = comparison["models"][0]["strict"]["metric"] if comparison["models"] else ""
     model_header = _header_row(
         "model",
         "value",
         "CI low",
         "CI high",
-        "strict accuracy",
+        html.escape(strict_name),
         "items",
         "errored",
         "unparseable",
         "format spread",
     )
+    statistics = sorted({p["statistic"] for p in comparison["paired"]})
+    statistic = html.escape(statistics[0]) if len(statistics) == 1 else "the primary metric"
     paired_header = _header_row(
-        "model", "shared items", "difference (b&minus;a)", "95% CI", "McNemar exact p"
+        "model",
+        "shared items",
+        f"difference in {statistic} (b&minus;a)",
+        "95% CI",
+        "McNemar exact p",
     )
     rows = "".join(_table_row(m) for m in comparison["models"])
     paired = "".join(_paired_row(p) for p in comparison["paired"])
@@ -200,17 +218,74 @@ def render_html(comparison: dict[str, Any], completion: dict[str, Any] | None = 
             f"<h1>{html.escape(title)}</h1>",
             f"<p>Primary metric: <b>{metric}</b>; bars show the value, whiskers the 95% CI. "
             "Errored and unparseable items are excluded from the metric and counted separately; "
-            "strict accuracy counts them as failures.</p>",
+            f"{html.escape(strict_name)} counts them, and missing items, as failures.</p>",
             bar_chart_svg(comparison["models"]),
             f"<table>{model_header}{rows}</table>",
+            _settings_table(comparison["models"]),
             f"<h2>Paired comparisons against {html.escape(comparison['baseline'])}</h2>",
-            "<p>Only items both runs completed (status ok) on the primary prompt.</p>",
+            "<p>Only items both runs completed (status ok) on the primary prompt."
+            + _statistic_note(statistics, comparison["primary_metric"])
+            + "</p>",
             f"<table>{paired_header}{paired}</table>",
             _completion_table(completion),
             "</body></html>",
             "",
         ]
     )
+
+
+def _statistic_note(statistics: list[str], primary_metric: str) -> str:
+    if not statistics or statistics == [primary_metric]:
+        return ""
+    return (
+        f" The paired difference is in {html.escape(', '.join(statistics))}, not in the headline "
+        f"metric {html.escape(primary_metric)}: the paired bootstrap and McNemar test work per "
+        "item, and macro-F1 is not a per-item score."
+    )
+
+
+def _settings_table(models: Sequence[dict[str, Any]]) -> str:
+    """What each run was: decoding (seed included), judge, and rows the loader quarantined."""
+    header = _header_row("model", "decoding", "judge", "quarantined rows")
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{c}</td>"
+            for c in (
+                html.escape(m["label"]),
+                html.escape(_decoding_text(m.get("decoding"))),
+                html.escape(_judge_text(m.get("judge"))),
+                html.escape(
+                    "unknown" if m.get("quarantined_rows") is None else str(m["quarantined_rows"])
+                ),
+            )
+        )
+        + "</tr>\n"
+        for m in models
+    )
+    return f"<h2>Run settings</h2>\n<table>{header}{rows}</table>"
+
+
+def _decoding_text(decoding: dict[str, Any] | None) -> str:
+    if not decoding:
+        return "unknown"
+    stop = decoding.get("stop") or []
+    return (
+        f"temperature {decoding.get('temperature')}, top_p {decoding.get('top_p')}, "
+        f"max_tokens {decoding.get('max_tokens')}, seed {decoding.get('seed')}"
+        + (f", stop {stop!r}" if stop else "")
+    )
+
+
+def _judge_text(judge: dict[str, str] | None) -> str:
+    return "none" if not judge else f"{judge['model']} ({judge['prompt_version']})"
+
+
+def _fmt_p(value: float | None) -> str:
+    """p-values: 3 decimals, or scientific notation below 0.001 (1.3e-26, never 0.000)."""
+    if value is None:
+        return "&ndash;"
+    return f"{value:.1e}" if 0 < value < SMALL_P else f"{value:.3f}"
 
 
 def _completion_table(completion: dict[str, Any] | None) -> str:
@@ -296,7 +371,7 @@ def _table_row(model: dict[str, Any]) -> str:
         _fmt(p["value"]),
         _fmt(p["low"]),
         _fmt(p["high"]),
-        _fmt(model["strict_accuracy"]),
+        _fmt(model["strict"]["value"]),
         str(model["n_items"]),
         str(model["n_errored"]),
         str(model["n_unparseable"]),
@@ -308,7 +383,7 @@ def _table_row(model: dict[str, Any]) -> str:
 def _paired_row(pair: dict[str, Any]) -> str:
     diff = pair["difference_b_minus_a"]
     ci = f"{_fmt(diff['ci']['low'])} to {_fmt(diff['ci']['high'])}"
-    p_value = _fmt(pair["mcnemar_exact"]["p_value"]) if "mcnemar_exact" in pair else "n/a"
+    p_value = _fmt_p(pair["mcnemar_exact"]["p_value"]) if "mcnemar_exact" in pair else "n/a"
     cells = [
         html.escape(pair["b"]),
         str(pair["n_shared_completed"]),
@@ -320,6 +395,7 @@ def _paired_row(pair: dict[str, Any]) -> str:
 
 
 MIN_RUNS = 2
+SMALL_P = 1e-3
 PAGE_CSS = (
     "body{font-family:system-ui,sans-serif;margin:2rem}table{border-collapse:collapse}"
     "td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}"

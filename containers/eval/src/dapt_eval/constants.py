@@ -17,3 +17,5 @@ QA_WRONG_ANSWER: str = _CONSTANTS["qa_wrong_answer"]
 """The simulated provider's wrong QA answer."""
 SUMMARY_FALLBACK_CHARS: int = _CONSTANTS["summary_fallback_chars"]
 """The simulated provider's wrong summary: the document's first characters."""
+JUDGE_CANDIDATE_MAX_CHARS: int = _CONSTANTS["judge_candidate_max_chars"]
+"""The judge sees at most this many code points of a candidate answer (the cut is recorded)."""

@@ -146,6 +146,7 @@ def aggregate_run(plan: Plan, fetched: Sequence[Fetched]) -> RunOutputs:
             except AggregationError as err:
                 raise AggregationError(f"model {label}: {err}") from err
             report["run_id"] = plan.run_id
+            report["quarantined_rows"] = (plan.model_extra or {}).get("quarantined_rows")
             views.append(RunView(label, report, by_model[label]))
     comparison = side_by_side(views) if views else None
     counts = _counts(plan, fetched)

@@ -52,6 +52,16 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def item_sha256(row: JsonValue) -> str:
+    """Hex SHA-256 of an item row's canonical JSON: its content, in the cache key.
+
+    `row` is the object as read from `items.jsonl` (the fields it set, no defaults added), so
+    the TypeScript fan-out, which keeps the parsed row, hashes the same bytes. Editing any field
+    of a row (a gold label, a reference answer) changes the key, so no stale record is reused.
+    """
+    return sha256_text(canonical_json(row))
+
+
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file's raw bytes (no newline or encoding normalisation)."""
     digest = hashlib.sha256()

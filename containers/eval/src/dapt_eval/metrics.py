@@ -75,15 +75,17 @@ class Outcome:
 
 
 def accuracy_report(
-    outcomes: Sequence[Outcome], confidence: float = DEFAULT_CONFIDENCE
+    outcomes: Sequence[Outcome], confidence: float = DEFAULT_CONFIDENCE, n_missing: int = 0
 ) -> dict[str, Any]:
     """Accuracy over scored items, plus strict accuracy and error/unparseable rates.
 
     `accuracy` excludes errored and unparseable items from the denominator (they say nothing
-    about the model's knowledge); `strict_accuracy` counts them as failures. Both are reported
-    so a model that fails to follow the format cannot look better than it is.
+    about the model's knowledge); `strict_accuracy` counts them as failures, and so the
+    `n_missing` expected items with no record: 10 right of 100 expected is 0.1, never 1.0.
+    Both are reported so a model that fails to follow the format cannot look better than it is.
     """
     total = len(outcomes)
+    expected = total + n_missing
     scored = [o for o in outcomes if o.status == "ok" and o.correct is not None]
     correct = sum(1 for o in scored if o.correct)
     errored = sum(1 for o in outcomes if o.status == "errored")
@@ -94,7 +96,7 @@ def accuracy_report(
         "n_errored": errored,
         "n_unparseable": unparseable,
         "accuracy": wilson(correct, len(scored), confidence).to_json(),
-        "strict_accuracy": wilson(correct, total, confidence).to_json(),
+        "strict_accuracy": wilson(correct, expected, confidence).to_json(),
         "error_rate": _rate(errored, total),
         "unparseable_rate": _rate(unparseable, total),
     }

@@ -7,6 +7,7 @@ the required fields per task are checked when the manifest is loaded, not at run
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Mapping
 
@@ -26,8 +27,24 @@ class PromptSpec(BaseModel):
 
 
 def template_fields(template: str) -> set[str]:
-    """Named fields used by a `str.format` template (positional fields are reported as '')."""
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    """Named fields used by a `str.format` template; raises ValueError for a malformed one.
+
+    Fields must be plain names (`{question}`): a conversion (`{question!r}`), a format spec
+    (`{question:>10}`), an index or attribute, or a positional field is refused, as the
+    TypeScript Plan Lambda refuses it (`lambda/shared/prompts.ts`), so a manifest one runtime
+    accepts the other does not refuse (vectors: `conformance/templates.json`)."""
+    fields = set()
+    for _, name, spec, conversion in string.Formatter().parse(template):
+        if name is None:
+            continue
+        raw = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+        if conversion or spec or not PLAIN_FIELD.fullmatch(name):
+            raise ValueError(
+                f"field '{{{raw}}}' is not a plain name (conversions, format specs and "
+                "indexing are not supported)"
+            )
+        fields.add(name)
+    return fields
 
 
 def template_problems(prompt: PromptSpec, task: Task, where: str) -> list[str]:
@@ -80,6 +97,7 @@ def format_choices(choices: list[str]) -> str:
 
 
 CHOICE_LETTERS = "ABCD"
+PLAIN_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 REQUIRED_FIELDS: dict[Task, set[str]] = {
     Task.QA: {"question"},

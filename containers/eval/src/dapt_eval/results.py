@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
-from dapt_eval.hashing import canonical_json, sha256_text
+from dapt_eval.hashing import canonical_json, canonicalize, sha256_text
 
 Status = Literal["ok", "errored", "unparseable"]
 FINISHED_STATUSES: frozenset[str] = frozenset({"ok", "unparseable"})
@@ -41,6 +41,12 @@ class JudgeRecord(BaseModel):
     prompt_version: str
     verdict: Literal["correct", "incorrect"] | None
     reason: str | None
+    raw_reply: str | None = None
+    """The judge's reply exactly as received (None when the call failed), to audit verdicts."""
+    candidate_chars: int | None = None
+    """Code points of the candidate answer before the judge prompt's cut."""
+    candidate_truncated: bool = False
+    """The judge saw only the first `judge_candidate_max_chars` code points of the answer."""
 
 
 class ItemResult(BaseModel):
@@ -71,12 +77,45 @@ class ItemResult(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict)
     attempts: int = 0
 
+    @field_validator("decoding")
+    @classmethod
+    def _portable_numbers(cls, decoding: dict[str, Any]) -> dict[str, Any]:
+        """Integral floats as ints (`0.0` -> `0`), as JavaScript writes them: a record from the
+        TypeScript worker and one from this runner then hold the same decoding, written and
+        compared the same way, instead of being refused as mixed ('0' vs '0.0')."""
+        normalised: dict[str, Any] = canonicalize(decoding)
+        return normalised
+
+    @field_validator("details")
+    @classmethod
+    def _integral_details(cls, details: dict[str, Any]) -> dict[str, Any]:
+        """Integral floats in `details` (a loglik of -1.0) as ints, as JavaScript writes them."""
+        normalised: dict[str, Any] = integral_as_int(details)
+        return normalised
+
+    @field_serializer("score", "latency_ms")
+    def _integral_number(self, value: float | None) -> float | int | None:
+        """`1.0` is written `1`, as the TypeScript worker writes it (read back as 1.0)."""
+        return int(value) if value is not None and value.is_integer() else value
+
+
+def integral_as_int(value: Any) -> Any:
+    """`value` with every integral float, at any depth, as an int (JSON as JavaScript writes it)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: integral_as_int(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [integral_as_int(v) for v in value]
+    return value
+
 
 def cache_key_payload(
     *,
     benchmark: str,
     benchmark_version: str,
     item_id: str,
+    item_sha256: str,
     prompt_id: str,
     prompt_version: str,
     model: ModelRef,
@@ -88,6 +127,7 @@ def cache_key_payload(
     return {
         "benchmark": {"name": benchmark, "version": benchmark_version},
         "item_id": item_id,
+        "item_sha256": item_sha256,
         "prompt": {"id": prompt_id, "version": prompt_version},
         "model": model.model_dump(),
         "decoding": decoding,

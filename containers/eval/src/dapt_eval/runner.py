@@ -17,6 +17,7 @@ from typing import Any, Literal
 from dapt_eval.benchmark import Benchmark
 from dapt_eval.config_errors import ConfigError
 from dapt_eval.constants import QA_WRONG_ANSWER, SUMMARY_FALLBACK_CHARS
+from dapt_eval.hashing import item_sha256
 from dapt_eval.judge import Judge, VerdictLabel
 from dapt_eval.mcq import (
     McqMode,
@@ -282,6 +283,7 @@ def unit_key(
         benchmark=benchmark.manifest.name,
         benchmark_version=benchmark.manifest.version,
         item_id=item.id,
+        item_sha256=item_sha256(item.model_dump(mode="json", exclude_unset=True)),
         prompt_id=prompt.id,
         prompt_version=prompt.version,
         model=ModelRef(**provider.identity()),
@@ -457,6 +459,9 @@ def _evaluate_qa(
         prompt_version=described["prompt_version"],
         verdict=verdict.verdict,
         reason=verdict.reason,
+        raw_reply=verdict.raw,
+        candidate_chars=verdict.candidate_chars,
+        candidate_truncated=verdict.candidate_truncated,
     )
     if verdict.status != "ok":
         return _replace(base, status=verdict.status, judge=record, error=verdict.error)

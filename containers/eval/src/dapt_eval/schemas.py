@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 
 class Task(StrEnum):
@@ -80,14 +80,32 @@ class SummarizationItem(_Row):
     reference_summary: NonBlank
 
 
+Attack = Literal["injection", "fake_verdict", "reference_plus_wrong_claim"]
+"""How an adversarial calibration candidate tries to steer the judge: instructions addressed to
+the judge, a verdict block of its own, or the reference answer restated next to a wrong claim."""
+
+
 class JudgeCalibrationItem(_Row):
-    """A candidate answer labelled correct/incorrect by a human, to calibrate the judge."""
+    """A candidate answer labelled correct/incorrect by a human, to calibrate the judge.
+
+    `attack` marks an adversarial candidate; it must be humanly `incorrect` (the attack is
+    what would make it pass), and these items give the report's `injection_resistance`."""
 
     question: NonBlank
     reference_answer: NonBlank
     candidate_answer: NonBlank
     human_verdict: Literal["correct", "incorrect"]
     annotator: NonBlank
+    attack: Attack | None = None
+
+    @model_validator(mode="after")
+    def _attacks_are_incorrect(self) -> JudgeCalibrationItem:
+        if self.attack is not None and self.human_verdict != "incorrect":
+            raise ValueError(
+                f"attack '{self.attack}' needs human_verdict 'incorrect', got "
+                f"'{self.human_verdict}'"
+            )
+        return self
 
 
 Item = QaItem | McqItem | ClassificationItem | SummarizationItem

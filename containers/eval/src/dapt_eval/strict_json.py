@@ -19,11 +19,17 @@ class StrictJsonError(ValueError):
     """The reply is not exactly one JSON object (optionally in a ```json fence)."""
 
 
+def json_body(text: str) -> str:
+    """The text `parse_json_object` parses: the fenced block's body, or the stripped reply."""
+    stripped = text.strip()
+    fenced = _FENCE.match(stripped)
+    return fenced.group("body") if fenced else stripped
+
+
 def parse_json_object(text: str) -> dict[str, Any]:
     """Return the single JSON object in `text` or raise StrictJsonError saying why."""
     stripped = text.strip()
-    fenced = _FENCE.match(stripped)
-    body = fenced.group("body") if fenced else stripped
+    body = json_body(text)
     try:
         value = json.loads(body)
     except json.JSONDecodeError as err:

@@ -26,6 +26,7 @@ from dapt_eval.providers.base import (
     ThrottledError,
     TransientError,
     Usage,
+    token_count,
 )
 
 THROTTLE_CODES = frozenset(
@@ -92,11 +93,12 @@ class BedrockConverseProvider(Provider):
         except BotoCoreError as err:
             raise TransientError(f"bedrock: {err}") from err
         latency_ms = (time.perf_counter() - started) * 1000
+        usage = response.get("usage") or {}
         return Generation(
             text=converse_text(response),
             usage=Usage(
-                int(response.get("usage", {}).get("inputTokens", 0)),
-                int(response.get("usage", {}).get("outputTokens", 0)),
+                token_count(usage.get("inputTokens"), "bedrock: usage.inputTokens"),
+                token_count(usage.get("outputTokens"), "bedrock: usage.outputTokens"),
             ),
             latency_ms=float(response.get("metrics", {}).get("latencyMs", latency_ms)),
             provider=self.name,
@@ -211,6 +213,8 @@ def tgi_response_text(body: bytes) -> tuple[str, Usage]:
     details = first.get("details") or {}
     usage = Usage(
         input_tokens=len(details.get("prefill", []) or []),
-        output_tokens=int(details.get("generated_tokens", 0) or 0),
+        output_tokens=token_count(
+            details.get("generated_tokens"), "sagemaker: details.generated_tokens"
+        ),
     )
     return str(first["generated_text"]), usage

@@ -8,6 +8,7 @@ scored as wrong.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -101,6 +102,21 @@ class TransientError(ProviderError):
 
 class PermanentError(ProviderError):
     """A failure retrying cannot fix: bad request, access denied, unsupported operation."""
+
+
+def token_count(value: object, where: str) -> int:
+    """A usage count from a provider's reply: absent or null is 0 (the server reports none);
+    anything but a non-negative integer is a malformed reply (`PermanentError` naming `where`),
+    never an exception that escapes the retry layer. `lambda/shared/providers/types.ts`
+    (`tokenCount`) follows the same vectors (`conformance/providers.json`)."""
+    if value is None:
+        return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        shown = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        raise PermanentError(f"{where} is not a token count: {shown}")
+    return value
 
 
 class Provider(ABC):

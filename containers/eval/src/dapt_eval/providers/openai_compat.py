@@ -23,6 +23,7 @@ from dapt_eval.providers.base import (
     ThrottledError,
     TransientError,
     Usage,
+    token_count,
 )
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -78,9 +79,14 @@ class OpenAICompatibleProvider(Provider):
                 f"openai: response lacks choices[0].message.content: {data!r:.300}"
             ) from err
         usage = data.get("usage") or {}
+        if not isinstance(usage, dict):
+            raise PermanentError(f"openai: usage is not an object: {usage!r:.200}")
         return Generation(
             text=str(text or ""),
-            usage=Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))),
+            usage=Usage(
+                token_count(usage.get("prompt_tokens"), "openai: usage.prompt_tokens"),
+                token_count(usage.get("completion_tokens"), "openai: usage.completion_tokens"),
+            ),
             latency_ms=latency_ms,
             provider=self.name,
             model=self.model_id,

@@ -13,7 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from dapt_eval.providers.base import PermanentError, ProviderError, ThrottledError
+from dapt_eval.providers.base import (
+    PermanentError,
+    ProviderError,
+    ThrottledError,
+    TransientError,
+)
 
 T = TypeVar("T")
 
@@ -70,15 +75,25 @@ class RetriesExhaustedError(ProviderError):
         self.attempts = attempts
 
 
+def unexpected_error(err: Exception) -> TransientError:
+    """A non-provider exception from a provider call, as the retry layer sees it."""
+    return TransientError(f"unexpected {type(err).__name__}: {err}")
+
+
 def call_with_retry(call: Callable[[], T], policy: RetryPolicy) -> Attempted[T]:
-    """Run `call`, retrying throttles and transient errors; permanent errors fail at once."""
+    """Run `call`, retrying throttles and transient errors; permanent errors fail at once.
+
+    Any other exception from the call (a client library's bug, a reply shape nobody foresaw)
+    is a `TransientError` "unexpected <Type>: <message>", retried and then recorded as an
+    errored item, exactly as the TypeScript `callWithRetry` does; it never aborts a run."""
     for attempt in range(1, policy.max_attempts + 1):
         try:
             return Attempted(call(), attempt)
         except PermanentError as err:
             raise RetriesExhaustedError(err, attempt) from err
-        except ProviderError as err:
+        except Exception as raw:
+            failure = raw if isinstance(raw, ProviderError) else unexpected_error(raw)
             if attempt == policy.max_attempts:
-                raise RetriesExhaustedError(err, attempt) from err
-            policy.sleep(policy.delay(attempt, err))
+                raise RetriesExhaustedError(failure, attempt) from raw
+            policy.sleep(policy.delay(attempt, failure))
     raise AssertionError("unreachable: the loop returns or raises")

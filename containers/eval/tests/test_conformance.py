@@ -1,0 +1,145 @@
+"""The conformance corpus (`containers/eval/conformance/*.json`): vectors that this suite and
+the TypeScript suite (`test/lambda/conformance.test.ts`) both run, so the two runtimes cannot
+drift apart where the parity tests do not look."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dapt_eval.benchmark import load_rows
+from dapt_eval.judge import JUDGE_PROMPT, VerdictParseError, enclose_candidate, parse_verdict
+from dapt_eval.mcq import parse_letter
+from dapt_eval.prompts import PromptSpec, render, template_problems
+from dapt_eval.providers.base import PermanentError, token_count
+from dapt_eval.providers.retry import RetriesExhaustedError, RetryPolicy, call_with_retry
+from dapt_eval.results import ItemResult
+from dapt_eval.schemas import ClassificationItem, Task
+
+CORPUS = Path(__file__).resolve().parents[1] / "conformance"
+
+
+def _vectors(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((CORPUS / name).read_text(encoding="utf-8"))
+    return data
+
+
+LOADERS = _vectors("loaders.json")
+
+
+@pytest.mark.parametrize("case", LOADERS["cases"], ids=[c["name"] for c in LOADERS["cases"]])
+def test_jsonl_loader_follows_the_corpus(case: dict[str, Any], tmp_path: Path) -> None:
+    path = tmp_path / "items.jsonl"
+    path.write_bytes(case["text"].encode("utf-8"))
+    labels = LOADERS["labels"]
+
+    def check(row: ClassificationItem) -> str | None:
+        return None if row.label in labels else f"label: '{row.label}' is not in the set"
+
+    load = load_rows(path, ClassificationItem, check)
+    assert [r.id for r in load.rows] == case["rows"]
+    assert [q.line for q in load.quarantined] == case["quarantined_lines"]
+
+
+PROVIDERS = _vectors("providers.json")
+
+
+@pytest.mark.parametrize(
+    "case", PROVIDERS["token_counts"], ids=[c["name"] for c in PROVIDERS["token_counts"]]
+)
+def test_token_counts_follow_the_corpus(case: dict[str, Any]) -> None:
+    value = case.get("value")
+    if "error" in case:
+        with pytest.raises(PermanentError) as raised:
+            token_count(value, "openai: usage.prompt_tokens")
+        assert str(raised.value) == case["error"]
+    else:
+        assert token_count(value, "openai: usage.prompt_tokens") == case["count"]
+
+
+@pytest.mark.parametrize(
+    "case", PROVIDERS["unexpected"], ids=[c["name"] for c in PROVIDERS["unexpected"]]
+)
+def test_unexpected_exceptions_follow_the_corpus(case: dict[str, Any]) -> None:
+    kind = {"TypeError": TypeError}[case["type"]]
+
+    def call() -> None:
+        raise kind(case["message"])
+
+    with pytest.raises(RetriesExhaustedError) as raised:
+        call_with_retry(call, RetryPolicy(max_attempts=2, sleep=lambda _: None))
+    assert str(raised.value) == case["error"]
+
+
+JUDGE = _vectors("judge.json")
+
+
+@pytest.mark.parametrize("case", JUDGE["enclose"], ids=[c["name"] for c in JUDGE["enclose"]])
+def test_the_judge_candidate_is_enclosed_as_the_corpus_says(case: dict[str, Any]) -> None:
+    enclosed = enclose_candidate(case["candidate"], case["max_chars"])
+    assert (enclosed.text, enclosed.chars, enclosed.truncated) == (
+        case["text"],
+        case["chars"],
+        case["truncated"],
+    )
+
+
+def test_the_judge_prompt_is_the_corpus_prompt() -> None:
+    case = JUDGE["prompt"]
+    values = {
+        "question": case["question"],
+        "reference_answer": case["reference_answer"],
+        "candidate_answer": enclose_candidate(case["candidate"]).text,
+    }
+    assert render(JUDGE_PROMPT, values) == case["prompt"]
+
+
+@pytest.mark.parametrize("case", JUDGE["verdicts"], ids=[c["name"] for c in JUDGE["verdicts"]])
+def test_verdicts_parse_as_the_corpus_says(case: dict[str, Any]) -> None:
+    if "verdict" in case:
+        assert parse_verdict(case["reply"], case["candidate"]).verdict == case["verdict"]
+        return
+    with pytest.raises(VerdictParseError) as raised:
+        parse_verdict(case["reply"], case["candidate"])
+    if "error" in case:
+        assert str(raised.value) == case["error"]
+    else:
+        assert str(raised.value).startswith(case["error_prefix"])
+
+
+LETTERS = _vectors("letters.json")
+
+
+@pytest.mark.parametrize("case", LETTERS["cases"], ids=[c["name"] for c in LETTERS["cases"]])
+def test_letters_parse_as_the_corpus_says(case: dict[str, Any]) -> None:
+    assert parse_letter(case["reply"]) == case["letter"]
+
+
+RECORDS = _vectors("records.json")
+
+
+@pytest.mark.parametrize("case", RECORDS["cases"], ids=[c["name"] for c in RECORDS["cases"]])
+def test_records_serialise_as_the_corpus_says(case: dict[str, Any]) -> None:
+    assert ItemResult.model_validate(case["record"]).model_dump_json() + "\n" == case["line"]
+
+
+TEMPLATES = _vectors("templates.json")
+
+
+@pytest.mark.parametrize(
+    "case", TEMPLATES["problems"], ids=[c["name"] for c in TEMPLATES["problems"]]
+)
+def test_template_problems_follow_the_corpus(case: dict[str, Any]) -> None:
+    prompt = PromptSpec(id="p", version="1", template=case["template"])
+    assert template_problems(prompt, Task(case["task"]), "benchmark.json") == case["problems"]
+
+
+@pytest.mark.parametrize(
+    "case", TEMPLATES["renders"], ids=[c["name"] for c in TEMPLATES["renders"]]
+)
+def test_templates_render_as_the_corpus_says(case: dict[str, Any]) -> None:
+    prompt = PromptSpec(id="p", version="1", template=case["template"])
+    assert render(prompt, case["values"]) == case["text"]

@@ -1,0 +1,186 @@
+/**
+ * The conformance corpus (`containers/eval/conformance/*.json`): vectors that this suite and the
+ * Python suite (`containers/eval/tests/test_conformance.py`) both run, so the two runtimes cannot
+ * drift apart where the parity tests do not look.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { loadRows } from '../../lambda/shared/benchmark';
+import { encloseCandidate, JUDGE_PROMPT, render, type Task, templateProblems } from '../../lambda/shared/prompts';
+import { tokenCount } from '../../lambda/shared/providers/types';
+import { type ItemResult, recordLine } from '../../lambda/shared/records';
+import { callWithRetry, PermanentError, RetriesExhaustedError } from '../../lambda/shared/retry';
+import { parseLetter, parseVerdict, StrictJsonError } from '../../lambda/shared/scoring';
+import { ROOT } from './helpers';
+
+const CORPUS = path.join(ROOT, 'containers', 'eval', 'conformance');
+
+function vectors<T>(name: string): T {
+  return JSON.parse(readFileSync(path.join(CORPUS, name), 'utf8')) as T;
+}
+
+interface LoaderCase {
+  readonly name: string;
+  readonly text: string;
+  readonly rows: readonly string[];
+  readonly quarantined_lines: readonly number[];
+}
+const LOADERS = vectors<{ labels: string[]; cases: LoaderCase[] }>('loaders.json');
+
+for (const c of LOADERS.cases) {
+  test(`JSONL loader follows the corpus: ${c.name}`, () => {
+    // Through the bytes, as the Plan Lambda reads the items file.
+    const text = new TextDecoder('utf-8', { fatal: true }).decode(new TextEncoder().encode(c.text));
+    const load = loadRows(text, 'classification', LOADERS.labels, 'items.jsonl');
+    assert.deepEqual(
+      load.rows.map((r) => r.id),
+      c.rows,
+    );
+    assert.deepEqual(
+      load.quarantined.map((q) => q.line),
+      c.quarantined_lines,
+    );
+  });
+}
+
+test('loadRows drops a BOM left in the text it is given, like the Python loader', () => {
+  const row = JSON.stringify({ id: 'c0', text: 't', label: 'billing' });
+  assert.deepEqual(
+    loadRows(`\ufeff${row}\n`, 'classification', LOADERS.labels, 'items.jsonl').rows.map((r) => r.id),
+    ['c0'],
+  );
+});
+
+interface TokenCountCase {
+  readonly name: string;
+  readonly value?: unknown;
+  readonly count?: number;
+  readonly error?: string;
+}
+interface UnexpectedCase {
+  readonly name: string;
+  readonly type: string;
+  readonly message: string;
+  readonly error: string;
+}
+const PROVIDERS = vectors<{ token_counts: TokenCountCase[]; unexpected: UnexpectedCase[] }>('providers.json');
+
+for (const c of PROVIDERS.token_counts) {
+  test(`token counts follow the corpus: ${c.name}`, () => {
+    if (c.error !== undefined) {
+      assert.throws(
+        () => tokenCount(c.value, 'openai: usage.prompt_tokens'),
+        (err: Error) => err instanceof PermanentError && err.message === c.error,
+      );
+    } else {
+      assert.equal(tokenCount(c.value, 'openai: usage.prompt_tokens'), c.count);
+    }
+  });
+}
+
+for (const c of PROVIDERS.unexpected) {
+  test(`unexpected exceptions follow the corpus: ${c.name}`, async () => {
+    const kinds: Record<string, new (message: string) => Error> = { TypeError };
+    const Kind = kinds[c.type] ?? Error;
+    await assert.rejects(
+      callWithRetry(() => Promise.reject(new Kind(c.message)), {
+        maxAttempts: 2,
+        baseDelayMs: 0,
+        maxDelayMs: 0,
+        sleep: async () => {},
+      }),
+      (err: Error) => err instanceof RetriesExhaustedError && err.message === c.error,
+    );
+  });
+}
+
+interface EncloseCase {
+  readonly name: string;
+  readonly candidate: string;
+  readonly max_chars: number;
+  readonly text: string;
+  readonly chars: number;
+  readonly truncated: boolean;
+}
+interface VerdictCase {
+  readonly name: string;
+  readonly reply: string;
+  readonly candidate: string;
+  readonly verdict?: string;
+  readonly error?: string;
+  readonly error_prefix?: string;
+}
+const JUDGE = vectors<{
+  enclose: EncloseCase[];
+  prompt: { question: string; reference_answer: string; candidate: string; prompt: string };
+  verdicts: VerdictCase[];
+}>('judge.json');
+
+for (const c of JUDGE.enclose) {
+  test(`the judge candidate is enclosed as the corpus says: ${c.name}`, () => {
+    const enclosed = encloseCandidate(c.candidate, c.max_chars);
+    assert.deepEqual(enclosed, { text: c.text, chars: c.chars, truncated: c.truncated });
+  });
+}
+
+test('the judge prompt is the corpus prompt', () => {
+  const c = JUDGE.prompt;
+  const candidate = encloseCandidate(c.candidate).text;
+  assert.equal(
+    render(JUDGE_PROMPT, { question: c.question, reference_answer: c.reference_answer, candidate_answer: candidate }),
+    c.prompt,
+  );
+});
+
+for (const c of JUDGE.verdicts) {
+  test(`verdicts parse as the corpus says: ${c.name}`, () => {
+    if (c.verdict !== undefined) {
+      assert.equal(parseVerdict(c.reply, c.candidate).verdict, c.verdict);
+      return;
+    }
+    assert.throws(
+      () => parseVerdict(c.reply, c.candidate),
+      (err: Error) =>
+        err instanceof StrictJsonError &&
+        (c.error !== undefined ? err.message === c.error : err.message.startsWith(c.error_prefix ?? '')),
+    );
+  });
+}
+
+const LETTERS = vectors<{ cases: Array<{ name: string; reply: string; letter: string | null }> }>('letters.json');
+
+for (const c of LETTERS.cases) {
+  test(`letters parse as the corpus says: ${c.name}`, () => {
+    assert.equal(parseLetter(c.reply), c.letter);
+  });
+}
+
+const RECORDS = vectors<{ cases: Array<{ name: string; record: ItemResult; line: string }> }>('records.json');
+
+for (const c of RECORDS.cases) {
+  test(`records serialise as the corpus says: ${c.name}`, () => {
+    assert.equal(recordLine(c.record), c.line);
+  });
+}
+
+const TEMPLATES = vectors<{
+  problems: Array<{ name: string; task: Task; template: string; problems: string[] }>;
+  renders: Array<{ name: string; template: string; values: Record<string, string>; text: string }>;
+}>('templates.json');
+
+for (const c of TEMPLATES.problems) {
+  test(`template problems follow the corpus: ${c.name}`, () => {
+    assert.deepEqual(
+      templateProblems({ id: 'p', version: '1', template: c.template }, c.task, 'benchmark.json'),
+      c.problems,
+    );
+  });
+}
+
+for (const c of TEMPLATES.renders) {
+  test(`templates render as the corpus says: ${c.name}`, () => {
+    assert.equal(render({ id: 'p', version: '1', template: c.template }, c.values), c.text);
+  });
+}
