@@ -37,6 +37,7 @@ from dapt_data.pii.patterns import (
     phone_spans,
     secret_spans,
 )
+from dapt_data.pii.public_values import PUBLIC_TEST_VALUES, public_key
 from dapt_data.pii.types import PRIORITY, PiiType, Span
 
 R = TypeVar("R")
@@ -82,6 +83,12 @@ class RedactionConfig(BaseModel):
     allow_values: frozenset[str] = Field(
         default_factory=frozenset,
         description="Exact values never redacted (a product's public test card, a brand name).",
+    )
+    allow_public_test_values: bool = Field(
+        default=True,
+        description="Keep the well-known public test values of `dapt_data.pii.public_values` "
+        "(payment networks' documented test cards, AWS's documented example keys), which a "
+        "domain's documentation may teach; false: redact them like any other value.",
     )
     allow_email_domains: frozenset[str] = Field(
         default_factory=frozenset,
@@ -303,6 +310,12 @@ def _redact(
 def _allowed(value: str, kind: PiiType, config: RedactionConfig) -> bool:
     if value in config.allow_values:
         return True
+    if (
+        config.allow_public_test_values
+        and kind in PUBLIC_VALUE_TYPES
+        and public_key(value) in PUBLIC_TEST_VALUES
+    ):
+        return True
     domain = value.rpartition("@")[2].lower()
     return kind == PiiType.EMAIL and domain in {d.lower() for d in config.allow_email_domains}
 
@@ -336,6 +349,8 @@ def _sorted(counts: Counter[str]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+PUBLIC_VALUE_TYPES = frozenset({PiiType.CARD, PiiType.SECRET})
+"""Types whose values `allow_public_test_values` may keep (the list holds cards and keys)."""
 DEFAULT_TYPES: tuple[PiiType, ...] = (
     PiiType.EMAIL,
     PiiType.PHONE,

@@ -1,17 +1,26 @@
 """Offline detectors: regular expressions for candidates, validators to reject look-alikes.
 
-- emails: RFC-5322-ish local part, a dotted domain with a 2+ letter TLD.
-- phones: Google's libphonenumber (`phonenumbers.PhoneNumberMatcher`, leniency VALID) over the
-  configured regions; a bare digit run without `+`, spaces, dashes or brackets counts only
-  after a phone cue ("call", "phone", "mobile", ...), because order and reference numbers
-  are often valid numbers in some region.
+- emails: an RFC 5322 dot-atom local part (letters, digits and ``!#$%&'*+/=?^_`{|}~-``,
+  dots between them; it starts with a letter, digit or `_`), a dotted domain with a 2+ letter
+  TLD.
+- phones: Google's libphonenumber (`phonenumbers.PhoneNumberMatcher`) over the configured
+  regions, leniency VALID; a `+<country code>` number or a North American `(NXX) NXX-XXXX`
+  also counts when it is only POSSIBLE (a well-formed number in a range libphonenumber thinks
+  unassigned is still somebody's number, or soon will be). A bare digit run without `+`,
+  spaces, dashes or brackets counts only after a phone cue ("call", "phone", "mobile", ...),
+  because order and reference numbers are often valid numbers in some region.
 - cards: digit runs of 13-19 digits (optionally grouped by spaces or dashes) that pass Luhn
   (python-stdnum) and start with a known issuer prefix (Visa, Mastercard, Amex, Discover,
   JCB, Diners, UnionPay, Maestro).
-- IBANs: country code + check digits + 11-30 alphanumerics, validated with `stdnum.iban`
-  (country length and mod-97 check); upper-case only.
+- IBANs: country code + check digits + 11-30 alphanumerics, validated as ISO 13616 defines
+  them: the ISO 7064 mod-97 check and the country's registered length and BBAN structure
+  (`stdnum.iban` with `check_country=False`). National BBAN check digits (Spain's, France's,
+  Belgium's ...) are not checked: an IBAN that passes mod-97 with a wrong national check is
+  still a bank account number someone typed. Upper-case only.
 - secrets: vendor formats (AWS, GitHub, Slack, Stripe, Google, OpenAI, JWT, PEM private
-  keys, bearer tokens) and generic `key=`/`token=`/`password:` assignments whose value looks
+  keys, bearer tokens), any three-segment base64url token whose first segment decodes to a
+  JSON object with `alg` (a JWT whose header is not `eyJ...`, e.g. with a space after `{`),
+  and generic `key=`/`token=`/`password:` assignments whose value looks
   random (Shannon entropy), plus bare 32-128 character tokens with upper case, lower case
   and digits and high entropy (AWS secret keys, API keys pasted alone); lower-case hex
   hashes and UUIDs are not matched.
@@ -21,6 +30,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import math
 import re
 from collections import Counter
@@ -49,6 +61,14 @@ def phone_spans(text: str, regions: Iterable[str]) -> list[Span]:
         ):
             if not _plausible_phone(text, match.start, match.raw_string):
                 continue
+            found.add((match.start, match.end))
+    # One POSSIBLE pass (any region: a `+` number names its own) for well-formed numbers in
+    # ranges the metadata calls unassigned; bare digit runs stay VALID-only (order numbers).
+    for match in phonenumbers.PhoneNumberMatcher(
+        text, POSSIBLE_PASS_REGION, leniency=phonenumbers.Leniency.POSSIBLE
+    ):
+        raw = match.raw_string
+        if _WELL_FORMED_PHONE.fullmatch(raw) and _plausible_phone(text, match.start, raw):
             found.add((match.start, match.end))
     return [_span(start, end, PiiType.PHONE, "phonenumbers") for start, end in sorted(found)]
 
@@ -79,6 +99,11 @@ def secret_spans(text: str, min_entropy: float) -> list[Span]:
         _span(m.start(), m.end(), PiiType.SECRET, name)
         for name, pattern in _VENDOR_SECRETS
         for m in pattern.finditer(text)
+    ]
+    spans += [
+        _span(m.start(), m.end(), PiiType.SECRET, "jwt")
+        for m in _JWT_LIKE.finditer(text)
+        if _is_jwt_header(m.group("header"))
     ]
     for m in _ASSIGNMENT.finditer(text):
         value = m.group("value")
@@ -160,7 +185,17 @@ def _is_card(candidate: str) -> bool:
 
 def _is_iban(candidate: str) -> bool:
     compact = candidate.replace(" ", "")
-    return len(compact) >= MIN_IBAN_LEN and bool(stdnum_iban.is_valid(compact))
+    return len(compact) >= MIN_IBAN_LEN and bool(stdnum_iban.is_valid(compact, check_country=False))
+
+
+def _is_jwt_header(segment: str) -> bool:
+    """Whether a base64url segment decodes to a JSON object naming an `alg` (a JOSE header)."""
+    try:
+        decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        header = json.loads(decoded)
+    except (binascii.Error, ValueError):
+        return False
+    return isinstance(header, dict) and "alg" in header
 
 
 def _looks_random(value: str, min_entropy: float) -> bool:
@@ -185,8 +220,10 @@ def _iter_vendor() -> Iterator[tuple[str, re.Pattern[str]]]:
         yield name, re.compile(pattern)
 
 
+# The lookbehind leaves out `'` so that a quoted address ('jane@example.com') starts after
+# the quote while o'brien.pat@example.com is matched from its first letter.
 _EMAIL = re.compile(
-    r"(?<![\w.+-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,63})@"
+    r"(?<![A-Za-z0-9!#$%&*+/=?^_`{|}~.-])[A-Za-z0-9_](?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{0,63})@"
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w-])"
 )
 _PHONE_CUE = re.compile(
@@ -199,6 +236,8 @@ _NOT_PHONE_CUE = re.compile(
     r"batch|build|item|product|po)\b\W*(?:number|no|nr|num|id|#)?\W*$",
     re.IGNORECASE,
 )
+_WELL_FORMED_PHONE = re.compile(r"\+\d[\d ()./-]{6,}\d|\(\d{3}\)[ ]?\d{3}[ .-]\d{4}")
+"""A `+<country code>` number, or a North American `(NXX) NXX-XXXX`."""
 _DIGIT_RUN = re.compile(r"(?<![\w-])\d(?:[ -]?\d)+(?![\w])")
 _GROUP_BREAK = re.compile(r"[ -]")
 _CARD_ISSUER = re.compile(
@@ -230,6 +269,10 @@ _VENDOR_SOURCES: tuple[tuple[str, str], ...] = (
     ("bearer-token", r"(?<=Bearer )[A-Za-z0-9._~+/-]{20,}=*"),
 )
 _VENDOR_SECRETS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(_iter_vendor())
+_JWT_LIKE = re.compile(
+    r"(?<![A-Za-z0-9_.-])(?P<header>[A-Za-z0-9_-]{12,})\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
+    r"(?![A-Za-z0-9_-])"
+)
 
 _ASSIGNMENT = re.compile(
     r"(?i)(?<![A-Za-z0-9])(?P<key>[A-Za-z0-9_.-]*?(?:api[_-]?key|apikey|secret|token|"
@@ -270,6 +313,8 @@ _ADDRESSES: tuple[re.Pattern[str], ...] = (
 )
 
 PHONE_CUE_WINDOW = 30
+POSSIBLE_PASS_REGION = "US"
+"""Region of the POSSIBLE pass: `+` numbers name their own, `(NXX) NXX-XXXX` is North American."""
 MIN_CARD_DIGITS = 13
 MAX_CARD_DIGITS = 19
 MIN_IBAN_LEN = 15
