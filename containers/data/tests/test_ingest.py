@@ -10,8 +10,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from dapt_data.config import ConfigError
 from dapt_data.pipeline import RECORDS, run_ingest
 from dapt_data.records import Quarantined, Record
+from dapt_data.redact import redact_records
 from pipeline_fixtures import EXAMPLE, config
 
 
@@ -160,3 +162,44 @@ def test_s3_ingest_writes_the_raw_zone_on_s3(monkeypatch: pytest.MonkeyPatch) ->
     assert marker["counts"]["out"] == 1
     # AND a second run is skipped
     assert run_ingest(cfg).skipped
+
+
+def test_declared_name_fields_reach_the_redactor_and_leave_no_trace(tmp_path: Path) -> None:
+    # GIVEN chats whose participants are named in fields the source declares, one per turn
+    path = tmp_path / "chats.jsonl"
+    chat = {
+        "chat_id": "c1",
+        "customer_name": "Zofia Wiśniewska",
+        "turns": [
+            {"role": "customer", "text": "hi, zofia here, Wiśniewska on the invoice"},
+            {"role": "agent", "name": "Tendai", "text": "Hello Zofia, Tendai speaking"},
+        ],
+    }
+    path.write_text(json.dumps(chat, ensure_ascii=False) + "\n", encoding="utf-8")
+    source = {
+        "name": "chats",
+        "path": str(path),
+        "format": "chat",
+        "id_field": "chat_id",
+        "pii_name_fields": ["customer_name", "name"],
+    }
+    cfg = config(tmp_path / "out", [source])
+    # WHEN ingested and redacted
+    run_ingest(cfg)
+    records = _read(tmp_path / "out" / "raw" / RECORDS, Record)
+    redacted, _ = redact_records(records)
+    # THEN the names are gone from the text, in any case, and from the metadata
+    (record,) = redacted
+    assert isinstance(record, Record)
+    assert record.text == (
+        "Customer: hi, [NAME] here, [NAME] on the invoice\nAgent: Hello [NAME], [NAME] speaking"
+    )
+    assert record.meta == {"chat_id": "c1", "pii_names": "[NAME]; [NAME]"}
+
+
+def test_name_fields_are_refused_for_document_formats(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"sources.0.pii_name_fields = \['author'\]: only for"):
+        config(
+            tmp_path,
+            [{"name": "kb", "path": ".", "format": "markdown", "pii_name_fields": ["author"]}],
+        )

@@ -121,6 +121,45 @@ def test_phone_leniency_does_not_rewrite_look_alikes() -> None:
     assert redact_text(text).text == text
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ok thanks Contact: support@quillsite.example", "ok thanks Contact: [EMAIL]"),
+        ("Regards,\nIBAN DE89 3704 0044 0532 0130 00", "Regards,\nIBAN [IBAN]"),
+        ("Thanks\nIBAN: DE89 3704 0044 0532 0130 00", "Thanks\nIBAN: [IBAN]"),
+        ("Thanks FAQ!", "Thanks FAQ!"),
+        ("Hi Tom: the fix is live", "Hi [NAME]: the fix is live"),  # a known name stays one
+    ],
+)
+def test_labels_and_acronyms_after_a_greeting_are_not_names(text: str, expected: str) -> None:
+    assert redact_text(text).text == expected
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "742 Evergreen Terrace, Springfield, Illinois 62704",
+        "742 Evergreen Terrace\nSpringfield, IL 62704",
+        "12 Oak Lane, Austin TX 78701",
+        "12 Oak Lane Springfield IL 62704",
+        "12 Oak Lane, Toronto, ON M5V 2T6",
+        "12 Oak Lane, Manchester, M1 1AE, UK",
+        "12 Oak Lane, Dublin 8, D08 XY12",
+        "9 Elm Court, Melbourne VIC 3000, Australia",
+        "Hauptstraße 5 10115 Berlin",
+        "Hauptstraße 5, D-10115 Berlin",
+        "12 rue de la Paix 75002 Paris",
+    ],
+)
+def test_the_city_and_postal_code_after_a_street_are_redacted_with_it(address: str) -> None:
+    assert redact_text(f"ship to {address} thanks").text == "ship to [ADDRESS] thanks"
+
+
+def test_words_after_a_street_that_are_not_a_place_stay() -> None:
+    text = "I moved to 12 Oak Lane in 2019 and 4 Privet Drive, Thanks again"
+    assert redact_text(text).text == "I moved to [ADDRESS] in 2019 and [ADDRESS], Thanks again"
+
+
 def test_secret_assignments_need_entropy_but_passwords_do_not() -> None:
     text = "api_key=settings_value token=Zr8kQ2vLx9PmWt4N password: hunter2!Qz"
     assert redact_text(text).text == "api_key=settings_value token=[SECRET] password: [SECRET]"

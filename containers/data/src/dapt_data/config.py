@@ -147,6 +147,12 @@ class SourceConfig(_Section):
         default=None,
         description="jsonl/csv/chat: a field or column whose value is kept in the record's meta.",
     )
+    pii_name_fields: list[str] = Field(
+        default_factory=list,
+        description="jsonl/csv/chat: fields (or columns) holding people's names, e.g. "
+        "[customer_name, agent_name]; chat turns are searched too. The redactor redacts those "
+        "names wherever they occur in the record's text.",
+    )
     weight: float = Field(
         default=1.0,
         gt=0,
@@ -617,6 +623,11 @@ def cross_problems(config: PipelineConfig) -> list[str]:
     for index, source in enumerate(config.sources):
         if source.clean is not None:
             problems += _clean_problems(config.clean_for(source.name), f"sources.{index}.clean")
+        if source.pii_name_fields and source.format not in ROW_FORMATS:
+            problems.append(
+                f"sources.{index}.pii_name_fields = {source.pii_name_fields}: only for formats "
+                f"jsonl/csv/chat, not '{source.format.value}'"
+            )
         if source.label_field and source.format not in {Format.JSONL, Format.CSV}:
             problems.append(
                 f"sources.{index}.label_field = '{source.label_field}': only for formats "
@@ -775,6 +786,8 @@ DEFAULT_INCLUDE: dict[Format, tuple[str, ...]] = {
     Format.JSONL: ("*.jsonl",),
     Format.CSV: ("*.csv",),
 }
+ROW_FORMATS = frozenset({Format.JSONL, Format.CSV, Format.CHAT})
+"""Formats whose records come from objects or rows with named fields."""
 LABELLED_TASKS: tuple[InstructionTask, ...] = (
     InstructionTask.INTENT,
     InstructionTask.SENTIMENT,

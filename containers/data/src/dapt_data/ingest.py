@@ -30,7 +30,7 @@ from markdown_it import MarkdownIt
 from selectolax.lexbor import LexborHTMLParser
 
 from dapt_data.config import Format, IngestConfig, SourceConfig
-from dapt_data.records import RAW_EXCERPT_CHARS, Quarantined, Record
+from dapt_data.records import PII_NAMES_META, RAW_EXCERPT_CHARS, Quarantined, Record
 from dapt_data.storage import FileRef
 
 
@@ -268,10 +268,35 @@ def _render_chat(value: object) -> tuple[str, str]:
 
 
 def _meta(ctx: _Ctx, value: object) -> dict[str, str]:
+    """The id field and, under `PII_NAMES_META`, the names of `pii_name_fields` (from the
+    object and each of its turns), for the redactor."""
+    meta: dict[str, str] = {}
     field_name = ctx.source.id_field
     if field_name and isinstance(value, dict) and field_name in value:
-        return {field_name: str(value[field_name])}
-    return {}
+        meta[field_name] = str(value[field_name])
+    names = _names(value, ctx.source.pii_name_fields)
+    if names:
+        meta[PII_NAMES_META] = "; ".join(names)
+    return meta
+
+
+def _names(value: object, fields: list[str]) -> list[str]:
+    """Distinct non-blank strings (or lists of strings) under `fields`, in order of appearance."""
+    if not fields or not isinstance(value, dict):
+        return []
+    holders = [value]
+    turns = value.get("turns")
+    if isinstance(turns, list):
+        holders += [t for t in turns if isinstance(t, dict)]
+    found: list[str] = []
+    for holder in holders:
+        for name in fields:
+            got = holder.get(name)
+            values = got if isinstance(got, list) else [got]
+            for item in values:
+                if isinstance(item, str) and item.strip() and item.strip() not in found:
+                    found.append(item.strip())
+    return found
 
 
 def _read_jsonl(ctx: _Ctx, text: str) -> Ingested:

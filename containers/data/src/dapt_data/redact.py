@@ -39,6 +39,7 @@ from dapt_data.pii.patterns import (
 )
 from dapt_data.pii.public_values import PUBLIC_TEST_VALUES, public_key
 from dapt_data.pii.types import PRIORITY, PiiType, Span
+from dapt_data.records import PII_NAMES_META
 
 R = TypeVar("R")
 
@@ -252,6 +253,15 @@ def redact_records(
                 else:
                     new_turns.append(turn)
             changes["turns"] = new_turns
+        meta = _get(record, "meta")
+        if isinstance(meta, Mapping) and names:
+            # the names themselves must not reach the training files through the metadata
+            changes["meta"] = {
+                key: _redact(value, config, names, comprehend, placeholders)[0]
+                if isinstance(value, str) and (key in config.name_fields or key == PII_NAMES_META)
+                else value
+                for key, value in meta.items()
+            }
         out.append(_replace(record, changes))
         report.records += 1
         report.records_redacted += sum(by_type.values()) > before
@@ -261,8 +271,11 @@ def redact_records(
 
 
 def known_names_of(record: object, fields: Sequence[str]) -> list[str]:
-    """Participant names from `fields` on the record, its `meta`, and its turns."""
+    """Participant names from `fields` on the record, its `meta` (with the names ingest read
+    from a source's `pii_name_fields`, `PII_NAMES_META`), and its turns; a string holding
+    several names separates them with ';'."""
     names: list[str] = []
+    fields = (*fields, PII_NAMES_META)
     holders: list[object] = [record, _get(record, "meta")]
     turns = _get(record, "turns")
     if isinstance(turns, list):
@@ -273,7 +286,7 @@ def known_names_of(record: object, fields: Sequence[str]) -> list[str]:
         for field in fields:
             value = _get(holder, field)
             if isinstance(value, str):
-                names.append(value)
+                names += [part.strip() for part in value.split(";") if part.strip()]
             elif isinstance(value, list | tuple):
                 names += [v for v in value if isinstance(v, str)]
             elif isinstance(value, Mapping):
