@@ -7,11 +7,13 @@ import csv
 import json
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from dapt_eval.benchmark import build_benchmark
 from dapt_eval.providers import DecodingParams, Provider
 from dapt_eval.providers.base import Generation, Oracle, Usage
 from dapt_trainer.config import SourceConfig as TrainerSource
@@ -372,3 +374,81 @@ def test_an_output_outside_the_runs_writable_prefix_is_refused_before_any_work(
     refused = r"output = 's3://lake-curated/shared/kb': outside 'runs/lora7b/'"
     with pytest.raises(ConfigError, match=refused):
         load_config(_write_fixture(other, output="s3://lake-curated/shared/kb"))
+
+
+@pytest.mark.parametrize("spelling", ["symlink", "absolute via a symlinked parent", "copy"])
+def test_a_labelled_set_that_is_a_benchmark_is_refused_however_it_is_spelled(
+    tmp_path: Path, spelling: str
+) -> None:
+    # GIVEN the labelled set also listed as a benchmark, spelled another way
+    root = tmp_path / "real"
+    root.mkdir()
+    path = _write_fixture(root)
+    if spelling == "symlink":
+        (root / "eval").symlink_to(root / "intents")
+        bench = "eval"
+    elif spelling == "copy":
+        shutil.copytree(root / "intents", root / "eval-copy")
+        bench = "eval-copy"
+    else:
+        (tmp_path / "link").symlink_to(root)
+        bench = str(tmp_path / "link" / "intents")
+    data = yaml.safe_load(path.read_text())
+    data["decontaminate"] = {"benchmarks": [bench]}
+    path.write_text(yaml.safe_dump(data))
+    # WHEN the config is loaded, THEN it is refused, naming both keys
+    with pytest.raises(ConfigError, match=r"instructions.sets.0.path = .*decontaminate.benchmarks"):
+        load_config(path)
+
+
+def test_a_source_reading_a_benchmarks_items_is_refused(tmp_path: Path) -> None:
+    source = {"name": "evalcopy", "path": "intents/items.jsonl", "format": "jsonl"}
+    path = _write_fixture(tmp_path, decontaminate={"benchmarks": ["intents"]}, instructions=None)
+    data = yaml.safe_load(path.read_text())
+    data["sources"].append(source)
+    del data["instructions"]
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(
+        ConfigError, match=r"sources.2.path = '\S*intents/items.jsonl': reads the items"
+    ):
+        load_config(path)
+
+
+class EchoingTeacher(ScriptedTeacher):
+    """Asks a benchmark's question back about every passage (a teacher remembering it)."""
+
+    def generate(
+        self, prompt: str, params: DecodingParams, oracle: Oracle | None = None
+    ) -> Generation:
+        generation = super().generate(prompt, params, oracle)
+        item = json.loads(generation.text)["items"][0]
+        item["question"] = "Hey, how can I connect my own domain?"
+        text = json.dumps({"items": [item]})
+        return Generation(text, Usage(), 0.0, self.name, self.model_id, self.revision)
+
+
+def test_synthetic_rows_are_decontaminated(tmp_path: Path) -> None:
+    # GIVEN a QA benchmark asking what the teacher will write back, lightly reworded
+    bench = tmp_path / "qa"
+    bench.mkdir()
+    manifest = {
+        "name": "tiny-qa",
+        "version": "1",
+        "task": "qa",
+        "prompt": {"id": "p", "version": "1", "template": "{question}"},
+    }
+    (bench / "benchmark.json").write_text(json.dumps(manifest))
+    item = {"id": "q1", "question": "How do I connect my own domain?", "reference_answer": "."}
+    (bench / "items.jsonl").write_text(json.dumps(item) + "\n")
+    build_benchmark(bench)
+    config = load_config(_write_fixture(tmp_path, decontaminate={"benchmarks": ["qa"]}))
+    config = config.model_copy(update={"instructions": None})
+    # WHEN the pipeline runs
+    result = run_all(config, EchoingTeacher())[-2]
+    # THEN every synthetic row asking it (one per task, the repeats being duplicates) is
+    # dropped and recorded, none kept
+    assert result.step == "synthesize"
+    assert result.counts["out"] == 0
+    assert result.counts["dropped"] == {"benchmark_overlap": 2}
+    dropped = (tmp_path / "out" / "synthesize" / "dropped.jsonl").read_text().splitlines()
+    assert {json.loads(x)["matched"] for x in dropped} == {"tiny-qa@1/q1"}
