@@ -22,7 +22,7 @@ from dapt_trainer.data.readers import read_source
 from dapt_data.cli import batch_settings, main
 from dapt_data.config import ConfigError, load_config
 from dapt_data.manifest import read_manifest
-from dapt_data.pipeline import run_all, run_instructions, run_synthesize
+from dapt_data.pipeline import StepError, run_all, run_instructions, run_synthesize
 from pipeline_fixtures import english_paragraph, write_public_corpus
 
 
@@ -146,18 +146,25 @@ def test_resume_makes_no_second_teacher_call(tmp_path: Path) -> None:
     assert again.counts["out"] == first[-3].counts["out"]
 
 
-def test_offline_teacher_output_is_quarantined_not_dropped(tmp_path: Path) -> None:
+def test_a_teacher_whose_every_output_is_quarantined_fails_the_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # GIVEN the offline provider from the config, which answers with plain text, not JSON
-    config = load_config(_write_fixture(tmp_path))
+    path = _write_fixture(tmp_path)
+    config = load_config(path)
     run_all(config.model_copy(update={"synthesize": None, "instructions": None}))
-    # WHEN synthesizing with it
-    result = run_synthesize(config)
-    # THEN every generation is quarantined with its reason, in the file and the counts
-    assert result.counts["out"] == 0
-    assert result.counts["report"]["quarantined"] == {"invalid_json": 6}
+    # WHEN synthesizing with it, THEN the step fails naming the count and the teacher
+    with pytest.raises(StepError, match=r"all 6 teacher outputs were quarantined"):
+        run_synthesize(config)
+    # AND every generation is quarantined with its reason, and no marker says it is done
     lines = (tmp_path / "out" / "synthesize" / "quarantine.jsonl").read_text().splitlines()
     assert len(lines) == 6
+    assert all(json.loads(x)["reason"] == "invalid_json" for x in lines)
     assert all(json.loads(x)["source_id"].startswith("kb:") for x in lines)
+    assert not (tmp_path / "out" / "synthesize" / "_step.json").exists()
+    # AND the command exits 1
+    assert main(["synthesize", "--config", str(path)]) == 1
+    assert "teacher outputs were quarantined" in capsys.readouterr().err
 
 
 def test_max_examples_keeps_the_first_and_records_the_rest(tmp_path: Path) -> None:

@@ -597,6 +597,7 @@ def parse_config(data: dict[str, Any], where: str, base: Path | None = None) -> 
         raise ConfigError(where, validation_problems(err) + problems) from err
     if base is not None:
         config = resolve_paths(config, base)
+        problems += input_problems(config)
     problems += cross_problems(config)
     if problems:
         raise ConfigError(where, problems)
@@ -750,6 +751,30 @@ def _instruction_source_problems(
                 problems.append(
                     f"{key}.labels = {item.labels}: empty or repeated labels {blank + repeated}"
                 )
+    return problems
+
+
+def input_problems(config: PipelineConfig) -> list[str]:
+    """Local inputs that do not exist (a source, public ones included, a benchmark, a labelled
+    set, the tokenizer), found before any step runs rather than by the step reading them.
+    S3 inputs are checked by the steps (listing a prefix needs the job's credentials)."""
+    problems = []
+    for index, source in enumerate(config.sources):
+        if not is_s3(source.path) and not os.path.exists(source.path):
+            problems.append(
+                f"sources.{index}.path = '{source.path}': does not exist "
+                f"(source '{source.name}', origin {source.origin.value})"
+            )
+    for index, bench in enumerate(config.decontaminate.benchmarks):
+        if not is_s3(bench) and not os.path.isdir(bench):
+            problems.append(f"decontaminate.benchmarks.{index} = '{bench}': not a folder")
+    if config.instructions is not None:
+        for index, item in enumerate(config.instructions.sets):
+            if not is_s3(item.path) and not os.path.isdir(item.path):
+                problems.append(f"instructions.sets.{index}.path = '{item.path}': not a folder")
+    tokenizer = config.manifest.tokenizer
+    if tokenizer and not is_s3(tokenizer) and not os.path.isfile(tokenizer):
+        problems.append(f"manifest.tokenizer = '{tokenizer}': not a file")
     return problems
 
 

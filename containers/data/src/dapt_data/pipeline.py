@@ -36,7 +36,7 @@ from dapt_data.config import InstructionSourceConfig, PipelineConfig
 from dapt_data.decontaminate import NgramIndex, decontaminate_records, load_index
 from dapt_data.dedup import dedup_records
 from dapt_data.generated import CachedTeacher, InstructionRow, instruction_row, synthetic_row
-from dapt_data.ingest import Ingested, ingest_file
+from dapt_data.ingest import Ingested, ingest_file, listing_problems, oversized
 from dapt_data.instructions import InstructionExample, build_instructions, labelled_example
 from dapt_data.manifest import (
     SourceData,
@@ -55,8 +55,12 @@ from dapt_data.records import (
     to_jsonl,
 )
 from dapt_data.redact import RedactionConfig, redact_records
-from dapt_data.storage import exists, join, list_files, read_bytes, write_bytes
+from dapt_data.storage import exists, join, list_source, read_bytes, write_bytes
 from dapt_data.synthetic import SourceDocument, SynthesisConfig, generate_synthetic
+
+
+class StepError(RuntimeError):
+    """A step ran but its result is unusable (the message names why); nothing is committed."""
 
 
 @dataclass
@@ -116,7 +120,8 @@ def commit(
 
 def run_ingest(config: PipelineConfig) -> StepResult:
     """Read every source into `raw/records.jsonl` and `raw/quarantine.jsonl`."""
-    listing = {s.name: list_files(s.path, s.patterns()) for s in config.sources}
+    listings = {s.name: list_source(s.path, s.patterns()) for s in config.sources}
+    listing = {name: found.files for name, found in listings.items()}
     fingerprint = sha256(
         json.dumps(
             {name: [[r.uri, r.fingerprint] for r in refs] for name, refs in listing.items()},
@@ -131,7 +136,12 @@ def run_ingest(config: PipelineConfig) -> StepResult:
     per_source: dict[str, dict[str, int]] = {}
     for source in config.sources:
         before = (len(result.records), len(result.quarantined))
+        result.extend(listing_problems(source, listings[source.name]))
         for ref in listing[source.name]:
+            too_large = oversized(source, ref, config.ingest)  # decided before reading it
+            if too_large is not None:
+                result.extend(too_large)
+                continue
             result.extend(ingest_file(source, ref, read_bytes(ref.uri), config.ingest))
         per_source[source.name] = {
             "files": len(listing[source.name]),
@@ -421,6 +431,15 @@ def run_synthesize(config: PipelineConfig, teacher: Provider | None = None) -> S
         }
         for r in (row.model_dump(mode="json") for row in rows[limit:])
     ]
+    if report.generations and sum(report.quarantined.values()) >= report.generations:
+        # nothing the teacher wrote was usable: a broken teacher, not an empty result
+        write_bytes(join(config.output, "synthesize", "quarantine.jsonl"), to_jsonl(quarantined))
+        reasons = dict(Counter(q.reason for q in quarantined))
+        raise StepError(
+            f"synthesize: all {len(quarantined)} teacher outputs were quarantined {reasons} "
+            f"(see {join(config.output, 'synthesize', 'quarantine.jsonl')}); check "
+            f"synthesize.teacher ({section.teacher.kind} {section.teacher.model_id})"
+        )
     dropped_counts = count_reasons(overlapping)
     if over:
         dropped_counts["max_examples"] = len(over)

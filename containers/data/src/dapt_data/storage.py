@@ -26,6 +26,16 @@ class FileRef:
     fingerprint: str
 
 
+@dataclass(frozen=True)
+class Listing:
+    """What a source's folder or prefix holds: the matching files, broken symlinks, and how
+    many other files did not match the include globs."""
+
+    files: list[FileRef]
+    broken_links: list[str]
+    other_files: int
+
+
 class StorageError(RuntimeError):
     """A read or write failed; the message names the URI."""
 
@@ -60,24 +70,35 @@ def list_files(root: str, include: list[str]) -> list[FileRef]:
 
     Sorted by URI, so record order (and therefore "first occurrence" in dedup) is stable.
     """
-    refs = _list_s3(root) if is_s3(root) else _list_local(Path(root))
+    return list_source(root, include).files
+
+
+def list_source(root: str, include: list[str]) -> Listing:
+    """`list_files` with what it left out: broken symlinks and the files not matching.
+
+    Names match `include` case-insensitively (`A.MD` matches `*.md`).
+    """
+    refs, broken = (_list_s3(root), []) if is_s3(root) else _list_local(Path(root))
     matching = [r for r in refs if _matches(r.uri, include)]
-    return sorted(matching, key=lambda r: r.uri)
+    return Listing(sorted(matching, key=lambda r: r.uri), broken, len(refs) - len(matching))
 
 
 def _matches(uri: str, include: list[str]) -> bool:
-    name = uri.rsplit("/", 1)[-1]
-    return any(fnmatch.fnmatch(name, pattern) for pattern in include)
+    name = uri.rsplit("/", 1)[-1].casefold()
+    return any(fnmatch.fnmatchcase(name, pattern.casefold()) for pattern in include)
 
 
-def _list_local(root: Path) -> list[FileRef]:
+def _list_local(root: Path) -> tuple[list[FileRef], list[str]]:
     if root.is_file():
-        paths = [root]
+        paths, broken = [root], []
     elif root.is_dir():
-        paths = [p for p in root.rglob("*") if p.is_file()]
+        found = sorted(root.rglob("*"))
+        paths = [p for p in found if p.is_file()]
+        broken = [str(p) for p in found if p.is_symlink() and not p.exists()]
     else:
         raise StorageError(f"input path '{root}' does not exist")
-    return [FileRef(str(p), p.stat().st_size, _local_fingerprint(p)) for p in paths]
+    refs = [FileRef(str(p), p.stat().st_size, _local_fingerprint(p)) for p in paths]
+    return refs, broken
 
 
 def _local_fingerprint(path: Path) -> str:

@@ -189,6 +189,8 @@ def parse_generation(raw: str) -> tuple[list[tuple[str, str]], str, str]:
         value = json.loads(raw)
     except json.JSONDecodeError as err:
         return [], "invalid_json", f"not a JSON document: {err}"
+    except RecursionError:
+        return [], "invalid_json", "JSON nested deeper than the parser's recursion limit"
     try:
         output = _Output.model_validate(value)
     except ValidationError as err:
