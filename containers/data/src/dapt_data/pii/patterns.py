@@ -67,9 +67,11 @@ def phone_spans(text: str, regions: Iterable[str]) -> list[Span]:
     for match in phonenumbers.PhoneNumberMatcher(
         text, POSSIBLE_PASS_REGION, leniency=phonenumbers.Leniency.POSSIBLE
     ):
-        raw = match.raw_string
-        if _WELL_FORMED_PHONE.fullmatch(raw) and _plausible_phone(text, match.start, raw):
-            found.add((match.start, match.end))
+        raw, start = match.raw_string, match.start
+        if raw.startswith("(+"):  # "(+1 800 ...)": the bracket opens the aside, not the number
+            raw, start = raw[1:], start + 1
+        if _WELL_FORMED_PHONE.fullmatch(raw) and _plausible_phone(text, start, raw):
+            found.add((start, match.end))
     return [_span(start, end, PiiType.PHONE, "phonenumbers") for start, end in sorted(found)]
 
 
