@@ -154,6 +154,7 @@ def main() -> None:
     thresholds = [float(t) for t in args.thresholds.split(",")]
     print(
         f"setup: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
         f"Python {platform.python_version()}; benchmarks {BENCHMARKS} of {EXAMPLE}"
     )
     paraphrased = _paraphrased()
