@@ -8,9 +8,11 @@ import json
 import random
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import yaml
 from dapt_eval.benchmark import build_benchmark
@@ -18,11 +20,14 @@ from dapt_eval.providers import DecodingParams, Provider
 from dapt_eval.providers.base import Generation, Oracle, Usage
 from dapt_trainer.config import SourceConfig as TrainerSource
 from dapt_trainer.data.readers import read_source
+from moto import mock_aws
 
 from dapt_data.cli import batch_settings, main
 from dapt_data.config import ConfigError, load_config
+from dapt_data.generated import CachedTeacher
 from dapt_data.manifest import read_manifest
 from dapt_data.pipeline import StepError, run_all, run_instructions, run_synthesize
+from dapt_data.synthetic import SynthesisConfig
 from pipeline_fixtures import english_paragraph, write_public_corpus
 
 
@@ -459,3 +464,57 @@ def test_synthetic_rows_are_decontaminated(tmp_path: Path) -> None:
     assert result.counts["dropped"] == {"benchmark_overlap": 2}
     dropped = (tmp_path / "out" / "synthesize" / "dropped.jsonl").read_text().splitlines()
     assert {json.loads(x)["matched"] for x in dropped} == {"tiny-qa@1/q1"}
+
+
+def test_the_teacher_cache_appends_instead_of_rewriting(tmp_path: Path) -> None:
+    # GIVEN a cached teacher flushing every 5 calls, after its first flush
+    cache = tmp_path / "cache.jsonl"
+    teacher = CachedTeacher(ScriptedTeacher(), str(cache), flush_every=5)
+    params = SynthesisConfig().decoding
+    prompts = [f"Passage:\nSentence number {n} is here." for n in range(23)]
+    for prompt in prompts[:5]:
+        teacher.generate(prompt, params)
+    first = cache.read_bytes()
+    # WHEN a line is added behind its back and 18 more calls are made
+    sentinel = b'{"key": "written-by-someone-else", "text": "x"}\n'
+    cache.write_bytes(first + sentinel)
+    for prompt in prompts[5:]:
+        teacher.generate(prompt, params)
+    teacher.flush()
+    # THEN the earlier bytes were never rewritten: the file only grew at its end
+    assert cache.read_bytes().startswith(first + sentinel)
+    assert len(cache.read_bytes().splitlines()) == 24
+    # AND a new session replays all 23 without calling the teacher
+    again = CachedTeacher(ScriptedTeacher(), str(cache))
+    for prompt in prompts:
+        again.generate(prompt, params)
+    assert (again.hits, again.calls) == (23, 0)
+
+
+@pytest.mark.usefixtures("s3_bucket")
+def test_the_teacher_cache_on_s3_is_written_in_parts() -> None:
+    uri = "s3://lake/run/synthesize/teacher_cache.jsonl"
+    params = SynthesisConfig().decoding
+    first = CachedTeacher(ScriptedTeacher(), uri, flush_every=2)
+    for n in range(3):
+        first.generate(f"Passage:\nSentence {n} here.", params)
+    first.flush()
+    # a retried step adds its own part and replays the earlier ones
+    second = CachedTeacher(ScriptedTeacher(), uri, flush_every=2)
+    for n in range(4):
+        second.generate(f"Passage:\nSentence {n} here.", params)
+    second.flush()
+    assert (second.hits, second.calls) == (3, 1)
+    client = boto3.client("s3", region_name="us-east-1")
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket="lake")["Contents"]]
+    assert keys == [f"run/synthesize/teacher_cache.jsonl.parts/{n:06d}" for n in range(3)]
+    third = CachedTeacher(ScriptedTeacher(), uri)
+    assert len(third.cache) == 4
+
+
+@pytest.fixture
+def s3_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="lake")
+        yield

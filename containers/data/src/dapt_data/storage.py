@@ -195,6 +195,33 @@ def write_if_absent(uri: str, data: bytes) -> bool:
     return True
 
 
+def append_bytes(uri: str, data: bytes) -> None:
+    """Add `data` to the end of an append log without rewriting what is there.
+
+    On local disk the file is opened for appending. S3 objects cannot be appended to, so each
+    call writes the next numbered part, `<uri>.parts/<NNNNNN>`, and `read_appended` joins them;
+    either way a call costs the bytes it adds, not the log's size.
+    """
+    if not is_s3(uri):
+        path = Path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("ab") as handle:
+            handle.write(data)
+        return
+    parts = f"{uri}{APPEND_PARTS}"
+    write_bytes(join(parts, f"{len(list_names(parts)):06d}"), data)
+
+
+def read_appended(uri: str) -> bytes:
+    """Everything `append_bytes` wrote to `uri` (and a whole object written there before),
+    in order; empty when there is nothing."""
+    data = read_bytes(uri) if exists(uri) else b""
+    if is_s3(uri):
+        parts = f"{uri}{APPEND_PARTS}"
+        data += b"".join(read_bytes(join(parts, name)) for name in list_names(parts))
+    return data
+
+
 def list_names(prefix_uri: str) -> list[str]:
     """Names of the files directly under a folder/prefix (empty when it does not exist)."""
     if not is_s3(prefix_uri):
@@ -206,3 +233,7 @@ def list_names(prefix_uri: str) -> list[str]:
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
         names += [str(obj["Key"])[len(prefix) :] for obj in page.get("Contents", [])]
     return sorted(names)
+
+
+APPEND_PARTS = ".parts"
+"""Suffix of the S3 prefix holding an append log's parts (`append_bytes`)."""
