@@ -8,6 +8,8 @@ import json
 import random
 import re
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from dapt_data.config import ConfigError, load_config
 from dapt_data.generated import CachedTeacher
 from dapt_data.manifest import read_manifest
 from dapt_data.pipeline import StepError, run_all, run_instructions, run_synthesize
-from dapt_data.synthetic import SynthesisConfig
+from dapt_data.synthetic import SourceDocument, SynthesisConfig, generate_synthetic
 from pipeline_fixtures import english_paragraph, write_public_corpus
 
 
@@ -41,12 +43,14 @@ class ScriptedTeacher(Provider):
     def __init__(self) -> None:
         self.calls = 0
         self.prompts: list[str] = []
+        self.lock = threading.Lock()  # synthesis calls from several threads
 
     def generate(
         self, prompt: str, params: DecodingParams, oracle: Oracle | None = None
     ) -> Generation:
-        self.calls += 1
-        self.prompts.append(prompt)
+        with self.lock:
+            self.calls += 1
+            self.prompts.append(prompt)
         passage = prompt.split("Passage:\n", 1)[1]
         first = re.split(r"(?<=\.)\s", passage, maxsplit=1)[0]
         item = {"question": f"What happened: {first[:-1].lower()}?", "answer": first}
@@ -518,3 +522,41 @@ def s3_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     with mock_aws():
         boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="lake")
         yield
+
+
+class SlowTeacher(ScriptedTeacher):
+    """ScriptedTeacher taking a while per call, recording how many calls overlap."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    def generate(
+        self, prompt: str, params: DecodingParams, oracle: Oracle | None = None
+    ) -> Generation:
+        with self.lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        time.sleep(0.05)
+        try:
+            return super().generate(prompt, params, oracle)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def test_teacher_calls_run_concurrently_with_the_same_output(tmp_path: Path) -> None:
+    # GIVEN 6 documents (12 calls) and a slow teacher, one call at a time and 4 at a time
+    rng = random.Random(4)
+    documents = [SourceDocument(source_id=f"kb:{i}", text=english_paragraph(rng)) for i in range(6)]
+    outputs = []
+    for concurrency in (1, 4):
+        teacher = SlowTeacher()
+        settings = SynthesisConfig(questions_per_passage=1, concurrency=concurrency)
+        examples, _, report = generate_synthetic(documents, teacher, settings)
+        outputs.append(([e.model_dump() for e in examples], report))
+        assert teacher.most_in_flight == concurrency
+    # THEN the examples, their order and the report are identical
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0][0]) == 12

@@ -358,6 +358,13 @@ class SynthesizeConfig(_Section):
     max_tokens: int = Field(
         default=1024, ge=1, description="Most tokens the teacher may generate per call."
     )
+    concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Teacher calls in flight at once (the output is the same for any value; "
+        "keep it within the teacher's rate limit, retries back off on throttling).",
+    )
     max_examples: int | None = Field(
         default=None,
         ge=1,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Sequence
 
 from dapt_eval.providers import DecodingParams, Provider
@@ -102,6 +103,7 @@ class CachedTeacher(Provider):
         self.hits = 0
         self.calls = 0
         self._pending: list[str] = []
+        self._lock = threading.Lock()  # synthesis calls the teacher from several threads
         for line in read_appended(uri).decode("utf-8").splitlines():
             if line.strip():
                 row = json.loads(line)
@@ -116,18 +118,24 @@ class CachedTeacher(Provider):
     ) -> Generation:
         """The stored output for this prompt, or the teacher's (then stored)."""
         key = _cache_key(self.inner.identity(), prompt, params)
-        if key in self.cache:
-            self.hits += 1
+        with self._lock:
+            stored = self.cache.get(key)
+            if stored is not None:
+                self.hits += 1
+            else:
+                self.calls += 1
+        if stored is not None:
             identity = self.inner.identity()
             return Generation(
-                self.cache[key], Usage(), 0.0, identity["provider"], self.model_id, self.revision
+                stored, Usage(), 0.0, identity["provider"], self.model_id, self.revision
             )
-        self.calls += 1
-        generation = self.inner.generate(prompt, params, oracle)
-        self.cache[key] = generation.text
-        self._pending.append(json.dumps({"key": key, "text": generation.text}, ensure_ascii=False))
-        if len(self._pending) >= self.flush_every:
-            self.flush()
+        generation = self.inner.generate(prompt, params, oracle)  # outside the lock: in parallel
+        line = json.dumps({"key": key, "text": generation.text}, ensure_ascii=False)
+        with self._lock:
+            self.cache[key] = generation.text
+            self._pending.append(line)
+            if len(self._pending) >= self.flush_every:
+                self._flush_pending()
         return generation
 
     def loglik(
@@ -138,6 +146,10 @@ class CachedTeacher(Provider):
 
     def flush(self) -> None:
         """Append the generations made since the last flush (nothing when there are none)."""
+        with self._lock:
+            self._flush_pending()
+
+    def _flush_pending(self) -> None:
         if not self._pending:
             return
         append_bytes(self.uri, ("\n".join(self._pending) + "\n").encode("utf-8"))

@@ -402,6 +402,7 @@ def run_synthesize(config: PipelineConfig, teacher: Provider | None = None) -> S
         min_grounding=section.min_grounding,
         near_dup_threshold=section.near_dup_threshold,
         decoding=SynthesisConfig().decoding.model_copy(update={"max_tokens": section.max_tokens}),
+        concurrency=section.concurrency,
     )
     try:
         examples, quarantined, report = generate_synthetic(documents, cached, settings)
