@@ -29,7 +29,7 @@ def _benchmark(root: Path) -> Path:
     (root / "benchmark.json").write_text(json.dumps(manifest))
     items = [
         {"id": "q1", "question": QUESTION, "reference_answer": "Within 14 days."},
-        {"id": "q2", "question": "Short one?", "reference_answer": "Yes."},
+        {"id": "q2", "question": "Is there a short one?", "reference_answer": "Yes."},
     ]
     (root / "items.jsonl").write_text("\n".join(json.dumps(i) for i in items) + "\n")
     build_benchmark(root)
@@ -47,7 +47,8 @@ def test_overlap_with_a_benchmark_item_is_dropped(tmp_path: Path) -> None:
     kept, dropped = decontaminate_records(
         [record(leaked, "a:1"), record(clean, "a:2")], index, threshold=0.0
     )
-    # THEN the leaked text is dropped, naming benchmark, version and item; short items unchecked
+    # THEN the leaked text is dropped, naming benchmark, version and item; the short item is
+    # listed as checked by exact match only
     assert [r.source_id for r in kept] == ["s:a:2"]
     assert [(d.reason, d.matched, d.score) for d in dropped] == [
         ("benchmark_overlap", "tiny-qa@1/q1", 1.0)
@@ -122,3 +123,39 @@ def test_a_references_only_benchmark_keeps_its_documents_and_drops_its_summaries
     # THEN the article stays (the model is meant to read it) and the summary is dropped
     assert [r.source_id for r in kept] == ["s:kb:1"]
     assert [d.matched for d in dropped] == ["tiny-summ@1/s1"]
+
+
+def test_short_items_are_caught_by_exact_normalised_match(tmp_path: Path) -> None:
+    # GIVEN a benchmark whose second item is under min_item_words (8) words
+    index = load_index(DecontaminateConfig(benchmarks=[str(_benchmark(tmp_path / "bench"))]))
+    copied = "Customer: hi. IS there a  SHORT one ?\nAgent: yes"
+    mentioned = "There is a short one for most sites."
+    # WHEN a chat line is the item verbatim (case and spacing aside) and a KB line mentions it
+    kept, dropped = decontaminate_records(
+        [record(copied, "c:1"), record(mentioned, "kb:1")], index, threshold=0.0
+    )
+    # THEN the copy is dropped, naming the rule, and the mention stays
+    assert [r.source_id for r in kept] == ["s:kb:1"]
+    assert [(d.matched, d.score) for d in dropped] == [("tiny-qa@1/q2", 1.0)]
+    assert "exactly" in dropped[0].detail
+
+
+def test_a_paraphrased_benchmark_question_is_dropped_but_the_kb_answer_stays() -> None:
+    # GIVEN the example benchmarks, a chat asking a QA question in other words, and the KB
+    # sentence answering it
+    index = load_index(DecontaminateConfig(benchmarks=[str(b) for b in BENCHMARKS]))
+    asked = "Customer: hello. Is there a fee from Quillsite for transferring a domain out?"
+    answer = "Quillsite does not charge a fee for transferring a domain out to another registrar."
+    # WHEN decontaminating
+    kept, dropped = decontaminate_records(
+        [record(asked, "c:1"), record(answer, "kb:1")], index, threshold=0.0
+    )
+    # THEN the question is dropped as a paraphrase (13-grams alone would miss it; the QA item
+    # and an intent item both ask it); the answer stays
+    assert [d.record.source_id for d in dropped] == ["s:c:1"]
+    assert "paraphrase" in dropped[0].detail
+    assert [r.source_id for r in kept] == ["s:kb:1"]
+    no_paraphrase = DecontaminateConfig(
+        benchmarks=[str(b) for b in BENCHMARKS], paraphrase_threshold=None
+    )
+    assert decontaminate_records([record(asked, "c:1")], load_index(no_paraphrase), 0.0)[1] == []

@@ -7,20 +7,29 @@ import csv
 import json
 import random
 import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import yaml
+from dapt_eval.benchmark import build_benchmark
 from dapt_eval.providers import DecodingParams, Provider
 from dapt_eval.providers.base import Generation, Oracle, Usage
 from dapt_trainer.config import SourceConfig as TrainerSource
 from dapt_trainer.data.readers import read_source
+from moto import mock_aws
 
 from dapt_data.cli import batch_settings, main
 from dapt_data.config import ConfigError, load_config
+from dapt_data.generated import CachedTeacher
 from dapt_data.manifest import read_manifest
-from dapt_data.pipeline import run_all, run_instructions, run_synthesize
+from dapt_data.pipeline import StepError, run_all, run_instructions, run_synthesize
+from dapt_data.synthetic import SourceDocument, SynthesisConfig, generate_synthetic
 from pipeline_fixtures import english_paragraph, write_public_corpus
 
 
@@ -34,12 +43,14 @@ class ScriptedTeacher(Provider):
     def __init__(self) -> None:
         self.calls = 0
         self.prompts: list[str] = []
+        self.lock = threading.Lock()  # synthesis calls from several threads
 
     def generate(
         self, prompt: str, params: DecodingParams, oracle: Oracle | None = None
     ) -> Generation:
-        self.calls += 1
-        self.prompts.append(prompt)
+        with self.lock:
+            self.calls += 1
+            self.prompts.append(prompt)
         passage = prompt.split("Passage:\n", 1)[1]
         first = re.split(r"(?<=\.)\s", passage, maxsplit=1)[0]
         item = {"question": f"What happened: {first[:-1].lower()}?", "answer": first}
@@ -144,18 +155,25 @@ def test_resume_makes_no_second_teacher_call(tmp_path: Path) -> None:
     assert again.counts["out"] == first[-3].counts["out"]
 
 
-def test_offline_teacher_output_is_quarantined_not_dropped(tmp_path: Path) -> None:
+def test_a_teacher_whose_every_output_is_quarantined_fails_the_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # GIVEN the offline provider from the config, which answers with plain text, not JSON
-    config = load_config(_write_fixture(tmp_path))
+    path = _write_fixture(tmp_path)
+    config = load_config(path)
     run_all(config.model_copy(update={"synthesize": None, "instructions": None}))
-    # WHEN synthesizing with it
-    result = run_synthesize(config)
-    # THEN every generation is quarantined with its reason, in the file and the counts
-    assert result.counts["out"] == 0
-    assert result.counts["report"]["quarantined"] == {"invalid_json": 6}
+    # WHEN synthesizing with it, THEN the step fails naming the count and the teacher
+    with pytest.raises(StepError, match=r"all 6 teacher outputs were quarantined"):
+        run_synthesize(config)
+    # AND every generation is quarantined with its reason, and no marker says it is done
     lines = (tmp_path / "out" / "synthesize" / "quarantine.jsonl").read_text().splitlines()
     assert len(lines) == 6
+    assert all(json.loads(x)["reason"] == "invalid_json" for x in lines)
     assert all(json.loads(x)["source_id"].startswith("kb:") for x in lines)
+    assert not (tmp_path / "out" / "synthesize" / "_step.json").exists()
+    # AND the command exits 1
+    assert main(["synthesize", "--config", str(path)]) == 1
+    assert "teacher outputs were quarantined" in capsys.readouterr().err
 
 
 def test_max_examples_keeps_the_first_and_records_the_rest(tmp_path: Path) -> None:
@@ -372,3 +390,173 @@ def test_an_output_outside_the_runs_writable_prefix_is_refused_before_any_work(
     refused = r"output = 's3://lake-curated/shared/kb': outside 'runs/lora7b/'"
     with pytest.raises(ConfigError, match=refused):
         load_config(_write_fixture(other, output="s3://lake-curated/shared/kb"))
+
+
+@pytest.mark.parametrize("spelling", ["symlink", "absolute via a symlinked parent", "copy"])
+def test_a_labelled_set_that_is_a_benchmark_is_refused_however_it_is_spelled(
+    tmp_path: Path, spelling: str
+) -> None:
+    # GIVEN the labelled set also listed as a benchmark, spelled another way
+    root = tmp_path / "real"
+    root.mkdir()
+    path = _write_fixture(root)
+    if spelling == "symlink":
+        (root / "eval").symlink_to(root / "intents")
+        bench = "eval"
+    elif spelling == "copy":
+        shutil.copytree(root / "intents", root / "eval-copy")
+        bench = "eval-copy"
+    else:
+        (tmp_path / "link").symlink_to(root)
+        bench = str(tmp_path / "link" / "intents")
+    data = yaml.safe_load(path.read_text())
+    data["decontaminate"] = {"benchmarks": [bench]}
+    path.write_text(yaml.safe_dump(data))
+    # WHEN the config is loaded, THEN it is refused, naming both keys
+    with pytest.raises(ConfigError, match=r"instructions.sets.0.path = .*decontaminate.benchmarks"):
+        load_config(path)
+
+
+def test_a_source_reading_a_benchmarks_items_is_refused(tmp_path: Path) -> None:
+    source = {"name": "evalcopy", "path": "intents/items.jsonl", "format": "jsonl"}
+    path = _write_fixture(tmp_path, decontaminate={"benchmarks": ["intents"]}, instructions=None)
+    data = yaml.safe_load(path.read_text())
+    data["sources"].append(source)
+    del data["instructions"]
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(
+        ConfigError, match=r"sources.2.path = '\S*intents/items.jsonl': reads the items"
+    ):
+        load_config(path)
+
+
+class EchoingTeacher(ScriptedTeacher):
+    """Asks a benchmark's question back about every passage (a teacher remembering it)."""
+
+    def generate(
+        self, prompt: str, params: DecodingParams, oracle: Oracle | None = None
+    ) -> Generation:
+        generation = super().generate(prompt, params, oracle)
+        item = json.loads(generation.text)["items"][0]
+        item["question"] = "Hey, how can I connect my own domain?"
+        text = json.dumps({"items": [item]})
+        return Generation(text, Usage(), 0.0, self.name, self.model_id, self.revision)
+
+
+def test_synthetic_rows_are_decontaminated(tmp_path: Path) -> None:
+    # GIVEN a QA benchmark asking what the teacher will write back, lightly reworded
+    bench = tmp_path / "qa"
+    bench.mkdir()
+    manifest = {
+        "name": "tiny-qa",
+        "version": "1",
+        "task": "qa",
+        "prompt": {"id": "p", "version": "1", "template": "{question}"},
+    }
+    (bench / "benchmark.json").write_text(json.dumps(manifest))
+    item = {"id": "q1", "question": "How do I connect my own domain?", "reference_answer": "."}
+    (bench / "items.jsonl").write_text(json.dumps(item) + "\n")
+    build_benchmark(bench)
+    config = load_config(_write_fixture(tmp_path, decontaminate={"benchmarks": ["qa"]}))
+    config = config.model_copy(update={"instructions": None})
+    # WHEN the pipeline runs
+    result = run_all(config, EchoingTeacher())[-2]
+    # THEN every synthetic row asking it (one per task, the repeats being duplicates) is
+    # dropped and recorded, none kept
+    assert result.step == "synthesize"
+    assert result.counts["out"] == 0
+    assert result.counts["dropped"] == {"benchmark_overlap": 2}
+    dropped = (tmp_path / "out" / "synthesize" / "dropped.jsonl").read_text().splitlines()
+    assert {json.loads(x)["matched"] for x in dropped} == {"tiny-qa@1/q1"}
+
+
+def test_the_teacher_cache_appends_instead_of_rewriting(tmp_path: Path) -> None:
+    # GIVEN a cached teacher flushing every 5 calls, after its first flush
+    cache = tmp_path / "cache.jsonl"
+    teacher = CachedTeacher(ScriptedTeacher(), str(cache), flush_every=5)
+    params = SynthesisConfig().decoding
+    prompts = [f"Passage:\nSentence number {n} is here." for n in range(23)]
+    for prompt in prompts[:5]:
+        teacher.generate(prompt, params)
+    first = cache.read_bytes()
+    # WHEN a line is added behind its back and 18 more calls are made
+    sentinel = b'{"key": "written-by-someone-else", "text": "x"}\n'
+    cache.write_bytes(first + sentinel)
+    for prompt in prompts[5:]:
+        teacher.generate(prompt, params)
+    teacher.flush()
+    # THEN the earlier bytes were never rewritten: the file only grew at its end
+    assert cache.read_bytes().startswith(first + sentinel)
+    assert len(cache.read_bytes().splitlines()) == 24
+    # AND a new session replays all 23 without calling the teacher
+    again = CachedTeacher(ScriptedTeacher(), str(cache))
+    for prompt in prompts:
+        again.generate(prompt, params)
+    assert (again.hits, again.calls) == (23, 0)
+
+
+@pytest.mark.usefixtures("s3_bucket")
+def test_the_teacher_cache_on_s3_is_written_in_parts() -> None:
+    uri = "s3://lake/run/synthesize/teacher_cache.jsonl"
+    params = SynthesisConfig().decoding
+    first = CachedTeacher(ScriptedTeacher(), uri, flush_every=2)
+    for n in range(3):
+        first.generate(f"Passage:\nSentence {n} here.", params)
+    first.flush()
+    # a retried step adds its own part and replays the earlier ones
+    second = CachedTeacher(ScriptedTeacher(), uri, flush_every=2)
+    for n in range(4):
+        second.generate(f"Passage:\nSentence {n} here.", params)
+    second.flush()
+    assert (second.hits, second.calls) == (3, 1)
+    client = boto3.client("s3", region_name="us-east-1")
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket="lake")["Contents"]]
+    assert keys == [f"run/synthesize/teacher_cache.jsonl.parts/{n:06d}" for n in range(3)]
+    third = CachedTeacher(ScriptedTeacher(), uri)
+    assert len(third.cache) == 4
+
+
+@pytest.fixture
+def s3_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="lake")
+        yield
+
+
+class SlowTeacher(ScriptedTeacher):
+    """ScriptedTeacher taking a while per call, recording how many calls overlap."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    def generate(
+        self, prompt: str, params: DecodingParams, oracle: Oracle | None = None
+    ) -> Generation:
+        with self.lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        time.sleep(0.05)
+        try:
+            return super().generate(prompt, params, oracle)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def test_teacher_calls_run_concurrently_with_the_same_output(tmp_path: Path) -> None:
+    # GIVEN 6 documents (12 calls) and a slow teacher, one call at a time and 4 at a time
+    rng = random.Random(4)
+    documents = [SourceDocument(source_id=f"kb:{i}", text=english_paragraph(rng)) for i in range(6)]
+    outputs = []
+    for concurrency in (1, 4):
+        teacher = SlowTeacher()
+        settings = SynthesisConfig(questions_per_passage=1, concurrency=concurrency)
+        examples, _, report = generate_synthetic(documents, teacher, settings)
+        outputs.append(([e.model_dump() for e in examples], report))
+        assert teacher.most_in_flight == concurrency
+    # THEN the examples, their order and the report are identical
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0][0]) == 12

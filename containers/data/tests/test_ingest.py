@@ -10,8 +10,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from dapt_data import pipeline
+from dapt_data.cli import main
+from dapt_data.config import ConfigError, load_config
 from dapt_data.pipeline import RECORDS, run_ingest
 from dapt_data.records import Quarantined, Record
+from dapt_data.redact import redact_records
+from dapt_data.storage import read_bytes
 from pipeline_fixtures import EXAMPLE, config
 
 
@@ -160,3 +165,138 @@ def test_s3_ingest_writes_the_raw_zone_on_s3(monkeypatch: pytest.MonkeyPatch) ->
     assert marker["counts"]["out"] == 1
     # AND a second run is skipped
     assert run_ingest(cfg).skipped
+
+
+def test_declared_name_fields_reach_the_redactor_and_leave_no_trace(tmp_path: Path) -> None:
+    # GIVEN chats whose participants are named in fields the source declares, one per turn
+    path = tmp_path / "chats.jsonl"
+    chat = {
+        "chat_id": "c1",
+        "customer_name": "Zofia Wiśniewska",
+        "turns": [
+            {"role": "customer", "text": "hi, zofia here, Wiśniewska on the invoice"},
+            {"role": "agent", "name": "Tendai", "text": "Hello Zofia, Tendai speaking"},
+        ],
+    }
+    path.write_text(json.dumps(chat, ensure_ascii=False) + "\n", encoding="utf-8")
+    source = {
+        "name": "chats",
+        "path": str(path),
+        "format": "chat",
+        "id_field": "chat_id",
+        "pii_name_fields": ["customer_name", "name"],
+    }
+    cfg = config(tmp_path / "out", [source])
+    # WHEN ingested and redacted
+    run_ingest(cfg)
+    records = _read(tmp_path / "out" / "raw" / RECORDS, Record)
+    redacted, _ = redact_records(records)
+    # THEN the names are gone from the text, in any case, and from the metadata
+    (record,) = redacted
+    assert isinstance(record, Record)
+    assert record.text == (
+        "Customer: hi, [NAME] here, [NAME] on the invoice\nAgent: Hello [NAME], [NAME] speaking"
+    )
+    assert record.meta == {"chat_id": "c1", "pii_names": "[NAME]; [NAME]"}
+
+
+def test_name_fields_are_refused_for_document_formats(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"sources.0.pii_name_fields = \['author'\]: only for"):
+        config(
+            tmp_path,
+            [{"name": "kb", "path": ".", "format": "markdown", "pii_name_fields": ["author"]}],
+        )
+
+
+def test_a_csv_cell_over_pythons_field_limit_quarantines_its_row_only(tmp_path: Path) -> None:
+    # GIVEN a CSV whose second row has a cell over csv's default limit (131072 characters)
+    path = tmp_path / "big.csv"
+    path.write_text(f'text\nfirst\n"{"x" * 131_073}"\nthird\n')
+    cfg = config(tmp_path / "out", [{"name": "s", "path": str(path), "format": "csv"}])
+    # WHEN ingesting, THEN the run finishes, the row is quarantined naming file and line
+    result = run_ingest(cfg)
+    assert result.counts["out"] == 2
+    assert result.counts["quarantined"] == {"line_too_long": 1}
+    (row,) = _read(tmp_path / "out" / "raw" / "quarantine.jsonl", Quarantined)
+    assert isinstance(row, Quarantined)
+    assert row.source_id == f"s:{path}:3"
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "chat"])
+def test_deeply_nested_json_is_quarantined(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / "deep.jsonl"
+    path.write_text(
+        '{"text": "fine", "turns": [{"role": "a", "text": "b"}]}\n' + "[" * 100_000 + "\n"
+    )
+    cfg = config(tmp_path / "out", [{"name": "s", "path": str(path), "format": fmt}])
+    result = run_ingest(cfg)
+    assert result.counts["out"] == 1
+    assert result.counts["quarantined"] == {"invalid_json": 1}
+
+
+def test_an_oversized_file_is_quarantined_without_being_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a file over ingest.max_file_bytes, and reads that are counted
+    path = tmp_path / "big.txt"
+    path.write_text("x" * 500)
+    cfg = config(tmp_path / "out", [{"name": "s", "path": str(path), "format": "text"}])
+    cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"max_file_bytes": 100})})
+    reads: list[str] = []
+
+    def counted(uri: str) -> bytes:
+        reads.append(uri)
+        return read_bytes(uri)
+
+    monkeypatch.setattr(pipeline, "read_bytes", counted)
+    # WHEN ingesting, THEN it is quarantined from its listed size and never read
+    result = run_ingest(cfg)
+    assert result.counts["quarantined"] == {"file_too_large": 1}
+    assert str(path) not in reads
+
+
+def test_upper_case_extensions_broken_symlinks_and_empty_folders_are_counted(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a folder with an upper-case .MD file and a broken symlink, and an empty folder
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "GUIDE.MD").write_text("# Guide\n\nSome words here.\n")
+    (docs / "gone.md").symlink_to(tmp_path / "missing.md")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cfg = config(
+        tmp_path / "out",
+        [
+            {"name": "kb", "path": str(docs), "format": "markdown"},
+            {"name": "none", "path": str(empty), "format": "markdown"},
+        ],
+    )
+    # WHEN ingesting
+    result = run_ingest(cfg)
+    # THEN the upper-case file is read, and the link and the empty folder are quarantined
+    assert result.counts["sources"]["kb"]["records"] == 1
+    assert result.counts["quarantined"] == {"broken_symlink": 1, "no_files": 1}
+    rows = _read(tmp_path / "out" / "raw" / "quarantine.jsonl", Quarantined)
+    details = " ".join(r.detail for r in rows if isinstance(r, Quarantined))
+    assert str(docs / "gone.md") in details
+    assert str(empty) in details
+
+
+def test_a_missing_input_path_is_a_config_error_exiting_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a config whose public source is not there
+    path = tmp_path / "pipeline.yaml"
+    sources = [
+        {"name": "kb", "path": str(EXAMPLE / "kb"), "format": "markdown"},
+        {"name": "web", "path": "public.jsonl", "format": "jsonl", "origin": "public"},
+    ]
+    path.write_text(json.dumps({"output": "out", "sources": sources}))
+    # WHEN loading it or running the pipeline
+    with pytest.raises(ConfigError, match=r"sources.1.path = '.*public.jsonl': does not exist"):
+        load_config(path)
+    # THEN the command exits 2 before any step runs
+    assert main(["run", "--config", str(path)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

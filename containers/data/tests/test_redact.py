@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +19,8 @@ from dapt_data.redact import RedactionConfig, redact_records, redact_text
 def test_redact_text_replaces_values_with_typed_placeholders_and_counts_them() -> None:
     # GIVEN a message with one value of each structured type
     text = (
-        "mail jane.doe@example.com, call +44 20 7946 0958, card 4111-1111-1111-1111, "
-        "IBAN GB82 WEST 1234 5698 7654 32, key AKIAIOSFODNN7EXAMPLE"
+        "mail jane.doe@example.com, call +44 20 7946 0958, card 4539-1488-0343-6467, "
+        "IBAN GB82 WEST 1234 5698 7654 32, key AKIAZ3QJ7XK2M9TQ4WRE"
     )
     # WHEN it is redacted
     result = redact_text(text)
@@ -35,9 +36,9 @@ def test_numbered_placeholders_are_consistent_within_a_record() -> None:
 
 
 def test_a_card_is_not_also_a_phone_and_look_alikes_stay() -> None:
-    text = "card 4111 1111 1111 1111; order 4111 1111 1111 1112; v1.2.3; 2024-01-15; $1,299.00"
+    text = "card 4539 1488 0343 6467; order 4539 1488 0343 6468; v1.2.3; 2024-01-15; $1,299.00"
     assert redact_text(text).text == (
-        "card [CARD]; order 4111 1111 1111 1112; v1.2.3; 2024-01-15; $1,299.00"
+        "card [CARD]; order 4539 1488 0343 6468; v1.2.3; 2024-01-15; $1,299.00"
     )
 
 
@@ -51,6 +52,112 @@ def test_types_and_allow_lists_limit_what_is_redacted() -> None:
     assert redact_text(text, config).text == (
         "write to security@quillsite.example or [EMAIL], test card 4242 4242 4242 4242"
     )
+
+
+def test_public_test_values_are_kept_unless_the_domain_turns_the_list_off() -> None:
+    # GIVEN a KB sentence teaching the documented test card, and a customer's real-looking card
+    text = "use the test card 4242 4242 4242 4242 (or 4242424242424242); mine is 4539148803436467"
+    # THEN the public value stays by default and the other is redacted
+    assert redact_text(text).text == (
+        "use the test card 4242 4242 4242 4242 (or 4242424242424242); mine is [CARD]"
+    )
+    # AND a domain whose text should not keep them turns the list off
+    off = RedactionConfig(allow_public_test_values=False)
+    assert redact_text(text, off).text == "use the test card [CARD] (or [CARD]); mine is [CARD]"
+
+
+def test_iban_is_validated_by_mod_97_not_national_check_digits() -> None:
+    # GIVEN IBANs whose ISO 7064 mod-97 check passes but whose national check digits do not
+    text = "refund to ES91 3982 5979 1907 4833 7887 or BE14 2675 1555 0425; not GB82 WEST 1234"
+    # THEN both are redacted (and the short look-alike is not)
+    assert redact_text(text).text == "refund to [IBAN] or [IBAN]; not GB82 WEST 1234"
+
+
+def test_an_iban_holding_a_luhn_valid_digit_run_is_an_iban() -> None:
+    # GIVEN an IBAN whose first 16 BBAN digits are a Luhn-valid Visa-like number
+    result = redact_text("IBAN DE04 4514 0604 5246 1416 38 please")
+    # THEN the whole IBAN is one [IBAN], not a [CARD]
+    assert result.text == "IBAN [IBAN] please"
+    assert result.spans_by_type == {"IBAN": 1}
+
+
+def test_email_local_parts_with_rfc_5322_characters_are_redacted_whole() -> None:
+    text = "mail o'brien.pat@example.com, 'quoted@example.org' or a!b#c=d@example.net"
+    assert redact_text(text).text == "mail [EMAIL], '[EMAIL]' or [EMAIL]"
+
+
+def test_jwts_with_base64url_segments_are_redacted_whole() -> None:
+    # GIVEN a JWT whose header has a space after '{' (not 'eyJ...') and '-'/'_' in every part
+    header = base64.urlsafe_b64encode(b'{ "alg": "HS256", "typ": "JWT" }').decode().rstrip("=")
+    payload = base64.urlsafe_b64encode(b'{ "sub": "42", "n": "x~~>>??" }').decode().rstrip("=")
+    token = f"{header}.{payload}.dBjft-JeZ4CVP_mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+    assert "-" in token.split(".")[1] or "_" in token.split(".")[1]
+    # THEN no part of it stays; a dotted name that is not base64 JSON is left alone
+    text = f"auth {token} then call config.settings_loader.reload_all_values"
+    assert (
+        redact_text(text).text == "auth [SECRET] then call config.settings_loader.reload_all_values"
+    )
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "+1 (999) 555-0123",  # unassigned area code
+        "+1 (555) 234-5678",
+        "+86 123 4567 8901",  # a range libphonenumber calls unassigned
+        "+1 800 000 0000",
+        "(999) 555-0123",
+    ],
+)
+def test_well_formed_phone_numbers_in_unassigned_ranges_are_redacted_whole(number: str) -> None:
+    assert redact_text(f"call me on {number} today").text == "call me on [PHONE] today"
+
+
+def test_phone_leniency_does_not_rewrite_look_alikes() -> None:
+    text = (
+        "Order 2024-01-15-0042 shipped 2024-01-15; v1.2.3 and 10.0.19045; ZIP+4 90210-1234; "
+        "order number 7719340025; build 20240115.3; 3 x (123) 45"
+    )
+    assert redact_text(text).text == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ok thanks Contact: support@quillsite.example", "ok thanks Contact: [EMAIL]"),
+        ("Regards,\nIBAN DE89 3704 0044 0532 0130 00", "Regards,\nIBAN [IBAN]"),
+        ("Thanks\nIBAN: DE89 3704 0044 0532 0130 00", "Thanks\nIBAN: [IBAN]"),
+        ("Thanks FAQ!", "Thanks FAQ!"),
+        ("Hi Tom: the fix is live", "Hi [NAME]: the fix is live"),  # a known name stays one
+    ],
+)
+def test_labels_and_acronyms_after_a_greeting_are_not_names(text: str, expected: str) -> None:
+    assert redact_text(text).text == expected
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "742 Evergreen Terrace, Springfield, Illinois 62704",
+        "742 Evergreen Terrace\nSpringfield, IL 62704",
+        "12 Oak Lane, Austin TX 78701",
+        "12 Oak Lane Springfield IL 62704",
+        "12 Oak Lane, Toronto, ON M5V 2T6",
+        "12 Oak Lane, Manchester, M1 1AE, UK",
+        "12 Oak Lane, Dublin 8, D08 XY12",
+        "9 Elm Court, Melbourne VIC 3000, Australia",
+        "Hauptstraße 5 10115 Berlin",
+        "Hauptstraße 5, D-10115 Berlin",
+        "12 rue de la Paix 75002 Paris",
+    ],
+)
+def test_the_city_and_postal_code_after_a_street_are_redacted_with_it(address: str) -> None:
+    assert redact_text(f"ship to {address} thanks").text == "ship to [ADDRESS] thanks"
+
+
+def test_words_after_a_street_that_are_not_a_place_stay() -> None:
+    text = "I moved to 12 Oak Lane in 2019 and 4 Privet Drive, Thanks again"
+    assert redact_text(text).text == "I moved to [ADDRESS] in 2019 and [ADDRESS], Thanks again"
 
 
 def test_secret_assignments_need_entropy_but_passwords_do_not() -> None:

@@ -46,17 +46,17 @@ def test_labeled_set_has_enough_spans_of_every_type() -> None:
 def test_recall_goal_for_structured_types(kind: PiiType) -> None:
     entry = score(load_labeled(LABELED))[kind]
     assert (entry.recall or 0) >= 0.99, (kind, entry.missed_ids)
-    assert (entry.precision or 0) >= 0.95, (kind, entry.false_alarm_ids)
+    assert (entry.precision or 0) >= 0.99, (kind, entry.false_alarm_ids)
 
 
 def test_names_and_addresses_meet_their_softer_goals() -> None:
     table = score(load_labeled(LABELED))
     print("\n" + format_table(table))
     # names: no NER model; two gold names are outside every heuristic on purpose
-    assert (table[PiiType.NAME].recall or 0) >= 0.85
-    assert (table[PiiType.NAME].precision or 0) >= 0.85
-    assert (table[PiiType.ADDRESS].recall or 0) >= 0.90
-    assert (table[PiiType.ADDRESS].precision or 0) >= 0.90
+    assert (table[PiiType.NAME].recall or 0) >= 0.90
+    assert (table[PiiType.NAME].precision or 0) >= 0.95
+    assert (table[PiiType.ADDRESS].recall or 0) >= 0.95
+    assert (table[PiiType.ADDRESS].precision or 0) >= 0.95
 
 
 def test_hard_negatives_are_left_alone() -> None:

@@ -168,3 +168,9 @@ def test_split_passages_starts_a_passage_at_each_heading_and_respects_the_limit(
     assert passages[0].startswith("# A")
     assert passages[1].startswith("# B")
     assert all(len(p) <= 400 for p in passages)
+
+
+def test_deeply_nested_teacher_output_is_invalid_json_not_a_crash() -> None:
+    items, reason, detail = parse_generation("[" * 100_000)
+    assert (items, reason) == ([], "invalid_json")
+    assert "nested" in detail

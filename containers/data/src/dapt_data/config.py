@@ -147,6 +147,12 @@ class SourceConfig(_Section):
         default=None,
         description="jsonl/csv/chat: a field or column whose value is kept in the record's meta.",
     )
+    pii_name_fields: list[str] = Field(
+        default_factory=list,
+        description="jsonl/csv/chat: fields (or columns) holding people's names, e.g. "
+        "[customer_name, agent_name]; chat turns are searched too. The redactor redacts those "
+        "names wherever they occur in the record's text.",
+    )
     weight: float = Field(
         default=1.0,
         gt=0,
@@ -241,6 +247,14 @@ class DecontaminateConfig(_Section):
     check_references: bool = Field(
         default=False,
         description="Also check reference answers and summaries (drops KB text that states them).",
+    )
+    paraphrase_threshold: float | None = Field(
+        default_factory=lambda: DEFAULT_PARAPHRASE_THRESHOLD,
+        gt=0,
+        le=1,
+        description="Similarity (IDF-weighted cosine of content words and bigrams) from which a "
+        "question in the training text is a paraphrase of a benchmark question and the text "
+        "is dropped; null: no paraphrase matching.",
     )
     references_only: list[str] = Field(
         default_factory=list,
@@ -343,6 +357,13 @@ class SynthesizeConfig(_Section):
     )
     max_tokens: int = Field(
         default=1024, ge=1, description="Most tokens the teacher may generate per call."
+    )
+    concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Teacher calls in flight at once (the output is the same for any value; "
+        "keep it within the teacher's rate limit, retries back off on throttling).",
     )
     max_examples: int | None = Field(
         default=None,
@@ -567,17 +588,23 @@ def load_config(path: Path) -> PipelineConfig:
         raise ConfigError(str(path), [f"<root>: not valid {kind} ({err})"]) from err
     if not isinstance(data, dict):
         raise ConfigError(str(path), [f"<root> = {type(data).__name__}: must be a mapping"])
-    config = parse_config(data, str(path))
-    return resolve_paths(config, path.parent)
+    return parse_config(data, str(path), path.parent)
 
 
-def parse_config(data: dict[str, Any], where: str) -> PipelineConfig:
-    """Validate a config mapping; every problem (schema, redact options, cross-key) at once."""
+def parse_config(data: dict[str, Any], where: str, base: Path | None = None) -> PipelineConfig:
+    """Validate a config mapping; every problem (schema, redact options, cross-key) at once.
+
+    With `base`, relative paths are resolved against it first, so that the cross-key rules
+    (a labelled set that is a benchmark, a source reading a benchmark's items) compare the
+    folders the steps will read, not how they are spelled."""
     problems = _redact_problems(data)
     try:
         config = PipelineConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(where, validation_problems(err) + problems) from err
+    if base is not None:
+        config = resolve_paths(config, base)
+        problems += input_problems(config)
     problems += cross_problems(config)
     if problems:
         raise ConfigError(where, problems)
@@ -617,17 +644,22 @@ def cross_problems(config: PipelineConfig) -> list[str]:
     for index, source in enumerate(config.sources):
         if source.clean is not None:
             problems += _clean_problems(config.clean_for(source.name), f"sources.{index}.clean")
+        if source.pii_name_fields and source.format not in ROW_FORMATS:
+            problems.append(
+                f"sources.{index}.pii_name_fields = {source.pii_name_fields}: only for formats "
+                f"jsonl/csv/chat, not '{source.format.value}'"
+            )
         if source.label_field and source.format not in {Format.JSONL, Format.CSV}:
             problems.append(
                 f"sources.{index}.label_field = '{source.label_field}': only for formats "
                 f"jsonl/csv, not '{source.format.value}'"
             )
-    listed = {str(Path(b)) for b in config.decontaminate.benchmarks}
     problems += [
         f"decontaminate.references_only.{index} = '{b}': not in decontaminate.benchmarks"
         for index, b in enumerate(config.decontaminate.references_only)
-        if str(Path(b)) not in listed
+        if not any(same_folder(b, listed) for listed in config.decontaminate.benchmarks)
     ]
+    problems += _benchmark_source_problems(config)
     problems += _generated_problems(config)
     problems += _write_prefix_problems(config.output, os.environ.get(WRITE_PREFIX_ENV, ""))
     return problems
@@ -666,15 +698,17 @@ def _generated_problems(config: PipelineConfig) -> list[str]:
         problems += _source_names("comprehension.sources", config.comprehension.sources, names)
     if config.instructions is not None:
         outputs["instructions.output"] = config.instructions.output
-        benchmarks = {str(Path(b)) for b in config.decontaminate.benchmarks}
         for index, item in enumerate(config.instructions.sets):
             key = f"instructions.sets.{index}.path"
             if is_s3(item.path):
                 problems.append(f"{key} = '{item.path}': must be a local folder")
-            elif str(Path(item.path)) in benchmarks:
+                continue
+            same = [b for b in config.decontaminate.benchmarks if same_folder(item.path, b)]
+            if same:
                 problems.append(
-                    f"{key} = '{item.path}': also in decontaminate.benchmarks "
-                    "(training on evaluation items); use the training split"
+                    f"{key} = '{item.path}': the same set as decontaminate.benchmarks "
+                    f"'{same[0]}' (same folder or same items; training on evaluation items); "
+                    "use the training split"
                 )
     if config.instructions is not None:
         problems += _instruction_source_problems(config, config.instructions.sources)
@@ -727,6 +761,83 @@ def _instruction_source_problems(
     return problems
 
 
+def input_problems(config: PipelineConfig) -> list[str]:
+    """Local inputs that do not exist (a source, public ones included, a benchmark, a labelled
+    set, the tokenizer), found before any step runs rather than by the step reading them.
+    S3 inputs are checked by the steps (listing a prefix needs the job's credentials)."""
+    problems = []
+    for index, source in enumerate(config.sources):
+        if not is_s3(source.path) and not os.path.exists(source.path):
+            problems.append(
+                f"sources.{index}.path = '{source.path}': does not exist "
+                f"(source '{source.name}', origin {source.origin.value})"
+            )
+    for index, bench in enumerate(config.decontaminate.benchmarks):
+        if not is_s3(bench) and not os.path.isdir(bench):
+            problems.append(f"decontaminate.benchmarks.{index} = '{bench}': not a folder")
+    if config.instructions is not None:
+        for index, item in enumerate(config.instructions.sets):
+            if not is_s3(item.path) and not os.path.isdir(item.path):
+                problems.append(f"instructions.sets.{index}.path = '{item.path}': not a folder")
+    tokenizer = config.manifest.tokenizer
+    if tokenizer and not is_s3(tokenizer) and not os.path.isfile(tokenizer):
+        problems.append(f"manifest.tokenizer = '{tokenizer}': not a file")
+    return problems
+
+
+def _benchmark_source_problems(config: PipelineConfig) -> list[str]:
+    """A source that reads a benchmark's own files (inside its folder, or a copy of its items
+    file) trains on evaluation items."""
+    problems = []
+    for index, source in enumerate(config.sources):
+        if is_s3(source.path):
+            continue
+        real = os.path.realpath(source.path)
+        digest = _file_digest(real)
+        for bench in config.decontaminate.benchmarks:
+            if is_s3(bench):
+                continue
+            root = os.path.realpath(bench)
+            inside = real == root or real.startswith(root + os.sep)
+            if inside or (digest is not None and digest == items_digest(bench)):
+                problems.append(
+                    f"sources.{index}.path = '{source.path}': reads the items of "
+                    f"decontaminate.benchmarks '{bench}' (training on evaluation items)"
+                )
+    return problems
+
+
+def _file_digest(path: str) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest() if os.path.isfile(path) else None
+    except OSError:
+        return None
+
+
+def same_folder(a: str, b: str) -> bool:
+    """Whether two local folders are one benchmark-format set: the same folder once symlinks,
+    `..` and relative spellings are resolved, or folders whose items file has the same content
+    (a copy)."""
+    if is_s3(a) or is_s3(b):
+        return a.rstrip("/") == b.rstrip("/")
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    digest = items_digest(a)
+    return digest is not None and digest == items_digest(b)
+
+
+def items_digest(folder: str) -> str | None:
+    """sha256 of a set folder's items file (`items_file` of its benchmark.json, default
+    items.jsonl); None when there is none to read."""
+    root = Path(folder)
+    try:
+        manifest = json.loads((root / "benchmark.json").read_text(encoding="utf-8"))
+        name = manifest.get("items_file", "items.jsonl") if isinstance(manifest, dict) else None
+        return hashlib.sha256((root / str(name or "items.jsonl")).read_bytes()).hexdigest()
+    except (OSError, ValueError):
+        return None
+
+
 def known_language_codes() -> list[str]:
     """ISO 639-1 codes lingua knows."""
     return [lang.iso_code_639_1.name.lower() for lang in Language.all()]
@@ -775,6 +886,10 @@ DEFAULT_INCLUDE: dict[Format, tuple[str, ...]] = {
     Format.JSONL: ("*.jsonl",),
     Format.CSV: ("*.csv",),
 }
+ROW_FORMATS = frozenset({Format.JSONL, Format.CSV, Format.CHAT})
+"""Formats whose records come from objects or rows with named fields."""
+DEFAULT_PARAPHRASE_THRESHOLD = 0.55
+"""Measured with bench/bench_decontaminate.py (docs/benchmarks.md)."""
 LABELLED_TASKS: tuple[InstructionTask, ...] = (
     InstructionTask.INTENT,
     InstructionTask.SENTIMENT,

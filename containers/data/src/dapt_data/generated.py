@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Sequence
 
 from dapt_eval.providers import DecodingParams, Provider
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dapt_data.instructions import InstructionExample
 from dapt_data.records import Kind, Origin
-from dapt_data.storage import exists, read_bytes, write_bytes
+from dapt_data.storage import append_bytes, read_appended
 from dapt_data.synthetic import SyntheticExample, SyntheticTask
 
 
@@ -84,7 +85,12 @@ def instruction_row(example: InstructionExample, source: str, origin: Origin) ->
 
 class CachedTeacher(Provider):
     """Replays stored generations; stores new ones in `uri` every `flush_every` calls and on
-    `flush()`. Only successful generations are stored, so failures are retried next time."""
+    `flush()`. Only successful generations are stored, so failures are retried next time.
+
+    The cache is an append log (`storage.append_bytes`): a flush writes only the generations
+    made since the last one, so a step of N calls writes O(N) bytes, not O(N^2) as rewriting
+    the whole file every `flush_every` calls did. A key found twice (two runs that both asked)
+    keeps the last text; they are equal for a deterministic teacher."""
 
     def __init__(self, inner: Provider, uri: str, flush_every: int | None = None) -> None:
         self.inner = inner
@@ -96,12 +102,12 @@ class CachedTeacher(Provider):
         self.cache: dict[str, str] = {}
         self.hits = 0
         self.calls = 0
-        self._unflushed = 0
-        if exists(uri):
-            for line in read_bytes(uri).decode("utf-8").splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    self.cache[row["key"]] = row["text"]
+        self._pending: list[str] = []
+        self._lock = threading.Lock()  # synthesis calls the teacher from several threads
+        for line in read_appended(uri).decode("utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                self.cache[row["key"]] = row["text"]
 
     def identity(self) -> dict[str, str]:
         """The wrapped teacher's identity (examples record who wrote them)."""
@@ -112,18 +118,24 @@ class CachedTeacher(Provider):
     ) -> Generation:
         """The stored output for this prompt, or the teacher's (then stored)."""
         key = _cache_key(self.inner.identity(), prompt, params)
-        if key in self.cache:
-            self.hits += 1
+        with self._lock:
+            stored = self.cache.get(key)
+            if stored is not None:
+                self.hits += 1
+            else:
+                self.calls += 1
+        if stored is not None:
             identity = self.inner.identity()
             return Generation(
-                self.cache[key], Usage(), 0.0, identity["provider"], self.model_id, self.revision
+                stored, Usage(), 0.0, identity["provider"], self.model_id, self.revision
             )
-        self.calls += 1
-        generation = self.inner.generate(prompt, params, oracle)
-        self.cache[key] = generation.text
-        self._unflushed += 1
-        if self._unflushed >= self.flush_every:
-            self.flush()
+        generation = self.inner.generate(prompt, params, oracle)  # outside the lock: in parallel
+        line = json.dumps({"key": key, "text": generation.text}, ensure_ascii=False)
+        with self._lock:
+            self.cache[key] = generation.text
+            self._pending.append(line)
+            if len(self._pending) >= self.flush_every:
+                self._flush_pending()
         return generation
 
     def loglik(
@@ -133,12 +145,15 @@ class CachedTeacher(Provider):
         return self.inner.loglik(prompt, continuations, oracle)
 
     def flush(self) -> None:
-        """Write the whole cache (sorted, so identical work gives an identical file)."""
-        lines = [
-            json.dumps({"key": k, "text": v}, ensure_ascii=False) for k, v in self.cache.items()
-        ]
-        write_bytes(self.uri, ("\n".join(sorted(lines)) + "\n").encode("utf-8"))
-        self._unflushed = 0
+        """Append the generations made since the last flush (nothing when there are none)."""
+        with self._lock:
+            self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        if not self._pending:
+            return
+        append_bytes(self.uri, ("\n".join(self._pending) + "\n").encode("utf-8"))
+        self._pending = []
 
 
 def _cache_key(identity: dict[str, str], prompt: str, params: DecodingParams) -> str:

@@ -6,14 +6,19 @@ Bad input never stops a run and is never dropped silently. Rules (the `reason` c
 - `empty_file` (file): no bytes, or whitespace only;
 - `invalid_utf8` (file): not UTF-8; the detail gives the byte offset;
 - `line_too_long`: a line over `ingest.max_line_chars` (the line for jsonl/csv/chat, the file
-  for documents);
+  for documents; a CSV row with a longer cell, which Python's csv module would refuse);
 - `broken_html` (file): no element holding text once nav/script/style/... are removed;
-- `invalid_json` (line): a JSONL line that does not parse;
+- `invalid_json` (line): a JSONL line that does not parse, or is nested too deeply to parse;
 - `bad_row` (line/row): a JSON value that is not an object, a CSV row with the wrong cell count;
 - `missing_field` (line/row, or the CSV file for a missing column): text/label field absent or
   not a string;
 - `empty_text`: nothing left once extracted;
-- `bad_chat` (line): `turns` missing or empty, or a turn without string `role` and `text`.
+- `bad_chat` (line): `turns` missing or empty, or a turn without string `role` and `text`;
+- `broken_symlink` (file): a symlink under a source folder whose target is missing;
+- `no_files` (source): a source folder or prefix with no file matching its include globs
+  (matched case-insensitively: `A.MD` is a Markdown file).
+
+`file_too_large` is decided from the listed size, before the file is read.
 """
 
 from __future__ import annotations
@@ -30,8 +35,8 @@ from markdown_it import MarkdownIt
 from selectolax.lexbor import LexborHTMLParser
 
 from dapt_data.config import Format, IngestConfig, SourceConfig
-from dapt_data.records import RAW_EXCERPT_CHARS, Quarantined, Record
-from dapt_data.storage import FileRef
+from dapt_data.records import PII_NAMES_META, RAW_EXCERPT_CHARS, Quarantined, Record
+from dapt_data.storage import FileRef, Listing
 
 
 @dataclass
@@ -221,6 +226,8 @@ def _json_lines(ctx: _Ctx, text: str) -> Iterator[tuple[str, object | Quarantine
         except json.JSONDecodeError as err:
             detail = f"invalid JSON: {err.msg} at column {err.colno}"
             yield location, ctx.quarantine(location, "invalid_json", detail, line)
+        except RecursionError:
+            yield location, ctx.quarantine(location, "invalid_json", TOO_DEEP, line)
 
 
 def _json_array(ctx: _Ctx, text: str) -> Iterator[tuple[str, object | Quarantined]]:
@@ -229,6 +236,9 @@ def _json_array(ctx: _Ctx, text: str) -> Iterator[tuple[str, object | Quarantine
     except json.JSONDecodeError as err:
         detail = f"invalid JSON: {err.msg} at line {err.lineno} column {err.colno}"
         yield ctx.uri, ctx.quarantine(ctx.uri, "invalid_json", detail, text)
+        return
+    except RecursionError:
+        yield ctx.uri, ctx.quarantine(ctx.uri, "invalid_json", TOO_DEEP, text)
         return
     for index, value in enumerate(values):
         yield f"{ctx.uri}#{index}", value
@@ -268,10 +278,35 @@ def _render_chat(value: object) -> tuple[str, str]:
 
 
 def _meta(ctx: _Ctx, value: object) -> dict[str, str]:
+    """The id field and, under `PII_NAMES_META`, the names of `pii_name_fields` (from the
+    object and each of its turns), for the redactor."""
+    meta: dict[str, str] = {}
     field_name = ctx.source.id_field
     if field_name and isinstance(value, dict) and field_name in value:
-        return {field_name: str(value[field_name])}
-    return {}
+        meta[field_name] = str(value[field_name])
+    names = _names(value, ctx.source.pii_name_fields)
+    if names:
+        meta[PII_NAMES_META] = "; ".join(names)
+    return meta
+
+
+def _names(value: object, fields: list[str]) -> list[str]:
+    """Distinct non-blank strings (or lists of strings) under `fields`, in order of appearance."""
+    if not fields or not isinstance(value, dict):
+        return []
+    holders = [value]
+    turns = value.get("turns")
+    if isinstance(turns, list):
+        holders += [t for t in turns if isinstance(t, dict)]
+    found: list[str] = []
+    for holder in holders:
+        for name in fields:
+            got = holder.get(name)
+            values = got if isinstance(got, list) else [got]
+            for item in values:
+                if isinstance(item, str) and item.strip() and item.strip() not in found:
+                    found.append(item.strip())
+    return found
 
 
 def _read_jsonl(ctx: _Ctx, text: str) -> Ingested:
@@ -307,15 +342,38 @@ def _add_row(ctx: _Ctx, out: Ingested, location: str, row: dict[str, Any], raw: 
 
 
 def _read_csv(ctx: _Ctx, text: str) -> Ingested:
+    # csv refuses a cell over its process-wide field_size_limit (131072 by default) with an
+    # exception; raise the limit to ours for this file so that such a row is quarantined here.
+    previous = csv.field_size_limit(max(csv.field_size_limit(), ctx.limits.max_line_chars + 1))
+    try:
+        return _read_csv_rows(ctx, text)
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _read_csv_rows(ctx: _Ctx, text: str) -> Ingested:
     out = Ingested()
     reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader)
+    try:
+        header = next(reader)
+    except csv.Error as err:
+        detail = f"header: {err}"
+        return Ingested(quarantined=[ctx.quarantine(ctx.uri, "line_too_long", detail, "")])
     wanted = [c for c in (ctx.source.text_field, ctx.source.label_field) if c is not None]
     missing = [c for c in wanted if c not in header]
     if missing:
         detail = f"columns {missing} not in header {header}"
         return Ingested(quarantined=[ctx.quarantine(ctx.uri, "missing_field", detail, text)])
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:  # a cell over the limit: this row only, the reader goes on
+            location = f"{ctx.uri}:{reader.line_num}"
+            detail = f"{err}: a cell is over ingest.max_line_chars {ctx.limits.max_line_chars}"
+            out.quarantined.append(ctx.quarantine(location, "line_too_long", detail, ""))
+            continue
         location = f"{ctx.uri}:{reader.line_num}"
         raw = ",".join(row)
         if not row:
@@ -331,6 +389,36 @@ def _read_csv(ctx: _Ctx, text: str) -> Ingested:
     return out
 
 
+def oversized(source: SourceConfig, ref: FileRef, limits: IngestConfig) -> Ingested | None:
+    """The quarantine row of a file over `ingest.max_file_bytes`, decided from its listed size
+    before a byte is read; None when it is within the limit."""
+    if ref.size <= limits.max_file_bytes:
+        return None
+    detail = f"{ref.size} bytes > ingest.max_file_bytes {limits.max_file_bytes}"
+    return Ingested(
+        quarantined=[
+            _Ctx(source, ref.uri, limits).quarantine(ref.uri, "file_too_large", detail, "")
+        ]
+    )
+
+
+def listing_problems(source: SourceConfig, listing: Listing) -> Ingested:
+    """Quarantine rows for what a source's listing could not read: broken symlinks
+    (`broken_symlink`) and a folder with no file matching the include globs (`no_files`)."""
+    ctx = _Ctx(source, source.path, IngestConfig())
+    rows = [
+        ctx.quarantine(link, "broken_symlink", "symlink to a missing file", "")
+        for link in listing.broken_links
+    ]
+    if not listing.files:
+        detail = (
+            f"no file matches {source.patterns()} ({listing.other_files} other files); "
+            "set sources[].include"
+        )
+        rows.append(ctx.quarantine(source.path, "no_files", detail, ""))
+    return Ingested(quarantined=rows)
+
+
 READERS: dict[Format, Callable[[_Ctx, str], Ingested]] = {
     Format.MARKDOWN: _read_markdown,
     Format.HTML: _read_html,
@@ -340,6 +428,7 @@ READERS: dict[Format, Callable[[_Ctx, str], Ingested]] = {
     Format.CSV: _read_csv,
 }
 _MARKDOWN = MarkdownIt("commonmark").enable("table")
+TOO_DEEP = "invalid JSON: nested deeper than the parser's recursion limit"
 HTML_BOILERPLATE = ("nav", "script", "style", "header", "footer", "aside", "noscript", "form")
 HTML_BLOCKS = (
     "p",

@@ -36,7 +36,7 @@ from dapt_data.config import InstructionSourceConfig, PipelineConfig
 from dapt_data.decontaminate import NgramIndex, decontaminate_records, load_index
 from dapt_data.dedup import dedup_records
 from dapt_data.generated import CachedTeacher, InstructionRow, instruction_row, synthetic_row
-from dapt_data.ingest import Ingested, ingest_file
+from dapt_data.ingest import Ingested, ingest_file, listing_problems, oversized
 from dapt_data.instructions import InstructionExample, build_instructions, labelled_example
 from dapt_data.manifest import (
     SourceData,
@@ -55,8 +55,12 @@ from dapt_data.records import (
     to_jsonl,
 )
 from dapt_data.redact import RedactionConfig, redact_records
-from dapt_data.storage import exists, join, list_files, read_bytes, write_bytes
+from dapt_data.storage import exists, join, list_source, read_bytes, write_bytes
 from dapt_data.synthetic import SourceDocument, SynthesisConfig, generate_synthetic
+
+
+class StepError(RuntimeError):
+    """A step ran but its result is unusable (the message names why); nothing is committed."""
 
 
 @dataclass
@@ -116,7 +120,8 @@ def commit(
 
 def run_ingest(config: PipelineConfig) -> StepResult:
     """Read every source into `raw/records.jsonl` and `raw/quarantine.jsonl`."""
-    listing = {s.name: list_files(s.path, s.patterns()) for s in config.sources}
+    listings = {s.name: list_source(s.path, s.patterns()) for s in config.sources}
+    listing = {name: found.files for name, found in listings.items()}
     fingerprint = sha256(
         json.dumps(
             {name: [[r.uri, r.fingerprint] for r in refs] for name, refs in listing.items()},
@@ -131,7 +136,12 @@ def run_ingest(config: PipelineConfig) -> StepResult:
     per_source: dict[str, dict[str, int]] = {}
     for source in config.sources:
         before = (len(result.records), len(result.quarantined))
+        result.extend(listing_problems(source, listings[source.name]))
         for ref in listing[source.name]:
+            too_large = oversized(source, ref, config.ingest)  # decided before reading it
+            if too_large is not None:
+                result.extend(too_large)
+                continue
             result.extend(ingest_file(source, ref, read_bytes(ref.uri), config.ingest))
         per_source[source.name] = {
             "files": len(listing[source.name]),
@@ -366,7 +376,11 @@ def run_synthesize(config: PipelineConfig, teacher: Provider | None = None) -> S
     if section is None:
         return not_configured("synthesize")
     data = read_bytes(join(config.output, "redact", RECORDS))
-    key = step_key("synthesize", sha256(data), config.section_hash("sources", "synthesize"))
+    fingerprint = sha256(data)
+    if config.decontaminate.benchmarks:  # the guard's inputs are part of what the rows depend on
+        bench = _benchmarks_fingerprint(config.decontaminate.benchmarks)
+        fingerprint += f"\nbenchmarks:{bench}:{config.section_hash('decontaminate')}"
+    key = step_key("synthesize", fingerprint, config.section_hash("sources", "synthesize"))
     done = finished(config, "synthesize", key)
     if done:
         return done
@@ -388,13 +402,25 @@ def run_synthesize(config: PipelineConfig, teacher: Provider | None = None) -> S
         min_grounding=section.min_grounding,
         near_dup_threshold=section.near_dup_threshold,
         decoding=SynthesisConfig().decoding.model_copy(update={"max_tokens": section.max_tokens}),
+        concurrency=section.concurrency,
     )
     try:
         examples, quarantined, report = generate_synthetic(documents, cached, settings)
     finally:
         cached.flush()
-    limit = section.max_examples or len(examples)
     rows = [synthetic_row(e, section.output, section.origin) for e in examples]
+    guard = _generated_guard(config)
+    overlapping: list[Dropped] = []
+    if guard is not None:  # a teacher may well write a benchmark question back
+        kept_ids, overlapping = _guarded(
+            [(r.id, r.source_id, r.text()) for r in rows],
+            guard,
+            config.decontaminate.threshold,
+            section.output,
+            "synthesize",
+        )
+        rows = [r for r in rows if r.id in kept_ids]
+    limit = section.max_examples or len(examples)
     over = [
         {
             "step": "synthesize",
@@ -406,18 +432,31 @@ def run_synthesize(config: PipelineConfig, teacher: Provider | None = None) -> S
         }
         for r in (row.model_dump(mode="json") for row in rows[limit:])
     ]
+    if report.generations and sum(report.quarantined.values()) >= report.generations:
+        # nothing the teacher wrote was usable: a broken teacher, not an empty result
+        write_bytes(join(config.output, "synthesize", "quarantine.jsonl"), to_jsonl(quarantined))
+        reasons = dict(Counter(q.reason for q in quarantined))
+        raise StepError(
+            f"synthesize: all {len(quarantined)} teacher outputs were quarantined {reasons} "
+            f"(see {join(config.output, 'synthesize', 'quarantine.jsonl')}); check "
+            f"synthesize.teacher ({section.teacher.kind} {section.teacher.model_id})"
+        )
+    dropped_counts = count_reasons(overlapping)
+    if over:
+        dropped_counts["max_examples"] = len(over)
     counts = {
         "documents": len(documents),
         "out": len(rows[:limit]),
         "teacher_calls": cached.calls,
         "cache_hits": cached.hits,
-        "dropped": {"max_examples": len(over)} if over else {},
+        "dropped": dropped_counts,
         "report": report.model_dump(mode="json"),
     }
+    dropped_rows = [d.model_dump(mode="json") for d in overlapping] + over
     files = {
         RECORDS: to_jsonl(rows[:limit]),
         "quarantine.jsonl": to_jsonl(quarantined),
-        "dropped.jsonl": _json_lines(over),
+        "dropped.jsonl": _json_lines(dropped_rows),
     }
     return commit(config, "synthesize", key, files, counts)
 
@@ -522,7 +561,14 @@ def run_instructions(config: PipelineConfig) -> StepResult:
     guard = _generated_guard(config) if section.sets else None
     dropped: list[Dropped] = []
     if guard is not None:
-        made, dropped = _guarded(made, guard, config.decontaminate.threshold, section.output)
+        kept_ids, dropped = _guarded(
+            [(e.id, e.source_id, f"{e.prompt}\n{e.response}") for e in made],
+            guard,
+            config.decontaminate.threshold,
+            section.output,
+            "instructions",
+        )
+        made = [e for e in made if e.id in kept_ids]
     per_source: dict[str, int] = {}
     if section.sources:
         records = list(records_from_jsonl(redacted, join(config.output, "redact", RECORDS)))
@@ -559,10 +605,10 @@ def run_instructions(config: PipelineConfig) -> StepResult:
 
 
 def _generated_guard(config: PipelineConfig) -> NgramIndex | None:
-    """The decontamination index for rows made from labelled sets. Stricter than for records:
-    benchmark items down to `GENERATED_MIN_ITEM_WORDS` words are checked (a short utterance
-    of a training set that contains a short benchmark item whole is a copy, whereas a KB
-    article may say "how do I connect my domain" by chance)."""
+    """The decontamination index for generated rows (synthesize, instructions from sets).
+    Stricter than for records: benchmark items down to `GENERATED_MIN_ITEM_WORDS` words are
+    checked (a short utterance of a training set that contains a short benchmark item whole
+    is a copy, whereas a KB article may say "how do I connect my domain" by chance)."""
     section = config.decontaminate
     if not section.benchmarks:
         return None
@@ -573,26 +619,24 @@ def _generated_guard(config: PipelineConfig) -> NgramIndex | None:
 
 
 def _guarded(
-    examples: list[InstructionExample], index: NgramIndex, threshold: float, output: str
-) -> tuple[list[InstructionExample], list[Dropped]]:
-    """Examples whose prompt or response shares n-grams with a benchmark item are dropped
-    (`benchmark_overlap`, in `instructions/dropped.jsonl`), like records in decontaminate."""
+    rows: list[tuple[str, str, str]], index: NgramIndex, threshold: float, output: str, step: str
+) -> tuple[set[str], list[Dropped]]:
+    """The ids of the generated `(id, source_id, prompt + response)` rows that overlap no
+    benchmark item, and the others as `benchmark_overlap` (in `<step>/dropped.jsonl`), by the
+    same rules as records in decontaminate."""
     as_records = [
         Record(
-            id=e.id,
+            id=row_id,
             source=output,
-            source_id=e.source_id,
+            source_id=source_id,
             kind=Kind.INSTRUCTION,
             origin=Origin.DOMAIN,
-            text=f"{e.prompt}\n{e.response}",
+            text=text,
         )
-        for e in examples
+        for row_id, source_id, text in rows
     ]
     kept, dropped = decontaminate_records(as_records, index, threshold)
-    kept_ids = {r.id for r in kept}
-    return [e for e in examples if e.id in kept_ids], [
-        d.model_copy(update={"step": "instructions"}) for d in dropped
-    ]
+    return {r.id for r in kept}, [d.model_copy(update={"step": step}) for d in dropped]
 
 
 def labelled_examples(
@@ -710,5 +754,5 @@ GENERATED_MIN_ITEM_WORDS = 4
 RECORDS = "records.jsonl"
 MARKER = "_step.json"
 CACHE = "teacher_cache.jsonl"
-STEP_FORMAT = "1"  # bump when a step's output format or logic changes, to invalidate old runs
+STEP_FORMAT = "2"  # bump when a step's output format or logic changes, to invalidate old runs
 ALL_SECTIONS = ("sources", "ingest", "clean", "dedup", "decontaminate", "redact", "manifest")

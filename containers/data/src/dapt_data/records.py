@@ -130,3 +130,6 @@ def count_reasons(rows: Iterable[Quarantined | Dropped]) -> dict[str, int]:
 
 
 RAW_EXCERPT_CHARS = 2000
+PII_NAMES_META = "pii_names"
+"""Meta key of the participant names ingest read from a source's `pii_name_fields` ("; "-joined):
+the redactor redacts them wherever they occur in the text, then in the meta itself."""

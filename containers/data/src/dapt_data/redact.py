@@ -37,7 +37,9 @@ from dapt_data.pii.patterns import (
     phone_spans,
     secret_spans,
 )
+from dapt_data.pii.public_values import PUBLIC_TEST_VALUES, public_key
 from dapt_data.pii.types import PRIORITY, PiiType, Span
+from dapt_data.records import PII_NAMES_META
 
 R = TypeVar("R")
 
@@ -82,6 +84,12 @@ class RedactionConfig(BaseModel):
     allow_values: frozenset[str] = Field(
         default_factory=frozenset,
         description="Exact values never redacted (a product's public test card, a brand name).",
+    )
+    allow_public_test_values: bool = Field(
+        default=True,
+        description="Keep the well-known public test values of `dapt_data.pii.public_values` "
+        "(payment networks' documented test cards, AWS's documented example keys), which a "
+        "domain's documentation may teach; false: redact them like any other value.",
     )
     allow_email_domains: frozenset[str] = Field(
         default_factory=frozenset,
@@ -245,6 +253,15 @@ def redact_records(
                 else:
                     new_turns.append(turn)
             changes["turns"] = new_turns
+        meta = _get(record, "meta")
+        if isinstance(meta, Mapping) and names:
+            # the names themselves must not reach the training files through the metadata
+            changes["meta"] = {
+                key: _redact(value, config, names, comprehend, placeholders)[0]
+                if isinstance(value, str) and (key in config.name_fields or key == PII_NAMES_META)
+                else value
+                for key, value in meta.items()
+            }
         out.append(_replace(record, changes))
         report.records += 1
         report.records_redacted += sum(by_type.values()) > before
@@ -254,8 +271,11 @@ def redact_records(
 
 
 def known_names_of(record: object, fields: Sequence[str]) -> list[str]:
-    """Participant names from `fields` on the record, its `meta`, and its turns."""
+    """Participant names from `fields` on the record, its `meta` (with the names ingest read
+    from a source's `pii_name_fields`, `PII_NAMES_META`), and its turns; a string holding
+    several names separates them with ';'."""
     names: list[str] = []
+    fields = (*fields, PII_NAMES_META)
     holders: list[object] = [record, _get(record, "meta")]
     turns = _get(record, "turns")
     if isinstance(turns, list):
@@ -266,7 +286,7 @@ def known_names_of(record: object, fields: Sequence[str]) -> list[str]:
         for field in fields:
             value = _get(holder, field)
             if isinstance(value, str):
-                names.append(value)
+                names += [part.strip() for part in value.split(";") if part.strip()]
             elif isinstance(value, list | tuple):
                 names += [v for v in value if isinstance(v, str)]
             elif isinstance(value, Mapping):
@@ -303,6 +323,12 @@ def _redact(
 def _allowed(value: str, kind: PiiType, config: RedactionConfig) -> bool:
     if value in config.allow_values:
         return True
+    if (
+        config.allow_public_test_values
+        and kind in PUBLIC_VALUE_TYPES
+        and public_key(value) in PUBLIC_TEST_VALUES
+    ):
+        return True
     domain = value.rpartition("@")[2].lower()
     return kind == PiiType.EMAIL and domain in {d.lower() for d in config.allow_email_domains}
 
@@ -336,6 +362,8 @@ def _sorted(counts: Counter[str]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+PUBLIC_VALUE_TYPES = frozenset({PiiType.CARD, PiiType.SECRET})
+"""Types whose values `allow_public_test_values` may keep (the list holds cards and keys)."""
 DEFAULT_TYPES: tuple[PiiType, ...] = (
     PiiType.EMAIL,
     PiiType.PHONE,

@@ -26,6 +26,16 @@ class FileRef:
     fingerprint: str
 
 
+@dataclass(frozen=True)
+class Listing:
+    """What a source's folder or prefix holds: the matching files, broken symlinks, and how
+    many other files did not match the include globs."""
+
+    files: list[FileRef]
+    broken_links: list[str]
+    other_files: int
+
+
 class StorageError(RuntimeError):
     """A read or write failed; the message names the URI."""
 
@@ -60,24 +70,35 @@ def list_files(root: str, include: list[str]) -> list[FileRef]:
 
     Sorted by URI, so record order (and therefore "first occurrence" in dedup) is stable.
     """
-    refs = _list_s3(root) if is_s3(root) else _list_local(Path(root))
+    return list_source(root, include).files
+
+
+def list_source(root: str, include: list[str]) -> Listing:
+    """`list_files` with what it left out: broken symlinks and the files not matching.
+
+    Names match `include` case-insensitively (`A.MD` matches `*.md`).
+    """
+    refs, broken = (_list_s3(root), []) if is_s3(root) else _list_local(Path(root))
     matching = [r for r in refs if _matches(r.uri, include)]
-    return sorted(matching, key=lambda r: r.uri)
+    return Listing(sorted(matching, key=lambda r: r.uri), broken, len(refs) - len(matching))
 
 
 def _matches(uri: str, include: list[str]) -> bool:
-    name = uri.rsplit("/", 1)[-1]
-    return any(fnmatch.fnmatch(name, pattern) for pattern in include)
+    name = uri.rsplit("/", 1)[-1].casefold()
+    return any(fnmatch.fnmatchcase(name, pattern.casefold()) for pattern in include)
 
 
-def _list_local(root: Path) -> list[FileRef]:
+def _list_local(root: Path) -> tuple[list[FileRef], list[str]]:
     if root.is_file():
-        paths = [root]
+        paths, broken = [root], []
     elif root.is_dir():
-        paths = [p for p in root.rglob("*") if p.is_file()]
+        found = sorted(root.rglob("*"))
+        paths = [p for p in found if p.is_file()]
+        broken = [str(p) for p in found if p.is_symlink() and not p.exists()]
     else:
         raise StorageError(f"input path '{root}' does not exist")
-    return [FileRef(str(p), p.stat().st_size, _local_fingerprint(p)) for p in paths]
+    refs = [FileRef(str(p), p.stat().st_size, _local_fingerprint(p)) for p in paths]
+    return refs, broken
 
 
 def _local_fingerprint(path: Path) -> str:
@@ -174,6 +195,33 @@ def write_if_absent(uri: str, data: bytes) -> bool:
     return True
 
 
+def append_bytes(uri: str, data: bytes) -> None:
+    """Add `data` to the end of an append log without rewriting what is there.
+
+    On local disk the file is opened for appending. S3 objects cannot be appended to, so each
+    call writes the next numbered part, `<uri>.parts/<NNNNNN>`, and `read_appended` joins them;
+    either way a call costs the bytes it adds, not the log's size.
+    """
+    if not is_s3(uri):
+        path = Path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("ab") as handle:
+            handle.write(data)
+        return
+    parts = f"{uri}{APPEND_PARTS}"
+    write_bytes(join(parts, f"{len(list_names(parts)):06d}"), data)
+
+
+def read_appended(uri: str) -> bytes:
+    """Everything `append_bytes` wrote to `uri` (and a whole object written there before),
+    in order; empty when there is nothing."""
+    data = read_bytes(uri) if exists(uri) else b""
+    if is_s3(uri):
+        parts = f"{uri}{APPEND_PARTS}"
+        data += b"".join(read_bytes(join(parts, name)) for name in list_names(parts))
+    return data
+
+
 def list_names(prefix_uri: str) -> list[str]:
     """Names of the files directly under a folder/prefix (empty when it does not exist)."""
     if not is_s3(prefix_uri):
@@ -185,3 +233,7 @@ def list_names(prefix_uri: str) -> list[str]:
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
         names += [str(obj["Key"])[len(prefix) :] for obj in page.get("Contents", [])]
     return sorted(names)
+
+
+APPEND_PARTS = ".parts"
+"""Suffix of the S3 prefix holding an append log's parts (`append_bytes`)."""

@@ -3,8 +3,10 @@
 Steps, each counted in the report:
 1. Split each document into passages (blank-line paragraphs and Markdown sections packed up
    to `max_passage_chars`).
-2. Ask the teacher (any `dapt_eval.providers.Provider`) for `questions_per_passage` items as
-   strict JSON: `{"items": [{"question": str, "answer": str}, ...]}` and nothing else.
+2. Ask the teacher (any `dapt_eval.providers.Provider`; `concurrency` calls in flight, on
+   threads, results used in input order so the output does not depend on timing) for
+   `questions_per_passage` items as strict JSON:
+   `{"items": [{"question": str, "answer": str}, ...]}` and nothing else.
    Output that is not exactly that (prose around the JSON, extra keys, empty strings) or a
    provider error after retries is *quarantined* with its reason, never dropped silently.
 3. Keep an item only if its answer is grounded in the passage: at least `min_grounding`
@@ -25,6 +27,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from functools import partial
 from itertools import pairwise
@@ -95,6 +98,12 @@ class SynthesisConfig(BaseModel):
     decoding: DecodingParams = Field(
         default_factory=lambda: DecodingParams(temperature=0.0, max_tokens=1024),
         description="Sampling settings of every teacher call (greedy, 1024 new tokens).",
+    )
+    concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Teacher calls in flight at once (threads; the provider must be thread-safe).",
     )
 
 
@@ -189,6 +198,8 @@ def parse_generation(raw: str) -> tuple[list[tuple[str, str]], str, str]:
         value = json.loads(raw)
     except json.JSONDecodeError as err:
         return [], "invalid_json", f"not a JSON document: {err}"
+    except RecursionError:
+        return [], "invalid_json", "JSON nested deeper than the parser's recursion limit"
     try:
         output = _Output.model_validate(value)
     except ValidationError as err:
@@ -231,62 +242,72 @@ def generate_synthetic(
     quarantined: list[QuarantinedGeneration] = []
     candidates: list[SyntheticExample] = []
     identity = teacher.identity()
+    calls: list[tuple[SourceDocument, int, str, SyntheticTask, str]] = []
     for document in documents:
         passages = split_passages(document.text, config.max_passage_chars, config.min_passage_chars)
         report.passages += len(passages)
         for index, passage in enumerate(passages):
             for task in config.tasks:
-                prompt = PROMPTS[task]
-                text = render(prompt, {"passage": passage, "n": str(config.questions_per_passage)})
-                report.generations += 1
-                where = {"source_id": document.source_id, "passage_index": index, "task": task}
-                try:
-                    raw = call_with_retry(
-                        partial(teacher.generate, text, config.decoding), retry
-                    ).value.text
-                except ProviderError as err:
-                    quarantined.append(
-                        QuarantinedGeneration(
-                            **where, reason="provider_error", detail=str(err), raw=""
-                        )
-                    )
-                    continue
-                items, reason, detail = parse_generation(raw)
-                if reason:
-                    quarantined.append(
-                        QuarantinedGeneration(
-                            **where, reason=reason, detail=detail, raw=raw[:RAW_EXCERPT_CHARS]
-                        )
-                    )
-                    continue
-                report.items_parsed += len(items)
-                generator = Generator(
-                    provider=identity["provider"],
-                    model_id=identity["model_id"],
-                    revision=identity["revision"],
-                    prompt_id=prompt.id,
-                    prompt_version=prompt.version,
+                n = str(config.questions_per_passage)
+                text = render(PROMPTS[task], {"passage": passage, "n": n})
+                calls.append((document, index, passage, task, text))
+
+    def ask(text: str) -> str | ProviderError:
+        try:
+            return call_with_retry(
+                partial(teacher.generate, text, config.decoding), retry
+            ).value.text
+        except ProviderError as err:
+            return err
+
+    with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
+        # map keeps input order: the examples, their ids and dedup winners do not depend on
+        # which call finished first
+        replies = list(pool.map(ask, [call[4] for call in calls]))
+    for (document, index, passage, task, _), reply in zip(calls, replies, strict=True):
+        prompt = PROMPTS[task]
+        report.generations += 1
+        where = {"source_id": document.source_id, "passage_index": index, "task": task}
+        if isinstance(reply, ProviderError):
+            quarantined.append(
+                QuarantinedGeneration(**where, reason="provider_error", detail=str(reply), raw="")
+            )
+            continue
+        raw = reply
+        items, reason, detail = parse_generation(raw)
+        if reason:
+            quarantined.append(
+                QuarantinedGeneration(
+                    **where, reason=reason, detail=detail, raw=raw[:RAW_EXCERPT_CHARS]
                 )
-                for question, answer in items:
-                    score = grounding(answer, passage)
-                    if score < config.min_grounding:
-                        report.ungrounded += 1
-                        continue
-                    candidates.append(
-                        SyntheticExample(
-                            id=_example_id(document.source_id, index, task, question),
-                            task=task,
-                            source_id=document.source_id,
-                            passage_index=index,
-                            passage=passage
-                            if task == SyntheticTask.READING_COMPREHENSION
-                            else None,
-                            question=question,
-                            answer=answer,
-                            grounding=round(score, 4),
-                            generator=generator,
-                        )
-                    )
+            )
+            continue
+        report.items_parsed += len(items)
+        generator = Generator(
+            provider=identity["provider"],
+            model_id=identity["model_id"],
+            revision=identity["revision"],
+            prompt_id=prompt.id,
+            prompt_version=prompt.version,
+        )
+        for question, answer in items:
+            score = grounding(answer, passage)
+            if score < config.min_grounding:
+                report.ungrounded += 1
+                continue
+            candidates.append(
+                SyntheticExample(
+                    id=_example_id(document.source_id, index, task, question),
+                    task=task,
+                    source_id=document.source_id,
+                    passage_index=index,
+                    passage=passage if task == SyntheticTask.READING_COMPREHENSION else None,
+                    question=question,
+                    answer=answer,
+                    grounding=round(score, 4),
+                    generator=generator,
+                )
+            )
     kept = _deduplicate(candidates, config.near_dup_threshold, report)
     report.quarantined = dict(sorted(Counter(q.reason for q in quarantined).items()))
     report.kept = dict(sorted(Counter(e.task.value for e in kept).items()))

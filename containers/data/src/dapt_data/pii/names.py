@@ -7,7 +7,8 @@ Three sources, in decreasing precision:
    in any case ("hi sarah").
 2. Triggers: "my name is X", "I'm X" / "this is X" (X must be in the gazetteer), greetings
    "Hi X," / "Dear X", sign-offs "Thanks, X" / "Best regards,\\nX", titles "Mr./Ms./Dr. X".
-   A following capitalised word is taken as the surname.
+   A following capitalised word is taken as the surname. A word outside the gazetteer that
+   is a field label ("thanks Contact: ...") or all capitals ("Regards,\\nIBAN ...") is not.
 3. Gazetteer: a capitalised first name from `gazetteer.FIRST_NAMES` anywhere, plus a
    following capitalised surname. Names that are also words ("Will", "Grace") count only
    after a trigger.
@@ -43,7 +44,7 @@ def _known_name_spans(text: str, known_names: Iterable[str]) -> list[Span]:
         if not name:
             continue
         variants.add(name)
-        variants.update(part for part in re.split(r"[\s.,]+", name) if len(part) >= 3)
+        variants.update(part for part in re.split(r"[\s.,;]+", name) if len(part) >= 3)
     spans = []
     for variant in sorted(variants, key=len, reverse=True):
         pattern = re.compile(rf"(?<!\w){re.escape(variant)}(?!\w)", re.IGNORECASE)
@@ -63,8 +64,11 @@ def _trigger_spans(text: str) -> list[Span]:
             lower = first.lower()
             if needs_gazetteer and lower not in FIRST_NAMES and lower not in AMBIGUOUS_FIRST_NAMES:
                 continue
-            if not first[0].isupper() and lower not in FIRST_NAMES | AMBIGUOUS_FIRST_NAMES:
+            known = lower in FIRST_NAMES or lower in AMBIGUOUS_FIRST_NAMES
+            if not first[0].isupper() and not known:
                 continue  # a lower-case word after a trigger is a name only if we know it
+            if not known and (_is_label(text, m.end("first")) or _is_acronym(first)):
+                continue  # "thanks Contact: ...", "Regards,\nIBAN ...", "Thanks FAQ!"
             spans.append(
                 Span(m.start("first"), _surname_end(text, m.end("first")), PiiType.NAME, "trigger")
             )
@@ -85,6 +89,17 @@ def _surname_end(text: str, end: int) -> int:
     if m is None or _is_stopword(m.group("surname")):
         return end
     return m.end()
+
+
+def _is_label(text: str, end: int) -> bool:
+    """Whether the word ending at `end` is a field label ("Contact:", "Email:")."""
+    return text[end : end + 1] == ":"
+
+
+def _is_acronym(word: str) -> bool:
+    """IBAN, FAQ, DNS: all capitals (a name in capitals is taken only if it is known)."""
+    letters = [c for c in word if c.isalpha()]
+    return len(letters) >= MIN_ACRONYM_LETTERS and all(c.isupper() for c in letters)
 
 
 def _is_stopword(word: str) -> bool:
@@ -119,6 +134,7 @@ _TRIGGERS: tuple[tuple[re.Pattern[str], bool], ...] = (
     (re.compile(rf"(?m)^[ \t]*(?:--|—)[ \t]*(?P<first>{_WORD})"), False),
 )
 
+MIN_ACRONYM_LETTERS = 2
 NAME_STOPWORDS = frozenset(
     {
         "a",

@@ -1,17 +1,26 @@
 """Offline detectors: regular expressions for candidates, validators to reject look-alikes.
 
-- emails: RFC-5322-ish local part, a dotted domain with a 2+ letter TLD.
-- phones: Google's libphonenumber (`phonenumbers.PhoneNumberMatcher`, leniency VALID) over the
-  configured regions; a bare digit run without `+`, spaces, dashes or brackets counts only
-  after a phone cue ("call", "phone", "mobile", ...), because order and reference numbers
-  are often valid numbers in some region.
+- emails: an RFC 5322 dot-atom local part (letters, digits and ``!#$%&'*+/=?^_`{|}~-``,
+  dots between them; it starts with a letter, digit or `_`), a dotted domain with a 2+ letter
+  TLD.
+- phones: Google's libphonenumber (`phonenumbers.PhoneNumberMatcher`) over the configured
+  regions, leniency VALID; a `+<country code>` number or a North American `(NXX) NXX-XXXX`
+  also counts when it is only POSSIBLE (a well-formed number in a range libphonenumber thinks
+  unassigned is still somebody's number, or soon will be). A bare digit run without `+`,
+  spaces, dashes or brackets counts only after a phone cue ("call", "phone", "mobile", ...),
+  because order and reference numbers are often valid numbers in some region.
 - cards: digit runs of 13-19 digits (optionally grouped by spaces or dashes) that pass Luhn
   (python-stdnum) and start with a known issuer prefix (Visa, Mastercard, Amex, Discover,
   JCB, Diners, UnionPay, Maestro).
-- IBANs: country code + check digits + 11-30 alphanumerics, validated with `stdnum.iban`
-  (country length and mod-97 check); upper-case only.
+- IBANs: country code + check digits + 11-30 alphanumerics, validated as ISO 13616 defines
+  them: the ISO 7064 mod-97 check and the country's registered length and BBAN structure
+  (`stdnum.iban` with `check_country=False`). National BBAN check digits (Spain's, France's,
+  Belgium's ...) are not checked: an IBAN that passes mod-97 with a wrong national check is
+  still a bank account number someone typed. Upper-case only.
 - secrets: vendor formats (AWS, GitHub, Slack, Stripe, Google, OpenAI, JWT, PEM private
-  keys, bearer tokens) and generic `key=`/`token=`/`password:` assignments whose value looks
+  keys, bearer tokens), any three-segment base64url token whose first segment decodes to a
+  JSON object with `alg` (a JWT whose header is not `eyJ...`, e.g. with a space after `{`),
+  and generic `key=`/`token=`/`password:` assignments whose value looks
   random (Shannon entropy), plus bare 32-128 character tokens with upper case, lower case
   and digits and high entropy (AWS secret keys, API keys pasted alone); lower-case hex
   hashes and UUIDs are not matched.
@@ -21,6 +30,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import math
 import re
 from collections import Counter
@@ -50,6 +62,16 @@ def phone_spans(text: str, regions: Iterable[str]) -> list[Span]:
             if not _plausible_phone(text, match.start, match.raw_string):
                 continue
             found.add((match.start, match.end))
+    # One POSSIBLE pass (any region: a `+` number names its own) for well-formed numbers in
+    # ranges the metadata calls unassigned; bare digit runs stay VALID-only (order numbers).
+    for match in phonenumbers.PhoneNumberMatcher(
+        text, POSSIBLE_PASS_REGION, leniency=phonenumbers.Leniency.POSSIBLE
+    ):
+        raw, start = match.raw_string, match.start
+        if raw.startswith("(+"):  # "(+1 800 ...)": the bracket opens the aside, not the number
+            raw, start = raw[1:], start + 1
+        if _WELL_FORMED_PHONE.fullmatch(raw) and _plausible_phone(text, start, raw):
+            found.add((start, match.end))
     return [_span(start, end, PiiType.PHONE, "phonenumbers") for start, end in sorted(found)]
 
 
@@ -80,6 +102,11 @@ def secret_spans(text: str, min_entropy: float) -> list[Span]:
         for name, pattern in _VENDOR_SECRETS
         for m in pattern.finditer(text)
     ]
+    spans += [
+        _span(m.start(), m.end(), PiiType.SECRET, "jwt")
+        for m in _JWT_LIKE.finditer(text)
+        if _is_jwt_header(m.group("header"))
+    ]
     for m in _ASSIGNMENT.finditer(text):
         value = m.group("value")
         key = m.group("key").lower().replace("_", "").replace("-", "")
@@ -104,15 +131,68 @@ def address_spans(text: str) -> list[Span]:
     optional unit ("Apt 4B", "Suite 200") and an optional ", City, ST 12345" or UK postcode
     tail; "<Name>straße/weg/platz ... <number>" with an optional "12345 City"; French
     "<number> rue/avenue/boulevard ... " with an optional "75001 Paris"; "P.O. Box 123".
+    Each found street is extended over the locality that follows it (`_locality_end`):
+    city, state or province, postal code and country, in US/UK/Canadian/Irish/Australian
+    ("Sydney NSW 2000") or European ("10115 Berlin") order, on the same line or the next.
     Misses: addresses without a house number or suffix ("the old mill on Bridge Lane" is
     caught only from "Bridge Lane" if numbered), lower-case addresses, non-Latin scripts,
-    and city/postcode lines written apart from the street line.
+    and a city or postcode written with no street before it.
     """
     return [
-        _span(m.start(), m.end(), PiiType.ADDRESS, "address")
+        _span(m.start(), _locality_end(text, m.end()), PiiType.ADDRESS, "address")
         for pattern in _ADDRESSES
         for m in pattern.finditer(text)
     ]
+
+
+def _locality_end(text: str, end: int) -> int:
+    """Where the locality after a street ends ("..., Springfield, IL 62704", "\nLeeds LS1 4AP").
+
+    Parts are cities (1-3 capitalised words, optionally a district number: "Dublin 8"),
+    codes (2-3 capitals: a state, province or country) and postal codes. After a comma or a
+    newline any part may follow; after a space only a code, a postal code, a city right after
+    a postal code ("10115 Berlin") or a city that a code or postal code follows ("Austin TX").
+    Without a code or postal code the locality is at most one comma-separated city (a
+    capitalised word after a street is not always a place); parts on the next line count only
+    when a code or postal code is among them.
+    """
+    parts: list[tuple[str, str, int]] = []  # (separator kind, part kind, end)
+    pos = end
+    while len(parts) < MAX_LOCALITY_PARTS:
+        m = _LOCALITY_PART.match(text, pos)
+        if m is None:
+            break
+        sep = "newline" if "\n" in m.group("sep") else "comma" if "," in m.group("sep") else "space"
+        kind = next(k for k in ("postal", "code", "city") if m.group(k))
+        if kind == "city" and m.group("city").split()[0].lower() in LOCALITY_STOPWORDS:
+            break
+        parts.append((sep, kind, m.end()))
+        pos = m.end()
+    accepted: list[tuple[str, str, int]] = []
+    for index, (sep, kind, part_end) in enumerate(parts):
+        if sep == "space" and kind == "city":
+            after_postal = bool(accepted) and accepted[-1][1] == "postal"
+            following = parts[index + 1] if index + 1 < len(parts) else None
+            before_code = following is not None and following[0] == "space"
+            before_code = before_code and following is not None and following[1] != "city"
+            if not (after_postal or before_code):
+                break
+        accepted.append((sep, kind, part_end))
+    coded = [i for i, (_, kind, _) in enumerate(accepted) if kind != "city"]
+    if not coded:
+        first = accepted[0] if accepted else None
+        return first[2] if first and first[0] == "comma" else end
+    newline = next((i for i, (sep, _, _) in enumerate(accepted) if sep == "newline"), None)
+    if newline is not None and coded[-1] < newline:
+        accepted = accepted[:newline]
+        coded = [i for i in coded if i < newline]
+        if not coded:
+            return end
+    last = coded[-1]
+    # a city or country after the last postal code belongs to it ("75002 Paris", ", UK")
+    if last + 1 < len(accepted) and accepted[last + 1][1] == "city":
+        last += 1
+    return accepted[last][2]
 
 
 def shannon_entropy(value: str) -> float:
@@ -160,7 +240,17 @@ def _is_card(candidate: str) -> bool:
 
 def _is_iban(candidate: str) -> bool:
     compact = candidate.replace(" ", "")
-    return len(compact) >= MIN_IBAN_LEN and bool(stdnum_iban.is_valid(compact))
+    return len(compact) >= MIN_IBAN_LEN and bool(stdnum_iban.is_valid(compact, check_country=False))
+
+
+def _is_jwt_header(segment: str) -> bool:
+    """Whether a base64url segment decodes to a JSON object naming an `alg` (a JOSE header)."""
+    try:
+        decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        header = json.loads(decoded)
+    except (binascii.Error, ValueError):
+        return False
+    return isinstance(header, dict) and "alg" in header
 
 
 def _looks_random(value: str, min_entropy: float) -> bool:
@@ -185,8 +275,10 @@ def _iter_vendor() -> Iterator[tuple[str, re.Pattern[str]]]:
         yield name, re.compile(pattern)
 
 
+# The lookbehind leaves out `'` so that a quoted address ('jane@example.com') starts after
+# the quote while o'brien.pat@example.com is matched from its first letter.
 _EMAIL = re.compile(
-    r"(?<![\w.+-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,63})@"
+    r"(?<![A-Za-z0-9!#$%&*+/=?^_`{|}~.-])[A-Za-z0-9_](?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{0,63})@"
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w-])"
 )
 _PHONE_CUE = re.compile(
@@ -199,6 +291,8 @@ _NOT_PHONE_CUE = re.compile(
     r"batch|build|item|product|po)\b\W*(?:number|no|nr|num|id|#)?\W*$",
     re.IGNORECASE,
 )
+_WELL_FORMED_PHONE = re.compile(r"\+\d[\d ()./-]{6,}\d|\(\d{3}\)[ ]?\d{3}[ .-]\d{4}")
+"""A `+<country code>` number, or a North American `(NXX) NXX-XXXX`."""
 _DIGIT_RUN = re.compile(r"(?<![\w-])\d(?:[ -]?\d)+(?![\w])")
 _GROUP_BREAK = re.compile(r"[ -]")
 _CARD_ISSUER = re.compile(
@@ -230,6 +324,10 @@ _VENDOR_SOURCES: tuple[tuple[str, str], ...] = (
     ("bearer-token", r"(?<=Bearer )[A-Za-z0-9._~+/-]{20,}=*"),
 )
 _VENDOR_SECRETS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(_iter_vendor())
+_JWT_LIKE = re.compile(
+    r"(?<![A-Za-z0-9_.-])(?P<header>[A-Za-z0-9_-]{12,})\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
+    r"(?![A-Za-z0-9_-])"
+)
 
 _ASSIGNMENT = re.compile(
     r"(?i)(?<![A-Za-z0-9])(?P<key>[A-Za-z0-9_.-]*?(?:api[_-]?key|apikey|secret|token|"
@@ -245,31 +343,44 @@ _STREET_SUFFIX = (
     r"Grove|Hill)\.?"
 )
 _CAP = r"[A-Z][a-z'\u2019]+\.?"
+_LOCALITY_PART = re.compile(
+    r"(?P<sep>,[ \t]*|[ \t]*\n[ \t]*|[ \t]+)(?:"
+    r"(?P<postal>(?:[A-Z]-)?\d{5}(?:-\d{4})?(?!\d)|\d{4}(?!\d)"
+    r"|[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2}|[A-Z]\d[A-Z][ \t]?\d[A-Z]\d|[A-Z]\d{2}[ \t]?[A-Z\d]{4})"
+    r"|(?P<code>[A-Z]{2,3})"
+    r"|(?P<city>[A-Z][a-zà-öø-ÿ'\u2019-]+(?:[ \t][A-Z][a-zà-öø-ÿ'\u2019-]+){0,2}(?:[ \t]\d{1,2})?)"
+    r")(?![\w@])"
+)
+"""One part of the locality after a street: its separator, then a postal code, a code or a city."""
 _ADDRESSES: tuple[re.Pattern[str], ...] = (
     # 221B Baker Street, Apt 4, Springfield, IL 62704 | 10 Downing Street, London SW1A 2AA
     re.compile(
         rf"\b\d{{1,6}}[A-Za-z]?\s+(?:(?:[NSEW]|North|South|East|West)\.?\s+)?(?:{_CAP}\s+){{0,3}}"
         rf"{_CAP}\s+{_STREET_SUFFIX}"
         r"(?:,?\s+(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|#)\.?\s*#?[A-Za-z0-9-]+)?"
-        r"(?:,\s*[A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2}(?![\w-]))?"
-        r"(?:,?\s*[A-Z]{2}\s+\d{5}(?:-\d{4})?)?"
-        r"(?:,?\s*[A-Z]{1,2}\d[A-Z\d]?\s\d[A-Z]{2}\b)?"
-    ),
+    ),  # the city, state and postcode are `_locality_end`'s
     # Hauptstraße 5, 10115 Berlin | Am Lindenweg 12a
     re.compile(
         r"\b(?:[A-ZÄÖÜ][a-zäöüß]+[- ])?[A-ZÄÖÜ][a-zäöüß]*(?:straße|strasse|str\.|weg|platz|"
-        r"allee|gasse|ring|damm|ufer)\s+\d{1,4}[a-z]?(?:,\s*\d{5}\s+[A-ZÄÖÜ][a-zäöüß]+)?"
+        r"allee|gasse|ring|damm|ufer)\s+\d{1,4}[a-z]?(?![\w])"
     ),
     # 12 rue de la Paix, 75002 Paris
     re.compile(
         r"\b\d{1,4}(?:\s?(?:bis|ter))?,?\s+(?:rue|avenue|av\.|boulevard|bd|place|chemin|allée|"
-        r"impasse|quai)\s+(?:(?:de|du|des|la|le|l'|d')\s*)*[A-ZÉ][\w'\u2019-]+(?:\s[A-ZÉ][\w'\u2019-]+)*"
-        r"(?:,\s*\d{5}\s+[A-ZÉ][a-zé-]+)?"
+        r"impasse|quai)\s+(?:(?:de|du|des|la|le|l'|d')\s*)*[A-ZÉ][\w'\u2019-]+"
+        r"(?:[ \t][A-ZÉ][\w'\u2019-]+)*"
     ),
     re.compile(r"\bP\.?\s?O\.?\s?Box\s+\d{1,6}\b", re.IGNORECASE),
 )
 
 PHONE_CUE_WINDOW = 30
+MAX_LOCALITY_PARTS = 6
+LOCALITY_STOPWORDS = frozenset(
+    {"thanks", "thank", "please", "regards", "cheers", "best", "and", "or", "but", "then", "ok"}
+)
+"""Capitalised words after a street that start a sentence or a sign-off, not a city."""
+POSSIBLE_PASS_REGION = "US"
+"""Region of the POSSIBLE pass: `+` numbers name their own, `(NXX) NXX-XXXX` is North American."""
 MIN_CARD_DIGITS = 13
 MAX_CARD_DIGITS = 19
 MIN_IBAN_LEN = 15

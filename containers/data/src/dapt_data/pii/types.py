@@ -39,12 +39,14 @@ class Span:
 
 PRIORITY: dict[PiiType, int] = {
     PiiType.SECRET: 0,
-    PiiType.CARD: 1,
-    PiiType.IBAN: 2,
+    PiiType.IBAN: 1,
+    PiiType.CARD: 2,
     PiiType.EMAIL: 3,
     PiiType.PHONE: 4,
     PiiType.ID: 5,
     PiiType.ADDRESS: 6,
     PiiType.NAME: 7,
 }
-"""When spans of different types overlap, the lower number wins (a card is not a phone)."""
+"""When spans of different types overlap, the lower number wins (a card is not a phone). An IBAN
+outranks a card: its BBAN may hold a Luhn-valid digit run, while a card number cannot hold an
+IBAN (which starts with two letters)."""

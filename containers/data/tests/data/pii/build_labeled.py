@@ -46,6 +46,10 @@ EMAILS = [
     "tom@example.co",
     "hello@studio-42.example.net",
     "a1b2c3@example.com",
+    # issue 16: RFC 5322 local-part characters
+    "o'brien.pat@example.com",
+    "d'angelo+news@example.org",
+    "first!last@example.net",
 ]
 PHONES = [
     "(415) 555-0132",
@@ -73,6 +77,11 @@ PHONES = [
     "+31 20 123 4567",
     "(604) 555-0142",
     "+1 (305) 555-0111",
+    # issue 16: well-formed numbers in ranges libphonenumber calls unassigned
+    "+1 (999) 555-0123",
+    "+1 (958) 555-0100",
+    "+86 123 4567 8901",
+    "+1 800 000 0000",
 ]
 CARDS = [
     "4111 1111 1111 1111",
@@ -116,6 +125,10 @@ IBANS = [
     "PT50 0002 0123 1234 5678 9015 4",
     "FI21 1234 5600 0007 85",
     "LU28 0019 4006 4475 0000",
+    # issue 16: mod-97 valid with failing national checks, a Luhn-valid run inside
+    "ES91 3982 5979 1907 4833 7887",
+    "BE14 2675 1555 0425",
+    "DE04 4514 0604 5246 1416 38",
 ]
 ADDRESSES = [
     "742 Evergreen Terrace, Springfield, IL 62704",
@@ -138,6 +151,12 @@ ADDRESSES = [
     "2 Harbour Road, Dublin",
     "19 King's Road",
     "500 W Madison St, Chicago, IL 60661",
+    # issue 16: the city and postal code after the street
+    "742 Evergreen Terrace, Springfield, Illinois 62704",
+    "12 Oak Lane, Toronto, ON M5V 2T6",
+    "9 Elm Court, Melbourne VIC 3000, Australia",
+    "Hauptstraße 5 10115 Berlin",
+    "14 Mill Road, Cambridge CB1 2AD",
 ]
 NAMES_TRIGGER: list[tuple[str, list[str]]] = [
     ("my name is {NAME:Sarah Connolly}", []),
@@ -164,6 +183,16 @@ NAMES_KNOWN: list[tuple[str, list[str]]] = [
     ("Agent {NAME:Thandiwe} said it was fixed", ["Thandiwe"]),
     ("{NAME:Oluwaseun Adeyemi} requested the export", ["Oluwaseun Adeyemi"]),
 ]
+NAMES_FIELDS: list[tuple[str, list[str]]] = [
+    # issue 16: names a source declares (pii_name_fields), seen anywhere in the text
+    (
+        "Customer: hi, {NAME:zofia} here\nAgent: Hello {NAME:Zofia}, {NAME:Tendai} speaking",
+        ["Zofia Wiśniewska", "Tendai"],
+    ),
+    ("{NAME:Wiśniewska} is the name on the invoice", ["Zofia Wiśniewska"]),
+    ("Agent: thanks {NAME:Ikechukwu}, I've passed it on", ["Ikechukwu Obi"]),
+]
+ADDRESS_EDGES = ["I moved to {ADDRESS:12 Oak Lane} in 2019, Thanks again"]
 NAMES_GAZETTEER = [
     "{NAME:Maria Lopez} set up the store",
     "ask {NAME:David} about the invoice",
@@ -215,6 +244,8 @@ def secrets() -> list[str]:
     out += ["sk-proj-" + _rand(rng, alnum + "_-", 48)]
     header = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
     out += [f"{header}.eyJ{_rand(rng, alnum, 40)}.{_rand(rng, alnum + '_-', 43)}" for _ in range(3)]
+    space_header = "eyAiYWxnIjogIkhTMjU2IiwgInR5cCI6ICJKV1QiIH0"  # '{ "alg": "HS256", ... }'
+    out += [f"{space_header}.eyAi{_rand(rng, alnum + '_-', 40)}.{_rand(rng, alnum + '_-', 43)}"]
     out += [_rand(rng, alnum, 32) for _ in range(3)]  # generic assignments
     out += ["Tr0ub4dor&3x", "hunter2!Qz"]  # passwords
     return out
@@ -316,6 +347,12 @@ NEGATIVES = [
     "Coupon SAVE20NOW applies to Starter.",
     "Ticket 2024-555-0199 was closed.",
     "Call the function with key=value pairs.",
+    # issue 16: look-alikes of the new rules
+    "ok thanks Contact: our help centre",
+    "Regards,\nIBAN checks run nightly",
+    "Thanks FAQ readers!",
+    "Order 2024-01-15-0042 shipped; v1.2.3 and 10.0.19045; build 20240115.3",
+    "see config.settings_loader.reload_all_values for details",
 ]
 
 
@@ -342,7 +379,8 @@ def examples() -> list[tuple[str, list[str]]]:
     for key in PRIVATE_KEYS:
         body = key.format(r1=_rand(rng, b64, 48), r2=_rand(rng, b64, 64))
         out.append(("here is the deploy key:\n{SECRET:" + body + "}\nthanks", []))
-    out += NAMES_TRIGGER + NAMES_KNOWN + [(t, []) for t in NAMES_GAZETTEER]
+    out += [(t, []) for t in ADDRESS_EDGES]
+    out += NAMES_TRIGGER + NAMES_KNOWN + NAMES_FIELDS + [(t, []) for t in NAMES_GAZETTEER]
     out += [(t, []) for t in NAMES_MISSED_BY_DESIGN]
     # mixed, realistic messages with several types
     out += [
