@@ -140,7 +140,7 @@ export class PipelineStack extends Stack {
 
     // Publishing to a KMS-encrypted topic needs the key too (SNS encrypts each message with a data
     // key the publisher generates); sns:Publish alone fails with KMS.AccessDeniedException.
-    key.grant(this.pipeline.stateMachine.role, 'kms:Decrypt', 'kms:GenerateDataKey*');
+    key.grant(this.pipeline.stateMachine.role, 'kms:Decrypt', 'kms:GenerateDataKey');
 
     const parameters = new PlatformParameters(this, 'Parameters', config.ssmRoot);
     parameters.publish(
