@@ -123,7 +123,10 @@ def test_cross_field_rules_name_the_keys() -> None:
 
 
 def test_cli_check_reports_problems_and_exit_code(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    model_dir: Path,
 ) -> None:
     monkeypatch.chdir(tmp_path)  # GOOD names its manifest relative to the working directory
     path = tmp_path / "bad.yaml"
@@ -135,6 +138,15 @@ def test_cli_check_reports_problems_and_exit_code(
     assert main(["--config", str(path), "--check"]) == 2
     assert "manifest m.json (source 'chats') does not exist" in capsys.readouterr().err
     (tmp_path / "m.json").write_text('{"files": ["chats.jsonl"]}', encoding="utf-8")
+    # Then every input it names must be there: the model folder and each data file.
+    assert main(["--config", str(path), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "stages.0.model.path = 's3://bucket/models/llama-7b': " in err  # no such bucket here
+    assert "stages.1.data.sources.0 (chats): data file chats.jsonl does not exist" in err
+    stages = [{**GOOD["stages"][0], "model": {"path": str(model_dir)}}, GOOD["stages"][1]]
+    path.write_text(__import__("yaml").safe_dump({**GOOD, "stages": stages}), encoding="utf-8")
+    for name in ("a.jsonl", "b.parquet", "chats.jsonl"):
+        (tmp_path / name).write_text("", encoding="utf-8")
     assert main(["--config", str(path), "--check"]) == 0
     assert load_config(path).stages[1].model.from_stage == "dapt"
 

@@ -160,6 +160,23 @@ class DataConfig(_Strict):
         "unset: every source's share is its weight over all weights.",
     )
 
+    chat_template: str | None = Field(
+        default=None,
+        description="Chat template for `instruction` sources, replacing the tokenizer's: the "
+        "name of a bundled one (`chatml`, `llama-2`) or inline Jinja; needed for a base model "
+        "without one (e.g. Llama-2-7b). Unset: the tokenizer's own.",
+    )
+
+    @field_validator("chat_template")
+    @classmethod
+    def _known_template(cls, value: str | None) -> str | None:
+        if value is None or value in BUNDLED_CHAT_TEMPLATES or "{{" in value or "{%" in value:
+            return value
+        raise ValueError(
+            f"not a bundled template ({', '.join(sorted(BUNDLED_CHAT_TEMPLATES))}) nor inline "
+            "Jinja (no '{{' or '{%')"
+        )
+
     @model_validator(mode="after")
     def _groups(self) -> DataConfig:
         problems = check_groups(self, resolved=False)
@@ -503,6 +520,10 @@ def dump_config(config: ExperimentConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
 
+CHAT_TEMPLATES = Path(__file__).with_name("chat_templates")
+BUNDLED_CHAT_TEMPLATES = frozenset(p.stem for p in CHAT_TEMPLATES.glob("*.jinja"))
+"""Names ``data.chat_template`` may give instead of inline Jinja
+(``chat_templates/<name>.jinja``)."""
 DEFAULT_LORA_TARGETS: tuple[str, ...] = (
     "q_proj",
     "k_proj",

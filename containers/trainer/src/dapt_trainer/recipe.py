@@ -27,9 +27,14 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 from dapt_trainer.adapter_archive import ADAPTER_ARCHIVE, archive_adapter
 from dapt_trainer.checkpoint import latest_complete, load_checkpoint, save_checkpoint
 from dapt_trainer.config import ExperimentConfig, OptimizerConfig, StageConfig, dump_config
-from dapt_trainer.data.cache import TokenizedSource, tokenized_sources
+from dapt_trainer.data.cache import (
+    NoDataError,
+    TokenizedSource,
+    no_data_problems,
+    tokenized_sources,
+)
 from dapt_trainer.data.prefetch import Prefetcher
-from dapt_trainer.data.readers import resolve_data
+from dapt_trainer.data.readers import Quarantined, resolve_data
 from dapt_trainer.data.stream import (
     Batch,
     PackedStream,
@@ -37,7 +42,7 @@ from dapt_trainer.data.stream import (
     pad_id,
     step_batches,
 )
-from dapt_trainer.data.tokenize import IGNORE_INDEX
+from dapt_trainer.data.tokenize import IGNORE_INDEX, use_chat_template
 from dapt_trainer.lineage import build_lineage
 from dapt_trainer.metrics import MetricsLog
 from dapt_trainer.model import (
@@ -147,11 +152,16 @@ def prepare_token_caches(experiment: ExperimentConfig, output: str) -> list[dict
     shared = token_cache_location(experiment, output)
     summary = []
     for stage in experiment.stages:
-        tokenizer = load_tokenizer(tokenizer_folder(experiment, stage))
+        tokenizer = use_chat_template(
+            load_tokenizer(tokenizer_folder(experiment, stage)), stage.data.chat_template
+        )
         sources = list(resolve_data(stage.data).sources)
         opened = tokenized_sources(
             sources, tokenizer, cache_dir() / "tokens", shared=shared, publish=True
         )
+        problems = no_data_problems(opened)
+        if problems:  # not worth a GPU job: it would stop at the same place
+            raise NoDataError(f"stage {stage.name!r}: " + "; ".join(problems))
         missing = [s.path.name for s in opened if not _published(join(shared, s.path.name))]
         if missing:
             raise PublishError(
@@ -265,7 +275,9 @@ class StageRecipe:
         self.stage = self.stage.model_copy(update={"data": resolve_data(self.stage.data)})
         torch.manual_seed(self.experiment.seed)  # identical initial weights (adapters) on all ranks
         self.model_path = resolve_model_path(self.experiment, self.output, self.stage)
-        self.tokenizer = load_tokenizer(self.model_path)
+        self.tokenizer = use_chat_template(
+            load_tokenizer(self.model_path), self.stage.data.chat_template
+        )
         self.model = setup_model(
             self.model_path, self.stage.method, self.experiment.compute, self.dist, self.device
         )
@@ -282,7 +294,6 @@ class StageRecipe:
             {"Experiment": self.experiment.experiment, "Stage": self.stage.name},
             enabled=self.dist.is_main,
         )
-        self._report_quarantine("data")
         latest = latest_complete(join(self.out, "checkpoints"))
         if latest is not None:
             restored = load_checkpoint(
@@ -300,7 +311,10 @@ class StageRecipe:
             self._log_event("resumed", checkpoint=latest, step=self.step)
 
     def setup_data(self) -> tuple[list[TokenizedSource], PackedStream]:
-        """Tokenise the sources into the node's cache (once), open them, build the stream."""
+        """Tokenise the sources into the node's cache (once), open them, build the stream.
+
+        The quarantine report is written before the stream is built: it is what explains a
+        source with no usable row, which stops the stage here (NoDataError, exit 2)."""
         sources = tokenized_sources(
             list(self.stage.data.sources),
             self.tokenizer,
@@ -310,6 +324,11 @@ class StageRecipe:
             shared=token_cache_location(self.experiment, self.output),
             publish=self.dist.rank < self.dist.local_world_size,  # the first node's processes
         )
+        self._report_quarantine("data", sources, [])
+        problems = no_data_problems(sources)
+        if problems:
+            report = self.local_out / "quarantine.jsonl"
+            raise NoDataError(f"stage {self.stage.name!r}: " + "; ".join(problems) + f" ({report})")
         stream = PackedStream(
             self.stage.data, sources, self.experiment.seed, pad_id(self.tokenizer)
         )
@@ -381,7 +400,7 @@ class StageRecipe:
             if stage.eval_every and self.step % stage.eval_every == 0:
                 self.metrics.write({"step": self.step, **_prefixed(self.evaluate())})
         self.stop_prefetch()
-        self._report_quarantine("data_final")
+        self._report_quarantine("data_final", self.sources, self.stream.quarantined)
         heldout = self.evaluate()
         self.export(heldout)
         return StageResult(stage.name, "complete", self.step, losses, heldout, self.out)
@@ -597,12 +616,14 @@ class StageRecipe:
                 if path.exists():
                     write_bytes(join(self.out, name), path.read_bytes())
 
-    def _report_quarantine(self, event: str) -> None:
+    def _report_quarantine(
+        self, event: str, sources: list[TokenizedSource], during_run: list[Quarantined]
+    ) -> None:
         """Write ``quarantine.jsonl`` (rows rejected when reading or tokenising, and documents
         found unusable during the run) and log the counts per source."""
         if not self.dist.is_main:
             return
-        rows = [q for s in self.sources for q in s.quarantined] + list(self.stream.quarantined)
+        rows = [q for s in sources for q in s.quarantined] + list(during_run)
         self.local_out.mkdir(parents=True, exist_ok=True)
         with (self.local_out / "quarantine.jsonl").open("w", encoding="utf-8") as f:
             for q in rows:
@@ -614,8 +635,8 @@ class StageRecipe:
             event,
             quarantined=len(rows),
             quarantined_by_source=counts,
-            train_examples={s.config.name: s.n_train for s in self.sources},
-            tokens={s.config.name: s.n_tokens for s in self.sources},
+            train_examples={s.config.name: s.n_train for s in sources},
+            tokens={s.config.name: s.n_tokens for s in sources},
         )
 
     def _log_event(self, event: str, **fields: Any) -> None:

@@ -73,6 +73,14 @@ def fingerprint(uri: str) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
+def is_missing(err: BaseException) -> bool:
+    """Whether a read failed because the file (or its bucket) is not there."""
+    if isinstance(err, FileNotFoundError):
+        return True
+    code = getattr(err, "response", {}).get("Error", {}).get("Code")  # botocore's ClientError
+    return code in {"NoSuchKey", "NoSuchBucket", "404"}
+
+
 def exists(uri: str) -> bool:
     if is_s3(uri):
         bucket, key = split_s3(uri)

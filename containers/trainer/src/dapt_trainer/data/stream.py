@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from dapt_trainer.config import DataConfig
-from dapt_trainer.data.cache import Array, TokenizedSource
+from dapt_trainer.data.cache import Array, NoDataError, TokenizedSource, no_data_problems
 from dapt_trainer.data.mixture import MixtureSampler, target_weights
 from dapt_trainer.data.readers import Quarantined
 from dapt_trainer.data.tokenize import IGNORE_INDEX
@@ -94,12 +94,9 @@ class PackedStream:
     _rejected: set[tuple[int, int]] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        empty = [s.config.name for s in self.sources if s.n_train == 0]
-        if empty:
-            raise ValueError(
-                f"source(s) {empty} have no training document left (all rows quarantined, or "
-                "heldout_examples takes them all); see the quarantine report"
-            )
+        problems = no_data_problems(self.sources)
+        if problems:
+            raise NoDataError("; ".join(problems))
         self.sampler = MixtureSampler(
             weights=target_weights(self.data),
             sizes=[s.n_train for s in self.sources],
