@@ -41,10 +41,16 @@ from dapt_trainer.storage import (
     is_s3,
     join,
     list_children,
+    read_bytes,
     remove_tree,
     upload_dir,
     write_bytes,
 )
+
+
+class ResumeError(ValueError):
+    """The newest checkpoint cannot continue this config (it was saved with another one); the
+    message names the checkpoint and every key that changed."""
 
 
 @dataclass(frozen=True)
@@ -114,13 +120,29 @@ def save_checkpoint(
             shutil.rmtree(local, ignore_errors=True)
     elif dist.is_main:
         (local / MARKER).write_text(json.dumps({"step": step}), encoding="utf-8")
-        if Path(final).exists():
-            shutil.rmtree(final)
-        os.replace(local, final)
+        _replace(local, Path(final))
     if dist.is_main:
         _prune(root, keep_last)
     _barrier(dist)
     return final
+
+
+def _replace(new: Path, final: Path) -> None:
+    """Put the complete folder ``new`` at ``final``. A complete ``final`` (the same step saved
+    before: same step, same state, as resumes are exact) is kept and ``new`` discarded, so there
+    is never a moment without a complete checkpoint of the step; an incomplete one is
+    replaced."""
+    if (final / MARKER).exists():
+        shutil.rmtree(new)
+        return
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(new, final)
+
+
+def saved_config(uri: str) -> str:
+    """The config YAML a checkpoint was saved with."""
+    return read_bytes(join(uri, "config.yaml")).decode("utf-8")
 
 
 def load_checkpoint(

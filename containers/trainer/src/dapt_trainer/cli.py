@@ -17,6 +17,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from dapt_trainer.checkpoint import ResumeError
 from dapt_trainer.config import ConfigError, ExperimentConfig, load_config
 from dapt_trainer.data.cache import NoDataError
 from dapt_trainer.data.readers import ManifestError
@@ -67,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.tokenize_only
             else train(experiment, output)
         )
-    # e.g. a data file differs from what its manifest promised, a source with no usable row
-    except (ManifestError, NoDataError) as err:
+    # e.g. a data file differs from what its manifest promised, a source with no usable row, a
+    # checkpoint saved with another config
+    except (ManifestError, NoDataError, ResumeError) as err:
         print(str(err), file=sys.stderr)
         return EXIT_USAGE
 

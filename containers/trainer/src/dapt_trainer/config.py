@@ -520,6 +520,50 @@ def dump_config(config: ExperimentConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
 
+def resume_changes(saved: ExperimentConfig, current: ExperimentConfig, stage: str) -> list[str]:
+    """What changed in ``stage`` (and the seed) between the config a checkpoint was saved with
+    and the current one, as `key: saved -> current`. A checkpoint's weights, optimizer,
+    schedule and data position belong to its config; only the keys of ``RESUMABLE_KEYS`` (how
+    often to log, evaluate and checkpoint) and ``compute``, ``output`` and ``token_cache`` (where
+    and on what it runs) may change between a stop and its resume."""
+    if not any(s.name == stage for s in saved.stages):
+        return [f"stages: the checkpoint's config has no stage {stage!r}"]
+
+    def compared(config: ExperimentConfig) -> dict[str, Any]:
+        dumped = config.stage(stage).model_dump(mode="json", exclude=set(RESUMABLE_KEYS))
+        return _flatten({"seed": config.seed, f"stage {stage}": dumped})
+
+    before, after = compared(saved), compared(current)
+    return [
+        f"{key}: {before.get(key, '(unset)')!r} -> {after.get(key, '(unset)')!r}"
+        for key in sorted(set(before) | set(after), key=_natural)
+        if before.get(key, _ABSENT) != after.get(key, _ABSENT)
+    ]
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        items: list[tuple[str, Any]] = list(value.items())
+    elif isinstance(value, list):
+        items = [(str(i), v) for i, v in enumerate(value)]
+    else:
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for key, item in items:
+        out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _natural(key: str) -> list[Any]:
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in key.split(".")]
+
+
+_ABSENT = object()
+RESUMABLE_KEYS = ("log_every", "eval_every", "eval_at_start", "checkpoint")
+"""Stage keys a resumed run may change: when it logs, evaluates and checkpoints, not what it
+trains."""
+
+
 CHAT_TEMPLATES = Path(__file__).with_name("chat_templates")
 BUNDLED_CHAT_TEMPLATES = frozenset(p.stem for p in CHAT_TEMPLATES.glob("*.jinja"))
 """Names ``data.chat_template`` may give instead of inline Jinja

@@ -21,12 +21,26 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812 - the usual alias
+import yaml
 from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
 from dapt_trainer.adapter_archive import ADAPTER_ARCHIVE, archive_adapter
-from dapt_trainer.checkpoint import latest_complete, load_checkpoint, save_checkpoint
-from dapt_trainer.config import ExperimentConfig, OptimizerConfig, StageConfig, dump_config
+from dapt_trainer.checkpoint import (
+    ResumeError,
+    latest_complete,
+    load_checkpoint,
+    save_checkpoint,
+    saved_config,
+)
+from dapt_trainer.config import (
+    ExperimentConfig,
+    OptimizerConfig,
+    StageConfig,
+    dump_config,
+    parse_config,
+    resume_changes,
+)
 from dapt_trainer.data.cache import (
     NoDataError,
     TokenizedSource,
@@ -261,6 +275,9 @@ class StageRecipe:
         self.stop = stop or (lambda _step: False)
         self.lora = stage.method.name == "lora"
         self.step = 0
+        self.saved_step = 0
+        """The step whose state is already in a complete checkpoint (0: the starting weights,
+        which need none)."""
         compute = experiment.compute
         self.autocast = (
             compute.precision == "bf16"
@@ -273,6 +290,9 @@ class StageRecipe:
     def setup(self) -> None:
         # Before anything reads the sources: groups and shares may come from their manifests.
         self.stage = self.stage.model_copy(update={"data": resolve_data(self.stage.data)})
+        latest = latest_complete(join(self.out, "checkpoints"))
+        if latest is not None:  # before any loading: a checkpoint of another config is refused
+            self.check_resumable(latest)
         torch.manual_seed(self.experiment.seed)  # identical initial weights (adapters) on all ranks
         self.model_path = resolve_model_path(self.experiment, self.output, self.stage)
         self.tokenizer = use_chat_template(
@@ -294,7 +314,6 @@ class StageRecipe:
             {"Experiment": self.experiment.experiment, "Stage": self.stage.name},
             enabled=self.dist.is_main,
         )
-        latest = latest_complete(join(self.out, "checkpoints"))
         if latest is not None:
             restored = load_checkpoint(
                 latest,
@@ -305,10 +324,21 @@ class StageRecipe:
                 self.dist,
                 trainable_only=self.lora,
             )
-            self.step = restored.step
+            self.step = self.saved_step = restored.step
             self.stream.load_state_dict(restored.data_state)
             self.data_state = self.stream.state_dict()
             self._log_event("resumed", checkpoint=latest, step=self.step)
+
+    def check_resumable(self, checkpoint: str) -> None:
+        """Raise ResumeError naming every change that makes ``checkpoint`` another run's."""
+        saved = parse_config(yaml.safe_load(saved_config(checkpoint)), checkpoint)
+        changes = resume_changes(saved, self.experiment, self.stage.name)
+        if changes:
+            raise ResumeError(
+                f"checkpoint {checkpoint} was saved with a different config; it cannot continue "
+                "this one (restore the config it was saved with, or train under a new "
+                "experiment name). Changed: " + "; ".join(changes)
+            )
 
     def setup_data(self) -> tuple[list[TokenizedSource], PackedStream]:
         """Tokenise the sources into the node's cache (once), open them, build the stream.
@@ -387,8 +417,11 @@ class StageRecipe:
         while self.step < stage.steps:
             if self._agreed(self.stop(self.step)):
                 self.stop_prefetch()
-                self.save_checkpoint()
-                self._log_event("interrupted", step=self.step)
+                # Not before step 1 (a checkpoint would initialise the optimizer state: a fake
+                # step), nor twice for a step (a stop that arrives during a periodic save).
+                if self.step != self.saved_step:
+                    self.save_checkpoint()
+                self._log_event("interrupted", step=self.step, checkpointed=self.saved_step)
                 return StageResult(stage.name, "interrupted", self.step, losses, output=self.out)
             record = self.train_step()
             self.last_record = record
@@ -539,6 +572,7 @@ class StageRecipe:
             trainable_only=self.lora,
             keep_last=self.stage.checkpoint.keep_last,
         )
+        self.saved_step = self.step
         self._sync_outputs()
         self._log_event("checkpoint", uri=uri, step=self.step)
         return uri
