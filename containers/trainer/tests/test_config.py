@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from dapt_trainer.cli import main
 from dapt_trainer.config import ConfigError, dump_config, load_config, parse_config
+from dapt_trainer.model import attention_implementation
 
 GOOD: dict[str, Any] = {
     "experiment": "website-builder",
@@ -175,3 +179,21 @@ def test_experiment_names_follow_the_shared_naming_rule(name: str) -> None:
 
 def test_a_name_the_rule_allows_is_accepted() -> None:
     assert parse_config({**GOOD, "experiment": "dapt7b-r2"}).experiment == "dapt7b-r2"
+
+
+def test_flash_attention_refuses_several_packed_rows_per_forward(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """transformers keeps packed documents apart under flash attention only at batch size 1."""
+    stage = {**GOOD["stages"][0], "micro_batch_size": 2}
+    flash = {**GOOD, "compute": {"attention": "flash_attention_2"}, "stages": [stage]}
+    with pytest.raises(ConfigError, match=r"compute\.attention = 'flash_attention_2': packs "):
+        parse_config(flash)
+    assert parse_config({**flash, "stages": [{**stage, "micro_batch_size": 1}]})
+    unpacked = {**stage, "data": {**stage["data"], "packing": False}}
+    assert parse_config({**flash, "stages": [unpacked]})
+    # auto picks SDPA there even where flash-attn is installed.
+    monkeypatch.setitem(sys.modules, "flash_attn", types.ModuleType("flash_attn"))
+    gpu = torch.device("cuda", 0)
+    assert attention_implementation("auto", gpu) == "flash_attention_2"
+    assert attention_implementation("auto", gpu, packed_batches=True) == "sdpa"

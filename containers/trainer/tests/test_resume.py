@@ -111,7 +111,7 @@ def test_saving_a_step_again_never_leaves_it_without_a_complete_checkpoint(
             raise KeyboardInterrupt("killed mid-delete")
         real_rmtree(path, *args, **kwargs)
 
-    monkeypatch.setattr(checkpoint.shutil, "rmtree", killed)
+    monkeypatch.setattr(shutil, "rmtree", killed)
     with contextlib.suppress(KeyboardInterrupt):  # the kill, before the fix
         recipe.save_checkpoint()
     # THEN a complete checkpoint of step 3 is still there

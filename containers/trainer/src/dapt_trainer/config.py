@@ -397,8 +397,9 @@ class ComputeConfig(_Strict):
     attention: Literal["auto", "flash_attention_2", "flex_attention", "sdpa", "eager"] = Field(
         default="auto",
         description="Attention kernel (a transformers `attn_implementation`); `auto`: "
-        "flash-attention 2 on GPU when the image has it (packed documents cost no masked FLOPs), "
-        "else SDPA with the block-diagonal mask derived from packed position ids.",
+        "flash-attention 2 on GPU when the image has it (packed documents cost no masked FLOPs) "
+        "and a stage packs one row per forward, else SDPA with the block-diagonal mask derived "
+        "from packed position ids. `flash_attention_2` with packing needs micro_batch_size 1.",
     )
     compile: bool = Field(default=False, description="`torch.compile` each decoder layer.")
     # x86 CPUs with AVX-512 BF16 or AMX run it about 1.6x faster than fp32 (measured on the
@@ -474,12 +475,26 @@ class ExperimentConfig(_Strict):
             if stage.name in seen:
                 problems.append(f"stages.{i}.name = {stage.name!r}: stage names must be unique")
             seen.append(stage.name)
+            if self.compute.attention == "flash_attention_2" and packs_rows_in_batches(stage):
+                # transformers treats position ids as varlen boundaries only at batch size 1:
+                # with more rows, packed documents would attend to each other.
+                problems.append(
+                    f"compute.attention = 'flash_attention_2': packs documents apart only with "
+                    f"one row per forward, and stages.{i} ({stage.name}) packs with "
+                    f"micro_batch_size = {stage.micro_batch_size}; use micro_batch_size 1 (and "
+                    "grad_accum_steps for the batch), sdpa or auto (sdpa there)"
+                )
         if problems:
             raise Problems(problems)
         return self
 
     def stage(self, name: str) -> StageConfig:
         return next(s for s in self.stages if s.name == name)
+
+
+def packs_rows_in_batches(stage: StageConfig) -> bool:
+    """Whether a forward gets several rows that hold several documents each."""
+    return stage.data.packing and stage.micro_batch_size > 1
 
 
 def parse_config(raw: Any, source: str = "<config>") -> ExperimentConfig:

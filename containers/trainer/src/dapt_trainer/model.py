@@ -61,24 +61,34 @@ def load_tokenizer(path: Path) -> Any:
     return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
 
 
-def load_base(path: Path, device: torch.device, attention: str = "auto") -> Any:
-    """Hugging Face causal LM in fp32 (master weights), from local files only."""
+def load_base(
+    path: Path, device: torch.device, attention: str = "auto", packed_batches: bool = False
+) -> Any:
+    """Hugging Face causal LM in fp32 (master weights), from local files only.
+    ``packed_batches``: forwards get several rows of packed documents (see
+    ``attention_implementation``)."""
     from transformers import AutoModelForCausalLM  # noqa: PLC0415
 
     model = AutoModelForCausalLM.from_pretrained(
         str(path),
         dtype=torch.float32,
         local_files_only=True,
-        attn_implementation=attention_implementation(attention, device),
+        attn_implementation=attention_implementation(attention, device, packed_batches),
     )
     model.config.use_cache = False
     return model
 
 
-def attention_implementation(attention: str, device: torch.device) -> str:
+def attention_implementation(
+    attention: str, device: torch.device, packed_batches: bool = False
+) -> str:
+    """The kernel ``auto`` stands for: flash-attention 2 where it is installed, except for
+    forwards of several packed rows (transformers keeps packed documents apart under flash
+    attention only at batch size 1; the config refuses that combination when it is explicit),
+    else SDPA."""
     if attention != "auto":
         return attention
-    if device.type == "cuda":
+    if device.type == "cuda" and not packed_batches:
         try:
             import flash_attn  # type: ignore[import-not-found]  # noqa: F401, PLC0415
 
@@ -122,10 +132,15 @@ def _hf_model(model: nn.Module) -> Any:
 
 
 def setup_model(
-    path: Path, method: MethodConfig, compute: ComputeConfig, dist: Dist, device: torch.device
+    path: Path,
+    method: MethodConfig,
+    compute: ComputeConfig,
+    dist: Dist,
+    device: torch.device,
+    packed_batches: bool = False,
 ) -> Any:
     """Load, adapt, checkpoint activations, compile and shard (in that order)."""
-    model = apply_method(load_base(path, device, compute.attention), method)
+    model = apply_method(load_base(path, device, compute.attention, packed_batches), method)
     if compute.activation_checkpointing:
         enable_activation_checkpointing(model)
     if compute.compile:

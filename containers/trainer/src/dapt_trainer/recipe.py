@@ -38,6 +38,7 @@ from dapt_trainer.config import (
     OptimizerConfig,
     StageConfig,
     dump_config,
+    packs_rows_in_batches,
     parse_config,
     resume_changes,
 )
@@ -299,7 +300,12 @@ class StageRecipe:
             load_tokenizer(self.model_path), self.stage.data.chat_template
         )
         self.model = setup_model(
-            self.model_path, self.stage.method, self.experiment.compute, self.dist, self.device
+            self.model_path,
+            self.stage.method,
+            self.experiment.compute,
+            self.dist,
+            self.device,
+            packed_batches=packs_rows_in_batches(self.stage),
         )
         self.optimizer, self.scheduler = setup_optimizer(
             trainable_parameters(self.model), self.stage.optimizer, self.stage.steps, self.device
