@@ -116,3 +116,25 @@ def test_saving_a_step_again_never_leaves_it_without_a_complete_checkpoint(
         recipe.save_checkpoint()
     # THEN a complete checkpoint of step 3 is still there
     assert latest_complete(str(root)) == str(root / "step-00000003")
+
+
+def test_metrics_are_logged_once_per_step_after_a_crash_and_resume(
+    make_config: MakeConfig, uninterrupted: list[float]
+) -> None:
+    # GIVEN a process that dies after step 3 (no SIGTERM checkpoint: OOM, torchrun's kill), its
+    # last checkpoint at step 2
+    config = make_config(STAGE)
+
+    def crash(step: int) -> bool:
+        if step == 3:
+            raise KeyboardInterrupt("killed")
+        return False
+
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(config, str(config.output), ONE, CPU, stop=crash)
+    # WHEN it resumes from step 2 THEN metrics.jsonl has each step once, with the resumed losses
+    second = run_experiment(config, str(config.output), ONE, CPU)[0]
+    metrics = Path(second.output) / "metrics.jsonl"
+    records = [json.loads(x) for x in metrics.read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5]
+    assert [r["loss"] for r in records if "loss" in r] == pytest.approx(uninterrupted, rel=1e-5)

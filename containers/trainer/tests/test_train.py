@@ -386,3 +386,24 @@ def test_the_adapter_archive_is_reproducible_and_refuses_a_non_adapter(tmp_path:
     (adapter / "adapter_config.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"no adapter_config\.json"):
         archive_adapter(adapter, tmp_path / "c.tar.gz")
+
+
+def test_each_rank_draws_its_own_dropout_from_identical_adapters(
+    make_config: MakeConfig, tmp_path: Path
+) -> None:
+    """seed + rank after the adapters are initialised: LoRA dropout masks differ across ranks,
+    while the starting weights and the data stream are the same on all of them."""
+    config = make_config({"method": {"name": "lora", "lora": {"rank": 4, "dropout": 0.5}}})
+    adapters, draws, rows = [], [], []
+    for rank in (0, 1):
+        dist = Dist(rank=rank)  # one process standing in for rank 0 or rank 1 of a job
+        recipe = StageRecipe(config, config.stages[0], str(tmp_path / str(rank)), dist, CPU)
+        recipe.setup()
+        adapters.append({k: v.clone() for k, v in recipe.model.named_parameters() if "lora" in k})
+        draws.append(torch.rand(8))
+        rows.append(recipe.stream.next_row().input_ids)
+    assert adapters[0].keys() == adapters[1].keys() and adapters[0]
+    for name, weight in adapters[0].items():
+        torch.testing.assert_close(weight, adapters[1][name])
+    assert not torch.equal(draws[0], draws[1])
+    np.testing.assert_array_equal(rows[0], rows[1])

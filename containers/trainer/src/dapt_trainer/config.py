@@ -433,8 +433,9 @@ class ExperimentConfig(_Strict):
     )
     seed: int = Field(
         default=0,
-        description="Seed of torch's random state (adapter initialisation, dropout) and of each "
-        "source's per-epoch example order.",
+        description="Seed of torch's random state (adapter initialisation, the same on every "
+        "rank; then `seed + rank` for dropout) and of each source's per-epoch example order "
+        "(the same on every rank).",
     )
     # A job downloads a source's cache from here instead of tokenising it again; the first node
     # publishes what it builds. Entries are keyed by file fingerprints and tokenizer, so sharing

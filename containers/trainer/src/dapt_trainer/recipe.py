@@ -310,6 +310,9 @@ class StageRecipe:
         self.optimizer, self.scheduler = setup_optimizer(
             trainable_parameters(self.model), self.stage.optimizer, self.stage.steps, self.device
         )
+        # Adapters start identical on every rank (seeded above); from here each rank draws its
+        # own dropout masks. The data order has seeds of its own and stays the same on all.
+        torch.manual_seed(self.experiment.seed + self.dist.rank)
         self.sources, self.stream = self.setup_data()
         self.data_state = self.stream.state_dict()
         self._prefetch: Prefetcher[StepData] | None = None
@@ -333,6 +336,7 @@ class StageRecipe:
             self.step = self.saved_step = restored.step
             self.stream.load_state_dict(restored.data_state)
             self.data_state = self.stream.state_dict()
+            self._restore_metrics()
             self._log_event("resumed", checkpoint=latest, step=self.step)
 
     def check_resumable(self, checkpoint: str) -> None:
@@ -655,6 +659,18 @@ class StageRecipe:
                 path = self.local_out / name
                 if path.exists():
                     write_bytes(join(self.out, name), path.read_bytes())
+
+    def _restore_metrics(self) -> None:
+        """``metrics.jsonl`` as it stood at the resumed checkpoint: fetched from S3 on a new
+        instance (so the upload after the next checkpoint keeps the history), the records a
+        dead process wrote after the checkpoint dropped (they are logged again)."""
+        if not self.dist.is_main:
+            return
+        local, remote = self.local_out / "metrics.jsonl", join(self.out, "metrics.jsonl")
+        if not local.exists() and is_s3(self.out) and exists(remote):
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(read_bytes(remote))
+        self.metrics.keep_until(self.step)
 
     def _report_quarantine(
         self, event: str, sources: list[TokenizedSource], during_run: list[Quarantined]
