@@ -1,5 +1,6 @@
 """Stops and resumes at the edges a real run meets: before the first step, during a periodic
-checkpoint, after the config changed, and a checkpoint saved again."""
+checkpoint, after a crash, after the config changed, a checkpoint saved again; and LoRA
+checkpoints. (FSDP2 checkpoints: test_fsdp.py.)"""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 import torch
+from torch.distributed.checkpoint.filesystem import FileSystemReader
 
 from conftest import MakeConfig
 from dapt_trainer import checkpoint
@@ -21,6 +23,7 @@ from dapt_trainer.recipe import StageRecipe, run_experiment
 CPU = torch.device("cpu")
 ONE = Dist()
 STAGE: dict[str, Any] = {"steps": 5, "checkpoint": {"every_steps": 2, "keep_last": 1}}
+OPTIMIZER = {"lr": 3e-3, "warmup_steps": 2, "schedule": "cosine", "weight_decay": 0.01}
 
 
 @pytest.fixture
@@ -87,6 +90,10 @@ def test_resuming_after_the_config_changed_says_what_changed(
     )
     assert "stage dapt.data.seq_len: 64 -> 32" in message
     assert "stage dapt.data.sources.2.name: '(unset)' -> 'more'" in message
+    # The batch may be split otherwise (another world size), but not grow: rows per step count.
+    bigger = make_config({**STAGE, "micro_batch_size": 4})
+    with pytest.raises(ResumeError, match="saved with 2 rows per step .*, this run has 4"):
+        run_experiment(bigger, str(config.output), ONE, CPU)
     # How often it logs and checkpoints may change; the resumed losses are the same.
     relaxed = make_config({**STAGE, "log_every": 2, "checkpoint": {"every_steps": 100}})
     second = run_experiment(relaxed, str(config.output), ONE, CPU)[0]
@@ -138,3 +145,41 @@ def test_metrics_are_logged_once_per_step_after_a_crash_and_resume(
     records = [json.loads(x) for x in metrics.read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5]
     assert [r["loss"] for r in records if "loss" in r] == pytest.approx(uninterrupted, rel=1e-5)
+
+
+def test_lora_resume_gives_the_uninterrupted_losses(
+    make_config: MakeConfig, tmp_path: Path
+) -> None:
+    """A LoRA stage (with dropout, so the restored RNG matters) stopped at step 4 and resumed
+    continues with the losses of the uninterrupted run; its checkpoint holds only the adapters."""
+    stage: dict[str, Any] = {
+        "steps": 7,
+        "checkpoint": {"every_steps": 3, "keep_last": 2},
+        "optimizer": OPTIMIZER,
+        "method": {
+            "name": "lora",
+            "lora": {
+                "rank": 4,
+                "alpha": 8,
+                "dropout": 0.1,
+                "target_modules": ["q_proj", "v_proj", "down_proj"],
+            },
+        },
+    }
+    full = make_config(stage, output=str(tmp_path / "full"))
+    expected = run_experiment(full, str(full.output), ONE, CPU)[0].losses
+    assert len(expected) == 7
+
+    stop_at = 4
+    cut = make_config(stage, output=str(tmp_path / "cut"))
+    [first] = run_experiment(cut, str(cut.output), ONE, CPU, stop=lambda s: s == stop_at)
+    assert first.status == "interrupted" and first.step == stop_at
+    ckpt = latest_complete(str(tmp_path / "cut" / "exp" / "dapt" / "checkpoints"))
+    assert ckpt is not None and ckpt.endswith(f"step-{stop_at:08d}")
+    saved = FileSystemReader(str(Path(ckpt) / "dcp")).read_metadata().state_dict_metadata
+    weights = [k for k in saved if k.startswith("model.")]
+    assert weights and all("lora_" in k for k in weights), weights
+
+    [second] = run_experiment(cut, str(cut.output), ONE, CPU)
+    assert second.status == "complete" and second.step == 7
+    assert first.losses + second.losses == pytest.approx(expected, rel=1e-6)

@@ -57,6 +57,8 @@ class ResumeError(ValueError):
 class Restored:
     step: int
     data_state: dict[str, Any]
+    global_batch_rows: int | None = None
+    """Rows per optimizer step on all ranks when it was saved (None: an older checkpoint)."""
 
 
 def step_name(step: int) -> str:
@@ -94,6 +96,7 @@ def save_checkpoint(
     dist: Dist,
     trainable_only: bool,
     keep_last: int,
+    global_batch_rows: int | None = None,
 ) -> str:
     """Save everything needed to continue at ``step``; returns the checkpoint URI."""
     name = step_name(step)
@@ -106,7 +109,12 @@ def save_checkpoint(
     dcp_save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(local / "dcp"))
     torch.save(_rng_state(), local / f"rng-rank{dist.rank}.pt")
     if dist.is_main:
-        trainer_state = {"step": step, "scheduler": scheduler.state_dict(), "data": data_state}
+        trainer_state = {
+            "step": step,
+            "scheduler": scheduler.state_dict(),
+            "data": data_state,
+            "global_batch_rows": global_batch_rows,
+        }
         torch.save(trainer_state, local / "trainer_state.pt")
         (local / "config.yaml").write_text(config_yaml, encoding="utf-8")
     _barrier(dist)
@@ -176,7 +184,11 @@ def load_checkpoint(
     rng_file = local / f"rng-rank{dist.rank}.pt"
     if rng_file.exists():  # a resume with a different world size keeps fresh RNG for new ranks
         _set_rng_state(torch.load(rng_file, weights_only=False))
-    return Restored(step=int(trainer_state["step"]), data_state=trainer_state["data"])
+    return Restored(
+        step=int(trainer_state["step"]),
+        data_state=trainer_state["data"],
+        global_batch_rows=trainer_state.get("global_batch_rows"),
+    )
 
 
 def _prune(root: str, keep_last: int) -> None:

@@ -540,8 +540,9 @@ def resume_changes(saved: ExperimentConfig, current: ExperimentConfig, stage: st
     """What changed in ``stage`` (and the seed) between the config a checkpoint was saved with
     and the current one, as `key: saved -> current`. A checkpoint's weights, optimizer,
     schedule and data position belong to its config; only the keys of ``RESUMABLE_KEYS`` (how
-    often to log, evaluate and checkpoint) and ``compute``, ``output`` and ``token_cache`` (where
-    and on what it runs) may change between a stop and its resume."""
+    often to log, evaluate and checkpoint, how the batch is split) and ``compute``, ``output``
+    and ``token_cache`` (where and on what it runs) may change between a stop and its
+    resume."""
     if not any(s.name == stage for s in saved.stages):
         return [f"stages: the checkpoint's config has no stage {stage!r}"]
 
@@ -575,9 +576,17 @@ def _natural(key: str) -> list[Any]:
 
 
 _ABSENT = object()
-RESUMABLE_KEYS = ("log_every", "eval_every", "eval_at_start", "checkpoint")
-"""Stage keys a resumed run may change: when it logs, evaluates and checkpoints, not what it
-trains."""
+RESUMABLE_KEYS = (
+    "log_every",
+    "eval_every",
+    "eval_at_start",
+    "checkpoint",
+    "micro_batch_size",
+    "grad_accum_steps",
+)
+"""Stage keys a resumed run may change: when it logs, evaluates and checkpoints, and how the
+global batch is split (a resume on another world size); not what it trains. The global batch in
+rows itself is compared with the checkpoint's when it is loaded."""
 
 
 CHAT_TEMPLATES = Path(__file__).with_name("chat_templates")

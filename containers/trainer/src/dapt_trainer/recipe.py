@@ -333,6 +333,13 @@ class StageRecipe:
                 self.dist,
                 trainable_only=self.lora,
             )
+            rows = self._global_batch_rows()
+            if restored.global_batch_rows not in (None, rows):
+                raise ResumeError(
+                    f"checkpoint {latest} was saved with {restored.global_batch_rows} rows per "
+                    f"step (micro_batch_size x grad_accum_steps x ranks), this run has {rows}; "
+                    "change micro_batch_size or grad_accum_steps to match the new world size"
+                )
             self.step = self.saved_step = restored.step
             self.stream.load_state_dict(restored.data_state)
             self.data_state = self.stream.state_dict()
@@ -581,6 +588,7 @@ class StageRecipe:
             self.dist,
             trainable_only=self.lora,
             keep_last=self.stage.checkpoint.keep_last,
+            global_batch_rows=self._global_batch_rows(),
         )
         self.saved_step = self.step
         self._sync_outputs()
@@ -648,6 +656,10 @@ class StageRecipe:
             torch.cuda.empty_cache()
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _global_batch_rows(self) -> int:
+        stage = self.stage
+        return stage.micro_batch_size * stage.grad_accum_steps * self.dist.world_size
 
     def _staging(self) -> Path:
         return cache_dir() / "staging" / self.experiment.experiment / self.stage.name
