@@ -92,7 +92,7 @@ def test_resuming_after_the_config_changed_says_what_changed(
     assert "stage dapt.data.sources.2.name: '(unset)' -> 'more'" in message
     # The batch may be split otherwise (another world size), but not grow: rows per step count.
     bigger = make_config({**STAGE, "micro_batch_size": 4})
-    with pytest.raises(ResumeError, match="saved with 2 rows per step .*, this run has 4"):
+    with pytest.raises(ResumeError, match=r"saved with 2 rows per step .*, this run has 4"):
         run_experiment(bigger, str(config.output), ONE, CPU)
     # How often it logs and checkpoints may change; the resumed losses are the same.
     relaxed = make_config({**STAGE, "log_every": 2, "checkpoint": {"every_steps": 100}})

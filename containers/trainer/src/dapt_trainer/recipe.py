@@ -7,7 +7,6 @@ writes (LoRA also writes the adapter alone).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -72,11 +71,10 @@ from dapt_trainer.model import (
 )
 from dapt_trainer.storage import (
     cache_dir,
-    download_dir,
+    download_dir_once,
     exists,
     is_s3,
     join,
-    list_children,
     read_bytes,
     upload_dir,
     write_bytes,
@@ -213,13 +211,12 @@ def tokenizer_folder(experiment: ExperimentConfig, stage: StageConfig) -> Path:
     uri = str(origin.model.path)
     if not is_s3(uri):
         return Path(uri)
-    local = cache_dir() / "tokenizers" / hashlib.sha256(uri.encode()).hexdigest()[:16]
-    for name in list_children(uri):
-        if name.startswith(("tokenizer", "special_tokens", "chat_template")) or name.endswith(
-            ".model"
-        ):
-            write_bytes(str(local / name), read_bytes(join(uri, name)))
-    return local
+    return download_dir_once(uri, cache_dir() / "tokenizers", is_tokenizer_file)
+
+
+def is_tokenizer_file(name: str) -> bool:
+    """Whether a file of a model folder is one a tokenizer loads (not a weight shard)."""
+    return "/" not in name and (name.startswith(TOKENIZER_FILES) or name.endswith(".model"))
 
 
 def stage_output(experiment: ExperimentConfig, output: str, stage: StageConfig) -> str:
@@ -238,12 +235,11 @@ def resolve_model_path(experiment: ExperimentConfig, output: str, stage: StageCo
         uri = str(stage.model.path)
     if not is_s3(uri):
         return Path(uri)
-    local = cache_dir() / "models" / hashlib.sha256(uri.encode()).hexdigest()[:16]
-    if not (local / "config.json").exists():
-        download_dir(uri, local)
-    return local
+    return download_dir_once(uri, cache_dir() / "models")
 
 
+TOKENIZER_FILES = ("tokenizer", "special_tokens", "chat_template", "vocab", "merges")
+"""Name prefixes of the files a Hugging Face tokenizer loads from a model folder."""
 PREFETCH_STEPS = 2
 """Optimizer steps of batches built ahead of the one training."""
 HELDOUT_BEFORE = "heldout_before.json"
