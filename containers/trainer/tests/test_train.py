@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 from peft import PeftModel
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from conftest import BUCKET, MakeConfig, tokenized
 from dapt_trainer.adapter_archive import ADAPTER_ARCHIVE, archive_adapter
@@ -237,6 +237,11 @@ def test_flop_count_follows_torchtitan(make_config: MakeConfig, tmp_path: Path) 
     n = sum(p.numel() for p in recipe.model.parameters()) - cfg.vocab_size * cfg.hidden_size
     flops = FlopCount.of(recipe.model, cfg, seq_len=64)
     assert flops.per_token == 6 * n + 12 * 2 * 4 * 8 * 64
+    # A head tied to the input embedding is still a matmul: counted once, as the head.
+    tied = LlamaForCausalLM(LlamaConfig(**{**cfg.to_dict(), "tie_word_embeddings": True}))
+    assert tied.lm_head.weight is tied.get_input_embeddings().weight
+    n_tied = sum(p.numel() for p in tied.parameters())  # parameters() yields a tied one once
+    assert FlopCount.of(tied, tied.config, seq_len=64).per_token == 6 * n_tied + 12 * 2 * 4 * 8 * 64
 
 
 @pytest.mark.parametrize("method", ["full", "lora"])

@@ -198,7 +198,9 @@ class FlopCount:
     LoRA: ``4 * N_frozen + 6 * N_lora + 12 * L * H * Q * T``: frozen weights cost a forward
     (2) and the backward through activations (2) but no weight gradient; adapter weights cost
     all three (6). ``N`` excludes the input embedding (a lookup, not a matmul); ``L`` layers,
-    ``H`` heads, ``Q`` head dim, ``T`` = ``seq_len``.
+    ``H`` heads, ``Q`` head dim, ``T`` = ``seq_len``. The LM head is a matmul whether or not
+    its weight is tied to the input embedding (SmolLM2, Llama-3.2-1B): a tied head is counted
+    once, as the head.
     """
 
     per_token: float
@@ -207,8 +209,11 @@ class FlopCount:
 
     @staticmethod
     def of(model: nn.Module, config: Any, seq_len: int) -> FlopCount:
-        embedding = _hf_model(model).get_input_embeddings()
-        embed_ids = {id(p) for p in embedding.parameters()}
+        hf = _hf_model(model)
+        head = hf.get_output_embeddings()
+        head_ids = {id(p) for p in head.parameters()} if head is not None else set()
+        # The lookup costs no FLOPs; a weight it shares with the head is the head's matmul.
+        embed_ids = {id(p) for p in hf.get_input_embeddings().parameters()} - head_ids
         params = [p for p in model.parameters() if id(p) not in embed_ids]
         n_trainable = sum(_numel(p) for p in params if p.requires_grad)
         n_frozen = sum(_numel(p) for p in params if not p.requires_grad)
