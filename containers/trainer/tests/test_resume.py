@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch.distributed.checkpoint.filesystem import FileSystemReader
 
-from conftest import MakeConfig
+from conftest import BUCKET, MakeConfig
 from dapt_trainer import checkpoint
 from dapt_trainer.checkpoint import ResumeError, latest_complete
 from dapt_trainer.model import Dist
@@ -183,3 +183,19 @@ def test_lora_resume_gives_the_uninterrupted_losses(
     [second] = run_experiment(cut, str(cut.output), ONE, CPU)
     assert second.status == "complete" and second.step == 7
     assert first.losses + second.losses == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_resume_on_a_new_instance_continues_the_uploaded_metrics(
+    s3: Any, make_config: MakeConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = f"s3://{BUCKET}/runs"
+    config = make_config(STAGE, output=output)
+    monkeypatch.setenv("DAPT_CACHE", str(tmp_path / "first-instance"))
+    run_experiment(config, output, ONE, CPU, stop=lambda s: s == 3)
+    # WHEN another instance (an empty local disk) resumes from the S3 checkpoint
+    monkeypatch.setenv("DAPT_CACHE", str(tmp_path / "second-instance"))
+    run_experiment(config, output, ONE, CPU)
+    # THEN the uploaded metrics hold every step once, not only those after the resume
+    body = s3.get_object(Bucket=BUCKET, Key="runs/exp/dapt/metrics.jsonl")["Body"].read()
+    records = [json.loads(x) for x in body.decode().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5]
