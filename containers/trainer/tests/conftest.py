@@ -194,9 +194,9 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
-def make_config(model_dir: Path, corpus_dir: Path, tmp_path: Path) -> MakeConfig:
-    """A one-stage config over the session corpus; keyword overrides merge into the stage."""
+def config_factory(model_dir: Path, corpus_dir: Path, output: Path) -> MakeConfig:
+    """A one-stage config over the session corpus, writing under ``output``; keyword overrides
+    merge into the stage."""
 
     def make(stage: dict[str, Any] | None = None, **top: Any) -> ExperimentConfig:
         base: dict[str, Any] = {
@@ -229,7 +229,7 @@ def make_config(model_dir: Path, corpus_dir: Path, tmp_path: Path) -> MakeConfig
         base.update(stage or {})
         raw = {
             "experiment": "exp",
-            "output": str(tmp_path / "out"),
+            "output": str(output / "out"),
             "seed": 0,
             "compute": {"precision": "fp32", "activation_checkpointing": False},
             "stages": [base],
@@ -238,6 +238,12 @@ def make_config(model_dir: Path, corpus_dir: Path, tmp_path: Path) -> MakeConfig
         return parse_config(raw)
 
     return make
+
+
+@pytest.fixture
+def make_config(model_dir: Path, corpus_dir: Path, tmp_path: Path) -> MakeConfig:
+    """A one-stage config over the session corpus; keyword overrides merge into the stage."""
+    return config_factory(model_dir, corpus_dir, tmp_path)
 
 
 @pytest.fixture

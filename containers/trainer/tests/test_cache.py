@@ -23,13 +23,14 @@ from conftest import (
     shifted,
     write_jsonl,
 )
-from dapt_trainer import cli
+from dapt_trainer import cli, storage
 from dapt_trainer.config import SourceConfig, dump_config
 from dapt_trainer.data import cache
 from dapt_trainer.data.prefetch import Prefetcher, PrefetchError
 from dapt_trainer.data.tokenize import IGNORE_INDEX, encode_completions, encode_instruction
 from dapt_trainer.model import Dist
-from dapt_trainer.recipe import run_experiment
+from dapt_trainer.recipe import resolve_model_path, run_experiment
+from dapt_trainer.storage import upload_dir
 
 
 def _sources(tmp_path: Path) -> list[SourceConfig]:
@@ -224,3 +225,32 @@ def test_tokenize_only_fails_when_it_cannot_publish(
     path.write_text(dump_config(config), encoding="utf-8")
     assert cli.main(["--config", str(path), "--tokenize-only"]) == 1
     assert "could not be published to s3://no-such-bucket/token-cache" in capsys.readouterr().err
+
+
+def test_an_s3_model_is_staged_whole_and_again_when_it_changes(
+    s3: Any, make_config: MakeConfig, model_dir: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("DAPT_CACHE", str(tmp_path / "node"))
+    uri = f"s3://{BUCKET}/models/tiny"
+    upload_dir(model_dir, uri)
+    config = make_config({"model": {"path": uri}})
+    # GIVEN a download killed after config.json (the second object)
+    client, real = storage._client(), storage._client().download_file
+    calls: list[str] = []
+
+    def killed(bucket: str, key: str, dest: str) -> None:
+        calls.append(key)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        real(bucket, key, dest)
+
+    monkeypatch.setattr(client, "download_file", killed)
+    with pytest.raises(KeyboardInterrupt):
+        resolve_model_path(config, str(config.output), config.stages[0])
+    monkeypatch.setattr(client, "download_file", real)
+    # WHEN the job runs again THEN it downloads the model whole instead of using the remains
+    local = resolve_model_path(config, str(config.output), config.stages[0])
+    assert sorted(p.name for p in local.iterdir()) == sorted(p.name for p in model_dir.iterdir())
+    # and a model changed at the same URI is staged again, not taken from the cache
+    s3.put_object(Bucket=BUCKET, Key="models/tiny/config.json", Body=b"{}")
+    assert resolve_model_path(config, str(config.output), config.stages[0]) != local

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from dapt_trainer.cli import main
 from dapt_trainer.config import ConfigError, dump_config, load_config, parse_config
+from dapt_trainer.model import attention_implementation
 
 GOOD: dict[str, Any] = {
     "experiment": "website-builder",
@@ -123,7 +127,10 @@ def test_cross_field_rules_name_the_keys() -> None:
 
 
 def test_cli_check_reports_problems_and_exit_code(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    model_dir: Path,
 ) -> None:
     monkeypatch.chdir(tmp_path)  # GOOD names its manifest relative to the working directory
     path = tmp_path / "bad.yaml"
@@ -135,6 +142,15 @@ def test_cli_check_reports_problems_and_exit_code(
     assert main(["--config", str(path), "--check"]) == 2
     assert "manifest m.json (source 'chats') does not exist" in capsys.readouterr().err
     (tmp_path / "m.json").write_text('{"files": ["chats.jsonl"]}', encoding="utf-8")
+    # Then every input it names must be there: the model folder and each data file.
+    assert main(["--config", str(path), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "stages.0.model.path = 's3://bucket/models/llama-7b': " in err  # no such bucket here
+    assert "stages.1.data.sources.0 (chats): data file chats.jsonl does not exist" in err
+    stages = [{**GOOD["stages"][0], "model": {"path": str(model_dir)}}, GOOD["stages"][1]]
+    path.write_text(__import__("yaml").safe_dump({**GOOD, "stages": stages}), encoding="utf-8")
+    for name in ("a.jsonl", "b.parquet", "chats.jsonl"):
+        (tmp_path / name).write_text("", encoding="utf-8")
     assert main(["--config", str(path), "--check"]) == 0
     assert load_config(path).stages[1].model.from_stage == "dapt"
 
@@ -163,3 +179,21 @@ def test_experiment_names_follow_the_shared_naming_rule(name: str) -> None:
 
 def test_a_name_the_rule_allows_is_accepted() -> None:
     assert parse_config({**GOOD, "experiment": "dapt7b-r2"}).experiment == "dapt7b-r2"
+
+
+def test_flash_attention_refuses_several_packed_rows_per_forward(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """transformers keeps packed documents apart under flash attention only at batch size 1."""
+    stage = {**GOOD["stages"][0], "micro_batch_size": 2}
+    flash = {**GOOD, "compute": {"attention": "flash_attention_2"}, "stages": [stage]}
+    with pytest.raises(ConfigError, match=r"compute\.attention = 'flash_attention_2': packs "):
+        parse_config(flash)
+    assert parse_config({**flash, "stages": [{**stage, "micro_batch_size": 1}]})
+    unpacked = {**stage, "data": {**stage["data"], "packing": False}}
+    assert parse_config({**flash, "stages": [unpacked]})
+    # auto picks SDPA there even where flash-attn is installed.
+    monkeypatch.setitem(sys.modules, "flash_attn", types.ModuleType("flash_attn"))
+    gpu = torch.device("cuda", 0)
+    assert attention_implementation("auto", gpu) == "flash_attention_2"
+    assert attention_implementation("auto", gpu, packed_batches=True) == "sdpa"

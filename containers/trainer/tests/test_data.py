@@ -60,6 +60,18 @@ def test_malformed_rows_are_quarantined_with_line_and_reason(tmp_path: Path) -> 
     assert missing.quarantined[0].reason.startswith("file unreadable")
 
 
+def test_invalid_utf8_is_quarantined_not_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b'{"text": "the caf\xe9 page"}\n{"text": "a page"}\n')
+    rows = read_source(SourceConfig(name="kb", kind="completion", paths=[str(path)]))
+    assert [r["text"] for r in rows.rows] == ["a page"]
+    [q] = rows.quarantined
+    assert (q.line, q.reason) == (
+        1,
+        "invalid UTF-8 at byte 17 of the line: invalid continuation byte",
+    )
+
+
 def test_instruction_rows_are_checked(tmp_path: Path) -> None:
     path = write_jsonl(
         tmp_path / "sft.jsonl",

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 from peft import PeftModel
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from conftest import BUCKET, MakeConfig, tokenized
 from dapt_trainer.adapter_archive import ADAPTER_ARCHIVE, archive_adapter
@@ -237,6 +237,11 @@ def test_flop_count_follows_torchtitan(make_config: MakeConfig, tmp_path: Path) 
     n = sum(p.numel() for p in recipe.model.parameters()) - cfg.vocab_size * cfg.hidden_size
     flops = FlopCount.of(recipe.model, cfg, seq_len=64)
     assert flops.per_token == 6 * n + 12 * 2 * 4 * 8 * 64
+    # A head tied to the input embedding is still a matmul: counted once, as the head.
+    tied = LlamaForCausalLM(LlamaConfig(**{**cfg.to_dict(), "tie_word_embeddings": True}))
+    assert tied.lm_head.weight is tied.get_input_embeddings().weight
+    n_tied = sum(p.numel() for p in tied.parameters())  # parameters() yields a tied one once
+    assert FlopCount.of(tied, tied.config, seq_len=64).per_token == 6 * n_tied + 12 * 2 * 4 * 8 * 64
 
 
 @pytest.mark.parametrize("method", ["full", "lora"])
@@ -334,10 +339,15 @@ def test_lineage_records_config_code_data_and_evaluation(
     for source in sources.values():
         assert all(fingerprint for _, fingerprint in source["files"])
         assert source["heldout_documents"] == 4 and source["quarantined"] == 0
+    # Trained: the non-padding tokens of the steps' rows, not what waits in the packing window.
+    records = (Path(result.output) / "metrics.jsonl").read_text().splitlines()
+    in_steps = sum(r["tokens"] for r in map(json.loads, records) if "loss" in r)
+    trained = lineage["training"]["tokens_trained"]
+    assert trained == sum(s["trained_tokens"] for s in sources.values()) == in_steps
     drawn = lineage["training"]["tokens_drawn"]
-    assert drawn == sum(s["trained_tokens"] for s in sources.values()) > 20 * 2 * 64 * 0.9
-    # The share holds within (sources - 1) x the longest document of the target.
-    assert abs(lineage["data"]["domain_share_trained"] - 0.1) < 70 / drawn
+    assert drawn == sum(s["drawn_tokens"] for s in sources.values()) > trained
+    # The mixture's share (of what it drew) holds within (sources - 1) x the longest document.
+    assert abs(sources["domain"]["drawn_tokens"] / drawn - 0.1) < 70 / drawn
     assert lineage["training"]["steps"] == 20 and lineage["training"]["last_step"]["step"] == 20
     assert lineage["evaluation"]["heldout_loss"] == result.heldout
     before = lineage["evaluation"]["heldout_loss_before"]
@@ -381,3 +391,24 @@ def test_the_adapter_archive_is_reproducible_and_refuses_a_non_adapter(tmp_path:
     (adapter / "adapter_config.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"no adapter_config\.json"):
         archive_adapter(adapter, tmp_path / "c.tar.gz")
+
+
+def test_each_rank_draws_its_own_dropout_from_identical_adapters(
+    make_config: MakeConfig, tmp_path: Path
+) -> None:
+    """seed + rank after the adapters are initialised: LoRA dropout masks differ across ranks,
+    while the starting weights and the data stream are the same on all of them."""
+    config = make_config({"method": {"name": "lora", "lora": {"rank": 4, "dropout": 0.5}}})
+    adapters, draws, rows = [], [], []
+    for rank in (0, 1):
+        dist = Dist(rank=rank)  # one process standing in for rank 0 or rank 1 of a job
+        recipe = StageRecipe(config, config.stages[0], str(tmp_path / str(rank)), dist, CPU)
+        recipe.setup()
+        adapters.append({k: v.clone() for k, v in recipe.model.named_parameters() if "lora" in k})
+        draws.append(torch.rand(8))
+        rows.append(recipe.stream.next_row().input_ids)
+    assert adapters[0].keys() == adapters[1].keys() and adapters[0]
+    for name, weight in adapters[0].items():
+        torch.testing.assert_close(weight, adapters[1][name])
+    assert not torch.equal(draws[0], draws[1])
+    np.testing.assert_array_equal(rows[0], rows[1])

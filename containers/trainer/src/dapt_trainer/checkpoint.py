@@ -41,16 +41,24 @@ from dapt_trainer.storage import (
     is_s3,
     join,
     list_children,
+    read_bytes,
     remove_tree,
     upload_dir,
     write_bytes,
 )
 
 
+class ResumeError(ValueError):
+    """The newest checkpoint cannot continue this config (it was saved with another one); the
+    message names the checkpoint and every key that changed."""
+
+
 @dataclass(frozen=True)
 class Restored:
     step: int
     data_state: dict[str, Any]
+    global_batch_rows: int | None = None
+    """Rows per optimizer step on all ranks when it was saved (None: an older checkpoint)."""
 
 
 def step_name(step: int) -> str:
@@ -88,6 +96,7 @@ def save_checkpoint(
     dist: Dist,
     trainable_only: bool,
     keep_last: int,
+    global_batch_rows: int | None = None,
 ) -> str:
     """Save everything needed to continue at ``step``; returns the checkpoint URI."""
     name = step_name(step)
@@ -100,7 +109,12 @@ def save_checkpoint(
     dcp_save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(local / "dcp"))
     torch.save(_rng_state(), local / f"rng-rank{dist.rank}.pt")
     if dist.is_main:
-        trainer_state = {"step": step, "scheduler": scheduler.state_dict(), "data": data_state}
+        trainer_state = {
+            "step": step,
+            "scheduler": scheduler.state_dict(),
+            "data": data_state,
+            "global_batch_rows": global_batch_rows,
+        }
         torch.save(trainer_state, local / "trainer_state.pt")
         (local / "config.yaml").write_text(config_yaml, encoding="utf-8")
     _barrier(dist)
@@ -114,13 +128,29 @@ def save_checkpoint(
             shutil.rmtree(local, ignore_errors=True)
     elif dist.is_main:
         (local / MARKER).write_text(json.dumps({"step": step}), encoding="utf-8")
-        if Path(final).exists():
-            shutil.rmtree(final)
-        os.replace(local, final)
+        _replace(local, Path(final))
     if dist.is_main:
         _prune(root, keep_last)
     _barrier(dist)
     return final
+
+
+def _replace(new: Path, final: Path) -> None:
+    """Put the complete folder ``new`` at ``final``. A complete ``final`` (the same step saved
+    before: same step, same state, as resumes are exact) is kept and ``new`` discarded, so there
+    is never a moment without a complete checkpoint of the step; an incomplete one is
+    replaced."""
+    if (final / MARKER).exists():
+        shutil.rmtree(new)
+        return
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(new, final)
+
+
+def saved_config(uri: str) -> str:
+    """The config YAML a checkpoint was saved with."""
+    return read_bytes(join(uri, "config.yaml")).decode("utf-8")
 
 
 def load_checkpoint(
@@ -154,7 +184,11 @@ def load_checkpoint(
     rng_file = local / f"rng-rank{dist.rank}.pt"
     if rng_file.exists():  # a resume with a different world size keeps fresh RNG for new ranks
         _set_rng_state(torch.load(rng_file, weights_only=False))
-    return Restored(step=int(trainer_state["step"]), data_state=trainer_state["data"])
+    return Restored(
+        step=int(trainer_state["step"]),
+        data_state=trainer_state["data"],
+        global_batch_rows=trainer_state.get("global_batch_rows"),
+    )
 
 
 def _prune(root: str, keep_last: int) -> None:

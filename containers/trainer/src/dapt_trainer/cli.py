@@ -17,8 +17,11 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from dapt_trainer.checkpoint import ResumeError
 from dapt_trainer.config import ConfigError, ExperimentConfig, load_config
-from dapt_trainer.data.readers import ManifestError, resolve_data
+from dapt_trainer.data.cache import NoDataError
+from dapt_trainer.data.readers import ManifestError
+from dapt_trainer.inputs import input_problems
 from dapt_trainer.model import Dist, setup_device
 from dapt_trainer.recipe import PublishError, StopFlag, prepare_token_caches, run_experiment
 
@@ -50,9 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         missing = f"{ENV_OUTPUT}: environment variable is not set (or set 'output' or --output)"
         print(str(ConfigError(ENVIRONMENT, [missing])), file=sys.stderr)
         return EXIT_USAGE
+    # Models, tokenizers, chat templates, manifests and data files: found before a GPU is paid for.
+    problems = input_problems(experiment)
+    if problems:
+        print(str(ConfigError(location, problems)), file=sys.stderr)
+        return EXIT_USAGE
     try:
-        for stage in experiment.stages:
-            resolve_data(stage.data)  # manifests readable, groups consistent with their origin
         if args.check:
             print(json.dumps({"config": location, "stages": [s.name for s in experiment.stages]}))
         return (
@@ -62,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.tokenize_only
             else train(experiment, output)
         )
-    except ManifestError as err:  # e.g. a data file differs from what its manifest promised
+    # e.g. a data file differs from what its manifest promised, a source with no usable row, a
+    # checkpoint saved with another config
+    except (ManifestError, NoDataError, ResumeError) as err:
         print(str(err), file=sys.stderr)
         return EXIT_USAGE
 

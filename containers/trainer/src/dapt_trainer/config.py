@@ -160,6 +160,23 @@ class DataConfig(_Strict):
         "unset: every source's share is its weight over all weights.",
     )
 
+    chat_template: str | None = Field(
+        default=None,
+        description="Chat template for `instruction` sources, replacing the tokenizer's: the "
+        "name of a bundled one (`chatml`, `llama-2`) or inline Jinja; needed for a base model "
+        "without one (e.g. Llama-2-7b). Unset: the tokenizer's own.",
+    )
+
+    @field_validator("chat_template")
+    @classmethod
+    def _known_template(cls, value: str | None) -> str | None:
+        if value is None or value in BUNDLED_CHAT_TEMPLATES or "{{" in value or "{%" in value:
+            return value
+        raise ValueError(
+            f"not a bundled template ({', '.join(sorted(BUNDLED_CHAT_TEMPLATES))}) nor inline "
+            "Jinja (no '{{' or '{%')"
+        )
+
     @model_validator(mode="after")
     def _groups(self) -> DataConfig:
         problems = check_groups(self, resolved=False)
@@ -380,8 +397,9 @@ class ComputeConfig(_Strict):
     attention: Literal["auto", "flash_attention_2", "flex_attention", "sdpa", "eager"] = Field(
         default="auto",
         description="Attention kernel (a transformers `attn_implementation`); `auto`: "
-        "flash-attention 2 on GPU when the image has it (packed documents cost no masked FLOPs), "
-        "else SDPA with the block-diagonal mask derived from packed position ids.",
+        "flash-attention 2 on GPU when the image has it (packed documents cost no masked FLOPs) "
+        "and a stage packs one row per forward, else SDPA with the block-diagonal mask derived "
+        "from packed position ids. `flash_attention_2` with packing needs micro_batch_size 1.",
     )
     compile: bool = Field(default=False, description="`torch.compile` each decoder layer.")
     # x86 CPUs with AVX-512 BF16 or AMX run it about 1.6x faster than fp32 (measured on the
@@ -415,8 +433,9 @@ class ExperimentConfig(_Strict):
     )
     seed: int = Field(
         default=0,
-        description="Seed of torch's random state (adapter initialisation, dropout) and of each "
-        "source's per-epoch example order.",
+        description="Seed of torch's random state (adapter initialisation, the same on every "
+        "rank; then `seed + rank` for dropout) and of each source's per-epoch example order "
+        "(the same on every rank).",
     )
     # A job downloads a source's cache from here instead of tokenising it again; the first node
     # publishes what it builds. Entries are keyed by file fingerprints and tokenizer, so sharing
@@ -457,12 +476,26 @@ class ExperimentConfig(_Strict):
             if stage.name in seen:
                 problems.append(f"stages.{i}.name = {stage.name!r}: stage names must be unique")
             seen.append(stage.name)
+            if self.compute.attention == "flash_attention_2" and packs_rows_in_batches(stage):
+                # transformers treats position ids as varlen boundaries only at batch size 1:
+                # with more rows, packed documents would attend to each other.
+                problems.append(
+                    f"compute.attention = 'flash_attention_2': packs documents apart only with "
+                    f"one row per forward, and stages.{i} ({stage.name}) packs with "
+                    f"micro_batch_size = {stage.micro_batch_size}; use micro_batch_size 1 (and "
+                    "grad_accum_steps for the batch), sdpa or auto (sdpa there)"
+                )
         if problems:
             raise Problems(problems)
         return self
 
     def stage(self, name: str) -> StageConfig:
         return next(s for s in self.stages if s.name == name)
+
+
+def packs_rows_in_batches(stage: StageConfig) -> bool:
+    """Whether a forward gets several rows that hold several documents each."""
+    return stage.data.packing and stage.micro_batch_size > 1
 
 
 def parse_config(raw: Any, source: str = "<config>") -> ExperimentConfig:
@@ -503,6 +536,63 @@ def dump_config(config: ExperimentConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
 
+def resume_changes(saved: ExperimentConfig, current: ExperimentConfig, stage: str) -> list[str]:
+    """What changed in ``stage`` (and the seed) between the config a checkpoint was saved with
+    and the current one, as `key: saved -> current`. A checkpoint's weights, optimizer,
+    schedule and data position belong to its config; only the keys of ``RESUMABLE_KEYS`` (how
+    often to log, evaluate and checkpoint, how the batch is split) and ``compute``, ``output``
+    and ``token_cache`` (where and on what it runs) may change between a stop and its
+    resume."""
+    if not any(s.name == stage for s in saved.stages):
+        return [f"stages: the checkpoint's config has no stage {stage!r}"]
+
+    def compared(config: ExperimentConfig) -> dict[str, Any]:
+        dumped = config.stage(stage).model_dump(mode="json", exclude=set(RESUMABLE_KEYS))
+        return _flatten({"seed": config.seed, f"stage {stage}": dumped})
+
+    before, after = compared(saved), compared(current)
+    return [
+        f"{key}: {before.get(key, '(unset)')!r} -> {after.get(key, '(unset)')!r}"
+        for key in sorted(set(before) | set(after), key=_natural)
+        if before.get(key, _ABSENT) != after.get(key, _ABSENT)
+    ]
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        items: list[tuple[str, Any]] = list(value.items())
+    elif isinstance(value, list):
+        items = [(str(i), v) for i, v in enumerate(value)]
+    else:
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for key, item in items:
+        out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _natural(key: str) -> list[Any]:
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in key.split(".")]
+
+
+_ABSENT = object()
+RESUMABLE_KEYS = (
+    "log_every",
+    "eval_every",
+    "eval_at_start",
+    "checkpoint",
+    "micro_batch_size",
+    "grad_accum_steps",
+)
+"""Stage keys a resumed run may change: when it logs, evaluates and checkpoints, and how the
+global batch is split (a resume on another world size); not what it trains. The global batch in
+rows itself is compared with the checkpoint's when it is loaded."""
+
+
+CHAT_TEMPLATES = Path(__file__).with_name("chat_templates")
+BUNDLED_CHAT_TEMPLATES = frozenset(p.stem for p in CHAT_TEMPLATES.glob("*.jinja"))
+"""Names ``data.chat_template`` may give instead of inline Jinja
+(``chat_templates/<name>.jinja``)."""
 DEFAULT_LORA_TARGETS: tuple[str, ...] = (
     "q_proj",
     "k_proj",

@@ -21,6 +21,7 @@ import torch
 from dapt_trainer.config import ExperimentConfig, StageConfig, dump_config
 from dapt_trainer.data.cache import TokenizedSource
 from dapt_trainer.data.mixture import target_weights
+from dapt_trainer.data.stream import placed_tokens
 
 LINEAGE_FORMAT = 1
 
@@ -39,7 +40,9 @@ def build_lineage(
     heldout_before: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     config_text = dump_config(experiment)
-    trained = list(data_state["sampler"]["consumed"])
+    # Put into the rows of the steps trained, not drawn into the packing window (+19-38%).
+    trained = placed_tokens(data_state)
+    drawn = [int(n) for n in data_state["sampler"]["consumed"]]
     total = sum(trained) or 1
     targets = target_weights(stage.data)
     return {
@@ -76,16 +79,18 @@ def build_lineage(
                     "tokens": s.n_tokens,
                     "quarantined": len(s.quarantined),
                     "trained_tokens": t,
+                    "drawn_tokens": d,
                     "share_target": target,
                     "share_trained": t / total,
                 }
-                for s, t, target in zip(sources, trained, targets, strict=True)
+                for s, t, d, target in zip(sources, trained, drawn, targets, strict=True)
             ],
         },
         "training": {
             "steps": step,
             "world_size": world_size,
-            "tokens_drawn": sum(trained),
+            "tokens_trained": sum(trained),
+            "tokens_drawn": sum(drawn),
             "last_step": last_step,
         },
         "evaluation": {"heldout_loss": heldout, "heldout_loss_before": heldout_before},

@@ -47,12 +47,29 @@ class MetricsLog:
         if enabled:
             path.parent.mkdir(parents=True, exist_ok=True)
 
+    def keep_until(self, step: int) -> None:
+        """Drop the records after ``step``: a run resumed from that step's checkpoint logs them
+        again (they were written after the checkpoint by a process that then died)."""
+        if not self.enabled or not self.path.exists():
+            return
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        kept = [line for line in lines if _step(line) <= step]
+        if len(kept) < len(lines):
+            self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         print(emf_line(record, self.dimensions), file=self.stream, flush=True)
+
+
+def _step(line: str) -> float:
+    try:
+        return float(json.loads(line).get("step", 0))
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return float("inf")  # a line cut by the crash: dropped
 
 
 DEFAULT_NAMESPACE = "DaptPlatform/Training"

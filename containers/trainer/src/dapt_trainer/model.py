@@ -61,24 +61,34 @@ def load_tokenizer(path: Path) -> Any:
     return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
 
 
-def load_base(path: Path, device: torch.device, attention: str = "auto") -> Any:
-    """Hugging Face causal LM in fp32 (master weights), from local files only."""
+def load_base(
+    path: Path, device: torch.device, attention: str = "auto", packed_batches: bool = False
+) -> Any:
+    """Hugging Face causal LM in fp32 (master weights), from local files only.
+    ``packed_batches``: forwards get several rows of packed documents (see
+    ``attention_implementation``)."""
     from transformers import AutoModelForCausalLM  # noqa: PLC0415
 
     model = AutoModelForCausalLM.from_pretrained(
         str(path),
         dtype=torch.float32,
         local_files_only=True,
-        attn_implementation=attention_implementation(attention, device),
+        attn_implementation=attention_implementation(attention, device, packed_batches),
     )
     model.config.use_cache = False
     return model
 
 
-def attention_implementation(attention: str, device: torch.device) -> str:
+def attention_implementation(
+    attention: str, device: torch.device, packed_batches: bool = False
+) -> str:
+    """The kernel ``auto`` stands for: flash-attention 2 where it is installed, except for
+    forwards of several packed rows (transformers keeps packed documents apart under flash
+    attention only at batch size 1; the config refuses that combination when it is explicit),
+    else SDPA."""
     if attention != "auto":
         return attention
-    if device.type == "cuda":
+    if device.type == "cuda" and not packed_batches:
         try:
             import flash_attn  # type: ignore[import-not-found]  # noqa: F401, PLC0415
 
@@ -122,10 +132,15 @@ def _hf_model(model: nn.Module) -> Any:
 
 
 def setup_model(
-    path: Path, method: MethodConfig, compute: ComputeConfig, dist: Dist, device: torch.device
+    path: Path,
+    method: MethodConfig,
+    compute: ComputeConfig,
+    dist: Dist,
+    device: torch.device,
+    packed_batches: bool = False,
 ) -> Any:
     """Load, adapt, checkpoint activations, compile and shard (in that order)."""
-    model = apply_method(load_base(path, device, compute.attention), method)
+    model = apply_method(load_base(path, device, compute.attention, packed_batches), method)
     if compute.activation_checkpointing:
         enable_activation_checkpointing(model)
     if compute.compile:
@@ -183,7 +198,9 @@ class FlopCount:
     LoRA: ``4 * N_frozen + 6 * N_lora + 12 * L * H * Q * T``: frozen weights cost a forward
     (2) and the backward through activations (2) but no weight gradient; adapter weights cost
     all three (6). ``N`` excludes the input embedding (a lookup, not a matmul); ``L`` layers,
-    ``H`` heads, ``Q`` head dim, ``T`` = ``seq_len``.
+    ``H`` heads, ``Q`` head dim, ``T`` = ``seq_len``. The LM head is a matmul whether or not
+    its weight is tied to the input embedding (SmolLM2, Llama-3.2-1B): a tied head is counted
+    once, as the head.
     """
 
     per_token: float
@@ -192,8 +209,11 @@ class FlopCount:
 
     @staticmethod
     def of(model: nn.Module, config: Any, seq_len: int) -> FlopCount:
-        embedding = _hf_model(model).get_input_embeddings()
-        embed_ids = {id(p) for p in embedding.parameters()}
+        hf = _hf_model(model)
+        head = hf.get_output_embeddings()
+        head_ids = {id(p) for p in head.parameters()} if head is not None else set()
+        # The lookup costs no FLOPs; a weight it shares with the head is the head's matmul.
+        embed_ids = {id(p) for p in hf.get_input_embeddings().parameters()} - head_ids
         params = [p for p in model.parameters() if id(p) not in embed_ids]
         n_trainable = sum(_numel(p) for p in params if p.requires_grad)
         n_frozen = sum(_numel(p) for p in params if not p.requires_grad)

@@ -7,7 +7,6 @@ writes (LoRA also writes the adapter alone).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -21,15 +20,35 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812 - the usual alias
+import yaml
 from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
 from dapt_trainer.adapter_archive import ADAPTER_ARCHIVE, archive_adapter
-from dapt_trainer.checkpoint import latest_complete, load_checkpoint, save_checkpoint
-from dapt_trainer.config import ExperimentConfig, OptimizerConfig, StageConfig, dump_config
-from dapt_trainer.data.cache import TokenizedSource, tokenized_sources
+from dapt_trainer.checkpoint import (
+    ResumeError,
+    latest_complete,
+    load_checkpoint,
+    save_checkpoint,
+    saved_config,
+)
+from dapt_trainer.config import (
+    ExperimentConfig,
+    OptimizerConfig,
+    StageConfig,
+    dump_config,
+    packs_rows_in_batches,
+    parse_config,
+    resume_changes,
+)
+from dapt_trainer.data.cache import (
+    NoDataError,
+    TokenizedSource,
+    no_data_problems,
+    tokenized_sources,
+)
 from dapt_trainer.data.prefetch import Prefetcher
-from dapt_trainer.data.readers import resolve_data
+from dapt_trainer.data.readers import Quarantined, resolve_data
 from dapt_trainer.data.stream import (
     Batch,
     PackedStream,
@@ -37,7 +56,7 @@ from dapt_trainer.data.stream import (
     pad_id,
     step_batches,
 )
-from dapt_trainer.data.tokenize import IGNORE_INDEX
+from dapt_trainer.data.tokenize import IGNORE_INDEX, use_chat_template
 from dapt_trainer.lineage import build_lineage
 from dapt_trainer.metrics import MetricsLog
 from dapt_trainer.model import (
@@ -52,11 +71,10 @@ from dapt_trainer.model import (
 )
 from dapt_trainer.storage import (
     cache_dir,
-    download_dir,
+    download_dir_once,
     exists,
     is_s3,
     join,
-    list_children,
     read_bytes,
     upload_dir,
     write_bytes,
@@ -147,11 +165,16 @@ def prepare_token_caches(experiment: ExperimentConfig, output: str) -> list[dict
     shared = token_cache_location(experiment, output)
     summary = []
     for stage in experiment.stages:
-        tokenizer = load_tokenizer(tokenizer_folder(experiment, stage))
+        tokenizer = use_chat_template(
+            load_tokenizer(tokenizer_folder(experiment, stage)), stage.data.chat_template
+        )
         sources = list(resolve_data(stage.data).sources)
         opened = tokenized_sources(
             sources, tokenizer, cache_dir() / "tokens", shared=shared, publish=True
         )
+        problems = no_data_problems(opened)
+        if problems:  # not worth a GPU job: it would stop at the same place
+            raise NoDataError(f"stage {stage.name!r}: " + "; ".join(problems))
         missing = [s.path.name for s in opened if not _published(join(shared, s.path.name))]
         if missing:
             raise PublishError(
@@ -188,13 +211,12 @@ def tokenizer_folder(experiment: ExperimentConfig, stage: StageConfig) -> Path:
     uri = str(origin.model.path)
     if not is_s3(uri):
         return Path(uri)
-    local = cache_dir() / "tokenizers" / hashlib.sha256(uri.encode()).hexdigest()[:16]
-    for name in list_children(uri):
-        if name.startswith(("tokenizer", "special_tokens", "chat_template")) or name.endswith(
-            ".model"
-        ):
-            write_bytes(str(local / name), read_bytes(join(uri, name)))
-    return local
+    return download_dir_once(uri, cache_dir() / "tokenizers", is_tokenizer_file)
+
+
+def is_tokenizer_file(name: str) -> bool:
+    """Whether a file of a model folder is one a tokenizer loads (not a weight shard)."""
+    return "/" not in name and (name.startswith(TOKENIZER_FILES) or name.endswith(".model"))
 
 
 def stage_output(experiment: ExperimentConfig, output: str, stage: StageConfig) -> str:
@@ -213,12 +235,11 @@ def resolve_model_path(experiment: ExperimentConfig, output: str, stage: StageCo
         uri = str(stage.model.path)
     if not is_s3(uri):
         return Path(uri)
-    local = cache_dir() / "models" / hashlib.sha256(uri.encode()).hexdigest()[:16]
-    if not (local / "config.json").exists():
-        download_dir(uri, local)
-    return local
+    return download_dir_once(uri, cache_dir() / "models")
 
 
+TOKENIZER_FILES = ("tokenizer", "special_tokens", "chat_template", "vocab", "merges")
+"""Name prefixes of the files a Hugging Face tokenizer loads from a model folder."""
 PREFETCH_STEPS = 2
 """Optimizer steps of batches built ahead of the one training."""
 HELDOUT_BEFORE = "heldout_before.json"
@@ -251,6 +272,9 @@ class StageRecipe:
         self.stop = stop or (lambda _step: False)
         self.lora = stage.method.name == "lora"
         self.step = 0
+        self.saved_step = 0
+        """The step whose state is already in a complete checkpoint (0: the starting weights,
+        which need none)."""
         compute = experiment.compute
         self.autocast = (
             compute.precision == "bf16"
@@ -263,15 +287,28 @@ class StageRecipe:
     def setup(self) -> None:
         # Before anything reads the sources: groups and shares may come from their manifests.
         self.stage = self.stage.model_copy(update={"data": resolve_data(self.stage.data)})
+        latest = latest_complete(join(self.out, "checkpoints"))
+        if latest is not None:  # before any loading: a checkpoint of another config is refused
+            self.check_resumable(latest)
         torch.manual_seed(self.experiment.seed)  # identical initial weights (adapters) on all ranks
         self.model_path = resolve_model_path(self.experiment, self.output, self.stage)
-        self.tokenizer = load_tokenizer(self.model_path)
+        self.tokenizer = use_chat_template(
+            load_tokenizer(self.model_path), self.stage.data.chat_template
+        )
         self.model = setup_model(
-            self.model_path, self.stage.method, self.experiment.compute, self.dist, self.device
+            self.model_path,
+            self.stage.method,
+            self.experiment.compute,
+            self.dist,
+            self.device,
+            packed_batches=packs_rows_in_batches(self.stage),
         )
         self.optimizer, self.scheduler = setup_optimizer(
             trainable_parameters(self.model), self.stage.optimizer, self.stage.steps, self.device
         )
+        # Adapters start identical on every rank (seeded above); from here each rank draws its
+        # own dropout masks. The data order has seeds of its own and stays the same on all.
+        torch.manual_seed(self.experiment.seed + self.dist.rank)
         self.sources, self.stream = self.setup_data()
         self.data_state = self.stream.state_dict()
         self._prefetch: Prefetcher[StepData] | None = None
@@ -282,8 +319,6 @@ class StageRecipe:
             {"Experiment": self.experiment.experiment, "Stage": self.stage.name},
             enabled=self.dist.is_main,
         )
-        self._report_quarantine("data")
-        latest = latest_complete(join(self.out, "checkpoints"))
         if latest is not None:
             restored = load_checkpoint(
                 latest,
@@ -294,13 +329,35 @@ class StageRecipe:
                 self.dist,
                 trainable_only=self.lora,
             )
-            self.step = restored.step
+            rows = self._global_batch_rows()
+            if restored.global_batch_rows not in (None, rows):
+                raise ResumeError(
+                    f"checkpoint {latest} was saved with {restored.global_batch_rows} rows per "
+                    f"step (micro_batch_size x grad_accum_steps x ranks), this run has {rows}; "
+                    "change micro_batch_size or grad_accum_steps to match the new world size"
+                )
+            self.step = self.saved_step = restored.step
             self.stream.load_state_dict(restored.data_state)
             self.data_state = self.stream.state_dict()
+            self._restore_metrics()
             self._log_event("resumed", checkpoint=latest, step=self.step)
 
+    def check_resumable(self, checkpoint: str) -> None:
+        """Raise ResumeError naming every change that makes ``checkpoint`` another run's."""
+        saved = parse_config(yaml.safe_load(saved_config(checkpoint)), checkpoint)
+        changes = resume_changes(saved, self.experiment, self.stage.name)
+        if changes:
+            raise ResumeError(
+                f"checkpoint {checkpoint} was saved with a different config; it cannot continue "
+                "this one (restore the config it was saved with, or train under a new "
+                "experiment name). Changed: " + "; ".join(changes)
+            )
+
     def setup_data(self) -> tuple[list[TokenizedSource], PackedStream]:
-        """Tokenise the sources into the node's cache (once), open them, build the stream."""
+        """Tokenise the sources into the node's cache (once), open them, build the stream.
+
+        The quarantine report is written before the stream is built: it is what explains a
+        source with no usable row, which stops the stage here (NoDataError, exit 2)."""
         sources = tokenized_sources(
             list(self.stage.data.sources),
             self.tokenizer,
@@ -310,6 +367,11 @@ class StageRecipe:
             shared=token_cache_location(self.experiment, self.output),
             publish=self.dist.rank < self.dist.local_world_size,  # the first node's processes
         )
+        self._report_quarantine("data", sources, [])
+        problems = no_data_problems(sources)
+        if problems:
+            report = self.local_out / "quarantine.jsonl"
+            raise NoDataError(f"stage {self.stage.name!r}: " + "; ".join(problems) + f" ({report})")
         stream = PackedStream(
             self.stage.data, sources, self.experiment.seed, pad_id(self.tokenizer)
         )
@@ -368,8 +430,11 @@ class StageRecipe:
         while self.step < stage.steps:
             if self._agreed(self.stop(self.step)):
                 self.stop_prefetch()
-                self.save_checkpoint()
-                self._log_event("interrupted", step=self.step)
+                # Not before step 1 (a checkpoint would initialise the optimizer state: a fake
+                # step), nor twice for a step (a stop that arrives during a periodic save).
+                if self.step != self.saved_step:
+                    self.save_checkpoint()
+                self._log_event("interrupted", step=self.step, checkpointed=self.saved_step)
                 return StageResult(stage.name, "interrupted", self.step, losses, output=self.out)
             record = self.train_step()
             self.last_record = record
@@ -381,7 +446,7 @@ class StageRecipe:
             if stage.eval_every and self.step % stage.eval_every == 0:
                 self.metrics.write({"step": self.step, **_prefixed(self.evaluate())})
         self.stop_prefetch()
-        self._report_quarantine("data_final")
+        self._report_quarantine("data_final", self.sources, self.stream.quarantined)
         heldout = self.evaluate()
         self.export(heldout)
         return StageResult(stage.name, "complete", self.step, losses, heldout, self.out)
@@ -519,7 +584,9 @@ class StageRecipe:
             self.dist,
             trainable_only=self.lora,
             keep_last=self.stage.checkpoint.keep_last,
+            global_batch_rows=self._global_batch_rows(),
         )
+        self.saved_step = self.step
         self._sync_outputs()
         self._log_event("checkpoint", uri=uri, step=self.step)
         return uri
@@ -586,6 +653,10 @@ class StageRecipe:
 
     # -- helpers -------------------------------------------------------------------------------
 
+    def _global_batch_rows(self) -> int:
+        stage = self.stage
+        return stage.micro_batch_size * stage.grad_accum_steps * self.dist.world_size
+
     def _staging(self) -> Path:
         return cache_dir() / "staging" / self.experiment.experiment / self.stage.name
 
@@ -597,12 +668,26 @@ class StageRecipe:
                 if path.exists():
                     write_bytes(join(self.out, name), path.read_bytes())
 
-    def _report_quarantine(self, event: str) -> None:
+    def _restore_metrics(self) -> None:
+        """``metrics.jsonl`` as it stood at the resumed checkpoint: fetched from S3 on a new
+        instance (so the upload after the next checkpoint keeps the history), the records a
+        dead process wrote after the checkpoint dropped (they are logged again)."""
+        if not self.dist.is_main:
+            return
+        local, remote = self.local_out / "metrics.jsonl", join(self.out, "metrics.jsonl")
+        if not local.exists() and is_s3(self.out) and exists(remote):
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(read_bytes(remote))
+        self.metrics.keep_until(self.step)
+
+    def _report_quarantine(
+        self, event: str, sources: list[TokenizedSource], during_run: list[Quarantined]
+    ) -> None:
         """Write ``quarantine.jsonl`` (rows rejected when reading or tokenising, and documents
         found unusable during the run) and log the counts per source."""
         if not self.dist.is_main:
             return
-        rows = [q for s in self.sources for q in s.quarantined] + list(self.stream.quarantined)
+        rows = [q for s in sources for q in s.quarantined] + list(during_run)
         self.local_out.mkdir(parents=True, exist_ok=True)
         with (self.local_out / "quarantine.jsonl").open("w", encoding="utf-8") as f:
             for q in rows:
@@ -614,8 +699,8 @@ class StageRecipe:
             event,
             quarantined=len(rows),
             quarantined_by_source=counts,
-            train_examples={s.config.name: s.n_train for s in self.sources},
-            tokens={s.config.name: s.n_tokens for s in self.sources},
+            train_examples={s.config.name: s.n_train for s in sources},
+            tokens={s.config.name: s.n_tokens for s in sources},
         )
 
     def _log_event(self, event: str, **fields: Any) -> None:

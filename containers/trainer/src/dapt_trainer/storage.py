@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,14 @@ def fingerprint(uri: str) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
+def is_missing(err: BaseException) -> bool:
+    """Whether a read failed because the file (or its bucket) is not there."""
+    if isinstance(err, FileNotFoundError):
+        return True
+    code = getattr(err, "response", {}).get("Error", {}).get("Code")  # botocore's ClientError
+    return code in {"NoSuchKey", "NoSuchBucket", "404"}
+
+
 def exists(uri: str) -> bool:
     if is_s3(uri):
         bucket, key = split_s3(uri)
@@ -114,6 +124,48 @@ def upload_dir(local: Path, prefix: str, skip: tuple[str, ...] = ()) -> None:
             dest = Path(prefix, rel)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, dest)
+
+
+def prefix_fingerprint(prefix: str, keep: Callable[[str], bool] | None = None) -> str:
+    """What changes when an object under an S3 prefix changes (key, size and ETag of each, or
+    of those whose relative path ``keep`` accepts)."""
+    h = hashlib.sha256(prefix.encode())
+    for rel, obj in _objects(prefix, keep):
+        h.update(f"{rel}\0{obj['Size']}\0{obj['ETag']}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def download_dir_once(prefix: str, root: Path, keep: Callable[[str], bool] | None = None) -> Path:
+    """A local copy of an S3 prefix under ``root``, keyed by the prefix and its objects' ETags:
+    downloaded into a temporary folder and renamed into place, so an interrupted download is
+    never taken for a complete one and a changed object gets a new copy. ``keep``: only the
+    objects whose relative path it accepts (e.g. the tokenizer's files)."""
+    local = root / prefix_fingerprint(prefix, keep)
+    if local.exists():
+        return local
+    partial = root / f".{local.name}.{os.getpid()}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    bucket, _ = split_s3(prefix)
+    for rel, obj in _objects(prefix, keep):
+        dest = partial / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _client().download_file(bucket, obj["Key"], str(dest))
+    try:
+        os.replace(partial, local)
+    except OSError:  # another process of the node finished the same copy first
+        shutil.rmtree(partial, ignore_errors=True)
+    return local
+
+
+def _objects(prefix: str, keep: Callable[[str], bool] | None) -> Iterator[tuple[str, Any]]:
+    bucket, key = split_s3(prefix)
+    key = key.rstrip("/") + "/"
+    for page in _client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+        for obj in page.get("Contents", []):
+            rel = obj["Key"][len(key) :]
+            if rel and (keep is None or keep(rel)):
+                yield rel, obj
 
 
 def download_dir(prefix: str, local: Path) -> Path:

@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,37 @@ class TokenizedSource:
             return doc_end > 1
         base = int(self.offsets[doc])
         return bool(self.learn[base + 1 : base + doc_end].any())
+
+
+class NoDataError(ValueError):
+    """A source has no document to train on; the message names it and says why (its files are
+    empty, every row was quarantined and for which reasons, or all are held out)."""
+
+
+def no_data_problems(sources: list[TokenizedSource]) -> list[str]:
+    """Why each source without a training document has none (empty for usable sources)."""
+    problems = []
+    for source in sources:
+        if source.n_train > 0:
+            continue
+        name, quarantined = source.config.name, source.quarantined
+        if source.n_docs:
+            why = (
+                f"heldout_examples = {source.config.heldout_examples} holds out all of its "
+                f"{source.n_docs} documents"
+            )
+        elif not quarantined:
+            why = f"its files hold no rows ({[f for f, _ in source.files]})"
+        else:
+            reasons = Counter(q.reason for q in quarantined).most_common(NO_DATA_REASONS)
+            shown = "; ".join(f"{n} x {reason}" for reason, n in reasons)
+            first = quarantined[0]
+            why = (
+                f"all {len(quarantined)} of its rows were quarantined ({shown}; first: "
+                f"{first.file}, line {first.line})"
+            )
+        problems.append(f"source {name!r} has nothing to train on: {why}")
+    return problems
 
 
 def cache_key(source: SourceConfig, tokenizer: Any) -> str:
@@ -337,4 +369,6 @@ CACHE_FORMAT = 1
 """Bump when the layout or the tokenisation rules change: old folders are then never reused."""
 BATCH_ROWS = 1024
 POLL_SECONDS = 0.5
+NO_DATA_REASONS = 3
+"""Most common quarantine reasons named when a source has no usable row."""
 TOKENIZER_PROBE = "Tokenizer probe: <b>Ünïcödé</b> 12345 \t\n  spaces and tabs."

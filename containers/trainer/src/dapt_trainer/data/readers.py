@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dapt_trainer.config import DataConfig, SourceConfig, check_groups
-from dapt_trainer.storage import is_s3, join, read_bytes, read_text
+from dapt_trainer.storage import is_missing, is_s3, join, read_bytes, read_text
 
 
 @dataclass(frozen=True)
@@ -70,10 +70,14 @@ def manifest_source(source: SourceConfig) -> ManifestSource | None:
     where = f"manifest {source.manifest}"
     try:
         manifest = json.loads(read_text(source.manifest))
-    except FileNotFoundError:
-        raise ManifestError(f"{where} (source {source.name!r}) does not exist") from None
     except json.JSONDecodeError as err:
         raise ManifestError(f"{where} (source {source.name!r}) is not JSON: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ManifestError(f"{where} (source {source.name!r}) is not JSON: {err}") from None
+    except Exception as err:  # a local OSError, or S3's NoSuchKey, AccessDenied, no bucket
+        if is_missing(err):
+            raise ManifestError(f"{where} (source {source.name!r}) does not exist") from None
+        raise ManifestError(f"{where} (source {source.name!r}) cannot be read: {err}") from None
     if not isinstance(manifest, dict):
         raise ManifestError(f"{where} must be a JSON object, got {type(manifest).__name__}")
     base = source.manifest.rsplit("/", 1)[0] if "/" in source.manifest else "."
@@ -240,13 +244,18 @@ def _raw_rows(
             what = f"unreadable after row {line}" if line else "not a Parquet file"
             quarantined.append(Quarantined(name, file, line, f"{what}: {err}"))
         return
-    for line, text in enumerate(data.decode("utf-8", errors="replace").split("\n"), start=1):
-        if not text.strip():
+    for line, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
             continue
         if tally is not None:
             tally.records += 1
         try:
-            parsed = json.loads(text)
+            # Strict: a replacement character would silently train on corrupted text.
+            parsed = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            reason = f"invalid UTF-8 at byte {err.start} of the line: {err.reason}"
+            quarantined.append(Quarantined(name, file, line, reason))
+            continue
         except json.JSONDecodeError as err:
             quarantined.append(Quarantined(name, file, line, f"invalid JSON: {err.msg}"))
             continue

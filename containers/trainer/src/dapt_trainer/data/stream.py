@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from dapt_trainer.config import DataConfig
-from dapt_trainer.data.cache import Array, TokenizedSource
+from dapt_trainer.data.cache import Array, NoDataError, TokenizedSource, no_data_problems
 from dapt_trainer.data.mixture import MixtureSampler, target_weights
 from dapt_trainer.data.readers import Quarantined
 from dapt_trainer.data.tokenize import IGNORE_INDEX
@@ -88,24 +88,25 @@ class PackedStream:
     sampler: MixtureSampler = field(init=False)
     window: list[Piece] = field(default_factory=list, init=False)
     stats: dict[str, int] = field(default_factory=dict, init=False)
+    placed: list[int] = field(default_factory=list, init=False)
+    """Tokens of each source put into rows so far: what was trained on once those rows were
+    (the mixture's ``consumed`` also counts what waits in the window, and rejected documents)."""
     quarantined: list[Quarantined] = field(default_factory=list, init=False)
     """Documents with no target within ``seq_len`` (instruction examples whose response starts
     after it), met during the run; each reported once."""
     _rejected: set[tuple[int, int]] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        empty = [s.config.name for s in self.sources if s.n_train == 0]
-        if empty:
-            raise ValueError(
-                f"source(s) {empty} have no training document left (all rows quarantined, or "
-                "heldout_examples takes them all); see the quarantine report"
-            )
+        problems = no_data_problems(self.sources)
+        if problems:
+            raise NoDataError("; ".join(problems))
         self.sampler = MixtureSampler(
             weights=target_weights(self.data),
             sizes=[s.n_train for s in self.sources],
             seed=self.seed,
         )
         self.stats = {"real_tokens": 0, "total_tokens": 0, "rows": 0}
+        self.placed = [0] * len(self.sources)
 
     def _draw(self) -> Piece:
         seq_len = self.data.seq_len
@@ -165,6 +166,7 @@ class PackedStream:
             ids[fill : fill + n] = source.ids(doc, start, start + n)
             targets[fill : fill + n] = source.targets(doc, start, start + n, end)
             positions[fill : fill + n] = np.arange(n)
+            self.placed[s] += n
             if start + n < end:  # the rest of a cut document starts the next row
                 self.window.insert(0, (s, doc, start + n, end))
             fill += n
@@ -184,6 +186,7 @@ class PackedStream:
             "sampler": self.sampler.state_dict(),
             "window": [list(p) for p in self.window],
             "stats": dict(self.stats),
+            "placed": list(self.placed),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -195,6 +198,18 @@ class PackedStream:
         self.sampler.load_state_dict(state["sampler"])
         self.window = [(int(a), int(b), int(c), int(d)) for a, b, c, d in state["window"]]
         self.stats = dict(state["stats"])
+        self.placed = list(state.get("placed", placed_tokens(state)))
+
+
+def placed_tokens(state: dict[str, Any]) -> list[int]:
+    """Tokens of each source trained on up to a stream state: its ``placed`` counters, or for a
+    state saved before they existed, what was drawn less what still waits in the window."""
+    if "placed" in state:
+        return [int(n) for n in state["placed"]]
+    out = [int(n) for n in state["sampler"]["consumed"]]
+    for s, _, start, end in state["window"]:
+        out[int(s)] -= int(end) - int(start)
+    return out
 
 
 def collate(rows: list[Row]) -> Batch:

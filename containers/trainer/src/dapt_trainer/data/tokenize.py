@@ -7,9 +7,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from dapt_trainer.config import BUNDLED_CHAT_TEMPLATES, CHAT_TEMPLATES
+
 
 class TemplateError(ValueError):
     """The chat template cannot isolate response tokens for this example."""
+
+
+def chat_template_text(spec: str) -> str:
+    """The Jinja of ``data.chat_template``: a bundled template's file, or the text itself."""
+    if spec in BUNDLED_CHAT_TEMPLATES:
+        return (CHAT_TEMPLATES / f"{spec}.jinja").read_text(encoding="utf-8").rstrip("\n")
+    return spec
+
+
+def use_chat_template(tokenizer: Any, spec: str | None) -> Any:
+    """``tokenizer`` with the stage's chat template (unchanged when ``spec`` is None). The
+    template is part of the tokenizer's fingerprint (token cache key) and is saved with the
+    exported model, so serving renders prompts the way training did."""
+    if spec is not None:
+        tokenizer.chat_template = chat_template_text(spec)
+    return tokenizer
 
 
 def encode_completions(texts: list[str], tokenizer: Any) -> list[list[int]]:
@@ -61,9 +79,14 @@ def _chat(messages: list[dict[str, str]], tokenizer: Any) -> tuple[list[int], li
 
 
 def _render(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
-    out = tokenizer.apply_chat_template(
-        messages, tokenize=True, add_generation_prompt=generation_prompt
-    )
+    from jinja2 import TemplateError as JinjaError  # noqa: PLC0415 - transformers' template engine
+
+    try:
+        out = tokenizer.apply_chat_template(
+            messages, tokenize=True, add_generation_prompt=generation_prompt
+        )
+    except JinjaError as err:  # e.g. raise_exception('Conversation roles must alternate ...')
+        raise TemplateError(f"chat template raised: {err}") from None
     if isinstance(out, dict) or hasattr(out, "input_ids"):
         out = out["input_ids"]
     return [int(t) for t in out]
