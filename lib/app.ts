@@ -269,8 +269,16 @@ export function buildPlatform(app: Stage, selection: StageSelection, options: Bu
       })
     : undefined;
   // It reads the other stacks' SSM parameters at deploy time.
-  for (const upstream of [dataLake, evaluation, training, serving]) if (upstream) pipeline?.addStackDependency(upstream);
-  const environmentStacks = [network, dataLake, evaluation, training, ...(serving ? [serving] : []), ...(pipeline ? [pipeline] : [])];
+  for (const upstream of [dataLake, evaluation, training, serving])
+    if (upstream) pipeline?.addStackDependency(upstream);
+  const environmentStacks = [
+    network,
+    dataLake,
+    evaluation,
+    training,
+    ...(serving ? [serving] : []),
+    ...(pipeline ? [pipeline] : []),
+  ];
   const lifecycle = addLifecycle(app, config, environmentStacks, network, options);
   const audit = config.audit.cloudTrail
     ? new AuditStack(app, name('audit'), {
