@@ -176,7 +176,11 @@ test('cost env: endpoints x AZs x hours, keys and the serving minimum of each st
   const estimate = JSON.parse(experiment.out) as CostEstimate;
   const line = (item: RegExp): CostEstimate['lines'][number] => estimate.lines.find((l) => item.test(l.item))!;
   assert.equal(line(/^interface VPC endpoints: 10 x 2 AZ/).quantity, 10 * 2 * 730);
-  assert.equal(line(/^KMS keys: 6/).usd, 6, 'five of the environment, one of the shared lifecycle stack');
+  assert.equal(
+    line(/^KMS keys: 7/).usd,
+    7,
+    "six of the environment (the experiment pipeline's included), one of the shared lifecycle stack",
+  );
   assert.equal(line(/^serving endpoint: 0 x ml\.g6e\.2xlarge/).usd, 0);
   assert.equal(estimate.period, 'month');
 
