@@ -55,10 +55,11 @@ format: $(NODE_STAMP) $(VENV_STAMP)
 	for pkg in $(PY_PACKAGES); do (cd $$pkg && $(CURDIR)/$(VENV)/bin/ruff format --quiet .); done
 
 ## Every test: type-check, lint, TypeScript tests, then each Python package's lint, types and tests.
-# The TypeScript and Python suites run side by side (one process each, so the two cores stay busy);
-# --output-sync keeps each suite's output together.
-test: install browser lint
-	$(MAKE) --no-print-directory -j2 --output-sync=target test-ts test-py
+# Lint and the TypeScript and Python suites run side by side (lint is single-threaded and short,
+# so the two cores stay busy from the start); --output-sync keeps each one's output together, and
+# any of the three failing fails the target.
+test: install browser
+	$(MAKE) --no-print-directory -j3 --output-sync=target lint test-ts test-py
 
 ## Headless Chromium (Debian's package), for the test that renders the report page.
 browser:

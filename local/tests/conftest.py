@@ -1,7 +1,7 @@
 """A reduced run of the example pipeline on the real base model: the tests' shared fixture.
 
 The same code path as `make adapt`, on the real SmolLM2-135M-Instruct (imported from its PyPI
-wheel into the project cache, shared with `make adapt`), with 4 items per benchmark, 2
+wheel into the project cache, shared with `make adapt`), with 3 items per benchmark, 2
 training steps on 128-token rows and a small held-out slice: about two minutes here.
 """
 
@@ -23,6 +23,9 @@ CACHE = REPO / ".cache" / "dapt"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+ITEMS_PER_BENCHMARK = 3
+"""Items each benchmark is sampled down to (every variant answers the same items)."""
+
 
 def reduced(tmp: Path, **changes: Any) -> Path:
     """The example config, made small; `changes` replace top-level sections' keys."""
@@ -40,7 +43,7 @@ def reduced(tmp: Path, **changes: Any) -> Path:
     stage["checkpoint"] = {"every_steps": 1000, "keep_last": 1}
     for run_ in raw["evaluate"]["benchmarks"].values():
         run_["path"] = str(base / run_["path"])
-        run_["sample"] = 4
+        run_["sample"] = ITEMS_PER_BENCHMARK
         run_["max_tokens"] = min(run_.get("max_tokens", 64), 12)
     raw["evaluate"]["concurrency"] = 4
     for section, values in changes.items():

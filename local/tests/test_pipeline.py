@@ -13,6 +13,7 @@ import pytest
 from dapt_eval.registry import GATE_INPUTS_FILE, GateInputs
 from PIL import Image
 
+from conftest import ITEMS_PER_BENCHMARK
 from dapt_local.config import AdaptConfig
 from dapt_local.pipeline import run
 
@@ -29,8 +30,9 @@ def test_every_task_is_measured_for_every_variant(
     for task in tasks.values():
         assert set(task["models"]) == VARIANTS
         assert set(task["paired_vs_base"]) == {"adapted", "base+retrieval"}
-        assert task["sample"]["n"] == 4
-        assert all(m["n_items"] == 4 and m["n_errored"] == 0 for m in task["models"].values())
+        assert task["sample"]["n"] == ITEMS_PER_BENCHMARK
+        models = task["models"].values()
+        assert all(m["n_items"] == ITEMS_PER_BENCHMARK and m["n_errored"] == 0 for m in models)
     # The served path and the log-likelihood path say which they are.
     assert tasks["intent"]["models"]["adapted"]["label"].startswith(
         "openai:website-builder-adapted@sha256:"
