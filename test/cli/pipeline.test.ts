@@ -70,12 +70,18 @@ const DEPLOYED: DeployedPlatform = {
   modelDataUrl: 's3://models-b/base/smollm2/',
 };
 
+/** Validated once per method (each validation starts the trainer's Python validator). */
+const validated = new Map<string, ReturnType<typeof validateTrainerConfig>>();
+
 function request(over: Partial<PipelineRequest> = {}, method: 'full' | 'lora' = 'lora'): PipelineRequest {
-  const file = writeConfig(dir, `${method}.yaml`, { experiment: 'demo', model: tiny, method });
+  if (!validated.has(method)) {
+    const file = writeConfig(dir, `${method}.yaml`, { experiment: 'demo', model: tiny, method });
+    validated.set(method, validateTrainerConfig(file));
+  }
   return {
     stage: 'experiment',
     namePrefix: 'dapt-exp-demo',
-    trainer: validateTrainerConfig(file),
+    trainer: validated.get(method)!,
     evaluations: [{ spec: spec(), file: 'mcq.json' }],
     nodes: 1,
     baseline: 'anthropic.claude-3-haiku',

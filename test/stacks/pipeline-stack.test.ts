@@ -169,23 +169,22 @@ test('retries where AWS says a call is safe to repeat: throttling and service er
 });
 
 test("the definitions pass the Step Functions parser (moto's copy of the AWS States Language parser)", () => {
-  for (const definition of [experimentDefinition, productionDefinition]) {
-    const result = spawnSync(
-      PYTHON,
+  const result = spawnSync(
+    PYTHON,
+    [
+      '-c',
       [
-        '-c',
-        [
-          'import sys',
-          'from moto.stepfunctions.parser.models import StepFunctionsParserBackend',
-          'StepFunctionsParserBackend._validate_definition(definition=sys.stdin.read())',
-          'print("valid")',
-        ].join('\n'),
-      ],
-      { input: JSON.stringify(definition), encoding: 'utf8' },
-    );
-    assert.equal(result.status, 0, result.stderr);
-    assert.equal(result.stdout.trim(), 'valid');
-  }
+        'import json, sys',
+        'from moto.stepfunctions.parser.models import StepFunctionsParserBackend',
+        'for definition in json.load(sys.stdin):',
+        '    StepFunctionsParserBackend._validate_definition(definition=json.dumps(definition))',
+        'print("valid")',
+      ].join('\n'),
+    ],
+    { input: JSON.stringify([experimentDefinition, productionDefinition]), encoding: 'utf8' },
+  );
+  assert.equal(result.status, 0, result.stderr);
+  assert.equal(result.stdout.trim(), 'valid');
 });
 
 test('the state machine may submit jobs only of its own environment, and its topic is encrypted', () => {
