@@ -3,7 +3,7 @@
  */
 import { Format } from 'cli-progress';
 import { type Command, Option } from 'commander';
-import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { DescribeExecutionCommand, type SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { canonicalJson, sha256Hex } from '../lambda/shared/canonical-json';
 import type { RunSpec } from '../lambda/shared/spec';
@@ -150,6 +150,24 @@ export async function countRecords(s3: S3Client, bucket: string, keys: readonly 
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
   return found;
+}
+
+/** What the Plan step records of a run (`runs/<run_id>/run.json`): the units it expects. */
+export interface RunRecord {
+  readonly expected_units: number;
+  readonly quarantined_rows: number;
+  readonly cache_keys: string[];
+}
+
+/** The run's `run.json`, or undefined while the run is not planned yet. */
+export async function readRunRecord(s3: S3Client, bucket: string, runId: string): Promise<RunRecord | undefined> {
+  try {
+    const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: `runs/${runId}/run.json` }));
+    return JSON.parse((await response.Body?.transformToString()) ?? '{}') as RunRecord;
+  } catch (err) {
+    if ((err as { name?: string }).name === 'NoSuchKey') return undefined;
+    throw err;
+  }
 }
 
 const DEFAULT_BAR_WIDTH = 30;

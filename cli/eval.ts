@@ -11,7 +11,7 @@
  * uploads it to `runs/<run_id>/spec.json` and starts the execution named `run_id`.
  */
 import { readFileSync } from 'node:fs';
-import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { Command } from 'commander';
 import { parseRunSpec } from '../lambda/shared/spec';
@@ -22,6 +22,8 @@ import {
   parameterNames,
   progressBar,
   readParameter,
+  readRunRecord,
+  type RunRecord,
   runIdFor,
   startRun,
 } from './eval-lib';
@@ -135,19 +137,9 @@ async function report(values: EvalValues, io: EvalIo): Promise<void> {
   );
 }
 
-async function readRun(
-  s3: S3Client,
-  bucket: string,
-  runId: string,
-): Promise<{ expected_units: number; quarantined_rows: number; cache_keys: string[] }> {
-  try {
-    const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: `runs/${runId}/run.json` }));
-    return JSON.parse((await response.Body?.transformToString()) ?? '{}') as Awaited<ReturnType<typeof readRun>>;
-  } catch (err) {
-    if ((err as { name?: string }).name === 'NoSuchKey')
-      throw new Error(`run ${runId} has no s3://${bucket}/runs/${runId}/run.json yet: not started, or still planning`, {
-        cause: err,
-      });
-    throw err;
-  }
+async function readRun(s3: S3Client, bucket: string, runId: string): Promise<RunRecord> {
+  const run = await readRunRecord(s3, bucket, runId);
+  if (!run)
+    throw new Error(`run ${runId} has no s3://${bucket}/runs/${runId}/run.json yet: not started, or still planning`);
+  return run;
 }

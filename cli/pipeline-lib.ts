@@ -13,9 +13,8 @@ import { trainerJobEnvironment } from '../lib/config/job-contract';
 import { RUNS_PREFIX } from '../lib/config/parameter-names';
 import { PIPELINE_STEPS, type PipelineStep } from '../lib/config/pipeline-steps';
 import { runIdFor } from './eval-lib';
-import { STAGE_STEPS_TAG } from './train';
 import type { TrainerConfig } from './train-fit';
-import { jobNameFor, stageStepsTag, tokenizeJobName } from './train-lib';
+import { jobNameFor, STAGE_STEPS_TAG, stageStepsTag, tokenizeJobName } from './train-lib';
 
 /** One Batch job of the pipeline, as the state machine submits it (`submitJob.sync`). */
 export interface PipelineJob {
@@ -138,9 +137,14 @@ export function pipelineId(request: PipelineRequest): string {
   return hash.digest('hex').slice(0, PIPELINE_ID_LENGTH);
 }
 
-/** The execution's name: experiment and id, within Step Functions' 80 characters. */
+/** What every attempt's execution name of one pipeline starts with (within Step Functions' 80 characters). */
+export function executionPrefix(experiment: string, id: string): string {
+  return `${experiment.slice(0, 50)}-${id}-`;
+}
+
+/** The execution's name: the pipeline's prefix and the attempt. */
 export function executionName(experiment: string, id: string, attempt: number): string {
-  return `${experiment.slice(0, 50)}-${id}-${attempt}`;
+  return `${executionPrefix(experiment, id)}${attempt}`;
 }
 
 /** The input of one execution and the objects to upload first. */

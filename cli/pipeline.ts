@@ -22,7 +22,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { BatchClient } from '@aws-sdk/client-batch';
 import { CloudWatchLogsClient, GetLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
-import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DescribeInferenceComponentCommand, DescribeModelCommand, SageMakerClient } from '@aws-sdk/client-sagemaker';
 import {
   DescribeExecutionCommand,
@@ -40,11 +40,20 @@ import { parseRunSpec, type RunSpec } from '../lambda/shared/spec';
 import { loadConfig } from '../lib/config/load';
 import { parameterRoot, platformParameterName, runParameterName } from '../lib/config/parameter-names';
 import { checkTrainingSpend } from './cost';
-import { countRecords, envId, type Environment, environmentOptions, progressBar, readParameter } from './eval-lib';
+import {
+  countRecords,
+  envId,
+  readRunRecord,
+  type Environment,
+  environmentOptions,
+  progressBar,
+  readParameter,
+} from './eval-lib';
 import {
   buildPipelineInput,
   type DeployedPlatform,
   executionName,
+  executionPrefix,
   PLACEHOLDER_MODEL,
   type PipelineInput,
   pipelineId,
@@ -54,14 +63,15 @@ import {
 } from './pipeline-lib';
 import { servingParameterNames } from './serve-lib';
 import { ParameterNotFound, SsmParameterReader } from './ssm';
-import { STAGE_STEPS_TAG } from './train';
 import {
+  consoleUrl,
   describeJob,
   formatStatus,
   jobDefinitionsFor,
   logLocation,
   parseStageSteps,
   readTrainingStack,
+  STAGE_STEPS_TAG,
   tokenizeJobDefinitionFor,
   UsageError,
   UserError,
@@ -229,11 +239,7 @@ async function start(values: PipelineValues, io: PipelineIo): Promise<void> {
   });
   const deployed = await readDeployedPlatform(clients, env, trainer.config.experiment, values);
   const { input, uploads } = buildPipelineInput(request, deployed);
-  const executions = await executionsOf(
-    clients.sfn,
-    stateMachineArn,
-    `${trainer.config.experiment.slice(0, 50)}-${id}-`,
-  );
+  const executions = await executionsOf(clients.sfn, stateMachineArn, executionPrefix(trainer.config.experiment, id));
   const running = executions.find((e) => e.status === 'RUNNING');
   const succeeded = executions.find((e) => e.status === 'SUCCEEDED');
   if (running || succeeded) {
@@ -510,7 +516,7 @@ async function currentStepLines(
   }
   if (current.step === 'evaluate') {
     for (const run of input.evaluations ?? []) {
-      const plan = await readRunPlan(clients.s3, input, run.run_id);
+      const plan = await readRunRecord(clients.s3, evalBucketOf(input), run.run_id);
       if (!plan) {
         lines.push(`  ${run.benchmark} (${run.run_id}): planning`);
         continue;
@@ -557,25 +563,6 @@ function evalBucketOf(input: PipelineInput): string {
   return String(input.gate?.eval_bucket ?? '');
 }
 
-async function readRunPlan(
-  s3: S3Client,
-  input: PipelineInput,
-  runId: string,
-): Promise<{ expected_units: number; cache_keys: string[] } | undefined> {
-  try {
-    const response = await s3.send(
-      new GetObjectCommand({ Bucket: evalBucketOf(input), Key: `runs/${runId}/run.json` }),
-    );
-    return JSON.parse((await response.Body?.transformToString()) ?? '{}') as {
-      expected_units: number;
-      cache_keys: string[];
-    };
-  } catch (err) {
-    if ((err as { name?: string }).name === 'NoSuchKey') return undefined;
-    throw err;
-  }
-}
-
 /**
  * A failure's cause in plain words: a Batch job's cause is the job description (JSON), from which
  * its status reason and log stream (as a console link) are shown; other causes as they are.
@@ -592,9 +579,8 @@ export function explainCause(cause: string, region: string): string {
   const stream = job.Container?.LogStreamName;
   return [
     `job ${job.JobId}: ${job.StatusReason ?? 'no reason given'}${job.Container?.Reason ? ` (${job.Container.Reason})` : ''}`,
-    stream
-      ? `log: https://${region}.console.aws.amazon.com/cloudwatch/home?region=${region}#logsV2:log-groups (stream ${stream}); npx dapt train logs --job-id ${job.JobId}`
-      : `npx dapt train logs --job-id ${job.JobId}`,
+    `job: ${consoleUrl(region, job.JobId)}${stream ? ` (log stream ${stream})` : ''}`,
+    `logs: npx dapt train logs --job-id ${job.JobId}`,
   ].join('; ');
 }
 

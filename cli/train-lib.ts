@@ -423,6 +423,9 @@ export function parseStageSteps(tag: string | undefined): Record<string, number>
 }
 
 /** The AWS console page of a job. */
+/** Job tag holding each stage's step count, for `watch`'s progress bar. */
+export const STAGE_STEPS_TAG = 'stage-steps';
+
 export function consoleUrl(region: string, jobId: string): string {
   return `https://${region}.console.aws.amazon.com/batch/home?region=${region}#jobs/detail/${jobId}`;
 }

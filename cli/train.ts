@@ -52,6 +52,7 @@ import {
   stopJob,
   submitTrainingJob,
   RUNS_PREFIX,
+  STAGE_STEPS_TAG,
   tokenizeConfigKey,
   tokenizeJobDefinitionFor,
   tokenizeJobName,
@@ -621,8 +622,7 @@ export function defaultClients(region: string): Clients {
   };
 }
 
-/** Job tag holding each stage's step count, for `watch`'s progress bar. */
-export const STAGE_STEPS_TAG = 'stage-steps';
+export { STAGE_STEPS_TAG };
 const EXIT_PROBLEM = 1;
 const EXIT_USAGE = 2;
 const DEFAULT_PREFIX = 'dapt';

@@ -272,6 +272,7 @@ test('a failure names its step and error; a Batch cause shows the job reason and
   const text = explainCause(cause, 'us-east-1');
   assert.match(text, /job j-9: Essential container in task exited \(OutOfMemoryError\)/);
   assert.match(text, /stream train\/default\/abc/);
+  assert.match(text, /batch\/home\?region=us-east-1#jobs\/detail\/j-9/, 'the job in the console');
   assert.match(text, /dapt train logs --job-id j-9/);
   assert.equal(explainCause('plain words', 'us-east-1'), 'plain words');
 });
