@@ -15,9 +15,6 @@ const RULE_ID = /^(AwsSolutions|NIST\.800\.53\.R5|HIPAA\.Security)-[A-Za-z0-9]+(
 /** A reason shorter than this cannot say why the finding does not apply. */
 export const MIN_REASON_LENGTH = 30;
 
-/** Set to '1' to make `acknowledge` a no-op, to prove each acknowledgment still covers a finding. */
-export const IGNORE_ACKNOWLEDGMENTS_ENV = 'DAPT_NAG_IGNORE_ACKNOWLEDGMENTS';
-
 /** Acknowledges `ruleIds` on `scope` (a resource or a construct holding resources) for `reason`. */
 export function acknowledge(scope: IConstruct, ruleIds: readonly string[], reason: string): void {
   const where = scope.node.path || '(app)';
@@ -40,7 +37,6 @@ export function acknowledge(scope: IConstruct, ruleIds: readonly string[], reaso
       );
     }
   }
-  if (process.env[IGNORE_ACKNOWLEDGMENTS_ENV] === '1') return;
   // Qualified as '<pack>::<rule>', the form cdk-nag's reports print, so the audit trail names the pack.
   for (const id of ruleIds) Validations.of(scope).acknowledge({ id: `${id.split('-')[0]}::${id}`, reason });
 }

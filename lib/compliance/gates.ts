@@ -4,7 +4,7 @@
  * Used by the main job (`scripts/synth-all.ts`) and by the tests.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { type App, Stack, Stage } from 'aws-cdk-lib';
 import { buildEnvironment, buildRun, createApp } from '../app';
@@ -17,6 +17,16 @@ export interface Finding {
   readonly rule: string;
   readonly path: string;
   readonly description: string;
+}
+
+/** A finding an acknowledgment covered: which acknowledgment (its construct path and qualified rule id) and where. */
+export interface Suppression {
+  /** The acknowledgment's qualified rule id, as recorded: `AwsSolutions::AwsSolutions-IAM5[Resource::*]`. */
+  readonly ruleId: string;
+  /** The construct the acknowledgment is on. */
+  readonly acknowledgedAt: string;
+  /** The resource the finding is about (the acknowledgment's construct or one inside it). */
+  readonly path: string;
 }
 
 export interface StackSummary {
@@ -35,6 +45,8 @@ export interface SynthResult {
   readonly stacks: readonly StackSummary[];
   readonly findings: readonly Finding[];
   readonly acknowledgments: readonly AcknowledgmentRecord[];
+  /** Every finding an acknowledgment covered, from the validation reports (the app's and each stage's). */
+  readonly suppressed: readonly Suppression[];
 }
 
 /**
@@ -82,14 +94,44 @@ export function synthesizeEnvironment(
         terminationProtection: stack.terminationProtection,
       };
     });
-  return { app, config, outdir, stacks, findings, acknowledgments: collectAcknowledgments(app) };
+  return {
+    app,
+    config,
+    outdir,
+    stacks,
+    findings,
+    acknowledgments: collectAcknowledgments(app),
+    suppressed: readSuppressions(outdir),
+  };
 }
 
 interface ValidationReport {
   pluginReports: {
     pluginName: string;
     violations: { ruleName: string; description: string; violatingConstructs: { constructPath: string }[] }[];
+    suppressedViolations?: {
+      acknowledgedId: string;
+      acknowledgedAt: string;
+      violatingConstructs: { constructPath: string }[];
+    }[];
   }[];
+}
+
+/** aws-cdk-lib writes a validation report into every assembly it validates (the app's, and a pipeline stage's). */
+function readSuppressions(dir: string): Suppression[] {
+  const found: Suppression[] = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const file = path.join(dir, entry.name);
+    if (entry.isDirectory()) found.push(...readSuppressions(file));
+    else if (entry.name === 'validation-report.json') {
+      const report = JSON.parse(readFileSync(file, 'utf8')) as ValidationReport;
+      for (const plugin of report.pluginReports)
+        for (const s of plugin.suppressedViolations ?? [])
+          for (const c of s.violatingConstructs)
+            found.push({ ruleId: s.acknowledgedId, acknowledgedAt: s.acknowledgedAt, path: c.constructPath });
+    }
+  }
+  return found;
 }
 
 function readFindings(reportFile: string): Finding[] {
