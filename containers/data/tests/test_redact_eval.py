@@ -9,12 +9,20 @@ the table, or `python -m dapt_data.pii.evaluate tests/data/pii/labeled.jsonl`.
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
 
-from dapt_data.pii.evaluate import format_table, load_labeled, score
-from dapt_data.pii.types import PiiType
+from dapt_data.pii.evaluate import (
+    LabeledExample,
+    format_table,
+    load_labeled,
+    lookalikes_rewritten,
+    redactor,
+    score,
+)
+from dapt_data.pii.types import PiiType, Span
 
 DATA = Path(__file__).parent / "data" / "pii"
 LABELED = DATA / "labeled.jsonl"
@@ -62,3 +70,22 @@ def test_names_and_addresses_meet_their_softer_goals() -> None:
 def test_hard_negatives_are_left_alone() -> None:
     table = score([e for e in load_labeled(LABELED) if not e.gold])
     assert {kind.value: entry.predicted for kind, entry in table.items() if entry.predicted} == {}
+    assert lookalikes_rewritten(load_labeled(LABELED), redactor()) == 0
+
+
+def test_any_detector_is_scored_by_the_same_rule() -> None:
+    # GIVEN a detector that marks every capitalised word as a name (the bench's Presidio runs
+    # are scored the same way)
+    def capitals(example: LabeledExample) -> list[Span]:
+        return [
+            Span(i, i + len(w), PiiType.NAME, "test")
+            for i, w in ((m.start(), m.group()) for m in re.finditer(r"[A-Z]\w+", example.text))
+        ]
+
+    examples = load_labeled(LABELED)
+    # WHEN it is scored
+    table = score(examples, predict=capitals)
+    # THEN its false alarms count against its precision and in the hard negatives
+    assert (table[PiiType.NAME].precision or 1) < 0.5
+    assert table[PiiType.EMAIL].predicted == 0
+    assert lookalikes_rewritten(examples, capitals) > 10

