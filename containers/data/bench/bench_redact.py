@@ -1,6 +1,6 @@
 """Redaction on the labeled PII set, side by side: `dapt_data.redact` and Microsoft Presidio.
 
-    ../../.venv/bin/python bench/bench_redact.py [--spacy-model NAME_OR_FOLDER ...]
+    python bench/bench_redact.py [--spacy-model NAME_OR_FOLDER ...] [--names-dataset]
 
 Part 1, every type, on `tests/data/pii/labeled.jsonl` (the matching rule of
 `dapt_data.pii.evaluate`: a gold span is found when all its letters and digits lie in predicted
@@ -20,10 +20,12 @@ names and on `bench/data/names_heldout.txt`, names without metadata or cue phras
 capitalised look-alikes written before any candidate was run (held out: no rule was tuned on
 it). Candidates: dapt-data's name heuristics, a spaCy model's PERSON entities alone and added to
 dapt-data, the same through `redact.options.name_model` (which drops what the name rules
-refuse, `dapt_data.pii.ner`), and `probablepeople` (a CRF name parser) over capitalised word runs.
+refuse, `dapt_data.pii.ner`), `probablepeople` (a CRF name parser) over capitalised word runs,
+and with `--names-dataset` the `names-dataset` package's first names and surnames.
 
-Optional packages: `pip install -e '.[bench]'` (presidio-analyzer, probablepeople). spaCy
-models are not on PyPI under their own names; see docs/benchmarks.md for the re-uploads tried.
+Optional packages: `pip install -e '.[bench]'` (presidio-analyzer, probablepeople), in a
+virtualenv of its own (`make` does not install them). spaCy models are not on PyPI under their
+own names; see docs/benchmarks.md for the re-uploads tried.
 Prints the setup and the figures; writes nothing.
 """
 
@@ -152,6 +154,33 @@ def probablepeople_names(text: str) -> list[Span]:
     return spans
 
 
+def names_dataset_names(max_rank: int) -> Callable[[str], list[Span]]:
+    """Capitalised words that names-dataset ranks a first name (<= `max_rank` in some country),
+    with the next capitalised word when it is a listed surname."""
+    from names_dataset import NameDataset  # noqa: PLC0415  # optional; 28 s, 1.9 GB to load
+
+    dataset = NameDataset()
+
+    def best_rank(entry: Any, part: str) -> int | None:
+        ranks = ((entry or {}).get(part) or {}).get("rank", {}).values()
+        return min((r for r in ranks if r), default=None)
+
+    def names(text: str) -> list[Span]:
+        spans = []
+        for m in CAPITALISED_RUN.finditer(text):
+            words = m.group().split()[:2]
+            rank = best_rank(dataset.search(words[0]), "first_name")
+            if rank is None or rank > max_rank:
+                continue
+            end = m.start() + len(words[0])
+            if len(words) == 2 and best_rank(dataset.search(words[1]), "last_name") is not None:
+                end = m.start() + len(" ".join(m.group().split()[:2]))
+            spans.append(Span(m.start(), end, PiiType.NAME, "names-dataset"))
+        return spans
+
+    return names
+
+
 def names_only(extra: Callable[[str], list[Span]] | None, ours: bool) -> Predictor:
     """A predictor for the NAME rows: dapt-data's redactor (`ours`, every type, so a name inside
     an address or a card stays that type), `extra`'s spans, or both."""
@@ -191,6 +220,11 @@ def main() -> None:
         action="append",
         help=f"spaCy model package or folder (repeatable; default: those of {SPACY_MODELS} "
         "that load)",
+    )
+    parser.add_argument(
+        "--names-dataset",
+        action="store_true",
+        help="also score names-dataset (slow: 28 s and 1.9 GB of memory to load)",
     )
     args = parser.parse_args()
     logging.getLogger("tldextract").setLevel(logging.CRITICAL)  # no network: bundled suffixes
@@ -255,6 +289,10 @@ def main() -> None:
         candidates.append(("dapt-data + probablepeople", names_only(probablepeople_names, True)))
     else:
         print("probablepeople is not installed: skipped (pip install -e '.[bench]')")
+    if args.names_dataset:
+        candidates.append(
+            ("names-dataset, rank <= 1000", names_only(names_dataset_names(1000), False))
+        )
     print("## Names\n")
     print(
         "| candidate | labeled: recall | precision | held out: recall | precision "

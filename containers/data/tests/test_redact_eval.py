@@ -16,6 +16,7 @@ import pytest
 
 from dapt_data.pii.evaluate import (
     LabeledExample,
+    TypeScore,
     format_table,
     load_labeled,
     lookalikes_rewritten,
@@ -48,17 +49,22 @@ def test_labeled_set_has_enough_spans_of_every_type() -> None:
     assert sum(not e.gold for e in examples) >= 35  # hard negatives
 
 
+@pytest.fixture(scope="module")
+def table() -> dict[PiiType, TypeScore]:
+    """The redactor's scores on the labeled set, computed once for the goal tests."""
+    return score(load_labeled(LABELED))
+
+
 @pytest.mark.parametrize(
     "kind", [PiiType.EMAIL, PiiType.PHONE, PiiType.CARD, PiiType.IBAN, PiiType.SECRET]
 )
-def test_recall_goal_for_structured_types(kind: PiiType) -> None:
-    entry = score(load_labeled(LABELED))[kind]
+def test_recall_goal_for_structured_types(kind: PiiType, table: dict[PiiType, TypeScore]) -> None:
+    entry = table[kind]
     assert (entry.recall or 0) >= 0.99, (kind, entry.missed_ids)
     assert (entry.precision or 0) >= 0.99, (kind, entry.false_alarm_ids)
 
 
-def test_names_and_addresses_meet_their_softer_goals() -> None:
-    table = score(load_labeled(LABELED))
+def test_names_and_addresses_meet_their_softer_goals(table: dict[PiiType, TypeScore]) -> None:
     print("\n" + format_table(table))
     # names: no NER model; two gold names are outside every heuristic on purpose
     assert (table[PiiType.NAME].recall or 0) >= 0.90
