@@ -267,7 +267,12 @@ def main() -> None:
     print("\n## Every type, labeled set\n")
     for name, predict in systems:
         table, lookalikes, seconds = _timed(predict, labeled)
-        print(f"### {name}: {lookalikes} look-alikes rewritten, {seconds:.1f} s\n")
+        negatives = score([e for e in labeled if not e.gold], predict=predict)
+        by_type = ", ".join(f"{k.value} {v.predicted}" for k, v in negatives.items() if v.predicted)
+        print(
+            f"### {name}: {lookalikes} look-alikes rewritten ({by_type or 'none'}), "
+            f"{seconds:.1f} s\n"
+        )
         print(format_table(table) + "\n")
 
     candidates: list[tuple[str, Predictor]] = [
