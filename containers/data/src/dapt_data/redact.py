@@ -85,9 +85,10 @@ class RedactionConfig(BaseModel):
     )
     name_model: str | None = Field(
         default=None,
-        description="A spaCy pipeline (installed package name or folder) whose PERSON "
-        "entities are redacted too, less those the name rules refuse (`dapt_data.pii.ner`); "
-        "needs `spacy` and a model, neither installed by default. null: name heuristics only.",
+        description="`patterns` detector: a spaCy pipeline (installed package name or folder) "
+        "whose PERSON entities are redacted too, less those the name rules refuse "
+        "(`dapt_data.pii.ner`); needs `spacy` and a model, neither installed by default. null: "
+        "name heuristics only.",
     )
     allow_values: frozenset[str] = Field(
         default_factory=frozenset,
