@@ -7,14 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from dapt_data.config import load_config
 from dapt_data.instructions import (
     PARAPHRASES,
     InstructionTask,
     build_instructions,
     pick_paraphrase,
 )
+from dapt_data.pipeline import run_instructions
 
-BENCHMARKS = Path(__file__).parents[3] / "examples" / "website-builder" / "benchmarks"
+EXAMPLE = Path(__file__).parents[3] / "examples" / "website-builder"
+BENCHMARKS = EXAMPLE / "benchmarks"
 FOLDERS = {
     InstructionTask.INTENT: "intent",
     InstructionTask.SENTIMENT: "sentiment",
@@ -71,3 +74,13 @@ def test_bad_rows_name_the_file_line_and_field(tmp_path: Path) -> None:
     (tmp_path / "items.jsonl").write_text('{"id": "1", "text": "x", "label": "a"}\n{"id": "2"}\n')
     with pytest.raises(ValueError, match=r"items.jsonl: line 2: field 'text' missing"):
         build_instructions(tmp_path, InstructionTask.INTENT)
+
+
+def test_the_example_training_sets_overlap_no_benchmark(tmp_path: Path) -> None:
+    # GIVEN the example domain's pipeline, its training splits and its six benchmarks
+    config = load_config(EXAMPLE / "pipeline.yaml").model_copy(update={"output": str(tmp_path)})
+    # WHEN its instruction rows are made and put through the decontamination guard
+    result = run_instructions(config)
+    # THEN the guard drops none: no training row asks what an evaluation item asks
+    assert result.counts["dropped"] == {}
+    assert result.counts["out"] > 0

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -11,7 +14,9 @@ import pytest
 from botocore.stub import Stubber
 from pydantic import BaseModel
 
+from dapt_data.config import ConfigError, parse_config
 from dapt_data.pii.comprehend import chunk_text, comprehend_spans
+from dapt_data.pii.ner import NameModelError, load_pipeline
 from dapt_data.pii.types import PiiType
 from dapt_data.redact import RedactionConfig, redact_records, redact_text
 
@@ -296,3 +301,59 @@ def test_comprehend_detector_is_merged_with_secret_patterns() -> None:
         result = redact_text(text, config, comprehend=client)
     assert result.text == "[NAME]: my token is [SECRET]"
     assert result.spans_by_type == {"NAME": 1, "SECRET": 1}
+
+
+class _Entity:
+    def __init__(self, text: str, value: str) -> None:
+        self.start_char = text.index(value)
+        self.end_char = self.start_char + len(value)
+        self.label_ = "PERSON"
+
+
+def test_a_name_model_adds_person_names_the_rules_do_not_refuse(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a name model (a stand-in for a spaCy pipeline) that tags a real name and the
+    # look-alikes spaCy models tag as PERSON on the labeled set
+    text = "Margaret Olsen approved it. Tel: 555. Mark as read. Quillsite Pro. Batch 2023-11-30"
+    tagged = ["Margaret Olsen", "Tel", "Mark", "Quillsite Pro", "Batch 2023-11-30"]
+
+    def nlp(value: str) -> SimpleNamespace:
+        return SimpleNamespace(ents=[_Entity(value, t) for t in tagged])
+
+    monkeypatch.setattr("dapt_data.redact.load_pipeline", lambda name: nlp)
+    # WHEN the text is redacted with and without it
+    with_model = redact_text(text, RedactionConfig(name_model="en_test_model")).text
+    without = redact_text(text).text
+    # THEN only the name is added; label, verb, product and build id stay
+    assert (
+        with_model == "[NAME] approved it. Tel: 555. Mark as read. Quillsite Pro. Batch 2023-11-30"
+    )
+    assert without == text
+
+
+def test_a_name_model_that_cannot_load_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
+    sources = [{"name": "a", "path": str(tmp_path / "a.jsonl"), "format": "jsonl"}]
+    options = {"options": {"name_model": "en_no_such_model"}}
+    # GIVEN spaCy is missing  THEN the config names the option and what to install
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        "importlib.util.find_spec",
+        lambda name, *a: None if name == "spacy" else real_find_spec(name, *a),
+    )
+    with pytest.raises(
+        ConfigError, match=r"redact.options.name_model = 'en_no_such_model': needs spaCy"
+    ):
+        parse_config({"output": str(tmp_path), "sources": sources, "redact": options}, "t")
+    # GIVEN spaCy is there but the model is not  THEN the same, naming the model
+    monkeypatch.setattr(
+        "importlib.util.find_spec",
+        lambda name, *a: object() if name == "spacy" else real_find_spec(name, *a),
+    )
+    with pytest.raises(ConfigError, match=r"neither an installed package nor a folder"):
+        parse_config({"output": str(tmp_path), "sources": sources, "redact": options}, "t")
+    with pytest.raises(NameModelError, match="neither an installed package"):
+        load_pipeline("en_no_such_model")

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from dapt_data.comprehension import ComprehensionTask
 from dapt_data.instructions import InstructionTask
+from dapt_data.pii.ner import name_model_problem
 from dapt_data.records import Kind, Origin
 from dapt_data.redact import RedactionConfig
 from dapt_data.storage import is_s3
@@ -616,10 +617,11 @@ def _redact_problems(data: dict[str, Any]) -> list[str]:
     redact = data.get("redact")
     options = redact.get("options", {}) if isinstance(redact, dict) else {}
     try:
-        RedactionConfig.model_validate(options)
+        checked = RedactionConfig.model_validate(options)
     except ValidationError as err:
         return validation_problems(err, prefix="redact.options")
-    return []
+    problem = name_model_problem(checked.name_model) if checked.name_model else None
+    return [problem] if problem else []
 
 
 def _clean_problems(clean: CleanConfig, where: str) -> list[str]:

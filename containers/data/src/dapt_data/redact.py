@@ -8,7 +8,8 @@ chat records may also carry `turns` (each with `text`), and participant names ar
 
 Detectors (`config.detector`):
 - `patterns` (default): offline regexes and validators in `dapt_data.pii` (libphonenumber,
-  Luhn, IBAN mod-97, vendor key formats, entropy) plus the name heuristics.
+  Luhn, IBAN mod-97, vendor key formats, entropy) plus the name heuristics, and a spaCy
+  model's PERSON entities when `name_model` names one (`pii.ner`, opt-in).
 - `comprehend`: Amazon Comprehend DetectPiiEntities for people, addresses, phones, emails,
   cards and IDs, merged with the offline secret, card and IBAN validators (Comprehend has no
   vendor token formats; validators are cheap and exact).
@@ -29,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dapt_data.pii.comprehend import ComprehendClient, comprehend_spans
 from dapt_data.pii.names import name_spans
+from dapt_data.pii.ner import load_pipeline, model_name_spans
 from dapt_data.pii.patterns import (
     address_spans,
     card_spans,
@@ -80,6 +82,13 @@ class RedactionConfig(BaseModel):
         default=("customer_name", "agent_name", "name", "speaker", "author", "participants"),
         description="Record, meta and turn fields holding participant names, which are redacted "
         "wherever they occur in the text.",
+    )
+    name_model: str | None = Field(
+        default=None,
+        description="`patterns` detector: a spaCy pipeline (installed package name or folder) "
+        "whose PERSON entities are redacted too, less those the name rules refuse "
+        "(`dapt_data.pii.ner`); needs `spacy` and a model, neither installed by default. null: "
+        "name heuristics only.",
     )
     allow_values: frozenset[str] = Field(
         default_factory=frozenset,
@@ -181,6 +190,8 @@ def detect(
         spans += address_spans(text)
     if PiiType.NAME in wanted:
         spans += name_spans(text, known_names)
+        if config.name_model:
+            spans += model_name_spans(text, load_pipeline(config.name_model))
     return spans
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,14 +81,31 @@ def load_labeled(path: Path) -> list[LabeledExample]:
     return examples
 
 
-def score(
-    examples: Sequence[LabeledExample], config: RedactionConfig | None = None
-) -> dict[PiiType, TypeScore]:
-    """Per-type scores of the pattern detectors on `examples` (see the module docstring)."""
+Predictor = Callable[[LabeledExample], Sequence[Span]]
+"""A detector under test: the spans it would replace in an example's text."""
+
+
+def redactor(config: RedactionConfig | None = None) -> Predictor:
+    """`dapt_data.redact` as a predictor: its detectors, overlaps resolved as it redacts."""
     config = config or RedactionConfig()
+
+    def predict(example: LabeledExample) -> list[Span]:
+        return resolve(detect(example.text, config, example.known_names))
+
+    return predict
+
+
+def score(
+    examples: Sequence[LabeledExample],
+    config: RedactionConfig | None = None,
+    predict: Predictor | None = None,
+) -> dict[PiiType, TypeScore]:
+    """Per-type scores on `examples` (see the module docstring) of `predict`, by default the
+    redactor with `config`."""
+    predict = predict or redactor(config)
     scores = {kind: TypeScore() for kind in PiiType}
     for example in examples:
-        predicted = resolve(detect(example.text, config, example.known_names))
+        predicted = list(predict(example))
         alnum = [c.isalnum() for c in example.text]
         for gold in example.gold:
             chars = [i for i in range(gold.start, gold.end) if alnum[i]]
@@ -110,6 +127,12 @@ def score(
             else:
                 entry.false_alarm_ids.append(example.id)
     return scores
+
+
+def lookalikes_rewritten(examples: Sequence[LabeledExample], predict: Predictor) -> int:
+    """Spans predicted in the hard negatives (examples without a gold span): look-alike text
+    (order numbers, versions, brand names) that would be rewritten."""
+    return sum(len(predict(example)) for example in examples if not example.gold)
 
 
 def format_table(scores: dict[PiiType, TypeScore]) -> str:
