@@ -381,6 +381,11 @@ class StageConfig(_Strict):
         return self
 
 
+DEFAULT_LOSS_CHUNK_TOKENS = 2048
+"""Tokens per LM head chunk: 1 GiB of fp32 logits for a 128k vocabulary, 0.25 GiB for 32k
+(here, not at the bottom: a field default needs it defined)."""
+
+
 class ComputeConfig(_Strict):
     """How the hardware is used; shared by all stages."""
 
@@ -409,6 +414,13 @@ class ComputeConfig(_Strict):
         default=False,
         description="On a CPU (no GPU visible), also train under bf16 autocast when `precision` "
         "is bf16.",
+    )
+    loss_chunk_tokens: int | None = Field(
+        default=DEFAULT_LOSS_CHUNK_TOKENS,
+        ge=1,
+        description="Compute the LM head and cross-entropy this many tokens at a time when a "
+        "micro batch has more (each chunk recomputed in the backward), so a large vocabulary's "
+        "fp32 logits never exist for the whole micro batch; unset: all at once.",
     )
     peak_flops: float = Field(
         default=989e12,

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F  # noqa: N812 - the usual alias
 import yaml
 from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -58,6 +57,7 @@ from dapt_trainer.data.stream import (
 )
 from dapt_trainer.data.tokenize import IGNORE_INDEX, use_chat_template
 from dapt_trainer.lineage import build_lineage
+from dapt_trainer.loss import token_loss_sum
 from dapt_trainer.metrics import MetricsLog
 from dapt_trainer.model import (
     Dist,
@@ -408,15 +408,13 @@ class StageRecipe:
     def loss_sum(self, batch: Batch) -> torch.Tensor:
         """Summed token cross-entropy of a micro batch (fp32), targets already shifted."""
         batch = batch.to(self.device)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            logits = self.model(
-                input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False
-            ).logits
-        return F.cross_entropy(
-            logits.float().flatten(0, 1),
-            batch.targets.flatten(),
-            ignore_index=IGNORE_INDEX,
-            reduction="sum",
+        return token_loss_sum(
+            self.model,
+            batch.input_ids,
+            batch.position_ids,
+            batch.targets,
+            self.experiment.compute.loss_chunk_tokens,
+            self.autocast,
         )
 
     def train(self) -> StageResult:
