@@ -102,6 +102,12 @@ class SourceConfig(_Strict):
     text_field: str = Field(
         default="text", description="Field of a completion row holding the document text."
     )
+    train_on_prompt: bool = Field(
+        default=False,
+        description="`instruction` sources: learn every token of an example (system and user "
+        "turns, the template's role markers) instead of the responses only, as "
+        "`train_on_inputs` does elsewhere; the held-out loss then covers them too.",
+    )
     heldout_examples: int = Field(
         default=0,
         ge=0,
@@ -123,6 +129,13 @@ class SourceConfig(_Strict):
     def _has_files(self) -> SourceConfig:
         if not self.paths and self.manifest is None:
             raise ValueError("set 'paths' or 'manifest' (or both)")
+        if self.train_on_prompt and self.kind == "completion":
+            raise Problems(
+                [
+                    "train_on_prompt = True: only for 'instruction' sources (a completion source "
+                    "learns every token already)"
+                ]
+            )
         return self
 
 
