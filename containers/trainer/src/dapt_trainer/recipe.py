@@ -341,6 +341,8 @@ class StageRecipe:
             self.data_state = self.stream.state_dict()
             self._restore_metrics()
             self._log_event("resumed", checkpoint=latest, step=self.step)
+        else:  # a fresh start: what an earlier attempt logged before any checkpoint is redone
+            self.metrics.keep_until(-1)
 
     def check_resumable(self, checkpoint: str) -> None:
         """Raise ResumeError naming every change that makes ``checkpoint`` another run's."""
