@@ -56,6 +56,7 @@ from dapt_trainer.data.stream import (
     step_batches,
 )
 from dapt_trainer.data.tokenize import IGNORE_INDEX, use_chat_template
+from dapt_trainer.generation_eval import evaluate_generation, load_task
 from dapt_trainer.lineage import build_lineage
 from dapt_trainer.loss import token_loss_sum
 from dapt_trainer.metrics import MetricsLog
@@ -295,6 +296,7 @@ class StageRecipe:
         self.tokenizer = use_chat_template(
             load_tokenizer(self.model_path), self.stage.data.chat_template
         )
+        self.generation_tasks = [load_task(t, self.tokenizer) for t in self.stage.eval_generation]
         self.model = setup_model(
             self.model_path,
             self.stage.method,
@@ -369,7 +371,7 @@ class StageRecipe:
             shared=token_cache_location(self.experiment, self.output),
             publish=self.dist.rank < self.dist.local_world_size,  # the first node's processes
         )
-        self._report_quarantine("data", sources, [])
+        self._report_quarantine("data", sources, self._eval_quarantined())
         problems = no_data_problems(sources)
         if problems:
             report = self.local_out / "quarantine.jsonl"
@@ -421,10 +423,15 @@ class StageRecipe:
 
     def train(self) -> StageResult:
         stage = self.stage
-        if self.step == 0 and stage.eval_at_start and self._has_heldout():
+        if (
+            self.step == 0
+            and stage.eval_at_start
+            and (self._has_heldout() or self.generation_tasks)
+        ):
             before = self.evaluate()  # the base model's held-out loss: what training changes
-            self._write_local(HELDOUT_BEFORE, json.dumps(before, indent=2))
-            self.metrics.write({"step": 0, **_prefixed(before)})
+            if before:
+                self._write_local(HELDOUT_BEFORE, json.dumps(before, indent=2))
+            self.metrics.write({"step": 0, **self._evaluation_record(before)})
         self.model.train()
         losses: list[float] = []
         while self.step < stage.steps:
@@ -444,10 +451,14 @@ class StageRecipe:
             if self.step % stage.checkpoint.every_steps == 0 and self.step < stage.steps:
                 self.save_checkpoint()
             if stage.eval_every and self.step % stage.eval_every == 0:
-                self.metrics.write({"step": self.step, **_prefixed(self.evaluate())})
+                self.metrics.write({"step": self.step, **self._evaluation_record(self.evaluate())})
         self.stop_prefetch()
-        self._report_quarantine("data_final", self.sources, self.stream.quarantined)
+        self._report_quarantine(
+            "data_final", self.sources, self.stream.quarantined + self._eval_quarantined()
+        )
         heldout = self.evaluate()
+        if self.generation_tasks and not (stage.eval_every and self.step % stage.eval_every == 0):
+            self.metrics.write({"step": self.step, **self._evaluation_record(heldout)})
         self.export(heldout)
         return StageResult(stage.name, "complete", self.step, losses, heldout, self.out)
 
@@ -523,6 +534,16 @@ class StageRecipe:
         return bool(flag.item())
 
     # -- evaluate ------------------------------------------------------------------------------
+
+    def _evaluation_record(self, heldout: dict[str, float]) -> dict[str, float]:
+        """A metrics record's evaluation fields: held-out losses, then generation scores."""
+        scores = evaluate_generation(
+            self.model, self.tokenizer, self.generation_tasks, self.dist, self.device, self.autocast
+        )
+        return {**_prefixed(heldout), **scores}
+
+    def _eval_quarantined(self) -> list[Quarantined]:
+        return [q for task in self.generation_tasks for q in task.quarantined]
 
     def _has_heldout(self) -> bool:
         return any(s.n_heldout for s in self.sources)
