@@ -56,6 +56,7 @@ from dapt_trainer.data.stream import (
     step_batches,
 )
 from dapt_trainer.data.tokenize import IGNORE_INDEX, use_chat_template
+from dapt_trainer.flops import attention_pairs
 from dapt_trainer.generation_eval import evaluate_generation, load_task
 from dapt_trainer.lineage import build_lineage
 from dapt_trainer.loss import token_loss_sum
@@ -104,6 +105,8 @@ class StepData:
     """Non-padding tokens of the step's rows on all ranks (the global batch)."""
     stream_state: dict[str, Any]
     packing_efficiency: float
+    attention_pairs: int = 0
+    """(query, key) pairs the attention kernel computes for this rank's micro batches."""
 
 
 @dataclass
@@ -316,6 +319,8 @@ class StageRecipe:
         self._prefetch: Prefetcher[StepData] | None = None
         self.last_record: dict[str, Any] | None = None
         self.flops = FlopCount.of(self.model, self.model.config, self.stage.data.seq_len)
+        self.pad_id = pad_id(self.tokenizer)
+        self.attention_kernel = str(getattr(self.model.config, "_attn_implementation", "sdpa"))
         self.metrics = MetricsLog(
             self.local_out / "metrics.jsonl",
             {"Experiment": self.experiment.experiment, "Stage": self.stage.name},
@@ -393,6 +398,10 @@ class StageRecipe:
         batches = step_batches(
             stream, stage.micro_batch_size, stage.grad_accum_steps, dist.rank, dist.world_size
         )
+        pairs = sum(
+            attention_pairs(b.input_ids, b.position_ids, self.pad_id, self.attention_kernel)
+            for b in batches
+        )
         if self.device.type == "cuda":
             batches = [b.pin_memory() for b in batches]  # lets the copy to the GPU overlap
         return StepData(
@@ -400,6 +409,7 @@ class StageRecipe:
             stream.stats["real_tokens"] - before,
             stream.state_dict(),  # fresh containers: later rows do not change it
             stream.packing_efficiency(),
+            pairs,
         )
 
     def stop_prefetch(self) -> None:
@@ -474,7 +484,10 @@ class StageRecipe:
         start = time.perf_counter()
         data = self.next_step_data()
         batches = data.batches
-        n_targets = int(self._sum(torch.tensor(float(sum(b.n_targets for b in batches)))).item())
+        # One all-reduce for both: the step's target tokens and attention pairs on all ranks.
+        local = [float(sum(b.n_targets for b in batches)), float(data.attention_pairs)]
+        counts = self._sum(torch.tensor(local, dtype=torch.float64))
+        n_targets, pairs = int(counts[0].item()), int(counts[1].item())
         scale = dist.world_size / max(n_targets, 1)
         total = torch.zeros((), device=self.device)
         for i, batch in enumerate(batches):
@@ -506,7 +519,7 @@ class StageRecipe:
             "step_time_s": elapsed,
             "mfu": mfu(
                 tokens_per_s,
-                self.flops.per_token,
+                self.flops.step_flops(real_tokens, pairs) / max(real_tokens, 1),
                 self.experiment.compute.peak_flops,
                 dist.world_size,
             ),
