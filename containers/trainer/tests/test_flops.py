@@ -32,7 +32,6 @@ def _rows(*documents: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     [
         # documents of 3 and 4 tokens and one pad: 3*4/2 + 4*5/2 = 16 (padding not counted);
         # whole rows of 8: 8*9/2 = 36 each
-        ("flash_attention_2", 16, 72),
         ("flex_attention", 16, 72),
         # packed/padded rows get a mask: every pair of the row; unmasked rows: causal kernel
         ("sdpa", 64, 72),
@@ -47,4 +46,11 @@ def test_attention_pairs_are_what_the_kernel_computes(kernel: str, packed: int, 
 def test_a_micro_batch_with_one_packed_row_is_masked_for_sdpa() -> None:
     # transformers builds one mask for the whole micro batch: 2 rows x 64
     assert attention_pairs(*_rows([8], [5, 3]), PAD, "sdpa") == 128
-    assert attention_pairs(*_rows([8], [5, 3]), PAD, "flash_attention_2") == 36 + 15 + 6
+    assert attention_pairs(*_rows([8], [5, 3]), PAD, "flex_attention") == 36 + 15 + 6
+
+
+def test_flash_attention_is_varlen_at_one_row_per_forward_only() -> None:
+    assert attention_pairs(*_rows([3, 4]), PAD, "flash_attention_2") == 6 + 10
+    assert attention_pairs(*_rows([8]), PAD, "flash_attention_2") == 36
+    # two unpacked rows (a document and padding each): causal over each whole row
+    assert attention_pairs(*_rows([5], [8]), PAD, "flash_attention_2") == 2 * 36

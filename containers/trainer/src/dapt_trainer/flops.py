@@ -4,10 +4,12 @@ micro batch, from its packed position ids.
 torchtitan's per-token ``12 * L * H * Q * T`` counts every token attending to all ``T``
 positions of its row. The kernels do less, or more:
 
-- ``flash_attention_2`` (varlen, one row per forward, or one document per row) and
+- ``flash_attention_2`` with one row per forward (varlen from the position ids) and
   ``flex_attention`` (a block mask) are causal within each document: a document of ``d`` tokens
   costs ``d (d + 1) / 2`` pairs, and documents packed in a row never attend to each other
-  (flex skips whole masked blocks; partial blocks at the diagonal are not counted).
+  (flex skips whole masked blocks; partial blocks at the diagonal are not counted). With
+  several rows per forward transformers runs flash attention causal over each whole row
+  (``T (T + 1) / 2``; the config allows that only for unpacked rows).
 - ``sdpa`` runs its causal kernel (``T (T + 1) / 2`` pairs a row) only when transformers passes
   no mask, i.e. when every row of the micro batch is one document of ``T`` tokens; packed or
   padded rows get a block-diagonal mask, and a masked SDPA computes every pair: ``T^2``.
@@ -35,6 +37,8 @@ def attention_pairs(
     rows, length = position_ids.shape
     positions = position_ids.numpy(force=True)
     ids = input_ids.numpy(force=True)
+    if kernel == "flash_attention_2" and rows > 1:  # varlen only at batch size 1
+        return rows * length * (length + 1) // 2
     if kernel in CAUSAL_PER_DOCUMENT:
         return sum(_causal_document_pairs(positions[r], ids[r], pad_id) for r in range(rows))
     one_document_rows = bool((positions == np.arange(length)).all())
