@@ -59,7 +59,7 @@ from dapt_trainer.data.tokenize import IGNORE_INDEX, use_chat_template
 from dapt_trainer.flops import attention_pairs
 from dapt_trainer.generation_eval import evaluate_generation, load_task
 from dapt_trainer.lineage import build_lineage
-from dapt_trainer.loss import token_loss_sum
+from dapt_trainer.loss import chunkable_head, token_loss_sum
 from dapt_trainer.metrics import MetricsLog
 from dapt_trainer.model import (
     Dist,
@@ -321,6 +321,13 @@ class StageRecipe:
         self.flops = FlopCount.of(self.model, self.model.config, self.stage.data.seq_len)
         self.pad_id = pad_id(self.tokenizer)
         self.attention_kernel = str(getattr(self.model.config, "_attn_implementation", "sdpa"))
+        if self.experiment.compute.loss_chunk_tokens is not None and not chunkable_head(self.model):
+            self._log_event(
+                "loss_unchunked",
+                model_type=getattr(self.model.config, "model_type", None),
+                reason="the model changes the logits after its head, or the head is not a "
+                "plain linear layer: the whole micro batch's logits are computed at once",
+            )
         self.metrics = MetricsLog(
             self.local_out / "metrics.jsonl",
             {"Experiment": self.experiment.experiment, "Stage": self.stage.name},
