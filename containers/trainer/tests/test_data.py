@@ -362,3 +362,34 @@ def test_a_missing_or_broken_manifest_names_itself(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(ManifestError, match="is not JSON"):
         read_source(SourceConfig(name="kb", kind="completion", manifest=str(tmp_path / "bad.json")))
+
+
+def test_train_on_prompt_learns_every_token_of_an_instruction_example(tmp_path: Path) -> None:
+    tokenizer = build_tokenizer()
+    path = write_jsonl(tmp_path / "sft.jsonl", instruction_rows(3, 4))
+    rows = [encode_instruction(row, tokenizer) for row in instruction_rows(3, 4)]
+    for train_on_prompt in (False, True):
+        data = DataConfig(
+            seq_len=512,
+            packing=False,
+            sources=[
+                SourceConfig(
+                    name="sft",
+                    kind="instruction",
+                    paths=[str(path)],
+                    train_on_prompt=train_on_prompt,
+                )
+            ],
+        )
+        [source] = tokenized(data, tokenizer, tmp_path / "cache")  # one cache for both
+        stream = PackedStream(data, [source], 0, pad_id(tokenizer))
+        by_ids = {tuple(ids): learn for ids, learn in rows}
+        for _ in range(4):
+            ids, targets, _, n_real = stream.next_row().as_lists()
+            learn = by_ids[tuple(ids[:n_real])]
+            everything = [True] * n_real
+            want = shifted(ids[:n_real], everything if train_on_prompt else learn)
+            assert targets[:n_real] == want
+    assert any(not all(learn) for _, learn in rows)  # the default masks something out
+    with pytest.raises(ValueError, match="train_on_prompt = True: only for 'instruction'"):
+        SourceConfig(name="c", kind="completion", paths=["a"], train_on_prompt=True)

@@ -8,6 +8,7 @@ processes: model, optimizer, data position and RNG come only from the checkpoint
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import MakeConfig, config_factory, run_sharded
+from conftest import MakeConfig, config_factory, run_sharded, write_jsonl
 from dapt_trainer.checkpoint import latest_complete
 from dapt_trainer.model import Dist
 from dapt_trainer.recipe import run_experiment
@@ -33,6 +34,7 @@ STOP_AT = 3
 AC_STEPS, AC_ACCUM, LAYERS = 3, 2, 2
 ACCUMULATES = {"steps": AC_STEPS, "micro_batch_size": 1, "grad_accum_steps": AC_ACCUM}
 AC_ON = {"precision": "fp32", "activation_checkpointing": True}
+CHUNKED = {"precision": "fp32", "activation_checkpointing": False, "loss_chunk_tokens": 16}
 
 
 def _jobs(make: MakeConfig, root: Path) -> dict[str, tuple[Any, int | None]]:
@@ -45,7 +47,22 @@ def _jobs(make: MakeConfig, root: Path) -> dict[str, tuple[Any, int | None]]:
         "resumed": (make(RESUMES, output=str(root / "cut")), None),
         "plain": (make(ACCUMULATES, output=str(root / "plain")), None),
         "ac": (make(ACCUMULATES, output=str(root / "ac"), compute=AC_ON), None),
+        "chunked": (
+            make(
+                {**ACCUMULATES, "eval_generation": [_items(root)]},
+                output=str(root / "chunked"),
+                compute=CHUNKED,
+            ),
+            None,
+        ),
     }
+
+
+def _items(root: Path) -> dict[str, Any]:
+    """A generation task of three items: one rank decodes a stand-in in the second round."""
+    rows = [{"question": q, "reference_answer": "the blog"} for q in ("a page", "a form", "a menu")]
+    path = write_jsonl(root / "items.jsonl", rows)
+    return {"name": "qa", "path": str(path), "max_new_tokens": 3}
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +140,19 @@ def test_activation_checkpointing_under_fsdp2_keeps_the_losses(
     assert with_ac["layer_calls"] - without["layer_calls"] == AC_STEPS * AC_ACCUM * LAYERS
     assert with_ac["losses"] == pytest.approx(without["losses"], rel=1e-6)
     assert (root / "ac" / "exp" / "dapt" / "final" / "COMPLETE").exists()
+
+
+def test_the_chunked_loss_and_generation_eval_under_fsdp2(
+    sharded: tuple[Path, MakeConfig, dict[str, dict[str, Any]]],
+) -> None:
+    """The LM head + cross-entropy in chunks of 16 of a row's 64 tokens, on two ranks: the head's
+    all-gathered weight is used inside the root's forward as in the unchunked run, so the
+    losses (hence the gradients of the steps before them) are the same."""
+    root, _, results = sharded
+    assert results["chunked"]["status"] == "complete"
+    assert results["chunked"]["losses"] == pytest.approx(results["plain"]["losses"], rel=1e-5)
+    # The same job evaluates by generation, the ranks decoding in lockstep (no hang), items
+    # split between them, at step 0 and after the last step.
+    metrics = root / "chunked" / "exp" / "dapt" / "metrics.jsonl"
+    records = [json.loads(x) for x in metrics.read_text(encoding="utf-8").splitlines()]
+    assert [r["step"] for r in records if "generation/qa/contains" in r] == [0, AC_STEPS]

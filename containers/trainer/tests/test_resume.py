@@ -37,6 +37,13 @@ def _checkpoints(config: Any) -> Path:
     return Path(str(config.output), "exp", "dapt", "checkpoints")
 
 
+def _logged_steps(output: str) -> list[int]:
+    """The steps of metrics.jsonl's lines, in order (step 0: the starting weights' held-out
+    loss, measured before the first step)."""
+    lines = (Path(output) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(x)["step"] for x in lines]
+
+
 def _events(out: str, name: str) -> list[dict[str, Any]]:
     lines = [json.loads(x) for x in out.splitlines() if x.startswith('{"event"')]
     return [e for e in lines if e["event"] == name]
@@ -53,6 +60,8 @@ def test_a_stop_before_the_first_step_writes_no_checkpoint(
     assert latest_complete(str(_checkpoints(config))) is None
     second = run_experiment(config, str(config.output), ONE, CPU)[0]
     assert second.losses == pytest.approx(uninterrupted, rel=1e-5)
+    # The baseline held-out loss (step 0) was logged by both attempts, kept once.
+    assert _logged_steps(second.output) == [0, 1, 2, 3, 4, 5]
 
 
 def test_a_stop_during_a_periodic_checkpoint_saves_that_step_once(
@@ -145,6 +154,7 @@ def test_metrics_are_logged_once_per_step_after_a_crash_and_resume(
     records = [json.loads(x) for x in metrics.read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5]
     assert [r["loss"] for r in records if "loss" in r] == pytest.approx(uninterrupted, rel=1e-5)
+    assert _logged_steps(second.output) == [0, 1, 2, 3, 4, 5]  # no second baseline on resume
 
 
 def test_lora_resume_gives_the_uninterrupted_losses(

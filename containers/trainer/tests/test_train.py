@@ -237,6 +237,8 @@ def test_flop_count_follows_torchtitan(make_config: MakeConfig, tmp_path: Path) 
     n = sum(p.numel() for p in recipe.model.parameters()) - cfg.vocab_size * cfg.hidden_size
     flops = FlopCount.of(recipe.model, cfg, seq_len=64)
     assert flops.per_token == 6 * n + 12 * 2 * 4 * 8 * 64
+    # The logged MFU: the weights' FLOPs per token plus the pairs the kernel computed.
+    assert flops.step_flops(tokens=100, attention_pairs=3000) == 6 * n * 100 + 12 * 2 * 4 * 8 * 3000
     # A head tied to the input embedding is still a matmul: counted once, as the head.
     tied = LlamaForCausalLM(LlamaConfig(**{**cfg.to_dict(), "tie_word_embeddings": True}))
     assert tied.lm_head.weight is tied.get_input_embeddings().weight

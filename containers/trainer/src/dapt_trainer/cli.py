@@ -21,6 +21,7 @@ from dapt_trainer.checkpoint import ResumeError
 from dapt_trainer.config import ConfigError, ExperimentConfig, load_config
 from dapt_trainer.data.cache import NoDataError
 from dapt_trainer.data.readers import ManifestError
+from dapt_trainer.generation_eval import GenerationEvalError
 from dapt_trainer.inputs import input_problems
 from dapt_trainer.model import Dist, setup_device
 from dapt_trainer.recipe import PublishError, StopFlag, prepare_token_caches, run_experiment
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     # e.g. a data file differs from what its manifest promised, a source with no usable row, a
     # checkpoint saved with another config
-    except (ManifestError, NoDataError, ResumeError) as err:
+    except (ManifestError, NoDataError, ResumeError, GenerationEvalError) as err:
         print(str(err), file=sys.stderr)
         return EXIT_USAGE
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import string
 from pathlib import Path
 from typing import Any, Literal
 
@@ -102,6 +103,12 @@ class SourceConfig(_Strict):
     text_field: str = Field(
         default="text", description="Field of a completion row holding the document text."
     )
+    train_on_prompt: bool = Field(
+        default=False,
+        description="`instruction` sources: learn every token of an example (system and user "
+        "turns, the template's role markers) instead of the responses only, as "
+        "`train_on_inputs` does elsewhere; the held-out loss then covers them too.",
+    )
     heldout_examples: int = Field(
         default=0,
         ge=0,
@@ -123,6 +130,13 @@ class SourceConfig(_Strict):
     def _has_files(self) -> SourceConfig:
         if not self.paths and self.manifest is None:
             raise ValueError("set 'paths' or 'manifest' (or both)")
+        if self.train_on_prompt and self.kind == "completion":
+            raise Problems(
+                [
+                    "train_on_prompt = True: only for 'instruction' sources (a completion source "
+                    "learns every token already)"
+                ]
+            )
         return self
 
 
@@ -318,6 +332,57 @@ class CheckpointConfig(_Strict):
     )
 
 
+class GenerationEvalConfig(_Strict):
+    """A small task scored by generation at every evaluation: each item's prompt is answered
+    greedily and the answer compared with the item's reference (exact match and contains,
+    after lowercasing and collapsing whitespace)."""
+
+    name: str = Field(
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Names the task in metrics (`generation/<name>/exact_match`, `.../contains`).",
+    )
+    path: str = Field(
+        min_length=1,
+        description="JSONL file (local or s3://) of items, e.g. a benchmark's `items.jsonl` "
+        "(dapt-eval's qa rows: `question`, `reference_answer`); bad rows are quarantined.",
+    )
+    prompt: str = Field(
+        default="{question}",
+        min_length=1,
+        description="Prompt template, `str.format` fields taken from an item (plain names).",
+    )
+    reference_field: str = Field(
+        default="reference_answer",
+        min_length=1,
+        description="Field of an item holding the reference answer (`label` for dapt-eval's "
+        "classification rows).",
+    )
+    chat: bool = Field(
+        default=True,
+        description="Render the prompt as one user turn with the chat template and the "
+        "generation prompt (off: the raw prompt, for a base model).",
+    )
+    max_items: int = Field(
+        default=32, ge=1, le=1024, description="The first N valid items are evaluated."
+    )
+    max_new_tokens: int = Field(
+        default=64, ge=1, le=4096, description="Longest greedy answer, in tokens."
+    )
+
+    @field_validator("prompt")
+    @classmethod
+    def _plain_fields(cls, value: str) -> str:
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(value) if f is not None]
+            plain = all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", f) for f in fields)
+        except ValueError as err:
+            raise ValueError(f"not a str.format template ({err})") from None
+        if not fields or not plain:
+            raise ValueError("needs at least one field, each a plain name like {question}")
+        return value
+
+
 class StageConfig(_Strict):
     """One training stage."""
 
@@ -369,16 +434,32 @@ class StageConfig(_Strict):
         "shows what training changed, e.g. how much general ability the public slice lost.",
     )
 
+    eval_generation: list[GenerationEvalConfig] = Field(
+        default_factory=list,
+        description="Tasks scored by greedy generation wherever the held-out loss is logged "
+        "(step 0, every `eval_every` steps) and after the last step; names are unique.",
+    )
+
     @model_validator(mode="after")
     def _warmup(self) -> StageConfig:
+        problems = []
         if self.optimizer.warmup_steps >= self.steps:
-            raise Problems(
-                [
-                    f"optimizer.warmup_steps = {self.optimizer.warmup_steps}: must be < "
-                    f"steps ({self.steps})"
-                ]
+            problems.append(
+                f"optimizer.warmup_steps = {self.optimizer.warmup_steps}: must be < "
+                f"steps ({self.steps})"
             )
+        names = [t.name for t in self.eval_generation]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            problems.append(f"eval_generation: task names must be unique; repeated: {repeated}")
+        if problems:
+            raise Problems(problems)
         return self
+
+
+DEFAULT_LOSS_CHUNK_TOKENS = 2048
+"""Tokens per LM head chunk: 1 GiB of fp32 logits for a 128k vocabulary, 0.25 GiB for 32k
+(here, not at the bottom: a field default needs it defined)."""
 
 
 class ComputeConfig(_Strict):
@@ -409,6 +490,13 @@ class ComputeConfig(_Strict):
         default=False,
         description="On a CPU (no GPU visible), also train under bf16 autocast when `precision` "
         "is bf16.",
+    )
+    loss_chunk_tokens: int | None = Field(
+        default=DEFAULT_LOSS_CHUNK_TOKENS,
+        ge=1,
+        description="Compute the LM head and cross-entropy this many tokens at a time when a "
+        "micro batch has more (each chunk recomputed in the backward), so a large vocabulary's "
+        "fp32 logits never exist for the whole micro batch; unset: all at once.",
     )
     peak_flops: float = Field(
         default=989e12,
@@ -580,6 +668,7 @@ RESUMABLE_KEYS = (
     "log_every",
     "eval_every",
     "eval_at_start",
+    "eval_generation",
     "checkpoint",
     "micro_batch_size",
     "grad_accum_steps",

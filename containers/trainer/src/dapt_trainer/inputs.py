@@ -13,6 +13,7 @@ from typing import Any
 from dapt_trainer.config import BUNDLED_CHAT_TEMPLATES, ExperimentConfig, StageConfig
 from dapt_trainer.data.readers import ManifestError, resolve_data, source_files
 from dapt_trainer.data.tokenize import TemplateError, encode_instruction, use_chat_template
+from dapt_trainer.generation_eval import generation_eval_problems
 from dapt_trainer.model import load_tokenizer
 from dapt_trainer.recipe import tokenizer_folder
 from dapt_trainer.storage import exists, list_children
@@ -29,6 +30,7 @@ def input_problems(experiment: ExperimentConfig) -> list[str]:
             if not found:
                 usable_models.add(stage.name)
         problems += data_problems(f"stages.{i}.data", stage)
+        problems += generation_eval_problems(f"stages.{i}.eval_generation", stage)
         origin = _origin(experiment, stage)
         if origin.name in usable_models:
             problems += template_problems(f"stages.{i}.data", experiment, stage)

@@ -192,7 +192,8 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 @dataclass(frozen=True)
 class FlopCount:
-    """FLOPs per trained token, torchtitan's convention (no recomputation, no masking savings).
+    """FLOPs per trained token, torchtitan's convention (no recomputation, no masking savings);
+    the logged MFU counts the attention the kernel runs instead (``step_flops``, ``flops.py``).
 
     full: ``6 * N + 12 * L * H * Q * T``
     LoRA: ``4 * N_frozen + 6 * N_lora + 12 * L * H * Q * T``: frozen weights cost a forward
@@ -206,6 +207,16 @@ class FlopCount:
     per_token: float
     n_params: int
     n_trainable: int
+    dense_per_token: float = 0.0
+    """The weights' part of ``per_token`` (``6 N`` or ``4 N_frozen + 6 N_lora``)."""
+    attention_per_pair: float = 0.0
+    """``12 L H Q``: FLOPs of one (query, key) pair in every head and layer, forward and
+    backward; ``per_token``'s attention term is this times ``T``."""
+
+    def step_flops(self, tokens: int, attention_pairs: int) -> float:
+        """Model FLOPs of a step of ``tokens`` non-pad tokens whose attention kernel computed
+        ``attention_pairs`` (query, key) pairs (``flops.attention_pairs``)."""
+        return self.dense_per_token * tokens + self.attention_per_pair * attention_pairs
 
     @staticmethod
     def of(model: nn.Module, config: Any, seq_len: int) -> FlopCount:
@@ -219,9 +230,15 @@ class FlopCount:
         n_frozen = sum(_numel(p) for p in params if not p.requires_grad)
         heads = config.num_attention_heads
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-        attention = 12 * config.num_hidden_layers * heads * head_dim * seq_len
-        per_token = 6 * n_trainable + 4 * n_frozen + attention
-        return FlopCount(float(per_token), n_trainable + n_frozen, n_trainable)
+        per_pair = 12 * config.num_hidden_layers * heads * head_dim
+        dense = 6 * n_trainable + 4 * n_frozen
+        return FlopCount(
+            float(dense + per_pair * seq_len),
+            n_trainable + n_frozen,
+            n_trainable,
+            float(dense),
+            float(per_pair),
+        )
 
 
 def _numel(p: torch.Tensor) -> int:

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F  # noqa: N812 - the usual alias
 import yaml
 from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -57,7 +56,10 @@ from dapt_trainer.data.stream import (
     step_batches,
 )
 from dapt_trainer.data.tokenize import IGNORE_INDEX, use_chat_template
+from dapt_trainer.flops import attention_pairs
+from dapt_trainer.generation_eval import evaluate_generation, load_task
 from dapt_trainer.lineage import build_lineage
+from dapt_trainer.loss import chunkable_head, token_loss_sum
 from dapt_trainer.metrics import MetricsLog
 from dapt_trainer.model import (
     Dist,
@@ -103,6 +105,8 @@ class StepData:
     """Non-padding tokens of the step's rows on all ranks (the global batch)."""
     stream_state: dict[str, Any]
     packing_efficiency: float
+    attention_pairs: int = 0
+    """(query, key) pairs the attention kernel computes for this rank's micro batches."""
 
 
 @dataclass
@@ -295,6 +299,7 @@ class StageRecipe:
         self.tokenizer = use_chat_template(
             load_tokenizer(self.model_path), self.stage.data.chat_template
         )
+        self.generation_tasks = [load_task(t, self.tokenizer) for t in self.stage.eval_generation]
         self.model = setup_model(
             self.model_path,
             self.stage.method,
@@ -314,6 +319,15 @@ class StageRecipe:
         self._prefetch: Prefetcher[StepData] | None = None
         self.last_record: dict[str, Any] | None = None
         self.flops = FlopCount.of(self.model, self.model.config, self.stage.data.seq_len)
+        self.pad_id = pad_id(self.tokenizer)
+        self.attention_kernel = str(getattr(self.model.config, "_attn_implementation", "sdpa"))
+        if self.experiment.compute.loss_chunk_tokens is not None and not chunkable_head(self.model):
+            self._log_event(
+                "loss_unchunked",
+                model_type=getattr(self.model.config, "model_type", None),
+                reason="the model changes the logits after its head, or the head is not a "
+                "plain linear layer: the whole micro batch's logits are computed at once",
+            )
         self.metrics = MetricsLog(
             self.local_out / "metrics.jsonl",
             {"Experiment": self.experiment.experiment, "Stage": self.stage.name},
@@ -341,6 +355,8 @@ class StageRecipe:
             self.data_state = self.stream.state_dict()
             self._restore_metrics()
             self._log_event("resumed", checkpoint=latest, step=self.step)
+        else:  # a fresh start: what an earlier attempt logged before any checkpoint is redone
+            self.metrics.keep_until(-1)
 
     def check_resumable(self, checkpoint: str) -> None:
         """Raise ResumeError naming every change that makes ``checkpoint`` another run's."""
@@ -367,7 +383,7 @@ class StageRecipe:
             shared=token_cache_location(self.experiment, self.output),
             publish=self.dist.rank < self.dist.local_world_size,  # the first node's processes
         )
-        self._report_quarantine("data", sources, [])
+        self._report_quarantine("data", sources, self._eval_quarantined())
         problems = no_data_problems(sources)
         if problems:
             report = self.local_out / "quarantine.jsonl"
@@ -389,6 +405,10 @@ class StageRecipe:
         batches = step_batches(
             stream, stage.micro_batch_size, stage.grad_accum_steps, dist.rank, dist.world_size
         )
+        pairs = sum(
+            attention_pairs(b.input_ids, b.position_ids, self.pad_id, self.attention_kernel)
+            for b in batches
+        )
         if self.device.type == "cuda":
             batches = [b.pin_memory() for b in batches]  # lets the copy to the GPU overlap
         return StepData(
@@ -396,6 +416,7 @@ class StageRecipe:
             stream.stats["real_tokens"] - before,
             stream.state_dict(),  # fresh containers: later rows do not change it
             stream.packing_efficiency(),
+            pairs,
         )
 
     def stop_prefetch(self) -> None:
@@ -408,23 +429,26 @@ class StageRecipe:
     def loss_sum(self, batch: Batch) -> torch.Tensor:
         """Summed token cross-entropy of a micro batch (fp32), targets already shifted."""
         batch = batch.to(self.device)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            logits = self.model(
-                input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False
-            ).logits
-        return F.cross_entropy(
-            logits.float().flatten(0, 1),
-            batch.targets.flatten(),
-            ignore_index=IGNORE_INDEX,
-            reduction="sum",
+        return token_loss_sum(
+            self.model,
+            batch.input_ids,
+            batch.position_ids,
+            batch.targets,
+            self.experiment.compute.loss_chunk_tokens,
+            self.autocast,
         )
 
     def train(self) -> StageResult:
         stage = self.stage
-        if self.step == 0 and stage.eval_at_start and self._has_heldout():
+        if (
+            self.step == 0
+            and stage.eval_at_start
+            and (self._has_heldout() or self.generation_tasks)
+        ):
             before = self.evaluate()  # the base model's held-out loss: what training changes
-            self._write_local(HELDOUT_BEFORE, json.dumps(before, indent=2))
-            self.metrics.write({"step": 0, **_prefixed(before)})
+            if before:
+                self._write_local(HELDOUT_BEFORE, json.dumps(before, indent=2))
+            self.metrics.write({"step": 0, **self._evaluation_record(before)})
         self.model.train()
         losses: list[float] = []
         while self.step < stage.steps:
@@ -444,10 +468,14 @@ class StageRecipe:
             if self.step % stage.checkpoint.every_steps == 0 and self.step < stage.steps:
                 self.save_checkpoint()
             if stage.eval_every and self.step % stage.eval_every == 0:
-                self.metrics.write({"step": self.step, **_prefixed(self.evaluate())})
+                self.metrics.write({"step": self.step, **self._evaluation_record(self.evaluate())})
         self.stop_prefetch()
-        self._report_quarantine("data_final", self.sources, self.stream.quarantined)
+        self._report_quarantine(
+            "data_final", self.sources, self.stream.quarantined + self._eval_quarantined()
+        )
         heldout = self.evaluate()
+        if self.generation_tasks and not (stage.eval_every and self.step % stage.eval_every == 0):
+            self.metrics.write({"step": self.step, **self._evaluation_record(heldout)})
         self.export(heldout)
         return StageResult(stage.name, "complete", self.step, losses, heldout, self.out)
 
@@ -463,7 +491,10 @@ class StageRecipe:
         start = time.perf_counter()
         data = self.next_step_data()
         batches = data.batches
-        n_targets = int(self._sum(torch.tensor(float(sum(b.n_targets for b in batches)))).item())
+        # One all-reduce for both: the step's target tokens and attention pairs on all ranks.
+        local = [float(sum(b.n_targets for b in batches)), float(data.attention_pairs)]
+        counts = self._sum(torch.tensor(local, dtype=torch.float64))
+        n_targets, pairs = int(counts[0].item()), int(counts[1].item())
         scale = dist.world_size / max(n_targets, 1)
         total = torch.zeros((), device=self.device)
         for i, batch in enumerate(batches):
@@ -495,7 +526,7 @@ class StageRecipe:
             "step_time_s": elapsed,
             "mfu": mfu(
                 tokens_per_s,
-                self.flops.per_token,
+                self.flops.step_flops(real_tokens, pairs) / max(real_tokens, 1),
                 self.experiment.compute.peak_flops,
                 dist.world_size,
             ),
@@ -523,6 +554,16 @@ class StageRecipe:
         return bool(flag.item())
 
     # -- evaluate ------------------------------------------------------------------------------
+
+    def _evaluation_record(self, heldout: dict[str, float]) -> dict[str, float]:
+        """A metrics record's evaluation fields: held-out losses, then generation scores."""
+        scores = evaluate_generation(
+            self.model, self.tokenizer, self.generation_tasks, self.dist, self.device, self.autocast
+        )
+        return {**_prefixed(heldout), **scores}
+
+    def _eval_quarantined(self) -> list[Quarantined]:
+        return [q for task in self.generation_tasks for q in task.quarantined]
 
     def _has_heldout(self) -> bool:
         return any(s.n_heldout for s in self.sources)

@@ -114,16 +114,23 @@ class TokenizedSource:
         if hi > start:
             base = int(self.offsets[doc])
             nxt = self.tokens[base + start + 1 : base + hi + 1].astype(np.int64)
-            if self.learn is not None:
-                nxt = np.where(self.learn[base + start + 1 : base + hi + 1] != 0, nxt, IGNORE_INDEX)
+            if self.learned is not None:
+                learned = self.learned[base + start + 1 : base + hi + 1]
+                nxt = np.where(learned != 0, nxt, IGNORE_INDEX)
             out[: hi - start] = nxt
         return out
 
     def has_targets(self, doc: int, doc_end: int) -> bool:
-        if self.learn is None:
+        if self.learned is None:
             return doc_end > 1
         base = int(self.offsets[doc])
-        return bool(self.learn[base + 1 : base + doc_end].any())
+        return bool(self.learned[base + 1 : base + doc_end].any())
+
+    @property
+    def learned(self) -> Array | None:
+        """Which tokens are learned (None: all of them; an instruction source with
+        ``train_on_prompt`` learns its prompts too, the cache still holds the mask)."""
+        return None if self.config.train_on_prompt else self.learn
 
 
 class NoDataError(ValueError):
