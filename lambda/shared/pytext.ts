@@ -1,7 +1,7 @@
 /**
  * Python `str` behaviours the evaluation core relies on, reproduced exactly in TypeScript:
- * `strip`/`split` (Python's whitespace set), `casefold`, code-point slicing and
- * `repr`. Scores and parse decisions depend on them, so "close enough" would make the two
+ * `strip`/`split` (Python's whitespace set), code-point slicing and `repr` (`casefold` is in
+ * `unicode-table.ts`, which follows Python's Unicode version). Scores and parse decisions depend on them, so "close enough" would make the two
  * runners disagree on the same reply.
  */
 
@@ -25,27 +25,6 @@ export function pySplit(text: string): string[] {
 /** `str.isspace()`-only or empty: what the Python schemas call blank. */
 export function isBlank(text: string): boolean {
   return pyStrip(text) === '';
-}
-
-/**
- * `str.casefold()`. JavaScript has none; upper-then-lower matches it except for the cases fixed
- * below (checked over every code point against Python in test/lambda/parity.test.ts): dotless
- * ı stays ı, ẞ/ß fold to "ss", final sigma folds to σ, and Cherokee folds to the *upper* case.
- * Characters newer than Node's ICU may still differ.
- */
-export function casefold(text: string): string {
-  return text
-    .split('ı')
-    .map((part) =>
-      part
-        .toUpperCase()
-        .toLowerCase()
-        .replace(/ß/g, 'ss')
-        .replace(/ς/g, 'σ')
-        .replace(/[\u13f8-\u13fd]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 8))
-        .replace(/[\uab70-\uabbf]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 0xab70 + 0x13a0)),
-    )
-    .join('ı');
 }
 
 /** `text[:n]` (Python slices by code point, JavaScript by UTF-16 unit). */

@@ -10,13 +10,16 @@ from typing import Any
 
 import pytest
 
+from dapt_eval import unicode_table
 from dapt_eval.benchmark import load_rows
 from dapt_eval.judge import JUDGE_PROMPT, VerdictParseError, enclose_candidate, parse_verdict
 from dapt_eval.mcq import parse_letter
+from dapt_eval.metrics import UnicodeTokenizer, rouge_l
 from dapt_eval.prompts import PromptSpec, render, template_problems
 from dapt_eval.providers.base import PermanentError, token_count
 from dapt_eval.providers.retry import RetriesExhaustedError, RetryPolicy, call_with_retry
 from dapt_eval.results import ItemResult
+from dapt_eval.runner import parse_label
 from dapt_eval.schemas import ClassificationItem, Task
 
 CORPUS = Path(__file__).resolve().parents[1] / "conformance"
@@ -143,3 +146,26 @@ def test_template_problems_follow_the_corpus(case: dict[str, Any]) -> None:
 def test_templates_render_as_the_corpus_says(case: dict[str, Any]) -> None:
     prompt = PromptSpec(id="p", version="1", template=case["template"])
     assert render(prompt, case["values"]) == case["text"]
+
+
+UNICODE = _vectors("unicode.json")
+
+
+@pytest.mark.parametrize("case", UNICODE["tokens"], ids=[c["name"] for c in UNICODE["tokens"]])
+def test_tokens_follow_the_corpus(case: dict[str, Any]) -> None:
+    assert UnicodeTokenizer().tokenize(case["text"]) == case["tokens"]
+
+
+@pytest.mark.parametrize("case", UNICODE["casefold"], ids=[c["name"] for c in UNICODE["casefold"]])
+def test_casefold_follows_the_corpus(case: dict[str, Any]) -> None:
+    assert unicode_table.casefold(case["text"]) == case["fold"]
+
+
+@pytest.mark.parametrize("case", UNICODE["rouge_l"], ids=[c["name"] for c in UNICODE["rouge_l"]])
+def test_rouge_l_follows_the_corpus(case: dict[str, Any]) -> None:
+    assert rouge_l(case["reference"], case["prediction"]) == case["score"]
+
+
+@pytest.mark.parametrize("case", UNICODE["labels"], ids=[c["name"] for c in UNICODE["labels"]])
+def test_labels_parse_as_the_corpus_says(case: dict[str, Any]) -> None:
+    assert parse_label(case["reply"], case["labels"]) == case["label"]
