@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dapt_eval.aggregate import AggregationError, ReportScope, aggregate
 from dapt_eval.athena import athena_jsonl
-from dapt_eval.compare import RunView, render_html, side_by_side
+from dapt_eval.compare import RunView, calibration_from_gate, render_html, side_by_side
 from dapt_eval.results import FINISHED_STATUSES, ItemResult, ModelRef
 from dapt_eval.s3store import Fetched
 from dapt_eval.schemas import Task
@@ -147,6 +147,9 @@ def aggregate_run(plan: Plan, fetched: Sequence[Fetched]) -> RunOutputs:
                 raise AggregationError(f"model {label}: {err}") from err
             report["run_id"] = plan.run_id
             report["quarantined_rows"] = (plan.model_extra or {}).get("quarantined_rows")
+            report["judge_calibration"] = calibration_from_gate(
+                (plan.model_extra or {}).get("judge_calibration")
+            )
             views.append(RunView(label, report, by_model[label]))
     comparison = side_by_side(views) if views else None
     counts = _counts(plan, fetched)
