@@ -159,13 +159,23 @@ for (const c of LETTERS.cases) {
   });
 }
 
-const RECORDS = vectors<{ cases: Array<{ name: string; record: ItemResult; line: string }> }>('records.json');
+const RECORDS = vectors<{
+  cases: Array<{ name: string; record: ItemResult; line: string }>;
+  numbers: Array<{ value: number; text: string }>;
+}>('records.json');
 
 for (const c of RECORDS.cases) {
   test(`records serialise as the corpus says: ${c.name}`, () => {
     assert.equal(recordLine(c.record), c.line);
   });
 }
+
+test('numbers print as the corpus says (the texts are JSON.stringify)', () => {
+  assert.deepEqual(
+    RECORDS.numbers.map((n) => JSON.stringify(n.value)),
+    RECORDS.numbers.map((n) => n.text),
+  );
+});
 
 const TEMPLATES = vectors<{
   problems: Array<{ name: string; task: Task; template: string; problems: string[] }>;

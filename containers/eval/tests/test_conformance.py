@@ -12,6 +12,7 @@ import pytest
 
 from dapt_eval import unicode_table
 from dapt_eval.benchmark import load_rows
+from dapt_eval.js_json import js_number
 from dapt_eval.judge import JUDGE_PROMPT, VerdictParseError, enclose_candidate, parse_verdict
 from dapt_eval.mcq import parse_letter
 from dapt_eval.metrics import UnicodeTokenizer, rouge_l
@@ -126,7 +127,12 @@ RECORDS = _vectors("records.json")
 
 @pytest.mark.parametrize("case", RECORDS["cases"], ids=[c["name"] for c in RECORDS["cases"]])
 def test_records_serialise_as_the_corpus_says(case: dict[str, Any]) -> None:
-    assert ItemResult.model_validate(case["record"]).model_dump_json() + "\n" == case["line"]
+    assert ItemResult.model_validate(case["record"]).to_line() == case["line"]
+
+
+@pytest.mark.parametrize("case", RECORDS["numbers"], ids=[c["text"] for c in RECORDS["numbers"]])
+def test_numbers_print_as_the_corpus_says(case: dict[str, Any]) -> None:
+    assert js_number(case["value"]) == case["text"]
 
 
 TEMPLATES = _vectors("templates.json")

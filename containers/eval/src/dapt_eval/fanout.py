@@ -11,7 +11,6 @@ completion rate's denominator, never dropped. An object that is not a valid reco
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -183,9 +182,7 @@ def aggregate_run(plan: Plan, fetched: Sequence[Fetched]) -> RunOutputs:
     return RunOutputs(
         report=report,
         html=_page(plan, comparison, counts, completion_rate),
-        results_jsonl="".join(
-            json.dumps(r.model_dump(mode="json"), ensure_ascii=False) + "\n" for r in ordered
-        ),
+        results_jsonl="".join(r.to_line() for r in ordered),
         athena_jsonl=athena_jsonl(ordered),
     )
 
