@@ -32,6 +32,19 @@ def test_nfkc_between_unassigned_code_points_is_the_versions_nfkc() -> None:
         assert unicode_table.nfkc(text) == unicodedata.normalize("NFKC", text), ascii(text)
 
 
+@ON_TABLE_VERSION
+def test_the_table_path_equals_this_pythons_own_functions(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What a Python of another Unicode version runs, checked here against 3.11's own data.
+    rng = random.Random(1)
+    alphabet = "aZ_9ßẞİΣς\u0301\u1ace\u1acf\u1c89\ua7dc\U00010d50\U0001e030\uff21ﬁ \u3042"
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10))) for _ in range(300)]
+    native = [(unicode_table.nfkc(t), unicode_table.casefold(t)) for t in texts]
+    words = [unicode_table.is_word_char(c) for c in alphabet]
+    monkeypatch.setattr(unicode_table, "NATIVE", False)
+    assert [(unicode_table.nfkc(t), unicode_table.casefold(t)) for t in texts] == native
+    assert [unicode_table.is_word_char(c) for c in alphabet] == words
+
+
 def test_the_generator_refuses_another_unicode_version(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(unicode_table, "UNICODE_VERSION", "99.0.0")
     with pytest.raises(ValueError, match=r"unicodedata is Unicode .*, the table is defined as"):
