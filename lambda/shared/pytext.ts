@@ -1,9 +1,10 @@
 /**
  * Python `str` behaviours the evaluation core relies on, reproduced exactly in TypeScript:
  * `strip`/`split` (Python's whitespace set), code-point slicing and `repr` (`casefold` is in
- * `unicode-table.ts`, which follows Python's Unicode version). Scores and parse decisions depend on them, so "close enough" would make the two
- * runners disagree on the same reply.
+ * `unicode-table.ts`, which follows Python's Unicode version). Scores and parse decisions depend
+ * on them, so "close enough" would make the two runners disagree on the same reply.
  */
+import { isPrintable } from './unicode-table';
 
 /** Characters for which Python's `str.isspace()` is true. */
 const PY_WHITESPACE = '\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
@@ -32,7 +33,10 @@ export function pySlice(text: string, n: number): string {
   return Array.from(text).slice(0, n).join('');
 }
 
-/** `repr(text)` for a str: the form Python error messages embed (`{raw[:80]!r}`). */
+/**
+ * `repr(text)` for a str: the form Python error messages embed (`{raw[:80]!r}`). What is
+ * printable is Python 3.11's Unicode data (the shared table), not Node's newer ICU.
+ */
 export function pyRepr(text: string): string {
   const quote = text.includes("'") && !text.includes('"') ? '"' : "'";
   let out = quote;
@@ -53,8 +57,4 @@ export function pyRepr(text: string): string {
 /** `repr(list_of_str)`, e.g. `['billing', 'refund']`. */
 export function pyReprList(items: readonly string[]): string {
   return `[${items.map(pyRepr).join(', ')}]`;
-}
-
-function isPrintable(ch: string): boolean {
-  return ch === ' ' || !/[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]/u.test(ch);
 }

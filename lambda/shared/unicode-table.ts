@@ -30,6 +30,11 @@ export function isWordChar(ch: string): boolean {
   return WORD_CHAR.test(ch);
 }
 
+/** Python `str.isprintable()` in the table's version: what `repr` leaves unescaped. */
+export function isPrintable(ch: string): boolean {
+  return PRINTABLE.test(ch);
+}
+
 function charClass(ranges: ReadonlyArray<readonly number[]>): string {
   return ranges.map(([low, high]) => `\\u{${(low ?? 0).toString(16)}}-\\u{${(high ?? 0).toString(16)}}`).join('');
 }
@@ -49,6 +54,7 @@ const MAX_CODE_POINT = 0x10ffff;
 const UNASSIGNED = new RegExp(`[${charClass(complement(table.assigned))}]`, 'u');
 const ASSIGNED_RUN = new RegExp(`[${charClass(table.assigned)}]+`, 'gu');
 const WORD_CHAR = new RegExp(`^[${charClass(table.word)}]$`, 'u');
+const PRINTABLE = new RegExp(`^[${charClass(table.printable)}]$`, 'u');
 const CASEFOLD = new Map<number, string>(Object.entries(table.casefold).map(([code, fold]) => [Number(code), fold]));
 /** The code points `CASEFOLD` maps, as one class: `replace` then leaves the rest untouched. */
 const FOLDED = new RegExp(`[${charClass([...CASEFOLD.keys()].map((code) => [code, code]))}]`, 'gu');

@@ -12,6 +12,7 @@ import { encloseCandidate, JUDGE_PROMPT, render, type Task, templateProblems } f
 import { tokenCount } from '../../lambda/shared/providers/types';
 import { type ItemResult, recordLine } from '../../lambda/shared/records';
 import { callWithRetry, PermanentError, RetriesExhaustedError } from '../../lambda/shared/retry';
+import { pyRepr } from '../../lambda/shared/pytext';
 import { rougeL, tokenize } from '../../lambda/shared/rouge';
 import { casefold } from '../../lambda/shared/unicode-table';
 import { parseLabel, parseLetter, parseVerdict, StrictJsonError } from '../../lambda/shared/scoring';
@@ -202,6 +203,7 @@ const UNICODE = vectors<{
   casefold: Array<{ name: string; text: string; fold: string }>;
   rouge_l: Array<{ name: string; reference: string; prediction: string; score: number }>;
   labels: Array<{ name: string; reply: string; labels: string[]; label: string | null }>;
+  repr: Array<{ name: string; text: string; repr: string }>;
 }>('unicode.json');
 
 for (const c of UNICODE.tokens) {
@@ -225,5 +227,11 @@ for (const c of UNICODE.rouge_l) {
 for (const c of UNICODE.labels) {
   test(`labels parse as the corpus says: ${c.name}`, () => {
     assert.equal(parseLabel(c.reply, c.labels), c.label);
+  });
+}
+
+for (const c of UNICODE.repr) {
+  test(`repr follows the corpus: ${c.name}`, () => {
+    assert.equal(pyRepr(c.text), c.repr);
   });
 }

@@ -175,3 +175,9 @@ def test_rouge_l_follows_the_corpus(case: dict[str, Any]) -> None:
 @pytest.mark.parametrize("case", UNICODE["labels"], ids=[c["name"] for c in UNICODE["labels"]])
 def test_labels_parse_as_the_corpus_says(case: dict[str, Any]) -> None:
     assert parse_label(case["reply"], case["labels"]) == case["label"]
+
+
+@pytest.mark.parametrize("case", UNICODE["repr"], ids=[c["name"] for c in UNICODE["repr"]])
+def test_repr_follows_the_corpus(case: dict[str, Any]) -> None:
+    # Error messages quote replies with repr (e.g. "reply is not a single letter A-D: ...").
+    assert repr(case["text"]) == case["repr"]

@@ -12,6 +12,8 @@ asking their own Unicode data:
   they block composition, so this is its NFKC exactly; the stability policy makes a newer
   runtime's NFKC of the other runs the same).
 - ``word``: ranges of word characters (``str.isalnum()``, ``_`` or a combining mark).
+- ``printable``: ranges of ``str.isprintable()`` code points, which ``repr`` leaves unescaped
+  (error messages quote replies with it; the TypeScript ``pyRepr`` reads these).
 - ``casefold``: every code point whose full case-folding (``str.casefold``) is not itself.
 
 On a Python with that ``unicodedata`` (``NATIVE``) the functions call it directly; elsewhere
@@ -51,6 +53,7 @@ def build_table() -> dict[str, Any]:
         "regenerate": REGENERATE,
         "assigned": _ranges(chars, lambda ch: unicodedata.category(ch) != "Cn"),
         "word": _ranges(chars, _is_word_char),
+        "printable": _ranges(chars, str.isprintable),
         "casefold": {str(ord(ch)): ch.casefold() for ch in chars if ch.casefold() != ch},
     }
 
@@ -60,7 +63,7 @@ def render_table(table: dict[str, Any]) -> str:
     lines = ["{"]
     lines.append(f'  "unicode_version": {json.dumps(table["unicode_version"])},')
     lines.append(f'  "regenerate": {json.dumps(table["regenerate"])},')
-    for key in ("assigned", "word"):
+    for key in ("assigned", "word", "printable"):
         body = ",\n".join(f"    [{low}, {high}]" for low, high in table[key])
         lines.append(f'  "{key}": [\n{body}\n  ],')
     body = ",\n".join(f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in table["casefold"].items())
