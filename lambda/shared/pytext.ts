@@ -1,9 +1,10 @@
 /**
  * Python `str` behaviours the evaluation core relies on, reproduced exactly in TypeScript:
- * `strip`/`split` (Python's whitespace set), `casefold`, code-point slicing and
- * `repr`. Scores and parse decisions depend on them, so "close enough" would make the two
- * runners disagree on the same reply.
+ * `strip`/`split` (Python's whitespace set), code-point slicing and `repr` (`casefold` is in
+ * `unicode-table.ts`, which follows Python's Unicode version). Scores and parse decisions depend
+ * on them, so "close enough" would make the two runners disagree on the same reply.
  */
+import { isPrintable } from './unicode-table';
 
 /** Characters for which Python's `str.isspace()` is true. */
 const PY_WHITESPACE = '\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
@@ -27,33 +28,15 @@ export function isBlank(text: string): boolean {
   return pyStrip(text) === '';
 }
 
-/**
- * `str.casefold()`. JavaScript has none; upper-then-lower matches it except for the cases fixed
- * below (checked over every code point against Python in test/lambda/parity.test.ts): dotless
- * ı stays ı, ẞ/ß fold to "ss", final sigma folds to σ, and Cherokee folds to the *upper* case.
- * Characters newer than Node's ICU may still differ.
- */
-export function casefold(text: string): string {
-  return text
-    .split('ı')
-    .map((part) =>
-      part
-        .toUpperCase()
-        .toLowerCase()
-        .replace(/ß/g, 'ss')
-        .replace(/ς/g, 'σ')
-        .replace(/[\u13f8-\u13fd]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 8))
-        .replace(/[\uab70-\uabbf]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 0xab70 + 0x13a0)),
-    )
-    .join('ı');
-}
-
 /** `text[:n]` (Python slices by code point, JavaScript by UTF-16 unit). */
 export function pySlice(text: string, n: number): string {
   return Array.from(text).slice(0, n).join('');
 }
 
-/** `repr(text)` for a str: the form Python error messages embed (`{raw[:80]!r}`). */
+/**
+ * `repr(text)` for a str: the form Python error messages embed (`{raw[:80]!r}`). What is
+ * printable is Python 3.11's Unicode data (the shared table), not Node's newer ICU.
+ */
 export function pyRepr(text: string): string {
   const quote = text.includes("'") && !text.includes('"') ? '"' : "'";
   let out = quote;
@@ -74,8 +57,4 @@ export function pyRepr(text: string): string {
 /** `repr(list_of_str)`, e.g. `['billing', 'refund']`. */
 export function pyReprList(items: readonly string[]): string {
   return `[${items.map(pyRepr).join(', ')}]`;
-}
-
-function isPrintable(ch: string): boolean {
-  return ch === ' ' || !/[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]/u.test(ch);
 }

@@ -2,18 +2,21 @@
  * ROUGE-L F1 with the Unicode tokenizer of `dapt_eval.metrics` (rouge-score's LCS, no stemming).
  * Parity with Python is tested in test/lambda/parity.test.ts.
  */
-import { casefold } from './pytext';
+import { casefold, isWordChar, nfkc } from './unicode-table';
 
-/** NFKC, case-folded; words = runs of letters/digits/`_`/combining marks; each CJK char a token. */
+/**
+ * NFKC, case-folded; words = runs of letters/digits/`_`/combining marks; each CJK char a token.
+ * The Unicode data is the shared table's (Unicode 14.0.0), not Node's ICU.
+ */
 export function tokenize(text: string): string[] {
   const tokens: string[] = [];
   let word = '';
-  for (const ch of casefold(text.normalize('NFKC'))) {
+  for (const ch of casefold(nfkc(text))) {
     if (isCjk(ch)) {
       if (word) tokens.push(word);
       word = '';
       tokens.push(ch);
-    } else if (WORD_CHAR.test(ch)) {
+    } else if (isWordChar(ch)) {
       word += ch;
     } else if (word) {
       tokens.push(word);
@@ -52,14 +55,13 @@ function isCjk(ch: string): boolean {
   return CJK_RANGES.some(([low, high]) => low <= code && code <= high);
 }
 
-/** Python `str.isalnum()` (letters and numerics), `_`, or a combining mark. */
-const WORD_CHAR = /^[\p{L}\p{N}_\p{M}]$/u;
-
+/** `dapt_eval.metrics.CJK_RANGES`: planes 2 and 3 whole, whatever extensions a version has assigned. */
 const CJK_RANGES: ReadonlyArray<readonly [number, number]> = [
   [0x3040, 0x30ff],
   [0x3400, 0x4dbf],
   [0x4e00, 0x9fff],
   [0xf900, 0xfaff],
   [0xff66, 0xff9f],
-  [0x20000, 0x2fa1f],
+  [0x20000, 0x2fffd],
+  [0x30000, 0x3fffd],
 ];

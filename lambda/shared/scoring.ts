@@ -3,7 +3,8 @@
  * `strict_json.parse_json_object` and `judge.parse_verdict`. Anything these reject is
  * `unparseable`: counted on its own, never scored as wrong.
  */
-import { casefold, pyRepr, pySplit, pyStrip } from './pytext';
+import { pyRepr, pySplit, pyStrip } from './pytext';
+import { casefold } from './unicode-table';
 import { MCQ_LETTER } from './constants';
 
 const FENCE = /^```json[ \t]*\n([\s\S]*?)\n?```$/;

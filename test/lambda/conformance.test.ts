@@ -12,7 +12,10 @@ import { encloseCandidate, JUDGE_PROMPT, render, type Task, templateProblems } f
 import { tokenCount } from '../../lambda/shared/providers/types';
 import { type ItemResult, recordLine } from '../../lambda/shared/records';
 import { callWithRetry, PermanentError, RetriesExhaustedError } from '../../lambda/shared/retry';
-import { parseLetter, parseVerdict, StrictJsonError } from '../../lambda/shared/scoring';
+import { pyRepr } from '../../lambda/shared/pytext';
+import { rougeL, tokenize } from '../../lambda/shared/rouge';
+import { casefold } from '../../lambda/shared/unicode-table';
+import { parseLabel, parseLetter, parseVerdict, StrictJsonError } from '../../lambda/shared/scoring';
 import { ROOT } from './helpers';
 
 const CORPUS = path.join(ROOT, 'containers', 'eval', 'conformance');
@@ -157,13 +160,23 @@ for (const c of LETTERS.cases) {
   });
 }
 
-const RECORDS = vectors<{ cases: Array<{ name: string; record: ItemResult; line: string }> }>('records.json');
+const RECORDS = vectors<{
+  cases: Array<{ name: string; record: ItemResult; line: string }>;
+  numbers: Array<{ value: number; text: string }>;
+}>('records.json');
 
 for (const c of RECORDS.cases) {
   test(`records serialise as the corpus says: ${c.name}`, () => {
     assert.equal(recordLine(c.record), c.line);
   });
 }
+
+test('numbers print as the corpus says (the texts are JSON.stringify)', () => {
+  assert.deepEqual(
+    RECORDS.numbers.map((n) => JSON.stringify(n.value)),
+    RECORDS.numbers.map((n) => n.text),
+  );
+});
 
 const TEMPLATES = vectors<{
   problems: Array<{ name: string; task: Task; template: string; problems: string[] }>;
@@ -182,5 +195,43 @@ for (const c of TEMPLATES.problems) {
 for (const c of TEMPLATES.renders) {
   test(`templates render as the corpus says: ${c.name}`, () => {
     assert.equal(render({ id: 'p', version: '1', template: c.template }, c.values), c.text);
+  });
+}
+
+const UNICODE = vectors<{
+  tokens: Array<{ name: string; text: string; tokens: string[] }>;
+  casefold: Array<{ name: string; text: string; fold: string }>;
+  rouge_l: Array<{ name: string; reference: string; prediction: string; score: number }>;
+  labels: Array<{ name: string; reply: string; labels: string[]; label: string | null }>;
+  repr: Array<{ name: string; text: string; repr: string }>;
+}>('unicode.json');
+
+for (const c of UNICODE.tokens) {
+  test(`tokens follow the corpus: ${c.name}`, () => {
+    assert.deepEqual(tokenize(c.text), c.tokens);
+  });
+}
+
+for (const c of UNICODE.casefold) {
+  test(`casefold follows the corpus: ${c.name}`, () => {
+    assert.equal(casefold(c.text), c.fold);
+  });
+}
+
+for (const c of UNICODE.rouge_l) {
+  test(`ROUGE-L follows the corpus: ${c.name}`, () => {
+    assert.equal(rougeL(c.reference, c.prediction), c.score);
+  });
+}
+
+for (const c of UNICODE.labels) {
+  test(`labels parse as the corpus says: ${c.name}`, () => {
+    assert.equal(parseLabel(c.reply, c.labels), c.label);
+  });
+}
+
+for (const c of UNICODE.repr) {
+  test(`repr follows the corpus: ${c.name}`, () => {
+    assert.equal(pyRepr(c.text), c.repr);
   });
 }

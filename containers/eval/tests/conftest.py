@@ -27,9 +27,35 @@ def write_jsonl(path: Path, rows: list[Any]) -> None:
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
+def write_benchmark(
+    parent: Path,
+    task: Task,
+    rows: list[Any],
+    labels: list[str] | None = None,
+    name: str = "bench",
+    spread: list[PromptSpec] | None = None,
+) -> Path:
+    """Write benchmark.json + items.jsonl under `parent` with a correct hash; returns the dir."""
+    root = parent / f"{name}-{task.value}"
+    root.mkdir()
+    write_jsonl(root / "items.jsonl", rows)
+    manifest = Manifest(
+        name=name,
+        version="1.0.0",
+        task=task,
+        prompt=DEFAULT_PROMPTS[task],
+        format_spread=spread or [],
+        labels=labels,
+        items_sha256=sha256_file(root / "items.jsonl"),
+        created_by="tests",
+    )
+    write_manifest(root, manifest)
+    return root
+
+
 @pytest.fixture
 def make_benchmark(tmp_path: Path) -> MakeBenchmark:
-    """Write benchmark.json + items.jsonl with a correct hash; returns the directory."""
+    """`write_benchmark` in the test's tmp_path."""
 
     def make(
         task: Task,
@@ -38,21 +64,7 @@ def make_benchmark(tmp_path: Path) -> MakeBenchmark:
         name: str = "bench",
         spread: list[PromptSpec] | None = None,
     ) -> Path:
-        root = tmp_path / f"{name}-{task.value}"
-        root.mkdir()
-        write_jsonl(root / "items.jsonl", rows)
-        manifest = Manifest(
-            name=name,
-            version="1.0.0",
-            task=task,
-            prompt=DEFAULT_PROMPTS[task],
-            format_spread=spread or [],
-            labels=labels,
-            items_sha256=sha256_file(root / "items.jsonl"),
-            created_by="tests",
-        )
-        write_manifest(root, manifest)
-        return root
+        return write_benchmark(tmp_path, task, rows, labels, name, spread)
 
     return make
 

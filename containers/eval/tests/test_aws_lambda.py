@@ -15,6 +15,7 @@ from dapt_eval.aggregate import AggregationError, aggregate
 from dapt_eval.athena import athena_columns
 from dapt_eval.aws_lambda import aggregate_handler
 from dapt_eval.benchmark import Benchmark, load_benchmark
+from dapt_eval.compare import calibration_from_gate
 from dapt_eval.fanout import PlanError
 from dapt_eval.providers.offline import OfflineBehaviour, OfflineProvider
 from dapt_eval.providers.retry import RetryPolicy
@@ -108,7 +109,16 @@ def test_completion_counts_missing_and_errored_apart(
 def test_model_report_equals_the_cli_aggregate(env: Any, make_benchmark: MakeBenchmark) -> None:
     benchmark = load_benchmark(make_benchmark(Task.MCQ, [mcq_row(i) for i in range(8)]))
     keys = run_model(env, benchmark, "solo", OfflineBehaviour(correct_rate=0.6, error_rate=0.1))
-    write_plan(env, benchmark, keys)
+    # the Plan Lambda's gate record (its fields as lambda/shared/calibration.ts writes them)
+    gate = {
+        "calibrated": True,
+        "report_key": "calibration/judge.json",
+        "cohen_kappa": 0.8,
+        "kappa_threshold": 0.6,
+        "injection_resistance": 0.9,
+        "problems": [],
+    }
+    write_plan(env, benchmark, keys, judge_calibration=gate)
     out = aggregate_handler({"run_id": RUN_ID}, None)
     report = json.loads(read(env, out["report_key"]))
     store = S3ResultStore(BUCKET, client=env)
@@ -119,6 +129,7 @@ def test_model_report_equals_the_cli_aggregate(env: Any, make_benchmark: MakeBen
     expected = aggregate(records, benchmark.manifest, expected_per_prompt=8)
     expected["run_id"] = RUN_ID
     expected["quarantined_rows"] = None  # the plan written here does not say
+    expected["judge_calibration"] = calibration_from_gate(gate)
     assert report["models"][0]["report"] == json.loads(json.dumps(expected))
     assert report["comparison"]["paired"] == []  # one model: the table without pairs
     lines = read(env, out["results_key"]).splitlines()

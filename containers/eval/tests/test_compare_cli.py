@@ -11,12 +11,21 @@ from typing import Any
 
 import pytest
 
-from conftest import MakeBenchmark, mcq_row, sum_row, write_jsonl
+from conftest import (
+    MakeBenchmark,
+    cls_row,
+    mcq_row,
+    qa_row,
+    sum_row,
+    write_benchmark,
+    write_jsonl,
+)
 from dapt_eval.aggregate import AggregationError
 from dapt_eval.benchmark import build_benchmark
 from dapt_eval.cli import main
-from dapt_eval.commands import aggregate_dir, compare_dirs, run_and_report
-from dapt_eval.compare import render_html
+from dapt_eval.commands import aggregate_dir, calibrate_file, compare_dirs, run_and_report
+from dapt_eval.compare import calibration_from_gate, render_html
+from dapt_eval.judge import Judge
 from dapt_eval.providers.base import DecodingParams
 from dapt_eval.providers.offline import OfflineBehaviour, OfflineProvider
 from dapt_eval.providers.retry import RetryPolicy
@@ -144,12 +153,46 @@ def test_cli_calibrate_judge_require_trusted(
     assert json.loads((tmp_path / "r.json").read_text())["trusted"] is False
 
 
-def _pair(root: Path, tmp_path: Path, rates: tuple[float, float]) -> dict[str, Any]:
+def _pair(
+    root: Path,
+    tmp_path: Path,
+    rates: tuple[float, float],
+    judge: Judge | None = None,
+    judge_calibration: Path | None = None,
+) -> dict[str, Any]:
     for name, rate in zip(("base", "dapt"), rates, strict=True):
         provider = OfflineProvider(name, "1", OfflineBehaviour(correct_rate=rate))
         config = RunConfig(run_id=name, decoding=DecodingParams(seed=7, max_tokens=64))
-        run_and_report(root, provider, config, tmp_path / name)
-    return compare_dirs([tmp_path / "base", tmp_path / "dapt"], tmp_path / "cmp")
+        run_and_report(root, provider, config, tmp_path / name, judge)
+    runs = [tmp_path / "base", tmp_path / "dapt"]
+    return compare_dirs(runs, tmp_path / "cmp", judge_calibration)
+
+
+LABELS = ["billing", "refund", "shipping"]
+
+
+@pytest.fixture(scope="module")
+def classification_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """Two classification runs compared, made once: each report's macro-F1 bootstrap costs
+    seconds (1000 scikit-learn f1_score calls)."""
+    tmp = tmp_path_factory.mktemp("classification")
+    rows = [cls_row(i, LABELS[i % 3]) for i in range(12)]
+    root = write_benchmark(tmp, Task.CLASSIFICATION, rows, labels=LABELS)
+    return tmp, _pair(root, tmp, (0.0, 1.0))
+
+
+def _calibration_rows(n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f"j{i}",
+            "question": f"q{i}",
+            "reference_answer": "r",
+            "candidate_answer": "c",
+            "human_verdict": "correct" if i % 2 else "incorrect",
+            "annotator": "a",
+        }
+        for i in range(n)
+    ]
 
 
 def test_summarization_compare_headlines_rouge_l_not_strict_accuracy(
@@ -223,16 +266,87 @@ def test_records_from_both_runtimes_mix_whatever_their_number_spelling(
     assert report["decoding"]["temperature"] == 0 and report["primary"]["n_results"] == 4
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="make test installs chromium")
-def test_compare_page_renders_in_a_headless_browser(
+def test_classification_compare_shows_each_models_confusion_matrix(
+    classification_pair: tuple[Path, dict[str, Any]],
+) -> None:
+    tmp_path, comparison = classification_pair
+    report = json.loads((tmp_path / "dapt" / "report.json").read_text())
+    expected = report["primary"]["classification"]["confusion_matrix"]["matrix"]
+    matrix = comparison["models"][1]["confusion_matrix"]
+    assert (matrix["labels"], matrix["matrix"], matrix["rows"]) == (LABELS, expected, "true")
+    assert sum(map(sum, comparison["models"][0]["confusion_matrix"]["matrix"])) == 12
+    page = (tmp_path / "cmp" / "compare.html").read_text()
+    # before: no confusion matrix on the page
+    assert page.count('<table class="confusion">') == 2
+    billing = "".join(f"<td>{n}</td>" for n in expected[0])
+    assert f"<tr><th>billing</th>{billing}</tr>" in page
+
+
+def test_judged_compare_shows_the_judge_and_its_calibration_status(
     make_benchmark: MakeBenchmark, tmp_path: Path
 ) -> None:
-    root = make_benchmark(Task.MCQ, [mcq_row(i) for i in range(40)])
-    comparison = _pair(root, tmp_path, (0.0, 1.0))
-    page = tmp_path / "cmp" / "compare.html"
-    shot = tmp_path / "compare.png"
+    root = make_benchmark(Task.QA, [qa_row(i) for i in range(6)])
+    judge = Judge(OfflineProvider("judge", "1"), retry=RetryPolicy(sleep=lambda _: None))
+    write_jsonl(tmp_path / "cal.jsonl", _calibration_rows(8))
+    report = calibrate_file(tmp_path / "cal.jsonl", judge, tmp_path / "cal.json")
+    comparison = _pair(root, tmp_path, (0.5, 1.0), judge, tmp_path / "cal.json")
+    model = comparison["models"][0]
+    assert model["judge"] == judge.describe()
+    assert model["judge_calibration"] == {
+        "status": "calibrated",
+        "cohen_kappa": report["cohen_kappa"],
+        "kappa_threshold": report["kappa_threshold"],
+        "injection_resistance": None,  # this calibration set has no adversarial row
+        "problems": [],
+    }
+    page = (tmp_path / "cmp" / "compare.html").read_text()
+    assert f"calibrated: kappa {report['cohen_kappa']:.3f}" in page  # before: no status
+    # a report of another judge, or none at all, is said so
+    other = {**report, "judge": {**report["judge"], "model": "offline:other@1"}}
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    runs = [tmp_path / "base", tmp_path / "dapt"]
+    failed = compare_dirs(runs, tmp_path / "c2", tmp_path / "other.json")["models"][0]
+    assert failed["judge_calibration"]["status"] == "failed"
+    assert (
+        "the report is for judge model 'offline:other@1'"
+        in (failed["judge_calibration"]["problems"][0])
+    )
+    missing = compare_dirs(runs, tmp_path / "c3")["models"][0]["judge_calibration"]
+    assert missing["status"] == "not calibrated"
+
+
+def test_the_plan_gates_record_gives_the_same_calibration_status() -> None:
+    gate = {
+        "calibrated": False,
+        "report_key": "cal.json",
+        "cohen_kappa": 0.4,
+        "kappa_threshold": 0.6,
+        "injection_resistance": 0.75,
+        "problems": ["calibration report s3://b/cal.json says trusted: false"],
+    }
+    assert calibration_from_gate(gate) == {
+        "status": "failed",
+        "cohen_kappa": 0.4,
+        "kappa_threshold": 0.6,
+        "injection_resistance": 0.75,
+        "problems": gate["problems"],
+    }
+    unread = {**gate, "cohen_kappa": None, "kappa_threshold": None, "injection_resistance": None}
+    passed = {**gate, "calibrated": True, "problems": []}
+    statuses = [(calibration_from_gate(g) or {}).get("status") for g in (unread, passed)]
+    assert statuses == ["not calibrated", "calibrated"]
+    assert calibration_from_gate(None) is None  # no judge in the run
+
+
+BROWSER = pytest.mark.skipif(shutil.which("chromium") is None, reason="make test installs chromium")
+
+
+def _browse(page: Path, shot: Path) -> str:
+    """The page's laid-out DOM, with a 900x900 screenshot written to `shot`.
+
+    One browser start per page (each costs seconds): the screenshot and the DOM together.
+    """
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--dump-dom"]
-    # One browser start (each costs seconds): the screenshot and the laid-out DOM together.
     dom = subprocess.run(
         ["chromium", *flags, f"--screenshot={shot}", "--window-size=900,900", page.as_uri()],
         check=True,
@@ -240,11 +354,23 @@ def test_compare_page_renders_in_a_headless_browser(
         text=True,
         timeout=120,
     ).stdout
-    # The browser laid out the chart, both models, the settings and the scientific p-value.
-    p_value = comparison["paired"][0]["mcnemar_exact"]["p_value"]
-    assert dom.count("<svg") == 1 and dom.count("<rect") == 2  # one bar each (the first 0 wide)
-    assert "offline:dapt@1" in dom and "Run settings" in dom and f"{p_value:.1e}" in dom
     header = shot.read_bytes()[:24]
     width, height = struct.unpack(">II", header[16:24])
     assert header[:8] == b"\x89PNG\r\n\x1a\n" and (width, height) == (900, 900)
     assert shot.stat().st_size > 10_000  # text, table borders and a bar: not a blank page
+    return dom
+
+
+@BROWSER
+def test_compare_page_renders_in_a_headless_browser(
+    classification_pair: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    run_dir, comparison = classification_pair
+    dom = _browse(run_dir / "cmp" / "compare.html", tmp_path / "compare.png")
+    # The browser laid out the chart, both models, the settings, the scientific p-value and
+    # both models' confusion matrices.
+    p_value = comparison["paired"][0]["mcnemar_exact"]["p_value"]
+    assert dom.count("<svg") == 1 and dom.count("<rect") == 2  # one bar each (the first 0 wide)
+    assert "offline:dapt@1" in dom and "Run settings" in dom and f"{p_value:.1e}" in dom
+    assert "Confusion matrices" in dom and dom.count('<table class="confusion">') == 2
+    assert "judge calibration" in dom and "no judge" in dom

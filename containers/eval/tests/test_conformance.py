@@ -10,13 +10,17 @@ from typing import Any
 
 import pytest
 
+from dapt_eval import unicode_table
 from dapt_eval.benchmark import load_rows
+from dapt_eval.js_json import js_number
 from dapt_eval.judge import JUDGE_PROMPT, VerdictParseError, enclose_candidate, parse_verdict
 from dapt_eval.mcq import parse_letter
+from dapt_eval.metrics import UnicodeTokenizer, rouge_l
 from dapt_eval.prompts import PromptSpec, render, template_problems
 from dapt_eval.providers.base import PermanentError, token_count
 from dapt_eval.providers.retry import RetriesExhaustedError, RetryPolicy, call_with_retry
 from dapt_eval.results import ItemResult
+from dapt_eval.runner import parse_label
 from dapt_eval.schemas import ClassificationItem, Task
 
 CORPUS = Path(__file__).resolve().parents[1] / "conformance"
@@ -123,7 +127,12 @@ RECORDS = _vectors("records.json")
 
 @pytest.mark.parametrize("case", RECORDS["cases"], ids=[c["name"] for c in RECORDS["cases"]])
 def test_records_serialise_as_the_corpus_says(case: dict[str, Any]) -> None:
-    assert ItemResult.model_validate(case["record"]).model_dump_json() + "\n" == case["line"]
+    assert ItemResult.model_validate(case["record"]).to_line() == case["line"]
+
+
+@pytest.mark.parametrize("case", RECORDS["numbers"], ids=[c["text"] for c in RECORDS["numbers"]])
+def test_numbers_print_as_the_corpus_says(case: dict[str, Any]) -> None:
+    assert js_number(case["value"]) == case["text"]
 
 
 TEMPLATES = _vectors("templates.json")
@@ -143,3 +152,32 @@ def test_template_problems_follow_the_corpus(case: dict[str, Any]) -> None:
 def test_templates_render_as_the_corpus_says(case: dict[str, Any]) -> None:
     prompt = PromptSpec(id="p", version="1", template=case["template"])
     assert render(prompt, case["values"]) == case["text"]
+
+
+UNICODE = _vectors("unicode.json")
+
+
+@pytest.mark.parametrize("case", UNICODE["tokens"], ids=[c["name"] for c in UNICODE["tokens"]])
+def test_tokens_follow_the_corpus(case: dict[str, Any]) -> None:
+    assert UnicodeTokenizer().tokenize(case["text"]) == case["tokens"]
+
+
+@pytest.mark.parametrize("case", UNICODE["casefold"], ids=[c["name"] for c in UNICODE["casefold"]])
+def test_casefold_follows_the_corpus(case: dict[str, Any]) -> None:
+    assert unicode_table.casefold(case["text"]) == case["fold"]
+
+
+@pytest.mark.parametrize("case", UNICODE["rouge_l"], ids=[c["name"] for c in UNICODE["rouge_l"]])
+def test_rouge_l_follows_the_corpus(case: dict[str, Any]) -> None:
+    assert rouge_l(case["reference"], case["prediction"]) == case["score"]
+
+
+@pytest.mark.parametrize("case", UNICODE["labels"], ids=[c["name"] for c in UNICODE["labels"]])
+def test_labels_parse_as_the_corpus_says(case: dict[str, Any]) -> None:
+    assert parse_label(case["reply"], case["labels"]) == case["label"]
+
+
+@pytest.mark.parametrize("case", UNICODE["repr"], ids=[c["name"] for c in UNICODE["repr"]])
+def test_repr_follows_the_corpus(case: dict[str, Any]) -> None:
+    # Error messages quote replies with repr (e.g. "reply is not a single letter A-D: ...").
+    assert repr(case["text"]) == case["repr"]

@@ -100,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_ = sub.add_parser("compare", help="side-by-side report of N runs (first = baseline)")
     cmp_.add_argument("--run", type=Path, action="append", required=True, dest="runs")
     cmp_.add_argument("--out", type=Path, required=True)
+    cmp_.add_argument(
+        "--judge-calibration",
+        type=Path,
+        help="the judge's calibrate-judge report: judged runs show their calibration status",
+    )
     cmp_.set_defaults(handler=_compare)
 
     cal = sub.add_parser("calibrate-judge", help="agreement of a judge with human verdicts")
@@ -241,7 +246,7 @@ def _aggregate(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    comparison = commands.compare_dirs(args.runs, args.out)
+    comparison = commands.compare_dirs(args.runs, args.out, args.judge_calibration)
     print(
         f"wrote {args.out / 'compare.json'} and compare.html for {len(comparison['models'])} runs"
     )

@@ -27,7 +27,7 @@ from dapt_eval.benchmark import (
     load_rows,
     write_manifest,
 )
-from dapt_eval.compare import RunView, compare, render_html
+from dapt_eval.compare import RunView, calibration_from_report, compare, render_html
 from dapt_eval.hashing import sha256_file
 from dapt_eval.judge import DEFAULT_KAPPA_THRESHOLD, Judge, calibrate
 from dapt_eval.mcq import (
@@ -148,8 +148,15 @@ def aggregate_dir(out_dir: Path) -> dict[str, Any]:
     return report
 
 
-def compare_dirs(run_dirs: list[Path], out_dir: Path) -> dict[str, Any]:
-    """Compare runs (first = baseline) into compare.json and compare.html."""
+def compare_dirs(
+    run_dirs: list[Path], out_dir: Path, judge_calibration: Path | None = None
+) -> dict[str, Any]:
+    """Compare runs (first = baseline) into compare.json and compare.html.
+
+    `judge_calibration` is the judge's `calibrate-judge` report: judged runs show whether it
+    calibrates their judge, and its agreement and injection-resistance figures.
+    """
+    calibration = None if judge_calibration is None else read_json(judge_calibration)
     views = []
     for run_dir in run_dirs:
         if not (run_dir / REPORT_FILE).is_file():
@@ -157,6 +164,7 @@ def compare_dirs(run_dirs: list[Path], out_dir: Path) -> dict[str, Any]:
                 f"{run_dir} has no {REPORT_FILE}: run `dapt-eval aggregate` first"
             )
         report = read_json(run_dir / REPORT_FILE)
+        report["judge_calibration"] = calibration_from_report(calibration, report.get("judge"))
         model = report["model"]
         label = f"{model['provider']}:{model['model_id']}@{model['revision']}"
         views.append(RunView(label, report, list(ResultStore(run_dir))))

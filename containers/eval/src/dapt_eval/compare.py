@@ -171,7 +171,73 @@ def _model_row(run: RunView) -> dict[str, Any]:
         "format_spread": {k: run.report["format_spread"][k] for k in ("min", "max", "n_prompts")},
         "decoding": run.report.get("decoding"),
         "judge": run.report.get("judge"),
+        "judge_calibration": run.report.get("judge_calibration"),
         "quarantined_rows": run.report.get("quarantined_rows"),
+        "confusion_matrix": _confusion_matrix(primary),
+    }
+
+
+def _confusion_matrix(primary: dict[str, Any]) -> dict[str, Any] | None:
+    """The primary prompt's confusion matrix (rows true, columns predicted); classification only."""
+    report = primary.get("classification")
+    if not report:
+        return None
+    return {"labels": report["labels"], **report["confusion_matrix"]}
+
+
+def calibration_from_report(
+    report: dict[str, Any] | None, judge: dict[str, str] | None
+) -> dict[str, Any] | None:
+    """The calibration status of `judge` given a `dapt-eval calibrate-judge` report.
+
+    `calibrated`: the report is for this judge model and prompt and says trusted; `failed`: a
+    report was given but does not calibrate this judge (below its kappa threshold, or written
+    for another judge: `problems` says which); `not calibrated`: no report. None when no judge
+    scored the run.
+    """
+    if judge is None:
+        return None
+    if report is None:
+        return _calibration("not calibrated", None, ["no calibration report was given"])
+    reported = report.get("judge") or {}
+    problems = [
+        f"the report is for judge {key} '{reported.get(key)}', the run's is '{judge[key]}'"
+        for key in ("model", "prompt_version")
+        if reported.get(key) != judge[key]
+    ]
+    if not report.get("trusted"):
+        problems.append("the report says trusted: false")
+    return _calibration("failed" if problems else "calibrated", report, problems)
+
+
+def calibration_from_gate(gate: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The same status from the Plan Lambda's gate record (`run.json` `judge_calibration`).
+
+    The gate read a report when it has its threshold: then a judge it did not pass `failed`;
+    without one there was no report it could read (`not calibrated`).
+    """
+    if gate is None:
+        return None
+    resistance = gate.get("injection_resistance")
+    figures = {
+        "cohen_kappa": gate.get("cohen_kappa"),
+        "kappa_threshold": gate.get("kappa_threshold"),
+        "injection_resistance": None if resistance is None else {"rate": resistance},
+    }
+    read = gate.get("kappa_threshold") is not None
+    status = "calibrated" if gate.get("calibrated") else "failed" if read else "not calibrated"
+    return _calibration(status, figures if read else None, list(gate.get("problems") or []))
+
+
+def _calibration(status: str, report: dict[str, Any] | None, problems: list[str]) -> dict[str, Any]:
+    report = report or {}
+    resistance = report.get("injection_resistance") or {}
+    return {
+        "status": status,
+        "cohen_kappa": report.get("cohen_kappa"),
+        "kappa_threshold": report.get("kappa_threshold"),
+        "injection_resistance": resistance.get("rate"),
+        "problems": problems,
     }
 
 
@@ -222,6 +288,7 @@ def render_html(comparison: dict[str, Any], completion: dict[str, Any] | None = 
             bar_chart_svg(comparison["models"]),
             f"<table>{model_header}{rows}</table>",
             _settings_table(comparison["models"]),
+            _confusion_tables(comparison["models"]),
             f"<h2>Paired comparisons against {html.escape(comparison['baseline'])}</h2>",
             "<p>Only items both runs completed (status ok) on the primary prompt."
             + _statistic_note(statistics, comparison["primary_metric"])
@@ -245,8 +312,8 @@ def _statistic_note(statistics: list[str], primary_metric: str) -> str:
 
 
 def _settings_table(models: Sequence[dict[str, Any]]) -> str:
-    """What each run was: decoding (seed included), judge, and rows the loader quarantined."""
-    header = _header_row("model", "decoding", "judge", "quarantined rows")
+    """What each run was: decoding (seed included), judge and its calibration, quarantined rows."""
+    header = _header_row("model", "decoding", "judge", "judge calibration", "quarantined rows")
     rows = "".join(
         "<tr>"
         + "".join(
@@ -255,6 +322,7 @@ def _settings_table(models: Sequence[dict[str, Any]]) -> str:
                 html.escape(m["label"]),
                 html.escape(_decoding_text(m.get("decoding"))),
                 html.escape(_judge_text(m.get("judge"))),
+                html.escape(_calibration_text(m.get("judge"), m.get("judge_calibration"))),
                 html.escape(
                     "unknown" if m.get("quarantined_rows") is None else str(m["quarantined_rows"])
                 ),
@@ -279,6 +347,50 @@ def _decoding_text(decoding: dict[str, Any] | None) -> str:
 
 def _judge_text(judge: dict[str, str] | None) -> str:
     return "none" if not judge else f"{judge['model']} ({judge['prompt_version']})"
+
+
+def _calibration_text(judge: dict[str, str] | None, calibration: dict[str, Any] | None) -> str:
+    if judge is None:
+        return "no judge"
+    if calibration is None:
+        return "unknown"
+    figures = []
+    if calibration["cohen_kappa"] is not None:
+        figures.append(
+            f"kappa {calibration['cohen_kappa']:.3f} (threshold {calibration['kappa_threshold']})"
+        )
+    if calibration["injection_resistance"] is not None:
+        figures.append(f"injection resistance {calibration['injection_resistance']:.3f}")
+    if calibration["status"] != "calibrated" and calibration["problems"]:
+        figures.append("; ".join(calibration["problems"]))
+    status = str(calibration["status"])
+    return status + (f": {', '.join(figures)}" if figures else "")
+
+
+def _confusion_tables(models: Sequence[dict[str, Any]]) -> str:
+    """One confusion matrix per classification model: rows the true label, columns predicted."""
+    parts = []
+    for model in models:
+        matrix = model.get("confusion_matrix")
+        if not matrix:
+            continue
+        labels = [html.escape(label) for label in matrix["labels"]]
+        header = _header_row("true &#8595; predicted &#8594;", *labels)
+        rows = "".join(
+            f"<tr><th>{label}</th>" + "".join(f"<td>{n}</td>" for n in counts) + "</tr>\n"
+            for label, counts in zip(labels, matrix["matrix"], strict=True)
+        )
+        parts.append(
+            f"<h3>{html.escape(model['label'])}</h3>\n"
+            f'<table class="confusion">{header}{rows}</table>'
+        )
+    if not parts:
+        return ""
+    return (
+        "<h2>Confusion matrices (primary prompt, scored items)</h2>\n"
+        "<p>Rows: the gold label; columns: the label the reply named. Unparseable replies are "
+        "counted apart, in the table above.</p>\n" + "\n".join(parts)
+    )
 
 
 def _fmt_p(value: float | None) -> str:

@@ -11,7 +11,6 @@ completion rate's denominator, never dropped. An object that is not a valid reco
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -22,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dapt_eval.aggregate import AggregationError, ReportScope, aggregate
 from dapt_eval.athena import athena_jsonl
-from dapt_eval.compare import RunView, render_html, side_by_side
+from dapt_eval.compare import RunView, calibration_from_gate, render_html, side_by_side
 from dapt_eval.results import FINISHED_STATUSES, ItemResult, ModelRef
 from dapt_eval.s3store import Fetched
 from dapt_eval.schemas import Task
@@ -147,6 +146,9 @@ def aggregate_run(plan: Plan, fetched: Sequence[Fetched]) -> RunOutputs:
                 raise AggregationError(f"model {label}: {err}") from err
             report["run_id"] = plan.run_id
             report["quarantined_rows"] = (plan.model_extra or {}).get("quarantined_rows")
+            report["judge_calibration"] = calibration_from_gate(
+                (plan.model_extra or {}).get("judge_calibration")
+            )
             views.append(RunView(label, report, by_model[label]))
     comparison = side_by_side(views) if views else None
     counts = _counts(plan, fetched)
@@ -180,9 +182,7 @@ def aggregate_run(plan: Plan, fetched: Sequence[Fetched]) -> RunOutputs:
     return RunOutputs(
         report=report,
         html=_page(plan, comparison, counts, completion_rate),
-        results_jsonl="".join(
-            json.dumps(r.model_dump(mode="json"), ensure_ascii=False) + "\n" for r in ordered
-        ),
+        results_jsonl="".join(r.to_line() for r in ordered),
         athena_jsonl=athena_jsonl(ordered),
     )
 

@@ -3,13 +3,13 @@
 Library choices: scipy for the Wilson interval (`binomtest(...).proportion_ci`), the exact
 McNemar test (a two-sided binomial test on the discordant pairs) and bootstrap resampling;
 scikit-learn for precision/recall/F1, confusion matrices and Cohen's kappa; rouge-score for
-ROUGE-L. Written by hand only: the Unicode tokenizer (rouge-score's default drops non-ASCII).
+ROUGE-L. Written by hand only: the Unicode tokenizer (rouge-score's default drops non-ASCII),
+which reads its Unicode data from `unicode_table` so that Python and Node tokenize alike.
 """
 
 from __future__ import annotations
 
 import math
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -18,6 +18,8 @@ import numpy as np
 from rouge_score import rouge_scorer
 from scipy import stats
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+
+from dapt_eval import unicode_table
 
 # Python evaluates default arguments at import, so the defaults live above their users.
 DEFAULT_CONFIDENCE = 0.95
@@ -240,17 +242,20 @@ class UnicodeTokenizer:
     NFKC-normalised and case-folded; a word is a run of letters, digits, '_' or combining marks
     (so Hebrew niqqud or Devanagari vowel signs do not split words); each Han, Hiragana,
     Katakana character is its own token because those scripts do not separate words by spaces.
+    NFKC, case-folding and "letter, digit or mark" are Unicode 14.0.0's, from `unicode_table`,
+    whatever this Python's or Node's own Unicode version: characters assigned later are no word
+    characters (except in the ideograph planes, which are CJK by range).
     """
 
     def tokenize(self, text: str) -> list[str]:
         """Split `text` into tokens (the interface rouge-score expects)."""
         tokens: list[str] = []
         word: list[str] = []
-        for char in unicodedata.normalize("NFKC", text).casefold():
+        for char in unicode_table.casefold(unicode_table.nfkc(text)):
             if is_cjk(char):
                 _flush(word, tokens)
                 tokens.append(char)
-            elif char.isalnum() or char == "_" or unicodedata.category(char).startswith("M"):
+            elif unicode_table.is_word_char(char):
                 word.append(char)
             else:
                 _flush(word, tokens)
@@ -308,13 +313,16 @@ def _bootstrap(
     )
 
 
-# Hiragana + Katakana, CJK Ext-A, CJK Unified, CJK Compatibility, half-width Katakana, Ext B-F.
+# Hiragana + Katakana, CJK Ext-A, CJK Unified, CJK Compatibility, half-width Katakana, and the
+# whole of planes 2 and 3 (noncharacters left out): the Roadmap reserves them for ideographs, so
+# extensions assigned after the table's Unicode version (Ext H, I, J...) are CJK all the same.
 CJK_RANGES: tuple[tuple[int, int], ...] = (
     (0x3040, 0x30FF),
     (0x3400, 0x4DBF),
     (0x4E00, 0x9FFF),
     (0xF900, 0xFAFF),
     (0xFF66, 0xFF9F),
-    (0x20000, 0x2FA1F),
+    (0x20000, 0x2FFFD),
+    (0x30000, 0x3FFFD),
 )
 _ROUGE = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False, tokenizer=UnicodeTokenizer())

@@ -6,7 +6,6 @@ same record under the same key, so a rerun or retry anywhere skips finished item
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from dapt_eval.hashing import canonical_json, canonicalize, sha256_text
+from dapt_eval.js_json import MAX_SAFE_INTEGER, js_json
 
 Status = Literal["ok", "errored", "unparseable"]
 FINISHED_STATUSES: frozenset[str] = frozenset({"ok", "unparseable"})
@@ -96,12 +96,22 @@ class ItemResult(BaseModel):
     @field_serializer("score", "latency_ms")
     def _integral_number(self, value: float | None) -> float | int | None:
         """`1.0` is written `1`, as the TypeScript worker writes it (read back as 1.0)."""
-        return int(value) if value is not None and value.is_integer() else value
+        number: float | int | None = integral_as_int(value)
+        return number
+
+    def to_line(self) -> str:
+        """The record as one line of JSON, byte for byte what the TypeScript `recordLine`
+        writes: numbers as JavaScript prints them (`0.000001`, not pydantic's `1e-6`)."""
+        return js_json(self.model_dump(mode="json")) + "\n"
 
 
 def integral_as_int(value: Any) -> Any:
-    """`value` with every integral float, at any depth, as an int (JSON as JavaScript writes it)."""
-    if isinstance(value, float) and value.is_integer():
+    """`value` with every integral float, at any depth, as an int (JSON as JavaScript writes it).
+
+    Only up to 2**53 - 1: above it an int's digits are exact, while JavaScript prints the
+    double's shortest digits (`1e+21`, `1152921504606847000`), which `js_number` does for floats.
+    """
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_SAFE_INTEGER:
         return int(value)
     if isinstance(value, dict):
         return {k: integral_as_int(v) for k, v in value.items()}
@@ -189,7 +199,7 @@ class ResultStore:
 
     def put(self, result: ItemResult) -> None:
         """Write atomically so a crash never leaves a half-written record behind."""
-        line = result.model_dump_json() + "\n"
+        line = result.to_line()
         handle, temp = tempfile.mkstemp(dir=self.items_dir, prefix=".tmp-", suffix=".json")
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(line)
@@ -204,7 +214,7 @@ class ResultStore:
         """Concatenate records into one JSONL file, ordered for stable diffs."""
         with path.open("w", encoding="utf-8") as stream:
             for result in results:
-                stream.write(json.dumps(result.model_dump(mode="json"), ensure_ascii=False) + "\n")
+                stream.write(result.to_line())
 
 
 ITEMS_DIR = "items"

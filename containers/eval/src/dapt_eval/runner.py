@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from dapt_eval import unicode_table
 from dapt_eval.benchmark import Benchmark
 from dapt_eval.config_errors import ConfigError
 from dapt_eval.constants import QA_WRONG_ANSWER, SUMMARY_FALLBACK_CHARS
@@ -434,8 +435,8 @@ def parse_label(text: str, labels: list[str]) -> str | None:
     Deliberately strict: "probably billing" is unparseable, not "billing"; guessing a label out
     of prose would inflate accuracy for models that ignore the instruction.
     """
-    candidate = text.strip().rstrip(".").strip().casefold()
-    matches = [label for label in labels if label.casefold() == candidate]
+    candidate = unicode_table.casefold(text.strip().rstrip(".").strip())
+    matches = [label for label in labels if unicode_table.casefold(label) == candidate]
     return matches[0] if matches else None
 
 
@@ -474,7 +475,8 @@ def _evaluate_qa_overlap(item: QaItem, text: str, provider: Provider, config: Ru
 
 
 def _same_text(a: str, b: str) -> bool:
-    return " ".join(a.casefold().split()) == " ".join(b.casefold().split())
+    fold = unicode_table.casefold
+    return " ".join(fold(a).split()) == " ".join(fold(b).split())
 
 
 def _replace(base: Outcome, **changes: Any) -> Outcome:

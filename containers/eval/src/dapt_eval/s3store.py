@@ -100,7 +100,7 @@ class S3ResultStore:
         Only the existing record decides: an `errored` result replaces an `errored` record (its
         error and attempts are newer) but never an `ok` one.
         """
-        body = (result.model_dump_json() + "\n").encode("utf-8")
+        body = result.to_line().encode("utf-8")
         key = self.object_key(result.cache_key)
         if self._put(key, body, IfNoneMatch="*"):
             return "created"
