@@ -7,10 +7,10 @@ import { buildPlatform, createApp, type Platform } from '../lib/app';
 export const PRODUCTION = { stage: 'production' } as const;
 export const EXPERIMENT = { stage: 'experiment', experiment: 'unit' } as const;
 
-/** Builds an environment into a fresh app (with the compliance checks attached, as in bin/app.ts). */
+/** Builds an environment into a fresh app, without the cdk-nag packs: they add no resources, and test/compliance.test.ts runs them on every environment. */
 export function platformFor(selection: { stage: string; experiment?: string }): Platform {
   const app = createApp({ outdir: mkdtempSync(path.join(os.tmpdir(), 'dapt-test-')) });
-  return buildPlatform(app, selection);
+  return buildPlatform(app, selection, { complianceChecks: false });
 }
 
 export interface Templates {
