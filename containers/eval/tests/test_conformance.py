@@ -5,6 +5,7 @@ drift apart where the parity tests do not look."""
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,14 @@ from dapt_eval.benchmark import load_rows
 from dapt_eval.judge import JUDGE_PROMPT, VerdictParseError, enclose_candidate, parse_verdict
 from dapt_eval.mcq import parse_letter
 from dapt_eval.prompts import PromptSpec, render, template_problems
-from dapt_eval.providers.base import PermanentError, token_count
+from dapt_eval.providers.base import (
+    PermanentError,
+    ProviderError,
+    ThrottledError,
+    TransientError,
+    token_count,
+)
+from dapt_eval.providers.limiter import AimdLimit
 from dapt_eval.providers.retry import RetriesExhaustedError, RetryPolicy, call_with_retry
 from dapt_eval.results import ItemResult
 from dapt_eval.schemas import ClassificationItem, Task
@@ -143,3 +151,70 @@ def test_template_problems_follow_the_corpus(case: dict[str, Any]) -> None:
 def test_templates_render_as_the_corpus_says(case: dict[str, Any]) -> None:
     prompt = PromptSpec(id="p", version="1", template=case["template"])
     assert render(prompt, case["values"]) == case["text"]
+
+
+CONCURRENCY = _vectors("concurrency.json")
+
+
+@pytest.mark.parametrize(
+    "case", CONCURRENCY["limits"], ids=[c["name"] for c in CONCURRENCY["limits"]]
+)
+def test_the_adaptive_limit_follows_the_corpus(case: dict[str, Any]) -> None:
+    limit = AimdLimit(case["floor"], case["ceiling"])
+    seen = []
+    for event in case["events"]:
+        if event[0] == "start":
+            assert limit.can_start(), f"the vector starts a call beyond the limit: {event}"
+            limit.start()
+        else:
+            {"ok": limit.succeeded, "throttle": limit.throttled, "error": limit.failed}[event[0]](
+                event[1]
+            )
+        seen.append([limit.limit, limit.allowed, limit.in_flight])
+    assert [s[1:] for s in seen] == [e[1:] for e in case["expect"]]
+    assert [s[0] for s in seen] == pytest.approx([e[0] for e in case["expect"]], abs=1e-9)
+
+
+class _FixedDraw(random.Random):
+    """A generator whose uniform draw is always `value` (the vectors fix the jitter)."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(0)
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+_OUTCOME_ERRORS: dict[str, type[ProviderError]] = {
+    "throttle": ThrottledError,
+    "transient": TransientError,
+    "permanent": PermanentError,
+}
+
+
+@pytest.mark.parametrize(
+    "case", CONCURRENCY["retries"], ids=[c["name"] for c in CONCURRENCY["retries"]]
+)
+def test_throttle_retries_follow_the_corpus(case: dict[str, Any]) -> None:
+    outcomes = iter(case["outcomes"])
+    waits: list[float] = []
+
+    def call() -> str:
+        outcome = next(outcomes)
+        if "ok" in outcome:
+            return str(outcome["ok"])
+        if "throttle" in outcome:
+            raise ThrottledError(outcome["throttle"], outcome.get("retry_after_s"))
+        kind = next(k for k in outcome if k in _OUTCOME_ERRORS)
+        raise _OUTCOME_ERRORS[kind](outcome[kind])
+
+    policy = RetryPolicy(**case["policy"], sleep=waits.append, rng=_FixedDraw(case["random"]))
+    if "error" in case:
+        with pytest.raises(RetriesExhaustedError) as raised:
+            call_with_retry(call, policy)
+        assert str(raised.value) == case["error"]
+    else:
+        assert call_with_retry(call, policy).attempts == case["attempts"]
+    assert waits == pytest.approx(case["waits_s"], abs=1e-9)
+    assert next(outcomes, None) is None, "the call stopped before the vector's last outcome"
