@@ -11,7 +11,14 @@ import { loadRows } from '../../lambda/shared/benchmark';
 import { encloseCandidate, JUDGE_PROMPT, render, type Task, templateProblems } from '../../lambda/shared/prompts';
 import { tokenCount } from '../../lambda/shared/providers/types';
 import { type ItemResult, recordLine } from '../../lambda/shared/records';
-import { callWithRetry, PermanentError, RetriesExhaustedError } from '../../lambda/shared/retry';
+import { AimdLimit } from '../../lambda/shared/limiter';
+import {
+  callWithRetry,
+  PermanentError,
+  RetriesExhaustedError,
+  ThrottledError,
+  TransientError,
+} from '../../lambda/shared/retry';
 import { parseLetter, parseVerdict, StrictJsonError } from '../../lambda/shared/scoring';
 import { ROOT } from './helpers';
 
@@ -182,5 +189,91 @@ for (const c of TEMPLATES.problems) {
 for (const c of TEMPLATES.renders) {
   test(`templates render as the corpus says: ${c.name}`, () => {
     assert.equal(render({ id: 'p', version: '1', template: c.template }, c.values), c.text);
+  });
+}
+
+interface LimitCase {
+  readonly name: string;
+  readonly floor: number;
+  readonly ceiling: number;
+  readonly events: ReadonlyArray<readonly [string, number?]>;
+  readonly expect: ReadonlyArray<readonly [number, number, number]>;
+}
+interface RetryOutcome {
+  readonly ok?: string;
+  readonly throttle?: string;
+  readonly retry_after_s?: number;
+  readonly transient?: string;
+  readonly permanent?: string;
+}
+interface RetryCase {
+  readonly name: string;
+  readonly policy: {
+    max_attempts: number;
+    max_throttled_attempts: number;
+    base_delay_s: number;
+    max_delay_s: number;
+  };
+  readonly random: number;
+  readonly outcomes: readonly RetryOutcome[];
+  readonly waits_s: readonly number[];
+  readonly attempts?: number;
+  readonly error?: string;
+}
+const CONCURRENCY = vectors<{ limits: LimitCase[]; retries: RetryCase[] }>('concurrency.json');
+
+for (const c of CONCURRENCY.limits) {
+  test(`the adaptive limit follows the corpus: ${c.name}`, () => {
+    const limit = new AimdLimit(c.floor, c.ceiling);
+    c.events.forEach(([event, ticket], i) => {
+      if (event === 'start') {
+        assert.ok(limit.canStart(), `the vector starts a call beyond the limit at event ${i}`);
+        limit.start();
+      } else if (event === 'ok') limit.succeeded(ticket as number);
+      else if (event === 'throttle') limit.throttled(ticket as number);
+      else limit.failed(ticket as number);
+      const [expectedLimit, allowed, inFlight] = c.expect[i] as readonly [number, number, number];
+      assert.deepEqual([limit.allowed, limit.inFlight], [allowed, inFlight], `event ${i}`);
+      assert.ok(Math.abs(limit.limit - expectedLimit) < 1e-9, `event ${i}: limit ${limit.limit} != ${expectedLimit}`);
+    });
+  });
+}
+
+for (const c of CONCURRENCY.retries) {
+  test(`throttle retries follow the corpus: ${c.name}`, async () => {
+    const outcomes = [...c.outcomes];
+    const waits: number[] = [];
+    const call = (): Promise<string> => {
+      const o = outcomes.shift();
+      if (!o) throw new Error('the call went on past the vector');
+      if (o.ok !== undefined) return Promise.resolve(o.ok);
+      if (o.throttle !== undefined)
+        throw new ThrottledError(o.throttle, o.retry_after_s === undefined ? null : o.retry_after_s * 1000);
+      if (o.transient !== undefined) throw new TransientError(o.transient);
+      throw new PermanentError(o.permanent ?? '');
+    };
+    const policy = {
+      maxAttempts: c.policy.max_attempts,
+      maxThrottledAttempts: c.policy.max_throttled_attempts,
+      baseDelayMs: c.policy.base_delay_s * 1000,
+      maxDelayMs: c.policy.max_delay_s * 1000,
+      sleep: (ms: number) => {
+        waits.push(ms / 1000);
+        return Promise.resolve();
+      },
+      random: () => c.random,
+    };
+    if (c.error !== undefined) {
+      await assert.rejects(callWithRetry(call, policy), (err: unknown) => {
+        assert.ok(err instanceof RetriesExhaustedError);
+        assert.equal(err.message, c.error);
+        return true;
+      });
+    } else {
+      assert.equal((await callWithRetry(call, policy)).attempts, c.attempts);
+    }
+    assert.equal(waits.length, c.waits_s.length);
+    waits.forEach((w, i) => assert.ok(Math.abs(w - (c.waits_s[i] as number)) < 1e-9, `wait ${i}: ${w}`));
+    assert.equal(outcomes.length, 0, "the call stopped before the vector's last outcome");
   });
 }
