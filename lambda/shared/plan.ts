@@ -234,6 +234,7 @@ export function runRecord(
     shard_count: plan.shards.length,
     max_concurrency: plan.maxConcurrency,
     worker_concurrency: spec.worker_concurrency,
+    min_provider_concurrency: spec.min_provider_concurrency,
     results_prefix: EVAL_PREFIXES.results,
   };
 }

@@ -1,6 +1,6 @@
 /**
  * The provider error taxonomy and the single retry layer (`dapt_eval.providers.base/retry`):
- * exponential backoff with full jitter, never shorter than the server's Retry-After; SDK retries
+ * exponential backoff with full jitter, or the server's Retry-After when a throttle has one; SDK retries
  * are off so throttles are counted the same way for every provider.
  */
 import rules from '../../containers/eval/src/dapt_eval/adaptive_concurrency.json';
@@ -67,12 +67,14 @@ export interface Attempted<T> {
 
 /**
  * Full-jitter delay for the `attempt`-th failure of its kind (1-based: throttles and other
- * failures are numbered apart), but never less than Retry-After.
+ * failures are numbered apart); a throttle with Retry-After waits exactly that (the server said
+ * when, and the adaptive limit already slows the run: a growing backoff on top would only keep the
+ * call out of slots it could use), as in Python.
  */
 export function retryDelayMs(policy: RetryPolicy, attempt: number, error: ProviderError): number {
   const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
   const jittered = (policy.random ?? Math.random)() * ceiling;
-  if (error instanceof ThrottledError && error.retryAfterMs !== null) return Math.max(jittered, error.retryAfterMs);
+  if (error instanceof ThrottledError && error.retryAfterMs !== null) return error.retryAfterMs;
   return jittered;
 }
 

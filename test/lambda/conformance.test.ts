@@ -6,21 +6,24 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { test } from 'node:test';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
+import { after, before, describe, test } from 'node:test';
 import { loadRows } from '../../lambda/shared/benchmark';
 import { encloseCandidate, JUDGE_PROMPT, render, type Task, templateProblems } from '../../lambda/shared/prompts';
+import { OpenAICompatibleProvider } from '../../lambda/shared/providers/openai';
 import { tokenCount } from '../../lambda/shared/providers/types';
 import { type ItemResult, recordLine } from '../../lambda/shared/records';
 import { AimdLimit } from '../../lambda/shared/limiter';
 import {
   callWithRetry,
   PermanentError,
+  ProviderError,
   RetriesExhaustedError,
   ThrottledError,
   TransientError,
 } from '../../lambda/shared/retry';
 import { parseLetter, parseVerdict, StrictJsonError } from '../../lambda/shared/scoring';
-import { ROOT } from './helpers';
+import { ROOT, startStubServer, type StubServer } from './helpers';
 
 const CORPUS = path.join(ROOT, 'containers', 'eval', 'conformance');
 
@@ -277,3 +280,86 @@ for (const c of CONCURRENCY.retries) {
     assert.equal(outcomes.length, 0, "the call stopped before the vector's last outcome");
   });
 }
+
+interface HttpCase {
+  readonly name: string;
+  readonly status: number;
+  readonly retry_after?: string;
+  readonly body: string;
+  readonly kind: string;
+  readonly message: string;
+  readonly retry_after_s: number | null;
+}
+interface BodyCase {
+  readonly name: string;
+  readonly body: string;
+  readonly kind: string;
+  readonly message: string;
+}
+interface TransportCase {
+  readonly name: string;
+  readonly failure: 'refused' | 'timeout';
+  readonly timeout_s?: number;
+  readonly message: string;
+}
+const PROVIDER_FAILURES = vectors<{ http: HttpCase[]; bodies: BodyCase[]; transport: TransportCase[] }>(
+  'providers.json',
+);
+
+async function generateError(provider: OpenAICompatibleProvider): Promise<ProviderError> {
+  try {
+    await provider.generate('Hi', { temperature: 0, max_tokens: 8, top_p: 1, seed: 0, stop: [] });
+  } catch (err) {
+    assert.ok(err instanceof ProviderError, `not a provider error: ${String(err)}`);
+    return err;
+  }
+  throw new Error('the call succeeded');
+}
+
+describe('provider failures are recorded as the corpus says', () => {
+  let stub: StubServer;
+  before(async () => {
+    stub = await startStubServer();
+  });
+  after(() => stub.close());
+
+  for (const c of PROVIDER_FAILURES.http) {
+    test(`HTTP: ${c.name}`, async () => {
+      stub.reset({
+        status: c.status,
+        headers: c.retry_after === undefined ? {} : { 'retry-after': c.retry_after },
+        body: c.body,
+      });
+      const error = await generateError(new OpenAICompatibleProvider(stub.url, 'm', 'r1'));
+      assert.deepEqual([error.name, error.message], [c.kind, c.message]);
+      if (error instanceof ThrottledError)
+        assert.equal(error.retryAfterMs, c.retry_after_s === null ? null : c.retry_after_s * 1000);
+    });
+  }
+  for (const c of PROVIDER_FAILURES.bodies) {
+    test(`reply: ${c.name}`, async () => {
+      stub.reset({ status: 200, body: c.body });
+      const error = await generateError(new OpenAICompatibleProvider(stub.url, 'm', 'r1'));
+      assert.deepEqual([error.name, error.message], [c.kind, c.message]);
+    });
+  }
+  for (const c of PROVIDER_FAILURES.transport) {
+    test(`transport: ${c.name}`, async () => {
+      // Real sockets: what fetch raises is what is mapped.
+      const listener = createNetServer();
+      const held: Socket[] = [];
+      listener.on('connection', (socket) => held.push(socket)); // accepted, never answered
+      await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+      const { port } = listener.address() as AddressInfo;
+      if (c.failure === 'refused') await new Promise((resolve) => listener.close(resolve));
+      try {
+        const provider = new OpenAICompatibleProvider(`http://127.0.0.1:${port}`, 'm', 'r1', (c.timeout_s ?? 5) * 1000);
+        const error = await generateError(provider);
+        assert.deepEqual([error.name, error.message], ['TransientError', c.message]);
+      } finally {
+        for (const socket of held) socket.destroy();
+        if (c.failure !== 'refused') await new Promise((resolve) => listener.close(resolve));
+      }
+    });
+  }
+});

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from dapt_eval.benchmark import load_rows
@@ -16,6 +18,7 @@ from dapt_eval.judge import JUDGE_PROMPT, VerdictParseError, enclose_candidate, 
 from dapt_eval.mcq import parse_letter
 from dapt_eval.prompts import PromptSpec, render, template_problems
 from dapt_eval.providers.base import (
+    DecodingParams,
     PermanentError,
     ProviderError,
     ThrottledError,
@@ -23,6 +26,7 @@ from dapt_eval.providers.base import (
     token_count,
 )
 from dapt_eval.providers.limiter import AimdLimit
+from dapt_eval.providers.openai_compat import OpenAICompatibleProvider
 from dapt_eval.providers.retry import RetriesExhaustedError, RetryPolicy, call_with_retry
 from dapt_eval.results import ItemResult
 from dapt_eval.schemas import ClassificationItem, Task
@@ -218,3 +222,52 @@ def test_throttle_retries_follow_the_corpus(case: dict[str, Any]) -> None:
         assert call_with_retry(call, policy).attempts == case["attempts"]
     assert waits == pytest.approx(case["waits_s"], abs=1e-9)
     assert next(outcomes, None) is None, "the call stopped before the vector's last outcome"
+
+
+def _scripted_provider(status: int, body: str, headers: dict[str, str]) -> OpenAICompatibleProvider:
+    def reply(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, headers=headers, content=body.encode("utf-8"))
+
+    provider = OpenAICompatibleProvider("http://server", "m")
+    provider._client = httpx.Client(base_url="http://server", transport=httpx.MockTransport(reply))
+    return provider
+
+
+def _generate_error(provider: OpenAICompatibleProvider) -> ProviderError:
+    with pytest.raises(ProviderError) as raised:
+        provider.generate("Hi", DecodingParams())
+    return raised.value
+
+
+@pytest.mark.parametrize("case", PROVIDERS["http"], ids=[c["name"] for c in PROVIDERS["http"]])
+def test_http_errors_are_recorded_as_the_corpus_says(case: dict[str, Any]) -> None:
+    headers = {"retry-after": case["retry_after"]} if "retry_after" in case else {}
+    error = _generate_error(_scripted_provider(case["status"], case["body"], headers))
+    assert (type(error).__name__, str(error)) == (case["kind"], case["message"])
+    if isinstance(error, ThrottledError):
+        assert error.retry_after_s == case["retry_after_s"]
+
+
+@pytest.mark.parametrize("case", PROVIDERS["bodies"], ids=[c["name"] for c in PROVIDERS["bodies"]])
+def test_unusable_replies_are_recorded_as_the_corpus_says(case: dict[str, Any]) -> None:
+    error = _generate_error(_scripted_provider(200, case["body"], {}))
+    assert (type(error).__name__, str(error)) == (case["kind"], case["message"])
+
+
+@pytest.mark.parametrize(
+    "case", PROVIDERS["transport"], ids=[c["name"] for c in PROVIDERS["transport"]]
+)
+def test_transport_failures_are_recorded_as_the_corpus_says(case: dict[str, Any]) -> None:
+    # Real sockets: what httpx raises is what is mapped.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        if case["failure"] == "timeout":
+            listener.listen(1)  # accepted by the kernel, never answered
+        else:
+            listener.close()  # nothing listens on the port
+        provider = OpenAICompatibleProvider(
+            f"http://127.0.0.1:{port}", "m", timeout_s=case.get("timeout_s", 5.0)
+        )
+        error = _generate_error(provider)
+    assert (type(error).__name__, str(error)) == ("TransientError", case["message"])

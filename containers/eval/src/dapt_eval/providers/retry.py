@@ -1,7 +1,7 @@
 """Retries with exponential backoff and full jitter that honour throttling hints.
 
 Hand-written (about 30 lines) rather than pulling in tenacity: the one behaviour we need that a
-generic library does not give for free is waiting *at least* the server's Retry-After, and the
+generic library does not give for free is waiting the server's Retry-After, and the
 SDKs' own retries are switched off so that this is the single retry layer for every provider.
 """
 
@@ -64,11 +64,13 @@ class RetryPolicy:
 
     def delay(self, attempt: int, error: ProviderError) -> float:
         """Full-jitter backoff for the `attempt`-th failure of its kind (1-based: throttles and
-        other failures are numbered apart), but never less than Retry-After."""
+        other failures are numbered apart); a throttle with Retry-After waits exactly that: the
+        server said when, and the adaptive limit (`providers.limiter`) already slows the run, so
+        a growing backoff on top would only keep the call out of slots it could use."""
         ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
         jittered = self.rng.uniform(0.0, ceiling)
         if isinstance(error, ThrottledError) and error.retry_after_s is not None:
-            return max(jittered, error.retry_after_s)
+            return error.retry_after_s
         return jittered
 
 
