@@ -10,6 +10,7 @@ import { createServer as createNetServer, type AddressInfo, type Socket } from '
 import { after, before, describe, test } from 'node:test';
 import { loadRows } from '../../lambda/shared/benchmark';
 import { encloseCandidate, JUDGE_PROMPT, render, type Task, templateProblems } from '../../lambda/shared/prompts';
+import { tgiResponseText } from '../../lambda/shared/providers/aws';
 import { OpenAICompatibleProvider } from '../../lambda/shared/providers/openai';
 import { tokenCount } from '../../lambda/shared/providers/types';
 import { type ItemResult, recordLine } from '../../lambda/shared/records';
@@ -363,3 +364,16 @@ describe('provider failures are recorded as the corpus says', () => {
     });
   }
 });
+
+const SAGEMAKER_BODIES = vectors<{ sagemaker_bodies: Array<{ name: string; body: string; message: string }> }>(
+  'providers.json',
+).sagemaker_bodies;
+
+for (const c of SAGEMAKER_BODIES) {
+  test(`an unusable SageMaker reply is recorded as the corpus says: ${c.name}`, () => {
+    assert.throws(
+      () => tgiResponseText(c.body),
+      (err: unknown) => err instanceof PermanentError && err.message === c.message,
+    );
+  });
+}

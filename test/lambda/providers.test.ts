@@ -603,7 +603,7 @@ print(json.dumps(out))`,
       { text: 'Paris', usage: { input_tokens: 3, output_tokens: 2 } },
       { text: 'Lyon — ß', usage: { input_tokens: 0, output_tokens: 0 } },
     ]);
-    assert.match(outcomes[2]?.message ?? '', /^sagemaker: endpoint returned non-JSON body: not json/);
+    assert.match(outcomes[2]?.message ?? '', /^sagemaker: endpoint returned non-JSON body: 'not json/);
   });
 });
 

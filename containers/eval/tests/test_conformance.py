@@ -17,6 +17,7 @@ from dapt_eval.benchmark import load_rows
 from dapt_eval.judge import JUDGE_PROMPT, VerdictParseError, enclose_candidate, parse_verdict
 from dapt_eval.mcq import parse_letter
 from dapt_eval.prompts import PromptSpec, render, template_problems
+from dapt_eval.providers.aws import tgi_response_text
 from dapt_eval.providers.base import (
     DecodingParams,
     PermanentError,
@@ -284,3 +285,12 @@ def test_transport_failures_are_recorded_as_the_corpus_says(case: dict[str, Any]
         )
         error = _generate_error(provider)
     assert (type(error).__name__, str(error)) == ("TransientError", case["message"])
+
+
+@pytest.mark.parametrize(
+    "case", PROVIDERS["sagemaker_bodies"], ids=[c["name"] for c in PROVIDERS["sagemaker_bodies"]]
+)
+def test_unusable_sagemaker_replies_are_recorded_as_the_corpus_says(case: dict[str, Any]) -> None:
+    with pytest.raises(PermanentError) as raised:
+        tgi_response_text(case["body"].encode("utf-8"))
+    assert str(raised.value) == case["message"]

@@ -6,6 +6,7 @@
 import { BedrockRuntimeClient, ConverseCommand, type ConverseCommandOutput } from '@aws-sdk/client-bedrock-runtime';
 import { InvokeEndpointCommand, SageMakerRuntimeClient } from '@aws-sdk/client-sagemaker-runtime';
 import type { Decoding, ModelRef } from '../cache-key';
+import { pyRepr, pySlice } from '../pytext';
 import { PermanentError, type ProviderError, ThrottledError, TransientError } from '../retry';
 import { type Generation, type Provider, tokenCount } from './types';
 
@@ -126,17 +127,20 @@ export function tgiRequest(prompt: string, d: Decoding): { inputs: string; param
   return { inputs: prompt, parameters };
 }
 
-/** Accepts TGI's `[{"generated_text": ...}]` and LMI's `{"generated_text": ...}`. */
+/**
+ * Accepts TGI's `[{"generated_text": ...}]` and LMI's `{"generated_text": ...}`; failures quote the
+ * body's text as Python does (`containers/eval/conformance/providers.json`, "sagemaker_bodies").
+ */
 export function tgiResponseText(body: string): Omit<Generation, 'latencyMs'> {
   let data: unknown;
   try {
     data = JSON.parse(body);
   } catch {
-    throw new PermanentError(`sagemaker: endpoint returned non-JSON body: ${body.slice(0, 200)}`);
+    throw new PermanentError(`sagemaker: endpoint returned non-JSON body: ${pyRepr(pySlice(body, 200))}`);
   }
   const first = (Array.isArray(data) && data.length > 0 ? data[0] : data) as Record<string, unknown> | null;
   if (first === null || typeof first !== 'object' || !('generated_text' in first)) {
-    throw new PermanentError(`sagemaker: response lacks 'generated_text': ${JSON.stringify(data).slice(0, 300)}`);
+    throw new PermanentError(`sagemaker: response lacks 'generated_text': ${pyRepr(pySlice(body, 300))}`);
   }
   const details = (first.details ?? {}) as { prefill?: unknown[]; generated_tokens?: unknown };
   return {

@@ -203,13 +203,15 @@ def tgi_request(prompt: str, params: DecodingParams) -> dict[str, Any]:
 
 def tgi_response_text(body: bytes) -> tuple[str, Usage]:
     """Accept TGI's `[{"generated_text": ...}]` and LMI's `{"generated_text": ...}`."""
+    # Messages quote the body's text as the TypeScript worker does (conformance/providers.json).
+    text = body.decode("utf-8", errors="replace")
     try:
-        data = json.loads(body)
+        data = json.loads(text)
     except ValueError as err:
-        raise PermanentError(f"sagemaker: endpoint returned non-JSON body: {body[:200]!r}") from err
+        raise PermanentError(f"sagemaker: endpoint returned non-JSON body: {text[:200]!r}") from err
     first = data[0] if isinstance(data, list) and data else data
     if not isinstance(first, dict) or "generated_text" not in first:
-        raise PermanentError(f"sagemaker: response lacks 'generated_text': {data!r:.300}")
+        raise PermanentError(f"sagemaker: response lacks 'generated_text': {text[:300]!r}")
     details = first.get("details") or {}
     usage = Usage(
         input_tokens=len(details.get("prefill", []) or []),
