@@ -10,9 +10,10 @@ import { createServer as createNetServer, type AddressInfo, type Socket } from '
 import { after, before, describe, test } from 'node:test';
 import { loadRows } from '../../lambda/shared/benchmark';
 import { encloseCandidate, JUDGE_PROMPT, render, type Task, templateProblems } from '../../lambda/shared/prompts';
-import { tgiResponseText } from '../../lambda/shared/providers/aws';
+import { SageMakerRuntimeClient } from '@aws-sdk/client-sagemaker-runtime';
+import { SageMakerEndpointProvider, tgiResponseText } from '../../lambda/shared/providers/aws';
 import { OpenAICompatibleProvider } from '../../lambda/shared/providers/openai';
-import { tokenCount } from '../../lambda/shared/providers/types';
+import { type Provider, tokenCount } from '../../lambda/shared/providers/types';
 import { type ItemResult, recordLine } from '../../lambda/shared/records';
 import { AimdLimit } from '../../lambda/shared/limiter';
 import {
@@ -307,7 +308,7 @@ const PROVIDER_FAILURES = vectors<{ http: HttpCase[]; bodies: BodyCase[]; transp
   'providers.json',
 );
 
-async function generateError(provider: OpenAICompatibleProvider): Promise<ProviderError> {
+async function generateError(provider: Provider): Promise<ProviderError> {
   try {
     await provider.generate('Hi', { temperature: 0, max_tokens: 8, top_p: 1, seed: 0, stop: [] });
   } catch (err) {
@@ -375,5 +376,36 @@ for (const c of SAGEMAKER_BODIES) {
       () => tgiResponseText(c.body),
       (err: unknown) => err instanceof PermanentError && err.message === c.message,
     );
+  });
+}
+
+const AWS_TRANSPORT = vectors<{
+  aws_transport: Array<{ name: string; failure: 'refused' | 'timeout'; message: string }>;
+}>('providers.json').aws_transport;
+
+for (const c of AWS_TRANSPORT) {
+  test(`an AWS SDK transport failure is recorded as the corpus says: ${c.name}`, async () => {
+    // Real sockets through the AWS SDK, as the Python test goes through botocore.
+    const listener = createNetServer();
+    const held: Socket[] = [];
+    listener.on('connection', (socket) => held.push(socket)); // accepted, never answered
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    const { port } = listener.address() as AddressInfo;
+    if (c.failure === 'refused') await new Promise((resolve) => listener.close(resolve));
+    const client = new SageMakerRuntimeClient({
+      region: 'ap-south-2',
+      endpoint: `http://127.0.0.1:${port}`,
+      maxAttempts: 1,
+      credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+      requestHandler: { connectionTimeout: 300, requestTimeout: 300, throwOnRequestTimeout: true },
+    });
+    try {
+      const error = await generateError(new SageMakerEndpointProvider('ep', 'ep', 'r1', client));
+      assert.deepEqual([error.name, error.message], ['TransientError', c.message]);
+    } finally {
+      client.destroy();
+      for (const socket of held) socket.destroy();
+      if (c.failure !== 'refused') await new Promise((resolve) => listener.close(resolve));
+    }
   });
 }

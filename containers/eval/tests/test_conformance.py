@@ -10,14 +10,16 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
+from botocore.config import Config
 
 from dapt_eval.benchmark import load_rows
 from dapt_eval.judge import JUDGE_PROMPT, VerdictParseError, enclose_candidate, parse_verdict
 from dapt_eval.mcq import parse_letter
 from dapt_eval.prompts import PromptSpec, render, template_problems
-from dapt_eval.providers.aws import tgi_response_text
+from dapt_eval.providers.aws import SageMakerEndpointProvider, tgi_response_text
 from dapt_eval.providers.base import (
     DecodingParams,
     PermanentError,
@@ -293,4 +295,33 @@ def test_transport_failures_are_recorded_as_the_corpus_says(case: dict[str, Any]
 def test_unusable_sagemaker_replies_are_recorded_as_the_corpus_says(case: dict[str, Any]) -> None:
     with pytest.raises(PermanentError) as raised:
         tgi_response_text(case["body"].encode("utf-8"))
+    assert str(raised.value) == case["message"]
+
+
+@pytest.mark.parametrize(
+    "case", PROVIDERS["aws_transport"], ids=[c["name"] for c in PROVIDERS["aws_transport"]]
+)
+def test_aws_transport_failures_are_recorded_as_the_corpus_says(case: dict[str, Any]) -> None:
+    # Real sockets through botocore, as the TypeScript test goes through the AWS SDK.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        if case["failure"] == "timeout":
+            listener.listen(1)  # accepted by the kernel, never answered
+        else:
+            listener.close()
+        client = boto3.client(
+            "sagemaker-runtime",
+            region_name="ap-south-2",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                connect_timeout=0.3,
+                read_timeout=0.3,
+            ),
+        )
+        with pytest.raises(TransientError) as raised:
+            SageMakerEndpointProvider("ep", client=client).generate("Hi", DecodingParams())
     assert str(raised.value) == case["message"]

@@ -8,7 +8,7 @@ import { InvokeEndpointCommand, SageMakerRuntimeClient } from '@aws-sdk/client-s
 import type { Decoding, ModelRef } from '../cache-key';
 import { pyRepr, pySlice } from '../pytext';
 import { PermanentError, type ProviderError, ThrottledError, TransientError } from '../retry';
-import { type Generation, type Provider, tokenCount } from './types';
+import { type Generation, type Provider, tokenCount, transportKind } from './types';
 
 /**
  * Maps an AWS SDK error to throttled / transient / permanent, keeping code and message. The error
@@ -20,6 +20,12 @@ export function classifyAwsError(service: string, err: unknown): ProviderError {
   const code = e.name ?? 'Unknown';
   const message = `${service}: ${code}: ${e.message ?? ''}`;
   const status = e.$metadata?.httpStatusCode;
+  // No service answer: timeouts and connection failures are named by kind only, as Python's
+  // `sdk_error` names botocore's (vectors: conformance/providers.json "aws_transport").
+  if (status === undefined && code === 'TimeoutError')
+    return new TransientError(`${service}: timeout: no answer within the request timeout`);
+  const kind = status === undefined ? transportKind(err) : null;
+  if (kind !== null) return new TransientError(`${service}: transport error: ${kind}`);
   if (THROTTLE_CODES.has(code)) return new ThrottledError(message);
   if (TRANSIENT_CODES.has(code)) return new TransientError(message);
   if (status === 429) return new ThrottledError(message);

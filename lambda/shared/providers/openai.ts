@@ -6,7 +6,7 @@
 import type { Decoding, ModelRef } from '../cache-key';
 import { pyRepr, pySlice } from '../pytext';
 import { parseRetryAfter, PermanentError, type ProviderError, ThrottledError, TransientError } from '../retry';
-import { type Generation, type Provider, tokenCount } from './types';
+import { type Generation, type Provider, tokenCount, transportKind } from './types';
 
 export class OpenAICompatibleProvider implements Provider {
   readonly identity: ModelRef;
@@ -87,24 +87,13 @@ export function httpError(status: number, retryAfter: string | null, text: strin
 }
 
 /**
- * A failure to get an answer, named by its kind only (timeout, connection refused, reset, name
- * not resolved; else "connection failed"): fetch's own texts differ from httpx's, and the two
- * runtimes must record the same error for a cache key (`dapt_eval.providers.openai_compat.transport_error`).
+ * A failure to get an answer, named by its kind only: a timeout, or `transportKind` (else
+ * "connection failed"), as `dapt_eval.providers.openai_compat.transport_error` names it.
  */
 export function transportError(path: string, err: unknown, timeoutMs: number): TransientError {
   if (err instanceof Error && err.name === 'TimeoutError')
     return new TransientError(`openai: timeout calling ${path}: no answer within ${timeoutMs / 1000} s`);
-  return new TransientError(`openai: transport error calling ${path}: ${transportKind(err)}`);
-}
-
-function transportKind(err: unknown): string {
-  for (let e: unknown = err; e !== null && typeof e === 'object'; e = (e as { cause?: unknown }).cause) {
-    const code = (e as { code?: unknown }).code;
-    if (code === 'ECONNREFUSED') return 'connection refused';
-    if (code === 'ECONNRESET' || code === 'EPIPE') return 'connection reset';
-    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'name not resolved';
-  }
-  return 'connection failed';
+  return new TransientError(`openai: transport error calling ${path}: ${transportKind(err) ?? 'connection failed'}`);
 }
 
 /** A 2xx reply's body as a JSON object: not JSON is transient (a proxy's HTML page), JSON that is no object permanent. */

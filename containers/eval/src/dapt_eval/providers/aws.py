@@ -13,7 +13,13 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
 from dapt_eval.providers.base import (
     DEFAULT_REVISION,
@@ -27,6 +33,7 @@ from dapt_eval.providers.base import (
     TransientError,
     Usage,
     token_count,
+    transport_kind,
 )
 
 THROTTLE_CODES = frozenset(
@@ -64,6 +71,17 @@ def classify_client_error(service: str, err: ClientError) -> ProviderError:
     return PermanentError(message)
 
 
+def sdk_error(service: str, err: BotoCoreError) -> TransientError:
+    """A botocore failure without a service answer. Timeouts and connection failures are named by
+    kind only, as the TypeScript providers name them (`conformance/providers.json`,
+    "aws_transport"); anything else (no credentials, ...) keeps botocore's message."""
+    if isinstance(err, ReadTimeoutError | ConnectTimeoutError):
+        return TransientError(f"{service}: timeout: no answer within the request timeout")
+    if isinstance(err, EndpointConnectionError):
+        return TransientError(f"{service}: transport error: {transport_kind(err)}")
+    return TransientError(f"{service}: {err}")
+
+
 class BedrockConverseProvider(Provider):
     """Bedrock `converse` with one user turn; model ids are versioned, so revision is optional."""
 
@@ -91,7 +109,7 @@ class BedrockConverseProvider(Provider):
         except ClientError as err:
             raise classify_client_error("bedrock", err) from err
         except BotoCoreError as err:
-            raise TransientError(f"bedrock: {err}") from err
+            raise sdk_error("bedrock", err) from err
         latency_ms = (time.perf_counter() - started) * 1000
         usage = response.get("usage") or {}
         return Generation(
@@ -176,7 +194,7 @@ class SageMakerEndpointProvider(Provider):
         except ClientError as err:
             raise classify_client_error("sagemaker", err) from err
         except BotoCoreError as err:
-            raise TransientError(f"sagemaker: {err}") from err
+            raise sdk_error("sagemaker", err) from err
         latency_ms = (time.perf_counter() - started) * 1000
         text, usage = tgi_response_text(body)
         return Generation(text, usage, latency_ms, self.name, self.model_id, self.revision)

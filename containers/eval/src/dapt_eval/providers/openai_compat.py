@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +25,7 @@ from dapt_eval.providers.base import (
     TransientError,
     Usage,
     token_count,
+    transport_kind,
 )
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -144,25 +144,10 @@ class OpenAICompatibleProvider(Provider):
 
 
 def transport_error(path: str, err: BaseException, timeout_s: float) -> TransientError:
-    """A failure to get an answer, named by its kind only (timeout, connection refused, reset,
-    name not resolved; else "connection failed"): the library's own text differs between
-    httpx and Node's fetch, and the two runtimes must record the same error for a cache key."""
+    """A failure to get an answer, named by its kind only (a timeout, or `transport_kind`)."""
     if isinstance(err, httpx.TimeoutException):
         return TransientError(f"openai: timeout calling {path}: no answer within {timeout_s:g} s")
-    return TransientError(f"openai: transport error calling {path}: {_transport_kind(err)}")
-
-
-def _transport_kind(err: BaseException) -> str:
-    seen: BaseException | None = err
-    while seen is not None:
-        if isinstance(seen, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(seen, (ConnectionResetError, BrokenPipeError)):
-            return "connection reset"
-        if isinstance(seen, socket.gaierror):
-            return "name not resolved"
-        seen = seen.__cause__ or seen.__context__
-    return "connection failed"
+    return TransientError(f"openai: transport error calling {path}: {transport_kind(err)}")
 
 
 def json_object(text: str, path: str) -> dict[str, Any]:
