@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { loadRows } from '../../lambda/shared/benchmark';
 import { encloseCandidate, JUDGE_PROMPT, render, type Task, templateProblems } from '../../lambda/shared/prompts';
 import { SageMakerRuntimeClient } from '@aws-sdk/client-sagemaker-runtime';
-import { SageMakerEndpointProvider, tgiResponseText } from '../../lambda/shared/providers/aws';
+import { converseText, SageMakerEndpointProvider, tgiResponseText } from '../../lambda/shared/providers/aws';
 import { OpenAICompatibleProvider } from '../../lambda/shared/providers/openai';
 import { type Provider, tokenCount } from '../../lambda/shared/providers/types';
 import { type ItemResult, recordLine } from '../../lambda/shared/records';
@@ -407,5 +407,22 @@ for (const c of AWS_TRANSPORT) {
       for (const socket of held) socket.destroy();
       if (c.failure !== 'refused') await new Promise((resolve) => listener.close(resolve));
     }
+  });
+}
+
+interface BedrockReplyCase {
+  readonly name: string;
+  readonly response: Parameters<typeof converseText>[0];
+  readonly text?: string;
+  readonly message?: string;
+}
+for (const c of vectors<{ bedrock_replies: BedrockReplyCase[] }>('providers.json').bedrock_replies) {
+  test(`a Bedrock reply is read as the corpus says: ${c.name}`, () => {
+    if (c.message === undefined) assert.equal(converseText(c.response), c.text);
+    else
+      assert.throws(
+        () => converseText(c.response),
+        (err: unknown) => err instanceof PermanentError && err.message === c.message,
+      );
   });
 }

@@ -19,7 +19,7 @@ from dapt_eval.benchmark import load_rows
 from dapt_eval.judge import JUDGE_PROMPT, VerdictParseError, enclose_candidate, parse_verdict
 from dapt_eval.mcq import parse_letter
 from dapt_eval.prompts import PromptSpec, render, template_problems
-from dapt_eval.providers.aws import SageMakerEndpointProvider, tgi_response_text
+from dapt_eval.providers.aws import SageMakerEndpointProvider, converse_text, tgi_response_text
 from dapt_eval.providers.base import (
     DecodingParams,
     PermanentError,
@@ -325,3 +325,15 @@ def test_aws_transport_failures_are_recorded_as_the_corpus_says(case: dict[str, 
         with pytest.raises(TransientError) as raised:
             SageMakerEndpointProvider("ep", client=client).generate("Hi", DecodingParams())
     assert str(raised.value) == case["message"]
+
+
+@pytest.mark.parametrize(
+    "case", PROVIDERS["bedrock_replies"], ids=[c["name"] for c in PROVIDERS["bedrock_replies"]]
+)
+def test_bedrock_replies_are_read_as_the_corpus_says(case: dict[str, Any]) -> None:
+    if "message" in case:
+        with pytest.raises(PermanentError) as raised:
+            converse_text(case["response"])
+        assert str(raised.value) == case["message"]
+    else:
+        assert converse_text(case["response"]) == case["text"]

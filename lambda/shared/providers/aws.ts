@@ -64,13 +64,8 @@ export class BedrockConverseProvider implements Provider {
     } catch (err) {
       throw classifyAwsError('bedrock', err);
     }
-    const blocks = response.output?.message?.content;
-    if (!blocks)
-      throw new PermanentError(
-        `bedrock: response lacks output.message.content: ${JSON.stringify(response).slice(0, 300)}`,
-      );
     return {
-      text: blocks.map((b) => ('text' in b && typeof b.text === 'string' ? b.text : '')).join(''),
+      text: converseText(response),
       usage: {
         input_tokens: tokenCount(response.usage?.inputTokens, 'bedrock: usage.inputTokens'),
         output_tokens: tokenCount(response.usage?.outputTokens, 'bedrock: usage.outputTokens'),
@@ -78,6 +73,20 @@ export class BedrockConverseProvider implements Provider {
       latencyMs: response.metrics?.latencyMs ?? performance.now() - started,
     };
   }
+}
+
+/**
+ * The text blocks of the assistant message, concatenated (tool-use blocks carry no text). Without
+ * them the error names the stop reason, not the response: the SDK's object and boto3's dict differ,
+ * the record's error must not (`containers/eval/conformance/providers.json`, "bedrock_replies").
+ */
+export function converseText(response: Pick<ConverseCommandOutput, 'output' | 'stopReason'>): string {
+  const blocks = response.output?.message?.content;
+  if (blocks === undefined || blocks === null)
+    throw new PermanentError(
+      `bedrock: response lacks output.message.content (stopReason: ${JSON.stringify(response.stopReason ?? null)})`,
+    );
+  return blocks.map((b) => ('text' in b && typeof b.text === 'string' ? String(b.text) : '')).join('');
 }
 
 export class SageMakerEndpointProvider implements Provider {

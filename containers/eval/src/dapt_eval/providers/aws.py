@@ -142,13 +142,18 @@ def converse_request(model_id: str, prompt: str, params: DecodingParams) -> dict
 
 
 def converse_text(response: dict[str, Any]) -> str:
-    """Concatenate the text blocks of the assistant message (tool-use blocks carry no text)."""
+    """Concatenate the text blocks of the assistant message (tool-use blocks carry no text).
+
+    Without them the error names the stop reason, not the response: boto3's dict and the
+    TypeScript SDK's object differ (ResponseMetadata, $metadata), the record's error must not
+    (`conformance/providers.json`, "bedrock_replies")."""
     try:
         blocks = response["output"]["message"]["content"]
-    except (KeyError, TypeError) as err:
-        raise PermanentError(
-            f"bedrock: response lacks output.message.content: {response!r:.300}"
-        ) from err
+    except (KeyError, TypeError):
+        blocks = None
+    if blocks is None:
+        stop = json.dumps(response.get("stopReason"), ensure_ascii=False)
+        raise PermanentError(f"bedrock: response lacks output.message.content (stopReason: {stop})")
     return "".join(str(block["text"]) for block in blocks if "text" in block)
 
 
