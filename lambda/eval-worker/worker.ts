@@ -94,9 +94,13 @@ export async function processShard(deps: WorkerDeps, event: WorkerEvent, context
         maxAttempts: shard.worker.retry.max_attempts,
         baseDelayMs: shard.worker.retry.base_delay_ms,
         maxDelayMs: shard.worker.retry.max_delay_ms,
+        ...(shard.worker.retry.max_throttled_attempts === undefined
+          ? {}
+          : { maxThrottledAttempts: shard.worker.retry.max_throttled_attempts }),
       },
       concurrency: shard.worker.concurrency,
       providerSlots: shard.worker.provider_slots,
+      ...(shard.worker.min_provider_slots === undefined ? {} : { minProviderSlots: shard.worker.min_provider_slots }),
       ...(context ? { remainingMs: () => context.getRemainingTimeInMillis() } : {}),
       onCall: (provider, latencyMs) => {
         const values = latencies.get(provider.provider) ?? [];

@@ -6,7 +6,8 @@
 import type { Row } from './benchmark';
 import type { ModelRef } from './cache-key';
 import { evaluateUnit, type RunContext, unitKey } from './evaluate';
-import { mapPool, Semaphore } from './pool';
+import { AdaptiveLimiter, DEFAULT_FLOOR } from './limiter';
+import { mapPool } from './pool';
 import type { Provider } from './providers/types';
 import { FINISHED_STATUSES, type Status } from './records';
 import type { RetryPolicy } from './retry';
@@ -34,8 +35,15 @@ export interface EngineOptions {
   readonly retry: RetryPolicy;
   /** Units evaluated at once by this worker. */
   readonly concurrency: number;
-  /** In-flight calls allowed per provider kind *in this worker* (`min(concurrency, run limit / shards in flight)`). */
+  /**
+   * Most in-flight calls per provider kind *in this worker* (`min(concurrency, run limit / shards in flight)`):
+   * the adaptive limit's ceiling, where it starts; throttling lowers it (AIMD, `limiter.ts`).
+   */
   readonly providerSlots: Readonly<Record<string, number>>;
+  /** Fewest in-flight calls per provider kind the adaptive limit keeps when throttled (at most the ceiling). @default 1 */
+  readonly minProviderSlots?: number;
+  /** Called with each provider kind's limiter when it is made (benchmarks read its `peakInFlight`). */
+  readonly onLimiter?: (kind: string, limiter: AdaptiveLimiter) => void;
   /** Milliseconds left before the worker must stop starting units. @default - no deadline */
   readonly remainingMs?: () => number;
   /** Called after every successful provider call. */
@@ -50,14 +58,16 @@ export class ShardIncompleteError extends Error {
 /** Evaluates every unit not yet finished in the store. */
 export async function runShard(ctx: RunContext, units: readonly Unit[], options: EngineOptions): Promise<ShardCounts> {
   const counts: ShardCounts = { ok: 0, errored: 0, unparseable: 0, skipped: 0 };
-  const semaphores = new Map<string, Semaphore>();
-  const slotsFor = (kind: string): Semaphore => {
-    let s = semaphores.get(kind);
-    if (!s) {
-      s = new Semaphore(Math.max(1, Math.min(options.concurrency, options.providerSlots[kind] ?? options.concurrency)));
-      semaphores.set(kind, s);
+  const limiters = new Map<string, AdaptiveLimiter>();
+  const slotsFor = (kind: string): AdaptiveLimiter => {
+    let limiter = limiters.get(kind);
+    if (!limiter) {
+      const ceiling = Math.max(1, Math.min(options.concurrency, options.providerSlots[kind] ?? options.concurrency));
+      limiter = new AdaptiveLimiter(Math.min(ceiling, options.minProviderSlots ?? DEFAULT_FLOOR), ceiling);
+      limiters.set(kind, limiter);
+      options.onLimiter?.(kind, limiter);
     }
-    return s;
+    return limiter;
   };
   let notStarted = 0;
   await mapPool(units, options.concurrency, async (unit) => {

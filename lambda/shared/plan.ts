@@ -13,9 +13,17 @@ import { EVAL_PREFIXES } from './layout';
 /** Worker settings carried by every shard. */
 export interface WorkerSettings {
   readonly concurrency: number;
-  /** In-flight calls per provider kind within one worker. */
+  /** Most in-flight calls per provider kind within one worker (the adaptive limit's ceiling). */
   readonly provider_slots: Readonly<Partial<Record<ProviderKind, number>>>;
-  readonly retry: { readonly max_attempts: number; readonly base_delay_ms: number; readonly max_delay_ms: number };
+  /** Fewest in-flight calls per provider kind a throttled worker keeps. Absent in older shards: 1. */
+  readonly min_provider_slots?: number;
+  readonly retry: {
+    readonly max_attempts: number;
+    readonly base_delay_ms: number;
+    readonly max_delay_ms: number;
+    /** Absent in older shards: `MAX_THROTTLED_ATTEMPTS`. */
+    readonly max_throttled_attempts?: number;
+  };
 }
 
 /** `runs/<run_id>/shards/<00000>.json`: self-contained, so a worker makes one read. */
@@ -170,7 +178,12 @@ function workerSettings(spec: RunSpec, judge: ProviderSpec | null): WorkerSettin
   const slots: Partial<Record<ProviderKind, number>> = {};
   for (const p of [...spec.models, ...(judge ? [judge] : [])])
     slots[p.provider] = Math.min(spec.worker_concurrency, providerLimit(spec, p.provider));
-  return { concurrency: spec.worker_concurrency, provider_slots: slots, retry: spec.retry };
+  return {
+    concurrency: spec.worker_concurrency,
+    provider_slots: slots,
+    min_provider_slots: spec.min_provider_concurrency,
+    retry: spec.retry,
+  };
 }
 
 /**
@@ -221,6 +234,7 @@ export function runRecord(
     shard_count: plan.shards.length,
     max_concurrency: plan.maxConcurrency,
     worker_concurrency: spec.worker_concurrency,
+    min_provider_concurrency: spec.min_provider_concurrency,
     results_prefix: EVAL_PREFIXES.results,
   };
 }

@@ -1,8 +1,9 @@
 /**
  * The provider error taxonomy and the single retry layer (`dapt_eval.providers.base/retry`):
- * exponential backoff with full jitter, never shorter than the server's Retry-After; SDK retries
+ * exponential backoff with full jitter, or the server's Retry-After when a throttle has one; SDK retries
  * are off so throttles are counted the same way for every provider.
  */
+import rules from '../../containers/eval/src/dapt_eval/adaptive_concurrency.json';
 
 /** Base of provider failures; the message is what lands in the record's `error`. */
 export class ProviderError extends Error {
@@ -43,8 +44,13 @@ export class RetriesExhaustedError extends ProviderError {
 
 /** How often and how long to retry; `sleep` and `random` are injectable for fast tests. */
 export interface RetryPolicy {
-  /** Attempts including the first. @default 5 */
+  /** Failed attempts including the first; throttled attempts are counted apart. @default 5 */
   readonly maxAttempts: number;
+  /**
+   * Throttled attempts before the call is given up: a throttle says "later", not "failed", so it
+   * does not use `maxAttempts`. @default - `max_throttled_attempts` of adaptive_concurrency.json (20)
+   */
+  readonly maxThrottledAttempts?: number;
   /** Ceiling of the first backoff. @default 500 */
   readonly baseDelayMs: number;
   /** Largest backoff ceiling. @default 30000 */
@@ -59,11 +65,16 @@ export interface Attempted<T> {
   readonly attempts: number;
 }
 
-/** Full-jitter delay for `attempt` (1-based), but never less than Retry-After. */
+/**
+ * Full-jitter delay for the `attempt`-th failure of its kind (1-based: throttles and other
+ * failures are numbered apart); a throttle with Retry-After waits exactly that (the server said
+ * when, and the adaptive limit already slows the run: a growing backoff on top would only keep the
+ * call out of slots it could use), as in Python.
+ */
 export function retryDelayMs(policy: RetryPolicy, attempt: number, error: ProviderError): number {
   const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
   const jittered = (policy.random ?? Math.random)() * ceiling;
-  if (error instanceof ThrottledError && error.retryAfterMs !== null) return Math.max(jittered, error.retryAfterMs);
+  if (error instanceof ThrottledError && error.retryAfterMs !== null) return error.retryAfterMs;
   return jittered;
 }
 
@@ -78,19 +89,26 @@ export function unexpectedError(err: unknown): TransientError {
 }
 
 /**
- * Runs `call`, retrying throttles and transient errors; permanent errors fail at once. Any other
- * exception is `unexpectedError` (retried, then recorded as an errored item), as in Python.
+ * Runs `call`, retrying throttles and transient errors; permanent errors fail at once. Throttles
+ * are counted apart (`maxThrottledAttempts`), so a provider that is only busy does not turn items
+ * into errors. Any other exception is `unexpectedError` (retried, then recorded as an errored
+ * item), as in Python. Vectors: `containers/eval/conformance/concurrency.json` ("retries").
  */
 export async function callWithRetry<T>(call: () => Promise<T>, policy: RetryPolicy): Promise<Attempted<T>> {
   const sleep = policy.sleep ?? defaultSleep;
+  const maxThrottled = policy.maxThrottledAttempts ?? MAX_THROTTLED_ATTEMPTS;
+  let failures = 0;
+  let throttles = 0;
   for (let attempt = 1; ; attempt++) {
     try {
       return { value: await call(), attempts: attempt };
     } catch (err) {
       const error = err instanceof ProviderError ? err : unexpectedError(err);
-      if (error instanceof PermanentError || attempt >= policy.maxAttempts)
-        throw new RetriesExhaustedError(error, attempt);
-      await sleep(retryDelayMs(policy, attempt, error));
+      if (error instanceof PermanentError) throw new RetriesExhaustedError(error, attempt);
+      const throttled = error instanceof ThrottledError;
+      const count = throttled ? ++throttles : ++failures;
+      if (count >= (throttled ? maxThrottled : policy.maxAttempts)) throw new RetriesExhaustedError(error, attempt);
+      await sleep(retryDelayMs(policy, count, error));
     }
   }
 }
@@ -106,4 +124,6 @@ function defaultSleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** Throttled attempts of one call before it is recorded as errored (`adaptive_concurrency.json`). */
+export const MAX_THROTTLED_ATTEMPTS: number = rules.max_throttled_attempts;
 export const DEFAULT_RETRY_POLICY: RetryPolicy = { maxAttempts: 5, baseDelayMs: 500, maxDelayMs: 30_000 };

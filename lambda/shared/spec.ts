@@ -6,6 +6,8 @@
 import { z } from 'zod';
 import { assertCanonicalizable } from './canonical-json';
 import { EVAL_PREFIXES } from './layout';
+import { DEFAULT_FLOOR } from './limiter';
+import { MAX_THROTTLED_ATTEMPTS } from './retry';
 
 export const PROVIDER_KINDS = ['bedrock', 'sagemaker', 'openai', 'simulated'] as const;
 export type ProviderKind = (typeof PROVIDER_KINDS)[number];
@@ -141,13 +143,21 @@ export const runSpecSchema = z.strictObject({
   shard_size: z.int().min(1).max(MAX_SHARD_SIZE()).default(100),
   worker_concurrency: z.int().min(1).max(256).default(16),
   provider_concurrency: z.partialRecord(z.enum(PROVIDER_KINDS), z.int().min(1)).default({}),
+  /** Fewest calls per provider kind a worker keeps in flight while the provider throttles (its adaptive limit's floor). */
+  min_provider_concurrency: z.int().min(1).default(DEFAULT_FLOOR),
   retry: z
     .strictObject({
       max_attempts: z.int().min(1).max(10).default(5),
       base_delay_ms: z.number().min(0).default(500),
       max_delay_ms: z.number().min(0).default(30_000),
+      max_throttled_attempts: z.int().min(1).max(100).default(MAX_THROTTLED_ATTEMPTS),
     })
-    .default({ max_attempts: 5, base_delay_ms: 500, max_delay_ms: 30_000 }),
+    .default({
+      max_attempts: 5,
+      base_delay_ms: 500,
+      max_delay_ms: 30_000,
+      max_throttled_attempts: MAX_THROTTLED_ATTEMPTS,
+    }),
 });
 export type RunSpec = z.infer<typeof runSpecSchema>;
 

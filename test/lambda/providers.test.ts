@@ -603,7 +603,7 @@ print(json.dumps(out))`,
       { text: 'Paris', usage: { input_tokens: 3, output_tokens: 2 } },
       { text: 'Lyon — ß', usage: { input_tokens: 0, output_tokens: 0 } },
     ]);
-    assert.match(outcomes[2]?.message ?? '', /^sagemaker: endpoint returned non-JSON body: not json/);
+    assert.match(outcomes[2]?.message ?? '', /^sagemaker: endpoint returned non-JSON body: 'not json/);
   });
 });
 
@@ -632,7 +632,8 @@ describe('model call timeouts (factory clients)', () => {
       const started = Date.now();
       await assert.rejects(
         provider.generate('Hi', GREEDY),
-        (err: Error) => err.name === 'TransientError' && /sagemaker: TimeoutError/.test(err.message),
+        (err: Error) =>
+          err.name === 'TransientError' && err.message === 'sagemaker: timeout: no answer within the request timeout',
       );
       const waited = Date.now() - started;
       assert.ok(waited >= 250 && waited < 5_000, `gave up after ${waited} ms`);

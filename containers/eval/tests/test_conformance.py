@@ -5,10 +5,15 @@ drift apart where the parity tests do not look."""
 from __future__ import annotations
 
 import json
+import random
+import socket
 from pathlib import Path
 from typing import Any
 
+import boto3
+import httpx
 import pytest
+from botocore.config import Config
 
 from dapt_eval import unicode_table
 from dapt_eval.benchmark import load_rows
@@ -17,7 +22,17 @@ from dapt_eval.judge import JUDGE_PROMPT, VerdictParseError, enclose_candidate, 
 from dapt_eval.mcq import parse_letter
 from dapt_eval.metrics import UnicodeTokenizer, rouge_l
 from dapt_eval.prompts import PromptSpec, render, template_problems
-from dapt_eval.providers.base import PermanentError, token_count
+from dapt_eval.providers.aws import SageMakerEndpointProvider, converse_text, tgi_response_text
+from dapt_eval.providers.base import (
+    DecodingParams,
+    PermanentError,
+    ProviderError,
+    ThrottledError,
+    TransientError,
+    token_count,
+)
+from dapt_eval.providers.limiter import AimdLimit
+from dapt_eval.providers.openai_compat import OpenAICompatibleProvider
 from dapt_eval.providers.retry import RetriesExhaustedError, RetryPolicy, call_with_retry
 from dapt_eval.results import ItemResult
 from dapt_eval.runner import parse_label
@@ -181,3 +196,182 @@ def test_labels_parse_as_the_corpus_says(case: dict[str, Any]) -> None:
 def test_repr_follows_the_corpus(case: dict[str, Any]) -> None:
     # Error messages quote replies with repr (e.g. "reply is not a single letter A-D: ...").
     assert repr(case["text"]) == case["repr"]
+
+
+CONCURRENCY = _vectors("concurrency.json")
+
+
+@pytest.mark.parametrize(
+    "case", CONCURRENCY["limits"], ids=[c["name"] for c in CONCURRENCY["limits"]]
+)
+def test_the_adaptive_limit_follows_the_corpus(case: dict[str, Any]) -> None:
+    limit = AimdLimit(case["floor"], case["ceiling"])
+    seen = []
+    for event in case["events"]:
+        if event[0] == "start":
+            assert limit.can_start(), f"the vector starts a call beyond the limit: {event}"
+            limit.start()
+        else:
+            {"ok": limit.succeeded, "throttle": limit.throttled, "error": limit.failed}[event[0]](
+                event[1]
+            )
+        seen.append([limit.limit, limit.allowed, limit.in_flight])
+    assert [s[1:] for s in seen] == [e[1:] for e in case["expect"]]
+    assert [s[0] for s in seen] == pytest.approx([e[0] for e in case["expect"]], abs=1e-9)
+
+
+class _FixedDraw(random.Random):
+    """A generator whose uniform draw is always `value` (the vectors fix the jitter)."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(0)
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+_OUTCOME_ERRORS: dict[str, type[ProviderError]] = {
+    "throttle": ThrottledError,
+    "transient": TransientError,
+    "permanent": PermanentError,
+}
+
+
+@pytest.mark.parametrize(
+    "case", CONCURRENCY["retries"], ids=[c["name"] for c in CONCURRENCY["retries"]]
+)
+def test_throttle_retries_follow_the_corpus(case: dict[str, Any]) -> None:
+    outcomes = iter(case["outcomes"])
+    waits: list[float] = []
+
+    def call() -> str:
+        outcome = next(outcomes)
+        if "ok" in outcome:
+            return str(outcome["ok"])
+        if "throttle" in outcome:
+            raise ThrottledError(outcome["throttle"], outcome.get("retry_after_s"))
+        kind = next(k for k in outcome if k in _OUTCOME_ERRORS)
+        raise _OUTCOME_ERRORS[kind](outcome[kind])
+
+    policy = RetryPolicy(**case["policy"], sleep=waits.append, rng=_FixedDraw(case["random"]))
+    if "error" in case:
+        with pytest.raises(RetriesExhaustedError) as raised:
+            call_with_retry(call, policy)
+        assert str(raised.value) == case["error"]
+    else:
+        assert call_with_retry(call, policy).attempts == case["attempts"]
+    assert waits == pytest.approx(case["waits_s"], abs=1e-9)
+    assert next(outcomes, None) is None, "the call stopped before the vector's last outcome"
+
+
+_SCRIPT: dict[str, Any] = {}
+"""The answer `_SCRIPTED` gives next: status, headers, body (one client for every case: building
+an httpx client loads an SSL context, ~0.15 s each)."""
+
+
+def _scripted_reply(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(
+        _SCRIPT["status"], headers=_SCRIPT["headers"], content=_SCRIPT["body"].encode("utf-8")
+    )
+
+
+_SCRIPTED = OpenAICompatibleProvider("http://server", "m")
+_SCRIPTED._client = httpx.Client(
+    base_url="http://server", transport=httpx.MockTransport(_scripted_reply)
+)
+
+
+def _scripted_provider(status: int, body: str, headers: dict[str, str]) -> OpenAICompatibleProvider:
+    _SCRIPT.update(status=status, body=body, headers=headers)
+    return _SCRIPTED
+
+
+def _generate_error(provider: OpenAICompatibleProvider) -> ProviderError:
+    with pytest.raises(ProviderError) as raised:
+        provider.generate("Hi", DecodingParams())
+    return raised.value
+
+
+@pytest.mark.parametrize("case", PROVIDERS["http"], ids=[c["name"] for c in PROVIDERS["http"]])
+def test_http_errors_are_recorded_as_the_corpus_says(case: dict[str, Any]) -> None:
+    headers = {"retry-after": case["retry_after"]} if "retry_after" in case else {}
+    error = _generate_error(_scripted_provider(case["status"], case["body"], headers))
+    assert (type(error).__name__, str(error)) == (case["kind"], case["message"])
+    if isinstance(error, ThrottledError):
+        assert error.retry_after_s == case["retry_after_s"]
+
+
+@pytest.mark.parametrize("case", PROVIDERS["bodies"], ids=[c["name"] for c in PROVIDERS["bodies"]])
+def test_unusable_replies_are_recorded_as_the_corpus_says(case: dict[str, Any]) -> None:
+    error = _generate_error(_scripted_provider(200, case["body"], {}))
+    assert (type(error).__name__, str(error)) == (case["kind"], case["message"])
+
+
+@pytest.mark.parametrize(
+    "case", PROVIDERS["transport"], ids=[c["name"] for c in PROVIDERS["transport"]]
+)
+def test_transport_failures_are_recorded_as_the_corpus_says(case: dict[str, Any]) -> None:
+    # Real sockets: what httpx raises is what is mapped.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        if case["failure"] == "timeout":
+            listener.listen(1)  # accepted by the kernel, never answered
+        else:
+            listener.close()  # nothing listens on the port
+        provider = OpenAICompatibleProvider(
+            f"http://127.0.0.1:{port}", "m", timeout_s=case.get("timeout_s", 5.0)
+        )
+        error = _generate_error(provider)
+    assert (type(error).__name__, str(error)) == ("TransientError", case["message"])
+
+
+@pytest.mark.parametrize(
+    "case", PROVIDERS["sagemaker_bodies"], ids=[c["name"] for c in PROVIDERS["sagemaker_bodies"]]
+)
+def test_unusable_sagemaker_replies_are_recorded_as_the_corpus_says(case: dict[str, Any]) -> None:
+    with pytest.raises(PermanentError) as raised:
+        tgi_response_text(case["body"].encode("utf-8"))
+    assert str(raised.value) == case["message"]
+
+
+@pytest.mark.parametrize(
+    "case", PROVIDERS["aws_transport"], ids=[c["name"] for c in PROVIDERS["aws_transport"]]
+)
+def test_aws_transport_failures_are_recorded_as_the_corpus_says(case: dict[str, Any]) -> None:
+    # Real sockets through botocore, as the TypeScript test goes through the AWS SDK.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        if case["failure"] == "timeout":
+            listener.listen(1)  # accepted by the kernel, never answered
+        else:
+            listener.close()
+        client = boto3.client(
+            "sagemaker-runtime",
+            region_name="ap-south-2",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                connect_timeout=0.3,
+                read_timeout=0.3,
+            ),
+        )
+        with pytest.raises(TransientError) as raised:
+            SageMakerEndpointProvider("ep", client=client).generate("Hi", DecodingParams())
+    assert str(raised.value) == case["message"]
+
+
+@pytest.mark.parametrize(
+    "case", PROVIDERS["bedrock_replies"], ids=[c["name"] for c in PROVIDERS["bedrock_replies"]]
+)
+def test_bedrock_replies_are_read_as_the_corpus_says(case: dict[str, Any]) -> None:
+    if "message" in case:
+        with pytest.raises(PermanentError) as raised:
+            converse_text(case["response"])
+        assert str(raised.value) == case["message"]
+    else:
+        assert converse_text(case["response"]) == case["text"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from dapt_eval.commands import aggregate_dir, run_and_report
 from dapt_eval.hashing import item_sha256, sha256_text
 from dapt_eval.judge import Judge
 from dapt_eval.prompts import PromptSpec
-from dapt_eval.providers.base import DecodingParams
+from dapt_eval.providers.base import DecodingParams, Generation, Oracle, ThrottledError
 from dapt_eval.providers.offline import OfflineBehaviour, OfflineProvider
 from dapt_eval.providers.openai_compat import OpenAICompatibleProvider
 from dapt_eval.providers.retry import RetryPolicy
@@ -175,6 +177,52 @@ def test_throttled_items_succeed_after_retry(make_benchmark: MakeBenchmark, tmp_
     summary = run_benchmark(benchmark, _offline(throttle_rate=1.0), _config(), store)
     assert summary.ok == 5
     assert {r.attempts for r in store} == {2}
+
+
+class _BusyProvider(OfflineProvider):
+    """An offline model whose server takes `capacity` calls at a time and throttles the rest
+    (HTTP 429 with Retry-After 0), like a provider quota the runner is not told."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__("tiny", "r1", OfflineBehaviour())
+        self.capacity = capacity
+        self.in_flight = self.served = self.throttles = 0
+        self._lock = threading.Lock()
+
+    def generate(
+        self, prompt: str, params: DecodingParams, oracle: Oracle | None = None
+    ) -> Generation:
+        with self._lock:
+            if self.in_flight >= self.capacity:
+                self.throttles += 1
+                raise ThrottledError("offline: busy (HTTP 429)", retry_after_s=0.0)
+            self.in_flight += 1
+        try:
+            time.sleep(0.005)
+            return super().generate(prompt, params, oracle)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+                self.served += 1
+
+
+def test_a_provider_busy_above_an_untold_limit_loses_no_item_and_serves_each_once(
+    make_benchmark: MakeBenchmark, tmp_path: Path
+) -> None:
+    # Before: 8 threads at a server taking 2 ran out of their 3 attempts (errored items).
+    benchmark = load_benchmark(make_benchmark(Task.MCQ, [mcq_row(i) for i in range(24)]))
+    store = ResultStore(tmp_path / "out")
+    provider = _BusyProvider(capacity=2)
+    summary = run_benchmark(benchmark, provider, _config(concurrency=8), store)
+    assert (summary.ok, summary.errored) == (24, 0)
+    assert provider.served == 24 and len({r.cache_key for r in store}) == 24
+    assert provider.throttles > 0  # the limit was found, not given
+    assert all(r.attempts >= 1 for r in store)
+
+
+def test_min_concurrency_above_concurrency_is_refused() -> None:
+    with pytest.raises(RunConfigError, match=r"min_concurrency = 5: must be >= 1 and <= conc"):
+        RunConfig(run_id="r", concurrency=4, min_concurrency=5)
 
 
 def test_unparseable_letters_are_counted_separately(

@@ -6,8 +6,9 @@
 import { BedrockRuntimeClient, ConverseCommand, type ConverseCommandOutput } from '@aws-sdk/client-bedrock-runtime';
 import { InvokeEndpointCommand, SageMakerRuntimeClient } from '@aws-sdk/client-sagemaker-runtime';
 import type { Decoding, ModelRef } from '../cache-key';
+import { pyRepr, pySlice } from '../pytext';
 import { PermanentError, type ProviderError, ThrottledError, TransientError } from '../retry';
-import { type Generation, type Provider, tokenCount } from './types';
+import { type Generation, type Provider, tokenCount, transportKind } from './types';
 
 /**
  * Maps an AWS SDK error to throttled / transient / permanent, keeping code and message. The error
@@ -19,6 +20,12 @@ export function classifyAwsError(service: string, err: unknown): ProviderError {
   const code = e.name ?? 'Unknown';
   const message = `${service}: ${code}: ${e.message ?? ''}`;
   const status = e.$metadata?.httpStatusCode;
+  // No service answer: timeouts and connection failures are named by kind only, as Python's
+  // `sdk_error` names botocore's (vectors: conformance/providers.json "aws_transport").
+  if (status === undefined && code === 'TimeoutError')
+    return new TransientError(`${service}: timeout: no answer within the request timeout`);
+  const kind = status === undefined ? transportKind(err) : null;
+  if (kind !== null) return new TransientError(`${service}: transport error: ${kind}`);
   if (THROTTLE_CODES.has(code)) return new ThrottledError(message);
   if (TRANSIENT_CODES.has(code)) return new TransientError(message);
   if (status === 429) return new ThrottledError(message);
@@ -57,13 +64,8 @@ export class BedrockConverseProvider implements Provider {
     } catch (err) {
       throw classifyAwsError('bedrock', err);
     }
-    const blocks = response.output?.message?.content;
-    if (!blocks)
-      throw new PermanentError(
-        `bedrock: response lacks output.message.content: ${JSON.stringify(response).slice(0, 300)}`,
-      );
     return {
-      text: blocks.map((b) => ('text' in b && typeof b.text === 'string' ? b.text : '')).join(''),
+      text: converseText(response),
       usage: {
         input_tokens: tokenCount(response.usage?.inputTokens, 'bedrock: usage.inputTokens'),
         output_tokens: tokenCount(response.usage?.outputTokens, 'bedrock: usage.outputTokens'),
@@ -71,6 +73,20 @@ export class BedrockConverseProvider implements Provider {
       latencyMs: response.metrics?.latencyMs ?? performance.now() - started,
     };
   }
+}
+
+/**
+ * The text blocks of the assistant message, concatenated (tool-use blocks carry no text). Without
+ * them the error names the stop reason, not the response: the SDK's object and boto3's dict differ,
+ * the record's error must not (`containers/eval/conformance/providers.json`, "bedrock_replies").
+ */
+export function converseText(response: Pick<ConverseCommandOutput, 'output' | 'stopReason'>): string {
+  const blocks = response.output?.message?.content;
+  if (blocks === undefined || blocks === null)
+    throw new PermanentError(
+      `bedrock: response lacks output.message.content (stopReason: ${JSON.stringify(response.stopReason ?? null)})`,
+    );
+  return blocks.map((b) => ('text' in b && typeof b.text === 'string' ? String(b.text) : '')).join('');
 }
 
 export class SageMakerEndpointProvider implements Provider {
@@ -126,17 +142,20 @@ export function tgiRequest(prompt: string, d: Decoding): { inputs: string; param
   return { inputs: prompt, parameters };
 }
 
-/** Accepts TGI's `[{"generated_text": ...}]` and LMI's `{"generated_text": ...}`. */
+/**
+ * Accepts TGI's `[{"generated_text": ...}]` and LMI's `{"generated_text": ...}`; failures quote the
+ * body's text as Python does (`containers/eval/conformance/providers.json`, "sagemaker_bodies").
+ */
 export function tgiResponseText(body: string): Omit<Generation, 'latencyMs'> {
   let data: unknown;
   try {
     data = JSON.parse(body);
   } catch {
-    throw new PermanentError(`sagemaker: endpoint returned non-JSON body: ${body.slice(0, 200)}`);
+    throw new PermanentError(`sagemaker: endpoint returned non-JSON body: ${pyRepr(pySlice(body, 200))}`);
   }
   const first = (Array.isArray(data) && data.length > 0 ? data[0] : data) as Record<string, unknown> | null;
   if (first === null || typeof first !== 'object' || !('generated_text' in first)) {
-    throw new PermanentError(`sagemaker: response lacks 'generated_text': ${JSON.stringify(data).slice(0, 300)}`);
+    throw new PermanentError(`sagemaker: response lacks 'generated_text': ${pyRepr(pySlice(body, 300))}`);
   }
   const details = (first.details ?? {}) as { prefill?: unknown[]; generated_tokens?: unknown };
   return {

@@ -39,3 +39,19 @@ export function tokenCount(value: unknown, where: string): number {
     throw new PermanentError(`${where} is not a token count: ${JSON.stringify(value)}`);
   return value;
 }
+
+/**
+ * What kind of failure to get an answer `err` is, from the Node error code it (or a cause of it)
+ * carries: "connection refused", "connection reset", "name not resolved", else null. Error strings
+ * name the kind only, never the client's text (fetch, the AWS SDK, httpx and botocore word the
+ * same failure differently; `dapt_eval.providers.base.transport_kind` follows the same vectors).
+ */
+export function transportKind(err: unknown): string | null {
+  for (let e: unknown = err; e !== null && typeof e === 'object'; e = (e as { cause?: unknown }).cause) {
+    const code = (e as { code?: unknown }).code;
+    if (code === 'ECONNREFUSED') return 'connection refused';
+    if (code === 'ECONNRESET' || code === 'EPIPE') return 'connection reset';
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'name not resolved';
+  }
+  return null;
+}

@@ -25,6 +25,7 @@ from dapt_eval.judge import DEFAULT_KAPPA_THRESHOLD, Judge
 from dapt_eval.mcq import DEFAULT_PARAPHRASE_JACCARD
 from dapt_eval.providers.base import DEFAULT_REVISION, DecodingParams, Provider
 from dapt_eval.providers.factory import ProviderSpec, build_provider
+from dapt_eval.providers.limiter import DEFAULT_FLOOR
 from dapt_eval.providers.offline import OfflineBehaviour
 from dapt_eval.runner import DEFAULT_CONCURRENCY, RunConfig, RunConfigError
 
@@ -76,7 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, required=True)
     run.add_argument("--run-id", default=None, help="default: a new UUID")
     run.add_argument("--mode", default=None, help="mcq: letter (default) or loglik")
-    run.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
+    run.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        help="units at once, and the most provider calls in flight (lowered while the provider "
+        "throttles)",
+    )
+    run.add_argument(
+        "--min-concurrency",
+        type=int,
+        default=DEFAULT_FLOOR,
+        help="the fewest provider calls kept in flight when throttled (= --concurrency: fixed)",
+    )
     run.add_argument(
         "--format-spread", action="store_true", help="also run the manifest's prompt variants"
     )
@@ -209,6 +222,7 @@ def _run(args: argparse.Namespace) -> int:
         ),
         mode=args.mode,
         concurrency=args.concurrency,
+        min_concurrency=args.min_concurrency,
         include_format_spread=args.format_spread,
     )
     judge = Judge(judge_provider) if judge_provider else None

@@ -11,7 +11,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from dapt_eval import unicode_table
@@ -31,6 +31,7 @@ from dapt_eval.mcq import (
 from dapt_eval.metrics import rouge_l
 from dapt_eval.prompts import CHOICE_LETTERS, PromptSpec, format_choices, render
 from dapt_eval.providers.base import DecodingParams, Oracle, Provider, ProviderError
+from dapt_eval.providers.limiter import DEFAULT_FLOOR, ConcurrencyLimiter, LimitedProvider
 from dapt_eval.providers.retry import RetryPolicy, call_with_retry
 from dapt_eval.results import ItemResult, JudgeRecord, ModelRef, Store, cache_key
 from dapt_eval.schemas import (
@@ -81,7 +82,12 @@ class RunConfig:
     mode: str | None = None
     """Scoring mode, one of the task's `TASK_MODES`; None picks the task's first mode."""
     concurrency: int = DEFAULT_CONCURRENCY
-    """Units (item, prompt) evaluated at the same time, in threads."""
+    """Units (item, prompt) evaluated at the same time, in threads, and the ceiling of the
+    provider calls in flight: the run starts there and, when the provider throttles, lowers
+    it (AIMD, `providers.limiter`), raising it again while calls succeed."""
+    min_concurrency: int = DEFAULT_FLOOR
+    """The floor of the provider calls in flight, however often the provider throttles;
+    equal to `concurrency`, the concurrency is fixed."""
     include_format_spread: bool = False
     """Also evaluate the manifest's prompt variants, not only its primary prompt."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -96,6 +102,11 @@ class RunConfig:
         problems = []
         if self.concurrency < 1:
             problems.append(f"concurrency = {self.concurrency}: must be >= 1")
+        if not 1 <= self.min_concurrency <= max(1, self.concurrency):
+            problems.append(
+                f"min_concurrency = {self.min_concurrency}: must be >= 1 and <= concurrency "
+                f"({self.concurrency})"
+            )
         if self.sample is not None and self.sample < 1:
             problems.append(f"sample = {self.sample}: must be >= 1 or None")
         if problems:
@@ -199,10 +210,14 @@ def run_benchmark(
     judge: Judge | None = None,
     progress: Callable[[ItemResult], None] | None = None,
 ) -> RunSummary:
-    """Evaluate all units not yet finished in `store`, `config.concurrency` at a time;
+    """Evaluate all units not yet finished in `store`, `config.concurrency` at a time, with
+    the model's calls (and the judge's, each provider apart) kept under an adaptive limit;
     `progress` is called with each new record (from the calling thread)."""
     mode, summary, pending = plan_units(benchmark, provider, config, store, judge)
     unit_judge = judge if benchmark.manifest.task is Task.QA and mode == "judge" else None
+    provider = limited(provider, config)
+    if unit_judge is not None:
+        unit_judge = replace(unit_judge, provider=limited(unit_judge.provider, config))
 
     def work(unit: tuple[Item, PromptSpec, str]) -> ItemResult:
         item, prompt, key = unit
@@ -219,6 +234,11 @@ def run_benchmark(
             if progress is not None:
                 progress(result)
     return summary
+
+
+def limited(provider: Provider, config: RunConfig) -> LimitedProvider:
+    """`provider` behind its own adaptive limit between the run's floor and ceiling."""
+    return LimitedProvider(provider, ConcurrencyLimiter(config.min_concurrency, config.concurrency))
 
 
 Unit = tuple[Item, PromptSpec, str]

@@ -13,7 +13,13 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
 from dapt_eval.providers.base import (
     DEFAULT_REVISION,
@@ -27,6 +33,7 @@ from dapt_eval.providers.base import (
     TransientError,
     Usage,
     token_count,
+    transport_kind,
 )
 
 THROTTLE_CODES = frozenset(
@@ -64,6 +71,17 @@ def classify_client_error(service: str, err: ClientError) -> ProviderError:
     return PermanentError(message)
 
 
+def sdk_error(service: str, err: BotoCoreError) -> TransientError:
+    """A botocore failure without a service answer. Timeouts and connection failures are named by
+    kind only, as the TypeScript providers name them (`conformance/providers.json`,
+    "aws_transport"); anything else (no credentials, ...) keeps botocore's message."""
+    if isinstance(err, ReadTimeoutError | ConnectTimeoutError):
+        return TransientError(f"{service}: timeout: no answer within the request timeout")
+    if isinstance(err, EndpointConnectionError):
+        return TransientError(f"{service}: transport error: {transport_kind(err)}")
+    return TransientError(f"{service}: {err}")
+
+
 class BedrockConverseProvider(Provider):
     """Bedrock `converse` with one user turn; model ids are versioned, so revision is optional."""
 
@@ -91,7 +109,7 @@ class BedrockConverseProvider(Provider):
         except ClientError as err:
             raise classify_client_error("bedrock", err) from err
         except BotoCoreError as err:
-            raise TransientError(f"bedrock: {err}") from err
+            raise sdk_error("bedrock", err) from err
         latency_ms = (time.perf_counter() - started) * 1000
         usage = response.get("usage") or {}
         return Generation(
@@ -124,13 +142,18 @@ def converse_request(model_id: str, prompt: str, params: DecodingParams) -> dict
 
 
 def converse_text(response: dict[str, Any]) -> str:
-    """Concatenate the text blocks of the assistant message (tool-use blocks carry no text)."""
+    """Concatenate the text blocks of the assistant message (tool-use blocks carry no text).
+
+    Without them the error names the stop reason, not the response: boto3's dict and the
+    TypeScript SDK's object differ (ResponseMetadata, $metadata), the record's error must not
+    (`conformance/providers.json`, "bedrock_replies")."""
     try:
         blocks = response["output"]["message"]["content"]
-    except (KeyError, TypeError) as err:
-        raise PermanentError(
-            f"bedrock: response lacks output.message.content: {response!r:.300}"
-        ) from err
+    except (KeyError, TypeError):
+        blocks = None
+    if blocks is None:
+        stop = json.dumps(response.get("stopReason"), ensure_ascii=False)
+        raise PermanentError(f"bedrock: response lacks output.message.content (stopReason: {stop})")
     return "".join(str(block["text"]) for block in blocks if "text" in block)
 
 
@@ -176,7 +199,7 @@ class SageMakerEndpointProvider(Provider):
         except ClientError as err:
             raise classify_client_error("sagemaker", err) from err
         except BotoCoreError as err:
-            raise TransientError(f"sagemaker: {err}") from err
+            raise sdk_error("sagemaker", err) from err
         latency_ms = (time.perf_counter() - started) * 1000
         text, usage = tgi_response_text(body)
         return Generation(text, usage, latency_ms, self.name, self.model_id, self.revision)
@@ -203,13 +226,15 @@ def tgi_request(prompt: str, params: DecodingParams) -> dict[str, Any]:
 
 def tgi_response_text(body: bytes) -> tuple[str, Usage]:
     """Accept TGI's `[{"generated_text": ...}]` and LMI's `{"generated_text": ...}`."""
+    # Messages quote the body's text as the TypeScript worker does (conformance/providers.json).
+    text = body.decode("utf-8", errors="replace")
     try:
-        data = json.loads(body)
+        data = json.loads(text)
     except ValueError as err:
-        raise PermanentError(f"sagemaker: endpoint returned non-JSON body: {body[:200]!r}") from err
+        raise PermanentError(f"sagemaker: endpoint returned non-JSON body: {text[:200]!r}") from err
     first = data[0] if isinstance(data, list) and data else data
     if not isinstance(first, dict) or "generated_text" not in first:
-        raise PermanentError(f"sagemaker: response lacks 'generated_text': {data!r:.300}")
+        raise PermanentError(f"sagemaker: response lacks 'generated_text': {text[:300]!r}")
     details = first.get("details") or {}
     usage = Usage(
         input_tokens=len(details.get("prefill", []) or []),

@@ -9,6 +9,7 @@ scored as wrong.
 from __future__ import annotations
 
 import json
+import socket
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -117,6 +118,23 @@ def token_count(value: object, where: str) -> int:
         shown = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
         raise PermanentError(f"{where} is not a token count: {shown}")
     return value
+
+
+def transport_kind(err: BaseException) -> str:
+    """What kind of failure to get an answer `err` is, from the OS error it wraps: "connection
+    refused", "connection reset", "name not resolved", else "connection failed". Error strings
+    name the kind only, never the client library's text (httpx, botocore, fetch and the AWS SDK
+    word the same failure differently; both runtimes must record one string per cache key)."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(seen, ConnectionResetError | BrokenPipeError):
+            return "connection reset"
+        if isinstance(seen, socket.gaierror):
+            return "name not resolved"
+        seen = seen.__cause__ or seen.__context__
+    return "connection failed"
 
 
 class Provider(ABC):

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +25,7 @@ from dapt_eval.providers.base import (
     TransientError,
     Usage,
     token_count,
+    transport_kind,
 )
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -50,6 +52,7 @@ class OpenAICompatibleProvider(Provider):
         # What the server calls the model, when that is not its identity: `transformers serve`
         # pinned to a local folder wants the folder's path, which is no name for a cache key.
         self._request_model = request_model or model_id
+        self._timeout_s = timeout_s
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s
@@ -70,17 +73,20 @@ class OpenAICompatibleProvider(Provider):
         if params.stop:
             body["stop"] = list(params.stop)
         started = time.perf_counter()
-        data = self._post("/v1/chat/completions", body)
+        data, body_text = self._post("/v1/chat/completions", body)
         latency_ms = (time.perf_counter() - started) * 1000
         try:
-            text = data["choices"][0]["message"]["content"]
+            message = data["choices"][0]["message"]
+            text = message["content"]
         except (KeyError, IndexError, TypeError) as err:
             raise PermanentError(
-                f"openai: response lacks choices[0].message.content: {data!r:.300}"
+                f"openai: response lacks choices[0].message.content: {body_text[:300]!r}"
             ) from err
-        usage = data.get("usage") or {}
+        usage = data.get("usage")
+        usage = {} if usage is None else usage
         if not isinstance(usage, dict):
-            raise PermanentError(f"openai: usage is not an object: {usage!r:.200}")
+            shown = json.dumps(usage, separators=(",", ":"), ensure_ascii=False)[:200]
+            raise PermanentError(f"openai: usage is not an object: {shown}")
         return Generation(
             text=str(text or ""),
             usage=Usage(
@@ -115,34 +121,55 @@ class OpenAICompatibleProvider(Provider):
             "echo": True,
             "logprobs": 1,
         }
-        data = self._post("/v1/completions", body)
+        data, body_text = self._post("/v1/completions", body)
         try:
             logprobs = data["choices"][0]["logprobs"]
             offsets: list[int] = logprobs["text_offset"]
             values: list[float | None] = logprobs["token_logprobs"]
         except (KeyError, IndexError, TypeError) as err:
             raise PermanentError(
-                f"openai: response lacks choices[0].logprobs: {data!r:.300}"
+                f"openai: response lacks choices[0].logprobs: {body_text[:300]!r}"
             ) from err
         return continuation_logprob(offsets, values, len(prompt), len(prompt) + len(continuation))
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _post(self, path: str, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """The reply's JSON object and its text; failures in the shared wording
+        (`conformance/providers.json`: the TypeScript provider records the same strings)."""
         try:
             response = self._client.post(path, json=body)
-        except httpx.TimeoutException as err:
-            raise TransientError(f"openai: timeout calling {path}: {err}") from err
         except httpx.TransportError as err:
-            raise TransientError(f"openai: transport error calling {path}: {err}") from err
+            raise transport_error(path, err, self._timeout_s) from err
         raise_for_status(response, path)
-        try:
-            data = response.json()
-        except ValueError as err:
-            raise TransientError(
-                f"openai: {path} returned non-JSON body: {response.text[:200]!r}"
-            ) from err
-        if not isinstance(data, dict):
-            raise PermanentError(f"openai: {path} returned {type(data).__name__}, expected object")
-        return data
+        return json_object(response.text, path), response.text
+
+
+def transport_error(path: str, err: BaseException, timeout_s: float) -> TransientError:
+    """A failure to get an answer, named by its kind only (a timeout, or `transport_kind`)."""
+    if isinstance(err, httpx.TimeoutException):
+        return TransientError(f"openai: timeout calling {path}: no answer within {timeout_s:g} s")
+    return TransientError(f"openai: transport error calling {path}: {transport_kind(err)}")
+
+
+def json_object(text: str, path: str) -> dict[str, Any]:
+    """A 2xx reply's body as a JSON object (a body that is not JSON is transient: proxies
+    answer HTML pages while a server restarts; JSON that is not an object is permanent)."""
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise TransientError(f"openai: {path} returned non-JSON body: {text[:200]!r}") from err
+    if not isinstance(data, dict):
+        raise PermanentError(f"openai: {path} returned JSON {_json_kind(data)}, expected an object")
+    return data
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return "string" if isinstance(value, str) else "array"
 
 
 def continuation_logprob(
@@ -164,19 +191,27 @@ def continuation_logprob(
 
 
 def raise_for_status(response: httpx.Response, path: str) -> None:
-    """Map HTTP status to the error taxonomy; 429 carries Retry-After seconds when given."""
-    status = response.status_code
+    """Raise `http_error` for a status of 400 or more."""
+    retry_after = response.headers.get("retry-after")
+    error = http_error(response.status_code, retry_after, response.text, path)
+    if error is not None:
+        raise error
+
+
+def http_error(status: int, retry_after: str | None, text: str, path: str) -> ProviderError | None:
+    """Map an HTTP status to the error taxonomy (None below 400). Throttled: 429, and 503 with a
+    Retry-After header (a server shedding load says when to come back); both carry Retry-After
+    seconds when given. Vectors: `conformance/providers.json` ("http")."""
     if status < HTTP_BAD_REQUEST:
-        return
-    detail = f"openai: {path} returned HTTP {status}: {response.text[:200]!r}"
-    if status == HTTP_TOO_MANY_REQUESTS:
-        raise ThrottledError(
-            detail, retry_after_s=parse_retry_after(response.headers.get("retry-after"))
-        )
-    error: type[ProviderError] = (
-        TransientError if status >= HTTP_SERVER_ERROR or status in {408, 409} else PermanentError
-    )
-    raise error(detail)
+        return None
+    detail = f"openai: {path} returned HTTP {status}: {text[:200]!r}"
+    if status == HTTP_TOO_MANY_REQUESTS or (
+        status == HTTP_SERVICE_UNAVAILABLE and retry_after is not None
+    ):
+        return ThrottledError(detail, retry_after_s=parse_retry_after(retry_after))
+    if status >= HTTP_SERVER_ERROR or status in {408, 409}:
+        return TransientError(detail)
+    return PermanentError(detail)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -192,3 +227,4 @@ def parse_retry_after(value: str | None) -> float | None:
 HTTP_BAD_REQUEST = 400
 HTTP_TOO_MANY_REQUESTS = 429
 HTTP_SERVER_ERROR = 500
+HTTP_SERVICE_UNAVAILABLE = 503
