@@ -572,6 +572,7 @@ class StageRecipe:
     # -- checkpoint and export -----------------------------------------------------------------
 
     def save_checkpoint(self) -> str:
+        start = time.perf_counter()
         uri = save_checkpoint(
             join(self.out, "checkpoints"),
             self._staging(),
@@ -588,7 +589,9 @@ class StageRecipe:
         )
         self.saved_step = self.step
         self._sync_outputs()
-        self._log_event("checkpoint", uri=uri, step=self.step)
+        # How long a save takes tells whether a SIGTERM checkpoint fits the stop window.
+        seconds = round(time.perf_counter() - start, 2)
+        self._log_event("checkpoint", uri=uri, step=self.step, seconds=seconds)
         return uri
 
     def export(self, heldout: dict[str, float]) -> None:
