@@ -2,9 +2,12 @@
  * Will a training job fit? Node counts against the deployed stack, and a first-order GPU memory
  * estimate per stage against a P5 node (8 x H100 80 GB), before any GPU is paid for.
  *
- * The estimate counts weights, gradients and optimizer state only (activations depend on sequence
- * length, micro batch and activation checkpointing); hence the margin: a stage is refused above
- * DEFAULT_MEMORY_LIMIT of GPU memory.
+ * The estimate counts what the trainer keeps per GPU besides activations: weights, gradients,
+ * optimizer state and the unsharded gradients a sharded LoRA run holds between micro batches. It
+ * mirrors containers/trainer/src/dapt_trainer/memory.py, which is tested against the trainer's
+ * measured allocations; both must give containers/trainer/conformance/memory.json. Activations
+ * depend on sequence length, micro batch and activation checkpointing; hence the margin: a stage
+ * is refused above DEFAULT_MEMORY_LIMIT of GPU memory.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -14,12 +17,13 @@ import { z } from 'zod';
 export const TrainerConfigSchema = z.object({
   experiment: z.string(),
   token_cache: z.string().nullable().optional(),
-  compute: z.object({ activation_checkpointing: z.boolean() }),
+  compute: z.object({ activation_checkpointing: z.boolean(), precision: z.enum(['bf16', 'fp32']) }),
   stages: z
     .array(
       z.object({
         name: z.string(),
         steps: z.number().int(),
+        grad_accum_steps: z.number().int(),
         model: z.object({ path: z.string().nullable(), from_stage: z.string().nullable() }),
         method: z.object({
           name: z.enum(['full', 'lora']),
@@ -137,6 +141,23 @@ export function loraParameterCount(d: LlamaDimensions, rank: number, targets: re
   return d.layers * perLayer;
 }
 
+/** Bytes per GPU by what they hold (dapt_trainer.memory.MemoryBytes). */
+export interface MemoryBreakdown {
+  readonly weights: number;
+  readonly gradients: number;
+  readonly optimizer: number;
+  /** Unsharded gradients held between micro batches (sharded LoRA with accumulation). */
+  readonly accumulation: number;
+}
+
+/** What the trainer's memory depends on besides the parameter counts. */
+export interface TrainingShape {
+  /** compute.precision: a LoRA run's frozen base is bf16 (2 bytes) under bf16, else fp32. */
+  readonly precision: 'bf16' | 'fp32';
+  /** The stage's grad_accum_steps: above 1, a sharded LoRA run holds unsharded adapter gradients. */
+  readonly gradAccumSteps: number;
+}
+
 /** The estimate of one stage. */
 export interface MemoryEstimate {
   readonly stage: string;
@@ -144,6 +165,7 @@ export interface MemoryEstimate {
   readonly parameters: number;
   readonly trainableParameters: number;
   readonly gpus: number;
+  readonly breakdown: MemoryBreakdown;
   readonly bytesPerGpu: number;
   readonly gpuBytes: number;
   readonly fits: boolean;
@@ -152,38 +174,67 @@ export interface MemoryEstimate {
 }
 
 /**
- * Weights, gradients and AdamW state per GPU, sharded over all GPUs of the job (FSDP2).
- * Full fine-tuning: bf16 weights (2) + bf16 grads (2) + fp32 master weights (4) + fp32 Adam
- * moments (8) = 16 bytes/param. LoRA: the frozen bf16 base (2 bytes/param) plus 16 bytes per
- * adapter parameter.
+ * Per GPU, sharded over all GPUs of the job by FSDP2 (dapt_trainer/memory.py). Full fine-tuning:
+ * fp32 master weights (4) + fp32 gradients (4, reduce-scattered every micro batch) + fp32 AdamW
+ * moments (8) = 16 bytes/param / GPUs. LoRA: the frozen base (2 bytes/param in bf16, 4 in fp32) /
+ * GPUs, 16 bytes per adapter parameter / GPUs, and on more than one GPU with gradient accumulation
+ * the adapters' unsharded fp32 gradients (4 bytes each, on every GPU).
  */
+export function memoryBreakdown(
+  method: 'full' | 'lora',
+  parameters: number,
+  adapterParameters: number,
+  gpus: number,
+  shape: TrainingShape,
+): MemoryBreakdown {
+  if (method === 'full')
+    return {
+      weights: (MASTER_BYTES * parameters) / gpus,
+      gradients: (GRADIENT_BYTES * parameters) / gpus,
+      optimizer: (ADAM_BYTES * parameters) / gpus,
+      accumulation: 0,
+    };
+  const frozen = shape.precision === 'bf16' ? FROZEN_BF16_BYTES : MASTER_BYTES;
+  const deferred = gpus > 1 && shape.gradAccumSteps > 1;
+  return {
+    weights: (frozen * parameters + MASTER_BYTES * adapterParameters) / gpus,
+    gradients: (GRADIENT_BYTES * adapterParameters) / gpus,
+    optimizer: (ADAM_BYTES * adapterParameters) / gpus,
+    accumulation: deferred ? GRADIENT_BYTES * adapterParameters : 0,
+  };
+}
+
+/** The breakdown of a stage against the node's GPU memory, with a one-line summary. */
 export function estimateMemory(
   stage: string,
   method: 'full' | 'lora',
   parameters: number,
   adapterParameters: number,
   nodes: number,
+  shape: TrainingShape = DEFAULT_TRAINING_SHAPE,
   node: GpuNode = P5_GPU_NODE,
 ): MemoryEstimate {
   const gpus = nodes * node.gpusPerNode;
   const trainable = method === 'full' ? parameters : adapterParameters;
-  const total =
-    method === 'full'
-      ? parameters * FULL_BYTES_PER_PARAM
-      : parameters * FROZEN_BYTES_PER_PARAM + adapterParameters * FULL_BYTES_PER_PARAM;
-  const bytesPerGpu = total / gpus;
+  const breakdown = memoryBreakdown(method, parameters, adapterParameters, gpus, shape);
+  const bytesPerGpu = breakdown.weights + breakdown.gradients + breakdown.optimizer + breakdown.accumulation;
   const limit = node.gpuBytes * DEFAULT_MEMORY_LIMIT;
+  const frozen = shape.precision === 'bf16' ? FROZEN_BF16_BYTES : MASTER_BYTES;
   const rule =
     method === 'full'
-      ? `${FULL_BYTES_PER_PARAM} B/param x ${billions(parameters)}B params`
-      : `${FROZEN_BYTES_PER_PARAM} B/param x ${billions(parameters)}B frozen + ${FULL_BYTES_PER_PARAM} B/param x ${billions(adapterParameters)}B adapter`;
-  const summary = `stage '${stage}' (${method}): ${rule} / ${gpus} GPUs = ${gb(bytesPerGpu)} GB per GPU (limit ${gb(limit)} GB = ${DEFAULT_MEMORY_LIMIT * 100}% of ${gb(node.gpuBytes)} GB; activations not counted)`;
+      ? `${FULL_BYTES_PER_PARAM} B/param x ${billions(parameters)}B params / ${gpus} GPUs`
+      : `(${frozen} B/param x ${billions(parameters)}B frozen + ${FULL_BYTES_PER_PARAM} B/param x ${billions(adapterParameters)}B adapter) / ${gpus} GPUs` +
+        (breakdown.accumulation > 0
+          ? ` + ${GRADIENT_BYTES} B/param x ${billions(adapterParameters)}B unsharded adapter gradients (grad_accum_steps ${shape.gradAccumSteps})`
+          : '');
+  const summary = `stage '${stage}' (${method}): ${rule} = ${gb(bytesPerGpu)} GB per GPU (limit ${gb(limit)} GB = ${DEFAULT_MEMORY_LIMIT * 100}% of ${gb(node.gpuBytes)} GB; activations not counted)`;
   return {
     stage,
     method,
     parameters,
     trainableParameters: trainable,
     gpus,
+    breakdown,
     bytesPerGpu,
     gpuBytes: node.gpuBytes,
     fits: bytesPerGpu <= limit,
@@ -194,7 +245,7 @@ export function estimateMemory(
 /** What to try when a stage does not fit. */
 export function fitAdvice(estimate: MemoryEstimate, activationCheckpointing: boolean): string {
   const options = [
-    ...(estimate.method === 'full' ? ['method.name: lora (2 B/param for the frozen base)'] : []),
+    ...(estimate.method === 'full' ? ['method.name: lora (2 B/param for the frozen base under bf16)'] : []),
     `more nodes (--nodes ${Math.ceil((estimate.bytesPerGpu / (estimate.gpuBytes * DEFAULT_MEMORY_LIMIT)) * (estimate.gpus / P5_GPU_NODE.gpusPerNode))} would shard it under the limit)`,
     ...(activationCheckpointing ? [] : ['compute.activation_checkpointing: true']),
   ];
@@ -257,7 +308,10 @@ export function estimateStages(
       stage.method.name === 'lora'
         ? loraParameterCount(dims, stage.method.lora.rank, stage.method.lora.target_modules)
         : 0;
-    const estimate = estimateMemory(stage.name, stage.method.name, parameters, adapter, nodes);
+    const estimate = estimateMemory(stage.name, stage.method.name, parameters, adapter, nodes, {
+      precision: config.compute.precision,
+      gradAccumSteps: stage.grad_accum_steps,
+    });
     estimates.push(estimate);
     if (!estimate.fits) problems.push(`stages.${i} ${fitAdvice(estimate, config.compute.activation_checkpointing)}`);
   }
@@ -287,9 +341,17 @@ export interface GpuNode {
 
 /** p5.48xlarge (and p5e/p5en, counted at the smallest): 8 x H100 80 GB. Mirrors P5_NODE in lib/stacks/training-stack.ts. */
 export const P5_GPU_NODE: GpuNode = { gpusPerNode: 8, gpuBytes: 80e9 };
-/** bf16 weights + bf16 grads + fp32 master weights + fp32 Adam first and second moments. */
-export const FULL_BYTES_PER_PARAM = 16;
-/** A frozen bf16 weight. */
-export const FROZEN_BYTES_PER_PARAM = 2;
+/** A trained weight in fp32 (also a frozen one when precision is fp32). */
+export const MASTER_BYTES = 4;
+/** Its gradient, kept and reduced in fp32. */
+export const GRADIENT_BYTES = 4;
+/** AdamW's first and second moments in fp32. */
+export const ADAM_BYTES = 8;
+/** fp32 master weight + fp32 gradient + fp32 Adam moments. */
+export const FULL_BYTES_PER_PARAM = MASTER_BYTES + GRADIENT_BYTES + ADAM_BYTES;
+/** A frozen weight of a LoRA run under bf16. */
+export const FROZEN_BF16_BYTES = 2;
+/** The trainer's defaults (compute.precision bf16, grad_accum_steps 1). */
+export const DEFAULT_TRAINING_SHAPE: TrainingShape = { precision: 'bf16', gradAccumSteps: 1 };
 /** Share of GPU memory the estimate may use; the rest is left for activations and the allocator. */
 export const DEFAULT_MEMORY_LIMIT = 0.9;

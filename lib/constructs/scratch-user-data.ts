@@ -1,10 +1,25 @@
 /**
+ * Seconds between a stopped job's SIGTERM and its SIGKILL on the GPU nodes: within Spot's
+ * 120-second notice, less the agent's reaction to it. The trainer's launcher gives its workers
+ * TORCHRUN_SHUTDOWN_TIMEOUT_SECONDS of it, so that it can still exit 143 itself.
+ */
+export const ECS_STOP_TIMEOUT_SECONDS = 110;
+/** torchrun's wait for its workers after a SIGTERM (TORCH_ELASTIC_SHUTDOWN_TIMEOUT); under ECS_STOP_TIMEOUT_SECONDS. */
+export const TORCHRUN_SHUTDOWN_TIMEOUT_SECONDS = 100;
+
+/**
  * Assembles the instance-store NVMe disks into one RAID-0 volume mounted at /scratch (MIME, as
  * Batch requires). The ECS-optimized AL2023 image has no mdadm, so it is installed from the
  * Amazon Linux repositories (S3, reached through the gateway endpoint). Whatever fails, /scratch
  * ends writable for the trainer's user, and /scratch/.dapt-scratch says what it is (RAID-0 over
  * N disks, one disk, or the root volume) for the trainer to log; a degraded layout is also
  * written to the console log (`aws ec2 get-console-output`).
+ *
+ * It also sets the ECS agent's stop window before the agent starts: ECS_CONTAINER_STOP_TIMEOUT
+ * (default 30 s) is how long `docker stop` waits between the SIGTERM of a terminated job (or a
+ * drained Spot node) and the SIGKILL, i.e. the time the trainer's emergency checkpoint has. It is
+ * set within Spot's two-minute interruption notice, and Spot draining makes the agent stop the
+ * job as soon as the notice comes (docs/operations.md, "Stopping a training job").
  */
 export const SCRATCH_USER_DATA = [
   'MIME-Version: 1.0',
@@ -15,6 +30,8 @@ export const SCRATCH_USER_DATA = [
   '',
   '#!/bin/bash',
   'set -ux',
+  `echo "ECS_CONTAINER_STOP_TIMEOUT=${ECS_STOP_TIMEOUT_SECONDS}s" >> /etc/ecs/ecs.config`,
+  'echo "ECS_ENABLE_SPOT_INSTANCE_DRAINING=true" >> /etc/ecs/ecs.config',
   'mkdir -p /scratch',
   'layout="root volume"',
   'trap \'chmod 1777 /scratch; echo "$layout" > /scratch/.dapt-scratch; chmod 0644 /scratch/.dapt-scratch\' EXIT',

@@ -18,6 +18,7 @@ import { JOB_CONTRACT } from '../config/job-contract';
 import type { ResolvedConfig } from '../config/load';
 import { ManagedRole } from './managed-role';
 import { repositoryImage } from './repository-image';
+import { TORCHRUN_SHUTDOWN_TIMEOUT_SECONDS } from './scratch-user-data';
 
 /** The lake zones a training job touches. Never `raw`: the trainer reads only redacted (curated) text. */
 export type TrainingBuckets = Record<'datasets' | 'models' | 'artifacts' | 'curated', s3.IBucket>;
@@ -42,9 +43,16 @@ export { JOB_CONTRACT } from '../config/job-contract';
 
 export { RUNS_PREFIX } from '../config/parameter-names';
 
+/**
+ * torchrun as the trainer image launches it (`python -m dapt_trainer.launch`, torchrun's own
+ * arguments): it exits 143 after a SIGTERM and with a failed worker's exit code, where plain
+ * torchrun exits 1 (containers/trainer/src/dapt_trainer/launch.py).
+ */
+export const TORCHRUN = ['python', '-m', 'dapt_trainer.launch'];
+
 /** The multi-node launch: one torchrun per node, rendezvous at the main node. */
 export const MULTI_NODE_LAUNCH = [
-  'exec torchrun',
+  `exec ${TORCHRUN.join(' ')}`,
   `--nnodes="$AWS_BATCH_JOB_NUM_NODES" --node_rank="$AWS_BATCH_JOB_NODE_INDEX"`,
   `--nproc_per_node=${P5_NODE.gpus}`,
   '--rdzv_backend=c10d --rdzv_endpoint="${AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS:-$(hostname -i)}:29500"',
@@ -61,6 +69,8 @@ const EFA_ENVIRONMENT: Record<string, string> = {
   FI_EFA_FORK_SAFE: '1',
   NCCL_SOCKET_IFNAME: '^lo,docker',
   TORCH_NCCL_ASYNC_ERROR_HANDLING: '1',
+  // The SIGTERM checkpoint's share of the ECS agent's stop window (see scratch-user-data.ts).
+  TORCH_ELASTIC_SHUTDOWN_TIMEOUT: String(TORCHRUN_SHUTDOWN_TIMEOUT_SECONDS),
 };
 
 export interface GpuContainerProps {
@@ -293,7 +303,7 @@ export class TrainerJobs extends Construct {
     this.singleNode = new batch.EcsJobDefinition(this, 'SingleNode', {
       jobDefinitionName: `${props.namePrefix}-train-single-node`,
       container: container('Trainer', [
-        'torchrun',
+        ...TORCHRUN,
         '--standalone',
         `--nproc_per_node=${P5_NODE.gpus}`,
         '-m',

@@ -1,6 +1,6 @@
 /** cli/train.ts against moto (SSM, Batch, S3, CloudWatch Logs), and its pure parts directly. */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import {
@@ -199,7 +199,7 @@ test('a 70B full fine-tune on one node is refused with the numbers; LoRA fits', 
   assert.equal(lora.code, 0, lora.err);
   assert.match(
     lora.out,
-    /stage 'dapt' \(lora\): 2 B\/param x 70\.55B frozen \+ 16 B\/param x 3\.31B adapter \/ 8 GPUs = 24\.3 GB per GPU/,
+    /stage 'dapt' \(lora\): \(2 B\/param x 70\.55B frozen \+ 16 B\/param x 3\.31B adapter\) \/ 8 GPUs = 24\.3 GB per GPU/,
   );
 });
 
@@ -234,6 +234,79 @@ test('LLaMA parameter counts: 70B from its dimensions, tied embeddings counted o
   assert.equal(twoNodes.bytesPerGpu, 70e9);
   assert.equal(twoNodes.fits, true, '70 GB per GPU is under 90% of 80 GB');
   assert.equal(estimateMemory('s', 'full', 73e9, 0, 2).fits, false);
+});
+
+test("the memory estimate is the trainer's accounting: every case of its conformance file", () => {
+  // The trainer's tests measure the tiny cases' allocations on CPU (one process, FSDP2 on two).
+  const file = path.join(__dirname, '..', '..', 'containers', 'trainer', 'conformance', 'memory.json');
+  const { cases } = JSON.parse(readFileSync(file, 'utf8')) as { cases: MemoryCase[] };
+  assert.ok(cases.length >= 5);
+  for (const c of cases) {
+    const d = llamaDimensions(c.model, c.name);
+    const parameters = llamaParameterCount(d);
+    const adapter = c.method === 'lora' ? loraParameterCount(d, c.lora.rank, c.lora.target_modules) : 0;
+    assert.equal(parameters, c.expect.parameters, c.name);
+    assert.equal(adapter, c.expect.adapter_parameters, c.name);
+    const estimate = estimateMemory(
+      's',
+      c.method,
+      parameters,
+      adapter,
+      1,
+      {
+        precision: c.precision,
+        gradAccumSteps: c.grad_accum_steps,
+      },
+      { gpusPerNode: c.gpus, gpuBytes: 80e9 },
+    );
+    assert.deepEqual(
+      estimate.breakdown,
+      {
+        weights: c.expect.weights,
+        gradients: c.expect.gradients,
+        optimizer: c.expect.optimizer,
+        accumulation: c.expect.accumulation,
+      },
+      c.name,
+    );
+    assert.equal(estimate.bytesPerGpu, c.expect.total, c.name);
+  }
+});
+
+test('7B LoRA r=256 (issue 14): 23.7 GB on one GPU, and a node holds the unsharded adapter gradients', () => {
+  const d = llamaDimensions(LLAMA_2_7B, 'llama-2-7b');
+  const adapter = loraParameterCount(d, 256, ALL_PROJECTIONS);
+  const one = estimateMemory(
+    's',
+    'lora',
+    llamaParameterCount(d),
+    adapter,
+    1,
+    { precision: 'bf16', gradAccumSteps: 8 },
+    { gpusPerNode: 1, gpuBytes: 80e9 },
+  );
+  assert.match(one.summary, /= 23\.7 GB per GPU/);
+  const fp32 = estimateMemory(
+    's',
+    'lora',
+    llamaParameterCount(d),
+    adapter,
+    1,
+    { precision: 'fp32', gradAccumSteps: 8 },
+    { gpusPerNode: 1, gpuBytes: 80e9 },
+  );
+  assert.match(
+    fp32.summary,
+    /\(4 B\/param x 6\.74B frozen \+ 16 B\/param x 0\.6396B adapter\) \/ 1 GPUs = 37\.2 GB per GPU/,
+  );
+  const node = estimateMemory('s', 'lora', llamaParameterCount(d), adapter, 1, {
+    precision: 'bf16',
+    gradAccumSteps: 8,
+  });
+  assert.match(
+    node.summary,
+    /\/ 8 GPUs \+ 4 B\/param x 0\.6396B unsharded adapter gradients \(grad_accum_steps 8\) = 5\.5 GB per GPU/,
+  );
 });
 
 test('node checks need no AWS', () => {
@@ -561,3 +634,28 @@ test('tokenize submits the token-cache job on the CPU queue once per config, wit
   assert.equal((await jobsNamed(stack.cpuQueueArn, 'tok-')).length, 1);
   assert.equal((await jobsNamed(stack.gpuQueueArn, 'tok-')).length, 0);
 });
+
+/** One case of containers/trainer/conformance/memory.json. */
+interface MemoryCase {
+  readonly name: string;
+  readonly model: unknown;
+  readonly method: 'full' | 'lora';
+  readonly lora: { readonly rank: number; readonly target_modules: string[] };
+  readonly gpus: number;
+  readonly precision: 'bf16' | 'fp32';
+  readonly grad_accum_steps: number;
+  readonly expect: Record<
+    'parameters' | 'adapter_parameters' | 'weights' | 'gradients' | 'optimizer' | 'accumulation' | 'total',
+    number
+  >;
+}
+
+const LLAMA_2_7B = {
+  hidden_size: 4096,
+  num_hidden_layers: 32,
+  vocab_size: 32000,
+  intermediate_size: 11008,
+  num_attention_heads: 32,
+  num_key_value_heads: 32,
+};
+const ALL_PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];

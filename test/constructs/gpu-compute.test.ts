@@ -4,6 +4,7 @@ import { Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type { TrainingConfig } from '../../lib/config/schema';
 import { GpuCompute, gpuSubnet } from '../../lib/constructs/gpu-compute';
+import { ECS_STOP_TIMEOUT_SECONDS, TORCHRUN_SHUTDOWN_TIMEOUT_SECONDS } from '../../lib/constructs/scratch-user-data';
 import { P5_NODE } from '../../lib/constructs/trainer-jobs';
 import { CONFIG, newStack, only, scaffold } from './fixtures';
 
@@ -22,6 +23,22 @@ function gpuTemplate(training: Partial<TrainingConfig> = {}): Template {
 
 const computeResources = (template: Template): Record<string, unknown> =>
   only(template, 'AWS::Batch::ComputeEnvironment').ComputeResources as Record<string, unknown>;
+
+test("GpuCompute's launch template gives a stopped job's checkpoint the Spot window, not the ECS agent's default 30 s", () => {
+  // GIVEN the launch template's user data (run before the ECS agent starts)
+  const data = only(gpuTemplate({ capacity: { mode: 'spot' } }), 'AWS::EC2::LaunchTemplate').LaunchTemplateData as {
+    UserData: { 'Fn::Base64': string };
+  };
+  const script = data.UserData['Fn::Base64'];
+  // THEN the agent waits this long between SIGTERM and SIGKILL, and drains a Spot node on its notice
+  const timeout = /echo "ECS_CONTAINER_STOP_TIMEOUT=(\d+)s" >> \/etc\/ecs\/ecs\.config/.exec(script);
+  assert.ok(timeout, script);
+  assert.equal(Number(timeout[1]), ECS_STOP_TIMEOUT_SECONDS);
+  assert.match(script, /echo "ECS_ENABLE_SPOT_INSTANCE_DRAINING=true" >> \/etc\/ecs\/ecs\.config/);
+  // AND the window fits Spot's two-minute notice and leaves torchrun's grace time to exit 143
+  assert.ok(ECS_STOP_TIMEOUT_SECONDS < 120 && ECS_STOP_TIMEOUT_SECONDS > 30);
+  assert.ok(TORCHRUN_SHUTDOWN_TIMEOUT_SECONDS + 5 <= ECS_STOP_TIMEOUT_SECONDS);
+});
 
 test('GpuCompute idles at zero: 0 vCPUs minimum, maxNodes P5 nodes at most', () => {
   const resources = computeResources(gpuTemplate({ maxNodes: 3 }));

@@ -8,6 +8,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import type { ResolvedConfig } from '../../lib/config/load';
 import { TrainerJobs, trainerImage, type TrainingBuckets } from '../../lib/constructs/trainer-jobs';
 import { CONFIG, newStack, resources, statements } from './fixtures';
+import { TORCHRUN_SHUTDOWN_TIMEOUT_SECONDS } from '../../lib/constructs/scratch-user-data';
 
 function trainerTemplate(maxNodes: number): Template {
   const stack = newStack();
@@ -57,6 +58,22 @@ test('TrainerJobs let a multi-node submission ask for fewer nodes (an open node 
     ranges.map((r) => r.TargetNodes),
     ['0:'],
   );
+});
+
+test("TrainerJobs launch torchrun through the trainer's launcher, with torchrun's grace under the agent's stop window", () => {
+  const definitions = Object.values(resources(multiNode, 'AWS::Batch::JobDefinition')).filter(
+    (d) => d.Properties.Type !== 'container' || JSON.stringify(d.Properties).includes('--standalone'),
+  );
+  assert.equal(definitions.length, 2, 'single-node and multi-node');
+  for (const d of definitions) {
+    const text = JSON.stringify(d.Properties);
+    assert.match(text, /python( |",")-m( |",")dapt_trainer\.launch/);
+    assert.ok(!/"torchrun"|exec torchrun/.test(text), text);
+    assert.match(
+      text,
+      new RegExp(`"Name":"TORCH_ELASTIC_SHUTDOWN_TIMEOUT","Value":"${TORCHRUN_SHUTDOWN_TIMEOUT_SECONDS}"`),
+    );
+  }
 });
 
 test('TrainerJobs have no multi-node definition when maxNodes is 1', () => {

@@ -3,6 +3,7 @@ small corpora and configs."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import random
@@ -263,16 +264,25 @@ Job = tuple[ExperimentConfig, int | None]
 """A one-stage experiment and the step at which the recipe is told to stop (None: never)."""
 
 
-def run_sharded(jobs: list[Job], tmp_path: Path, world: int = 2) -> list[dict[str, Any]]:
-    """Run the jobs one after the other in ``world`` freshly spawned processes (one gloo group).
+Probe = tuple[str, ExperimentConfig]
+"""``module:function`` run on every rank as ``function(config, dist, device)`` (returning a
+JSON-able dict), and its config."""
+
+
+def run_sharded(
+    jobs: list[Job], tmp_path: Path, world: int = 2, probes: list[Probe] | None = None
+) -> list[dict[str, Any]]:
+    """Run the jobs one after the other in ``world`` freshly spawned processes (one gloo group),
+    then the probes.
 
     Returns per job ``status``, ``step``, ``losses`` (all-reduced: the same on every rank) and
     ``layer_calls``: decoder layer forwards on rank 0, recomputation under activation
-    checkpointing included.
+    checkpointing included; then per probe ``{"ranks": [what each rank returned]}``.
     """
     out = tmp_path / f"results-{uuid.uuid4().hex}.json"
     yamls = [(dump_config(config), stop) for config, stop in jobs]
-    spawn(_worker, args=(world, free_port(), yamls, str(out)), nprocs=world)  # type: ignore[no-untyped-call]
+    probe_yamls = [(name, dump_config(config)) for name, config in probes or []]
+    spawn(_worker, args=(world, free_port(), yamls, str(out), probe_yamls), nprocs=world)  # type: ignore[no-untyped-call]
     results: list[dict[str, Any]] = json.loads(out.read_text(encoding="utf-8"))
     return results
 
@@ -283,7 +293,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _worker(rank: int, world: int, port: int, jobs: list[tuple[str, int | None]], out: str) -> None:
+def _worker(
+    rank: int,
+    world: int,
+    port: int,
+    jobs: list[tuple[str, int | None]],
+    out: str,
+    probes: list[tuple[str, str]],
+) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -310,6 +327,13 @@ def _worker(rank: int, world: int, port: int, jobs: list[tuple[str, int | None]]
                     "layer_calls": calls[0],
                 }
             )
+        for name, config_yaml in probes:
+            module, function = name.split(":")
+            probe = getattr(importlib.import_module(module), function)
+            mine = probe(parse_config(yaml.safe_load(config_yaml)), dist, device)
+            ranks: list[Any] = [None] * world
+            torch.distributed.all_gather_object(ranks, mine)
+            results.append({"ranks": ranks})
         if rank == 0:
             Path(out).write_text(json.dumps(results), encoding="utf-8")
     finally:

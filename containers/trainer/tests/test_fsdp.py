@@ -9,17 +9,23 @@ processes: model, optimizer, data position and RNG come only from the checkpoint
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
 from conftest import MakeConfig, config_factory, run_sharded, write_jsonl
 from dapt_trainer.checkpoint import latest_complete
-from dapt_trainer.model import Dist
-from dapt_trainer.recipe import run_experiment
+from dapt_trainer.config import ExperimentConfig
+from dapt_trainer.memory import measure
+from dapt_trainer.model import Dist, setup_model
+from dapt_trainer.recipe import StageRecipe, run_experiment
+from test_memory import TOLERANCE
+from test_memory import case as memory_case
 
 CPU = torch.device("cpu")
 OPTIMIZER = {"lr": 3e-3, "warmup_steps": 2, "schedule": "cosine", "weight_decay": 0.01}
@@ -35,6 +41,9 @@ AC_STEPS, AC_ACCUM, LAYERS = 3, 2, 2
 ACCUMULATES = {"steps": AC_STEPS, "micro_batch_size": 1, "grad_accum_steps": AC_ACCUM}
 AC_ON = {"precision": "fp32", "activation_checkpointing": True}
 CHUNKED = {"precision": "fp32", "activation_checkpointing": False, "loss_chunk_tokens": 16}
+LOADED = "loaded.pt"
+FULL_CASE = "tiny full, FSDP2 on two processes"
+LORA_CASE = "tiny LoRA, FSDP2 on two processes with accumulation"
 
 
 def _jobs(make: MakeConfig, root: Path) -> dict[str, tuple[Any, int | None]]:
@@ -65,15 +74,82 @@ def _items(root: Path) -> dict[str, Any]:
     return {"name": "qa", "path": str(path), "max_new_tokens": 3}
 
 
+def _probes(make: MakeConfig, root: Path) -> dict[str, tuple[str, Any]]:
+    """Name -> (``module:function``, config): what runs on every rank after the jobs."""
+    one_step = {"steps": 2, "micro_batch_size": 1, "grad_accum_steps": 2}
+    lora = {"name": "lora", "lora": memory_case(LORA_CASE)["lora"]}
+    return {
+        "load": ("test_fsdp:probe_load", make({"method": lora}, output=str(root / "load"))),
+        "full-memory": ("test_fsdp:probe_memory", make(one_step, output=str(root / "fm"))),
+        "lora-memory": (
+            "test_fsdp:probe_memory",
+            make({**one_step, "method": lora}, output=str(root / "lm")),
+        ),
+    }
+
+
 @pytest.fixture(scope="module")
 def sharded(
     model_dir: Path, corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, MakeConfig, dict[str, dict[str, Any]]]:
     root = tmp_path_factory.mktemp("sharded")
     make = config_factory(model_dir, corpus_dir, root)
-    jobs = _jobs(make, root)
-    results = run_sharded(list(jobs.values()), root)
-    return root, make, dict(zip(jobs, results, strict=True))
+    jobs, probes = _jobs(make, root), _probes(make, root)
+    results = run_sharded(list(jobs.values()), root, probes=list(probes.values()))
+    return root, make, dict(zip([*jobs, *probes], results, strict=True))
+
+
+def probe_load(config: ExperimentConfig, dist: Dist, device: torch.device) -> dict[str, Any]:
+    """Set the model up as the recipe does, counting the weight loads of this rank; rank 0
+    saves the gathered full weights and the buffers next to the config's output."""
+    from transformers import AutoModelForCausalLM  # noqa: PLC0415
+
+    calls = [0]
+    original = AutoModelForCausalLM.from_pretrained
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return original(*args, **kwargs)
+
+    stage = config.stages[0]
+    AutoModelForCausalLM.from_pretrained = counted
+    try:
+        torch.manual_seed(config.seed)
+        model = setup_model(Path(str(stage.model.path)), stage.method, config.compute, dist, device)
+    finally:
+        AutoModelForCausalLM.from_pretrained = original
+    weights = get_model_state_dict(
+        model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+    )
+    if dist.is_main:
+        buffers = {name: b.clone() for name, b in model.named_buffers()}
+        Path(str(config.output)).mkdir(parents=True, exist_ok=True)
+        torch.save({"weights": weights, "buffers": buffers}, Path(str(config.output), LOADED))
+    return {"from_pretrained": calls[0], "weights": measure(model).weights}
+
+
+def probe_memory(config: ExperimentConfig, dist: Dist, device: torch.device) -> dict[str, Any]:
+    """One optimizer step of the recipe (two micro batches); what this rank holds before each
+    micro batch (the second one: the first one's gradients) and after the optimizer step.
+    Not from a forward hook: inside the root's forward FSDP2 has swapped in its unsharded
+    parameters."""
+    recipe = StageRecipe(config, config.stages[0], str(config.output), dist, device)
+    recipe.setup()
+    seen: dict[str, Any] = {"forwards": []}
+    loss_sum = recipe.loss_sum
+
+    def measured_loss_sum(batch: Any) -> torch.Tensor:
+        seen["forwards"].append(asdict(measure(recipe.model)))
+        return loss_sum(batch)
+
+    def after_step(*_: Any) -> None:
+        seen["after_step"] = asdict(measure(recipe.model, recipe.optimizer))
+
+    recipe.loss_sum = measured_loss_sum  # type: ignore[method-assign]
+    recipe.optimizer.register_step_post_hook(after_step)
+    recipe.train_step()
+    recipe.cleanup()
+    return seen
 
 
 def _final_weights(output: Path) -> dict[str, torch.Tensor]:
@@ -156,3 +232,64 @@ def test_the_chunked_loss_and_generation_eval_under_fsdp2(
     metrics = root / "chunked" / "exp" / "dapt" / "metrics.jsonl"
     records = [json.loads(x) for x in metrics.read_text(encoding="utf-8").splitlines()]
     assert [r["step"] for r in records if "generation/qa/contains" in r] == [0, AC_STEPS]
+
+
+def test_only_rank_0_reads_the_weights_and_the_shards_are_the_single_process_load(
+    sharded: tuple[Path, MakeConfig, dict[str, dict[str, Any]]], model_dir: Path
+) -> None:
+    """Every rank builds the model on the meta device and receives its shards from rank 0,
+    the only one to load the weights (the old load read them on every rank and moved the
+    whole model to each device before sharding): the gathered weights and the buffers are
+    exactly those of the single-process load, LoRA adapters (seeded) included."""
+    root, make, results = sharded
+    ranks = results["load"]["ranks"]
+    assert [r["from_pretrained"] for r in ranks] == [1, 0]
+    config = make({"method": {"name": "lora", "lora": memory_case(LORA_CASE)["lora"]}})
+    stage = config.stages[0]
+    torch.manual_seed(config.seed)
+    single = setup_model(model_dir, stage.method, config.compute, Dist(), CPU)
+    loaded = torch.load(root / "load" / LOADED, weights_only=True)
+    want = single.state_dict()
+    assert loaded["weights"].keys() == want.keys()
+    for name, tensor in want.items():
+        assert torch.equal(loaded["weights"][name], tensor), name
+    for name, buffer in single.named_buffers():
+        assert torch.equal(loaded["buffers"][name], buffer), name
+    # Each rank holds its shards only: together, the model once.
+    assert sum(r["weights"] for r in ranks) == sum(
+        p.numel() * p.element_size() for p in single.parameters()
+    )
+
+
+@pytest.mark.parametrize(
+    ("probe", "name"), [("full-memory", FULL_CASE), ("lora-memory", LORA_CASE)]
+)
+def test_sharded_training_allocates_what_the_fit_check_counts(
+    sharded: tuple[Path, MakeConfig, dict[str, dict[str, Any]]], probe: str, name: str
+) -> None:
+    """Two ranks, two micro batches per step. Full fine-tuning reduce-scatters every micro batch
+    (before: once per step, holding unsharded fp32 gradients of every weight in between), so
+    the second forward finds only sharded gradients; LoRA defers it and holds the adapters'
+    unsharded gradients, as counted. Per GPU = the mean of the ranks (shards may be uneven)."""
+    _, _, results = sharded
+    c = memory_case(name)
+    ranks = results[probe]["ranks"]
+
+    def mean(when: str, part: str) -> float:
+        values: list[float] = [
+            (r["forwards"][1] if when == "second" else r[when])[part] for r in ranks
+        ]
+        return sum(values) / len(values)
+
+    expect = c["expect"]
+    held = mean("second", "gradients") + mean("second", "accumulation")
+    if c["method"] == "full":
+        assert mean("second", "accumulation") == 0
+        assert held == pytest.approx(expect["gradients"], rel=TOLERANCE)
+    else:
+        assert mean("second", "accumulation") == pytest.approx(
+            expect["accumulation"], rel=TOLERANCE
+        )
+    for part in ("weights", "gradients", "optimizer"):
+        assert mean("after_step", part) == pytest.approx(expect[part], rel=TOLERANCE), part
+    assert mean("after_step", "accumulation") == 0

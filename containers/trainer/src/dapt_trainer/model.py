@@ -62,21 +62,68 @@ def load_tokenizer(path: Path) -> Any:
 
 
 def load_base(
-    path: Path, device: torch.device, attention: str = "auto", packed_batches: bool = False
+    path: Path,
+    device: torch.device,
+    attention: str = "auto",
+    packed_batches: bool = False,
+    dtype: torch.dtype = torch.float32,
 ) -> Any:
-    """Hugging Face causal LM in fp32 (master weights), from local files only.
-    ``packed_batches``: forwards get several rows of packed documents (see
-    ``attention_implementation``)."""
+    """Hugging Face causal LM from local files only, on the CPU: fp32 master weights, or the
+    frozen base of a LoRA run in bf16 (``base_dtype``). ``packed_batches``: forwards get several
+    rows of packed documents (see ``attention_implementation``)."""
     from transformers import AutoModelForCausalLM  # noqa: PLC0415
 
     model = AutoModelForCausalLM.from_pretrained(
         str(path),
-        dtype=torch.float32,
+        dtype=dtype,
         local_files_only=True,
         attn_implementation=attention_implementation(attention, device, packed_batches),
     )
     model.config.use_cache = False
     return model
+
+
+def empty_base(
+    path: Path,
+    device: torch.device,
+    attention: str = "auto",
+    packed_batches: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> Any:
+    """The same model as ``load_base`` on the meta device: shapes and dtypes, no storage and no
+    file read but ``config.json`` (what the ranks that do not load the weights build)."""
+    from transformers import AutoConfig, AutoModelForCausalLM  # noqa: PLC0415
+
+    config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(
+            config,
+            dtype=dtype,
+            attn_implementation=attention_implementation(attention, device, packed_batches),
+        )
+    model.config.use_cache = False
+    return model
+
+
+def bf16_compute(compute: ComputeConfig, device: torch.device, sharded: bool) -> bool:
+    """Whether forwards run in bf16: on a GPU when ``precision`` is bf16 (autocast on one GPU,
+    FSDP2's ``param_dtype`` when sharded); on a CPU only single-process with ``cpu_bf16``
+    (autocast; the sharded CPU runs of the tests stay fp32)."""
+    if compute.precision != "bf16":
+        return False
+    return device.type == "cuda" or (compute.cpu_bf16 and not sharded)
+
+
+def base_dtype(
+    compute: ComputeConfig, method: MethodConfig, device: torch.device, sharded: bool
+) -> torch.dtype:
+    """The dtype the base weights are kept in. Full fine-tuning: fp32 master weights (the
+    optimizer updates them). LoRA: the frozen base is never updated, so where forwards run in
+    bf16 it is kept in bf16 (half the bytes; the forward would cast it to bf16 anyway); the
+    adapters stay fp32, as PEFT's ``autocast_adapter_dtype`` (default) upcasts them."""
+    if method.name == "lora" and bf16_compute(compute, device, sharded):
+        return torch.bfloat16
+    return torch.float32
 
 
 def attention_implementation(
@@ -139,18 +186,59 @@ def setup_model(
     device: torch.device,
     packed_batches: bool = False,
 ) -> Any:
-    """Load, adapt, checkpoint activations, compile and shard (in that order)."""
-    model = apply_method(load_base(path, device, compute.attention, packed_batches), method)
+    """Load, adapt, checkpoint activations, compile and shard (in that order).
+
+    Sharded, no rank materialises the whole model on its accelerator, and only rank 0 reads
+    the weights (into CPU memory, once per job): every rank builds the model on the meta device,
+    shards it, allocates its shards and receives them from rank 0 (``load_sharded``). A 70B
+    model thus needs its weights once in rank 0's host memory, not once per rank on the GPU.
+    """
+    dtype = base_dtype(compute, method, device, dist.sharded)
+    options = (device, compute.attention, packed_batches, dtype)
+    if not dist.sharded:
+        model = apply_method(load_base(path, *options), method)
+        _wrap_layers(model, compute)
+        return model.to(device)
+    # Rank 0 first, with the RNG as the recipe seeded it: the adapters it initialises are
+    # those of a single-process run, and every rank receives them.
+    full = apply_method(load_base(path, *options), method) if dist.is_main else None
+    model = apply_method(empty_base(path, *options), method)
+    _wrap_layers(model, compute)
+    shard(model, compute, device)
+    load_sharded(model, full, device)
+    return model
+
+
+def _wrap_layers(model: nn.Module, compute: ComputeConfig) -> None:
     if compute.activation_checkpointing:
         enable_activation_checkpointing(model)
     if compute.compile:
         for layer in decoder_layers(model):
             layer.compile()
-    if dist.sharded:
-        shard(model, compute, device)
-    else:
-        model.to(device)
-    return model
+
+
+def load_sharded(model: nn.Module, full: nn.Module | None, device: torch.device) -> None:
+    """Allocate this rank's shards of a sharded meta-device ``model`` and fill them from rank
+    0's ``full`` CPU model (None on the other ranks), one tensor at a time
+    (``set_model_state_dict`` with ``broadcast_from_rank0``). Buffers are not sharded: they
+    are broadcast whole (the rotary ``inv_freq`` is not in the state dict)."""
+    from torch.distributed.checkpoint.state_dict import (  # noqa: PLC0415
+        StateDictOptions,
+        set_model_state_dict,
+    )
+
+    model.to_empty(device=device)
+    weights = full.state_dict() if full is not None else {}
+    set_model_state_dict(
+        model, weights, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+    )
+    sources = dict(full.named_buffers()) if full is not None else {}
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            if name in sources:
+                buffer.copy_(sources[name])
+            torch.distributed.broadcast(buffer, src=0)
+    del weights, sources, full
 
 
 def enable_activation_checkpointing(model: nn.Module) -> None:
@@ -172,15 +260,15 @@ def shard(model: nn.Module, compute: ComputeConfig, device: torch.device) -> Non
     """FSDP2: each decoder layer is a unit, then the root (embeddings, norm, head).
 
     bf16 parameters for compute with fp32 gradient reduction and fp32 master weights, as in
-    torchtitan. On CPU (gloo, tests) everything stays fp32.
+    torchtitan. On CPU (gloo, tests) everything stays fp32. The model may be on the meta
+    device (``setup_model``): its shards are then allocated by ``load_sharded``.
     """
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard  # noqa: PLC0415
 
-    bf16 = compute.precision == "bf16" and device.type == "cuda"
+    bf16 = bf16_compute(compute, device, sharded=True)
     policy = MixedPrecisionPolicy(
         param_dtype=torch.bfloat16 if bf16 else torch.float32, reduce_dtype=torch.float32
     )
-    model.to(device)
     for layer in decoder_layers(model):
         fully_shard(layer, mp_policy=policy)
     fully_shard(model, mp_policy=policy)

@@ -65,6 +65,7 @@ from dapt_trainer.model import (
     Dist,
     FlopCount,
     apply_method,
+    bf16_compute,
     load_base,
     load_tokenizer,
     mfu,
@@ -280,11 +281,11 @@ class StageRecipe:
         """The step whose state is already in a complete checkpoint (0: the starting weights,
         which need none)."""
         compute = experiment.compute
-        self.autocast = (
-            compute.precision == "bf16"
-            and not dist.sharded
-            and (device.type == "cuda" or compute.cpu_bf16)
-        )
+        self.autocast = not dist.sharded and bf16_compute(compute, device, dist.sharded)
+        # Sharded LoRA reduce-scatters once per step; the unsharded adapter gradients it holds
+        # between micro batches are small. Full fine-tuning reduce-scatters every micro batch:
+        # unsharded fp32 gradients of every weight would not fit (memory.py).
+        self.defer_grad_sync = dist.sharded and self.lora
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -498,8 +499,7 @@ class StageRecipe:
         scale = dist.world_size / max(n_targets, 1)
         total = torch.zeros((), device=self.device)
         for i, batch in enumerate(batches):
-            if dist.sharded:
-                # Reduce-scatter once per step, not once per micro batch.
+            if self.defer_grad_sync:
                 self.model.set_requires_gradient_sync(i == len(batches) - 1)
             loss = self.loss_sum(batch)
             (loss * scale).backward()  # type: ignore[no-untyped-call]
@@ -613,6 +613,7 @@ class StageRecipe:
     # -- checkpoint and export -----------------------------------------------------------------
 
     def save_checkpoint(self) -> str:
+        start = time.perf_counter()
         uri = save_checkpoint(
             join(self.out, "checkpoints"),
             self._staging(),
@@ -629,7 +630,9 @@ class StageRecipe:
         )
         self.saved_step = self.step
         self._sync_outputs()
-        self._log_event("checkpoint", uri=uri, step=self.step)
+        # How long a save takes tells whether a SIGTERM checkpoint fits the stop window.
+        seconds = round(time.perf_counter() - start, 2)
+        self._log_event("checkpoint", uri=uri, step=self.step, seconds=seconds)
         return uri
 
     def export(self, heldout: dict[str, float]) -> None:
