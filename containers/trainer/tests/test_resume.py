@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.distributed.checkpoint.filesystem import FileSystemReader
 
 from conftest import BUCKET, MakeConfig
@@ -42,6 +43,13 @@ def _logged_steps(output: str) -> list[int]:
     loss, measured before the first step)."""
     lines = (Path(output) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     return [json.loads(x)["step"] for x in lines]
+
+
+def _scalars(events: Path, tag: str) -> list[tuple[int, float]]:
+    """(step, value) of ``tag`` in a TensorBoard event file or folder, as TensorBoard reads them."""
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    return [(e.step, e.value) for e in accumulator.Scalars(tag)]
 
 
 def _events(out: str, name: str) -> list[dict[str, Any]]:
@@ -155,6 +163,12 @@ def test_metrics_are_logged_once_per_step_after_a_crash_and_resume(
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5]
     assert [r["loss"] for r in records if "loss" in r] == pytest.approx(uninterrupted, rel=1e-5)
     assert _logged_steps(second.output) == [0, 1, 2, 3, 4, 5]  # no second baseline on resume
+    # ... and so has TensorBoard's copy, rebuilt from it (the dead process's step 3 is gone)
+    logged = Path(second.output) / "tensorboard"
+    assert len(list(logged.glob("events.out.tfevents.*"))) == 1
+    scalars = _scalars(logged, "loss")
+    assert [s for s, _ in scalars] == [1, 2, 3, 4, 5]
+    assert [v for _, v in scalars] == pytest.approx([r["loss"] for r in records if "loss" in r])
 
 
 def test_lora_resume_gives_the_uninterrupted_losses(
@@ -209,3 +223,9 @@ def test_a_resume_on_a_new_instance_continues_the_uploaded_metrics(
     body = s3.get_object(Bucket=BUCKET, Key="runs/exp/dapt/metrics.jsonl")["Body"].read()
     records = [json.loads(x) for x in body.decode().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5]
+    # ... and so does the uploaded TensorBoard event file, under the one name that replaces it
+    keys = s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/exp/dapt/tensorboard/")["Contents"]
+    assert [k["Key"] for k in keys] == ["runs/exp/dapt/tensorboard/events.out.tfevents.dapt"]
+    events = tmp_path / "events.out.tfevents.dapt"
+    events.write_bytes(s3.get_object(Bucket=BUCKET, Key=keys[0]["Key"])["Body"].read())
+    assert [step for step, _ in _scalars(events, "loss")] == [1, 2, 3, 4, 5]

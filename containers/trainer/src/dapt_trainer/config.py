@@ -537,6 +537,12 @@ class ExperimentConfig(_Strict):
         default_factory=ComputeConfig,
         description="How the hardware is used; shared by all stages.",
     )
+    tensorboard: bool = Field(
+        default=True,
+        description="Also write each stage's metrics records as TensorBoard scalars in "
+        "`<stage>/tensorboard/` (uploaded beside `metrics.jsonl` when the output is S3; rebuilt "
+        "from it when a resume drops lines, so each step appears once).",
+    )
     stages: list[StageConfig] = Field(
         min_length=1,
         description="The stages, run in order; a stage may start from an earlier one's output.",

@@ -60,7 +60,7 @@ from dapt_trainer.flops import attention_pairs
 from dapt_trainer.generation_eval import evaluate_generation, load_task
 from dapt_trainer.lineage import build_lineage
 from dapt_trainer.loss import chunkable_head, token_loss_sum
-from dapt_trainer.metrics import MetricsLog
+from dapt_trainer.metrics import TENSORBOARD_DIR, MetricsLog
 from dapt_trainer.model import (
     Dist,
     FlopCount,
@@ -248,6 +248,8 @@ TOKENIZER_FILES = ("tokenizer", "special_tokens", "chat_template", "vocab", "mer
 PREFETCH_STEPS = 2
 """Optimizer steps of batches built ahead of the one training."""
 HELDOUT_BEFORE = "heldout_before.json"
+S3_EVENT_FILE = "events.out.tfevents.dapt"
+"""The TensorBoard event file's name on S3 (TensorBoard reads any file named `*tfevents*`)."""
 """Held-out losses of the starting weights, measured before step 1 (``eval_at_start``)."""
 
 
@@ -333,6 +335,7 @@ class StageRecipe:
             self.local_out / "metrics.jsonl",
             {"Experiment": self.experiment.experiment, "Stage": self.stage.name},
             enabled=self.dist.is_main,
+            tensorboard=self.experiment.tensorboard,
         )
         if latest is not None:
             restored = load_checkpoint(
@@ -691,6 +694,7 @@ class StageRecipe:
 
     def cleanup(self) -> None:
         self.stop_prefetch()
+        self.metrics.close()
         del self.model, self.optimizer
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -705,12 +709,17 @@ class StageRecipe:
         return cache_dir() / "staging" / self.experiment.experiment / self.stage.name
 
     def _sync_outputs(self) -> None:
-        """Copy metrics and quarantine reports next to the checkpoints when output is S3."""
+        """Copy metrics, the TensorBoard event file and quarantine reports next to the
+        checkpoints when output is S3 (the event file under one fixed name: a rebuilt one, whose
+        local name differs, replaces it rather than joining it)."""
         if self.dist.is_main and is_s3(self.out):
             for name in ("metrics.jsonl", "quarantine.jsonl"):
                 path = self.local_out / name
                 if path.exists():
                     write_bytes(join(self.out, name), path.read_bytes())
+            events = self.metrics.tensorboard.event_file() if self.metrics.tensorboard else None
+            if events is not None:
+                write_bytes(join(self.out, TENSORBOARD_DIR, S3_EVENT_FILE), events.read_bytes())
 
     def _restore_metrics(self) -> None:
         """``metrics.jsonl`` as it stood at the resumed checkpoint: fetched from S3 on a new
