@@ -55,11 +55,12 @@ format: $(NODE_STAMP) $(VENV_STAMP)
 	for pkg in $(PY_PACKAGES); do (cd $$pkg && $(CURDIR)/$(VENV)/bin/ruff format --quiet .); done
 
 ## Every test: type-check, lint, TypeScript tests, then each Python package's lint, types and tests.
-# Lint and the TypeScript and Python suites run side by side (lint is single-threaded and short,
-# so the two cores stay busy from the start); --output-sync keeps each one's output together, and
-# any of the three failing fails the target.
+# Lint, the TypeScript suite and the Python packages run side by side, four at a time (the
+# TypeScript suite runs its files one after another on two cores, so neither it nor one package
+# keeps both busy; the longest package, local/'s end-to-end run, starts first); --output-sync
+# keeps each one's output together, and any of them failing fails the target.
 test: install browser
-	$(MAKE) --no-print-directory -j3 --output-sync=target lint test-ts test-py
+	$(MAKE) --no-print-directory -j4 --output-sync=target lint test-ts test-py
 
 ## Headless Chromium (Debian's package), for the test that renders the report page.
 browser:
@@ -74,10 +75,12 @@ lint:
 test-ts:
 	node --import tsx --test $(TS_TESTS)
 
-test-py:
-	for pkg in $(PY_PACKAGES); do \
-	  (cd $$pkg && $(CURDIR)/$(VENV)/bin/ruff check . && $(CURDIR)/$(VENV)/bin/ruff format --check . && $(CURDIR)/$(VENV)/bin/mypy && $(CURDIR)/$(VENV)/bin/pytest -q); \
-	done
+# One target per package (`make test-py/containers/eval` runs one), longest first.
+PY_TEST_TARGETS := $(addprefix test-py/,local containers/trainer containers/eval containers/data)
+test-py: $(PY_TEST_TARGETS)
+
+$(PY_TEST_TARGETS): test-py/%:
+	cd $* && $(CURDIR)/$(VENV)/bin/ruff check . && $(CURDIR)/$(VENV)/bin/ruff format --check . && $(CURDIR)/$(VENV)/bin/mypy && $(CURDIR)/$(VENV)/bin/pytest -q
 
 ## Re-pin the Python dependencies after changing requirements-dev.txt or a pyproject.toml.
 constraints:
