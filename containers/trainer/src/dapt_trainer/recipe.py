@@ -228,8 +228,23 @@ def stage_output(experiment: ExperimentConfig, output: str, stage: StageConfig) 
     return join(output, experiment.experiment, stage.name)
 
 
-def resolve_model_path(experiment: ExperimentConfig, output: str, stage: StageConfig) -> Path:
-    """Local folder of the starting weights (S3 models are staged under the cache)."""
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf")
+"""Endings of the weight files of a model folder (also Meta's ``original/*.pth``); the index
+``model.safetensors.index.json`` and every other small file are not weights."""
+
+
+def is_weight_file(name: str) -> bool:
+    return name.endswith(WEIGHT_SUFFIXES)
+
+
+def resolve_model_path(
+    experiment: ExperimentConfig, output: str, stage: StageConfig, dist: Dist
+) -> Path:
+    """Local folder of the starting weights (S3 models are staged under the cache). Only
+    global rank 0 reads the weights (``setup_model`` loads them there and broadcasts the
+    shards; export and lineage run there too): every other rank builds the model from
+    ``config.json`` on the meta device and loads the tokenizer, so it stages every file but
+    the weights (a 70B model's ~140 GB would otherwise be downloaded on every node)."""
     if stage.model.from_stage is not None:
         uri = join(
             stage_output(experiment, output, experiment.stage(stage.model.from_stage)),
@@ -240,7 +255,8 @@ def resolve_model_path(experiment: ExperimentConfig, output: str, stage: StageCo
         uri = str(stage.model.path)
     if not is_s3(uri):
         return Path(uri)
-    return download_dir_once(uri, cache_dir() / "models")
+    keep = None if dist.is_main else (lambda rel: not is_weight_file(rel))
+    return download_dir_once(uri, cache_dir() / "models", keep)
 
 
 TOKENIZER_FILES = ("tokenizer", "special_tokens", "chat_template", "vocab", "merges")
@@ -298,7 +314,7 @@ class StageRecipe:
         if latest is not None:  # before any loading: a checkpoint of another config is refused
             self.check_resumable(latest)
         torch.manual_seed(self.experiment.seed)  # identical initial weights (adapters) on all ranks
-        self.model_path = resolve_model_path(self.experiment, self.output, self.stage)
+        self.model_path = resolve_model_path(self.experiment, self.output, self.stage, self.dist)
         self.tokenizer = use_chat_template(
             load_tokenizer(self.model_path), self.stage.data.chat_template
         )
