@@ -81,6 +81,12 @@ def test_generation_is_logged_at_step_0_the_eval_steps_and_the_end(
     assert "heldout_loss/domain" in records[0]  # beside the baseline held-out loss
     quarantine = [json.loads(x) for x in (out / "quarantine.jsonl").read_text().splitlines()]
     assert [(q["source"], q["line"]) for q in quarantine] == [("qa", 2)]
+    # and the last evaluation's scores are in final/, beside the held-out loss, and the lineage
+    last = {k.removeprefix("generation/qa/"): v for k, v in records[-1].items() if "/qa/" in k}
+    expected = {"step": 3, "tasks": {"qa": {"items": 1, **last}}}
+    assert json.loads((out / "final" / "generation_eval.json").read_text()) == expected
+    lineage = json.loads((out / "final" / "lineage.json").read_text())
+    assert lineage["evaluation"]["generation"] == expected
 
 
 def test_a_missing_items_file_is_a_check_error(
