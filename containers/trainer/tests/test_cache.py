@@ -262,6 +262,10 @@ def test_only_global_rank_0_stages_an_s3_models_weights(
     uri = f"s3://{BUCKET}/models/tiny"
     upload_dir(model_dir, uri)
     s3.put_object(Bucket=BUCKET, Key="models/tiny/original/consolidated.00.pth", Body=b"w")
+    generation = {"eos_token_id": [3, 4]}  # as Llama-3's: its end of turn beside the EOS
+    s3.put_object(
+        Bucket=BUCKET, Key="models/tiny/generation_config.json", Body=json.dumps(generation)
+    )
     config = make_config({"model": {"path": uri}})
     client, real = storage._client(), storage._client().download_file
     downloaded: list[str] = []
@@ -285,3 +289,4 @@ def test_only_global_rank_0_stages_an_s3_models_weights(
         # and that is what their meta-device build and tokenizer need
         model = empty_base(local, torch.device("cpu"))
         assert model.num_parameters() > 0 and len(load_tokenizer(local)) > 0
+        assert model.generation_config.eos_token_id == [3, 4]  # as rank 0's from_pretrained
