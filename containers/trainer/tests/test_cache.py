@@ -28,7 +28,7 @@ from dapt_trainer.config import SourceConfig, dump_config
 from dapt_trainer.data import cache
 from dapt_trainer.data.prefetch import Prefetcher, PrefetchError
 from dapt_trainer.data.tokenize import IGNORE_INDEX, encode_completions, encode_instruction
-from dapt_trainer.model import Dist
+from dapt_trainer.model import Dist, empty_base, load_tokenizer
 from dapt_trainer.recipe import resolve_model_path, run_experiment
 from dapt_trainer.storage import upload_dir
 
@@ -246,11 +246,47 @@ def test_an_s3_model_is_staged_whole_and_again_when_it_changes(
 
     monkeypatch.setattr(client, "download_file", killed)
     with pytest.raises(KeyboardInterrupt):
-        resolve_model_path(config, str(config.output), config.stages[0])
+        resolve_model_path(config, str(config.output), config.stages[0], Dist())
     monkeypatch.setattr(client, "download_file", real)
     # WHEN the job runs again THEN it downloads the model whole instead of using the remains
-    local = resolve_model_path(config, str(config.output), config.stages[0])
+    local = resolve_model_path(config, str(config.output), config.stages[0], Dist())
     assert sorted(p.name for p in local.iterdir()) == sorted(p.name for p in model_dir.iterdir())
     # and a model changed at the same URI is staged again, not taken from the cache
     s3.put_object(Bucket=BUCKET, Key="models/tiny/config.json", Body=b"{}")
-    assert resolve_model_path(config, str(config.output), config.stages[0]) != local
+    assert resolve_model_path(config, str(config.output), config.stages[0], Dist()) != local
+
+
+def test_only_global_rank_0_stages_an_s3_models_weights(
+    s3: Any, make_config: MakeConfig, model_dir: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    uri = f"s3://{BUCKET}/models/tiny"
+    upload_dir(model_dir, uri)
+    s3.put_object(Bucket=BUCKET, Key="models/tiny/original/consolidated.00.pth", Body=b"w")
+    generation = {"eos_token_id": [3, 4]}  # as Llama-3's: its end of turn beside the EOS
+    s3.put_object(
+        Bucket=BUCKET, Key="models/tiny/generation_config.json", Body=json.dumps(generation)
+    )
+    config = make_config({"model": {"path": uri}})
+    client, real = storage._client(), storage._client().download_file
+    downloaded: list[str] = []
+
+    def counted(bucket: str, key: str, dest: str) -> None:
+        downloaded.append(key.removeprefix("models/tiny/"))
+        real(bucket, key, dest)
+
+    monkeypatch.setattr(client, "download_file", counted)
+    small = sorted(p.name for p in model_dir.iterdir() if p.suffix != ".safetensors")
+    # GIVEN two nodes of eight ranks: rank 0, a rank beside it and one on the second node
+    for rank in (0, 1, 9):
+        monkeypatch.setenv("DAPT_CACHE", str(tmp_path / f"node-{rank // 8}-rank-{rank}"))
+        downloaded.clear()
+        dist = Dist(rank=rank, local_rank=rank % 8, world_size=16, local_world_size=8)
+        local = resolve_model_path(config, str(config.output), config.stages[0], dist)
+        if rank == 0:  # THEN only rank 0, which reads them, downloads the weights
+            assert "model.safetensors" in downloaded and len(downloaded) == len(small) + 2
+            continue
+        assert sorted(downloaded) == small  # the others every file but the weights
+        # and that is what their meta-device build and tokenizer need
+        model = empty_base(local, torch.device("cpu"))
+        assert model.num_parameters() > 0 and len(load_tokenizer(local)) > 0
+        assert model.generation_config.eos_token_id == [3, 4]  # as rank 0's from_pretrained

@@ -347,10 +347,25 @@ class GenerationEvalConfig(_Strict):
         description="JSONL file (local or s3://) of items, e.g. a benchmark's `items.jsonl` "
         "(dapt-eval's qa rows: `question`, `reference_answer`); bad rows are quarantined.",
     )
-    prompt: str = Field(
-        default="{question}",
+    format: Literal["qa", "mcq"] = Field(
+        default="qa",
+        description="`qa`: free answers scored by exact match / contains against "
+        "`reference_field`. `mcq`: dapt-eval's mcq rows (`id`, `question`, `answer`, "
+        "`distractors`), choices shuffled per item as dapt-eval does (`shuffle_seed`) and shown "
+        "as `A. ...` lines in `{choices}`; `accuracy`: the reply is the answer's letter "
+        "(dapt-eval's strict letter parse) or the answer's text (normalised).",
+    )
+    prompt: str | None = Field(
+        default=None,
         min_length=1,
-        description="Prompt template, `str.format` fields taken from an item (plain names).",
+        description="Prompt template, `str.format` fields taken from an item (plain names; "
+        "mcq also `{choices}`). Default: `{question}` for qa, dapt-eval's `mcq-letter` prompt "
+        "for mcq.",
+    )
+    shuffle_seed: int = Field(
+        default=0,
+        ge=0,
+        description="mcq: the choice-shuffle seed (dapt-eval's `decoding.seed`, 0 by default).",
     )
     reference_field: str = Field(
         default="reference_answer",
@@ -372,7 +387,9 @@ class GenerationEvalConfig(_Strict):
 
     @field_validator("prompt")
     @classmethod
-    def _plain_fields(cls, value: str) -> str:
+    def _plain_fields(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             fields = [f for _, f, _, _ in string.Formatter().parse(value) if f is not None]
             plain = all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", f) for f in fields)

@@ -13,8 +13,10 @@ at EOS) and a rank without an item left decodes a stand-in that is not counted.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
 import string
 from dataclasses import dataclass
 from typing import Any
@@ -27,11 +29,29 @@ from dapt_trainer.data.readers import Quarantined
 from dapt_trainer.model import Dist
 from dapt_trainer.storage import exists, read_bytes
 
+QA_PROMPT = "{question}"
+MCQ_PROMPT = (
+    "Choose the correct answer. Reply with the letter only.\n\n"
+    "Question: {question}\n{choices}\nAnswer:"
+)
+"""dapt-eval's ``mcq-letter`` prompt (``dapt_eval.prompts``): the same question it asks."""
+CHOICE_LETTERS = "ABCD"
+_SPACE = r"[\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*"
+"""Python's ``str.isspace()`` set, spelled out (dapt-eval's pattern does the same)."""
+MCQ_LETTER = re.compile(
+    r"(?:answer" + _SPACE + r"[:\uff1a]" + _SPACE + r")?\(?([A-D])\)?[.):]?",
+    re.IGNORECASE,
+)
+"""dapt-eval's strict letter answer (``mcq_letter_pattern`` of its ``scoring_constants.json``,
+which the trainer's image does not ship; a test checks they are the same pattern)."""
+
 
 @dataclass(frozen=True)
 class GenerationItem:
     prompt_ids: list[int]
     reference: str
+    letter: str | None = None
+    """mcq: the letter the answer is shown under (``reference`` is the answer's text)."""
 
 
 @dataclass(frozen=True)
@@ -49,19 +69,27 @@ def load_task(config: GenerationEvalConfig, tokenizer: Any) -> GenerationTask:
     """The first ``max_items`` valid items of the task's JSONL, prompts tokenised; a line that
     is not a JSON object with the template's fields and the reference (non-empty strings) is
     quarantined with its line number."""
-    fields = [f for _, f, _, _ in string.Formatter().parse(config.prompt) if f]
+    mcq = config.format == "mcq"
+    template = config.prompt or (MCQ_PROMPT if mcq else QA_PROMPT)
+    fields = [f for _, f, _, _ in string.Formatter().parse(template) if f]
+    needed = [f for f in fields if f != "choices"] + (
+        ["id", "question", "answer"] if mcq else [config.reference_field]
+    )
     items: list[GenerationItem] = []
     quarantined: list[Quarantined] = []
     for number, raw in enumerate(read_bytes(config.path).splitlines(), start=1):
         if not raw.strip() or len(items) == config.max_items:
             continue
-        reason, row = _row_problem(raw, [*fields, config.reference_field])
+        reason, row = _row_problem(raw, needed)
+        letter = None
+        if not reason and mcq:
+            reason, row, letter = _mcq_fields(row, config.shuffle_seed)
         if reason:
             quarantined.append(Quarantined(config.name, config.path, number, reason))
             continue
-        prompt = config.prompt.format_map(row)
-        reference = row[config.reference_field]
-        items.append(GenerationItem(_prompt_ids(prompt, tokenizer, config), reference))
+        prompt = template.format_map(row)
+        reference = row["answer" if mcq else config.reference_field]
+        items.append(GenerationItem(_prompt_ids(prompt, tokenizer, config), reference, letter))
     if not items:
         reasons = sorted({q.reason for q in quarantined})[:3]
         raise GenerationEvalError(
@@ -98,6 +126,35 @@ def _row_problem(raw: bytes, needed: list[str]) -> tuple[str, dict[str, Any]]:
     if bad:
         return f"missing or empty text field(s) {bad}", {}
     return "", row
+
+
+def _mcq_fields(row: dict[str, Any], seed: int) -> tuple[str, dict[str, Any], str | None]:
+    """An mcq row with ``choices`` rendered as dapt-eval shows them, and the answer's letter:
+    the canonical order (answer, near miss, the two wrong) sorted by
+    sha256("{seed}:{id}:{index}"), as ``dapt_eval.mcq.shuffle_choices``."""
+    distractors = row.get("distractors")
+    wrong = distractors.get("wrong") if isinstance(distractors, dict) else None
+    near = distractors.get("near_miss") if isinstance(distractors, dict) else None
+    canonical = [row["answer"], near, *(wrong if isinstance(wrong, list) else [])]
+    if len(canonical) != 4 or not all(isinstance(c, str) and c.strip() for c in canonical):
+        return "distractors is not {near_miss, wrong: [two]} of non-empty text", {}, None
+    order = sorted(
+        range(4), key=lambda i: hashlib.sha256(f"{seed}:{row['id']}:{i}".encode()).hexdigest()
+    )
+    choices = "\n".join(f"{CHOICE_LETTERS[k]}. {canonical[i]}" for k, i in enumerate(order))
+    return "", {**row, "choices": choices}, CHOICE_LETTERS[order.index(0)]
+
+
+def parse_letter(text: str) -> str | None:
+    """The answer letter if the reply is exactly a letter (``B``, ``(b)``, ``Answer: C.``)."""
+    match = MCQ_LETTER.fullmatch(text.strip())
+    return match.group(1).upper() if match else None
+
+
+def score_choice(answer: str, letter: str, reference: str) -> bool:
+    """An mcq reply is right when it is the answer's letter (dapt-eval's strict parse) or the
+    answer's text (normalised as ``score``)."""
+    return parse_letter(answer) == letter or normalise(answer) == normalise(reference)
 
 
 def _prompt_ids(prompt: str, tokenizer: Any, config: GenerationEvalConfig) -> list[int]:
@@ -169,8 +226,8 @@ def evaluate_generation(
     device: torch.device,
     autocast: bool,
 ) -> dict[str, float]:
-    """``generation/<task>/exact_match`` and ``.../contains`` (fractions of the items), the
-    same on every rank."""
+    """``generation/<task>/exact_match`` and ``.../contains`` (qa), ``.../accuracy`` (mcq):
+    fractions of the items, the same on every rank."""
     stop_ids = stop_tokens(model, tokenizer)
     was_training = model.training
     model.eval()
@@ -195,11 +252,17 @@ def evaluate_generation(
             answer = tokenizer.decode(
                 tokens[: ends[0]] if ends else tokens, skip_special_tokens=True
             )
-            exact, contains = score(answer, item.reference)
+            if item.letter is None:
+                exact, contains = score(answer, item.reference)
+            else:
+                exact, contains = score_choice(answer, item.letter, item.reference), False
             counts += torch.tensor([float(exact), float(contains), 1.0], device=device)
         if dist.sharded:
             torch.distributed.all_reduce(counts)
         n = float(counts[2].clamp(min=1))
+        if task.config.format == "mcq":
+            out[f"generation/{task.config.name}/accuracy"] = float(counts[0]) / n
+            continue
         out[f"generation/{task.config.name}/exact_match"] = float(counts[0]) / n
         out[f"generation/{task.config.name}/contains"] = float(counts[1]) / n
     model.train(was_training)

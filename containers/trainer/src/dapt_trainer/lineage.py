@@ -38,6 +38,7 @@ def build_lineage(
     heldout: dict[str, float],
     last_step: dict[str, Any] | None,
     heldout_before: dict[str, float] | None = None,
+    generation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     config_text = dump_config(experiment)
     # Put into the rows of the steps trained, not drawn into the packing window (+19-38%).
@@ -93,7 +94,11 @@ def build_lineage(
             "tokens_drawn": sum(drawn),
             "last_step": last_step,
         },
-        "evaluation": {"heldout_loss": heldout, "heldout_loss_before": heldout_before},
+        "evaluation": {
+            "heldout_loss": heldout,
+            "heldout_loss_before": heldout_before,
+            "generation": generation,  # the scores after the last step (generation_eval.json)
+        },
     }
 
 

@@ -91,8 +91,10 @@ def empty_base(
     dtype: torch.dtype = torch.float32,
 ) -> Any:
     """The same model as ``load_base`` on the meta device: shapes and dtypes, no storage and no
-    file read but ``config.json`` (what the ranks that do not load the weights build)."""
-    from transformers import AutoConfig, AutoModelForCausalLM  # noqa: PLC0415
+    file read but ``config.json`` and ``generation_config.json`` (what the ranks that do not
+    load the weights build). The generation config as ``from_pretrained`` reads it: its EOS ids
+    (Llama-3's ``<|eot_id|>``) end the answers of the evaluation by generation on every rank."""
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig  # noqa: PLC0415
 
     config = AutoConfig.from_pretrained(str(path), local_files_only=True)
     with torch.device("meta"):
@@ -101,6 +103,8 @@ def empty_base(
             dtype=dtype,
             attn_implementation=attention_implementation(attention, device, packed_batches),
         )
+    if (path / "generation_config.json").is_file():
+        model.generation_config = GenerationConfig.from_pretrained(str(path), local_files_only=True)
     model.config.use_cache = False
     return model
 

@@ -57,7 +57,7 @@ from dapt_trainer.data.stream import (
 )
 from dapt_trainer.data.tokenize import IGNORE_INDEX, use_chat_template
 from dapt_trainer.flops import attention_pairs
-from dapt_trainer.generation_eval import evaluate_generation, load_task
+from dapt_trainer.generation_eval import GenerationTask, evaluate_generation, load_task
 from dapt_trainer.lineage import build_lineage
 from dapt_trainer.loss import chunkable_head, token_loss_sum
 from dapt_trainer.metrics import TENSORBOARD_DIR, MetricsLog
@@ -228,8 +228,23 @@ def stage_output(experiment: ExperimentConfig, output: str, stage: StageConfig) 
     return join(output, experiment.experiment, stage.name)
 
 
-def resolve_model_path(experiment: ExperimentConfig, output: str, stage: StageConfig) -> Path:
-    """Local folder of the starting weights (S3 models are staged under the cache)."""
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf")
+"""Endings of the weight files of a model folder (also Meta's ``original/*.pth``); the index
+``model.safetensors.index.json`` and every other small file are not weights."""
+
+
+def is_weight_file(name: str) -> bool:
+    return name.endswith(WEIGHT_SUFFIXES)
+
+
+def resolve_model_path(
+    experiment: ExperimentConfig, output: str, stage: StageConfig, dist: Dist
+) -> Path:
+    """Local folder of the starting weights (S3 models are staged under the cache). Only
+    global rank 0 reads the weights (``setup_model`` loads them there and broadcasts the
+    shards; export and lineage run there too): every other rank builds the model from
+    ``config.json`` on the meta device and loads the tokenizer, so it stages every file but
+    the weights (a 70B model's ~140 GB would otherwise be downloaded on every node)."""
     if stage.model.from_stage is not None:
         uri = join(
             stage_output(experiment, output, experiment.stage(stage.model.from_stage)),
@@ -240,7 +255,8 @@ def resolve_model_path(experiment: ExperimentConfig, output: str, stage: StageCo
         uri = str(stage.model.path)
     if not is_s3(uri):
         return Path(uri)
-    return download_dir_once(uri, cache_dir() / "models")
+    keep = None if dist.is_main else (lambda rel: not is_weight_file(rel))
+    return download_dir_once(uri, cache_dir() / "models", keep)
 
 
 TOKENIZER_FILES = ("tokenizer", "special_tokens", "chat_template", "vocab", "merges")
@@ -248,9 +264,11 @@ TOKENIZER_FILES = ("tokenizer", "special_tokens", "chat_template", "vocab", "mer
 PREFETCH_STEPS = 2
 """Optimizer steps of batches built ahead of the one training."""
 HELDOUT_BEFORE = "heldout_before.json"
+"""Held-out losses of the starting weights, measured before step 1 (``eval_at_start``)."""
+GENERATION_EVAL = "generation_eval.json"
+"""``final/``'s scores of the evaluation by generation after the last step."""
 S3_EVENT_FILE = "events.out.tfevents.dapt"
 """The TensorBoard event file's name on S3 (TensorBoard reads any file named `*tfevents*`)."""
-"""Held-out losses of the starting weights, measured before step 1 (``eval_at_start``)."""
 
 
 class StageRecipe:
@@ -298,7 +316,7 @@ class StageRecipe:
         if latest is not None:  # before any loading: a checkpoint of another config is refused
             self.check_resumable(latest)
         torch.manual_seed(self.experiment.seed)  # identical initial weights (adapters) on all ranks
-        self.model_path = resolve_model_path(self.experiment, self.output, self.stage)
+        self.model_path = resolve_model_path(self.experiment, self.output, self.stage, self.dist)
         self.tokenizer = use_chat_template(
             load_tokenizer(self.model_path), self.stage.data.chat_template
         )
@@ -321,6 +339,8 @@ class StageRecipe:
         self.data_state = self.stream.state_dict()
         self._prefetch: Prefetcher[StepData] | None = None
         self.last_record: dict[str, Any] | None = None
+        self.generation_scores: dict[str, Any] | None = None
+        """The last evaluation by generation (``final/generation_eval.json``)."""
         self.flops = FlopCount.of(self.model, self.model.config, self.stage.data.seq_len)
         self.pad_id = pad_id(self.tokenizer)
         self.attention_kernel = str(getattr(self.model.config, "_attn_implementation", "sdpa"))
@@ -563,6 +583,11 @@ class StageRecipe:
         scores = evaluate_generation(
             self.model, self.tokenizer, self.generation_tasks, self.dist, self.device, self.autocast
         )
+        if self.generation_tasks:
+            self.generation_scores = {
+                "step": self.step,
+                "tasks": _by_task(self.generation_tasks, scores),
+            }
         return {**_prefixed(heldout), **scores}
 
     def _eval_quarantined(self) -> list[Quarantined]:
@@ -641,7 +666,9 @@ class StageRecipe:
     def export(self, heldout: dict[str, float]) -> None:
         """``final/model`` (merged HF safetensors + tokenizer), ``final/adapter`` and
         ``final/adapter.tar.gz`` (as SageMaker serves it) for LoRA,
-        ``final/heldout.json``, ``final/lineage.json``, then ``final/COMPLETE``."""
+        ``final/heldout.json``, ``final/generation_eval.json`` (the scores after the last step,
+        when the stage evaluates by generation), ``final/lineage.json``, then
+        ``final/COMPLETE``."""
         full_sd = get_model_state_dict(
             self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
         )
@@ -662,6 +689,10 @@ class StageRecipe:
             fresh.save_pretrained(str(staging / "model"))  # always safetensors since v5
             self.tokenizer.save_pretrained(str(staging / "model"))
             (staging / "heldout.json").write_text(json.dumps(heldout, indent=2), encoding="utf-8")
+            if self.generation_scores is not None:
+                (staging / GENERATION_EVAL).write_text(
+                    json.dumps(self.generation_scores, indent=2), encoding="utf-8"
+                )
             before = self.heldout_before()
             if before is not None:
                 (staging / HELDOUT_BEFORE).write_text(json.dumps(before, indent=2), "utf-8")
@@ -677,6 +708,7 @@ class StageRecipe:
                 heldout,
                 self.last_record,
                 self.heldout_before(),
+                self.generation_scores,
             )
             (staging / "lineage.json").write_text(json.dumps(lineage, indent=2), encoding="utf-8")
             final = join(self.out, "final")
@@ -787,6 +819,16 @@ def run_experiment(
 
 def _no_targets(batch: Batch) -> Batch:
     return Batch(batch.input_ids, torch.full_like(batch.targets, IGNORE_INDEX), batch.position_ids)
+
+
+def _by_task(tasks: list[GenerationTask], scores: dict[str, float]) -> dict[str, Any]:
+    """``generation/<task>/<score>`` fields as ``{task: {"items": n, <score>: value}}``."""
+    out: dict[str, Any] = {}
+    for task in tasks:
+        prefix = f"generation/{task.config.name}/"
+        named = {k.removeprefix(prefix): v for k, v in scores.items() if k.startswith(prefix)}
+        out[task.config.name] = {"items": len(task.items), **named}
+    return out
 
 
 def _prefixed(heldout: dict[str, float]) -> dict[str, float]:
