@@ -16,6 +16,7 @@ from dapt_eval.runner import unit_prompt
 from dapt_eval.schemas import McqItem, Task
 
 from conftest import MakeConfig, write_jsonl
+from dapt_trainer import generation_eval
 from dapt_trainer.cli import main
 from dapt_trainer.config import GenerationEvalConfig
 from dapt_trainer.generation_eval import (
@@ -162,13 +163,22 @@ def test_mcq_items_are_asked_and_parsed_as_dapt_eval_does(tmp_path: Path) -> Non
     assert not score_choice("B: publish", "B", "publish the draft")
 
 
-def test_mcq_scores_are_an_accuracy(model_dir: Path, tmp_path: Path) -> None:
+def test_mcq_scores_are_an_accuracy(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fraction of items answered right: the model's reply is fixed here (the random tiny
+    model answers nothing right; its word-level vocabulary has no letters): the first item's
+    answer text, then a distractor's words for the second, so the accuracy is 1/2."""
     path = write_jsonl(tmp_path / "mcq.jsonl", MCQ_ROWS[:2])
     config = GenerationEvalConfig(name="mcq", path=str(path), format="mcq", max_new_tokens=2)
     tokenizer = load_tokenizer(model_dir)
     task = load_task(config, tokenizer)
+    replies = iter([task.items[0].reference, "the draft"])
+    monkeypatch.setattr(
+        generation_eval,
+        "greedy_answer",
+        lambda *args, **kwargs: tokenizer.encode(next(replies), add_special_tokens=False),
+    )
     model = load_base(model_dir, CPU).eval()
     scores = evaluate_generation(model, tokenizer, [task], Dist(), CPU, autocast=False)
-    assert (
-        list(scores) == ["generation/mcq/accuracy"] and 0 <= scores["generation/mcq/accuracy"] <= 1
-    )
+    assert scores == {"generation/mcq/accuracy": 0.5}
