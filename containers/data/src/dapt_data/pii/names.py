@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from dapt_data.pii import lexicon
 from dapt_data.pii.gazetteer import AMBIGUOUS_FIRST_NAMES, FIRST_NAMES
 from dapt_data.pii.types import PiiType, Span
 
@@ -33,7 +34,7 @@ def name_spans(text: str, known_names: Iterable[str] = ()) -> list[Span]:
     """Every NAME span found by the three sources above."""
     spans = _known_name_spans(text, known_names)
     spans += _trigger_spans(text)
-    spans += _gazetteer_spans(text)
+    spans += _lexicon_spans(text)
     return spans
 
 
@@ -62,9 +63,13 @@ def _trigger_spans(text: str) -> list[Span]:
             if _is_stopword(first):
                 continue
             lower = first.lower()
-            if needs_gazetteer and lower not in FIRST_NAMES and lower not in AMBIGUOUS_FIRST_NAMES:
-                continue
             known = lower in FIRST_NAMES or lower in AMBIGUOUS_FIRST_NAMES
+            listed = known or (
+                lower in lexicon.first_names() and lower not in lexicon.ordinary_words()
+            )
+            if needs_gazetteer and not listed:
+                continue  # "I'm X" / "this is X": X must be a listed name ("I'm Happy")
+            known = listed
             if not first[0].isupper() and not known:
                 continue  # a lower-case word after a trigger is a name only if we know it
             if not known and (_is_label(text, m.end("first")) or _is_acronym(first)):
@@ -75,12 +80,69 @@ def _trigger_spans(text: str) -> list[Span]:
     return spans
 
 
-def _gazetteer_spans(text: str) -> list[Span]:
-    return [
-        Span(m.start(), _surname_end(text, m.end()), PiiType.NAME, "gazetteer")
-        for m in _CAPITALISED.finditer(text)
-        if m.group().lower() in FIRST_NAMES
-    ]
+def _lexicon_spans(text: str) -> list[Span]:
+    """Runs of capitalised words that the name lists say form a person's name."""
+    spans = []
+    for run in _runs(text):
+        for part in _split_at_words(run):
+            if _is_person(text, part):
+                spans.append(Span(part[0].start(), part[-1].end(), PiiType.NAME, "lexicon"))
+    return spans
+
+
+def _runs(text: str) -> list[list[re.Match[str]]]:
+    """Capitalised words next to each other (a space, or a particle such as "van der")."""
+    runs: list[list[re.Match[str]]] = []
+    for token in _TOKEN.finditer(text):
+        if runs and _JOIN.fullmatch(text, runs[-1][-1].end(), token.start()):
+            runs[-1].append(token)
+        else:
+            runs.append([token])
+    return runs
+
+
+def _split_at_words(run: list[re.Match[str]]) -> list[list[re.Match[str]]]:
+    """The parts of a run between ordinary words ("Thanks | Margaret Olsen")."""
+    parts: list[list[re.Match[str]]] = [[]]
+    for token in run:
+        if _kind(token.group()) == "word":
+            parts.append([])
+        else:
+            parts[-1].append(token)
+    return [part for part in parts if part]
+
+
+def _is_person(text: str, part: list[re.Match[str]]) -> bool:
+    kinds = [_kind(token.group()) for token in part]
+    if "name" not in kinds:
+        return False  # no unambiguous name: "Will Smith", "Grace", "Quillsite Pro"
+    if len(part) == 1 and part[0].group().lower() not in lexicon.first_names():
+        return False  # a lone surname ("Santos said", "Gucci") is not enough
+    words = text[part[0].start() : part[-1].end()].lower()
+    if words in lexicon.places():
+        return False
+    before = _BEFORE.search(text, 0, part[0].start())
+    after = _AFTER.match(text, part[-1].end())
+    # Not "the Luna theme", "Victoria Street", "Stella template".
+    return before is None and (after is None or after.group(1).lower() not in NOT_PERSON_AFTER)
+
+
+def _kind(token: str) -> str:
+    """'name' (listed, not a word or place), 'ambiguous' (both), 'word' or 'unknown'."""
+    lower = token.lower()
+    parts = [p for p in re.split(r"[-'\u2019]", lower) if len(p) >= MIN_NAME_PART] or [lower]
+    listed = lower in lexicon.first_names() or lower in lexicon.last_names()
+    listed = listed or (
+        len(parts) > 1
+        and any(p in lexicon.first_names() or p in lexicon.last_names() for p in parts)
+    )
+    words = lexicon.ordinary_words()
+    # web2 lists no inflections: "Wells", "Brooks", "Banks" are plurals of words.
+    common = lower in words or (lower.endswith("s") and lower[:-1] in words)
+    common = common or lower in NAME_STOPWORDS or lower in lexicon.places()
+    if listed:
+        return "ambiguous" if common else "name"
+    return "word" if common else "unknown"
 
 
 def _surname_end(text: str, end: int) -> int:
@@ -108,10 +170,20 @@ def _is_stopword(word: str) -> bool:
 
 _WORD_TAIL = r"[A-Za-zÀ-ÖØ-öø-ÿ'\u2019-]*"
 _WORD = rf"[A-Za-zÀ-ÖØ-öø-ÿ]{_WORD_TAIL}"
-_CAPITALISED = re.compile(r"(?<![\w@.])[A-Z][a-z]+(?![\w@])")
 _SURNAME = re.compile(
     r"[ \t]+(?P<surname>(?:O'|Mc|Mac|van |de |da |di )?[A-Z][a-zà-öø-ÿ'\u2019-]+)"
 )
+_LETTER_UPPER = "A-ZÀ-ÖØ-Þ"
+_LETTER_LOWER = "a-zß-öø-ÿ"
+_TOKEN = re.compile(
+    rf"(?<![\w@.])(?:Mc|Mac|O['\u2019]|D['\u2019])?[{_LETTER_UPPER}][{_LETTER_LOWER}]+"
+    rf"(?:[-'\u2019][A-Za-zÀ-ÖØ-öø-ÿ][{_LETTER_LOWER}]+)*(?![\w@])"
+)
+_JOIN = re.compile(
+    r"[ \t]+(?:(?:van|von|de|der|den|da|di|du|del|della|la|le|al|el|bin|ibn|dos|das|ter)[ \t]+)*"
+)
+_BEFORE = re.compile(r"(?i:\b(?:the|a|an|our|your|their|my|this|that))[ \t]+$")
+_AFTER = re.compile(r"[ \t]+([A-Za-z]+)")
 _TRIGGERS: tuple[tuple[re.Pattern[str], bool], ...] = (
     (re.compile(rf"(?i:\bmy name is|\bmy name's|\bname's|\bcall me)\s+(?P<first>{_WORD})"), False),
     (re.compile(rf"(?i:\bi'm|\bi am|\bthis is|\bit's)\s+(?P<first>{_WORD})"), True),
@@ -135,6 +207,62 @@ _TRIGGERS: tuple[tuple[re.Pattern[str], bool], ...] = (
 )
 
 MIN_ACRONYM_LETTERS = 2
+MIN_NAME_PART = 3
+NOT_PERSON_AFTER = frozenset(
+    {
+        # A name followed by one of these names a place, a business or a product.
+        "street",
+        "st",
+        "road",
+        "rd",
+        "avenue",
+        "ave",
+        "lane",
+        "drive",
+        "boulevard",
+        "square",
+        "place",
+        "park",
+        "station",
+        "bridge",
+        "hall",
+        "airport",
+        "university",
+        "college",
+        "hospital",
+        "school",
+        "bank",
+        "inc",
+        "ltd",
+        "llc",
+        "gmbh",
+        "co",
+        "corp",
+        "group",
+        "studio",
+        "studios",
+        "design",
+        "designs",
+        "bakery",
+        "cafe",
+        "coffee",
+        "store",
+        "shop",
+        "boutique",
+        "theme",
+        "template",
+        "plan",
+        "app",
+        "plugin",
+        "font",
+        "integration",
+        "collection",
+        "edition",
+        "series",
+        "layout",
+        "style",
+    }
+)
 NAME_STOPWORDS = frozenset(
     {
         "a",
