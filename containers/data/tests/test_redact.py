@@ -313,10 +313,10 @@ class _Entity:
 def test_a_name_model_adds_person_names_the_rules_do_not_refuse(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # GIVEN a name model (a stand-in for a spaCy pipeline) that tags a real name and the
-    # look-alikes spaCy models tag as PERSON on the labeled set
-    text = "Margaret Olsen approved it. Tel: 555. Mark as read. Quillsite Pro. Batch 2023-11-30"
-    tagged = ["Margaret Olsen", "Tel", "Mark", "Quillsite Pro", "Batch 2023-11-30"]
+    # GIVEN a name model (a stand-in for a spaCy pipeline) that tags a real name that no name
+    # list holds and the look-alikes spaCy models tag as PERSON on the labeled set
+    text = "Priyanka Raghunathan approved it. Tel: 555. Mark as read. Quillsite Pro. Batch 2023-11-30"
+    tagged = ["Priyanka Raghunathan", "Tel", "Mark", "Quillsite Pro", "Batch 2023-11-30"]
 
     def nlp(value: str) -> SimpleNamespace:
         return SimpleNamespace(ents=[_Entity(value, t) for t in tagged])

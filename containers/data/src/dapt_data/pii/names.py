@@ -38,7 +38,9 @@ def name_spans(text: str, known_names: Iterable[str] = ()) -> list[Span]:
     return spans
 
 
-def _known_name_spans(text: str, known_names: Iterable[str]) -> list[Span]:
+def _known_name_spans(
+    text: str, known_names: Iterable[str], detector: str = "known-name"
+) -> list[Span]:
     variants: set[str] = set()
     for raw in known_names:
         name = raw.strip()
@@ -49,9 +51,7 @@ def _known_name_spans(text: str, known_names: Iterable[str]) -> list[Span]:
     spans = []
     for variant in sorted(variants, key=len, reverse=True):
         pattern = re.compile(rf"(?<!\w){re.escape(variant)}(?!\w)", re.IGNORECASE)
-        spans += [
-            Span(m.start(), m.end(), PiiType.NAME, "known-name") for m in pattern.finditer(text)
-        ]
+        spans += [Span(m.start(), m.end(), PiiType.NAME, detector) for m in pattern.finditer(text)]
     return spans
 
 
@@ -81,19 +81,33 @@ def _trigger_spans(text: str) -> list[Span]:
 
 
 def _lexicon_spans(text: str) -> list[Span]:
-    """Runs of capitalised words that the name lists say form a person's name."""
-    spans = []
-    for run in _runs(text):
-        for part in _split_at_words(run):
-            if _is_person(text, part):
-                spans.append(Span(part[0].start(), part[-1].end(), PiiType.NAME, "lexicon"))
-    return spans
+    """Names that the name lists recognise, then what the same text says about them.
+
+    1. Runs of capitalised words with an unambiguous listed name among them ("Margaret
+       Olsen", "Chloé Martin"), and lower-case listed first names that are not words ("ask
+       priya about it").
+    2. Ambiguous names ("Ana", "Tom") listed beside a found name ("Ana, Wei and Tom").
+    3. Every other occurrence of a found name's parts in the same text ("Amara Nwosu is the
+       owner" makes the earlier "Amara's shop" a name too).
+    """
+    found = [
+        (part[0].start(), part[-1].end())
+        for run in _runs(text)
+        for part in _split_at_words(run)
+        if _is_person(text, part)
+    ]
+    found += [(m.start(), m.end()) for m in _LOWER_TOKEN.finditer(text) if _is_lower_name(m)]
+    found += _listed_beside(text, found)
+    spans = [Span(start, end, PiiType.NAME, "lexicon") for start, end in found]
+    return spans + _known_name_spans(text, _parts_of(text, found), "lexicon-repeat")
 
 
 def _runs(text: str) -> list[list[re.Match[str]]]:
-    """Capitalised words next to each other (a space, or a particle such as "van der")."""
+    """Capitalised words next to each other (a space, an initial, or a particle: "van der")."""
     runs: list[list[re.Match[str]]] = []
     for token in _TOKEN.finditer(text):
+        if not _is_capitalised(token.group()):
+            continue
         if runs and _JOIN.fullmatch(text, runs[-1][-1].end(), token.start()):
             runs[-1].append(token)
         else:
@@ -116,20 +130,97 @@ def _is_person(text: str, part: list[re.Match[str]]) -> bool:
     kinds = [_kind(token.group()) for token in part]
     if "name" not in kinds:
         return False  # no unambiguous name: "Will Smith", "Grace", "Quillsite Pro"
-    if len(part) == 1 and part[0].group().lower() not in lexicon.first_names():
+    if len(part) == 1 and not _is_first_name(part[0].group()):
         return False  # a lone surname ("Santos said", "Gucci") is not enough
     words = text[part[0].start() : part[-1].end()].lower()
     if words in lexicon.places():
         return False
-    before = _BEFORE.search(text, 0, part[0].start())
-    after = _AFTER.match(text, part[-1].end())
-    # Not "the Luna theme", "Victoria Street", "Stella template".
-    return before is None and (after is None or after.group(1).lower() not in NOT_PERSON_AFTER)
+    return not _names_a_thing(text, part[0].start(), part[-1].end())
+
+
+def _names_a_thing(text: str, start: int, end: int) -> bool:
+    """Whether a name is used for a place, business or product: "the Luna theme", "Victoria
+    Street", "Stella template"."""
+    before = _BEFORE.search(text, 0, start)
+    after = _AFTER.match(text, end)
+    return before is not None or (after is not None and after.group(1).lower() in NOT_PERSON_AFTER)
+
+
+def _is_lower_name(m: re.Match[str]) -> bool:
+    """A lower-case word that is a listed first name and no English word or place ("priya")."""
+    word = m.group()
+    return (
+        word.islower()
+        and word.lower() in lexicon.first_names()
+        and _kind(word) == "name"
+        and not _names_a_thing(m.string, m.start(), m.end())
+    )
+
+
+def _listed_beside(text: str, found: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Capitalised words listed with a found name ("Ana, Wei and Tom", "cc Fatima Al-Hassan,
+    Arash Farahani and Ji-woo Park"): a run that starts with no ordinary word and is not
+    used for a thing."""
+    candidates = []
+    for run in _runs(text):
+        if _kind(run[0].group()) != "word":
+            candidates.append((run[0].start(), run[-1].end()))
+        candidates += [
+            (part[0].start(), part[-1].end())
+            for part in _split_at_words(run)
+            if _kind(part[0].group()) != "unknown" or len(part) > 1
+        ]
+    taken = set(found)
+    added: list[tuple[int, int]] = []
+    changed = True
+    while changed:
+        changed = False
+        ends = {end for _, end in taken}
+        starts = {start for start, _ in taken}
+        for start, end in candidates:
+            if (start, end) in taken or any(s <= start < e or s < end <= e for s, e in taken):
+                continue
+            before = _LIST_BEFORE.search(text, 0, start)
+            after = _LIST_AFTER.match(text, end)
+            beside = (before is not None and before.start() in ends) or (
+                after is not None and after.end() in starts
+            )
+            if beside and not _names_a_thing(text, start, end):
+                taken.add((start, end))
+                added.append((start, end))
+                changed = True
+                break
+    return added
+
+
+def _parts_of(text: str, found: list[tuple[int, int]]) -> list[str]:
+    """The words of the names found (3+ letters, not ordinary words), to find them again."""
+    parts = set()
+    for start, end in found:
+        for word in re.split(r"[\s.,;]+", text[start:end]):
+            if len(word) >= MIN_NAME_PART and _kind(word) in ("name", "unknown"):
+                parts.add(word)
+    return sorted(parts)
+
+
+def _is_capitalised(word: str) -> bool:
+    letters = [c for c in word if c.isalpha()]
+    return letters[0].isupper() and any(c.islower() for c in letters)
+
+
+def _is_first_name(token: str) -> bool:
+    lower = token.lower()
+    parts = [p for p in re.split(r"[-'\u2019]", lower) if len(p) >= MIN_NAME_PART]
+    return lower in lexicon.first_names() or (
+        len(parts) > 1 and all(p in lexicon.first_names() for p in parts)
+    )
 
 
 def _kind(token: str) -> str:
     """'name' (listed, not a word or place), 'ambiguous' (both), 'word' or 'unknown'."""
     lower = token.lower()
+    if _CONTRACTION.fullmatch(lower):
+        return "word"  # "I'll", "We're"
     parts = [p for p in re.split(r"[-'\u2019]", lower) if len(p) >= MIN_NAME_PART] or [lower]
     listed = lower in lexicon.first_names() or lower in lexicon.last_names()
     listed = listed or (
@@ -168,20 +259,24 @@ def _is_stopword(word: str) -> bool:
     return word.lower() in NAME_STOPWORDS
 
 
-_WORD_TAIL = r"[A-Za-zÀ-ÖØ-öø-ÿ'\u2019-]*"
-_WORD = rf"[A-Za-zÀ-ÖØ-öø-ÿ]{_WORD_TAIL}"
+_WORD_TAIL = r"[^\W\d_]*(?:[-'\u2019][^\W\d_]{2,})*"
+_WORD = rf"[^\W\d_]{_WORD_TAIL}"
 _SURNAME = re.compile(
-    r"[ \t]+(?P<surname>(?:O'|Mc|Mac|van |de |da |di )?[A-Z][a-zà-öø-ÿ'\u2019-]+)"
+    r"[ \t]+(?P<surname>(?:O'|Mc|Mac|van |de |da |di )?[A-Z][^\W\d_]*(?:[-'\u2019][^\W\d_]{2,})*)"
 )
-_LETTER_UPPER = "A-ZÀ-ÖØ-Þ"
-_LETTER_LOWER = "a-zß-öø-ÿ"
 _TOKEN = re.compile(
-    rf"(?<![\w@.])(?:Mc|Mac|O['\u2019]|D['\u2019])?[{_LETTER_UPPER}][{_LETTER_LOWER}]+"
-    rf"(?:[-'\u2019][A-Za-zÀ-ÖØ-öø-ÿ][{_LETTER_LOWER}]+)*(?![\w@])"
+    r"(?<![\w@.])(?:Mc|Mac|O['\u2019]|D['\u2019])?[^\W\d_]+(?:[-'\u2019][^\W\d_]{2,})*"
+    r"(?![\w@]|\.\w)"
 )
+"""A word (letters of any script, inner hyphens and apostrophes), not part of a domain or email."""
+_LOWER_TOKEN = re.compile(r"(?<![\w@.])[^\W\d_A-Z]{3,}(?![\w@]|\.\w)")
 _JOIN = re.compile(
-    r"[ \t]+(?:(?:van|von|de|der|den|da|di|du|del|della|la|le|al|el|bin|ibn|dos|das|ter)[ \t]+)*"
+    r"[ \t]+(?:[A-Z]\.[ \t]+)?"
+    r"(?:(?:van|von|de|der|den|da|di|du|del|della|la|le|al|el|bin|ibn|dos|das|ter)[ \t]+)*"
 )
+_CONTRACTION = re.compile(r"[^\W\d_]+['\u2019](?:ll|d|ve|m|re|s|t)")
+_LIST_BEFORE = re.compile(r"(?:,[ \t]*|[ \t]+(?:and|&|or)[ \t]+|,[ \t]*(?:and|&)[ \t]+)$")
+_LIST_AFTER = re.compile(r"(?:,[ \t]*|[ \t]+(?:and|&|or)[ \t]+|,[ \t]*(?:and|&)[ \t]+)")
 _BEFORE = re.compile(r"(?i:\b(?:the|a|an|our|your|their|my|this|that))[ \t]+$")
 _AFTER = re.compile(r"[ \t]+([A-Za-z]+)")
 _TRIGGERS: tuple[tuple[re.Pattern[str], bool], ...] = (
