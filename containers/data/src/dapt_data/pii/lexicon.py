@@ -1,8 +1,8 @@
 """The word lists behind the running-text name detector (`pii.names`), from maintained packages.
 
-- Person names: the first and last names of every locale of Faker's person providers (about
-  21,000 first names and 22,000 surnames from 80+ locales, Latin script only), plus the
-  project's own gazetteer (`pii.gazetteer`).
+- Person names: the first and last names of every locale of Faker's person providers (80+
+  locales; Latin script, and Cyrillic and Greek romanised with `anyascii`), plus the project's
+  own gazetteer (`pii.gazetteer`).
 - Ordinary words: the lower-case entries of Webster's Second International (`web2`, 236,000
   words) as packaged by `english-words`. A name that is also an ordinary word ("Will", "Grace",
   "Mark", "Rose", "Chase") is ambiguous: it counts only beside an unambiguous name or after a
@@ -25,6 +25,7 @@ import pkgutil
 import re
 from collections.abc import Iterable
 
+from anyascii import anyascii
 from english_words import get_english_words_set
 
 from dapt_data.pii.gazetteer import AMBIGUOUS_FIRST_NAMES, FIRST_NAMES
@@ -59,23 +60,55 @@ def places() -> frozenset[str]:
     return frozenset(found)
 
 
+@functools.cache
+def countries() -> frozenset[str]:
+    """Lower-case country names in the languages of Faker's address providers ("españa")."""
+    found: set[str] = set()
+    for provider in _providers("faker.providers.address"):
+        found.update(_latin(getattr(provider, "countries", ())))
+    return frozenset(found)
+
+
 def _faker_names(kind: str) -> set[str]:
     found: set[str] = set()
-    for provider in _providers("faker.providers.person"):
+    for locale, provider in _providers_by_locale("faker.providers.person"):
         for attr in dir(provider):
             if attr.startswith((f"{kind}_name", f"{kind}_romanized_name")):
-                for name in _latin(getattr(provider, attr)):
+                values = getattr(provider, attr)
+                for name in [*_latin(values), *_romanized(values, locale)]:
                     # "de la Cruz", "Al-Hassan": each part is looked up on its own.
                     found.update(p for p in re.split(r"[\s-]+", name) if len(p) >= MIN_PART)
     return found
 
 
 def _providers(package: str) -> Iterable[type]:
+    return (provider for _, provider in _providers_by_locale(package))
+
+
+def _providers_by_locale(package: str) -> Iterable[tuple[str, type]]:
     root = importlib.import_module(package)
     for module in pkgutil.iter_modules(root.__path__):
         provider = getattr(importlib.import_module(f"{package}.{module.name}"), "Provider", None)
         if isinstance(provider, type):
-            yield provider
+            yield module.name, provider
+
+
+def _romanized(values: object, locale: str) -> Iterable[str]:
+    """Cyrillic and Greek names as they are written in Latin letters ("Оксана" -> "oksana").
+
+    anyascii's transliteration follows Russian usage; Ukrainian names are also written with
+    Ukraine's national romanisation for the letters that differ (ghe -> h, i -> y: "Kateryna").
+    Scripts whose transliteration loses the vowels (Devanagari, Arabic) are left out."""
+    if isinstance(values, dict):
+        values = list(values)
+    if not isinstance(values, list | tuple | set | frozenset):
+        return
+    for value in values:
+        if not isinstance(value, str) or not _CYRILLIC_OR_GREEK.fullmatch(value):
+            continue
+        yield anyascii(value).replace("'", "").lower()
+        if locale.startswith("uk"):
+            yield anyascii(value.translate(UKRAINIAN)).replace("'", "").lower()
 
 
 def _latin(values: object) -> Iterable[str]:
@@ -87,6 +120,9 @@ def _latin(values: object) -> Iterable[str]:
     return (v.lower() for v in values if isinstance(v, str) and _LATIN.fullmatch(v))
 
 
+_CYRILLIC_OR_GREEK = re.compile(r"[\u0370-\u03ff\u0400-\u04ff' -]+")
+UKRAINIAN = str.maketrans({"\u0433": "h", "\u0413": "H", "\u0438": "y", "\u0418": "Y"})
+"""Ukraine's national romanisation where it differs from anyascii's: ghe -> h, i -> y."""
 _LATIN = re.compile(r"[A-Za-zÀ-ÖØ-öø-ɏ'\u2019. -]+")
 MIN_PART = 2
 PLACE_ATTRIBUTES = ("countries", "states", "cities", "city_names", "provinces", "regions")

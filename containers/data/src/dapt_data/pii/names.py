@@ -22,6 +22,7 @@ not be).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -90,14 +91,15 @@ def _lexicon_spans(text: str) -> list[Span]:
     3. Every other occurrence of a found name's parts in the same text ("Amara Nwosu is the
        owner" makes the earlier "Amara's shop" a name too).
     """
+    runs = _runs(text)
     found = [
         (part[0].start(), part[-1].end())
-        for run in _runs(text)
+        for run in runs
         for part in _split_at_words(run)
         if _is_person(text, part)
     ]
     found += [(m.start(), m.end()) for m in _LOWER_TOKEN.finditer(text) if _is_lower_name(m)]
-    found += _listed_beside(text, found)
+    found += _listed_beside(text, runs, found)
     spans = [Span(start, end, PiiType.NAME, "lexicon") for start, end in found]
     return spans + _known_name_spans(text, _parts_of(text, found), "lexicon-repeat")
 
@@ -157,12 +159,14 @@ def _is_lower_name(m: re.Match[str]) -> bool:
     )
 
 
-def _listed_beside(text: str, found: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def _listed_beside(
+    text: str, runs: list[list[re.Match[str]]], found: list[tuple[int, int]]
+) -> list[tuple[int, int]]:
     """Capitalised words listed with a found name ("Ana, Wei and Tom", "cc Fatima Al-Hassan,
     Arash Farahani and Ji-woo Park"): a run that starts with no ordinary word and is not
     used for a thing."""
     candidates = []
-    for run in _runs(text):
+    for run in runs:
         if _kind(run[0].group()) != "word":
             candidates.append((run[0].start(), run[-1].end()))
         candidates += [
@@ -170,26 +174,27 @@ def _listed_beside(text: str, found: list[tuple[int, int]]) -> list[tuple[int, i
             for part in _split_at_words(run)
             if _kind(part[0].group()) != "unknown" or len(part) > 1
         ]
-    taken = set(found)
+    taken = list(found)
+    ends = {end for _, end in taken}
+    starts = {start for start, _ in taken}
     added: list[tuple[int, int]] = []
     changed = True
     while changed:
         changed = False
-        ends = {end for _, end in taken}
-        starts = {start for start, _ in taken}
         for start, end in candidates:
-            if (start, end) in taken or any(s <= start < e or s < end <= e for s, e in taken):
-                continue
-            before = _LIST_BEFORE.search(text, 0, start)
+            if any(s < end and start < e for s, e in taken):
+                continue  # already found, or overlapping a found name
+            before = _LIST_BEFORE.search(text, max(0, start - 8), start)
             after = _LIST_AFTER.match(text, end)
             beside = (before is not None and before.start() in ends) or (
                 after is not None and after.end() in starts
             )
             if beside and not _names_a_thing(text, start, end):
-                taken.add((start, end))
+                taken.append((start, end))
                 added.append((start, end))
+                ends.add(end)
+                starts.add(start)
                 changed = True
-                break
     return added
 
 
@@ -216,6 +221,7 @@ def _is_first_name(token: str) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=65536)
 def _kind(token: str) -> str:
     """'name' (listed, not a word or place), 'ambiguous' (both), 'word' or 'unknown'."""
     lower = token.lower()
