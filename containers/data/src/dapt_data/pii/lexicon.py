@@ -63,7 +63,7 @@ def places() -> frozenset[str]:
 @functools.cache
 def countries() -> frozenset[str]:
     """Lower-case country names in the languages of Faker's address providers ("españa")."""
-    found: set[str] = set()
+    found: set[str] = set(ENDONYMS)
     for provider in _providers("faker.providers.address"):
         found.update(_latin(getattr(provider, "countries", ())))
     return frozenset(found)
@@ -125,6 +125,41 @@ UKRAINIAN = str.maketrans({"\u0433": "h", "\u0413": "H", "\u0438": "y", "\u0418"
 """Ukraine's national romanisation where it differs from anyascii's: ghe -> h, i -> y."""
 _LATIN = re.compile(r"[A-Za-zÀ-ÖØ-öø-ɏ'\u2019. -]+")
 MIN_PART = 2
+ENDONYMS = frozenset(
+    {
+        # Countries as their own people write them, where Faker's lists have only exonyms.
+        "polska",
+        "česko",
+        "česká republika",
+        "slovensko",
+        "magyarország",
+        "românia",
+        "österreich",
+        "schweiz",
+        "suisse",
+        "svizzera",
+        "sverige",
+        "danmark",
+        "norge",
+        "suomi",
+        "éire",
+        "belgië",
+        "belgique",
+        "türkiye",
+        "hrvatska",
+        "srbija",
+        "slovenija",
+        "eesti",
+        "latvija",
+        "lietuva",
+        "ελλάδα",
+        "nihon",
+        "nippon",
+        "bharat",
+        "méxico",
+        "perú",
+    }
+)
 PLACE_ATTRIBUTES = ("countries", "states", "cities", "city_names", "provinces", "regions")
 EXTRA_PLACES = frozenset(
     {

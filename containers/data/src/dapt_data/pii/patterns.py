@@ -201,7 +201,10 @@ def _locality_end(text: str, end: int) -> int:
     coded = [i for i, (_, kind, _) in enumerate(accepted) if kind != "city"]
     if not coded:
         first = accepted[0] if accepted else None
-        return first[2] if first and first[0] == "comma" else end
+        if not (first and first[0] == "comma"):
+            return end
+        # one city, and the country after it ("Ring Road, Accra, Ghana")
+        return accepted[_then_countries(values, len(accepted), 0)][2]
     newline = next((i for i, (sep, _, _) in enumerate(accepted) if sep == "newline"), None)
     if newline is not None and coded[-1] < newline:
         accepted = accepted[:newline]
@@ -212,10 +215,14 @@ def _locality_end(text: str, end: int) -> int:
     # a city or country after the last postal code belongs to it ("75002 Paris", ", UK")
     if last + 1 < len(accepted) and accepted[last + 1][1] == "city":
         last += 1
-    # then the country, in any language Faker knows ("Germany", "España", "Brasil")
-    while last + 1 < len(accepted) and values[last + 1].lower() in lexicon.countries():
+    return accepted[_then_countries(values, len(accepted), last)][2]
+
+
+def _then_countries(values: list[str], count: int, last: int) -> int:
+    """The last of the parts after `last` that name a country ("Germany", "España")."""
+    while last + 1 < count and values[last + 1].lower() in lexicon.countries():
         last += 1
-    return accepted[last][2]
+    return last
 
 
 def shannon_entropy(value: str) -> float:
@@ -365,7 +372,7 @@ _STREET_SUFFIX = (
     r"Terrace|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Square|Sq|Crescent|Close|Row|Mews|Gardens|"
     r"Grove|Hill)\.?"
 )
-_CAP = r"[A-Z][a-z'\u2019]+\.?"
+_CAP = r"(?:[A-Z][a-z'\u2019]+|[A-Z]{2,3})\.?"
 _UPPER = "A-ZÀ-ÖØ-ÞĀĂĄĆČĎĐĒĘĚĞĪİŁŃŇŌŐŒŘŚŞŠŢŤŪŮŰŹŻŽ"
 _CITY_WORD = rf"[{_UPPER}][^\W\d_]*(?:['\u2019-][^\W\d_]+)*"
 """A capitalised word of any Latin script ("São", "Łódź", "Musashino-shi")."""
@@ -373,7 +380,8 @@ _PARTICLE = r"(?:de|da|do|dos|das|del|della|delle|dei|di|la|le|les|des|du|d'|l')
 _LOCALITY_PART = re.compile(
     r"(?P<sep>,[ \t]*|[ \t]*\n[ \t]*|[ \t]*/[ \t]*|[ \t]+-[ \t]+|[ \t]+)(?:"
     r"(?P<postal>(?:[A-Z]-)?(?:\d{5}-\d{3}(?!\d)|\d{5}(?:-\d{4})?(?!\d))|\d{3}-\d{4}(?!\d)"
-    r"|\d{2}-\d{3}(?!\d)|\d{6}(?!\d)|\d{4}[ \t]?[A-Z]{2}(?![A-Za-z])|\d{4}(?!\d)"
+    r"|\d{4}-\d{3}(?!\d)|\d{3}[ \t]\d{2}(?!\d)|\d{2}-\d{3}(?!\d)|\d{6}(?!\d)"
+    r"|\d{4}[ \t]?[A-Z]{2}(?![A-Za-z])|\d{4}(?!\d)"
     r"|[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2}|[A-Z]\d[A-Z][ \t]?\d[A-Z]\d|[A-Z]\d{2}[ \t]?[A-Z\d]{4})"
     r"|(?P<code>[A-Z]{2,3})"
     rf"|(?P<city>(?:Co\.[ \t])?{_CITY_WORD}(?:[ \t]{_CITY_WORD}){{0,2}}(?:[ \t]\d{{1,2}})?)"
