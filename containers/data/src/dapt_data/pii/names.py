@@ -98,10 +98,19 @@ def _lexicon_spans(text: str) -> list[Span]:
         for part in _split_at_words(run)
         if _is_person(text, part)
     ]
-    found += [(m.start(), m.end()) for m in _LOWER_TOKEN.finditer(text) if _is_lower_name(m)]
+    found += [
+        (m.start(), _lower_surname_end(text, m.end()))
+        for m in _LOWER_TOKEN.finditer(text)
+        if _is_lower_name(m)
+    ]
     found += _listed_beside(text, runs, found)
     spans = [Span(start, end, PiiType.NAME, "lexicon") for start, end in found]
-    return spans + _known_name_spans(text, _parts_of(text, found), "lexicon-repeat")
+    spans += _known_name_spans(text, _parts_of(text, found), "lexicon-repeat")
+    return spans + [  # an ambiguous part ("Ana", "Will") again, capitalised as it was found
+        Span(m.start(), m.end(), PiiType.NAME, "lexicon-repeat")
+        for word in _parts_of(text, found, ("ambiguous",))
+        for m in re.finditer(rf"(?<!\w){re.escape(word)}(?!\w)", text)
+    ]
 
 
 def _runs(text: str) -> list[list[re.Match[str]]]:
@@ -135,8 +144,8 @@ def _is_person(text: str, part: list[re.Match[str]]) -> bool:
     if len(part) == 1 and not _is_first_name(part[0].group()):
         return False  # a lone surname ("Santos said", "Gucci") is not enough
     words = text[part[0].start() : part[-1].end()].lower()
-    if words in lexicon.places():
-        return False
+    if words in lexicon.places() or any(w in NOT_PERSON_AFTER for w in words.split()):
+        return False  # "São Paulo", "Schäfer Holzspielzeug GmbH"
     return not _names_a_thing(text, part[0].start(), part[-1].end())
 
 
@@ -157,6 +166,14 @@ def _is_lower_name(m: re.Match[str]) -> bool:
         and _kind(word) == "name"
         and not _names_a_thing(m.string, m.start(), m.end())
     )
+
+
+def _lower_surname_end(text: str, end: int) -> int:
+    """Extend a lower-case first name over a listed surname ("james t. kirkland")."""
+    m = _LOWER_SURNAME.match(text, end)
+    if m is None or m.group("surname") not in lexicon.last_names():
+        return end
+    return m.end() if _kind(m.group("surname")) == "name" else end
 
 
 def _listed_beside(
@@ -189,6 +206,9 @@ def _listed_beside(
             beside = (before is not None and before.start() in ends) or (
                 after is not None and after.end() in starts
             )
+            words = text[start:end].lower().split()
+            if any(w in NOT_PERSON_AFTER for w in words) or " ".join(words) in lexicon.places():
+                continue
             if beside and not _names_a_thing(text, start, end):
                 taken.append((start, end))
                 added.append((start, end))
@@ -198,12 +218,14 @@ def _listed_beside(
     return added
 
 
-def _parts_of(text: str, found: list[tuple[int, int]]) -> list[str]:
-    """The words of the names found (3+ letters, not ordinary words), to find them again."""
+def _parts_of(
+    text: str, found: list[tuple[int, int]], kinds: tuple[str, ...] = ("name", "unknown")
+) -> list[str]:
+    """The words of the names found (3+ letters, of `kinds`), to find them again."""
     parts = set()
     for start, end in found:
         for word in re.split(r"[\s.,;]+", text[start:end]):
-            if len(word) >= MIN_NAME_PART and _kind(word) in ("name", "unknown"):
+            if len(word) >= MIN_NAME_PART and _kind(word) in kinds:
                 parts.add(word)
     return sorted(parts)
 
@@ -275,10 +297,12 @@ _TOKEN = re.compile(
     r"(?![\w@]|\.\w)"
 )
 """A word (letters of any script, inner hyphens and apostrophes), not part of a domain or email."""
+_LOWER_SURNAME = re.compile(r"[ \t]+(?:[a-z]\.[ \t]+)?(?P<surname>[^\W\d_A-Z]{3,})(?![\w@]|\.\w)")
 _LOWER_TOKEN = re.compile(r"(?<![\w@.])[^\W\d_A-Z]{3,}(?![\w@]|\.\w)")
 _JOIN = re.compile(
     r"[ \t]+(?:[A-Z]\.[ \t]+)?"
-    r"(?:(?:van|von|de|der|den|da|di|du|del|della|la|le|al|el|bin|ibn|dos|das|ter)[ \t]+)*"
+    r"(?:(?:van|von|vom|zu|de|der|den|da|di|du|del|dela|delos|della|la|le|al|el|bin|bint|ibn|"
+    r"ben|abu|dos|das|ter|ten|af|av|y)[ \t]+)*"
 )
 _CONTRACTION = re.compile(r"[^\W\d_]+['\u2019](?:ll|d|ve|m|re|s|t)")
 _LIST_BEFORE = re.compile(r"(?:,[ \t]*|[ \t]+(?:and|&|or)[ \t]+|,[ \t]*(?:and|&)[ \t]+)$")
@@ -494,6 +518,30 @@ NAME_STOPWORDS = frozenset(
         "off",
         "out",
         "up",
+        "per",
+        "via",
+        "cc",
+        "ask",
+        "tell",
+        "ping",
+        "please",
+        "bonjour",
+        "salut",
+        "merci",
+        "hola",
+        "gracias",
+        "ciao",
+        "grazie",
+        "hallo",
+        "danke",
+        "olá",
+        "obrigado",
+        "obrigada",
+        "hej",
+        "hei",
+        "namaste",
+        "salaam",
+        "shalom",
     }
 )
 """Words after a trigger that are not names ("Hi there", "Thanks again", "I'm trying")."""

@@ -370,7 +370,7 @@ _BARE_TOKEN = re.compile(r"(?<![A-Za-z0-9/+=_-])[A-Za-z0-9/+]{32,128}(?![A-Za-z0
 _STREET_SUFFIX = (
     r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|"
     r"Terrace|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Square|Sq|Crescent|Close|Row|Mews|Gardens|"
-    r"Grove|Hill)\.?"
+    r"Grove|Hill|Cross)\.?(?:[ \t]+(?:North|South|East|West|NE|NW|SE|SW)\b)?"
 )
 _CAP = r"(?:[A-Z][a-z'\u2019]+|[A-Z]{2,3})\.?"
 _UPPER = "A-ZÀ-ÖØ-ÞĀĂĄĆČĎĐĒĘĚĞĪİŁŃŇŌŐŒŘŚŞŠŢŤŪŮŰŹŻŽ"
@@ -383,8 +383,9 @@ _LOCALITY_PART = re.compile(
     r"|\d{4}-\d{3}(?!\d)|\d{3}[ \t]\d{2}(?!\d)|\d{2}-\d{3}(?!\d)|\d{6}(?!\d)"
     r"|\d{4}[ \t]?[A-Z]{2}(?![A-Za-z])|\d{4}(?!\d)"
     r"|[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2}|[A-Z]\d[A-Z][ \t]?\d[A-Z]\d|[A-Z]\d{2}[ \t]?[A-Z\d]{4})"
-    r"|(?P<code>[A-Z]{2,3})"
-    rf"|(?P<city>(?:Co\.[ \t])?{_CITY_WORD}(?:[ \t]{_CITY_WORD}){{0,2}}(?:[ \t]\d{{1,2}})?)"
+    r"|(?P<code>[A-Z]{2,4})"
+    rf"|(?P<city>(?:(?:Co|Col)\.[ \t]|Colonia[ \t]|Bairro[ \t])?{_CITY_WORD}"
+    rf"(?:[ \t](?:{_PARTICLE}[ \t])?{_CITY_WORD}){{0,2}}(?:[ \t]\d{{1,2}}|[ \t][A-ZØ](?!\w))?)"
     r")(?![\w@])"
 )
 """One part of the locality after a street: its separator, then a postal code, a code or a city."""
@@ -393,13 +394,17 @@ _UNIT = (
     r"Office|Shop|Lot|Villa)\.?[ \t]*#?[A-Za-z0-9][\w/-]*"
 )
 _UNIT_BEFORE = re.compile(
-    rf"(?<![\w-]){_UNIT}(?:[ \t]*[,/][ \t]*|[ \t]+)"
-    rf"(?:(?:The[ \t]+)?{_CITY_WORD}(?:[ \t]+{_CITY_WORD}){{0,3}}[ \t]*[,/][ \t]*)?$"
+    rf"(?<![\w-])(?:{_UNIT}(?:[ \t]*[,/][ \t]*|[ \t]+)"
+    rf"(?:(?:The[ \t]+)?{_CITY_WORD}(?:[ \t]+{_CITY_WORD}){{0,3}}[ \t]*[,/][ \t]*)?"
+    r"|(?i:Blk|Block|No\.|Nr\.)[ \t]*)$"
 )
 """A unit and an optional building name before a street ("Apartment 1204, The Meridian, ")."""
 _AFTER_STREET_UNIT = (
     r"(?:,?[ \t]*(?i:int|interno|piso|puerta|conjunto|apto|apt|sala|bloco|bl|lok|m|esc|"
-    r"escalera|depto|dpto|sc|scala)\.?[ \t]*\d+[\wº°ª]*|,[ \t]*\d+[º°ª][ \t]*[^\W\d_]+)*"
+    r"escalera|depto|dpto|sc|scala|bte|bus|boîte)\.?[ \t]*\d+[\wº°ª]*"
+    r"|,[ \t]*\d+[º°ª][ \t]*[^\W\d_]+\.?"  # 2º Esq., 3º izquierda
+    r"|,[ \t]*\d+\.[ \t]*(?i:th|tv|mf|sal)\.?"  # Danish floors: 2. th.
+    r")*"
 )
 _ADDRESSES: tuple[re.Pattern[str], ...] = (
     # 221B Baker Street, Apt 4, Springfield, IL 62704 | 10 Downing Street, London SW1A 2AA
@@ -410,14 +415,26 @@ _ADDRESSES: tuple[re.Pattern[str], ...] = (
     ),  # the city, state and postcode are `_locality_end`'s
     # Hauptstraße 5, 10115 Berlin | Am Lindenweg 12a | Keizersgracht 221-H | Storgatan 12
     re.compile(
-        r"\b(?:[A-ZÄÖÜ][a-zäöüß]+[- ])?[A-ZÄÖÜÅØÆ][a-zäöüßåøæ]*(?:straße|strasse|str\.|weg|platz|"
-        r"allee|gasse|ring|damm|ufer|straat|gracht|laan|plein|kade|singel|dijk|steeg|markt|"
-        r"vej|gatan|vägen|gata|veien)\s+\d{1,4}[a-zA-Z]?(?:-[A-Z0-9]{1,3})?(?![\w])"
+        r"\b(?:[A-ZÄÖÜ][a-zäöüß]+[- ])?(?:[A-ZÄÖÜÅØÆ][a-zäöüßåøæ]*(?:straße|strasse|str\.|weg|"
+        r"platz|allee|gasse|ring|damm|ufer|straat|gracht|laan|plein|kade|singel|dijk|steeg|"
+        r"markt|vej|gatan|vägen|gata|veien)|[A-ZÆØÅ][a-zæøå]{3,}gade|Straße|Strasse|Str\.|Weg|"
+        r"Platz|Allee|Gasse)\s+\d{1,4}[a-zA-Z]?(?:[-/][A-Z0-9]{1,3})*(?![\w])"
+        rf"{_AFTER_STREET_UNIT}"
+    ),
+    # Vinohradská 1511/230, 100 00 Praha | Unter den Linden 5, 10117 Berlin: a street name and
+    # number of any form, when a postal code and a city follow
+    re.compile(
+        rf"(?<![\w-])(?:{_CITY_WORD}[ \t]+(?:{_PARTICLE}[ \t]+|den[ \t]+)*){{0,3}}"
+        rf"{_CITY_WORD}[ \t]+"
+        r"\d{1,5}[a-zA-Z]?(?:[/-]\d{1,4}[a-zA-Z]?)*"
+        r"(?=,?[ \t]*(?:[A-Z]{1,2}-)?(?:\d{4,5}|\d{3}[ \t]\d{2}|\d{2}-\d{3}|\d{4}-\d{3})[ \t]+"
+        rf"{_CITY_WORD})"
     ),
     # Calle de Alcalá 87, 3º izquierda | Rua Augusta 1508 | Via Roma 12, Int. 4 | ul. Długa 5/7
     re.compile(
         r"(?<![\w.])(?:Rua|Avenida|Av\.|Calle|C/|Carrer|Via|Viale|Piazza|Corso|Largo|Vicolo|"
-        r"Rambla|Paseo|Travessa|Estrada|Alameda|Praça|Plac|Aleja|Ulica|ul\.|(?<!et )al\.|os\.)"
+        r"Rambla|Paseo|Travessa|Estrada|Alameda|Praça|Plac|Aleja|Ulica|ul\.|(?<!et )al\.|os\.|"
+        r"Rue|Avenue|Boulevard|Chaussée|Chemin|Quai|Place)"
         r"[ \t]+"
         rf"(?:{_PARTICLE}[ \t]*)*{_CITY_WORD}(?:[ \t]+(?:{_PARTICLE}[ \t]*)*{_CITY_WORD}){{0,4}},?"
         r"[ \t]+\d{1,5}[A-Za-z]?(?:[-/]\d{1,4}[A-Za-z]?)?(?:[ \t]+(?:m\.|lok\.)[ \t]*\d+)?"
