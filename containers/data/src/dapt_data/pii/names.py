@@ -149,6 +149,19 @@ def _is_person(text: str, part: list[re.Match[str]]) -> bool:
     return not _names_a_thing(text, part[0].start(), part[-1].end())
 
 
+def used_for_a_thing(text: str, start: int, end: int) -> bool:
+    """Whether the capitalised words at `start:end` name a place, business or product: after
+    a determiner ("the Luna theme"), before or holding a thing word ("Victoria Street", "Ivy
+    and Willow themes", "Victoria Day", "Schäfer Holzspielzeug GmbH"), or a known place."""
+    words = text[start:end].lower().split()
+    if any(w in NOT_PERSON_AFTER for w in words) or " ".join(words) in lexicon.places():
+        return True
+    if _names_a_thing(text, start, end):
+        return True
+    listed = _LIST_TAIL.match(text, end)  # "Ivy and Willow themes": the list's last word
+    return listed is not None and listed.group(1).lower() in NOT_PERSON_AFTER
+
+
 def _names_a_thing(text: str, start: int, end: int) -> bool:
     """Whether a name is used for a place, business or product: "the Luna theme", "Victoria
     Street", "Stella template"."""
@@ -305,6 +318,7 @@ _JOIN = re.compile(
     r"ben|abu|dos|das|ter|ten|af|av|y)[ \t]+)*"
 )
 _CONTRACTION = re.compile(r"[^\W\d_]+['\u2019](?:ll|d|ve|m|re|s|t)")
+_LIST_TAIL = re.compile(r"(?:,[ \t]*|[ \t]+(?:and|&|or)[ \t]+)[A-Z][^\W\d_]*[ \t]+([A-Za-z]+)")
 _LIST_BEFORE = re.compile(r"(?:,[ \t]*|[ \t]+(?:and|&|or)[ \t]+|,[ \t]*(?:and|&)[ \t]+)$")
 _LIST_AFTER = re.compile(r"(?:,[ \t]*|[ \t]+(?:and|&|or)[ \t]+|,[ \t]*(?:and|&)[ \t]+)")
 _BEFORE = re.compile(r"(?i:\b(?:the|a|an|our|your|their|my|this|that))[ \t]+$")
@@ -386,6 +400,31 @@ NOT_PERSON_AFTER = frozenset(
         "series",
         "layout",
         "style",
+        "themes",
+        "templates",
+        "fonts",
+        "plugins",
+        "apps",
+        "plans",
+        "day",
+        "srl",
+        "sarl",
+        "sas",
+        "spa",
+        "bv",
+        "nv",
+        "ab",
+        "oy",
+        "as",
+        "aps",
+        "kg",
+        "ag",
+        "plc",
+        "pty",
+        "pvt",
+        "limited",
+        "florals",
+        "studios",
     }
 )
 NAME_STOPWORDS = frozenset(
@@ -542,6 +581,31 @@ NAME_STOPWORDS = frozenset(
         "namaste",
         "salaam",
         "shalom",
+        "dobry",
+        "dzień",
+        "ahoj",
+        "szia",
+        "servus",
+        "moin",
+        "grüezi",
+        "buongiorno",
+        "buenos",
+        "buenas",
+        "bom",
+        "boa",
+        "goedemorgen",
+        "goedendag",
+        "hoi",
+        "merhaba",
+        "selamat",
+        "salam",
+        "jambo",
+        "habari",
+        "sannu",
+        "sawasdee",
+        "konnichiwa",
+        "privet",
+        "zdravstvuyte",
     }
 )
 """Words after a trigger that are not names ("Hi there", "Thanks again", "I'm trying")."""
