@@ -1,23 +1,22 @@
-"""Person names without an NER model: what the record tells us, triggers, and a gazetteer.
+"""Person names without an NER model: what the record tells us, triggers, and name lists.
 
 Three sources, in decreasing precision:
 
 1. Known names: participant names from the record's metadata (chat customer/agent names,
    turn speakers). Every occurrence of the full name or of a part (3+ letters) is a NAME,
    in any case ("hi sarah").
-2. Triggers: "my name is X", "I'm X" / "this is X" (X must be in the gazetteer), greetings
+2. Triggers: "my name is X", "I'm X" / "this is X" (X must be a listed name), greetings
    "Hi X," / "Dear X", sign-offs "Thanks, X" / "Best regards,\\nX", titles "Mr./Ms./Dr. X".
-   A following capitalised word is taken as the surname. A word outside the gazetteer that
+   A following capitalised word is taken as the surname. A word outside the lists that
    is a field label ("thanks Contact: ...") or all capitals ("Regards,\\nIBAN ...") is not.
-3. Gazetteer: a capitalised first name from `gazetteer.FIRST_NAMES` anywhere, plus a
-   following capitalised surname. Names that are also words ("Will", "Grace") count only
-   after a trigger.
+3. Name lists (`pii.lexicon`: Faker's given names and surnames of 80+ locales, web2's
+   ordinary words, places): see `_lexicon_spans`.
 
-Known misses: surnames alone ("Ms Okonkwo" is caught, "Okonkwo said" is not), names outside
-the gazetteer with no trigger, lower-case names without a trigger. Known false alarms: a
-gazetteer name used as a brand or place ("Victoria station"), a capitalised word after a
-greeting that is not a name ("Hi Quillsite team" is excluded by the stop list, others may
-not be).
+Known misses: surnames alone ("Ms Okonkwo" is caught, "Okonkwo said" is not), names in no
+list with no trigger ("Dariush", "Funmilayo"), lower-case names that are also words ("mark").
+Known false alarms: a listed name used as a brand or place that no rule recognises ("Wells
+Fargo" is kept, "Klarna" would not be listed), a capitalised word after a greeting that is
+not a name ("Hi Quillsite team" is excluded by the stop list, others may not be).
 """
 
 from __future__ import annotations

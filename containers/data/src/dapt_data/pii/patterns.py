@@ -24,8 +24,8 @@
   random (Shannon entropy), plus bare 32-128 character tokens with upper case, lower case
   and digits and high entropy (AWS secret keys, API keys pasted alone); lower-case hex
   hashes and UUIDs are not matched.
-- addresses: see `address_spans`; pattern-based, English/UK/US, German and French street
-  forms only.
+- addresses: see `address_spans`; pattern-based: English-speaking, continental European,
+  Japanese and Indian forms, with the unit before and the locality and country after.
 """
 
 from __future__ import annotations
