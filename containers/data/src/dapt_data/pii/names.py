@@ -423,7 +423,6 @@ NOT_PERSON_AFTER = frozenset(
         "pvt",
         "limited",
         "florals",
-        "studios",
     }
 )
 NAME_STOPWORDS = frozenset(
