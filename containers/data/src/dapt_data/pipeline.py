@@ -754,5 +754,5 @@ GENERATED_MIN_ITEM_WORDS = 4
 RECORDS = "records.jsonl"
 MARKER = "_step.json"
 CACHE = "teacher_cache.jsonl"
-STEP_FORMAT = "2"  # bump when a step's output format or logic changes, to invalidate old runs
+STEP_FORMAT = "3"  # bump when a step's output format or logic changes, to invalidate old runs
 ALL_SECTIONS = ("sources", "ingest", "clean", "dedup", "decontaminate", "redact", "manifest")

@@ -184,10 +184,16 @@ def detect(
         return spans
     if PiiType.EMAIL in wanted:
         spans += email_spans(text)
-    if PiiType.PHONE in wanted:
-        spans += phone_spans(text, config.phone_regions)
+    phones = phone_spans(text, config.phone_regions) if PiiType.PHONE in wanted else []
     if PiiType.ADDRESS in wanted:
-        spans += address_spans(text)
+        addresses = address_spans(text)
+        spans += addresses
+        # A digit group inside an address is its postal code or house number, not a phone
+        # ("São Paulo - SP, 01304-001"); a phone written after an address is outside it.
+        phones = [
+            p for p in phones if not any(a.start <= p.start and p.end <= a.end for a in addresses)
+        ]
+    spans += phones
     if PiiType.NAME in wanted:
         spans += name_spans(text, known_names)
         if config.name_model:

@@ -19,6 +19,7 @@ Run `python -m dapt_data.pii.evaluate tests/data/pii/labeled.jsonl` for the tabl
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -83,6 +84,28 @@ def load_labeled(path: Path) -> list[LabeledExample]:
 
 Predictor = Callable[[LabeledExample], Sequence[Span]]
 """A detector under test: the spans it would replace in an example's text."""
+
+
+def load_marked(path: Path) -> list[LabeledExample]:
+    """A file of inline-marked lines (`{NAME:value}`, `{ADDRESS:value}`, any type; `#` starts a
+    comment line; a line without a mark is a look-alike), as labeled examples."""
+    examples = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, marked in enumerate(lines, start=1):
+        if not marked.strip() or marked.startswith("#"):
+            continue
+        gold, shift = [], 0
+        for m in _MARK.finditer(marked):
+            start = m.start() - shift
+            value = m.group("value")
+            gold.append(Span(start, start + len(value), PiiType(m.group("type")), "gold"))
+            shift += len(m.group()) - len(value)
+        text = _MARK.sub(lambda m: m.group("value"), marked)
+        examples.append(LabeledExample(f"{path.stem}-{number:03d}", text, tuple(gold)))
+    return examples
+
+
+_MARK = re.compile(rf"\{{(?P<type>{'|'.join(t.value for t in PiiType)}):(?P<value>[^{{}}]+)\}}")
 
 
 def redactor(config: RedactionConfig | None = None) -> Predictor:

@@ -8,8 +8,10 @@ model it trusts, and names the package or folder here.
 
 A PERSON entity is kept unless dapt-data's name rules already refuse it: a span with a digit
 ("Batch 2023-11-30"), a field label ("Tel:"), a word of `NAME_STOPWORDS` ("Quillsite Pro",
-"Starter"), or a lone word that is also an ordinary word or place (`AMBIGUOUS_FIRST_NAMES`:
-"Mark as read", "Bill me", "Austin template"; such names still count after a cue phrase).
+"Starter"), a name used for a thing (`names.used_for_a_thing`: "the Hunter theme", "Victoria
+Day", "Schäfer Holzspielzeug GmbH"), or a lone word that is also an ordinary word or place
+(`AMBIGUOUS_FIRST_NAMES`: "Mark as read", "Bill me", "Austin template"; such names still count
+after a cue phrase).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dapt_data.pii.gazetteer import AMBIGUOUS_FIRST_NAMES
-from dapt_data.pii.names import NAME_STOPWORDS
+from dapt_data.pii.names import NAME_STOPWORDS, used_for_a_thing
 from dapt_data.pii.types import PiiType, Span
 
 
@@ -99,6 +101,8 @@ def _plausible(text: str, start: int, end: int) -> bool:
         return False
     if any(w in NAME_STOPWORDS for w in words):
         return False
+    if used_for_a_thing(text, start, end):
+        return False  # "The Hunter theme", "Ivy and Willow themes", "Victoria Day", "... GmbH"
     return not (len(words) == 1 and words[0] in AMBIGUOUS_FIRST_NAMES)
 
 

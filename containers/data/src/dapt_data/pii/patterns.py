@@ -24,8 +24,8 @@
   random (Shannon entropy), plus bare 32-128 character tokens with upper case, lower case
   and digits and high entropy (AWS secret keys, API keys pasted alone); lower-case hex
   hashes and UUIDs are not matched.
-- addresses: see `address_spans`; pattern-based, English/UK/US, German and French street
-  forms only.
+- addresses: see `address_spans`; pattern-based: English-speaking, continental European,
+  Japanese and Indian forms, with the unit before and the locality and country after.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ import phonenumbers
 from stdnum import iban as stdnum_iban
 from stdnum import luhn
 
+from dapt_data.pii import lexicon
 from dapt_data.pii.types import PiiType, Span
 
 _Validator = Callable[[str], bool]
@@ -127,22 +128,38 @@ def secret_spans(text: str, min_entropy: float) -> list[Span]:
 def address_spans(text: str) -> list[Span]:
     """Street addresses by pattern.
 
-    Finds: "<number> <Capitalised words> <street suffix>" (Street, Ave, Rd, ...) with an
-    optional unit ("Apt 4B", "Suite 200") and an optional ", City, ST 12345" or UK postcode
-    tail; "<Name>straße/weg/platz ... <number>" with an optional "12345 City"; French
-    "<number> rue/avenue/boulevard ... " with an optional "75001 Paris"; "P.O. Box 123".
-    Each found street is extended over the locality that follows it (`_locality_end`):
-    city, state or province, postal code and country, in US/UK/Canadian/Irish/Australian
-    ("Sydney NSW 2000") or European ("10115 Berlin") order, on the same line or the next.
-    Misses: addresses without a house number or suffix ("the old mill on Bridge Lane" is
-    caught only from "Bridge Lane" if numbered), lower-case addresses, non-Latin scripts,
-    and a city or postcode written with no street before it.
+    Finds a street, then extends it back over a unit and building written before it
+    (`_unit_start`: "Flat 12, ", "Apartment 1204, The Meridian, ", "Level 9, ") and forward
+    over the locality after it (`_locality_end`). Streets:
+    - "<number> <Capitalised words> <street suffix>" (Street, Ave, Rd, ...) with an optional
+      unit after it ("Apt 4B", "Suite 200");
+    - a compound street name then its number: German, Dutch and Nordic ("Hauptstraße 5",
+      "Keizersgracht 221-H", "Storgatan 12");
+    - a street type first, then the name and number: Spanish, Portuguese, Italian, Polish
+      ("Calle de Alcalá 87", "Rua Augusta 1508", "Via Roma 12", "ul. Marszałkowska 84/92 m.
+      17"), with a unit after it (", 3º izquierda", ", Int. 4", ", Conjunto 42");
+    - French "<number> rue/avenue/... <name>" ("3 Rue des Lilas");
+    - Japanese block numbers "2-14-7 Kichijoji Honcho";
+    - a numbered unit then a street with no number ("Plot 14, Admiralty Way", "Unit 6,
+      Riverside Business Park"); "P.O. Box 123".
+    Misses: addresses without a house number or unit and suffix ("the old mill on Bridge
+    Lane"), lower-case addresses, non-Latin scripts, and a city or postcode written with no
+    street before it.
     """
     return [
-        _span(m.start(), _locality_end(text, m.end()), PiiType.ADDRESS, "address")
+        _span(
+            _unit_start(text, m.start()), _locality_end(text, m.end()), PiiType.ADDRESS, "address"
+        )
         for pattern in _ADDRESSES
         for m in pattern.finditer(text)
     ]
+
+
+def _unit_start(text: str, start: int) -> int:
+    """Where a unit and building before a street begin ("Flat 5B, Sea Breeze Apartments / ")."""
+    window = max(0, start - UNIT_WINDOW)
+    m = _UNIT_BEFORE.search(text, window, start)
+    return m.start() if m is not None else start
 
 
 def _locality_end(text: str, end: int) -> int:
@@ -157,16 +174,19 @@ def _locality_end(text: str, end: int) -> int:
     when a code or postal code is among them.
     """
     parts: list[tuple[str, str, int]] = []  # (separator kind, part kind, end)
+    values: list[str] = []
     pos = end
     while len(parts) < MAX_LOCALITY_PARTS:
         m = _LOCALITY_PART.match(text, pos)
         if m is None:
             break
-        sep = "newline" if "\n" in m.group("sep") else "comma" if "," in m.group("sep") else "space"
+        sep = m.group("sep")
+        sep = "newline" if "\n" in sep or "/" in sep else "comma" if "," in sep else "space"
         kind = next(k for k in ("postal", "code", "city") if m.group(k))
         if kind == "city" and m.group("city").split()[0].lower() in LOCALITY_STOPWORDS:
             break
         parts.append((sep, kind, m.end()))
+        values.append(m.group(kind))
         pos = m.end()
     accepted: list[tuple[str, str, int]] = []
     for index, (sep, kind, part_end) in enumerate(parts):
@@ -181,7 +201,10 @@ def _locality_end(text: str, end: int) -> int:
     coded = [i for i, (_, kind, _) in enumerate(accepted) if kind != "city"]
     if not coded:
         first = accepted[0] if accepted else None
-        return first[2] if first and first[0] == "comma" else end
+        if not (first and first[0] == "comma"):
+            return end
+        # one city, and the country after it ("Ring Road, Accra, Ghana")
+        return accepted[_then_countries(values, len(accepted), 0)][2]
     newline = next((i for i, (sep, _, _) in enumerate(accepted) if sep == "newline"), None)
     if newline is not None and coded[-1] < newline:
         accepted = accepted[:newline]
@@ -192,7 +215,14 @@ def _locality_end(text: str, end: int) -> int:
     # a city or country after the last postal code belongs to it ("75002 Paris", ", UK")
     if last + 1 < len(accepted) and accepted[last + 1][1] == "city":
         last += 1
-    return accepted[last][2]
+    return accepted[_then_countries(values, len(accepted), last)][2]
+
+
+def _then_countries(values: list[str], count: int, last: int) -> int:
+    """The last of the parts after `last` that name a country ("Germany", "España")."""
+    while last + 1 < count and values[last + 1].lower() in lexicon.countries():
+        last += 1
+    return last
 
 
 def shannon_entropy(value: str) -> float:
@@ -340,18 +370,42 @@ _BARE_TOKEN = re.compile(r"(?<![A-Za-z0-9/+=_-])[A-Za-z0-9/+]{32,128}(?![A-Za-z0
 _STREET_SUFFIX = (
     r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|"
     r"Terrace|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Square|Sq|Crescent|Close|Row|Mews|Gardens|"
-    r"Grove|Hill)\.?"
+    r"Grove|Hill|Cross)\.?(?:[ \t]+(?:North|South|East|West|NE|NW|SE|SW)\b)?"
 )
-_CAP = r"[A-Z][a-z'\u2019]+\.?"
+_CAP = r"(?:[A-Z][a-z'\u2019]+|[A-Z]{2,3})\.?"
+_UPPER = "A-ZÀ-ÖØ-ÞĀĂĄĆČĎĐĒĘĚĞĪİŁŃŇŌŐŒŘŚŞŠŢŤŪŮŰŹŻŽ"
+_CITY_WORD = rf"[{_UPPER}][^\W\d_]*(?:['\u2019-][^\W\d_]+)*"
+"""A capitalised word of any Latin script ("São", "Łódź", "Musashino-shi")."""
+_PARTICLE = r"(?:de|da|do|dos|das|del|della|delle|dei|di|la|le|les|des|du|d'|l')"
 _LOCALITY_PART = re.compile(
-    r"(?P<sep>,[ \t]*|[ \t]*\n[ \t]*|[ \t]+)(?:"
-    r"(?P<postal>(?:[A-Z]-)?\d{5}(?:-\d{4})?(?!\d)|\d{4}(?!\d)"
+    r"(?P<sep>,[ \t]*|[ \t]*\n[ \t]*|[ \t]*/[ \t]*|[ \t]+-[ \t]+|[ \t]+)(?:"
+    r"(?P<postal>(?:[A-Z]-)?(?:\d{5}-\d{3}(?!\d)|\d{5}(?:-\d{4})?(?!\d))|\d{3}-\d{4}(?!\d)"
+    r"|\d{4}-\d{3}(?!\d)|\d{3}[ \t]\d{2}(?!\d)|\d{2}-\d{3}(?!\d)|\d{6}(?!\d)"
+    r"|\d{4}[ \t]?[A-Z]{2}(?![A-Za-z])|\d{4}(?!\d)"
     r"|[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2}|[A-Z]\d[A-Z][ \t]?\d[A-Z]\d|[A-Z]\d{2}[ \t]?[A-Z\d]{4})"
-    r"|(?P<code>[A-Z]{2,3})"
-    r"|(?P<city>[A-Z][a-zà-öø-ÿ'\u2019-]+(?:[ \t][A-Z][a-zà-öø-ÿ'\u2019-]+){0,2}(?:[ \t]\d{1,2})?)"
+    r"|(?P<code>[A-Z]{2,4})"
+    rf"|(?P<city>(?:(?:Co|Col)\.[ \t]|Colonia[ \t]|Bairro[ \t])?{_CITY_WORD}"
+    rf"(?:[ \t](?:{_PARTICLE}[ \t])?{_CITY_WORD}){{0,2}}(?:[ \t]\d{{1,2}}|[ \t][A-ZØ](?!\w))?)"
     r")(?![\w@])"
 )
 """One part of the locality after a street: its separator, then a postal code, a code or a city."""
+_UNIT = (
+    r"(?i:Flat|Apt|Apartment|Suite|Ste|Unit|Level|Floor|Fl|Plot|Room|Rm|Building|Bldg|Block|Blk|"
+    r"Office|Shop|Lot|Villa)\.?[ \t]*#?[A-Za-z0-9][\w/-]*"
+)
+_UNIT_BEFORE = re.compile(
+    rf"(?<![\w-])(?:{_UNIT}(?:[ \t]*[,/][ \t]*|[ \t]+)"
+    rf"(?:(?:The[ \t]+)?{_CITY_WORD}(?:[ \t]+{_CITY_WORD}){{0,3}}[ \t]*[,/][ \t]*)?"
+    r"|(?i:Blk|Block|No\.|Nr\.)[ \t]*)$"
+)
+"""A unit and an optional building name before a street ("Apartment 1204, The Meridian, ")."""
+_AFTER_STREET_UNIT = (
+    r"(?:,?[ \t]*(?i:int|interno|piso|puerta|conjunto|apto|apt|sala|bloco|bl|lok|m|esc|"
+    r"escalera|depto|dpto|sc|scala|bte|bus|boîte)\.?[ \t]*\d+[\wº°ª]*"
+    r"|,[ \t]*\d+[º°ª][ \t]*[^\W\d_]+\.?"  # 2º Esq., 3º izquierda
+    r"|,[ \t]*\d+\.[ \t]*(?i:th|tv|mf|sal)\.?"  # Danish floors: 2. th.
+    r")*"
+)
 _ADDRESSES: tuple[re.Pattern[str], ...] = (
     # 221B Baker Street, Apt 4, Springfield, IL 62704 | 10 Downing Street, London SW1A 2AA
     re.compile(
@@ -359,21 +413,54 @@ _ADDRESSES: tuple[re.Pattern[str], ...] = (
         rf"{_CAP}\s+{_STREET_SUFFIX}"
         r"(?:,?\s+(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|#)\.?\s*#?[A-Za-z0-9-]+)?"
     ),  # the city, state and postcode are `_locality_end`'s
-    # Hauptstraße 5, 10115 Berlin | Am Lindenweg 12a
+    # Hauptstraße 5, 10115 Berlin | Am Lindenweg 12a | Keizersgracht 221-H | Storgatan 12
     re.compile(
-        r"\b(?:[A-ZÄÖÜ][a-zäöüß]+[- ])?[A-ZÄÖÜ][a-zäöüß]*(?:straße|strasse|str\.|weg|platz|"
-        r"allee|gasse|ring|damm|ufer)\s+\d{1,4}[a-z]?(?![\w])"
+        r"\b(?:[A-ZÄÖÜ][a-zäöüß]+[- ])?(?:[A-ZÄÖÜÅØÆ][a-zäöüßåøæ]*(?:straße|strasse|str\.|weg|"
+        r"platz|allee|gasse|ring|damm|ufer|straat|gracht|laan|plein|kade|singel|dijk|steeg|"
+        r"markt|vej|gatan|vägen|gata|veien)|[A-ZÆØÅ][a-zæøå]{3,}gade|Straße|Strasse|Str\.|Weg|"
+        r"Platz|Allee|Gasse)\s+\d{1,4}[a-zA-Z]?(?:[-/][A-Z0-9]{1,3})*(?![\w])"
+        rf"{_AFTER_STREET_UNIT}"
     ),
-    # 12 rue de la Paix, 75002 Paris
+    # Vinohradská 1511/230, 100 00 Praha | Unter den Linden 5, 10117 Berlin: a street name and
+    # number of any form, when a postal code and a city follow
     re.compile(
-        r"\b\d{1,4}(?:\s?(?:bis|ter))?,?\s+(?:rue|avenue|av\.|boulevard|bd|place|chemin|allée|"
+        rf"(?<![\w-])(?:{_CITY_WORD}[ \t]+(?:{_PARTICLE}[ \t]+|den[ \t]+)*){{0,3}}"
+        rf"{_CITY_WORD}[ \t]+"
+        r"\d{1,5}[a-zA-Z]?(?:[/-]\d{1,4}[a-zA-Z]?)*"
+        r"(?=,?[ \t]*(?:[A-Z]{1,2}-)?(?:\d{4,5}|\d{3}[ \t]\d{2}|\d{2}-\d{3}|\d{4}-\d{3})[ \t]+"
+        rf"{_CITY_WORD})"
+    ),
+    # Calle de Alcalá 87, 3º izquierda | Rua Augusta 1508 | Via Roma 12, Int. 4 | ul. Długa 5/7
+    re.compile(
+        r"(?<![\w.])(?:Rua|Avenida|Av\.|Calle|C/|Carrer|Via|Viale|Piazza|Corso|Largo|Vicolo|"
+        r"Rambla|Paseo|Travessa|Estrada|Alameda|Praça|Plac|Aleja|Ulica|ul\.|(?<!et )al\.|os\.|"
+        r"Rue|Avenue|Boulevard|Chaussée|Chemin|Quai|Place)"
+        r"[ \t]+"
+        rf"(?:{_PARTICLE}[ \t]*)*{_CITY_WORD}(?:[ \t]+(?:{_PARTICLE}[ \t]*)*{_CITY_WORD}){{0,4}},?"
+        r"[ \t]+\d{1,5}[A-Za-z]?(?:[-/]\d{1,4}[A-Za-z]?)?(?:[ \t]+(?:m\.|lok\.)[ \t]*\d+)?"
+        rf"(?![\w]){_AFTER_STREET_UNIT}"
+    ),
+    # 12 rue de la Paix, 75002 Paris | 3 Rue des Lilas
+    re.compile(
+        r"\b\d{1,4}(?:\s?(?:bis|ter))?,?\s+(?i:rue|avenue|av\.|boulevard|bd|place|chemin|allée|"
         r"impasse|quai)\s+(?:(?:de|du|des|la|le|l'|d')\s*)*[A-ZÉ][\w'\u2019-]+"
         r"(?:[ \t][A-ZÉ][\w'\u2019-]+)*"
+    ),
+    # 2-14-7 Kichijoji Honcho, Musashino-shi, Tokyo 180-0004
+    re.compile(
+        rf"(?<![\w-])\d{{1,2}}-\d{{1,2}}-\d{{1,3}}[ \t]+{_CITY_WORD}(?:[ \t]+{_CITY_WORD}){{0,2}}"
+    ),
+    # Plot 14, Admiralty Way | Unit 6, Riverside Business Park
+    re.compile(
+        rf"(?<![\w-]){_UNIT}[ \t]*,[ \t]*(?:{_CAP}\s+){{0,3}}{_CAP}\s+(?:{_STREET_SUFFIX}|Park\b)"
     ),
     re.compile(r"\bP\.?\s?O\.?\s?Box\s+\d{1,6}\b", re.IGNORECASE),
 )
 
 PHONE_CUE_WINDOW = 30
+ADDRESS = PiiType.ADDRESS
+UNIT_WINDOW = 120
+"""How far before a street a unit and building name are looked for (characters)."""
 MAX_LOCALITY_PARTS = 6
 LOCALITY_STOPWORDS = frozenset(
     {"thanks", "thank", "please", "regards", "cheers", "best", "and", "or", "but", "then", "ok"}
