@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Stack } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
-import { EXPERIMENT, PRODUCTION, platformFor } from './helpers';
+import { EXPERIMENT, PRODUCTION, templatesFor } from './helpers';
+
+// One platform per environment for the whole file (templatesFor caches it): these tests only read.
+const platformFor = (selection: typeof PRODUCTION | typeof EXPERIMENT) => templatesFor(selection).platform;
 
 const stacksOf = (p: ReturnType<typeof platformFor>): Stack[] => [
   p.network,
@@ -45,8 +47,7 @@ test('stack names carry the prefix and the environment', () => {
 });
 
 test('every taggable resource carries project, stage, experiment, owner and cost-center tags', () => {
-  const platform = platformFor(EXPERIMENT);
-  const bucket = Object.values(Template.fromStack(platform.dataLake).findResources('AWS::S3::Bucket'))[0] as {
+  const bucket = Object.values(templatesFor(EXPERIMENT).dataLake.findResources('AWS::S3::Bucket'))[0] as {
     Properties: { Tags: { Key: string; Value: string }[] };
   };
   const tags = Object.fromEntries(bucket.Properties.Tags.map((t) => [t.Key, t.Value]));
@@ -66,7 +67,7 @@ test('every taggable resource carries project, stage, experiment, owner and cost
       'cost-center': 'cc-ml-research',
     },
   );
-  const vpc = Object.values(Template.fromStack(platformFor(PRODUCTION).network).findResources('AWS::EC2::VPC'))[0] as {
+  const vpc = Object.values(templatesFor(PRODUCTION).network.findResources('AWS::EC2::VPC'))[0] as {
     Properties: { Tags: { Key: string; Value: string }[] };
   };
   assert.ok(vpc.Properties.Tags.some((t) => t.Key === 'experiment' && t.Value === 'none'));
