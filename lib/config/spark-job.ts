@@ -22,6 +22,8 @@ export const SPARK_JOB = {
    * `environment/` in each container's working directory.
    */
   environmentArchive: 'code/dapt-data/environment.tar.gz',
+  /** The packages of containers/ the archive holds (what the job's code can call). */
+  packages: ['eval', 'data'],
   /** Arguments of the entry point: the same as the Batch image's (`dapt-data batch`). */
   entryPointArguments: ['batch'],
   /** Spark's event logs and driver/executor logs, under the job's write prefix in the artifacts zone. */
