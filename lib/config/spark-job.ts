@@ -4,6 +4,18 @@
  * provides what the keys name; when it ships a `spark_contract.json`, these values move there and
  * are read from it, as data-prep-job.ts reads job_contract.json.
  */
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+
+/** The variable that tells dapt-data its write prefix (containers/data's job_contract.json). */
+export const WRITE_PREFIX_ENV = (
+  JSON.parse(
+    readFileSync(
+      path.join(__dirname, '..', '..', 'containers', 'data', 'src', 'dapt_data', 'job_contract.json'),
+      'utf8',
+    ),
+  ) as { environment: { writePrefix: string } }
+).environment.writePrefix;
 
 export const SPARK_JOB = {
   /**
@@ -47,8 +59,31 @@ export function sparkSubmitParameters(artifactsBucket: string, environment: Read
   ];
   for (const [name, value] of Object.entries(environment)) {
     if (!/^[A-Z][A-Z0-9_]*$/.test(name)) throw new Error(`Spark job environment: '${name}' is not a variable name`);
+    // An empty value is left out: dapt-data reads an unset variable as '' (the whole zones).
+    if (value === '') continue;
     if (/\s/.test(value)) throw new Error(`Spark job environment: ${name} = '${value}' contains whitespace`);
     conf.push([`spark.emr-serverless.driverEnv.${name}`, value], [`spark.executorEnv.${name}`, value]);
   }
   return conf.map(([name, value]) => `--conf ${name}=${value}`).join(' ');
+}
+
+/**
+ * The environment of a data-preparation job, on Batch or Spark alike: what `dapt-data batch`
+ * reads (PIPELINE_CONFIG, STEPS) and who it runs for (stage, environment, write prefix).
+ */
+export function dataJobEnvironment(job: {
+  readonly configUri: string;
+  readonly stage: string;
+  readonly envId: string;
+  readonly writePrefix: string;
+  /** @default - every step ('all') */
+  readonly steps?: readonly string[];
+}): Record<string, string> {
+  return {
+    PIPELINE_CONFIG: job.configUri,
+    DAPT_STAGE: job.stage,
+    DAPT_ENV_ID: job.envId,
+    [WRITE_PREFIX_ENV]: job.writePrefix,
+    ...(job.steps && job.steps.length > 0 ? { STEPS: job.steps.join(',') } : {}),
+  };
 }

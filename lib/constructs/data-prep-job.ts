@@ -1,5 +1,3 @@
-import { readFileSync } from 'node:fs';
-import * as path from 'node:path';
 import { Duration, Size } from 'aws-cdk-lib';
 import * as batch from 'aws-cdk-lib/aws-batch';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -10,14 +8,8 @@ import { Construct } from 'constructs';
 import type { ExpectedWildcard } from '../compliance/acknowledge';
 import { ManagedRole } from './managed-role';
 import { FARGATE_RETRY_STRATEGIES } from './trainer-jobs';
-import { REPO_ROOT, repositoryImage } from './repository-image';
-
-/** The variable that tells dapt-data its write prefix (its refusal of other outputs is keyed on it). */
-const WRITE_PREFIX_ENV = (
-  JSON.parse(
-    readFileSync(path.join(REPO_ROOT, 'containers', 'data', 'src', 'dapt_data', 'job_contract.json'), 'utf8'),
-  ) as { environment: { writePrefix: string } }
-).environment.writePrefix;
+import { WRITE_PREFIX_ENV } from '../config/spark-job';
+import { repositoryImage } from './repository-image';
 
 export interface DataPrepJobProps {
   /** Stage and environment id the job is told about (`DAPT_STAGE`, `DAPT_ENV_ID`). */
