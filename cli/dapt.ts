@@ -8,6 +8,7 @@
  *   npx dapt cost train|env|eval ...                               what it costs, before spending
  *   npx dapt env expiry|extend|expire-now ...                      when an experiment expires (the sweeper deletes it)
  *   npx dapt pipeline start|status|watch|approve|reject ...        the experiment pipeline (data to served model)
+ *   npx dapt data submit|watch ...                                 the data pipeline on EMR Serverless (Spark)
  *
  * Parsing, validation and help come from commander; help and `--dry-run` need no AWS
  * credentials (`pipeline start --dry-run` reads the deployed stacks' names). Exit codes: 0 ok, 1 a problem to fix (config, fit, stack not deployed, job
@@ -15,6 +16,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { costCommand } from './cost';
+import { dataCommand } from './data';
 import { envCommand } from './env';
 import { evalCommand } from './eval';
 import { pipelineCommand } from './pipeline';
@@ -38,6 +40,7 @@ export function buildProgram(deps: CliDeps, setExitCode: (code: number) => void 
     costCommand(deps),
     envCommand(deps),
     pipelineCommand(deps),
+    dataCommand({ ...deps, setExitCode }),
   ]) {
     for (const command of [group, ...group.commands]) {
       command

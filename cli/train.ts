@@ -24,6 +24,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { BatchClient } from '@aws-sdk/client-batch';
 import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import type { DataClients } from './data';
 import { JOB_CONTRACT, trainerJobEnvironment } from '../lib/config/job-contract';
 import { loadConfig } from '../lib/config/load';
 import { checkTrainingSpend } from './cost';
@@ -81,6 +82,8 @@ export interface CliDeps {
   readonly python?: string;
   /** @default DEFAULT_POLL_MS */
   readonly pollMs?: number;
+  /** Clients of `dapt data` (EMR Serverless). @default - the regional AWS endpoints */
+  readonly dataClients?: (region: string) => DataClients;
 }
 
 /** Runs one `dapt train` command (`argv` after `train`); resolves to the exit code. */

@@ -41,6 +41,10 @@ export const PLATFORM_PARAMETERS = {
   trainingPreflightJobDefinitionArn: 'training/job-definitions/preflight',
   trainingDataPrepJobDefinitionArn: 'training/job-definitions/data-prep',
   trainingTokenizeJobDefinitionArn: 'training/job-definitions/tokenize',
+  trainingSparkApplicationId: 'training/spark/application-id',
+  trainingSparkApplicationArn: 'training/spark/application-arn',
+  trainingSparkLogGroup: 'training/spark/log-group',
+  trainingSparkJobRoleArn: 'training/spark/job-role-arn',
   trainingKeyArn: 'training/kms-key-arn',
   trainingJobLogGroup: 'training/job-log-group',
   trainingMaxNodes: 'training/max-nodes',
@@ -60,12 +64,13 @@ export function platformParameterName(ssmRoot: string, key: PlatformParameterKey
   return `${ssmRoot}/${PLATFORM_PARAMETERS[key]}`;
 }
 
-/** Where a run stack (`-c run=NAME`) publishes its job definitions. */
+/** Where a run stack (`-c run=NAME`) publishes its job definitions and its Spark job role. */
 export function runParameterName(
   ssmRoot: string,
   run: string,
-  key: 'single-node' | 'multi-node' | 'tokenize' | 'data-prep',
+  key: 'single-node' | 'multi-node' | 'tokenize' | 'data-prep' | 'spark-job-role',
 ): string {
+  if (key === 'spark-job-role') return `${ssmRoot}/runs/${run}/spark/job-role-arn`;
   return `${ssmRoot}/runs/${run}/job-definitions/${key}`;
 }
 

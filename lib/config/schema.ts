@@ -207,6 +207,22 @@ export const TrainingConfigSchema = z.strictObject({
   /** vCPUs of the Fargate queue for data-preparation jobs. */
   cpuQueueMaxvCpus: z.int().min(1).max(4096),
   /**
+   * Most resources the data pipeline's EMR Serverless application holds at once, summed over all
+   * its workers (its `maximumCapacity`); it holds none while idle. A Spark worker has 1-16 vCPUs
+   * with 2-8 GiB each and 20-200 GiB of disk; new accounts are limited to 16 concurrent vCPUs
+   * until the service quota is raised.
+   */
+  sparkMaxCapacity: z
+    .strictObject({
+      vCpus: z.int().min(1).max(20000),
+      memoryGiB: z.int().min(2).max(160000),
+      diskGiB: z.int().min(20).max(4000000),
+    })
+    .refine((c) => c.memoryGiB >= 2 * c.vCpus, {
+      message: 'memoryGiB must be at least 2 per vCPU (the smallest Spark worker has 2 GiB a vCPU)',
+      path: ['memoryGiB'],
+    }),
+  /**
    * Estimated cost in USD (`npx dapt cost train`) above which `dapt train submit` asks before
    * submitting; `--yes` accepts without asking, and without a terminal it refuses. Absent: 500.
    */

@@ -1,5 +1,3 @@
-import { readFileSync } from 'node:fs';
-import * as path from 'node:path';
 import { Duration, Size } from 'aws-cdk-lib';
 import * as batch from 'aws-cdk-lib/aws-batch';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -10,14 +8,8 @@ import { Construct } from 'constructs';
 import type { ExpectedWildcard } from '../compliance/acknowledge';
 import { ManagedRole } from './managed-role';
 import { FARGATE_RETRY_STRATEGIES } from './trainer-jobs';
-import { REPO_ROOT, repositoryImage } from './repository-image';
-
-/** The variable that tells dapt-data its write prefix (its refusal of other outputs is keyed on it). */
-const WRITE_PREFIX_ENV = (
-  JSON.parse(
-    readFileSync(path.join(REPO_ROOT, 'containers', 'data', 'src', 'dapt_data', 'job_contract.json'), 'utf8'),
-  ) as { environment: { writePrefix: string } }
-).environment.writePrefix;
+import { WRITE_PREFIX_ENV } from '../config/spark-job';
+import { repositoryImage } from './repository-image';
 
 export interface DataPrepJobProps {
   /** Stage and environment id the job is told about (`DAPT_STAGE`, `DAPT_ENV_ID`). */
@@ -79,40 +71,52 @@ export class DataPrepJob extends Construct {
 
 /** Reads the input zones, writes curated records and manifests under the prefix, detects PII. */
 function createRole(scope: Construct, props: DataPrepJobProps): iam.Role {
-  const { buckets, writePrefix } = props;
-  const zones = [buckets.raw, buckets.curated, buckets.datasets];
-  const written = writePrefix === '' ? 'whole zones' : `under '${writePrefix}' only`;
+  const written = props.writePrefix === '' ? 'whole zones' : `under '${props.writePrefix}' only`;
   return new ManagedRole(scope, 'Role', {
     assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
     description: `Training-data pipeline jobs of ${props.namePrefix}: read raw inputs, write curated records and dataset manifests (${written})`,
-    statements: [
-      new iam.PolicyStatement({
-        sid: 'ReadInputs',
-        actions: ['s3:GetObject'],
-        resources: zones.map((b) => b.arnForObjects('*')),
-      }),
-      new iam.PolicyStatement({
-        sid: 'ListZones',
-        actions: ['s3:ListBucket'],
-        resources: zones.map((b) => b.bucketArn),
-      }),
-      new iam.PolicyStatement({
-        sid: 'WriteCuratedAndManifests',
-        actions: ['s3:PutObject', 's3:AbortMultipartUpload'],
-        resources: [buckets.curated, buckets.datasets].map((b) => b.arnForObjects(`${writePrefix}*`)),
-      }),
-      new iam.PolicyStatement({
-        sid: 'UseLakeKey',
-        actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
-        resources: [props.lakeKeyArn],
-      }),
-      new iam.PolicyStatement({ sid: 'DetectPii', actions: ['comprehend:DetectPiiEntities'], resources: ['*'] }),
-    ],
-    wildcards: expectedWildcards(writePrefix),
+    statements: dataPipelineStatements(props),
+    wildcards: dataPipelineWildcards(props.writePrefix),
   }).role;
 }
 
-function expectedWildcards(writePrefix: string): ExpectedWildcard[] {
+/**
+ * What the training-data pipeline may do, wherever it runs (this Batch job, the EMR Serverless
+ * job of spark-job-role.ts): read the input zones, write curated records and manifests under the
+ * prefix, use the lake key, detect PII.
+ */
+export function dataPipelineStatements(
+  props: Pick<DataPrepJobProps, 'buckets' | 'writePrefix' | 'lakeKeyArn'>,
+): iam.PolicyStatement[] {
+  const { buckets, writePrefix } = props;
+  const zones = [buckets.raw, buckets.curated, buckets.datasets];
+  return [
+    new iam.PolicyStatement({
+      sid: 'ReadInputs',
+      actions: ['s3:GetObject'],
+      resources: zones.map((b) => b.arnForObjects('*')),
+    }),
+    new iam.PolicyStatement({
+      sid: 'ListZones',
+      actions: ['s3:ListBucket'],
+      resources: zones.map((b) => b.bucketArn),
+    }),
+    new iam.PolicyStatement({
+      sid: 'WriteCuratedAndManifests',
+      actions: ['s3:PutObject', 's3:AbortMultipartUpload'],
+      resources: [buckets.curated, buckets.datasets].map((b) => b.arnForObjects(`${writePrefix}*`)),
+    }),
+    new iam.PolicyStatement({
+      sid: 'UseLakeKey',
+      actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+      resources: [props.lakeKeyArn],
+    }),
+    new iam.PolicyStatement({ sid: 'DetectPii', actions: ['comprehend:DetectPiiEntities'], resources: ['*'] }),
+  ];
+}
+
+/** The wildcards `dataPipelineStatements` grants, each with its reason. */
+export function dataPipelineWildcards(writePrefix: string): ExpectedWildcard[] {
   const wildcards: ExpectedWildcard[] = [
     {
       pattern: /^\*$/,

@@ -240,6 +240,7 @@ export const DRIFT_READ_ACTIONS: Readonly<Record<string, readonly string[]>> = {
     'dynamodb:ListTagsOfResource',
   ],
   EC2: ['ec2:Describe*'],
+  EMRServerless: ['emr-serverless:GetApplication', 'emr-serverless:ListTagsForResource'],
   ECR: ['ecr:DescribeRepositories', 'ecr:GetLifecyclePolicy', 'ecr:GetRepositoryPolicy', 'ecr:ListTagsForResource'],
   Events: ['events:DescribeRule', 'events:ListTagsForResource', 'events:ListTargetsByRule'],
   Glue: ['glue:GetDatabase', 'glue:GetTable', 'glue:GetTags'],

@@ -1,5 +1,6 @@
 import { Stack, type StackProps } from 'aws-cdk-lib';
 import type * as batch from 'aws-cdk-lib/aws-batch';
+import type * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
@@ -8,6 +9,7 @@ import { runParameterName } from '../config/parameter-names';
 import { DataPrepJob } from '../constructs/data-prep-job';
 import { LakeImports } from '../constructs/lake-imports';
 import { PlatformParameters, readPlatformParameter } from '../constructs/platform-parameters';
+import { SparkJobRole } from '../constructs/spark-job-role';
 import { createExecutionRole, RUNS_PREFIX, TrainerJobs, trainerImage } from '../constructs/trainer-jobs';
 
 export interface RunStackProps extends StackProps {
@@ -33,6 +35,8 @@ export class RunStack extends Stack {
   readonly config: ResolvedConfig;
   readonly jobs: TrainerJobs;
   readonly dataPrepJob: batch.EcsJobDefinition;
+  /** The role of this run's Spark data jobs on the platform's EMR Serverless application. */
+  readonly sparkJobRole: iam.Role;
 
   constructor(scope: Construct, id: string, props: RunStackProps) {
     super(scope, id, props);
@@ -93,6 +97,28 @@ export class RunStack extends Stack {
       runParameterName(config.ssmRoot, run, 'data-prep'),
       this.dataPrepJob.jobDefinitionArn,
       `Training-data pipeline job definition of run '${run}' (CPU queue)`,
+    );
+
+    // The same pipeline as a Spark job on the platform's application, with the same scope.
+    const sparkLogGroup = logs.LogGroup.fromLogGroupName(this, 'SparkLogs', read('trainingSparkLogGroup'));
+    this.sparkJobRole = new SparkJobRole(this, 'SparkData', {
+      namePrefix: `${config.prefix}-${config.envId}-run-${run}`,
+      applicationArn: read('trainingSparkApplicationArn'),
+      writePrefix: `${RUNS_PREFIX}${run}/`,
+      buckets: {
+        raw: lake.bucket('raw'),
+        curated: buckets.curated,
+        datasets: buckets.datasets,
+        artifacts: buckets.artifacts,
+      },
+      lakeKeyArn: lake.keyArn(),
+      logGroupArn: sparkLogGroup.logGroupArn,
+      logKeyArn: trainingKey.keyArn,
+    }).role;
+    parameters.publishAt(
+      runParameterName(config.ssmRoot, run, 'spark-job-role'),
+      this.sparkJobRole.roleArn,
+      `Role of run '${run}''s Spark data jobs (EMR Serverless)`,
     );
   }
 }

@@ -16,6 +16,8 @@ import { NodeLauncherKeyGrant } from '../constructs/node-launcher-key-grant';
 import { PlatformKey } from '../constructs/platform-key';
 import { PlatformParameters } from '../constructs/platform-parameters';
 import { PreflightJob } from '../constructs/preflight-job';
+import { SparkApplication } from '../constructs/spark-application';
+import { SparkJobRole } from '../constructs/spark-job-role';
 import {
   createExecutionRole,
   RUNS_PREFIX,
@@ -53,6 +55,10 @@ export class TrainingStack extends Stack {
   /** Environment-wide data pipeline; only in an experiment stage (production runs bring their own, scoped to the run). */
   readonly dataPrepJob?: batch.EcsJobDefinition;
   readonly jobRole?: iam.Role;
+  /** The data pipeline's EMR Serverless application (both stages; it costs nothing while idle). */
+  readonly sparkApplication: SparkApplication;
+  /** Environment-wide role of the Spark data jobs; only in an experiment stage (production runs bring their own). */
+  readonly sparkJobRole?: iam.Role;
 
   constructor(scope: Construct, id: string, props: TrainingStackProps) {
     super(scope, id, props);
@@ -86,6 +92,18 @@ export class TrainingStack extends Stack {
 
     // Immutable: the managed ExecutionPolicy already covers the image pull CDK would add inline.
     const executionRole = createExecutionRole(this, logGroup.logGroupArn, key).withoutPolicyUpdates();
+    this.sparkApplication = new SparkApplication(this, 'SparkData', {
+      namePrefix,
+      vpc: props.vpc,
+      vpcCidr: config.network.cidr,
+      s3PrefixListId: props.s3PrefixListId,
+      maxCapacity: config.training.sparkMaxCapacity,
+      logKey: key,
+      logRetentionDays: config.logRetentionDays,
+      destroyOnDelete,
+      artifactsBucket: lake.bucket('artifacts'),
+      lakeKeyArn: lake.keyArn(),
+    });
     const jobs = { namePrefix, executionRole, logGroup };
     this.preflightJob = new PreflightJob(this, 'Preflight', {
       ...jobs,
@@ -98,6 +116,15 @@ export class TrainingStack extends Stack {
         image,
       }));
       this.jobRole = this.trainerJobs.jobRole;
+      this.sparkJobRole = new SparkJobRole(this, 'SparkDataRole', {
+        namePrefix,
+        applicationArn: this.sparkApplication.applicationArn,
+        writePrefix: '',
+        buckets: lake.zones('raw', 'curated', 'datasets', 'artifacts'),
+        lakeKeyArn: lake.keyArn(),
+        logGroupArn: this.sparkApplication.logGroup.logGroupArn,
+        logKeyArn: key.keyArn,
+      }).role;
     }
     publishTrainingParameters(this, config, key.keyArn, logGroup.logGroupName);
   }
@@ -112,8 +139,6 @@ export class TrainingStack extends Stack {
     lake: LakeImports,
     jobs: { namePrefix: string; executionRole: iam.IRole; logGroup: logs.ILogGroup; image: DockerImageAsset },
   ): { trainerJobs: TrainerJobs; dataPrepJob: batch.EcsJobDefinition } {
-    // Read only here: production uses no lake key in this stack, and an unused template
-    // parameter is a cfn-lint finding (W2001).
     const lakeKeyArn = lake.keyArn();
     const buckets = lake.zones('datasets', 'models', 'artifacts', 'curated');
     const trainerJobs = new TrainerJobs(this, 'TrainerJobs', {
@@ -170,6 +195,23 @@ function publishTrainingParameters(
     'trainingTokenizeJobDefinitionArn',
     jobs?.tokenize.jobDefinitionArn ?? 'none',
     "Token-cache job definition (CPU queue; 'none' in production: runs bring their own)",
+  );
+  const spark = stack.sparkApplication;
+  parameters.publish(
+    'trainingSparkApplicationId',
+    spark.applicationId,
+    'EMR Serverless application of the data pipeline',
+  );
+  parameters.publish(
+    'trainingSparkApplicationArn',
+    spark.applicationArn,
+    'ARN of that application (run roles trust it)',
+  );
+  parameters.publish('trainingSparkLogGroup', spark.logGroup.logGroupName, 'Log group of the Spark data jobs');
+  parameters.publish(
+    'trainingSparkJobRoleArn',
+    stack.sparkJobRole?.roleArn ?? 'none',
+    "Role of the Spark data jobs ('none' in production: runs bring their own)",
   );
   parameters.publish('trainingKeyArn', keyArn, 'KMS key of training volumes and job logs');
   parameters.publish('trainingJobLogGroup', logGroup, 'Log group of training jobs');

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { SPARK_JOB } from '../../lib/config/spark-job';
 import { packagesOfImage, servicesOfBundle, servicesOfPythonPackage } from './code-services';
 import { type Deployment, deploymentFor } from './model';
 import { EXPERIMENT, PRODUCTION } from '../helpers';
@@ -19,6 +20,12 @@ import { EXPERIMENT, PRODUCTION } from '../helpers';
  * - Fargate tasks pull images the same way, without the agent endpoints.
  * - The awslogs log driver writes through `logs`.
  * - Lambda functions in a VPC need nothing for their own code, logs or X-Ray: the service does it.
+ * - EMR Serverless workers in private subnets reach S3 only through a NAT gateway or an S3
+ *   endpoint, and any other AWS service only through its endpoint or NAT ("Configuring VPC access
+ *   for EMR Serverless applications", EMR Serverless User Guide): `s3`, `logs` when the
+ *   application logs to CloudWatch, and whatever the job's code calls. Nothing else is named
+ *   there (no STS or KMS: the job's credentials come with the workers, and S3 and CloudWatch Logs
+ *   use the keys on the service side).
  */
 const EC2_CONTAINER_INSTANCE = ['ecs', 'ecs-agent', 'ecs-telemetry', 'ecr.api', 'ecr.dkr', 's3'];
 const FARGATE_TASK = ['ecr.api', 'ecr.dkr', 's3'];
@@ -49,6 +56,17 @@ function requiredEndpoints(deployment: Deployment): Map<string, string> {
       for (const pkg of packagesOfImage(asset.dir, asset.dockerfile)) {
         for (const [endpoint, file] of servicesOfPythonPackage(pkg)) need(endpoint, `${where}: ${file}`);
       }
+    }
+  }
+
+  for (const app of deployment.resources('AWS::EMRServerless::Application')) {
+    if (!app.props.NetworkConfiguration) continue;
+    const where = `EMR Serverless application ${app.stack}/${app.id}`;
+    need('s3', where);
+    if (app.props.MonitoringConfiguration?.CloudWatchLoggingConfiguration?.Enabled)
+      need('logs', `${where} (CloudWatch logging)`);
+    for (const pkg of SPARK_JOB.packages) {
+      for (const [endpoint, file] of servicesOfPythonPackage(pkg)) need(endpoint, `${where}: ${file}`);
     }
   }
 
@@ -101,6 +119,37 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
       [],
       'each interface endpoint costs about $7 per AZ per month',
     );
+  });
+
+  test(`deploy contract (${name}): EMR Serverless workers run in the isolated training subnets only`, () => {
+    const apps = deployment.resources('AWS::EMRServerless::Application');
+    assert.ok(apps.length > 0, 'expected the data pipeline application');
+    const routes = deployment.resources('AWS::EC2::Route');
+    for (const app of apps) {
+      const subnets = deployment.resolve(app.stack, app.props.NetworkConfiguration?.SubnetIds ?? []).split(',');
+      assert.ok(subnets.length >= 2, `${app.id}: workers need subnets in more than one zone (${subnets.join(',')})`);
+      for (const token of subnets) {
+        const subnet = deployment.resources('AWS::EC2::Subnet').find((s) => `«${s.stack}/${s.id}»` === token);
+        assert.ok(subnet, `${app.id}: subnet ${token} is not a subnet of this deployment`);
+        const group = (subnet.props.Tags ?? []).find((t: { Key: string }) => t.Key === 'aws-cdk:subnet-name')?.Value;
+        assert.equal(group, 'training', `${app.id}: subnet ${subnet.id} is not a training subnet`);
+        const table = deployment
+          .resources('AWS::EC2::SubnetRouteTableAssociation')
+          .find((a) => deployment.resolve(a.stack, a.props.SubnetId) === token);
+        assert.ok(table, `${subnet.id} has no route table`);
+        const tableToken = deployment.resolve(table.stack, table.props.RouteTableId);
+        const out = routes.filter(
+          (r) =>
+            deployment.resolve(r.stack, r.props.RouteTableId) === tableToken &&
+            (r.props.GatewayId || r.props.NatGatewayId || r.props.TransitGatewayId),
+        );
+        assert.deepEqual(
+          out.map((r) => r.id),
+          [],
+          `${subnet.id} routes out of the VPC`,
+        );
+      }
+    }
   });
 
   test(`deploy contract (${name}): the code scan finds what the code calls`, () => {

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { allows, type Deployment, deploymentFor, type Statement } from './model';
+import { allows, type Deployment, deploymentFor, sparkJobRoles, type Statement } from './model';
 import { EXPERIMENT, PRODUCTION } from '../helpers';
 
 interface EncryptedLocation {
@@ -133,6 +133,50 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
       assert.ok(
         statements.every((s) => conditionValues(s, 'kms:EncryptionContext:aws:logs:arn').length > 0),
         `${where}: the CloudWatch Logs statement must be limited by kms:EncryptionContext:aws:logs:arn`,
+      );
+    }
+  });
+
+  test(`deploy contract (${name}): the keys of Spark's logs let the job roles, which write them, use them`, () => {
+    // EMR Serverless writes a job's logs with the job's role; with encryptionKeyArn set, that role
+    // must be able to use the key ("Encrypting logs", EMR Serverless User Guide), through its own
+    // policy and a key policy that delegates to IAM or names it.
+    const roles = sparkJobRoles(d);
+    assert.ok(roles.length > 0);
+    for (const { role, statements, application } of roles) {
+      assert.ok(application, role);
+      const monitoring = application.props.MonitoringConfiguration;
+      const keys = [
+        monitoring.CloudWatchLoggingConfiguration.EncryptionKeyArn,
+        monitoring.S3MonitoringConfiguration.EncryptionKeyArn,
+      ].map((k) => d.resolve(application.stack, k));
+      for (const key of keys) {
+        const policy = keyStatementsFor(d, key);
+        const delegates = policy.some(
+          (s) =>
+            s.effect === 'Allow' &&
+            (s.principals.AWS ?? []).some(
+              (p) => p === 'arn:<AWS::Partition>:iam::<AWS::AccountId>:root' || p === role,
+            ) &&
+            allows([s], 'kms:GenerateDataKey', '*'),
+        );
+        assert.ok(delegates, `key ${key}: its policy neither delegates to IAM nor names ${role}`);
+        for (const action of ['kms:GenerateDataKey', 'kms:Decrypt']) {
+          assert.ok(allows(statements, action, key), `${role} may not ${action} with ${key}`);
+        }
+      }
+      const group = d
+        .resources('AWS::Logs::LogGroup')
+        .find(
+          (g) =>
+            `«${g.stack}/${g.id}»` ===
+            d.resolve(application.stack, monitoring.CloudWatchLoggingConfiguration.LogGroupName),
+        );
+      assert.ok(group, `${application.id}: its log group is not one of this deployment's`);
+      assert.equal(
+        d.resolve(group.stack, group.props.KmsKeyId),
+        keys[0],
+        'the log group is encrypted with the key the jobs are told',
       );
     }
   });

@@ -277,3 +277,27 @@ export function deploymentFor(selection: { stage: string; experiment?: string },
   }
   return deployment;
 }
+
+/** A role EMR Serverless jobs run with, and the application its trust policy names. */
+export interface SparkJobRoleOf {
+  readonly role: string;
+  readonly resource: Resource;
+  readonly statements: Statement[];
+  readonly trust: Statement[];
+  /** The application named in the trust policy's aws:SourceArn, if it is one of this deployment's. */
+  readonly application?: Resource;
+}
+
+/** Every role EMR Serverless may assume, with the application its trust names. */
+export function sparkJobRoles(d: Deployment): SparkJobRoleOf[] {
+  const apps = d.resources('AWS::EMRServerless::Application');
+  const out: SparkJobRoleOf[] = [];
+  for (const [role, { resource, statements }] of d.roles()) {
+    const trust = d.statements(resource.stack, resource.props.AssumeRolePolicyDocument);
+    if (!trust.some((s) => (s.principals.Service ?? []).includes('emr-serverless.amazonaws.com'))) continue;
+    const arns = trust.flatMap((s) => Object.values(s.conditions).flatMap((keys) => keys['aws:SourceArn'] ?? []));
+    const application = apps.find((a) => arns.includes(`«${a.stack}/${a.id}.Arn»`));
+    out.push({ role, resource, statements, trust, application });
+  }
+  return out;
+}

@@ -6,7 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { allows, type Deployment, deploymentFor, iamMatch, type Statement } from './model';
+import { SPARK_JOB } from '../../lib/config/spark-job';
+import { allows, type Deployment, deploymentFor, iamMatch, sparkJobRoles, type Statement } from './model';
 import { EXPERIMENT, PRODUCTION } from '../helpers';
 
 function conditionValues(s: Statement, key: string): string[] {
@@ -165,6 +166,70 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
     for (const rule of d.resources('AWS::EC2::SecurityGroupEgress')) {
       assert.notEqual(rule.props.CidrIp, '0.0.0.0/0', `${rule.stack}/${rule.id}`);
       if (rule.props.CidrIp) assert.equal(rule.props.CidrIp, cidr, `${rule.stack}/${rule.id}`);
+    }
+  });
+
+  test(`deploy contract (${name}): Spark job roles trust EMR Serverless only for this account's application`, () => {
+    const roles = sparkJobRoles(d);
+    assert.ok(roles.length >= (name === 'experiment' ? 2 : 1), 'expected a Spark job role per environment and per run');
+    for (const { role, trust, application } of roles) {
+      assert.ok(application, `${role}: aws:SourceArn does not name an EMR Serverless application of this deployment`);
+      for (const s of trust) {
+        assert.ok(
+          conditionValues(s, 'aws:SourceAccount').includes('<AWS::AccountId>'),
+          `${role}: no aws:SourceAccount`,
+        );
+        assert.equal(
+          conditionValues(s, 'aws:SourceArn').length,
+          1,
+          `${role}: aws:SourceArn must name the one application`,
+        );
+      }
+    }
+  });
+
+  test(`deploy contract (${name}): Spark job roles can read what the job reads and write its logs, under their own prefix`, () => {
+    const zone = (prefix: string): string => {
+      const bucket = d.resources('AWS::S3::Bucket').find((b) => b.id.startsWith(prefix));
+      assert.ok(bucket, prefix);
+      return `arn:<AWS::Partition>:s3:::«${bucket.stack}/${bucket.id}»`;
+    };
+    for (const { role, resource, statements, application } of sparkJobRoles(d)) {
+      // A run stack's role writes only under runs/<run>/; the experiment stage's, the whole zones.
+      const prefix = resource.stack.includes('-run-') ? 'runs/contract/' : '';
+      const reads = [
+        `${zone('RawZone')}/inputs/kb.jsonl`,
+        `${zone('CuratedZone')}/clean/records.jsonl`,
+        `${zone('DatasetsZone')}/${prefix}pipeline/x/data.yaml`,
+        `${zone('ArtifactsZone')}/${SPARK_JOB.entryPoint}`,
+        `${zone('ArtifactsZone')}/${SPARK_JOB.environmentArchive}`,
+      ];
+      for (const object of reads)
+        assert.ok(allows(statements, 's3:GetObject', object), `${role} cannot read ${object}`);
+      const logs = `${zone('ArtifactsZone')}/${prefix}${SPARK_JOB.logsPrefix}applications/x/jobs/y/stdout.gz`;
+      assert.ok(allows(statements, 's3:PutObject', logs), `${role} cannot write Spark's logs at ${logs}`);
+      assert.ok(
+        !allows(statements, 's3:PutObject', `${zone('ArtifactsZone')}/other/x`),
+        `${role} may write the artifacts zone`,
+      );
+      assert.ok(!allows(statements, 's3:PutObject', `${zone('ModelsZone')}/${prefix}x`), `${role} may write models`);
+      const group = d.resolve(
+        application!.stack,
+        application!.props.MonitoringConfiguration.CloudWatchLoggingConfiguration.LogGroupName,
+      );
+      for (const action of ['logs:CreateLogStream', 'logs:PutLogEvents']) {
+        assert.ok(
+          statements.some(
+            (s) =>
+              s.actions.some((a) => iamMatch(a, action)) &&
+              s.resources.some(
+                // The group's Arn attribute is `arn:...:log-group:<name>:*`, its streams included.
+                (r) => r.includes(`:log-group:${group}:`) || r === group.replace(/»$/, '.Arn»'),
+              ),
+          ),
+          `${role} may not ${action} in the application's log group ${group}`,
+        );
+      }
     }
   });
 

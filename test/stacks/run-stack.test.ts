@@ -14,14 +14,20 @@ const statements = (Object.values(template.findResources('AWS::IAM::ManagedPolic
 );
 
 test("RunStack's job role writes only under runs/<run>/ of the models and artifacts zones", () => {
-  // The trainer's role (models, artifacts) and the data pipeline's (curated, datasets).
+  // The trainer's role (models, artifacts) and the data pipeline's (curated, datasets), on Batch
+  // and on EMR Serverless (which also writes Spark's logs, in the artifacts zone).
   const writes = statements.filter((s) => [s.Action].flat().includes('s3:PutObject'));
-  assert.deepEqual(writes.map((w) => w.Sid).sort(), ['WriteCuratedAndManifests', 'WriteRunOutputs']);
+  assert.deepEqual(writes.map((w) => w.Sid).sort(), [
+    'WriteCuratedAndManifests',
+    'WriteCuratedAndManifests',
+    'WriteRunOutputs',
+    'WriteSparkLogs',
+  ]);
   for (const write of writes) {
     const resources = JSON.stringify(write.Resource);
-    assert.match(resources, /\/runs\/lora7b\/\*/);
+    assert.match(resources, /\/runs\/lora7b\/(spark-logs\/)?\*/);
     assert.doesNotMatch(
-      resources.replace(/\/runs\/lora7b\/\*/g, ''),
+      resources.replace(/\/runs\/lora7b\/(spark-logs\/)?\*/g, ''),
       /\/\*/,
       `${write.Sid}: no write outside runs/lora7b/`,
     );
@@ -74,6 +80,21 @@ test('RunStack reads the platform through SSM and can go away on its own', () =>
   assert.doesNotMatch(JSON.stringify(template.toJSON()), /Fn::ImportValue/);
   assert.equal(stack.terminationProtection, false);
   assert.equal(stack.stackName, 'dapt-prod-run-lora7b');
+});
+
+test("RunStack's Spark job role is trusted by the platform's EMR Serverless application only, and published", () => {
+  const roles = Object.values(template.findResources('AWS::IAM::Role')) as Resource[];
+  const spark = roles.filter((r) => JSON.stringify(r.Properties.AssumeRolePolicyDocument).includes('emr-serverless'));
+  assert.equal(spark.length, 1);
+  const trust = JSON.stringify(spark[0]!.Properties.AssumeRolePolicyDocument);
+  const parameters = template.toJSON().Parameters as Record<string, { Default?: string }>;
+  const arnParameter = Object.entries(parameters).find(
+    ([, p]) => p.Default === '/dapt/prod/training/spark/application-arn',
+  )?.[0];
+  assert.ok(arnParameter, 'the application ARN is read from SSM');
+  assert.ok(trust.includes(`{"aws:SourceArn":{"Ref":"${arnParameter}"}}`), trust);
+  assert.match(trust, /"aws:SourceAccount":\{"Ref":"AWS::AccountId"\}/);
+  template.hasResourceProperties('AWS::SSM::Parameter', { Name: '/dapt/prod/runs/lora7b/spark/job-role-arn' });
 });
 
 test('a run name follows the experiment-name rules', () => {

@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import { Template } from 'aws-cdk-lib/assertions';
 import { buildPlatform, buildRun, createApp } from '../../lib/app';
 import { ConfigError, DEFAULT_CONFIG_DIR, parseConfig } from '../../lib/config/load';
+import { SPARK_JOB } from '../../lib/config/spark-job';
 import { CONFIG_ERROR_EXIT_CODE, P5_NODE } from '../../lib/stacks/training-stack';
 import { EXPERIMENT, PRODUCTION, templatesFor } from '../helpers';
 
@@ -170,6 +171,44 @@ for (const selection of [PRODUCTION, EXPERIMENT]) {
       );
     for (const role of others)
       assert.notDeepEqual(container.JobRoleArn, role, 'the data pipeline has a role of its own');
+  });
+
+  test(`TrainingStack (${name}) Spark application: scales to zero, X86_64, capacity from training.sparkMaxCapacity`, () => {
+    const apps = props(template, 'AWS::EMRServerless::Application');
+    assert.equal(apps.length, 1, 'one application per environment, in both stages');
+    const app = apps[0]!;
+    assert.equal(app.Type, 'SPARK');
+    assert.equal(app.ReleaseLabel, SPARK_JOB.releaseLabel);
+    assert.equal(app.Architecture, 'X86_64');
+    assert.deepEqual(app.AutoStartConfiguration, { Enabled: true });
+    const stop = app.AutoStopConfiguration as { Enabled: boolean; IdleTimeoutMinutes: number };
+    assert.equal(stop.Enabled, true);
+    assert.ok(stop.IdleTimeoutMinutes <= 15, `idle workers are billed for ${stop.IdleTimeoutMinutes} minutes`);
+    assert.equal(app.InitialCapacity, undefined, 'pre-initialized workers are billed while idle');
+    const max = config.sparkMaxCapacity;
+    assert.deepEqual(app.MaximumCapacity, {
+      Cpu: `${max.vCpus} vCPU`,
+      Memory: `${max.memoryGiB} GB`,
+      Disk: `${max.diskGiB} GB`,
+    });
+    const network = app.NetworkConfiguration as { SecurityGroupIds: unknown[]; SubnetIds: unknown[] };
+    assert.equal(network.SecurityGroupIds.length, 1);
+    const monitoring = app.MonitoringConfiguration as Record<string, Record<string, unknown>>;
+    assert.equal(monitoring.CloudWatchLoggingConfiguration!.Enabled, true);
+    assert.ok(monitoring.CloudWatchLoggingConfiguration!.EncryptionKeyArn, 'CloudWatch logs with the KMS key');
+    assert.ok(monitoring.S3MonitoringConfiguration!.EncryptionKeyArn, 'S3 logs with the lake key');
+    assert.match(JSON.stringify(monitoring.S3MonitoringConfiguration!.LogUri), /\/spark-logs\//);
+  });
+
+  test(`TrainingStack (${name}) has an environment-wide Spark job role only in an experiment stage`, () => {
+    const roles = props(template, 'AWS::IAM::Role').filter((r) =>
+      JSON.stringify(r.AssumeRolePolicyDocument).includes('emr-serverless.amazonaws.com'),
+    );
+    assert.equal(roles.length, name === 'experiment' ? 1 : 0);
+    template.hasResourceProperties('AWS::SSM::Parameter', {
+      Name: `${platform.config.ssmRoot}/training/spark/job-role-arn`,
+      ...(name === 'production' ? { Value: 'none' } : {}),
+    });
   });
 
   test(`TrainingStack (${name}) job role reads inputs and writes only under runs/`, () => {
