@@ -11,7 +11,9 @@ collected to the driver:
    `MinHashLSH` chooses for `dedup.threshold`, `dedup.num_perm` and `dedup.LSH_WEIGHTS`) are
    candidate pairs; a pair whose estimated Jaccard (the share of equal MinHash values, as
    `MinHash.jaccard`) is >= the threshold is an edge; the connected components of the edges
-   (min-label propagation with pointer jumping, DataFrame joins) are duplicate groups, and each
+   (union-find on the driver over the edge list, 16 bytes a pair, up to `DRIVER_EDGES` pairs;
+   above that min-label propagation with pointer jumping in DataFrame joins) are duplicate
+   groups, and each
    group keeps its first record. Every other member is a `near_duplicate` whose `matched` is the
    kept record when their pair is an edge, else its most similar neighbour in the group.
 
