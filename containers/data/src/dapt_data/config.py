@@ -187,8 +187,24 @@ class IngestConfig(_Section):
     )
 
 
+class DedupEngine(StrEnum):
+    """Where deduplication runs."""
+
+    LOCAL = "local"  # one process, dapt_data.dedup
+    SPARK = "spark"  # Apache Spark, dapt_data.spark_dedup
+
+
 class DedupConfig(_Section):
     """Exact (content hash) and near-duplicate (MinHash LSH) removal; first occurrence kept."""
+
+    engine: DedupEngine = Field(
+        default=DedupEngine.LOCAL,
+        description="`local`: one process holds the corpus (dapt_data.dedup). `spark`: Apache "
+        "Spark (dapt_data.spark_dedup), the distributed path for corpora beyond one machine: "
+        "Spark's local mode on this machine's cores (the `spark` section), or the cluster that "
+        "runs the job; it writes `records.parquet` too. Both apply the same rules; on a chain "
+        "of near-duplicates (A~B, B~C, A!~C) `spark` drops B and C, `local` only B.",
+    )
 
     exact: bool = Field(
         default=True,
@@ -216,6 +232,27 @@ class DedupConfig(_Section):
         default=5, ge=1, description="Words per shingle of the near-duplicate signatures."
     )
     seed: int = Field(default=1, description="Seed of the MinHash permutations.")
+
+
+class SparkConfig(_Section):
+    """The local Spark session of the steps that run on Spark (ignored on a cluster, where the
+    job's own Spark settings apply). Not part of any step's resume key: results do not depend
+    on it."""
+
+    cores: int | None = Field(
+        default=None, ge=1, description="Cores of the local session (local[N]); null: all CPUs."
+    )
+    shuffle_partitions: int | None = Field(
+        default=None,
+        ge=1,
+        description="Partitions of each shuffle; null: twice the cores (Spark's 200 suits a "
+        "cluster, not one machine).",
+    )
+    driver_memory: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]+[kmgt]$",
+        description="Heap of the local Spark JVM, e.g. `4g`; null: Spark's default (1g).",
+    )
 
 
 class DecontaminateConfig(_Section):
@@ -516,6 +553,10 @@ class PipelineConfig(_Section):
     )
     decontaminate: DecontaminateConfig = Field(
         default_factory=DecontaminateConfig, description="Benchmark overlap removal."
+    )
+    spark: SparkConfig = Field(
+        default_factory=SparkConfig,
+        description="Local Spark session of the steps that run on Spark (`dedup.engine: spark`).",
     )
     redact: RedactConfig = Field(default_factory=RedactConfig, description="PII redaction.")
     manifest: ManifestConfig = Field(

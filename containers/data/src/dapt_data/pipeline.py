@@ -32,7 +32,7 @@ from pydantic import BaseModel
 
 from dapt_data.clean import clean_records
 from dapt_data.comprehension import DomainTerms, MiningConfig, mine, render
-from dapt_data.config import InstructionSourceConfig, PipelineConfig
+from dapt_data.config import DedupEngine, InstructionSourceConfig, PipelineConfig
 from dapt_data.decontaminate import NgramIndex, decontaminate_records, load_index
 from dapt_data.dedup import dedup_records
 from dapt_data.generated import CachedTeacher, InstructionRow, instruction_row, synthetic_row
@@ -55,7 +55,7 @@ from dapt_data.records import (
     to_jsonl,
 )
 from dapt_data.redact import RedactionConfig, redact_records
-from dapt_data.storage import exists, join, list_source, read_bytes, write_bytes
+from dapt_data.storage import exists, join, list_source, read_bytes, sha256_of, write_bytes
 from dapt_data.synthetic import SourceDocument, SynthesisConfig, generate_synthetic
 
 
@@ -103,10 +103,16 @@ def finished(config: PipelineConfig, step: str, key: str) -> StepResult | None:
 
 
 def commit(
-    config: PipelineConfig, step: str, key: str, files: dict[str, bytes], counts: dict[str, Any]
+    config: PipelineConfig,
+    step: str,
+    key: str,
+    files: dict[str, bytes],
+    counts: dict[str, Any],
+    written: dict[str, str] | None = None,
 ) -> StepResult:
-    """Write a step's outputs, then its marker (last, so a crash leaves no marker)."""
-    outputs = {}
+    """Write a step's outputs, then its marker (last, so a crash leaves no marker). `written`:
+    the sha256 of outputs the step wrote itself (Spark's), by name under the step's folder."""
+    outputs = dict(written or {})
     for name, data in files.items():
         write_bytes(join(config.output, step, name), data)
         outputs[name] = sha256(data)
@@ -199,10 +205,30 @@ def run_clean(config: PipelineConfig) -> StepResult:
 
 
 def run_dedup(config: PipelineConfig) -> StepResult:
-    """Exact and near-duplicate removal."""
+    """Exact and near-duplicate removal, in this process or on Spark (`dedup.engine`)."""
+    if config.dedup.engine is DedupEngine.SPARK:
+        return _run_dedup_spark(config)
     return run_filter_step(
         config, "dedup", "clean", ("dedup",), lambda: lambda rs: dedup_records(rs, config.dedup)
     )
+
+
+def _run_dedup_spark(config: PipelineConfig) -> StepResult:
+    """`dapt_data.spark_dedup` on the clean records: the same key, outputs and counts as the
+    local engine, plus `records.parquet/` (its part files are outputs the marker checks)."""
+    from dapt_data import spark_dedup  # noqa: PLC0415 (the JVM only when the engine is spark)
+    from dapt_data.spark import session  # noqa: PLC0415
+
+    source = join(config.output, "clean", RECORDS)
+    key = step_key("dedup", sha256_of(source), config.section_hash("dedup"))
+    done = finished(config, "dedup", key)
+    if done:
+        return done
+    local = config.spark
+    spark = session(local.cores, local.shuffle_partitions, local.driver_memory)
+    step_dir = join(config.output, "dedup")
+    written, counts = spark_dedup.run_step(spark, source, step_dir, config.dedup)
+    return commit(config, "dedup", key, {}, counts, written)
 
 
 def run_decontaminate(config: PipelineConfig) -> StepResult:

@@ -141,6 +141,24 @@ def read_bytes(uri: str) -> bytes:
         raise StorageError(f"cannot read '{uri}': {err}") from err
 
 
+def sha256_of(uri: str) -> str:
+    """Hex sha256 of a file or object, read in chunks (the whole file never sits in memory)."""
+    digest = hashlib.sha256()
+    try:
+        if not is_s3(uri):
+            with Path(uri).open("rb") as handle:
+                for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
+                    digest.update(chunk)
+        else:
+            bucket, key = split_s3(uri)
+            body = s3_client().get_object(Bucket=bucket, Key=key)["Body"]
+            for chunk in body.iter_chunks(CHUNK_BYTES):
+                digest.update(chunk)
+    except Exception as err:
+        raise StorageError(f"cannot read '{uri}': {err}") from err
+    return digest.hexdigest()
+
+
 def exists(uri: str) -> bool:
     """Whether the file or object exists."""
     if not is_s3(uri):
@@ -235,5 +253,6 @@ def list_names(prefix_uri: str) -> list[str]:
     return sorted(names)
 
 
+CHUNK_BYTES = 1 << 20
 APPEND_PARTS = ".parts"
 """Suffix of the S3 prefix holding an append log's parts (`append_bytes`)."""
