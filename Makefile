@@ -16,7 +16,7 @@ UV_VERSION := 0.13.9
 TS_TESTS = $(shell find test lambda -name '*.test.ts' 2>/dev/null | sort)
 DOCKERFILES = $(sort $(wildcard containers/*/Dockerfile*))
 
-.PHONY: adapt synth checkov format test install test-ts test-py lint constraints clean browser
+.PHONY: adapt synth checkov format test install test-ts test-py test-spark lint constraints clean browser
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -78,6 +78,10 @@ test-ts:
 # One target per package (`make test-py/containers/eval` runs one), longest first.
 PY_TEST_TARGETS := $(addprefix test-py/,local containers/trainer containers/eval containers/data)
 test-py: $(PY_TEST_TARGETS)
+
+## The Spark tests (a local Spark session, ~90 s of JVM CPU: not part of `make test`'s budget).
+test-spark: $(VENV_STAMP)
+	cd containers/data && DAPT_TEST_SPARK=1 PYTHONPATH=src $(CURDIR)/$(VENV)/bin/pytest -q tests/test_spark_dedup.py
 
 $(PY_TEST_TARGETS): test-py/%:
 	cd $* && $(CURDIR)/$(VENV)/bin/ruff check . && $(CURDIR)/$(VENV)/bin/ruff format --check . && $(CURDIR)/$(VENV)/bin/mypy && $(CURDIR)/$(VENV)/bin/pytest -q

@@ -1,8 +1,8 @@
 /**
  * What the data pipeline's EMR Serverless job, the stacks that set it up and `dapt data submit`
  * agree on, with no CDK dependency so cli/ imports it too. The Python side (containers/data)
- * provides what the keys name; when it ships a `spark_contract.json`, these values move there and
- * are read from it, as data-prep-job.ts reads job_contract.json.
+ * provides what the keys name; the EMR release comes from its `spark_contract.json`, as the write
+ * prefix comes from its job_contract.json.
  */
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -17,13 +17,21 @@ export const WRITE_PREFIX_ENV = (
   ) as { environment: { writePrefix: string } }
 ).environment.writePrefix;
 
+/** containers/data's spark_contract.json: the EMR release whose Spark the PySpark pin matches. */
+const SPARK_CONTRACT = JSON.parse(
+  readFileSync(
+    path.join(__dirname, '..', '..', 'containers', 'data', 'src', 'dapt_data', 'spark_contract.json'),
+    'utf8',
+  ),
+) as { emr_release_label: string; spark_version: string };
+
 export const SPARK_JOB = {
   /**
-   * EMR release of the application: Spark 3.5.5 ("EMR Serverless 7.9.0" release notes). The
-   * PySpark pin of containers/data must be the same Spark version (`pyspark==3.5.5`).
+   * EMR release of the application and its Spark version, read from containers/data's
+   * spark_contract.json, whose test holds `pyspark.__version__` to the same version.
    */
-  releaseLabel: 'emr-7.9.0',
-  sparkVersion: '3.5.5',
+  releaseLabel: SPARK_CONTRACT.emr_release_label,
+  sparkVersion: SPARK_CONTRACT.spark_version,
   /** Key prefix of the job's code in the artifacts zone; the job role reads only this there. */
   codePrefix: 'code/dapt-data/',
   /** The PySpark entry point, under `codePrefix`. */
