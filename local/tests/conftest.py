@@ -1,7 +1,7 @@
 """A reduced run of the example pipeline on the real base model: the tests' shared fixture.
 
 The same code path as `make adapt`, on the real SmolLM2-135M-Instruct (imported from its PyPI
-wheel into the project cache, shared with `make adapt`), with 3 items per benchmark, 2
+wheel into the project cache, shared with `make adapt`), with 2 items per benchmark, 2
 training steps on 128-token rows and a small held-out slice: about two minutes here.
 """
 
@@ -23,7 +23,7 @@ CACHE = REPO / ".cache" / "dapt"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-ITEMS_PER_BENCHMARK = 3
+ITEMS_PER_BENCHMARK = 2
 """Items each benchmark is sampled down to (every variant answers the same items)."""
 
 
