@@ -79,9 +79,9 @@ test-ts:
 PY_TEST_TARGETS := $(addprefix test-py/,local containers/trainer containers/eval containers/data)
 test-py: $(PY_TEST_TARGETS)
 
-## The Spark tests (a local Spark session, ~90 s of JVM CPU: not part of `make test`'s budget).
+## The Spark tests (a local Spark session, ~3 min and ~190 s of JVM CPU: not part of `make test`'s budget).
 test-spark: $(VENV_STAMP)
-	cd containers/data && DAPT_TEST_SPARK=1 PYTHONPATH=src $(CURDIR)/$(VENV)/bin/pytest -q tests/test_spark_dedup.py
+	cd containers/data && DAPT_TEST_SPARK=1 PYTHONPATH=src $(CURDIR)/$(VENV)/bin/pytest -q tests/test_spark_dedup.py tests/test_spark_steps.py
 
 $(PY_TEST_TARGETS): test-py/%:
 	cd $* && $(CURDIR)/$(VENV)/bin/ruff check . && $(CURDIR)/$(VENV)/bin/ruff format --check . && $(CURDIR)/$(VENV)/bin/mypy && $(CURDIR)/$(VENV)/bin/pytest -q

@@ -156,6 +156,20 @@ def test_config_cross_field_rules(tmp_path: Path) -> None:
     assert "clean.min_chars" in str(err.value)
 
 
+def test_a_config_with_the_old_dedup_engine_is_told_where_the_engine_moved() -> None:
+    # GIVEN a config from before the engine was chosen for the whole pipeline
+    old = {
+        "output": "o",
+        "sources": [{"name": "a", "path": "p", "format": "text"}],
+        "dedup": {"engine": "spark"},
+    }
+    # WHEN it is read THEN the error names the key and where it went
+    with pytest.raises(ConfigError) as err:
+        parse_config(old, "c")
+    assert "top-level 'engine: spark'" in str(err.value)
+    assert "dedup" in str(err.value)
+
+
 def test_cli_exits_2_on_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "bad.json"
     path.write_text('{"output": "o"}')

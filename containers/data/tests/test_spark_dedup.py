@@ -1,16 +1,14 @@
 """Dedup on Spark (`dapt_data.spark_dedup`): the same decisions as `dapt_data.dedup` on the
 example domain and on a corpus with planted copies, the documented difference on a chain, the
 pins to EMR Serverless's Spark, and the session's Java lookup. One local SparkSession serves
-every test here (starting one costs seconds)."""
+every test here and in test_spark_steps.py (`conftest.py`; starting one costs seconds)."""
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyspark
@@ -23,25 +21,9 @@ from dapt_data.config import DedupConfig
 from dapt_data.dedup import LSH_WEIGHTS, SCHEME, dedup_records, signature
 from dapt_data.pipeline import run_clean, run_dedup, run_ingest
 from dapt_data.records import Record, to_jsonl
-from dapt_data.spark import SparkUnavailableError, contract, session
+from dapt_data.spark import SparkUnavailableError, contract
 from dapt_data.spark_dedup import dedup_frame, lsh_bands, propagate_labels, read_records
 from pipeline_fixtures import EXAMPLE, config, record
-
-
-@pytest.fixture(scope="session")
-def spark() -> Iterator[SparkSession]:
-    if os.environ.get("DAPT_TEST_SPARK") != "1":
-        # ~90 s of JVM CPU on a 2-core box: far over the CI budget; run on demand for now.
-        pytest.skip("Spark tests run with DAPT_TEST_SPARK=1")
-    active = session(cores=2, shuffle_partitions=2)
-    # Small input splits, so even these test files are read as several partitions and the
-    # duplicates of a record sit in other partitions than the record.
-    active.conf.set("spark.sql.files.maxPartitionBytes", "16384")
-    yield active
-    jvm = active.sparkContext._jvm.java.lang.ProcessHandle.current().pid()  # type: ignore[union-attr]
-    ticks = Path(f"/proc/{jvm}/stat").read_text().rsplit(")", 1)[1].split()[11:13]
-    print(f"\nSpark JVM CPU: {sum(map(int, ticks)) / os.sysconf('SC_CLK_TCK'):.1f} s")
-    active.stop()
 
 
 def _words(rng: random.Random, n: int) -> list[str]:
@@ -159,7 +141,7 @@ def test_the_example_domain_gets_the_same_outputs_from_both_engines(
     run_ingest(local)
     run_clean(local)
     shutil.copytree(tmp_path / "local", tmp_path / "spark")
-    on_spark = config(tmp_path / "spark", sources, dedup={"engine": "spark"})
+    on_spark = config(tmp_path / "spark", sources, engine="spark")
     # WHEN the dedup step runs with each engine
     by_local = run_dedup(local)
     by_spark = run_dedup(on_spark)

@@ -9,6 +9,9 @@ dapt-data public-text --out FILE                 # Python's help topics as publi
 dapt-data batch                                  # reads PIPELINE_CONFIG, OUTPUT_URI, STEPS
 ```
 
+`--engine local|spark` (any command that runs steps) overrides the config's `engine`; the EMR
+Serverless job (`dapt_data.spark_entry`) runs `batch --engine spark`.
+
 Exit codes: 0 done, 2 bad config or environment, 1 a step failed.
 """
 
@@ -21,7 +24,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from dapt_data.config import ConfigError, PipelineConfig, load_config
+from dapt_data.config import ConfigError, Engine, PipelineConfig, load_config
 from dapt_data.pipeline import (
     StepResult,
     run_clean,
@@ -59,10 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="every step in order")
     run.add_argument("--config", type=Path, required=True)
+    stepwise = [run]
     for name in STEPS:
         step = commands.add_parser(name, help=f"only the {name} step")
         step.add_argument("--config", type=Path, required=True)
-    commands.add_parser("batch", help="AWS Batch entry point: settings from the environment")
+        stepwise.append(step)
+    stepwise.append(
+        commands.add_parser("batch", help="AWS Batch entry point: settings from the environment")
+    )
+    for command in stepwise:
+        command.add_argument(
+            "--engine",
+            choices=[e.value for e in Engine],
+            help="override the config's engine (local: this process; spark: Apache Spark)",
+        )
     public = commands.add_parser(
         "public-text", help="write Python's help topics (PSF-2.0) as public JSONL text"
     )
@@ -141,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             uri = str(args.config)
             config = load_config(args.config)
             names = list(STEPS) if args.command == "run" else [args.command]
+        if args.engine:
+            config = config.model_copy(update={"engine": Engine(args.engine)})
         names = configured_steps(config, names, every=names == list(STEPS), source=uri)
     except ConfigError as err:
         print(f"dapt-data: {err}", file=sys.stderr)

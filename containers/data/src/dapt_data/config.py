@@ -187,24 +187,25 @@ class IngestConfig(_Section):
     )
 
 
-class DedupEngine(StrEnum):
-    """Where deduplication runs."""
+class Engine(StrEnum):
+    """Where the corpus-sized steps run."""
 
-    LOCAL = "local"  # one process, dapt_data.dedup
-    SPARK = "spark"  # Apache Spark, dapt_data.spark_dedup
+    LOCAL = "local"  # this process holds the records (dapt_data.pipeline)
+    SPARK = "spark"  # Apache Spark: dapt_data.spark_steps, dapt_data.spark_dedup
 
 
 class DedupConfig(_Section):
     """Exact (content hash) and near-duplicate (MinHash LSH) removal; first occurrence kept."""
 
-    engine: DedupEngine = Field(
-        default=DedupEngine.LOCAL,
-        description="`local`: one process holds the corpus (dapt_data.dedup). `spark`: Apache "
-        "Spark (dapt_data.spark_dedup), the distributed path for corpora beyond one machine: "
-        "Spark's local mode on this machine's cores (the `spark` section), or the cluster that "
-        "runs the job; it writes `records.parquet` too. Both apply the same rules; on a chain "
-        "of near-duplicates (A~B, B~C, A!~C) `spark` drops B and C, `local` only B.",
-    )
+    @model_validator(mode="before")
+    @classmethod
+    def _engine_moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "engine" in data:
+            raise ValueError(
+                "the engine is now chosen for the whole pipeline: move "
+                f"'dedup.engine: {data['engine']}' to a top-level 'engine: {data['engine']}'"
+            )
+        return data
 
     exact: bool = Field(
         default=True,
@@ -542,6 +543,17 @@ class PipelineConfig(_Section):
         description="Local folder or s3://bucket/prefix under which every step writes.",
     )
     sources: list[SourceConfig] = Field(min_length=1, description="The inputs, in order.")
+    engine: Engine = Field(
+        default=Engine.LOCAL,
+        description="`local`: this process holds the records, step by step. `spark`: Apache "
+        "Spark runs ingest, clean, dedup, decontaminate, redact and the manifest's files, with "
+        "the same per-record functions (dapt_data.spark_steps, dapt_data.spark_dedup): Spark's "
+        "local mode on this machine's cores (the `spark` section) or the cluster that runs the "
+        "job; each of those steps also writes `records.parquet/`. The outputs are byte for "
+        "byte the same except dedup on a chain of near-duplicates (A~B, B~C, A!~C), where "
+        "`spark` drops B and C and `local` only B. The generating steps (synthesize, "
+        "comprehension, instructions) run on the driver with either engine.",
+    )
     ingest: IngestConfig = Field(
         default_factory=IngestConfig, description="Limits of what ingest reads."
     )
@@ -556,7 +568,7 @@ class PipelineConfig(_Section):
     )
     spark: SparkConfig = Field(
         default_factory=SparkConfig,
-        description="Local Spark session of the steps that run on Spark (`dedup.engine: spark`).",
+        description="Local Spark session of the steps that run on Spark (`engine: spark`).",
     )
     redact: RedactConfig = Field(default_factory=RedactConfig, description="PII redaction.")
     manifest: ManifestConfig = Field(

@@ -23,8 +23,9 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dapt_eval.providers import Provider
 from dapt_eval.providers.factory import build_provider
@@ -32,7 +33,7 @@ from pydantic import BaseModel
 
 from dapt_data.clean import clean_records
 from dapt_data.comprehension import DomainTerms, MiningConfig, mine, render
-from dapt_data.config import DedupEngine, InstructionSourceConfig, PipelineConfig
+from dapt_data.config import Engine, InstructionSourceConfig, PipelineConfig
 from dapt_data.decontaminate import NgramIndex, decontaminate_records, load_index
 from dapt_data.dedup import dedup_records
 from dapt_data.generated import CachedTeacher, InstructionRow, instruction_row, synthetic_row
@@ -40,6 +41,7 @@ from dapt_data.ingest import Ingested, ingest_file, listing_problems, oversized
 from dapt_data.instructions import InstructionExample, build_instructions, labelled_example
 from dapt_data.manifest import (
     SourceData,
+    TokenCounter,
     build_manifest,
     make_counter,
     publish,
@@ -57,6 +59,9 @@ from dapt_data.records import (
 from dapt_data.redact import RedactionConfig, redact_records
 from dapt_data.storage import exists, join, list_source, read_bytes, sha256_of, write_bytes
 from dapt_data.synthetic import SourceDocument, SynthesisConfig, generate_synthetic
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 
 class StepError(RuntimeError):
@@ -81,6 +86,20 @@ def sha256(data: bytes) -> str:
 def step_key(step: str, input_fingerprint: str, config_hash: str) -> str:
     """Resume key of a step run."""
     return sha256(f"{step}\n{input_fingerprint}\n{config_hash}\n{STEP_FORMAT}".encode())
+
+
+def on_spark(config: PipelineConfig) -> bool:
+    """Whether the corpus-sized steps run on Spark (`engine: spark`)."""
+    return config.engine is Engine.SPARK
+
+
+def spark_session(config: PipelineConfig) -> SparkSession:
+    """The session of `engine: spark` (local mode as the `spark` section says, or the
+    cluster's); PySpark and the JVM are loaded only then."""
+    from dapt_data.spark import session  # noqa: PLC0415
+
+    local = config.spark
+    return session(local.cores, local.shuffle_partitions, local.driver_memory)
 
 
 def _marker_uri(config: PipelineConfig, step: str) -> str:
@@ -138,6 +157,17 @@ def run_ingest(config: PipelineConfig) -> StepResult:
     done = finished(config, "raw", key)
     if done:
         return done
+    if on_spark(config):
+        from dapt_data import spark_steps  # noqa: PLC0415 (the JVM only when the engine is spark)
+
+        written, counts = spark_steps.run_ingest(
+            spark_session(config),
+            config.sources,
+            listings,
+            config.ingest,
+            join(config.output, "raw"),
+        )
+        return commit(config, "raw", key, {}, counts, written)
     result = Ingested()
     per_source: dict[str, dict[str, int]] = {}
     for source in config.sources:
@@ -165,6 +195,8 @@ def run_ingest(config: PipelineConfig) -> StepResult:
 
 
 Transform = Callable[[list[Record]], tuple[list[Record], list[Dropped]]]
+"""Treats each record on its own; must pickle for `engine: spark` (a `functools.partial` of a
+module-level function), which broadcasts it to the executors."""
 
 
 def run_filter_step(
@@ -176,12 +208,19 @@ def run_filter_step(
     extra_input: str = "",
 ) -> StepResult:
     """A records -> (kept, dropped) step; `transform` is built only when the step must run."""
-    data = read_bytes(join(config.output, previous, RECORDS))
-    key = step_key(step, sha256(data) + extra_input, config.section_hash(*sections))
+    source = join(config.output, previous, RECORDS)
+    key = step_key(step, sha256_of(source) + extra_input, config.section_hash(*sections))
     done = finished(config, step, key)
     if done:
         return done
-    records = list(records_from_jsonl(data, join(config.output, previous, RECORDS)))
+    if on_spark(config):
+        from dapt_data import spark_steps  # noqa: PLC0415 (the JVM only when the engine is spark)
+
+        written, counts = spark_steps.run_filter(
+            spark_session(config), source, join(config.output, step), transform()
+        )
+        return commit(config, step, key, {}, counts, written)
+    records = list(records_from_jsonl(read_bytes(source), source))
     kept, dropped = transform()(records)
     counts = {"in": len(records), "out": len(kept), "dropped": count_reasons(dropped)}
     files = {RECORDS: to_jsonl(kept), "dropped.jsonl": to_jsonl(dropped)}
@@ -199,14 +238,14 @@ def run_clean(config: PipelineConfig) -> StepResult:
         "clean",
         "raw",
         ("clean",),
-        lambda: lambda rs: clean_records(rs, config.clean, per_source),
+        lambda: partial(clean_records, config=config.clean, per_source=per_source),
         extra_input=extra,
     )
 
 
 def run_dedup(config: PipelineConfig) -> StepResult:
-    """Exact and near-duplicate removal, in this process or on Spark (`dedup.engine`)."""
-    if config.dedup.engine is DedupEngine.SPARK:
+    """Exact and near-duplicate removal, in this process or on Spark (`engine`)."""
+    if on_spark(config):
         return _run_dedup_spark(config)
     return run_filter_step(
         config, "dedup", "clean", ("dedup",), lambda: lambda rs: dedup_records(rs, config.dedup)
@@ -217,17 +256,15 @@ def _run_dedup_spark(config: PipelineConfig) -> StepResult:
     """`dapt_data.spark_dedup` on the clean records: the same key, outputs and counts as the
     local engine, plus `records.parquet/` (its part files are outputs the marker checks)."""
     from dapt_data import spark_dedup  # noqa: PLC0415 (the JVM only when the engine is spark)
-    from dapt_data.spark import session  # noqa: PLC0415
 
     source = join(config.output, "clean", RECORDS)
-    key = step_key("dedup", sha256_of(source), config.section_hash("dedup"))
+    # the engine is part of this key alone: only dedup can decide differently (on chains)
+    key = step_key("dedup", sha256_of(source) + "engine:spark", config.section_hash("dedup"))
     done = finished(config, "dedup", key)
     if done:
         return done
-    local = config.spark
-    spark = session(local.cores, local.shuffle_partitions, local.driver_memory)
     step_dir = join(config.output, "dedup")
-    written, counts = spark_dedup.run_step(spark, source, step_dir, config.dedup)
+    written, counts = spark_dedup.run_step(spark_session(config), source, step_dir, config.dedup)
     return commit(config, "dedup", key, {}, counts, written)
 
 
@@ -239,7 +276,7 @@ def run_decontaminate(config: PipelineConfig) -> StepResult:
 
     def transform() -> Transform:
         index = load_index(section)
-        return lambda rs: decontaminate_records(rs, index, section.threshold)
+        return partial(decontaminate_records, index=index, threshold=section.threshold)
 
     return run_filter_step(
         config, "decontaminate", "dedup", ("decontaminate",), transform, extra_input=bench_hash
@@ -269,12 +306,19 @@ def run_redact(config: PipelineConfig) -> StepResult:
 
 def _run_redact_enabled(config: PipelineConfig) -> StepResult:
     options = RedactionConfig.model_validate(config.redact.options)
-    data = read_bytes(join(config.output, "decontaminate", RECORDS))
-    key = step_key("redact", sha256(data), config.section_hash("redact"))
+    source = join(config.output, "decontaminate", RECORDS)
+    key = step_key("redact", sha256_of(source), config.section_hash("redact"))
     done = finished(config, "redact", key)
     if done:
         return done
-    records = list(records_from_jsonl(data, join(config.output, "decontaminate", RECORDS)))
+    if on_spark(config):
+        from dapt_data import spark_steps  # noqa: PLC0415 (the JVM only when the engine is spark)
+
+        written, counts = spark_steps.run_redact(
+            spark_session(config), source, join(config.output, "redact"), options
+        )
+        return commit(config, "redact", key, {}, counts, written)
+    records = list(records_from_jsonl(read_bytes(source), source))
     redacted, report = redact_records(records, options)
     counts = {
         "in": len(records),
@@ -287,27 +331,14 @@ def _run_redact_enabled(config: PipelineConfig) -> StepResult:
 
 def run_manifest(config: PipelineConfig, previous: str = "redact") -> StepResult:
     """Split the final records per source into `final/<source>.jsonl` and publish a manifest."""
-    data = read_bytes(join(config.output, previous, RECORDS))
-    records = list(records_from_jsonl(data, join(config.output, previous, RECORDS)))
     counter = make_counter(config.manifest.tokenizer)
-    sources: list[SourceData] = []
-    for source in config.sources:
-        mine = [r for r in records if r.source == source.name]
-        body = to_jsonl(mine)
-        uri = join(config.output, "final", f"{source.name}.jsonl")
-        write_bytes(uri, body)
-        sources.append(
-            SourceData(
-                source.name,
-                source.kind.value,
-                source.origin,
-                uri,
-                sha256(body),
-                len(mine),
-                counter.count([r.text for r in mine]),
-                source.weight,
-            )
+    files = _final_files(config, previous, counter)
+    sources = [
+        SourceData(
+            source.name, source.kind.value, source.origin, *files[source.name], source.weight
         )
+        for source in config.sources
+    ]
     for step, name, origin in generated_outputs(config):
         kind, texts, body = _generated_final(config, step)
         uri = join(config.output, "final", f"{name}.jsonl")
@@ -334,7 +365,7 @@ def run_manifest(config: PipelineConfig, previous: str = "redact") -> StepResult
     )
     published, uri, created = publish(config.output, manifest)
     counts = {
-        "in": len(records),
+        "in": sum(files[s.name][2] for s in config.sources),
         "manifest": uri,
         "version": published.version,
         "new_version": created,
@@ -344,6 +375,29 @@ def run_manifest(config: PipelineConfig, previous: str = "redact") -> StepResult
         "weights": {s.name: s.sampling_weight for s in published.sources},
     }
     return StepResult("manifest", counts, skipped=not created)
+
+
+def _final_files(
+    config: PipelineConfig, previous: str, counter: TokenCounter
+) -> dict[str, tuple[str, str, int, int]]:
+    """Per source: `final/<source>.jsonl` (its records of `previous`, in order) written, with
+    its URI, sha256, records and tokens."""
+    source = join(config.output, previous, RECORDS)
+    names = [s.name for s in config.sources]
+    final = join(config.output, "final")
+    if on_spark(config):
+        from dapt_data import spark_steps  # noqa: PLC0415 (the JVM only when the engine is spark)
+
+        return spark_steps.source_files(spark_session(config), source, names, final, counter)
+    records = list(records_from_jsonl(read_bytes(source), source))
+    out = {}
+    for name in names:
+        mine = [r for r in records if r.source == name]
+        body = to_jsonl(mine)
+        uri = join(final, f"{name}.jsonl")
+        write_bytes(uri, body)
+        out[name] = (uri, sha256(body), len(mine), counter.count([r.text for r in mine]))
+    return out
 
 
 def _generated_final(config: PipelineConfig, step: str) -> tuple[Kind, list[str], bytes]:
