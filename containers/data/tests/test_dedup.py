@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from dapt_data.config import DedupConfig
-from dapt_data.dedup import dedup_records
+from dapt_data.dedup import dedup_records, signature
 from pipeline_fixtures import english_paragraph, record
 
 
@@ -44,6 +44,29 @@ def test_exact_duplicates_match_the_first_occurrence() -> None:
     # THEN the first is kept, the others name it
     assert [r.source_id for r in kept] == ["s:a:1"]
     assert [(d.reason, d.matched) for d in dropped] == [("exact_duplicate", "s:a:1")] * 2
+
+
+def test_a_chain_of_near_duplicates_is_one_group() -> None:
+    # GIVEN A, B = A with 6 words changed, C = B with 14 more changed: A~B and B~C, not A~C
+    rng = random.Random(5)
+    a = [f"w{rng.randrange(100_000)}" for _ in range(200)]
+    b = a[:20] + [f"w{rng.randrange(100_000)}" for _ in range(6)] + a[26:]
+    c = b[:100] + [f"w{rng.randrange(100_000)}" for _ in range(14)] + b[114:]
+    dedup = DedupConfig()
+    sigs = [signature(" ".join(t), dedup) for t in (a, b, c)]
+    assert sigs[0].jaccard(sigs[1]) >= dedup.threshold
+    assert sigs[1].jaccard(sigs[2]) >= dedup.threshold
+    assert sigs[0].jaccard(sigs[2]) < dedup.threshold
+    records = [record(" ".join(t), f"f.txt:{n}") for n, t in enumerate((a, b, c))]
+    # WHEN deduplicating
+    kept, dropped = dedup_records(records, dedup)
+    # THEN A is kept, B goes as a copy of A and C as a copy of B, its detail naming A
+    assert [r.source_id for r in kept] == ["s:f.txt:0"]
+    assert [(d.record.source_id, d.matched) for d in dropped] == [
+        ("s:f.txt:1", "s:f.txt:0"),
+        ("s:f.txt:2", "s:f.txt:1"),
+    ]
+    assert dropped[1].detail.endswith("(near-duplicate group kept s:f.txt:0)")
 
 
 def test_disabled_dedup_keeps_everything() -> None:

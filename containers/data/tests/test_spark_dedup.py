@@ -1,5 +1,5 @@
 """Dedup on Spark (`dapt_data.spark_dedup`): the same decisions as `dapt_data.dedup` on the
-example domain and on a corpus with planted copies, the documented difference on a chain, the
+example domain and on a corpus with planted copies, a chain of near-duplicates, the
 pins to EMR Serverless's Spark, and the session's Java lookup. One local SparkSession serves
 every test here and in test_spark_steps.py (`conftest.py`; starting one costs seconds)."""
 
@@ -74,9 +74,7 @@ def test_planted_exact_and_near_copies_get_the_single_process_decisions(
     assert moved["matched"] == records[0].source_id
 
 
-def test_a_chain_is_one_group_on_spark_but_not_in_one_pass(
-    spark: SparkSession, tmp_path: Path
-) -> None:
+def test_a_chain_is_one_group_with_both_engines(spark: SparkSession, tmp_path: Path) -> None:
     # GIVEN A, B = A with 6 words changed, C = B with 14 more changed: A~B and B~C, not A~C
     rng = random.Random(5)
     a = _words(rng, 200)
@@ -91,10 +89,10 @@ def test_a_chain_is_one_group_on_spark_but_not_in_one_pass(
     records = [record(t, f"f.txt:{n}") for n, t in enumerate(texts)]
     # WHEN both engines deduplicate
     kept, dropped = _spark_dedup(spark, tmp_path, records, dedup)
-    local_kept, _ = dedup_records(records, dedup)
-    # THEN one pass keeps C (compared with kept A only); components drop it as a copy of B
-    assert [r.source_id for r in local_kept] == ["s:f.txt:0", "s:f.txt:2"]
-    assert kept == [records[0].id]
+    local_kept, local_dropped = dedup_records(records, dedup)
+    # THEN both keep A alone and drop C as a copy of B, naming A as the group's kept record
+    assert [r.id for r in local_kept] == kept == [records[0].id]
+    assert dropped == to_jsonl(local_dropped).decode().splitlines()
     chained = json.loads(dropped[1])
     assert chained["record"]["source_id"] == "s:f.txt:2"
     assert chained["matched"] == "s:f.txt:1"

@@ -550,8 +550,7 @@ class PipelineConfig(_Section):
         "the same per-record functions (dapt_data.spark_steps, dapt_data.spark_dedup): Spark's "
         "local mode on this machine's cores (the `spark` section) or the cluster that runs the "
         "job; each of those steps also writes `records.parquet/`. The outputs are byte for "
-        "byte the same except dedup on a chain of near-duplicates (A~B, B~C, A!~C), where "
-        "`spark` drops B and C and `local` only B. The generating steps (synthesize, "
+        "byte the same with either engine. The generating steps (synthesize, "
         "comprehension, instructions) run on the driver with either engine.",
     )
     ingest: IngestConfig = Field(

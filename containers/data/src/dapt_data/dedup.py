@@ -5,7 +5,8 @@ Records are processed in order and the **first occurrence is kept**; every later
 
 - `exact_duplicate` (score 1.0): same sha256 of the case-folded, whitespace-collapsed text;
 - `near_duplicate` (score = estimated Jaccard): MinHash LSH over word shingles
-  (`dedup.shingle_words`) finds an earlier kept record with Jaccard >= `dedup.threshold`.
+  (`dedup.shingle_words`) puts it in a group of records with Jaccard >= `dedup.threshold`
+  between neighbours (connected components), and the group's first record is kept.
 
 LSH returns candidates above the threshold *with high probability*; the estimated Jaccard of
 the two signatures is checked again, so a candidate below the threshold is kept.
@@ -81,49 +82,67 @@ def exact_dedup(records: Iterable[Record]) -> tuple[list[Record], list[Dropped]]
 def near_dedup(
     records: Iterable[Record], config: DedupConfig
 ) -> tuple[list[Record], list[Dropped]]:
-    """Keep a record unless an earlier kept record is a near-duplicate (MinHash LSH)."""
+    """Near-duplicate groups (MinHash LSH), each keeping its first record.
+
+    Two records are similar when LSH makes them candidates and their estimated Jaccard is at
+    least `dedup.threshold`; a group is a connected component of that relation, so on a chain
+    A~B, B~C (A, C not similar) B and C both go. A dropped record's `matched` is the kept
+    record when the two are similar, else its most similar group member (ties: the earliest);
+    the detail then also names the group's kept record. `dapt_data.spark_dedup` applies the same
+    rules across partitions, so both engines decide alike.
+    """
     # Candidates are verified against the threshold below, so a false positive costs only a
     # comparison while a false negative keeps a duplicate: weight the band choice toward recall.
     lsh = MinHashLSH(threshold=config.threshold, num_perm=config.num_perm, weights=LSH_WEIGHTS)
     template = MinHash(num_perm=config.num_perm, seed=config.seed, scheme=SCHEME)
-    signatures: dict[str, MinHash] = {}
-    by_id: dict[str, Record] = {}
+    ordered = list(records)
+    signatures: list[MinHash] = []
+    edges: dict[int, dict[int, float]] = {}
+    parent = list(range(len(ordered)))
+
+    def root(node: int) -> int:
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for n, record in enumerate(ordered):
+        minhash = signature(record.text, config, template)
+        for other in lsh.query(minhash):
+            score = float(minhash.jaccard(signatures[other]))
+            if score >= config.threshold:
+                edges.setdefault(n, {})[other] = score
+                edges.setdefault(other, {})[n] = score
+                a, b = root(n), root(other)
+                parent[max(a, b)] = min(a, b)
+        lsh.insert(n, minhash)
+        signatures.append(minhash)
     kept: list[Record] = []
     dropped: list[Dropped] = []
-    for record in records:
-        minhash = signature(record.text, config, template)
-        match = _best_match(minhash, lsh.query(minhash), signatures, config.threshold)
-        if match is None:
-            lsh.insert(record.id, minhash)
-            signatures[record.id] = minhash
-            by_id[record.id] = record
+    for n, record in enumerate(ordered):
+        first = root(n)
+        if first == n:
             kept.append(record)
             continue
-        original, score = by_id[match[0]], match[1]
+        # the kept record if similar, else the most similar member, the earliest on a tie
+        other, score = min(edges[n].items(), key=lambda pair: (pair[0] != first, -pair[1], pair[0]))
+        matched = ordered[other].source_id
         detail = (
-            f"estimated Jaccard {score:.3f} >= dedup.threshold {config.threshold} "
-            f"with {original.source_id}"
+            f"estimated Jaccard {score:.3f} >= dedup.threshold {config.threshold} with {matched}"
         )
+        if other != first:
+            detail += f" (near-duplicate group kept {ordered[first].source_id})"
         dropped.append(
             Dropped(
                 step="dedup",
                 reason="near_duplicate",
                 detail=detail,
-                matched=original.source_id,
+                matched=matched,
                 score=round(score, 4),
                 record=record,
             )
         )
     return kept, dropped
-
-
-def _best_match(
-    minhash: MinHash, candidates: list[str], signatures: dict[str, MinHash], threshold: float
-) -> tuple[str, float] | None:
-    scored = [(key, float(minhash.jaccard(signatures[key]))) for key in candidates]
-    above = [pair for pair in scored if pair[1] >= threshold]
-    # The most similar earlier record is the one reported as matched.
-    return max(above, key=lambda pair: pair[1]) if above else None
 
 
 def dedup_records(

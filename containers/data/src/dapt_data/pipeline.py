@@ -258,8 +258,7 @@ def _run_dedup_spark(config: PipelineConfig) -> StepResult:
     from dapt_data import spark_dedup  # noqa: PLC0415 (the JVM only when the engine is spark)
 
     source = join(config.output, "clean", RECORDS)
-    # the engine is part of this key alone: only dedup can decide differently (on chains)
-    key = step_key("dedup", sha256_of(source) + "engine:spark", config.section_hash("dedup"))
+    key = step_key("dedup", sha256_of(source), config.section_hash("dedup"))
     done = finished(config, "dedup", key)
     if done:
         return done
@@ -834,5 +833,5 @@ GENERATED_MIN_ITEM_WORDS = 4
 RECORDS = "records.jsonl"
 MARKER = "_step.json"
 CACHE = "teacher_cache.jsonl"
-STEP_FORMAT = "3"  # bump when a step's output format or logic changes, to invalidate old runs
+STEP_FORMAT = "4"  # bump when a step's output format or logic changes, to invalidate old runs
 ALL_SECTIONS = ("sources", "ingest", "clean", "dedup", "decontaminate", "redact", "manifest")

@@ -17,14 +17,12 @@ collected to the driver:
    group keeps its first record. Every other member is a `near_duplicate` whose `matched` is the
    kept record when their pair is an edge, else its most similar neighbour in the group.
 
-**Where this differs from `dedup.near_dedup`.** The single-process pass is greedy: a record is
-compared only with earlier *kept* records. On a chain A~B~C (A, B similar; B, C similar; A, C
-not) it keeps A, drops B as a copy of A, and keeps C (C is compared with A alone). Components
-drop both B and C, C with `matched` = B and the detail naming A as the group's kept record.
-Where no such chain exists (every member of a group is similar to its first record) the two
-agree record for record: same kept ids, same `dropped.jsonl` rows. Candidate generation pairs
-every two members of an LSH bucket, so a bucket of k records costs k(k-1)/2 comparisons, as
-the single-process pass costs one query per record against every kept member of its buckets.
+**The same decisions as `dedup.near_dedup`**, which applies these rules in one process (groups
+by union-find over the same candidate pairs): the same kept ids and `dropped.jsonl` rows, chains
+included (on A~B~C with A, C not similar both B and C go, C with `matched` = B and the detail
+naming A as the group's kept record). Candidate generation pairs every two members of an LSH
+bucket, so a bucket of k records costs k(k-1)/2 comparisons, as the single-process pass
+compares each record with every earlier member of its buckets.
 """
 
 from __future__ import annotations
