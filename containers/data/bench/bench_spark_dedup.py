@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import threading
@@ -73,7 +72,7 @@ def run_local(source: Path, out: Path) -> dict[str, Any]:
     (out / "records.jsonl").write_bytes(to_jsonl(kept))
     (out / "dropped.jsonl").write_bytes(to_jsonl(dropped))
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = own_peak_mb()
     return {"seconds": seconds, "kept": len(kept), "dropped": len(dropped), "peak_mb": peak}
 
 
@@ -108,7 +107,7 @@ def run_spark(source: Path, out: Path, cores: int) -> dict[str, Any]:
         "jvm_peak_mb": status_kb(jvm, "VmHWM") / 1024,
         "workers_peak_mb": sampler.peak_kb / 1024,
         "workers_max": sampler.most,
-        "driver_python_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "driver_python_peak_mb": own_peak_mb(),
     }
 
 
@@ -124,6 +123,8 @@ def run_datatrove(python: str, corpus: Path, work: Path) -> dict[str, Any]:
     if status != 0:
         raise RuntimeError(f"datatrove run failed (status {status}); see {work}/logs")
     removed = sum(1 for _ in (work / "remove_ids").rglob("*") if _.is_file())
+    # datatrove's process is started by this small child process, not by the benchmark's
+    # parent, so its ru_maxrss is its own.
     return {"seconds": seconds, "peak_mb": usage.ru_maxrss / 1024, "remove_files": removed}
 
 
@@ -165,6 +166,12 @@ def descendants(root: int) -> list[int]:
         frontier = [pid for pid, parent in parents.items() if parent in frontier]
         found += frontier
     return found
+
+
+def own_peak_mb() -> float:
+    """This process's peak RSS (VmHWM). Not `getrusage().ru_maxrss`: Linux carries it across
+    exec, so a child started by the benchmark reports the parent's RSS (the corpus it holds)."""
+    return status_kb(os.getpid(), "VmHWM") / 1024
 
 
 def status_kb(pid: int, field: str) -> int:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -30,9 +29,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_pipeline import make_corpus  # noqa: E402
-from bench_spark_dedup import WorkerSampler, setup, status_kb  # noqa: E402
+from bench_spark_dedup import WorkerSampler, own_peak_mb, setup, status_kb  # noqa: E402
 
 STEPS = ("ingest", "clean", "dedup", "decontaminate", "redact")
+EMR_PRICES = {"vcpu_hour": 0.052624, "gb_hour": 0.0057785}
+"""EMR Serverless x86 on-demand, us-west-2, as AWS's EMR best-practices guide quotes them
+(github.com/aws/aws-emr-best-practices, website/docs/benchmarks/benchmarking_variables.md);
+AWS's pricing page was not reachable here."""
+WORKER = {"vcpu": 4, "memory_gb": 16}
+"""The projected worker: EMR Serverless's default Spark executor size (4 vCPU, 16 GB)."""
 EXAMPLE = HERE.parents[2] / "examples" / "website-builder"
 
 
@@ -88,7 +93,7 @@ def run(corpus: Path, out: Path, engine: str, cores: int | None) -> dict[str, An
         "seconds": sum(seconds.values()),
         "steps": seconds,
         "out": counts,
-        "python_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "python_peak_mb": own_peak_mb(),
         "session_start_s": started,
     }
     if sampler is not None:
@@ -108,6 +113,24 @@ def compare(local: Path, spark: Path) -> str:
     return f"{len(names)} JSONL outputs compared, different: {different or 'none'}"
 
 
+def projection(gigabytes: float, mb_per_core_s: float, workers: int) -> list[str]:
+    """vCPU-hours, memory GB-hours, hours and cost of `gigabytes` on EMR Serverless at the
+    measured per-core rate, as a projection: it assumes throughput scales linearly from one
+    local core to `workers` x 4 vCPU and leaves out session starts, the driver, shuffle growth
+    and storage beyond the free 20 GB a worker."""
+    vcpu_hours = gigabytes * 1000 / mb_per_core_s / 3600
+    gb_hours = vcpu_hours * WORKER["memory_gb"] / WORKER["vcpu"]
+    cost = vcpu_hours * EMR_PRICES["vcpu_hour"] + gb_hours * EMR_PRICES["gb_hour"]
+    hours = vcpu_hours / (workers * WORKER["vcpu"])
+    return [
+        f"projection for {gigabytes:g} GB at {mb_per_core_s:.3f} MB/s per core (spark local[1], "
+        f"largest size): {vcpu_hours:,.0f} vCPU-hours, {gb_hours:,.0f} memory GB-hours; "
+        f"{workers} workers of {WORKER['vcpu']} vCPU / {WORKER['memory_gb']} GB: "
+        f"{hours:.1f} hours; ${cost:,.0f} at ${EMR_PRICES['vcpu_hour']}/vCPU-hour and "
+        f"${EMR_PRICES['gb_hour']}/GB-hour (x86, us-west-2)"
+    ]
+
+
 def in_child(*args: str) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, __file__, "--child", *args], check=True, capture_output=True, text=True
@@ -125,6 +148,8 @@ def main() -> None:
     parser.add_argument("--mb", type=float, nargs="+", default=[5, 20])
     parser.add_argument("--cores", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--work", default="/tmp/bench_spark_pipeline")
+    parser.add_argument("--project-gb", type=float, default=100)
+    parser.add_argument("--workers", type=int, default=50)
     args = parser.parse_args()
     work = Path(args.work)
     subprocess.run(["rm", "-rf", str(work)], check=True)
@@ -136,6 +161,7 @@ def main() -> None:
         "Python workers peak RSS (MB)",
     ]  # fmt: skip
     rows: list[list[str]] = []
+    one_core = 0.0
     for megabytes in args.mb:
         tag = f"{megabytes:g}mb"
         corpus = work / f"corpus_{tag}"
@@ -153,6 +179,8 @@ def main() -> None:
             )  # fmt: skip
             if engine == "spark":
                 per_core[cores] = size / result["seconds"]
+                if cores == 1:
+                    one_core = per_core[cores]
             rows.append(
                 [label, f"{size:.1f}", f"{result['seconds']:.1f}",
                  f"{size / result['seconds']:.2f}", steps, f"{result['python_peak_mb']:.0f}",
@@ -169,6 +197,8 @@ def main() -> None:
             print(f"  {size:.1f} MB: spark local[{high}] / local[{low}] throughput ratio "
                   f"{per_core[high] / per_core[low]:.2f}", flush=True)  # fmt: skip
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
+    if one_core:
+        print("\n".join(projection(args.project_gb, one_core, args.workers)))
     print("\n| " + " | ".join(header) + " |")
     print("|" + " --- |" * len(header))
     for row in rows:
