@@ -93,10 +93,10 @@ class DomainTerms:
     def count(domain: Iterable[str], public: Iterable[str]) -> DomainTerms:
         terms = DomainTerms()
         for text in domain:
-            terms.domain.update(set(_words(text)))
+            terms.domain.update(document_words(text))
             terms.n_domain += 1
         for text in public:
-            terms.public.update(set(_words(text)))
+            terms.public.update(document_words(text))
             terms.n_public += 1
         return terms
 
@@ -260,6 +260,11 @@ def _is_heading(paragraph: str) -> bool:
 def _sentences(paragraph: str) -> list[str]:
     flat = " ".join(paragraph.split())
     return [s for s in _SENTENCE_END.split(flat) if s and s[-1] in ".!?"]
+
+
+def document_words(text: str) -> set[str]:
+    """The distinct (case-folded) words of a document: what `DomainTerms` counts per document."""
+    return set(_words(text))
 
 
 def _words(text: str) -> list[str]:

@@ -546,12 +546,13 @@ class PipelineConfig(_Section):
     engine: Engine = Field(
         default=Engine.LOCAL,
         description="`local`: this process holds the records, step by step. `spark`: Apache "
-        "Spark runs ingest, clean, dedup, decontaminate, redact and the manifest's files, with "
+        "Spark runs ingest, clean, dedup, decontaminate, redact, comprehension and the manifest's "
+        "files, with "
         "the same per-record functions (dapt_data.spark_steps, dapt_data.spark_dedup): Spark's "
         "local mode on this machine's cores (the `spark` section) or the cluster that runs the "
         "job; each of those steps also writes `records.parquet/`. The outputs are byte for "
-        "byte the same with either engine. The generating steps (synthesize, "
-        "comprehension, instructions) run on the driver with either engine.",
+        "byte the same with either engine. synthesize and instructions run on the "
+        "driver with either engine.",
     )
     ingest: IngestConfig = Field(
         default_factory=IngestConfig, description="Limits of what ingest reads."

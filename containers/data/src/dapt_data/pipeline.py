@@ -32,8 +32,13 @@ from dapt_eval.providers.factory import build_provider
 from pydantic import BaseModel
 
 from dapt_data.clean import clean_records
-from dapt_data.comprehension import DomainTerms, MiningConfig, mine, render
-from dapt_data.config import Engine, InstructionSourceConfig, PipelineConfig
+from dapt_data.comprehension import QA, DomainTerms, MiningConfig, mine, render
+from dapt_data.config import (
+    ComprehensionConfig,
+    Engine,
+    InstructionSourceConfig,
+    PipelineConfig,
+)
 from dapt_data.decontaminate import NgramIndex, decontaminate_records, load_index
 from dapt_data.dedup import dedup_records
 from dapt_data.generated import CachedTeacher, InstructionRow, instruction_row, synthetic_row
@@ -548,24 +553,38 @@ def run_comprehension(config: PipelineConfig) -> StepResult:
     section = config.comprehension
     if section is None:
         return not_configured("comprehension")
-    data = read_bytes(join(config.output, "redact", RECORDS))
-    key = step_key("comprehension", sha256(data), config.section_hash("sources", "comprehension"))
+    source = join(config.output, "redact", RECORDS)
+    key = step_key(
+        "comprehension", sha256_of(source), config.section_hash("sources", "comprehension")
+    )
     done = finished(config, "comprehension", key)
     if done:
         return done
-    records = list(records_from_jsonl(data, join(config.output, "redact", RECORDS)))
     wanted = set(section.sources) or {
         s.name for s in config.sources if s.origin is Origin.DOMAIN and s.kind is Kind.COMPLETION
     }
-    mined_from = [r for r in records if r.source in wanted]
-    terms = DomainTerms.count(
-        (r.text for r in mined_from), (r.text for r in records if r.origin is Origin.PUBLIC)
-    )
     settings = MiningConfig(
         tasks=section.tasks,
         max_per_task=section.max_per_task,
         min_sentence_words=section.min_sentence_words,
         seed=section.seed,
+    )
+    if on_spark(config):
+        from dapt_data import spark_steps  # noqa: PLC0415 (the JVM only when the engine is spark)
+
+        written, counts = spark_steps.run_comprehension(
+            spark_session(config),
+            source,
+            join(config.output, "comprehension"),
+            wanted,
+            settings,
+            section,
+        )
+        return commit(config, "comprehension", key, {}, counts, written)
+    records = list(records_from_jsonl(read_bytes(source), source))
+    mined_from = [r for r in records if r.source in wanted]
+    terms = DomainTerms.count(
+        (r.text for r in mined_from), (r.text for r in records if r.origin is Origin.PUBLIC)
     )
     out: list[Record] = []
     per_task: Counter[str] = Counter()
@@ -574,17 +593,7 @@ def run_comprehension(config: PipelineConfig) -> StepResult:
         if not tasks:
             continue
         per_task.update(t.task.value for t in tasks)
-        out.append(
-            Record(
-                id=sha256(f"{record.source_id}\0{section.output}".encode())[:16],
-                source=section.output,
-                source_id=record.source_id,
-                kind=Kind.COMPLETION,
-                origin=section.origin,
-                text=render(record.text, tasks),
-                meta={"tasks": str(len(tasks))},
-            )
-        )
+        out.append(comprehension_record(record, tasks, section))
     counts = {
         "documents": len(mined_from),
         "out": len(out),
@@ -592,6 +601,19 @@ def run_comprehension(config: PipelineConfig) -> StepResult:
         "tasks": dict(sorted(per_task.items())),
     }
     return commit(config, "comprehension", key, {RECORDS: to_jsonl(out)}, counts)
+
+
+def comprehension_record(record: Record, tasks: list[QA], section: ComprehensionConfig) -> Record:
+    """The record of the comprehension source made from `record` and its mined tasks."""
+    return Record(
+        id=sha256(f"{record.source_id}\0{section.output}".encode())[:16],
+        source=section.output,
+        source_id=record.source_id,
+        kind=Kind.COMPLETION,
+        origin=section.origin,
+        text=render(record.text, tasks),
+        meta={"tasks": str(len(tasks))},
+    )
 
 
 def run_instructions(config: PipelineConfig) -> StepResult:

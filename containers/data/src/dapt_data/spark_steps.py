@@ -1,5 +1,6 @@
-"""The pipeline's corpus-sized steps on Spark: ingest, clean, decontaminate, redact and the
-manifest's per-source files and token counts (dedup is `dapt_data.spark_dedup`).
+"""The pipeline's corpus-sized steps on Spark: ingest, clean, decontaminate, redact,
+comprehension and the manifest's per-source files and token counts (dedup is
+`dapt_data.spark_dedup`).
 
 Each step applies the same pure functions as the single-process path, per partition
 (`ingest_file` per input file; `clean_records`, `decontaminate_records`, `redact_records` per
@@ -27,9 +28,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812 (Spark's own convention)
 from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
 
-from dapt_data.config import IngestConfig, SourceConfig
+from dapt_data.comprehension import DomainTerms, MiningConfig, document_words, mine
+from dapt_data.config import ComprehensionConfig, IngestConfig, SourceConfig
 from dapt_data.ingest import Ingested, ingest_file, listing_problems, oversized
-from dapt_data.records import Dropped, Record
+from dapt_data.records import Dropped, Origin, Record
 from dapt_data.redact import RedactionConfig, redact_records
 from dapt_data.spark_dedup import PARQUET, RECORD_SCHEMA, read_records, write_jsonl
 from dapt_data.storage import FileRef, join, list_names, read_bytes, sha256_of
@@ -210,6 +212,113 @@ def run_ingest(
     return written, counts
 
 
+def run_comprehension(
+    spark: SparkSession,
+    source: str,
+    step_dir: str,
+    wanted: set[str],
+    settings: MiningConfig,
+    section: ComprehensionConfig,
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """Reading comprehension mined per partition (`comprehension.mine`) with the corpus-wide
+    domain terms (`domain_terms`) broadcast. Writes `records.jsonl` and `records.parquet/`;
+    counts as the single-process step (`documents`, `out`, `without_tasks`, `tasks`)."""
+    from dapt_data.pipeline import comprehension_record  # noqa: PLC0415 (pipeline imports us)
+
+    lines = read_records(spark, source)
+    shared = spark.sparkContext.broadcast(domain_terms(lines, wanted))
+
+    def apply(rows: Iterable[Any]) -> Iterator[tuple[int, int, str | None, str]]:
+        per_task: Counter[str] = Counter()
+        documents = without = 0
+        for row in rows:
+            record = Record.model_validate_json(row.value)
+            if record.source not in wanted:
+                continue
+            documents += 1
+            tasks = mine(record.source_id, record.text, settings, shared.value)
+            if not tasks:
+                without += 1
+                continue
+            per_task.update(t.task.value for t in tasks)
+            yield row.order, KEPT, None, _line(comprehension_record(record, tasks, section))
+        stats = {"documents": documents, "without_tasks": without, "tasks": dict(per_task)}
+        yield -1, STATS, None, json.dumps(stats)
+
+    out = spark.createDataFrame(lines.rdd.mapPartitions(apply), ROWS, verifySchema=False)
+    out = out.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        written = _write_outputs(out, step_dir, None)
+        parts = [json.loads(r["line"]) for r in out.where(F.col("part") == STATS).collect()]
+        made = out.where(F.col("part") == KEPT).count()
+    finally:
+        out.unpersist()
+        shared.unpersist()
+    tasks: Counter[str] = Counter()
+    for part in parts:  # one small row per partition
+        tasks.update(part["tasks"])
+    documents = sum(p["documents"] for p in parts)
+    counts = {
+        "documents": documents,
+        "out": made,
+        "without_tasks": sum(p["without_tasks"] for p in parts),
+        "tasks": dict(sorted(tasks.items())),
+    }
+    return written, counts
+
+
+def domain_terms(lines: DataFrame, wanted: set[str]) -> DomainTerms:
+    """`DomainTerms` of the records of `wanted` sources against the public ones, for `mine`:
+    each word's documents in either group are summed by key across partitions, and only the
+    words that are terms (`DomainTerms.is_term`) are collected, with their counts, so `mine`
+    decides as it does with the whole corpus's counts (a word it is not given counts 0, which
+    is never a term)."""
+
+    def words(rows: Iterable[Any]) -> Iterator[tuple[str, int, int]]:
+        for row in rows:
+            record = Record.model_validate_json(row.value)
+            if record.source in wanted:
+                hit = (1, 0)
+            elif record.origin is Origin.PUBLIC:
+                hit = (0, 1)
+            else:
+                continue
+            yield "", *hit  # "" (never a word) counts the documents of each group
+            for word in document_words(record.text):
+                yield word, *hit
+
+    # Summed by the JVM (a DataFrame aggregation, not a Python shuffle, which would need a
+    # fixed PYTHONHASHSEED on every worker).
+    hits = lines.sparkSession.createDataFrame(
+        lines.rdd.mapPartitions(words), "word string, domain long, public long"
+    )
+    summed = hits.groupBy("word").agg(F.sum("domain").alias("d"), F.sum("public").alias("p"))
+    summed = summed.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        documents = summed.where(F.col("word") == "").collect()
+        n_domain, n_public = (documents[0]["d"], documents[0]["p"]) if documents else (0, 0)
+
+        def is_term(row: Any) -> bool:
+            probe = DomainTerms(
+                Counter({row.word: row.d}), Counter({row.word: row.p}), n_domain, n_public
+            )
+            return bool(row.word) and probe.is_term(row.word)
+
+        # the terms only (a share of the vocabulary) reach the driver
+        found = [
+            (r.word, (r.d, r.p))
+            for r in summed.where(F.col("d") >= 2).rdd.filter(is_term).collect()
+        ]
+    finally:
+        summed.unpersist()
+    return DomainTerms(
+        domain=Counter({w: d for w, (d, _) in found}),
+        public=Counter({w: p for w, (_, p) in found}),
+        n_domain=n_domain,
+        n_public=n_public,
+    )
+
+
 def _ingested(s: int, f: int, result: Ingested) -> Iterator[tuple[Any, ...]]:
     for i, record in enumerate(result.records):
         yield s, f, i, KEPT, None, _line(record)
@@ -235,8 +344,8 @@ def source_files(
         texts: dict[str, list[str]] = {}
         for row in rows:
             texts.setdefault(row.source, []).append(Record.model_validate_json(row.line).text)
-        for name, mine in texts.items():
-            yield name, len(mine), counter.count(mine)
+        for name, own in texts.items():
+            yield name, len(own), counter.count(own)
 
     try:
         totals: dict[str, list[int]] = {}
